@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a machine with Python 3.11+ and make:
+#   make run    - create/refresh .venv, then run the main job on the shipped sample data
+#   make test   - create/refresh .venv, then lint, type-check and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test venv sample clean
+
+venv: $(STAMP)
+
+# re-install whenever pyproject.toml changes
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: make PYTHON=python3.11 ...")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/pricing panel data/sample
+
+test: $(STAMP)
+	$(BIN)/ruff check pricing tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+# regenerate the committed sample market (documented in data/README.md)
+sample: $(STAMP)
+	$(BIN)/pricing simulate --segments 36 --weeks 104 --seed 20240101 --jobs-per-week 12 --out data/sample --force
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

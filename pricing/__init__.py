@@ -1,0 +1,59 @@
+"""pricing: equilibrium pricing and supply–demand optimization for services marketplaces.
+
+The public API, in data-flow order (see DESIGN.md §1)::
+
+    import pricing
+    config = pricing.load_config("data/sample/pricing.toml")
+    report = pricing.check_inputs("data/sample", config)   # every contract problem at once
+    panel = pricing.build_panel(report.checked())          # segment x week panel
+    market = pricing.simulate_market(pricing.SimulationSpec(seed=1))  # known truth
+
+Names are imported on first use, so ``import pricing`` (and ``pricing --help``) stays
+fast: numpy, pandas and DuckDB load only when a function that needs them is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConfigError": "pricing.errors",
+    "DataError": "pricing.errors",
+    "PricingError": "pricing.errors",
+    "DataConfig": "pricing.config",
+    "EstimationConfig": "pricing.config",
+    "RunConfig": "pricing.config",
+    "load_config": "pricing.config",
+    "resolve_config": "pricing.config",
+    "CheckedInputs": "pricing.schema",
+    "Problem": "pricing.schema",
+    "ValidationReport": "pricing.schema",
+    "check_inputs": "pricing.schema",
+    "Panel": "pricing.panel",
+    "build_panel": "pricing.panel",
+    "SimulatedMarket": "pricing.simulate",
+    "SimulationSpec": "pricing.simulate",
+    "simulate_market": "pricing.simulate",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from pricing.config import DataConfig, EstimationConfig, RunConfig, load_config, resolve_config
+    from pricing.errors import ConfigError, DataError, PricingError
+    from pricing.panel import Panel, build_panel
+    from pricing.schema import CheckedInputs, Problem, ValidationReport, check_inputs
+    from pricing.simulate import SimulatedMarket, SimulationSpec, simulate_market
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pricing' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -1,0 +1,306 @@
+"""The ``pricing`` command line: a thin click group over the library.
+
+Exit codes (every command):
+
+    0  success
+    1  unexpected internal error (a bug: please report it with the traceback)
+    2  usage error: bad option or argument, output path already exists
+    3  invalid input: the data or the configuration break the contract
+
+Heavy libraries are imported inside the commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pricing import __version__
+
+if TYPE_CHECKING:
+    from pricing.config import RunConfig
+    from pricing.schema import ValidationReport
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INVALID_INPUT = 3
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+class InvalidInput(click.ClickException):
+    """Bad data or configuration: printed without a traceback, exit code 3."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+
+class Steps:
+    """Per-step progress and timings on stderr (silent with --quiet)."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.quiet = quiet
+        self.done = 0
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        self.done += 1
+        if not self.quiet:
+            click.echo(f"[{self.done}/{self.total}] {label} ...", err=True, nl=False)
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        self.timings[label] = round(elapsed, 3)
+        if not self.quiet:
+            click.echo(f" {elapsed:.2f} s", err=True)
+
+
+def _as_of_option(f: Any) -> Any:
+    return click.option(
+        "--as-of",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="Latest date the data may contain (YYYY-MM-DD). Default: today.",
+    )(f)
+
+
+def _config_option(f: Any) -> Any:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Configuration TOML. Default: pricing.toml in the data directory, else built-in defaults.",
+    )(f)
+
+
+def _data_argument(f: Any) -> Any:
+    return click.argument(
+        "data_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=SAMPLE_DIR,
+        required=False,
+    )(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pricing")
+def main() -> None:
+    """Equilibrium pricing engine for a two-sided services marketplace.
+
+    DATA_DIR holds jobs and supply tables (and optionally shifters, adjacency,
+    interventions) as .parquet or .csv; see data/README.md for the contract.
+    Exit codes: 0 ok, 1 internal error, 2 usage error, 3 invalid input.
+    """
+
+
+def _load_config(data_dir: Path, config_path: Path | None) -> RunConfig:
+    from pricing.config import resolve_config
+    from pricing.errors import ConfigError
+
+    try:
+        return resolve_config(data_dir, config_path)[0]
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _check(
+    data_dir: Path, config: RunConfig, as_of: dt.datetime | None, max_examples: int
+) -> ValidationReport:
+    from pricing.schema import check_inputs
+
+    return check_inputs(
+        data_dir, config, as_of.date() if as_of else None, max_examples=max_examples
+    )
+
+
+@main.command()
+@_data_argument
+@_config_option
+@_as_of_option
+@click.option("--max-examples", default=5, show_default=True, help="Offending rows shown per problem.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def validate(
+    data_dir: Path,
+    config_path: Path | None,
+    as_of: dt.datetime | None,
+    max_examples: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Check DATA_DIR against the data contract and report every problem.
+
+    Exits 0 when the data are valid and 3 when they are not (or the config is invalid).
+    """
+    config = _load_config(data_dir, config_path)
+    steps = Steps(1, quiet)
+    with steps.step("loading and checking inputs"):
+        report = _check(data_dir, config, as_of, max_examples)
+    click.echo(report.to_json() if as_json else report.summary())
+    if not report.ok:
+        sys.exit(EXIT_INVALID_INPUT)
+
+
+@main.command()
+@_data_argument
+@_config_option
+@_as_of_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the segment x week panel here (.parquet or .csv), atomically.",
+)
+@click.option("--rows", default=30, show_default=True, help="Segments shown in the text summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def panel(
+    data_dir: Path,
+    config_path: Path | None,
+    as_of: dt.datetime | None,
+    out: Path | None,
+    rows: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Validate DATA_DIR, aggregate it to the segment x week panel, print the segment summary.
+
+    With no DATA_DIR, uses the shipped sample market.
+    """
+    from pricing.io import atomic_file
+    from pricing.panel import build_panel
+
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")
+    config = _load_config(data_dir, config_path)
+    steps = Steps(3 if out else 2, quiet)
+    with steps.step("loading and checking inputs"):
+        report = _check(data_dir, config, as_of, 5)
+    if not report.ok:
+        click.echo(report.to_json() if as_json else report.summary(), err=not as_json)
+        sys.exit(EXIT_INVALID_INPUT)
+    with steps.step("aggregating the segment x week panel"):
+        result = build_panel(report.checked())
+    if out is not None:
+        with steps.step(f"writing {out}"), atomic_file(out) as tmp:
+            frame = result.to_frame()
+            if out.suffix.lower() == ".parquet":
+                frame.to_parquet(tmp, index=False)
+            else:
+                frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+    if as_json:
+        segments = result.segments()
+        payload = {
+            "data_dir": str(data_dir),
+            "as_of": result.as_of.isoformat(),
+            "segment_keys": list(result.segment_keys),
+            "segments": int(len(segments)),
+            "weeks": len(result.weeks),
+            "segment_weeks": int(len(result.frame)),
+            "flags": {
+                flag: int(result.frame["flags"].str.contains(flag, regex=False).sum())
+                for flag in ("no_jobs", "no_hires", "no_supply")
+            },
+            "shifters": list(result.shifter_columns),
+            "out": str(out) if out else None,
+            "timings_s": steps.timings,
+            "segment_summary": json.loads(
+                segments.to_json(orient="records", date_format="iso", double_precision=10)
+            ),
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(result.summary(max_rows=rows))
+
+
+@main.command()
+@click.option("--segments", default=60, show_default=True, help="Number of segments (categories x 3 tiers).")
+@click.option("--weeks", default=104, show_default=True, help="Weeks of history.")
+@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same files.")
+@click.option(
+    "--jobs-per-week",
+    default=40.0,
+    show_default=True,
+    help="Mean jobs posted per segment-week in a typical segment (sets the data size).",
+)
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default="2024-01-01",
+    show_default=True,
+    help="First week (a Monday).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Data directory to create.",
+)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def simulate(
+    segments: int,
+    weeks: int,
+    seed: int,
+    jobs_per_week: float,
+    start: dt.datetime,
+    out: Path,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Write a synthetic marketplace with known truth to --out.
+
+    The directory gets jobs, supply, shifters, adjacency and interventions tables in the
+    data contract, truth.parquet (true elasticities, levels and clearing rates) and a
+    pricing.toml naming the instruments.
+    """
+    from pricing.simulate import SimulationSpec, simulate_market
+
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} already exists; pass --force to replace it")
+    try:
+        spec = SimulationSpec(
+            segments=segments,
+            weeks=weeks,
+            seed=seed,
+            start=start.date(),
+            jobs_per_week=jobs_per_week,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    steps = Steps(2, quiet)
+    with steps.step("simulating the market"):
+        market = simulate_market(spec)
+    with steps.step(f"writing {out}"):
+        market.write(out, overwrite=force)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "out": str(out),
+                    "segments": segments,
+                    "weeks": weeks,
+                    "seed": seed,
+                    "jobs_rows": market.jobs.num_rows,
+                    "supply_rows": market.supply.num_rows,
+                    "timings_s": steps.timings,
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(market.summary())
+        click.echo(f"written to {out}")

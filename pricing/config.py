@@ -1,0 +1,157 @@
+"""Run configuration: a TOML file in, frozen typed settings out.
+
+A data directory may carry a ``pricing.toml``::
+
+    [data]
+    segment_keys = ["category", "tier"]        # add "region" to split by client region
+
+    [estimation]
+    demand_instruments = ["fx_index"]          # supply shifters move the demand curve's price
+    supply_instruments = ["client_marketing_index"]
+    controls = []
+
+Unknown sections or keys are errors (with the closest valid name suggested), so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from pricing.errors import ConfigError
+
+#: Columns that may form a segment key, in the order they are shown.
+SEGMENT_KEY_COLUMNS = ("category", "tier", "region")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Section):
+    """How input rows are grouped into market segments."""
+
+    segment_keys: tuple[str, ...] = ("category", "tier")
+
+    @field_validator("segment_keys")
+    @classmethod
+    def _known_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [k for k in keys if k not in SEGMENT_KEY_COLUMNS]
+        if unknown:
+            raise ValueError(
+                f"unknown segment key(s) {unknown}; allowed: {list(SEGMENT_KEY_COLUMNS)}"
+            )
+        if "category" not in keys:
+            raise ValueError("segment_keys must include 'category' (adjacency and levers are per category)")
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"segment_keys repeats a key: {list(keys)}")
+        # a canonical order keeps segment labels and table layouts stable
+        return tuple(k for k in SEGMENT_KEY_COLUMNS if k in keys)
+
+
+class EstimationConfig(_Section):
+    """Which shifter columns instrument which curve, and which enter as controls."""
+
+    demand_instruments: tuple[str, ...] = ()
+    supply_instruments: tuple[str, ...] = ()
+    controls: tuple[str, ...] = ()
+
+    @property
+    def shifter_columns(self) -> tuple[str, ...]:
+        """Every shifter column the configuration names, each once."""
+        names = self.demand_instruments + self.supply_instruments + self.controls
+        return tuple(dict.fromkeys(names))
+
+
+class RunConfig(_Section):
+    """All settings of a run; built-in defaults when no file is given."""
+
+    data: DataConfig = DataConfig()
+    estimation: EstimationConfig = EstimationConfig()
+
+    @property
+    def segment_keys(self) -> tuple[str, ...]:
+        return self.data.segment_keys
+
+    def to_toml(self) -> str:
+        """The configuration as TOML text that :func:`load_config` reads back unchanged."""
+        lines: list[str] = []
+        for section_name, section in self.model_dump().items():
+            lines.append(f"[{section_name}]")
+            for key, value in section.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a TOML configuration file; ``None`` gives the built-in defaults.
+
+    Raises :class:`ConfigError` listing every problem in the file.
+    """
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a configuration given as nested dictionaries."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err, raw) for err in exc.errors()]
+        raise ConfigError(
+            f"{source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        ) from None
+
+
+def _describe(err: Any, raw: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        *parents, name = err["loc"]
+        model: type[BaseModel] = RunConfig
+        for parent in parents:
+            model = model.model_fields[str(parent)].annotation  # type: ignore[assignment]
+        hint = suggest(str(name), list(model.model_fields))
+        return f"unknown setting '{loc}'" + (f"; did you mean '{hint}'?" if hint else "")
+    return f"{loc}: {err['msg']}"
+
+
+def suggest(name: str, candidates: list[str]) -> str | None:
+    """The candidate closest to a misspelled ``name``, if any is close enough."""
+    lowered = {c.lower(): c for c in candidates}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+def resolve_config(data_dir: str | Path, path: str | Path | None) -> tuple[RunConfig, Path | None]:
+    """The configuration a command uses: ``path`` if given, else ``pricing.toml`` in the
+    data directory if present, else the built-in defaults. Returns it with its source."""
+    if path is None:
+        default = Path(data_dir) / "pricing.toml"
+        path = default if default.is_file() else None
+    return load_config(path), (Path(path) if path is not None else None)

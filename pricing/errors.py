@@ -1,0 +1,32 @@
+"""Exceptions raised by the engine.
+
+Every exception subclasses a built-in so callers can catch broadly (``ValueError``) or
+precisely (``DataError``). Messages name the table, column, row or setting at fault and
+say what would fix it; the CLI prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pricing.schema import ValidationReport
+
+
+class PricingError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ConfigError(PricingError, ValueError):
+    """A configuration file or setting is invalid (unknown key, wrong type, bad value)."""
+
+
+class DataError(PricingError, ValueError):
+    """Input data break the data contract.
+
+    ``report`` holds every problem found, not only the first.
+    """
+
+    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report

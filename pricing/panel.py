@@ -1,0 +1,203 @@
+"""Aggregation of checked inputs to the segment × week panel (DESIGN.md §3).
+
+For segment s (the configured keys, ``category, tier`` by default) and ISO week t
+(Monday start; a job's week is the week of ``posted_at``):
+
+    jobs_posted_st     = #jobs posted
+    jobs_hired_st      = #jobs with hired = true
+    hours_demanded_st  = QD_st = Σ_jobs hours
+    hours_hired_st     = Σ_hired jobs hours
+    rate_st            = p_st = exp( Σ_hired hours·log hired_rate / Σ_hired hours )
+                         (hours-weighted geometric mean of hired rates; empty without hires)
+    budget_rate_st     = exp( Σ_jobs hours·log budget_rate / Σ_jobs hours )
+    hours_supplied_st  = QS_st = Σ_freelancers available_hours
+    active_freelancers = #freelancers with available_hours > 0
+    ask_rate_st        = exp( Σ available_hours·log ask_rate / Σ available_hours )
+    fill_rate_st       = jobs_hired_st / jobs_posted_st
+
+The geometric mean matches the log-linear curves fitted downstream: log p_st is the
+hours-weighted mean of log rates.
+
+The panel is the full grid of every segment × every week from the first to the last
+week in the data, so no segment-week disappears: weeks without jobs, hires or supply are
+kept with zero counts, an empty rate and a flag (``no_jobs``, ``no_hires``,
+``no_supply``). Shifters are joined by week (and category when the shifters table has
+one).
+
+All aggregation runs in DuckDB; only the (small) panel comes back as a pandas frame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pricing.schema import CheckedInputs
+
+FLAGS = ("no_jobs", "no_hires", "no_supply")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """The segment × week panel, one row per segment-week."""
+
+    frame: pd.DataFrame
+    segment_keys: tuple[str, ...]
+    shifter_columns: tuple[str, ...]
+    as_of: dt.date
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.frame.groupby(list(self.segment_keys)).ngroups)
+
+    @property
+    def weeks(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(sorted(self.frame["week"].unique()))
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def segments(self) -> pd.DataFrame:
+        """One row per segment: totals over the panel and its most recent observed rate.
+
+        ``demand_supply_ratio`` = Σ hours demanded / Σ hours supplied; above 1 the segment
+        is short of supply at today's rates, below 1 short of demand.
+        """
+        keys = list(self.segment_keys)
+        f = self.frame
+        grouped = f.groupby(keys, sort=True)
+        out = grouped.agg(
+            weeks=("week", "size"),
+            weeks_with_hires=("jobs_hired", lambda s: int((s > 0).sum())),
+            flagged_weeks=("flags", lambda s: int((s != "").sum())),
+            jobs_posted=("jobs_posted", "sum"),
+            jobs_hired=("jobs_hired", "sum"),
+            hours_demanded=("hours_demanded", "sum"),
+            hours_supplied=("hours_supplied", "sum"),
+        )
+        out["fill_rate"] = out["jobs_hired"] / out["jobs_posted"].where(out["jobs_posted"] > 0)
+        out["demand_supply_ratio"] = out["hours_demanded"] / out["hours_supplied"].where(
+            out["hours_supplied"] > 0
+        )
+        hired = f[f["rate"].notna()].sort_values("week")
+        out["last_rate"] = hired.groupby(keys)["rate"].last()
+        out["last_rate_week"] = hired.groupby(keys)["week"].last()
+        return out.reset_index()
+
+    def summary(self, max_rows: int = 30) -> str:
+        f = self.frame
+        seg = self.segments()
+        weeks = self.weeks
+        counts = {flag: int(f["flags"].str.contains(flag, regex=False).sum()) for flag in FLAGS}
+        lines = [
+            f"Panel: {len(seg):,} segments ({', '.join(self.segment_keys)}) x {len(weeks)} weeks "
+            f"({weeks.min():%Y-%m-%d} .. {weeks.max():%Y-%m-%d}), {len(f):,} segment-weeks",
+            f"  jobs posted {int(f['jobs_posted'].sum()):,}, hired {int(f['jobs_hired'].sum()):,}; "
+            f"hours demanded {f['hours_demanded'].sum():,.0f}, supplied {f['hours_supplied'].sum():,.0f}",
+            "  flagged segment-weeks: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()),
+            f"  shifters joined: {', '.join(self.shifter_columns) or 'none'}",
+            "",
+        ]
+        shown = seg.head(max_rows)
+        cols = [
+            *self.segment_keys,
+            "weeks_with_hires",
+            "jobs_posted",
+            "hours_demanded",
+            "hours_supplied",
+            "demand_supply_ratio",
+            "fill_rate",
+            "last_rate",
+        ]
+        lines.append(
+            shown[cols].to_string(
+                index=False,
+                float_format=lambda v: f"{v:,.2f}",
+                formatters={c: "{:,.0f}".format for c in ("hours_demanded", "hours_supplied")},
+            )
+        )
+        if len(seg) > max_rows:
+            lines.append(f"... {len(seg) - max_rows:,} more segments (see to_frame() / --out)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        head = html.escape(self.summary(max_rows=0).split("\n\n")[0]).replace("\n", "<br>")
+        return f"<p>{head}</p>" + self.segments().head(50).to_html(index=False)
+
+
+def build_panel(inputs: CheckedInputs) -> Panel:
+    """Aggregate checked inputs to the segment × week panel (see module docstring)."""
+    con = inputs.con
+    keys = inputs.config.segment_keys
+    k = ", ".join(keys)
+    shifters = inputs.shifter_columns
+    by_category = "shifters" in inputs.tables and _has_column(inputs, "shifters", "category")
+    shifter_join = ""
+    shifter_select = ""
+    if shifters:
+        on = "sh.week = g.week" + (" AND sh.category = g.category" if by_category else "")
+        shifter_join = f"LEFT JOIN shifters sh ON {on}"
+        shifter_select = ", " + ", ".join(f'sh."{c}"' for c in shifters)
+    sql = f"""
+    WITH d AS (
+        SELECT {k}, CAST(date_trunc('week', posted_at) AS DATE) AS week,
+               count(*) AS jobs_posted,
+               count(*) FILTER (WHERE hired) AS jobs_hired,
+               sum(hours) AS hours_demanded,
+               coalesce(sum(hours) FILTER (WHERE hired), 0) AS hours_hired,
+               exp(sum(hours * ln(hired_rate)) FILTER (WHERE hired)
+                   / sum(hours) FILTER (WHERE hired)) AS rate,
+               exp(sum(hours * ln(budget_rate)) / sum(hours)) AS budget_rate
+        FROM jobs GROUP BY ALL
+    ), s AS (
+        SELECT {k}, week,
+               sum(available_hours) AS hours_supplied,
+               count(*) FILTER (WHERE available_hours > 0) AS active_freelancers,
+               exp(sum(available_hours * ln(ask_rate)) FILTER (WHERE available_hours > 0)
+                   / sum(available_hours) FILTER (WHERE available_hours > 0)) AS ask_rate
+        FROM supply GROUP BY ALL
+    ), segs AS (
+        SELECT DISTINCT {k} FROM d UNION SELECT DISTINCT {k} FROM s
+    ), span AS (
+        SELECT min(week) AS lo, max(week) AS hi
+        FROM (SELECT week FROM d UNION ALL SELECT week FROM s)
+    ), weeks AS (
+        SELECT CAST(unnest(generate_series(lo, hi, INTERVAL 7 DAY)) AS DATE) AS week FROM span
+    ), g AS (
+        SELECT * FROM segs CROSS JOIN weeks
+    )
+    SELECT {", ".join(f"g.{c}" for c in keys)}, g.week,
+           coalesce(d.jobs_posted, 0) AS jobs_posted,
+           coalesce(d.jobs_hired, 0) AS jobs_hired,
+           coalesce(d.hours_demanded, 0.0) AS hours_demanded,
+           coalesce(d.hours_hired, 0.0) AS hours_hired,
+           coalesce(s.hours_supplied, 0.0) AS hours_supplied,
+           coalesce(s.active_freelancers, 0) AS active_freelancers,
+           d.rate, d.budget_rate, s.ask_rate,
+           CAST(d.jobs_hired AS DOUBLE) / d.jobs_posted AS fill_rate,
+           concat_ws(',',
+               CASE WHEN coalesce(d.jobs_posted, 0) = 0 THEN 'no_jobs' END,
+               CASE WHEN coalesce(d.jobs_hired, 0) = 0 THEN 'no_hires' END,
+               CASE WHEN coalesce(s.hours_supplied, 0) = 0 THEN 'no_supply' END) AS flags
+           {shifter_select}
+    FROM g
+    LEFT JOIN d USING ({k}, week)
+    LEFT JOIN s USING ({k}, week)
+    {shifter_join}
+    ORDER BY {", ".join(f"g.{c}" for c in keys)}, g.week
+    """
+    frame = con.execute(sql).df()
+    frame["week"] = pd.to_datetime(frame["week"])
+    for column in ("jobs_posted", "jobs_hired", "active_freelancers"):
+        frame[column] = frame[column].astype("int64")
+    return Panel(frame, keys, shifters, inputs.as_of)
+
+
+def _has_column(inputs: CheckedInputs, table: str, column: str) -> bool:
+    return column in {r[0] for r in inputs.con.execute(f'DESCRIBE "{table}"').fetchall()}

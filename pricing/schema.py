@@ -1,0 +1,891 @@
+"""The input data contract (v1) and its validation.
+
+Every input table is checked column by column, row by row and across tables. Checks run
+as SQL in DuckDB over the loaded tables: one aggregate pass per table counts the rows that
+break each row rule, and only the rules that fail are queried again for their first
+examples. Problems are grouped by (table, column, rule) with a total count and the first
+few offending rows, so a file with a million bad rows gives a short report.
+
+Nothing is raised or dropped while checking: :func:`check_inputs` always returns a
+:class:`ValidationReport` holding every problem found. :meth:`ValidationReport.checked`
+turns a clean report into :class:`CheckedInputs` — typed views that the panel reads —
+and raises :class:`DataError` otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from pricing.config import RunConfig, suggest
+from pricing.errors import DataError
+from pricing.io import TableSource, drop_temporaries, find_sources, load_table
+
+TIERS = ("entry", "intermediate", "expert")
+INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")
+REQUIRED_TABLES = ("jobs", "supply")
+OPTIONAL_TABLES = ("shifters", "adjacency", "interventions")
+DEFAULT_MAX_EXAMPLES = 5
+
+# DuckDB type each logical type is cast to
+_SQL_TYPE = {"string": "VARCHAR", "date": "DATE", "number": "DOUBLE", "bool": "BOOLEAN"}
+_TYPE_HINT = {
+    "string": "text",
+    "date": "a date (YYYY-MM-DD)",
+    "number": "a number",
+    "bool": "true or false",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the contract: its logical type and the value rules it must meet."""
+
+    name: str
+    type: str  # "string" | "date" | "number" | "bool"
+    nullable: bool = False
+    positive: bool = False  # > 0
+    non_negative: bool = False  # >= 0
+    integer: bool = False
+    monday: bool = False  # a date that must be a Monday
+    not_after_as_of: bool = False
+    allowed: tuple[str, ...] = ()
+
+
+_SEGMENT = (Column("category", "string"), Column("tier", "string", allowed=TIERS))
+_REGION = Column("region", "string")
+
+CONTRACT: dict[str, tuple[Column, ...]] = {
+    "jobs": (
+        Column("job_id", "string"),
+        Column("posted_at", "date", not_after_as_of=True),
+        *_SEGMENT,
+        Column("hours", "number", positive=True),
+        Column("budget_rate", "number", positive=True),
+        Column("hired", "bool"),
+        Column("hired_rate", "number", nullable=True, positive=True),
+    ),
+    "supply": (
+        Column("freelancer_id", "string"),
+        Column("week", "date", monday=True, not_after_as_of=True),
+        *_SEGMENT,
+        Column("available_hours", "number", non_negative=True),
+        Column("ask_rate", "number", positive=True),
+    ),
+    "shifters": (Column("week", "date", monday=True),),
+    "adjacency": (
+        Column("from_category", "string"),
+        Column("to_category", "string"),
+        Column("friction", "number", non_negative=True),
+    ),
+    "interventions": (
+        Column("intervention_id", "string"),
+        Column("category", "string"),
+        Column("kind", "string", allowed=INTERVENTION_KINDS),
+        Column("cost_per_unit", "number", positive=True),
+        Column("max_units", "number", non_negative=True, integer=True),
+        Column("effect_per_unit", "number", non_negative=True),
+        Column("to_category", "string", nullable=True),
+    ),
+}
+
+def contract(table: str, config: RunConfig) -> tuple[Column, ...]:
+    """The contract columns of ``table`` under ``config`` (region joins jobs and supply
+    when it is a segment key)."""
+    columns = CONTRACT[table]
+    if table in ("jobs", "supply") and "region" in config.segment_keys:
+        columns = (*columns, _REGION)
+    return columns
+
+
+def column_spec(table: str, column: str, config: RunConfig) -> Column:
+    """The rules of one column; every non-key shifters column is a numeric shifter."""
+    for col in contract(table, config):
+        if col.name == column:
+            return col
+    if table == "shifters":
+        return Column(column, "string" if column == "category" else "number")
+    raise KeyError(f"{table}.{column} is not part of the contract")
+
+
+# the id shown next to a row in examples
+_ROW_ID = {
+    "jobs": "job_id",
+    "supply": "freelancer_id",
+    "shifters": "week",
+    "adjacency": "from_category",
+    "interventions": "intervention_id",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One offending row (or value) shown in a report."""
+
+    file: str | None = None
+    row: int | None = None
+    id: str | None = None
+    value: str | None = None
+
+    def describe(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(self.file)
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.id is not None:
+            where.append(f"id {self.id}")
+        text = ", ".join(where)
+        if self.value is not None:
+            text = f"{text}: {self.value}" if text else self.value
+        return text
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Every violation of one rule in one column of one table."""
+
+    table: str
+    column: str | None
+    rule: str
+    count: int
+    message: str
+    examples: tuple[Example, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "column": self.column,
+            "rule": self.rule,
+            "count": self.count,
+            "message": self.message,
+            "examples": [
+                {k: v for k, v in vars(e).items() if v is not None} for e in self.examples
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    source: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """Input tables that passed every check, as typed DuckDB views.
+
+    Views ``jobs``, ``supply`` and, when present, ``shifters``, ``adjacency`` and
+    ``interventions`` have the contract's column names with their SQL types.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    config: RunConfig
+    as_of: dt.date
+    tables: tuple[str, ...]
+    shifter_columns: tuple[str, ...]
+
+    def table(self, name: str) -> pd.DataFrame:
+        """An optional or required table as a pandas frame (for the small tables)."""
+        return self.con.execute(f'SELECT * FROM "{name}"').df()
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every problem found in a data directory, grouped by table, column and rule."""
+
+    data_dir: Path
+    as_of: dt.date
+    config: RunConfig
+    tables: tuple[TableInfo, ...]
+    problems: tuple[Problem, ...]
+    _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False, compare=False)
+    _columns: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def rows_affected(self) -> int:
+        return sum(p.count for p in self.problems)
+
+    def checked(self) -> CheckedInputs:
+        """Typed views over the checked tables; :class:`DataError` if any check failed."""
+        if not self.ok or self._con is None:
+            raise DataError(self.summary(), report=self)
+        con = self._con
+        present = tuple(t.name for t in self.tables)
+        for name in present:
+            _create_typed_view(con, name, self._columns[name], self.config)
+        shifter_columns = (
+            tuple(c for c in self._columns["shifters"] if c not in ("week", "category"))
+            if "shifters" in present
+            else ()
+        )
+        return CheckedInputs(con, self.config, self.as_of, present, shifter_columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "data_dir": str(self.data_dir),
+            "as_of": self.as_of.isoformat(),
+            "tables": {t.name: {"source": t.source, "rows": t.rows} for t in self.tables},
+            "problem_count": len(self.problems),
+            "rows_affected": self.rows_affected,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per problem: table, column, rule, count, message, first examples."""
+        return pd.DataFrame(
+            [
+                {
+                    "table": p.table,
+                    "column": p.column,
+                    "rule": p.rule,
+                    "count": p.count,
+                    "message": p.message,
+                    "examples": "; ".join(e.describe() for e in p.examples),
+                }
+                for p in self.problems
+            ],
+            columns=["table", "column", "rule", "count", "message", "examples"],
+        )
+
+    def summary(self) -> str:
+        lines = [f"Data directory {self.data_dir} (as of {self.as_of.isoformat()})"]
+        for t in self.tables:
+            lines.append(f"  {t.name:<14}{t.source:<32}{t.rows:>14,} rows")
+        if self.ok:
+            lines.append("OK: every table meets the data contract.")
+            return "\n".join(lines)
+        lines.append(
+            f"INVALID: {len(self.problems)} problem(s), {self.rows_affected:,} row(s) or value(s) affected"
+        )
+        for p in self.problems:
+            where = p.table + (f".{p.column}" if p.column else "")
+            lines.append(f"- {where} [{p.rule}] {p.count:,}x: {p.message}")
+            for e in p.examples:
+                lines.append(f"    {e.describe()}")
+            if p.count > len(p.examples) and p.examples:
+                lines.append(f"    ... and {p.count - len(p.examples):,} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        status = "OK" if self.ok else f"INVALID — {len(self.problems)} problem(s)"
+        head = (
+            f"<p><b>{html.escape(str(self.data_dir))}</b> as of {self.as_of.isoformat()}: "
+            f"{html.escape(status)}</p>"
+        )
+        tables = pd.DataFrame([vars(t) for t in self.tables]).to_html(index=False)
+        problems = "" if self.ok else self.to_frame().to_html(index=False)
+        return head + tables + problems
+
+
+def check_inputs(
+    data_dir: str | Path,
+    config: RunConfig | None = None,
+    as_of: dt.date | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> ValidationReport:
+    """Load every input table of ``data_dir`` and check it against the contract.
+
+    ``as_of`` (default: today) is the latest date the data may contain.
+    """
+    config = config or RunConfig()
+    as_of = as_of or dt.date.today()
+    data_dir = Path(data_dir)
+    checker = _Checker(config, as_of, max_examples)
+    if not data_dir.is_dir():
+        checker.add("(data dir)", None, "missing_dir", 1, f"{data_dir} is not a directory")
+        return checker.report(data_dir, None, ())
+    con = duckdb.connect()
+    sources, failures = find_sources(data_dir, REQUIRED_TABLES + OPTIONAL_TABLES)
+    for failure in failures:
+        checker.add(failure.name, None, failure.rule, 1, failure.detail)
+    for name in REQUIRED_TABLES:
+        if name not in sources and not any(f.name == name for f in failures):
+            checker.missing_table(name, data_dir)
+    infos = []
+    for name, source in sources.items():
+        failure = load_table(con, source, f"raw_{name}")
+        drop_temporaries(con, f"raw_{name}")
+        if failure is not None:
+            checker.add(name, None, failure.rule, 1, f"{failure.path.name}: {failure.detail}")
+            continue
+        infos.append(checker.check_table(con, source))
+    loaded = tuple(i for i in infos if i is not None)
+    checker.check_across(con, {t.name for t in loaded})
+    return checker.report(data_dir, con, loaded)
+
+
+class _Checker:
+    """Collects problems while the checks run."""
+
+    def __init__(self, config: RunConfig, as_of: dt.date, max_examples: int) -> None:
+        self.config = config
+        self.as_of = as_of
+        self.max_examples = max_examples
+        self.problems: list[Problem] = []
+        self.columns: dict[str, tuple[str, ...]] = {}  # contract columns usable per table
+        self.raw_types: dict[str, dict[str, str]] = {}
+
+    def add(
+        self,
+        table: str,
+        column: str | None,
+        rule: str,
+        count: int,
+        message: str,
+        examples: Iterable[Example] = (),
+    ) -> None:
+        self.problems.append(Problem(table, column, rule, count, message, tuple(examples)))
+
+    def report(
+        self, data_dir: Path, con: duckdb.DuckDBPyConnection | None, tables: tuple[TableInfo, ...]
+    ) -> ValidationReport:
+        return ValidationReport(
+            data_dir, self.as_of, self.config, tables, tuple(self.problems), con, self.columns
+        )
+
+    def missing_table(self, name: str, data_dir: Path) -> None:
+        present = [p.name for p in data_dir.iterdir()]
+        hint = suggest(name, [p.split(".")[0] for p in present])
+        near = f" (found {hint!r}: rename it)" if hint and hint != name else ""
+        self.add(
+            name,
+            None,
+            "missing_file",
+            1,
+            f"required table is missing: add {name}.parquet or {name}.csv to {data_dir}{near}",
+        )
+
+    # ---------------------------------------------------------------- one table
+
+    def check_table(self, con: duckdb.DuckDBPyConnection, source: TableSource) -> TableInfo | None:
+        name, table = source.name, f"raw_{source.name}"
+        rows = _scalar(con, f'SELECT count(*) FROM "{table}"')
+        self._malformed_lines(con, name, table)
+        if rows == 0:
+            self.add(
+                name,
+                None,
+                "empty",
+                1,
+                f"{source.label} has no data rows; add rows or remove the file if the table is not used",
+            )
+            return None
+        types = {
+            r[0]: r[1]
+            for r in con.execute(f'DESCRIBE "{table}"').fetchall()
+            if r[0] not in ("_file", "_row")
+        }
+        self.raw_types[name] = types
+        usable = self._check_columns(name, types, con, table)
+        self.columns[name] = tuple(usable)
+        rules = self._row_rules(name, usable, types)
+        self._run_row_rules(con, name, table, rules)
+        self._duplicates(con, name, table, usable, types)
+        return TableInfo(name, source.label, int(rows))
+
+    def _malformed_lines(self, con: duckdb.DuckDBPyConnection, name: str, table: str) -> None:
+        count = _scalar(con, f'SELECT count(*) FROM "{table}_rejects"')
+        if not count:
+            return
+        rows = con.execute(
+            f'SELECT _file, line, error FROM "{table}_rejects" ORDER BY _file, line '
+            f"LIMIT {self.max_examples}"
+        ).fetchall()
+        self.add(
+            name,
+            None,
+            "malformed_line",
+            int(count),
+            "lines that are not valid CSV (wrong number of fields or broken quoting); "
+            "fix the quoting or the field count",
+            [Example(file=f, value=f"line {line}: {err}") for f, line, err in rows],
+        )
+
+    def _check_columns(
+        self, name: str, types: dict[str, str], con: duckdb.DuckDBPyConnection, table: str
+    ) -> list[str]:
+        present = list(types)
+        expected = {c.name for c in contract(name, self.config)}
+        usable = []
+        for col in contract(name, self.config):
+            if col.name in types:
+                usable.append(col.name)
+                continue
+            if col.name == "to_category" and not self._has_reskill(con, table, types):
+                continue
+            hint = suggest(col.name, [c for c in present if c not in expected])
+            fix = f"; found {hint!r}: rename it to {col.name!r}" if hint else ""
+            self.add(
+                name,
+                col.name,
+                "missing_column",
+                1,
+                f"required column {col.name!r} is missing{fix} (columns present: {', '.join(present)})",
+            )
+        if name == "shifters":
+            for extra in types:
+                if extra not in ("week", "category"):
+                    usable.append(extra)
+            if "category" in types:
+                usable.append("category")
+        return usable
+
+    @staticmethod
+    def _has_reskill(con: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> bool:
+        if "kind" not in types:
+            return False
+        hit = con.execute(
+            f"SELECT count(*) FROM \"{table}\" WHERE trim(CAST(kind AS VARCHAR)) = 'reskill'"
+        ).fetchone()
+        return bool(hit and hit[0])
+
+    def _row_rules(self, name: str, usable: list[str], types: dict[str, str]) -> list[_RowRule]:
+        rules: list[_RowRule] = []
+        for column in usable:
+            col = column_spec(name, column, self.config)
+            value = cast(column, col.type, types[column])
+            blank = _blank(column, col.type, types[column])
+            if not col.nullable:
+                rules.append(_RowRule(column, "missing", blank, f"{column} is required"))
+            if types[column] != _SQL_TYPE[col.type]:
+                rules.append(
+                    _RowRule(
+                        column,
+                        "wrong_type",
+                        f"(NOT {blank} AND {value} IS NULL)",
+                        f"{column} must be {_TYPE_HINT[col.type]}",
+                    )
+                )
+            if col.type == "number":
+                rules.append(
+                    _RowRule(column, "not_finite", f"isinf({value})", f"{column} must be finite")
+                )
+            if col.positive:
+                rules.append(
+                    _RowRule(column, "not_positive", f"{value} <= 0", f"{column} must be > 0")
+                )
+            if col.non_negative:
+                rules.append(
+                    _RowRule(column, "negative", f"{value} < 0", f"{column} must be >= 0")
+                )
+            if col.integer:
+                rules.append(
+                    _RowRule(
+                        column,
+                        "not_integer",
+                        f"{value} <> floor({value})",
+                        f"{column} must be a whole number",
+                    )
+                )
+            if col.monday:
+                rules.append(
+                    _RowRule(
+                        column,
+                        "not_monday",
+                        f"isodow({value}) <> 1",
+                        f"{column} must be the Monday that starts the week",
+                    )
+                )
+            if col.not_after_as_of:
+                rules.append(
+                    _RowRule(
+                        column,
+                        "future_date",
+                        f"{value} > DATE '{self.as_of.isoformat()}'",
+                        f"{column} lies after the as-of date {self.as_of.isoformat()}; "
+                        "fix the date or pass a later --as-of",
+                    )
+                )
+            if col.allowed:
+                allowed = ", ".join(f"'{a}'" for a in col.allowed)
+                rules.append(
+                    _RowRule(
+                        column,
+                        "not_allowed",
+                        f"{value} NOT IN ({allowed})",
+                        f"{column} must be one of {', '.join(col.allowed)}",
+                    )
+                )
+        if name == "jobs" and {"hired", "hired_rate"} <= set(usable):
+            hired = cast("hired", "bool", types["hired"])
+            rate_missing = _blank("hired_rate", "number", types["hired_rate"])
+            rules.append(
+                _RowRule(
+                    "hired_rate",
+                    "missing_when_hired",
+                    f"({hired} AND {rate_missing})",
+                    "hired jobs need the agreed hired_rate",
+                )
+            )
+            rules.append(
+                _RowRule(
+                    "hired_rate",
+                    "present_when_not_hired",
+                    f"(NOT {hired} AND NOT {rate_missing})",
+                    "hired_rate must be empty for jobs that were not hired "
+                    "(or hired must be true)",
+                )
+            )
+        if name == "interventions" and {"kind", "to_category", "category"} <= set(usable):
+            kind = cast("kind", "string", types["kind"])
+            to_cat = cast("to_category", "string", types["to_category"])
+            cat = cast("category", "string", types["category"])
+            rules.append(
+                _RowRule(
+                    "to_category",
+                    "missing_for_reskill",
+                    f"({kind} = 'reskill' AND ({to_cat} IS NULL OR trim({to_cat}) = ''))",
+                    "reskill levers name the category they open (to_category)",
+                )
+            )
+            rules.append(
+                _RowRule(
+                    "to_category",
+                    "same_category",
+                    f"({kind} = 'reskill' AND {to_cat} = {cat})",
+                    "a reskill lever must lead to a different category",
+                )
+            )
+        if name == "adjacency" and {"from_category", "to_category"} <= set(usable):
+            rules.append(
+                _RowRule(
+                    "to_category",
+                    "self_loop",
+                    f"{cast('from_category', 'string', types['from_category'])} = "
+                    f"{cast('to_category', 'string', types['to_category'])}",
+                    "an edge must join two different categories; remove the row",
+                )
+            )
+        return rules
+
+    def _run_row_rules(
+        self, con: duckdb.DuckDBPyConnection, name: str, table: str, rules: list[_RowRule]
+    ) -> None:
+        if not rules:
+            return
+        counts = con.execute(
+            "SELECT "
+            + ", ".join(f"count(*) FILTER (WHERE {r.bad})" for r in rules)
+            + f' FROM "{table}"'
+        ).fetchone()
+        assert counts is not None
+        id_col = _ROW_ID[name]
+        types = self.raw_types[name]
+        id_expr = f"CAST({_quote(id_col)} AS VARCHAR)" if id_col in types else "NULL"
+        for rule, count in zip(rules, counts, strict=True):
+            if not count:
+                continue
+            examples = con.execute(
+                f"SELECT _file, _row, {id_expr}, CAST({_quote(rule.column)} AS VARCHAR) "
+                f'FROM "{table}" WHERE {rule.bad} ORDER BY _file, _row LIMIT {self.max_examples}'
+            ).fetchall()
+            message = rule.message
+            if rule.rule == "not_allowed":
+                message += self._allowed_hint(name, rule.column, [e[3] for e in examples])
+            self.add(
+                name,
+                rule.column,
+                rule.rule,
+                int(count),
+                message,
+                [
+                    Example(file=f, row=int(r), id=i, value=_show(v))
+                    for f, r, i, v in examples
+                ],
+            )
+
+    def _allowed_hint(self, name: str, column: str, values: list[str | None]) -> str:
+        allowed = list(column_spec(name, column, self.config).allowed)
+        fixes = {v: suggest(v, allowed) for v in values if v is not None}
+        shown = [f"{v!r} -> {s!r}" for v, s in fixes.items() if s]
+        return f" (did you mean: {', '.join(dict.fromkeys(shown))})" if shown else ""
+
+    def _duplicates(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        table: str,
+        usable: list[str],
+        types: dict[str, str],
+    ) -> None:
+        keys = {
+            "jobs": ["job_id"],
+            "supply": ["freelancer_id", "week"],
+            "shifters": ["week", "category"] if "category" in usable else ["week"],
+            "adjacency": ["from_category", "to_category"],
+            "interventions": ["intervention_id"],
+        }[name]
+        if not set(keys) <= set(usable):
+            return
+        exprs = [cast(k, column_spec(name, k, self.config).type, types[k]) for k in keys]
+        label = " || '/' || ".join(f"CAST({e} AS VARCHAR)" for e in exprs)
+        group = ", ".join(exprs)
+        not_null = " AND ".join(f"{e} IS NOT NULL" for e in exprs)
+        dup = (
+            f"SELECT {label} AS k, count(*) AS n, min(_file) AS f, "
+            f"list(_row ORDER BY _row)[1:3] AS rs FROM \"{table}\" WHERE {not_null} "
+            f"GROUP BY {group} HAVING count(*) > 1"
+        )
+        total = con.execute(f"SELECT count(*), sum(n) FROM ({dup})").fetchone()
+        if not total or not total[0]:
+            return
+        examples = con.execute(f"SELECT * FROM ({dup}) ORDER BY rs[1] LIMIT {self.max_examples}").fetchall()
+        what = "/".join(keys)
+        self.add(
+            name,
+            what,
+            "duplicate",
+            int(total[0]),
+            f"{what} must be unique ({int(total[1]):,} rows share {int(total[0]):,} value(s)); "
+            "remove or merge the repeated rows",
+            [
+                Example(file=f, id=k, value=f"{n} rows: " + ", ".join(map(str, rs)) + (", ..." if n > 3 else ""))
+                for k, n, f, rs in examples
+            ],
+        )
+
+    # ------------------------------------------------------------ across tables
+
+    def check_across(self, con: duckdb.DuckDBPyConnection, loaded: set[str]) -> None:
+        keys = self.config.segment_keys
+        sides = {}
+        for name in ("jobs", "supply"):
+            if name in loaded and set(keys) <= set(self.columns[name]):
+                sides[name] = self._segments(con, name, keys)
+        if len(sides) == 2:
+            self._one_sided(sides["supply"], sides["jobs"], "supply", "jobs")
+            self._one_sided(sides["jobs"], sides["supply"], "jobs", "supply")
+        categories = self._categories(con, loaded)
+        if categories is None:
+            return
+        for name, column in (
+            ("adjacency", "from_category"),
+            ("adjacency", "to_category"),
+            ("interventions", "category"),
+            ("interventions", "to_category"),
+            ("shifters", "category"),
+        ):
+            if name in loaded and column in self.columns[name]:
+                self._unknown_categories(con, name, column, categories)
+        if "shifters" in loaded:
+            self._shifter_coverage(con, loaded, categories)
+        self._configured_shifters(loaded)
+
+    def _segments(self, con: duckdb.DuckDBPyConnection, name: str, keys: tuple[str, ...]) -> dict[str, int]:
+        types = self.raw_types[name]
+        exprs = [cast(k, "string", types[k]) for k in keys]
+        label = " || '/' || ".join(exprs)
+        valid = [f"{e} IS NOT NULL" for e in exprs]
+        if "tier" in keys:  # a bad tier is reported once, by its own rule
+            valid.append(f"{cast('tier', 'string', types['tier'])} IN {TIERS!r}")
+        rows = con.execute(
+            f'SELECT {label} AS seg, count(*) FROM "raw_{name}" '
+            f"WHERE {' AND '.join(valid)} GROUP BY seg"
+        ).fetchall()
+        return {seg: int(n) for seg, n in rows}
+
+    def _one_sided(self, have: dict[str, int], other: dict[str, int], have_name: str, other_name: str) -> None:
+        missing = sorted(set(have) - set(other))
+        if not missing:
+            return
+        label = "/".join(self.config.segment_keys)
+        examples = []
+        for seg in missing[: self.max_examples]:
+            hint = suggest(seg, list(other))
+            near = f"; {other_name} has {hint!r}" if hint else ""
+            examples.append(Example(id=seg, value=f"{have[seg]:,} {have_name} rows{near}"))
+        self.add(
+            have_name,
+            label,
+            f"segment_without_{other_name}",
+            len(missing),
+            f"segments ({label}) with {have_name} rows but no {other_name} rows: the market "
+            f"cannot be read from one side; fix misspelled keys or add the {other_name} rows",
+            examples,
+        )
+
+    def _categories(self, con: duckdb.DuckDBPyConnection, loaded: set[str]) -> set[str] | None:
+        parts = [
+            f'SELECT DISTINCT {cast("category", "string", self.raw_types[n]["category"])} AS c FROM "raw_{n}"'
+            for n in ("jobs", "supply")
+            if n in loaded and "category" in self.columns[n]
+        ]
+        if not parts:
+            return None
+        rows = con.execute(" UNION ".join(parts)).fetchall()
+        return {r[0] for r in rows if r[0] is not None}
+
+    def _unknown_categories(
+        self, con: duckdb.DuckDBPyConnection, name: str, column: str, categories: set[str]
+    ) -> None:
+        value = cast(column, "string", self.raw_types[name][column])
+        table = f"raw_{name}"
+        rows = con.execute(
+            f"SELECT {value} AS v, count(*), min(_file), min(_row) FROM \"{table}\" "
+            f"WHERE {value} IS NOT NULL AND trim({value}) <> '' GROUP BY v ORDER BY min(_row)"
+        ).fetchall()
+        unknown = [r for r in rows if r[0] not in categories]
+        if not unknown:
+            return
+        known = sorted(categories)
+        examples = []
+        for v, n, f, first in unknown[: self.max_examples]:
+            hint = suggest(v, known)
+            examples.append(
+                Example(
+                    file=f,
+                    row=int(first),
+                    value=f"{v!r} ({n} rows)" + (f"; did you mean {hint!r}?" if hint else ""),
+                )
+            )
+        self.add(
+            name,
+            column,
+            "unknown_category",
+            len(unknown),
+            f"{column} names categories that appear in neither jobs nor supply",
+            examples,
+        )
+
+    def _shifter_coverage(self, con: duckdb.DuckDBPyConnection, loaded: set[str], categories: set[str]) -> None:
+        """Every week (and category, when shifters are per category) of the data has shifters."""
+        if "week" not in self.columns["shifters"]:
+            return
+        by_category = "category" in self.columns["shifters"]
+        parts = []
+        for name, date_col in (("jobs", "posted_at"), ("supply", "week")):
+            if name in loaded and date_col in self.columns[name] and "category" in self.columns[name]:
+                types = self.raw_types[name]
+                week = f"CAST(date_trunc('week', {cast(date_col, 'date', types[date_col])}) AS DATE)"
+                cat = cast("category", "string", types["category"]) if by_category else "NULL"
+                parts.append(f'SELECT DISTINCT {week} AS w, {cat} AS c FROM "raw_{name}"')
+        if not parts:
+            return
+        stypes = self.raw_types["shifters"]
+        sweek = cast("week", "date", stypes["week"])
+        scat = cast("category", "string", stypes["category"]) if by_category else "NULL"
+        missing_sql = (
+            f"SELECT w, c FROM ({' UNION '.join(parts)}) WHERE w IS NOT NULL "
+            f"EXCEPT SELECT {sweek}, {scat} FROM raw_shifters"
+        )
+        total = con.execute(f"SELECT count(*) FROM ({missing_sql})").fetchone()
+        if not total or not total[0]:
+            return
+        rows = con.execute(f"SELECT * FROM ({missing_sql}) ORDER BY w, c LIMIT {self.max_examples}").fetchall()
+        what = "week and category" if by_category else "week"
+        self.add(
+            "shifters",
+            "week",
+            "missing_weeks",
+            int(total[0]),
+            f"every {what} with jobs or supply needs a shifters row; add the missing rows",
+            [Example(id=w.isoformat() + (f"/{c}" if c is not None else "")) for w, c in rows],
+        )
+
+    def _configured_shifters(self, loaded: set[str]) -> None:
+        est = self.config.estimation
+        named = est.shifter_columns
+        if not named:
+            return
+        if "shifters" not in loaded:
+            if "shifters" in self.raw_types or any(
+                p.table == "shifters" for p in self.problems
+            ):
+                return
+            self.add(
+                "shifters",
+                None,
+                "missing_file",
+                1,
+                f"the config names shifter columns {list(named)} but there is no shifters "
+                "table; add shifters.parquet or .csv, or remove them from [estimation]",
+            )
+            return
+        present = [c for c in self.raw_types["shifters"] if c not in ("week", "category")]
+        for column in named:
+            if column not in self.raw_types["shifters"]:
+                hint = suggest(column, present)
+                self.add(
+                    "shifters",
+                    column,
+                    "missing_column",
+                    1,
+                    f"the config's [estimation] names {column!r}, which shifters lacks"
+                    + (f"; did you mean {hint!r}?" if hint else f" (columns: {', '.join(present)})"),
+                )
+
+
+@dataclass(frozen=True)
+class _RowRule:
+    column: str
+    rule: str
+    bad: str  # SQL predicate true for offending rows
+    message: str
+
+
+def cast(column: str, logical: str, raw_type: str) -> str:
+    """SQL for ``column`` as its contract type; NULL where the value does not parse."""
+    target = _SQL_TYPE[logical]
+    raw = _quote(column)
+    if raw_type == target:
+        return f"NULLIF(trim({raw}), '')" if target == "VARCHAR" else raw
+    if target == "VARCHAR":
+        return f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
+    return f"TRY_CAST({raw} AS {target})"
+
+
+def _blank(column: str, logical: str, raw_type: str) -> str:
+    """SQL true where a value is absent: NULL, blank text, or NaN for numbers."""
+    raw = _quote(column)
+    blank = f"({raw} IS NULL OR trim({raw}) = '')" if raw_type == "VARCHAR" else f"{raw} IS NULL"
+    if logical == "number":
+        blank = f"({blank} OR isnan({cast(column, logical, raw_type)}))"
+    return blank
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    assert row is not None  # an aggregate query always returns one row
+    return int(row[0])
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "<empty>"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _create_typed_view(
+    con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...], config: RunConfig
+) -> None:
+    types = {r[0]: r[1] for r in con.execute(f'DESCRIBE "raw_{name}"').fetchall()}
+    select = [
+        f"{cast(column, column_spec(name, column, config).type, types[column])} AS {_quote(column)}"
+        for column in columns
+    ]
+    con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT {", ".join(select)} FROM "raw_{name}"')
