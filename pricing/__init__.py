@@ -39,7 +39,26 @@ _EXPORTS = {
     "simulate_market": "pricing.simulate",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "CheckedInputs",
+    "ConfigError",
+    "DataConfig",
+    "DataError",
+    "EstimationConfig",
+    "Panel",
+    "PricingError",
+    "Problem",
+    "RunConfig",
+    "SimulatedMarket",
+    "SimulationSpec",
+    "ValidationReport",
+    "__version__",
+    "build_panel",
+    "check_inputs",
+    "load_config",
+    "resolve_config",
+    "simulate_market",
+]
 
 if TYPE_CHECKING:
     from pricing.config import DataConfig, EstimationConfig, RunConfig, load_config, resolve_config

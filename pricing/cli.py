@@ -80,7 +80,7 @@ def _config_option(f: Any) -> Any:
         "config_path",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Configuration TOML. Default: pricing.toml in the data directory, else built-in defaults.",
+        help="Configuration TOML. Default: DATA_DIR/pricing.toml if present, else defaults.",
     )(f)
 
 
@@ -128,7 +128,9 @@ def _check(
 @_data_argument
 @_config_option
 @_as_of_option
-@click.option("--max-examples", default=5, show_default=True, help="Offending rows shown per problem.")
+@click.option(
+    "--max-examples", default=5, show_default=True, help="Offending rows shown per problem."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def validate(
@@ -205,9 +207,9 @@ def panel(
             "data_dir": str(data_dir),
             "as_of": result.as_of.isoformat(),
             "segment_keys": list(result.segment_keys),
-            "segments": int(len(segments)),
+            "segments": len(segments),
             "weeks": len(result.weeks),
-            "segment_weeks": int(len(result.frame)),
+            "segment_weeks": len(result.frame),
             "flags": {
                 flag: int(result.frame["flags"].str.contains(flag, regex=False).sum())
                 for flag in ("no_jobs", "no_hires", "no_supply")
@@ -225,9 +227,13 @@ def panel(
 
 
 @main.command()
-@click.option("--segments", default=60, show_default=True, help="Number of segments (categories x 3 tiers).")
+@click.option(
+    "--segments", default=60, show_default=True, help="Number of segments (categories x 3 tiers)."
+)
 @click.option("--weeks", default=104, show_default=True, help="Weeks of history.")
-@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same files.")
+@click.option(
+    "--seed", default=0, show_default=True, help="Random seed; the same seed gives the same files."
+)
 @click.option(
     "--jobs-per-week",
     default=40.0,

@@ -47,7 +47,9 @@ class DataConfig(_Section):
                 f"unknown segment key(s) {unknown}; allowed: {list(SEGMENT_KEY_COLUMNS)}"
             )
         if "category" not in keys:
-            raise ValueError("segment_keys must include 'category' (adjacency and levers are per category)")
+            raise ValueError(
+                "segment_keys must include 'category' (adjacency and levers are per category)"
+            )
         if len(set(keys)) != len(keys):
             raise ValueError(f"segment_keys repeats a key: {list(keys)}")
         # a canonical order keeps segment labels and table layouts stable

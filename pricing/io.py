@@ -50,11 +50,13 @@ class ReadFailure:
 
     name: str
     path: Path
-    rule: str  # "unreadable" | "empty_file" | "unsupported_format" | "ambiguous" | "missing_file"
+    rule: str  # "unreadable" | "empty_file" | "unsupported_format" | "ambiguous"
     detail: str
 
 
-def find_sources(data_dir: Path, names: tuple[str, ...]) -> tuple[dict[str, TableSource], list[ReadFailure]]:
+def find_sources(
+    data_dir: Path, names: tuple[str, ...]
+) -> tuple[dict[str, TableSource], list[ReadFailure]]:
     """Locate each named table in ``data_dir``; problems are returned, not raised."""
     sources: dict[str, TableSource] = {}
     failures: list[ReadFailure] = []
@@ -106,7 +108,9 @@ def _folder_source(name: str, folder: Path) -> TableSource | ReadFailure:
     return TableSource(name, tuple(parts), formats.pop().lstrip("."))
 
 
-def load_table(con: duckdb.DuckDBPyConnection, source: TableSource, table: str) -> ReadFailure | None:
+def load_table(
+    con: duckdb.DuckDBPyConnection, source: TableSource, table: str
+) -> ReadFailure | None:
     """Read ``source`` into the DuckDB table ``table``.
 
     The table gets two extra columns: ``_file`` (file name) and ``_row`` (1-based data row
@@ -116,33 +120,36 @@ def load_table(con: duckdb.DuckDBPyConnection, source: TableSource, table: str) 
     """
     con.execute(f'DROP TABLE IF EXISTS "{table}"')
     con.execute(f'DROP TABLE IF EXISTS "{table}_rejects"')
-    con.execute(
-        f'CREATE TABLE "{table}_rejects" (_file VARCHAR, line BIGINT, error VARCHAR)'
-    )
+    con.execute(f'CREATE TABLE "{table}_rejects" (_file VARCHAR, line BIGINT, error VARCHAR)')
     created = False
     for path in source.paths:
         if path.stat().st_size == 0:
             return ReadFailure(source.name, path, "empty_file", f"{path.name} is an empty file")
         try:
             select = (
-                _parquet_select(path) if source.format == "parquet" else _csv_select(con, path, table)
+                _parquet_select(path)
+                if source.format == "parquet"
+                else _csv_select(con, path, table)
             )
         except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
-            return ReadFailure(source.name, path, "unreadable", _first_line(exc))
+            return ReadFailure(source.name, path, "unreadable", f"{path.name}: {_first_line(exc)}")
         if select is None:
             return ReadFailure(source.name, path, "empty_file", f"{path.name} has no header row")
         verb = f'INSERT INTO "{table}" BY NAME' if created else f'CREATE TABLE "{table}" AS'
         try:
             con.execute(f"{verb} {select}")
         except duckdb.Error as exc:
-            return ReadFailure(source.name, path, "unreadable", _first_line(exc))
+            return ReadFailure(source.name, path, "unreadable", f"{path.name}: {_first_line(exc)}")
+        finally:
+            con.execute(f'DROP TABLE IF EXISTS "{table}_csv_tmp"')
         created = True
     return None
 
 
 def _parquet_select(path: Path) -> str:
     return (
-        f"SELECT *, {_sql_str(path.name)} AS _file, file_row_number + 1 AS _row "
+        f"SELECT * EXCLUDE (file_row_number), {_sql_str(path.name)} AS _file, "
+        "file_row_number + 1 AS _row "
         f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"
     )
 
@@ -187,10 +194,6 @@ def _csv_select(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> str |
         SELECT t.* EXCLUDE (_k), {name} AS _file,
                t._k + (SELECT count(*) FROM rej WHERE rej.good_before < t._k) AS _row
         FROM (SELECT *, rowid + 1 AS _k FROM "{table}_csv_tmp") t"""
-
-
-def drop_temporaries(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    con.execute(f'DROP TABLE IF EXISTS "{table}_csv_tmp"')
 
 
 def _first_line(exc: BaseException) -> str:

@@ -96,7 +96,8 @@ class Panel:
             f"Panel: {len(seg):,} segments ({', '.join(self.segment_keys)}) x {len(weeks)} weeks "
             f"({weeks.min():%Y-%m-%d} .. {weeks.max():%Y-%m-%d}), {len(f):,} segment-weeks",
             f"  jobs posted {int(f['jobs_posted'].sum()):,}, hired {int(f['jobs_hired'].sum()):,}; "
-            f"hours demanded {f['hours_demanded'].sum():,.0f}, supplied {f['hours_supplied'].sum():,.0f}",
+            f"hours demanded {f['hours_demanded'].sum():,.0f}, "
+            f"supplied {f['hours_supplied'].sum():,.0f}",
             "  flagged segment-weeks: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()),
             f"  shifters joined: {', '.join(self.shifter_columns) or 'none'}",
             "",

@@ -27,7 +27,7 @@ import pandas as pd
 
 from pricing.config import RunConfig, suggest
 from pricing.errors import DataError
-from pricing.io import TableSource, drop_temporaries, find_sources, load_table
+from pricing.io import TableSource, find_sources, load_table
 
 TIERS = ("entry", "intermediate", "expert")
 INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")
@@ -96,6 +96,7 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column("to_category", "string", nullable=True),
     ),
 }
+
 
 def contract(table: str, config: RunConfig) -> tuple[Column, ...]:
     """The contract columns of ``table`` under ``config`` (region joins jobs and supply
@@ -273,7 +274,8 @@ class ValidationReport:
             lines.append("OK: every table meets the data contract.")
             return "\n".join(lines)
         lines.append(
-            f"INVALID: {len(self.problems)} problem(s), {self.rows_affected:,} row(s) or value(s) affected"
+            f"INVALID: {len(self.problems)} problem(s), "
+            f"{self.rows_affected:,} row(s) or value(s) affected"
         )
         for p in self.problems:
             where = p.table + (f".{p.column}" if p.column else "")
@@ -322,12 +324,11 @@ def check_inputs(
     for name in REQUIRED_TABLES:
         if name not in sources and not any(f.name == name for f in failures):
             checker.missing_table(name, data_dir)
-    infos = []
+    infos: list[TableInfo | None] = []
     for name, source in sources.items():
-        failure = load_table(con, source, f"raw_{name}")
-        drop_temporaries(con, f"raw_{name}")
-        if failure is not None:
-            checker.add(name, None, failure.rule, 1, f"{failure.path.name}: {failure.detail}")
+        read_failure = load_table(con, source, f"raw_{name}")
+        if read_failure is not None:
+            checker.add(name, None, read_failure.rule, 1, read_failure.detail)
             continue
         infos.append(checker.check_table(con, source))
     loaded = tuple(i for i in infos if i is not None)
@@ -388,7 +389,8 @@ class _Checker:
                 None,
                 "empty",
                 1,
-                f"{source.label} has no data rows; add rows or remove the file if the table is not used",
+                f"{source.label} has no data rows; "
+                "add rows or remove the file if the table is not used",
             )
             return None
         types = {
@@ -441,7 +443,8 @@ class _Checker:
                 col.name,
                 "missing_column",
                 1,
-                f"required column {col.name!r} is missing{fix} (columns present: {', '.join(present)})",
+                f"required column {col.name!r} is missing{fix} "
+                f"(columns present: {', '.join(present)})",
             )
         if name == "shifters":
             for extra in types:
@@ -486,9 +489,7 @@ class _Checker:
                     _RowRule(column, "not_positive", f"{value} <= 0", f"{column} must be > 0")
                 )
             if col.non_negative:
-                rules.append(
-                    _RowRule(column, "negative", f"{value} < 0", f"{column} must be >= 0")
-                )
+                rules.append(_RowRule(column, "negative", f"{value} < 0", f"{column} must be >= 0"))
             if col.integer:
                 rules.append(
                     _RowRule(
@@ -543,8 +544,7 @@ class _Checker:
                     "hired_rate",
                     "present_when_not_hired",
                     f"(NOT {hired} AND NOT {rate_missing})",
-                    "hired_rate must be empty for jobs that were not hired "
-                    "(or hired must be true)",
+                    "hired_rate must be empty for jobs that were not hired (or hired must be true)",
                 )
             )
         if name == "interventions" and {"kind", "to_category", "category"} <= set(usable):
@@ -609,10 +609,7 @@ class _Checker:
                 rule.rule,
                 int(count),
                 message,
-                [
-                    Example(file=f, row=int(r), id=i, value=_show(v))
-                    for f, r, i, v in examples
-                ],
+                [Example(file=f, row=int(r), id=i, value=_show(v)) for f, r, i, v in examples],
             )
 
     def _allowed_hint(self, name: str, column: str, values: list[str | None]) -> str:
@@ -644,13 +641,15 @@ class _Checker:
         not_null = " AND ".join(f"{e} IS NOT NULL" for e in exprs)
         dup = (
             f"SELECT {label} AS k, count(*) AS n, min(_file) AS f, "
-            f"list(_row ORDER BY _row)[1:3] AS rs FROM \"{table}\" WHERE {not_null} "
+            f'list(_row ORDER BY _row)[1:3] AS rs FROM "{table}" WHERE {not_null} '
             f"GROUP BY {group} HAVING count(*) > 1"
         )
         total = con.execute(f"SELECT count(*), sum(n) FROM ({dup})").fetchone()
         if not total or not total[0]:
             return
-        examples = con.execute(f"SELECT * FROM ({dup}) ORDER BY rs[1] LIMIT {self.max_examples}").fetchall()
+        examples = con.execute(
+            f"SELECT * FROM ({dup}) ORDER BY rs[1] LIMIT {self.max_examples}"
+        ).fetchall()
         what = "/".join(keys)
         self.add(
             name,
@@ -660,7 +659,11 @@ class _Checker:
             f"{what} must be unique ({int(total[1]):,} rows share {int(total[0]):,} value(s)); "
             "remove or merge the repeated rows",
             [
-                Example(file=f, id=k, value=f"{n} rows: " + ", ".join(map(str, rs)) + (", ..." if n > 3 else ""))
+                Example(
+                    file=f,
+                    id=k,
+                    value=f"{n} rows: " + ", ".join(map(str, rs)) + (", ..." if n > 3 else ""),
+                )
                 for k, n, f, rs in examples
             ],
         )
@@ -692,7 +695,9 @@ class _Checker:
             self._shifter_coverage(con, loaded, categories)
         self._configured_shifters(loaded)
 
-    def _segments(self, con: duckdb.DuckDBPyConnection, name: str, keys: tuple[str, ...]) -> dict[str, int]:
+    def _segments(
+        self, con: duckdb.DuckDBPyConnection, name: str, keys: tuple[str, ...]
+    ) -> dict[str, int]:
         types = self.raw_types[name]
         exprs = [cast(k, "string", types[k]) for k in keys]
         label = " || '/' || ".join(exprs)
@@ -705,7 +710,9 @@ class _Checker:
         ).fetchall()
         return {seg: int(n) for seg, n in rows}
 
-    def _one_sided(self, have: dict[str, int], other: dict[str, int], have_name: str, other_name: str) -> None:
+    def _one_sided(
+        self, have: dict[str, int], other: dict[str, int], have_name: str, other_name: str
+    ) -> None:
         missing = sorted(set(have) - set(other))
         if not missing:
             return
@@ -727,7 +734,8 @@ class _Checker:
 
     def _categories(self, con: duckdb.DuckDBPyConnection, loaded: set[str]) -> set[str] | None:
         parts = [
-            f'SELECT DISTINCT {cast("category", "string", self.raw_types[n]["category"])} AS c FROM "raw_{n}"'
+            f"SELECT DISTINCT {cast('category', 'string', self.raw_types[n]['category'])} AS c "
+            f'FROM "raw_{n}"'
             for n in ("jobs", "supply")
             if n in loaded and "category" in self.columns[n]
         ]
@@ -742,7 +750,7 @@ class _Checker:
         value = cast(column, "string", self.raw_types[name][column])
         table = f"raw_{name}"
         rows = con.execute(
-            f"SELECT {value} AS v, count(*), min(_file), min(_row) FROM \"{table}\" "
+            f'SELECT {value} AS v, count(*), min(_file), min(_row) FROM "{table}" '
             f"WHERE {value} IS NOT NULL AND trim({value}) <> '' GROUP BY v ORDER BY min(_row)"
         ).fetchall()
         unknown = [r for r in rows if r[0] not in categories]
@@ -768,16 +776,24 @@ class _Checker:
             examples,
         )
 
-    def _shifter_coverage(self, con: duckdb.DuckDBPyConnection, loaded: set[str], categories: set[str]) -> None:
+    def _shifter_coverage(
+        self, con: duckdb.DuckDBPyConnection, loaded: set[str], categories: set[str]
+    ) -> None:
         """Every week (and category, when shifters are per category) of the data has shifters."""
         if "week" not in self.columns["shifters"]:
             return
         by_category = "category" in self.columns["shifters"]
         parts = []
         for name, date_col in (("jobs", "posted_at"), ("supply", "week")):
-            if name in loaded and date_col in self.columns[name] and "category" in self.columns[name]:
+            if (
+                name in loaded
+                and date_col in self.columns[name]
+                and "category" in self.columns[name]
+            ):
                 types = self.raw_types[name]
-                week = f"CAST(date_trunc('week', {cast(date_col, 'date', types[date_col])}) AS DATE)"
+                week = (
+                    f"CAST(date_trunc('week', {cast(date_col, 'date', types[date_col])}) AS DATE)"
+                )
                 cat = cast("category", "string", types["category"]) if by_category else "NULL"
                 parts.append(f'SELECT DISTINCT {week} AS w, {cat} AS c FROM "raw_{name}"')
         if not parts:
@@ -792,7 +808,9 @@ class _Checker:
         total = con.execute(f"SELECT count(*) FROM ({missing_sql})").fetchone()
         if not total or not total[0]:
             return
-        rows = con.execute(f"SELECT * FROM ({missing_sql}) ORDER BY w, c LIMIT {self.max_examples}").fetchall()
+        rows = con.execute(
+            f"SELECT * FROM ({missing_sql}) ORDER BY w, c LIMIT {self.max_examples}"
+        ).fetchall()
         what = "week and category" if by_category else "week"
         self.add(
             "shifters",
@@ -809,9 +827,7 @@ class _Checker:
         if not named:
             return
         if "shifters" not in loaded:
-            if "shifters" in self.raw_types or any(
-                p.table == "shifters" for p in self.problems
-            ):
+            if "shifters" in self.raw_types or any(p.table == "shifters" for p in self.problems):
                 return
             self.add(
                 "shifters",
@@ -832,7 +848,9 @@ class _Checker:
                     "missing_column",
                     1,
                     f"the config's [estimation] names {column!r}, which shifters lacks"
-                    + (f"; did you mean {hint!r}?" if hint else f" (columns: {', '.join(present)})"),
+                    + (
+                        f"; did you mean {hint!r}?" if hint else f" (columns: {', '.join(present)})"
+                    ),
                 )
 
 

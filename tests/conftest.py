@@ -1,0 +1,112 @@
+"""Shared fixtures: a small valid market that tests copy and break one rule at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+AS_OF = dt.date(2024, 2, 1)
+WEEKS = [dt.date(2024, 1, 1), dt.date(2024, 1, 8), dt.date(2024, 1, 15)]
+SEGMENTS = [("web", "entry"), ("web", "expert"), ("design", "entry"), ("design", "expert")]
+
+
+def valid_tables() -> dict[str, pd.DataFrame]:
+    """Two categories x two tiers x three weeks; every table of the contract, all valid."""
+    jobs, supply = [], []
+    n = 0
+    for s, (category, tier) in enumerate(SEGMENTS):
+        base = 20.0 + 10 * s
+        for w, week in enumerate(WEEKS):
+            for j in range(2):
+                n += 1
+                hired = (j + w) % 3 != 2
+                jobs.append(
+                    {
+                        "job_id": f"J{n:03d}",
+                        "posted_at": week + dt.timedelta(days=j * 2),
+                        "category": category,
+                        "tier": tier,
+                        "region": "na" if j == 0 else "eu",
+                        "hours": 5.0 + j * 5 + w,
+                        "budget_rate": base + 1,
+                        "hired": hired,
+                        "hired_rate": base + w if hired else None,
+                    }
+                )
+            for f in range(2):
+                supply.append(
+                    {
+                        "freelancer_id": f"F{s}{f}",
+                        "week": week,
+                        "category": category,
+                        "tier": tier,
+                        "region": "eu",
+                        "available_hours": 10.0 * (f + 1),
+                        "ask_rate": base + f,
+                    }
+                )
+    shifters = pd.DataFrame(
+        {"week": WEEKS, "fx_index": [1.0, 1.1, 0.9], "client_marketing_index": [100.0, 101.0, 99.0]}
+    )
+    adjacency = pd.DataFrame(
+        {
+            "from_category": ["web", "design"],
+            "to_category": ["design", "web"],
+            "friction": [2.0, 3.5],
+        }
+    )
+    interventions = pd.DataFrame(
+        {
+            "intervention_id": ["I1", "I2", "I3"],
+            "category": ["web", "web", "design"],
+            "kind": ["recruit", "reskill", "fee_discount"],
+            "cost_per_unit": [500.0, 800.0, 1000.0],
+            "max_units": [10, 5, 4],
+            "effect_per_unit": [0.02, 1.0, 0.005],
+            "to_category": [None, "design", None],
+        }
+    )
+    return {
+        "jobs": pd.DataFrame(jobs),
+        "supply": pd.DataFrame(supply),
+        "shifters": shifters,
+        "adjacency": adjacency,
+        "interventions": interventions,
+    }
+
+
+def write_tables(directory: Path, tables: dict[str, pd.DataFrame], fmt: str = "csv") -> Path:
+    """Write each frame as ``<name>.<fmt>``; CSV dates as YYYY-MM-DD, booleans as true/false."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        if fmt == "parquet":
+            frame.to_parquet(directory / f"{name}.parquet", index=False)
+        else:
+            out = frame.copy()
+            for column in out.columns:
+                if out[column].dtype == bool:
+                    out[column] = out[column].map({True: "true", False: "false"})
+            out.to_csv(directory / f"{name}.csv", index=False)
+    return directory
+
+
+@pytest.fixture
+def tables() -> dict[str, pd.DataFrame]:
+    return valid_tables()
+
+
+@pytest.fixture
+def make_dir(tmp_path: Path) -> Callable[..., Path]:
+    counter = iter(range(1_000))
+
+    def make(tables: dict[str, pd.DataFrame], fmt: str = "csv", config: str | None = None) -> Path:
+        directory = write_tables(tmp_path / f"data{next(counter)}", tables, fmt)
+        if config is not None:
+            (directory / "pricing.toml").write_text(config)
+        return directory
+
+    return make

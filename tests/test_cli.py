@@ -1,0 +1,189 @@
+"""Every command through click's CliRunner, including exit codes and JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from pricing.cli import EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE, main
+
+AS_OF = ["--as-of", "2024-02-01"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def valid_dir(make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]) -> Path:
+    return make_dir(tables)
+
+
+@pytest.fixture
+def invalid_dir(make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]) -> Path:
+    tables["jobs"].loc[3, "hours"] = -1.0
+    tables["supply"].loc[0, "week"] = pd.Timestamp("2024-01-02").date()
+    return make_dir(tables)
+
+
+def test_help_is_fast_and_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, pricing.cli; "
+        "heavy = [m for m in ('pandas', 'duckdb', 'numpy', 'pyarrow') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_help_lists_commands_and_exit_codes(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == EXIT_OK
+    for command in ("validate", "panel", "simulate"):
+        assert command in result.output
+    assert "3 invalid input" in result.output
+
+
+def test_validate_valid(runner: CliRunner, valid_dir: Path) -> None:
+    result = runner.invoke(main, ["validate", str(valid_dir), *AS_OF])
+    assert result.exit_code == EXIT_OK, result.output
+    assert "OK" in result.stdout
+    assert "loading and checking" in result.stderr  # progress goes to stderr
+
+
+def test_validate_invalid_reports_all_and_exits_3(runner: CliRunner, invalid_dir: Path) -> None:
+    result = runner.invoke(main, ["validate", str(invalid_dir), *AS_OF])
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert "jobs.hours [not_positive]" in result.stdout
+    assert "supply.week [not_monday]" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_validate_json(runner: CliRunner, invalid_dir: Path) -> None:
+    result = runner.invoke(main, ["validate", str(invalid_dir), *AS_OF, "--json", "--quiet"])
+    assert result.exit_code == EXIT_INVALID_INPUT
+    payload = json.loads(result.stdout)
+    assert payload["ok"] is False
+    found = {(p["table"], p["column"], p["rule"]) for p in payload["problems"]}
+    assert found == {("jobs", "hours", "not_positive"), ("supply", "week", "not_monday")}
+    example = next(p for p in payload["problems"] if p["rule"] == "not_positive")["examples"][0]
+    assert example == {"file": "jobs.csv", "row": 4, "id": "J004", "value": "'-1.0'"}
+    assert result.stderr == ""
+
+
+def test_validate_future_dates_depend_on_as_of(runner: CliRunner, valid_dir: Path) -> None:
+    result = runner.invoke(
+        main, ["validate", str(valid_dir), "--as-of", "2024-01-05", "--json", "-q"]
+    )
+    assert result.exit_code == EXIT_INVALID_INPUT
+    rules = {p["rule"] for p in json.loads(result.stdout)["problems"]}
+    assert rules == {"future_date"}
+
+
+def test_missing_data_dir_is_invalid_input(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["validate", str(tmp_path / "nope"), *AS_OF])
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert "is not a directory" in result.stdout
+
+
+def test_bad_config_is_invalid_input(
+    runner: CliRunner, make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]
+) -> None:
+    directory = make_dir(tables, config='[estimation]\ndemand_instrument = ["fx_index"]\n')
+    result = runner.invoke(main, ["validate", str(directory), *AS_OF])
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert "did you mean 'demand_instruments'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_option_is_usage_error(runner: CliRunner, valid_dir: Path) -> None:
+    result = runner.invoke(main, ["validate", str(valid_dir), "--as-of", "yesterday"])
+    assert result.exit_code == EXIT_USAGE
+
+
+def test_panel_prints_segment_summary(runner: CliRunner, valid_dir: Path) -> None:
+    result = runner.invoke(main, ["panel", str(valid_dir), *AS_OF])
+    assert result.exit_code == EXIT_OK, result.output
+    assert "4 segments" in result.stdout
+    assert "design" in result.stdout and "demand_supply_ratio" in result.stdout
+
+
+def test_panel_writes_output_atomically(runner: CliRunner, valid_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "panel.parquet"
+    result = runner.invoke(
+        main, ["panel", str(valid_dir), *AS_OF, "--out", str(out), "--json", "-q"]
+    )
+    assert result.exit_code == EXIT_OK, result.output
+    payload = json.loads(result.stdout)
+    assert payload["segments"] == 4 and payload["weeks"] == 3 and payload["out"] == str(out)
+    assert payload["shifters"] == ["fx_index", "client_marketing_index"]
+    assert len(payload["segment_summary"]) == 4
+    frame = pq.read_table(out).to_pandas()
+    assert len(frame) == 12
+    assert [p.name for p in out.parent.iterdir()] == ["panel.parquet"]  # no temporary left
+
+
+def test_panel_csv_output(runner: CliRunner, valid_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "panel.csv"
+    result = runner.invoke(main, ["panel", str(valid_dir), *AS_OF, "--out", str(out), "-q"])
+    assert result.exit_code == EXIT_OK, result.output
+    frame = pd.read_csv(out)
+    assert frame["week"].iloc[0] == "2024-01-01"
+
+
+def test_panel_rejects_unknown_output_format(
+    runner: CliRunner, valid_dir: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(main, ["panel", str(valid_dir), "--out", str(tmp_path / "p.xlsx")])
+    assert result.exit_code == EXIT_USAGE
+
+
+def test_panel_on_invalid_data_writes_nothing(
+    runner: CliRunner, invalid_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "panel.parquet"
+    result = runner.invoke(main, ["panel", str(invalid_dir), *AS_OF, "--out", str(out)])
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert "not_positive" in result.stderr
+    assert not out.exists()
+
+
+def test_panel_defaults_to_the_sample(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["panel", "--json", "-q"])
+    assert result.exit_code == EXIT_OK, result.output
+    payload = json.loads(result.stdout)
+    assert payload["data_dir"].endswith("data/sample")
+    assert payload["segments"] > 0
+
+
+def test_simulate_writes_a_valid_directory(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    args = ["simulate", "--segments", "6", "--weeks", "12", "--seed", "3", "--out", str(out)]
+    result = runner.invoke(main, [*args, "--json", "-q"])
+    assert result.exit_code == EXIT_OK, result.output
+    payload = json.loads(result.stdout)
+    assert payload["jobs_rows"] > 0 and payload["supply_rows"] > 0
+    expected = {"jobs", "supply", "shifters", "adjacency", "interventions", "truth"}
+    assert {p.stem for p in out.glob("*.parquet")} == expected
+    assert (out / "pricing.toml").is_file()
+    check = runner.invoke(main, ["validate", str(out), "--json", "-q"])
+    assert check.exit_code == EXIT_OK, check.output
+    again = runner.invoke(main, args)
+    assert again.exit_code == EXIT_USAGE and "--force" in again.output
+    forced = runner.invoke(main, [*args, "--force", "-q"])
+    assert forced.exit_code == EXIT_OK
+
+
+def test_simulate_rejects_bad_spec(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["simulate", "--segments", "0", "--out", str(tmp_path / "x")])
+    assert result.exit_code == EXIT_USAGE
+    assert not (tmp_path / "x").exists()
