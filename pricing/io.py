@@ -33,8 +33,13 @@ class TableSource:
     """Where one input table comes from: one file, or the files of one folder."""
 
     name: str
+    root: Path  # the data directory
     paths: tuple[Path, ...]
     format: str  # "parquet" or "csv"
+
+    def relative(self, path: Path) -> str:
+        """How a file of this table is named in reports: its path in the data directory."""
+        return str(path.relative_to(self.root))
 
     @property
     def label(self) -> str:
@@ -72,9 +77,9 @@ def find_sources(
             )
         elif supported:
             path = supported[0]
-            sources[name] = TableSource(name, (path,), path.suffix.lower().lstrip("."))
+            sources[name] = TableSource(name, data_dir, (path,), path.suffix.lower().lstrip("."))
         elif folders:
-            source_or_failure = _folder_source(name, folders[0])
+            source_or_failure = _folder_source(name, data_dir, folders[0])
             if isinstance(source_or_failure, ReadFailure):
                 failures.append(source_or_failure)
             else:
@@ -92,7 +97,7 @@ def find_sources(
     return sources, failures
 
 
-def _folder_source(name: str, folder: Path) -> TableSource | ReadFailure:
+def _folder_source(name: str, data_dir: Path, folder: Path) -> TableSource | ReadFailure:
     parts = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     formats = {p.suffix.lower() for p in parts}
     if not parts:
@@ -105,56 +110,79 @@ def _folder_source(name: str, folder: Path) -> TableSource | ReadFailure:
             f"folder {folder.name}/ must hold only .parquet or only .csv files, "
             f"found {sorted(formats)}",
         )
-    return TableSource(name, tuple(parts), formats.pop().lstrip("."))
+    return TableSource(name, data_dir, tuple(parts), formats.pop().lstrip("."))
 
 
 def load_table(
     con: duckdb.DuckDBPyConnection, source: TableSource, table: str
 ) -> ReadFailure | None:
-    """Read ``source`` into the DuckDB table ``table``.
+    """Make ``source`` queryable in DuckDB as ``table``.
 
-    The table gets two extra columns: ``_file`` (file name) and ``_row`` (1-based data row
-    within that file, header excluded). CSV values are kept as text. Lines of a CSV that do
-    not parse (wrong number of fields, unterminated quotes) are left out of the table and
-    recorded in ``<table>_rejects`` (``_file``, ``line``, ``error``) for the report.
+    The table gets two extra columns: ``_file`` (path within the data directory) and
+    ``_row`` (1-based data row within that file, header excluded).
+
+    Parquet becomes a view over the files: queries read only the columns they use, straight
+    from the columnar file. CSV is read once into a table with every value kept as text;
+    lines that do not parse (wrong number of fields, unterminated quotes) are left out of
+    it and recorded in ``<table>_rejects`` (``_file``, ``line``, ``error``) for the report.
     """
+    con.execute(f'DROP VIEW IF EXISTS "{table}"')
     con.execute(f'DROP TABLE IF EXISTS "{table}"')
-    con.execute(f'DROP TABLE IF EXISTS "{table}_rejects"')
-    con.execute(f'CREATE TABLE "{table}_rejects" (_file VARCHAR, line BIGINT, error VARCHAR)')
-    created = False
+    con.execute(
+        f'CREATE OR REPLACE TABLE "{table}_rejects" (_file VARCHAR, line BIGINT, error VARCHAR)'
+    )
     for path in source.paths:
         if path.stat().st_size == 0:
-            return ReadFailure(source.name, path, "empty_file", f"{path.name} is an empty file")
-        try:
-            select = (
-                _parquet_select(path)
-                if source.format == "parquet"
-                else _csv_select(con, path, table)
+            return ReadFailure(
+                source.name, path, "empty_file", f"{source.relative(path)} is an empty file"
             )
-        except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
-            return ReadFailure(source.name, path, "unreadable", f"{path.name}: {_first_line(exc)}")
-        if select is None:
-            return ReadFailure(source.name, path, "empty_file", f"{path.name} has no header row")
-        verb = f'INSERT INTO "{table}" BY NAME' if created else f'CREATE TABLE "{table}" AS'
+    if source.format == "parquet":
+        return _parquet_view(con, source, table)
+    for i, path in enumerate(source.paths):
         try:
+            select = _csv_select(con, source, path, table)
+            if select is None:
+                return ReadFailure(
+                    source.name, path, "empty_file", f"{source.relative(path)} has no header row"
+                )
+            verb = f'INSERT INTO "{table}" BY NAME' if i else f'CREATE TABLE "{table}" AS'
             con.execute(f"{verb} {select}")
-        except duckdb.Error as exc:
-            return ReadFailure(source.name, path, "unreadable", f"{path.name}: {_first_line(exc)}")
+        except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
+            return ReadFailure(
+                source.name, path, "unreadable", f"{source.relative(path)}: {_first_line(exc)}"
+            )
         finally:
             con.execute(f'DROP TABLE IF EXISTS "{table}_csv_tmp"')
-        created = True
     return None
 
 
-def _parquet_select(path: Path) -> str:
-    return (
-        f"SELECT * EXCLUDE (file_row_number), {_sql_str(path.name)} AS _file, "
-        "file_row_number + 1 AS _row "
-        f"FROM read_parquet({_sql_str(str(path))}, file_row_number = true)"
-    )
+def _parquet_view(
+    con: duckdb.DuckDBPyConnection, source: TableSource, table: str
+) -> ReadFailure | None:
+    for path in source.paths:  # reading the footers names the file that is corrupt
+        try:
+            con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(str(path))})").fetchall()
+        except duckdb.Error as exc:
+            return ReadFailure(
+                source.name, path, "unreadable", f"{source.relative(path)}: {_first_line(exc)}"
+            )
+    files = "[" + ", ".join(_sql_str(str(p)) for p in source.paths) + "]"
+    prefix = len(str(source.root)) + 2
+    try:
+        con.execute(
+            f'CREATE VIEW "{table}" AS SELECT * EXCLUDE (file_row_number, filename), '
+            f"substr(filename, {prefix}) AS _file, file_row_number + 1 AS _row "
+            f"FROM read_parquet({files}, file_row_number = true, filename = true, "
+            "union_by_name = true)"
+        )
+    except duckdb.Error as exc:
+        return ReadFailure(source.name, source.paths[0], "unreadable", _first_line(exc))
+    return None
 
 
-def _csv_select(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> str | None:
+def _csv_select(
+    con: duckdb.DuckDBPyConnection, source: TableSource, path: Path, table: str
+) -> str | None:
     # The header is read here and the dialect fixed (comma, double quote, UTF-8) so that
     # DuckDB's sniffer never guesses types or gives up on a file with a few bad lines.
     with path.open(newline="", encoding="utf-8") as handle:
@@ -168,20 +196,20 @@ def _csv_select(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> str |
         f"store_rejects = true, rejects_table = '{table}_rej_tmp', "
         f"rejects_scan = '{table}_rejscan_tmp')"
     )
+    name = _sql_str(source.relative(path))
     con.execute(f"DROP TABLE IF EXISTS {table}_rej_tmp")
     con.execute(f"DROP TABLE IF EXISTS {table}_rejscan_tmp")
     con.execute(f'CREATE TEMP TABLE "{table}_csv_tmp" AS SELECT * FROM {scan}')
     con.execute(
-        f'INSERT INTO "{table}_rejects" SELECT DISTINCT ON (line) {_sql_str(path.name)}, line, '
-        f"error_message FROM {table}_rej_tmp ORDER BY line"
+        f'INSERT INTO "{table}_rejects" SELECT DISTINCT ON (line) {name}, line, error_message '
+        f"FROM {table}_rej_tmp ORDER BY line"
     )
     con.execute(f"DROP TABLE IF EXISTS {table}_rej_tmp")
     con.execute(f"DROP TABLE IF EXISTS {table}_rejscan_tmp")
     # rowid follows file order in a freshly created table, but counts parsed records only
     rejected = con.execute(
-        f'SELECT count(*) FROM "{table}_rejects" WHERE _file = {_sql_str(path.name)}'
+        f'SELECT count(*) FROM "{table}_rejects" WHERE _file = {name}'
     ).fetchone()
-    name = _sql_str(path.name)
     if not rejected or not rejected[0]:
         return f'SELECT *, {name} AS _file, rowid + 1 AS _row FROM "{table}_csv_tmp"'
     # The i-th rejected data row r_i (file line - 1) has r_i - i parsed records before it,

@@ -459,7 +459,7 @@ class _Checker:
         if "kind" not in types:
             return False
         hit = con.execute(
-            f"SELECT count(*) FROM \"{table}\" WHERE trim(CAST(kind AS VARCHAR)) = 'reskill'"
+            f"SELECT count(*) FROM \"{table}\" WHERE CAST(kind AS VARCHAR) = 'reskill'"
         ).fetchone()
         return bool(hit and hit[0])
 
@@ -555,7 +555,7 @@ class _Checker:
                 _RowRule(
                     "to_category",
                     "missing_for_reskill",
-                    f"({kind} = 'reskill' AND ({to_cat} IS NULL OR trim({to_cat}) = ''))",
+                    f"({kind} = 'reskill' AND {_blank('to_category', 'string', types['to_category'])})",
                     "reskill levers name the category they open (to_category)",
                 )
             )
@@ -636,19 +636,21 @@ class _Checker:
         if not set(keys) <= set(usable):
             return
         exprs = [cast(k, column_spec(name, k, self.config).type, types[k]) for k in keys]
-        label = " || '/' || ".join(f"CAST({e} AS VARCHAR)" for e in exprs)
         group = ", ".join(exprs)
         not_null = " AND ".join(f"{e} IS NOT NULL" for e in exprs)
-        dup = (
-            f"SELECT {label} AS k, count(*) AS n, min(_file) AS f, "
-            f'list(_row ORDER BY _row)[1:3] AS rs FROM "{table}" WHERE {not_null} '
-            f"GROUP BY {group} HAVING count(*) > 1"
+        repeated = (
+            f'SELECT {group}, count(*) AS n FROM "{table}" WHERE {not_null} '
+            f"GROUP BY ALL HAVING count(*) > 1"
         )
-        total = con.execute(f"SELECT count(*), sum(n) FROM ({dup})").fetchone()
+        total = con.execute(f"SELECT count(*), sum(n) FROM ({repeated})").fetchone()
         if not total or not total[0]:
             return
+        # only when there are duplicates: their first rows, for the examples
+        label = " || '/' || ".join(f"CAST({e} AS VARCHAR)" for e in exprs)
         examples = con.execute(
-            f"SELECT * FROM ({dup}) ORDER BY rs[1] LIMIT {self.max_examples}"
+            f"SELECT {label} AS k, count(*) AS n, min(_file) AS f, "
+            f'list(_row ORDER BY _row)[1:3] AS rs FROM "{table}" WHERE {not_null} '
+            f"GROUP BY {group} HAVING count(*) > 1 ORDER BY rs[1] LIMIT {self.max_examples}"
         ).fetchall()
         what = "/".join(keys)
         self.add(
@@ -700,15 +702,15 @@ class _Checker:
     ) -> dict[str, int]:
         types = self.raw_types[name]
         exprs = [cast(k, "string", types[k]) for k in keys]
-        label = " || '/' || ".join(exprs)
-        valid = [f"{e} IS NOT NULL" for e in exprs]
+        valid = [f"NOT {_blank(k, 'string', types[k])}" for k in keys]
         if "tier" in keys:  # a bad tier is reported once, by its own rule
             valid.append(f"{cast('tier', 'string', types['tier'])} IN {TIERS!r}")
+        # grouping by the key columns, not by a concatenated label, keeps this cheap
         rows = con.execute(
-            f'SELECT {label} AS seg, count(*) FROM "raw_{name}" '
-            f"WHERE {' AND '.join(valid)} GROUP BY seg"
+            f"SELECT {', '.join(exprs)}, count(*) FROM \"raw_{name}\" "
+            f"WHERE {' AND '.join(valid)} GROUP BY ALL"
         ).fetchall()
-        return {seg: int(n) for seg, n in rows}
+        return {"/".join(row[:-1]): int(row[-1]) for row in rows}
 
     def _one_sided(
         self, have: dict[str, int], other: dict[str, int], have_name: str, other_name: str
@@ -751,7 +753,8 @@ class _Checker:
         table = f"raw_{name}"
         rows = con.execute(
             f'SELECT {value} AS v, count(*), min(_file), min(_row) FROM "{table}" '
-            f"WHERE {value} IS NOT NULL AND trim({value}) <> '' GROUP BY v ORDER BY min(_row)"
+            f"WHERE NOT {_blank(column, 'string', self.raw_types[name][column])} "
+            "GROUP BY v ORDER BY min(_row)"
         ).fetchall()
         unknown = [r for r in rows if r[0] not in categories]
         if not unknown:
@@ -867,16 +870,22 @@ def cast(column: str, logical: str, raw_type: str) -> str:
     target = _SQL_TYPE[logical]
     raw = _quote(column)
     if raw_type == target:
-        return f"NULLIF(trim({raw}), '')" if target == "VARCHAR" else raw
+        return raw
     if target == "VARCHAR":
-        return f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
+        return f"CAST({raw} AS VARCHAR)"
     return f"TRY_CAST({raw} AS {target})"
 
 
 def _blank(column: str, logical: str, raw_type: str) -> str:
     """SQL true where a value is absent: NULL, blank text, or NaN for numbers."""
     raw = _quote(column)
-    blank = f"({raw} IS NULL OR trim({raw}) = '')" if raw_type == "VARCHAR" else f"{raw} IS NULL"
+    # `raw < '!'` (binary order: starts with a space or control character) guards the
+    # costly trim, which then runs on almost no rows
+    blank = (
+        f"({raw} IS NULL OR {raw} = '' OR ({raw} < '!' AND trim({raw}) = ''))"
+        if raw_type == "VARCHAR"
+        else f"{raw} IS NULL"
+    )
     if logical == "number":
         blank = f"({blank} OR isnan({cast(column, logical, raw_type)}))"
     return blank
