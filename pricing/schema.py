@@ -550,12 +550,13 @@ class _Checker:
         if name == "interventions" and {"kind", "to_category", "category"} <= set(usable):
             kind = cast("kind", "string", types["kind"])
             to_cat = cast("to_category", "string", types["to_category"])
+            to_cat_blank = _blank("to_category", "string", types["to_category"])
             cat = cast("category", "string", types["category"])
             rules.append(
                 _RowRule(
                     "to_category",
                     "missing_for_reskill",
-                    f"({kind} = 'reskill' AND {_blank('to_category', 'string', types['to_category'])})",
+                    f"({kind} = 'reskill' AND {to_cat_blank})",
                     "reskill levers name the category they open (to_category)",
                 )
             )
@@ -707,7 +708,7 @@ class _Checker:
             valid.append(f"{cast('tier', 'string', types['tier'])} IN {TIERS!r}")
         # grouping by the key columns, not by a concatenated label, keeps this cheap
         rows = con.execute(
-            f"SELECT {', '.join(exprs)}, count(*) FROM \"raw_{name}\" "
+            f'SELECT {", ".join(exprs)}, count(*) FROM "raw_{name}" '
             f"WHERE {' AND '.join(valid)} GROUP BY ALL"
         ).fetchall()
         return {"/".join(row[:-1]): int(row[-1]) for row in rows}
