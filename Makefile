@@ -23,6 +23,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check pricing tests benchmarks
+	$(BIN)/ruff format --check pricing tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
 

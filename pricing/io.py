@@ -59,6 +59,19 @@ class ReadFailure:
     detail: str
 
 
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-process DuckDB database for one run's inputs.
+
+    Time stamps with a time zone become dates in UTC, whatever the machine's zone. Parquet
+    min/max statistics leave NaN out, so without ``parquet_can_have_nan`` DuckDB would
+    skip row groups holding NaN when a query looks for them.
+    """
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET parquet_can_have_nan = true")
+    return con
+
+
 def find_sources(
     data_dir: Path, names: tuple[str, ...]
 ) -> tuple[dict[str, TableSource], list[ReadFailure]]:
@@ -66,10 +79,12 @@ def find_sources(
     sources: dict[str, TableSource] = {}
     failures: list[ReadFailure] = []
     for name in names:
-        candidates = sorted(p for p in data_dir.iterdir() if p.stem == name or p.name == name)
+        candidates = sorted(
+            p for p in data_dir.iterdir() if p.name == name or p.name.startswith(f"{name}.")
+        )
         files = [p for p in candidates if p.is_file()]
-        folders = [p for p in candidates if p.is_dir()]
-        supported = [p for p in files if p.suffix.lower() in SUPPORTED_SUFFIXES]
+        folders = [p for p in candidates if p.is_dir() and p.name == name]
+        supported = [p for p in files if p.name.lower() in {name + s for s in SUPPORTED_SUFFIXES}]
         if len(supported) + len(folders) > 1:
             shown = ", ".join(p.name for p in supported + folders)
             failures.append(
@@ -90,7 +105,7 @@ def find_sources(
                     name,
                     files[0],
                     "unsupported_format",
-                    f"{files[0].name} is neither Parquet nor CSV; "
+                    f"{files[0].name} is not read (only plain Parquet or CSV are); "
                     f"save it as {name}.parquet or {name}.csv",
                 )
             )
@@ -129,7 +144,8 @@ def load_table(
     con.execute(f'DROP VIEW IF EXISTS "{table}"')
     con.execute(f'DROP TABLE IF EXISTS "{table}"')
     con.execute(
-        f'CREATE OR REPLACE TABLE "{table}_rejects" (_file VARCHAR, line BIGINT, error VARCHAR)'
+        f'CREATE OR REPLACE TABLE "{table}_rejects" '
+        "(_file VARCHAR, line BIGINT, lines BIGINT, error VARCHAR)"
     )
     for path in source.paths:
         if path.stat().st_size == 0:
@@ -138,21 +154,32 @@ def load_table(
             )
     if source.format == "parquet":
         return _parquet_view(con, source, table)
-    for i, path in enumerate(source.paths):
-        try:
-            select = _csv_select(con, source, path, table)
-            if select is None:
+    parts = [f"{table}_part{i}" for i in range(len(source.paths))]
+    try:
+        for part, path in zip(parts, source.paths, strict=True):
+            try:
+                if not _read_csv(con, source, path, part, f"{table}_rejects"):
+                    return ReadFailure(
+                        source.name,
+                        path,
+                        "empty_file",
+                        f"{source.relative(path)} has no header row",
+                    )
+            except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
                 return ReadFailure(
-                    source.name, path, "empty_file", f"{source.relative(path)} has no header row"
+                    source.name,
+                    path,
+                    "unreadable",
+                    f"{source.relative(path)}: {_first_line(exc)}",
                 )
-            verb = f'INSERT INTO "{table}" BY NAME' if i else f'CREATE TABLE "{table}" AS'
-            con.execute(f"{verb} {select}")
-        except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
-            return ReadFailure(
-                source.name, path, "unreadable", f"{source.relative(path)}: {_first_line(exc)}"
-            )
-        finally:
-            con.execute(f'DROP TABLE IF EXISTS "{table}_csv_tmp"')
+        if len(parts) == 1:
+            con.execute(f'ALTER TABLE "{parts[0]}" RENAME TO "{table}"')
+        else:  # files of one folder may differ in their extra columns
+            union = " UNION ALL BY NAME ".join(f'SELECT * FROM "{p}"' for p in parts)
+            con.execute(f'CREATE TABLE "{table}" AS {union}')
+    finally:
+        for part in parts:
+            con.execute(f'DROP TABLE IF EXISTS "{part}"')
     return None
 
 
@@ -180,48 +207,78 @@ def _parquet_view(
     return None
 
 
-def _csv_select(
-    con: duckdb.DuckDBPyConnection, source: TableSource, path: Path, table: str
-) -> str | None:
+def _read_csv(
+    con: duckdb.DuckDBPyConnection, source: TableSource, path: Path, table: str, rejects: str
+) -> bool:
+    """Read one CSV file into ``table`` (every column as text); False if it has no header.
+
+    Lines that do not parse go to ``rejects``. An unterminated quote makes the parser
+    swallow the lines after it into one rejected record, so when lines were rejected the
+    file's lines are counted too and any not accounted for are reported with the last
+    rejected line: no row ever disappears without a report.
+    """
     # The header is read here and the dialect fixed (comma, double quote, UTF-8) so that
-    # DuckDB's sniffer never guesses types or gives up on a file with a few bad lines.
-    with path.open(newline="", encoding="utf-8") as handle:
+    # DuckDB's sniffer never guesses types or gives up on a file with a few bad lines;
+    # utf-8-sig drops the byte-order mark that spreadsheet exports put before the header.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), None)
     if not header:
-        return None
+        return False
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise csv.Error(f"the header repeats column(s) {repeated}; give each column one name")
     columns = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in header) + "}"
     scan = (
         f"read_csv({_sql_str(str(path))}, columns = {columns}, header = true, "
         "auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
-        f"store_rejects = true, rejects_table = '{table}_rej_tmp', "
-        f"rejects_scan = '{table}_rejscan_tmp')"
+        f"store_rejects = true, rejects_table = '{table}_rej', rejects_scan = '{table}_rejscan')"
     )
     name = _sql_str(source.relative(path))
-    con.execute(f"DROP TABLE IF EXISTS {table}_rej_tmp")
-    con.execute(f"DROP TABLE IF EXISTS {table}_rejscan_tmp")
-    con.execute(f'CREATE TEMP TABLE "{table}_csv_tmp" AS SELECT * FROM {scan}')
-    con.execute(
-        f'INSERT INTO "{table}_rejects" SELECT DISTINCT ON (line) {name}, line, error_message '
-        f"FROM {table}_rej_tmp ORDER BY line"
-    )
-    con.execute(f"DROP TABLE IF EXISTS {table}_rej_tmp")
-    con.execute(f"DROP TABLE IF EXISTS {table}_rejscan_tmp")
-    # rowid follows file order in a freshly created table, but counts parsed records only
+    try:
+        con.execute(f'CREATE TABLE "{table}_raw" AS SELECT * FROM {scan}')
+        con.execute(
+            f'INSERT INTO "{rejects}" SELECT DISTINCT ON (line) {name}, line, 1, error_message '
+            f'FROM "{table}_rej" ORDER BY line'
+        )
+    finally:
+        con.execute(f'DROP TABLE IF EXISTS "{table}_rej"')
+        con.execute(f'DROP TABLE IF EXISTS "{table}_rejscan"')
     rejected = con.execute(
-        f'SELECT count(*) FROM "{table}_rejects" WHERE _file = {name}'
-    ).fetchone()
-    if not rejected or not rejected[0]:
-        return f'SELECT *, {name} AS _file, rowid + 1 AS _row FROM "{table}_csv_tmp"'
+        f'SELECT count(*), max(line) FROM "{rejects}" WHERE _file = {name}'
+    ).fetchall()[0]
+    # rowid follows file order in a freshly created table, but counts parsed records only
+    if not rejected[0]:
+        con.execute(
+            f'CREATE TABLE "{table}" AS SELECT *, {name} AS _file, rowid + 1 AS _row '
+            f'FROM "{table}_raw"'
+        )
+        con.execute(f'DROP TABLE "{table}_raw"')
+        return True
+    parsed = con.execute(f'SELECT count(*) FROM "{table}_raw"').fetchall()[0][0]
+    with path.open("rb") as handle:
+        data_lines = sum(1 for line in handle if line.strip()) - 1
+    swallowed = data_lines - parsed - rejected[0]
+    if swallowed > 0:
+        con.execute(
+            f'INSERT INTO "{rejects}" VALUES ({name}, {rejected[1]}, {swallowed}, '
+            f"'{swallowed} more line(s) after this one were not read: an unterminated quote "
+            "runs on to the end of the file (or a quoted field spans lines)')"
+        )
     # The i-th rejected data row r_i (file line - 1) has r_i - i parsed records before it,
     # so parsed record k sits at data row k + #{i : r_i - i < k}.
-    return f"""
+    con.execute(
+        f"""
+        CREATE TABLE "{table}" AS
         WITH rej AS (
             SELECT line - 1 - row_number() OVER (ORDER BY line) AS good_before
-            FROM "{table}_rejects" WHERE _file = {name}
+            FROM (SELECT DISTINCT line FROM "{rejects}" WHERE _file = {name})
         )
         SELECT t.* EXCLUDE (_k), {name} AS _file,
                t._k + (SELECT count(*) FROM rej WHERE rej.good_before < t._k) AS _row
-        FROM (SELECT *, rowid + 1 AS _k FROM "{table}_csv_tmp") t"""
+        FROM (SELECT *, rowid + 1 AS _k FROM "{table}_raw") t"""
+    )
+    con.execute(f'DROP TABLE "{table}_raw"')
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
@@ -247,6 +304,7 @@ def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
         raise FileExistsError(f"{final} already exists; choose another path or allow overwriting")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
     try:
         yield tmp
         if final.exists():
@@ -261,6 +319,12 @@ def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(final: Path) -> Iterator[Path]:
     """Yield a temporary path that replaces ``final`` atomically if the block succeeds."""
@@ -269,6 +333,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result should not be
     try:
         yield tmp
         os.replace(tmp, final)

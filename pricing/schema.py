@@ -27,7 +27,7 @@ import pandas as pd
 
 from pricing.config import RunConfig, suggest
 from pricing.errors import DataError
-from pricing.io import TableSource, find_sources, load_table
+from pricing.io import TableSource, connect, find_sources, load_table
 
 TIERS = ("entry", "intermediate", "expert")
 INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")
@@ -317,7 +317,7 @@ def check_inputs(
     if not data_dir.is_dir():
         checker.add("(data dir)", None, "missing_dir", 1, f"{data_dir} is not a directory")
         return checker.report(data_dir, None, ())
-    con = duckdb.connect()
+    con = connect()
     sources, failures = find_sources(data_dir, REQUIRED_TABLES + OPTIONAL_TABLES)
     for failure in failures:
         checker.add(failure.name, None, failure.rule, 1, failure.detail)
@@ -407,7 +407,7 @@ class _Checker:
         return TableInfo(name, source.label, int(rows))
 
     def _malformed_lines(self, con: duckdb.DuckDBPyConnection, name: str, table: str) -> None:
-        count = _scalar(con, f'SELECT count(*) FROM "{table}_rejects"')
+        count = _scalar(con, f'SELECT coalesce(sum(lines), 0) FROM "{table}_rejects"')
         if not count:
             return
         rows = con.execute(
@@ -649,9 +649,10 @@ class _Checker:
         # only when there are duplicates: their first rows, for the examples
         label = " || '/' || ".join(f"CAST({e} AS VARCHAR)" for e in exprs)
         examples = con.execute(
-            f"SELECT {label} AS k, count(*) AS n, min(_file) AS f, "
-            f'list(_row ORDER BY _row)[1:3] AS rs FROM "{table}" WHERE {not_null} '
-            f"GROUP BY {group} HAVING count(*) > 1 ORDER BY rs[1] LIMIT {self.max_examples}"
+            f"SELECT {label} AS k, count(*) AS n, count(DISTINCT _file) AS files, "
+            f"list((_file, _row) ORDER BY _file, _row)[1:3] AS rs "
+            f'FROM "{table}" WHERE {not_null} GROUP BY {group} HAVING count(*) > 1 '
+            f"ORDER BY rs[1] LIMIT {self.max_examples}"
         ).fetchall()
         what = "/".join(keys)
         self.add(
@@ -661,14 +662,7 @@ class _Checker:
             int(total[0]),
             f"{what} must be unique ({int(total[1]):,} rows share {int(total[0]):,} value(s)); "
             "remove or merge the repeated rows",
-            [
-                Example(
-                    file=f,
-                    id=k,
-                    value=f"{n} rows: " + ", ".join(map(str, rs)) + (", ..." if n > 3 else ""),
-                )
-                for k, n, f, rs in examples
-            ],
+            [_duplicate_example(k, n, files, rs) for k, n, files, rs in examples],
         )
 
     # ------------------------------------------------------------ across tables
@@ -887,9 +881,20 @@ def _blank(column: str, logical: str, raw_type: str) -> str:
         if raw_type == "VARCHAR"
         else f"{raw} IS NULL"
     )
-    if logical == "number":
-        blank = f"({blank} OR isnan({cast(column, logical, raw_type)}))"
+    if logical == "number":  # coalesce: isnan of text that does not parse is NULL
+        blank = f"({blank} OR coalesce(isnan({cast(column, logical, raw_type)}), false))"
     return blank
+
+
+def _duplicate_example(key: str, n: int, files: int, rows: list[Any]) -> Example:
+    """Where a repeated key sits: rows of one file, or file and row when files differ."""
+    pairs = [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows]
+    more = ", ..." if n > len(pairs) else ""
+    if files == 1:
+        shown = ", ".join(str(row) for _, row in pairs)
+        return Example(file=pairs[0][0], id=key, value=f"{n} rows: {shown}{more}")
+    shown = ", ".join(f"{file} row {row}" for file, row in pairs)
+    return Example(id=key, value=f"{n} rows: {shown}{more}")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:

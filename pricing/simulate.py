@@ -1,0 +1,823 @@
+r"""A synthetic marketplace whose true curves are known: the engine's recovery test bed.
+
+:func:`simulate_market` draws per-segment demand and supply curves, runs a sticky-rate
+market for ``weeks`` weeks and returns what the platform would have logged (jobs, weekly
+freelancer supply, shifters, adjacency, intervention catalogue) in the input data contract
+of DESIGN.md §2, together with the ``truth`` behind it; :meth:`SimulatedMarket.write` saves
+them as a data directory the engine reads.
+
+Model
+-----
+Segments s = 0..S-1 are (category, tier) pairs: segment s is category ⌊s/3⌋ and tier
+s mod 3 (entry, intermediate, expert), so there are C = ⌈S/3⌉ categories and the last one
+has fewer tiers when S is not a multiple of 3. Weeks t = 0..T-1 start on Mondays. Rates
+are in $/h, quantities in hours/week, elasticities are signed (ε_s < 0 < η_s)::
+
+    log D_st(p) = a_s + ε_s log p + γd_s zd_t + u_st          hours demanded at rate p
+    log S_st(p) = b_s + η_s log p + γs_s zs_t + v_st          hours supplied at rate p
+
+Observed shifters, common to all segments, written as-is (mean 0, stationary variance 1)::
+
+    zd_t = client_marketing_index_t,  zs_t = fx_index_t
+    z_t = 0.8 z_{t-1} + √(1 − 0.8²) e_t,   z_0 = e_0,   e_t ~ N(0, 1)
+
+zd moves only demand and zs only supply, so zs instruments the demand curve and zd the
+supply curve (see :attr:`SimulatedMarket.config`). Loadings γd_s, γs_s ~ U(0.20, 0.45)
+make the first stage strong on a typical segment of 104 weeks (median F ≈ 50 with the
+instrument alone, ≈ 120 with the curve's own shifter as a control; see below).
+
+Unobserved shocks, AR(1) with stationary standard deviations σu_s, σv_s ~ U(0.10, 0.20) and
+ρ_s ~ U(0.5, 0.7)::
+
+    u_st = ρ_s u_{s,t-1} + σu_s √(1 − ρ_s²) ξ_st,   u_s0 = σu_s ξ_s0     (v_st alike)
+
+True (uncoupled) clearing rate, D_st(p*) = S_st(p*)::
+
+    log p*_st = (a_s − b_s + γd_s zd_t − γs_s zs_t + u_st − v_st) / (η_s − ε_s)
+
+Observed rates are sticky, λ_s ~ U(0.3, 0.7), ν_st ~ N(0, 0.02²)::
+
+    log p_s0 = log p*_s0,   log p_st = log p_{s,t-1} + λ_s (log p*_st − log p_{s,t-1}) + ν_st
+
+so the observed market is not in equilibrium: QD_st = D_st(p_st) ≠ QS_st = S_st(p_st).
+Because p_st responds to u and v, OLS of log QD on log p is biased (upwards, towards zero
+for demand; downwards for supply); 2SLS with zs is not. Two properties matter to an
+estimator: each curve's own shifter belongs in its equation (γd zd in demand), so leaving
+it in the error keeps 2SLS consistent but, with persistent shifters, spreads the estimates
+about three times wider; and u, v and the shifters are autocorrelated, so
+heteroskedasticity-robust (not HAC) standard errors understate the uncertainty.
+
+Elasticities are hierarchical: category means ε̄_c ~ N(−1.2, 0.4²), η̄_c ~ N(0.9, 0.35²),
+segment values ε_s = ε̄_c + N(0, 0.15²), η_s = η̄_c + N(0, 0.15²); all clipped to
+[−2.5, −0.3] and [0.2, 2.0]. Levels are set through a reference point (r_s, Q_s) where the
+curves cross when shifters and shocks are zero::
+
+    r_s = tier rate (25, 45, 80 $/h) × category factor e^{N(0, 0.25²)} × e^{N(0, 0.05²)}
+    Q_s = jobs_s × h̄_s,   h̄_s ~ U(10, 40) mean hours per job
+    jobs_s = jobs_per_week × e^{N(0, 0.3²) − 0.3²/2}   (thin segments: U(1, 3))
+    a_s = log Q_s − ε_s log r_s,   b_s = log Q_s − η_s log r_s
+
+Exactly round(thin_share × S) segments, chosen at random, are thin.
+
+Logged data
+-----------
+jobs: each day d of week t, segment s posts Poisson(QD_st / (7 h̄_s)) jobs, so a week
+posts Poisson(QD_st / h̄_s) and job ids increase with posting day. Per job::
+
+    hours       = h̄_s e^{0.7 N − 0.7²/2}          (mean h̄_s)
+    hired       ~ Bernoulli(0.9 × min(1, QS_st / QD_st))      the short side rations hires
+    hired_rate  = p_st e^{N(0, 0.1²)}              null when not hired
+    budget_rate = p_st e^{N(log 1.05, 0.15²)}
+    region      uniform over spec.regions
+
+supply: segment s has a persistent pool of K_s = max(1, ⌈Q_s / (0.8 k_s)⌉) freelancers,
+k_s ~ U(10, 30) hours per active freelancer. Freelancer i is listed in a week with
+probability π_i ~ U(0.6, 1) (the first of each pool always, so no segment-week is empty).
+A listed freelancer offers weight w_it = c_i e^{N(0, 0.3²)}, c_i = e^{N(0, 0.5²)}, or zero
+with probability 0.05 (never the first of the pool), and the weights are scaled so that
+available hours sum to QS_st in every segment-week (up to float rounding). ask_rate =
+p_st e^{m_i + N(0, 0.05²)} with a persistent premium m_i ~ N(0, 0.14²). A freelancer's
+region is uniform over spec.regions.
+
+shifters: ``week``, ``client_marketing_index`` = zd_t, ``fx_index`` = zs_t.
+
+adjacency: each category c (when C ≥ 2) has one outgoing edge, or two with probability 1/2
+when C ≥ 3, to distinct other categories; friction = U(0.05, 0.20) × the category's
+intermediate reference rate (45 $/h × category factor), rounded to cents. Adjacency is for
+the engine's coupled equilibrium only: it does not move the simulated history, which is
+generated segment by segment.
+
+interventions (one row per lever; GMV_c = Σ_{s∈c} Q_s r_s is the category's reference
+weekly gross merchandise value)::
+
+    kind          effect_per_unit                               max_units  cost_per_unit ($)
+    recruit       0.02: supply level B_s of every segment of    10         0.02 GMV_c × 8
+                  the category × (1 + 0.02 per unit)                       × U(0.6, 1.4)
+    reskill       friction/4 $/h off the edge category →        4          U(1000, 5000)
+                  to_category (its first adjacency edge)
+    fee_discount  0.005: freelancer fee f_f lowered by 0.005    10         0.005 GMV_c × 13
+                  (half a percentage point) per unit                       × U(0.8, 1.2)
+
+``intervention_id`` is ``"<kind>:<category>"``, for reskill ``"reskill:<from>-><to>"``;
+``to_category`` is null except for reskill. Costs are rounded to whole dollars (≥ 1).
+
+truth (one row per segment, in segment order) holds every parameter above —
+``demand_elasticity`` ε_s, ``supply_elasticity`` η_s, ``category_demand_elasticity`` ε̄_c,
+``category_supply_elasticity`` η̄_c, ``log_demand_level`` a_s, ``log_supply_level`` b_s,
+``demand_shifter_loading`` γd_s, ``supply_shifter_loading`` γs_s, ``stickiness`` λ_s,
+``shock_rho`` ρ_s, ``demand_shock_sd`` σu_s, ``supply_shock_sd`` σv_s, ``thin``,
+``reference_rate`` r_s, ``reference_hours`` Q_s, ``mean_job_hours`` h̄_s,
+``freelancer_pool_size`` K_s — and the state of the last week t = T−1: ``last_week``,
+``demand_shock_last_week`` u_sT−1, ``supply_shock_last_week`` v_sT−1,
+``observed_rate_last_week`` p_sT−1 (the latent sticky rate; the hired rates scatter around
+it), ``clearing_rate_last_week`` p*_sT−1, ``demand_hours_at_clearing`` D_sT−1(p*) =
+S_sT−1(p*), ``demand_hours_last_week`` QD_sT−1 and ``supply_hours_last_week`` QS_sT−1 (the
+latter equals that week's sum of available_hours).
+
+Everything is drawn from ``numpy.random.default_rng(spec.seed)`` (independent child
+streams for parameters, paths, jobs, supply and the catalogue), so a spec always gives
+identical tables. Generation is vectorized over
+segments, jobs and freelancers; only the AR(1)/sticky recursions loop over weeks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pricing.config import EstimationConfig, RunConfig
+from pricing.io import atomic_directory
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+TIERS = ("entry", "intermediate", "expert")
+INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")
+DEMAND_SHIFTER = "client_marketing_index"
+SUPPLY_SHIFTER = "fx_index"
+
+#: The first categories get readable names; the rest are ``cat_012``, ``cat_013``, ...
+READABLE_CATEGORIES = (
+    "web_development",
+    "mobile_development",
+    "data_science",
+    "design",
+    "writing",
+    "translation",
+    "video_editing",
+    "marketing",
+    "accounting",
+    "customer_support",
+    "legal",
+    "engineering",
+)
+
+JOBS_SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("posted_at", pa.date32()),
+        ("category", pa.string()),
+        ("tier", pa.string()),
+        ("region", pa.string()),
+        ("hours", pa.float64()),
+        ("budget_rate", pa.float64()),
+        ("hired", pa.bool_()),
+        ("hired_rate", pa.float64()),
+    ]
+)
+SUPPLY_SCHEMA = pa.schema(
+    [
+        ("freelancer_id", pa.string()),
+        ("week", pa.date32()),
+        ("category", pa.string()),
+        ("tier", pa.string()),
+        ("region", pa.string()),
+        ("available_hours", pa.float64()),
+        ("ask_rate", pa.float64()),
+    ]
+)
+SHIFTERS_SCHEMA = pa.schema(
+    [("week", pa.date32()), (DEMAND_SHIFTER, pa.float64()), (SUPPLY_SHIFTER, pa.float64())]
+)
+ADJACENCY_SCHEMA = pa.schema(
+    [("from_category", pa.string()), ("to_category", pa.string()), ("friction", pa.float64())]
+)
+INTERVENTIONS_SCHEMA = pa.schema(
+    [
+        ("intervention_id", pa.string()),
+        ("category", pa.string()),
+        ("kind", pa.string()),
+        ("cost_per_unit", pa.float64()),
+        ("max_units", pa.int64()),
+        ("effect_per_unit", pa.float64()),
+        ("to_category", pa.string()),
+    ]
+)
+TRUTH_SCHEMA = pa.schema(
+    [
+        ("category", pa.string()),
+        ("tier", pa.string()),
+        ("thin", pa.bool_()),
+        ("demand_elasticity", pa.float64()),
+        ("supply_elasticity", pa.float64()),
+        ("category_demand_elasticity", pa.float64()),
+        ("category_supply_elasticity", pa.float64()),
+        ("log_demand_level", pa.float64()),
+        ("log_supply_level", pa.float64()),
+        ("demand_shifter_loading", pa.float64()),
+        ("supply_shifter_loading", pa.float64()),
+        ("stickiness", pa.float64()),
+        ("shock_rho", pa.float64()),
+        ("demand_shock_sd", pa.float64()),
+        ("supply_shock_sd", pa.float64()),
+        ("reference_rate", pa.float64()),
+        ("reference_hours", pa.float64()),
+        ("mean_job_hours", pa.float64()),
+        ("freelancer_pool_size", pa.int64()),
+        ("last_week", pa.date32()),
+        ("demand_shock_last_week", pa.float64()),
+        ("supply_shock_last_week", pa.float64()),
+        ("observed_rate_last_week", pa.float64()),
+        ("clearing_rate_last_week", pa.float64()),
+        ("demand_hours_at_clearing", pa.float64()),
+        ("demand_hours_last_week", pa.float64()),
+        ("supply_hours_last_week", pa.float64()),
+    ]
+)
+
+# Model constants, named as in the module docstring.
+_TIER_RATE_USD = np.array([25.0, 45.0, 80.0])
+_DEMAND_ELASTICITY_RANGE = (-2.5, -0.3)
+_SUPPLY_ELASTICITY_RANGE = (0.2, 2.0)
+_SHIFTER_RHO = 0.8
+_RATE_NOISE_SD = 0.02
+_MATCH_RATE = 0.9
+_JOB_HOURS_LOG_SD = 0.7
+_HIRED_RATE_LOG_SD = 0.1
+_BUDGET_LOG_MEAN = math.log(1.05)
+_BUDGET_LOG_SD = 0.15
+_MEAN_PARTICIPATION = 0.8
+_ZERO_HOURS_SHARE = 0.05
+_DAYS_PER_WEEK = 7
+_EPOCH = datetime.date(1970, 1, 1)
+# Parquet dictionary-encodes only these repeated labels: trying a dictionary on unique ids
+# and continuous measurements first and falling back costs ~20% of the write time.
+_REPEATED_COLUMNS = frozenset(
+    {"category", "tier", "region", "posted_at", "week", "from_category", "to_category", "kind"}
+)
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """Size and randomness of a simulated market; invalid values raise ``ValueError``."""
+
+    segments: int = 60
+    weeks: int = 104
+    seed: int = 0
+    start: datetime.date = datetime.date(2024, 1, 1)
+    jobs_per_week: float = 40.0
+    thin_share: float = 0.15
+    regions: tuple[str, ...] = ("na", "eu", "apac")
+
+    def __post_init__(self) -> None:
+        if self.segments < 1:
+            raise ValueError(f"segments must be at least 1, got {self.segments}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
+        if self.weeks < 8:
+            raise ValueError(
+                f"weeks must be at least 8 (curves need a history to estimate), got {self.weeks}"
+            )
+        if not self.jobs_per_week > 0:
+            raise ValueError(f"jobs_per_week must be positive, got {self.jobs_per_week}")
+        if not 0 <= self.thin_share < 1:
+            raise ValueError(f"thin_share must be in [0, 1), got {self.thin_share}")
+        if isinstance(self.start, datetime.datetime) or not isinstance(self.start, datetime.date):
+            raise ValueError(f"start must be a datetime.date, got {self.start!r}")
+        if self.start.weekday() != 0:
+            raise ValueError(
+                f"start must be a Monday (weeks start on Mondays), got {self.start} "
+                f"({self.start:%A})"
+            )
+        if not self.regions or any(not r for r in self.regions):
+            raise ValueError(f"regions must be non-empty names, got {self.regions!r}")
+        if len(set(self.regions)) != len(self.regions):
+            raise ValueError(f"regions repeat a name: {self.regions!r}")
+
+    @property
+    def categories(self) -> int:
+        """Number of categories, ⌈segments / 3⌉."""
+        return -(-self.segments // len(TIERS))
+
+
+@dataclass(frozen=True)
+class SimulatedMarket:
+    """The tables of a simulated market, its ground truth and the run configuration."""
+
+    spec: SimulationSpec
+    jobs: pa.Table
+    supply: pa.Table
+    shifters: pa.Table
+    adjacency: pa.Table
+    interventions: pa.Table
+    truth: pa.Table
+    config: RunConfig
+
+    @property
+    def tables(self) -> dict[str, pa.Table]:
+        """Every table by its file name stem, in a fixed order."""
+        return {
+            "jobs": self.jobs,
+            "supply": self.supply,
+            "shifters": self.shifters,
+            "adjacency": self.adjacency,
+            "interventions": self.interventions,
+            "truth": self.truth,
+        }
+
+    def write(self, out_dir: Path, overwrite: bool = False) -> Path:
+        """Write ``<table>.parquet`` for every table and ``pricing.toml`` into ``out_dir``.
+
+        The directory appears complete or not at all; an existing ``out_dir`` raises
+        ``FileExistsError`` unless ``overwrite`` is true.
+        """
+        out_dir = Path(out_dir)
+        # Parquet encoding releases the GIL: jobs and supply are written side by side.
+        with atomic_directory(out_dir, overwrite=overwrite) as tmp, ThreadPoolExecutor() as pool:
+            written = [
+                pool.submit(
+                    pq.write_table,
+                    table,
+                    tmp / f"{name}.parquet",
+                    use_dictionary=[c for c in table.column_names if c in _REPEATED_COLUMNS],
+                )
+                for name, table in self.tables.items()
+            ]
+            (tmp / "pricing.toml").write_text(self.config.to_toml(), encoding="utf-8")
+            for future in written:
+                future.result()
+        return out_dir
+
+    def summary(self) -> str:
+        """Short human-readable description: size, date range, rows."""
+        spec = self.spec
+        thin = int(pc.sum(self.truth["thin"]).as_py() or 0)
+        hired = int(pc.sum(self.jobs["hired"]).as_py() or 0)
+        hired_share = hired / self.jobs.num_rows if self.jobs.num_rows else 0.0
+        freelancers = int(pc.sum(self.truth["freelancer_pool_size"]).as_py())
+        last = spec.start + datetime.timedelta(weeks=spec.weeks - 1)
+        return (
+            f"Simulated market (seed {spec.seed}): {spec.segments} segments in "
+            f"{spec.categories} categories ({thin} thin), {spec.weeks} weeks "
+            f"{spec.start} to {last}\n"
+            f"  jobs:   {self.jobs.num_rows:,} rows ({hired_share:.1%} hired)\n"
+            f"  supply: {self.supply.num_rows:,} rows from pools of {freelancers:,} freelancers"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.summary())}</pre>"
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """Per-segment parameters (arrays of length S) and per-category ones (length C)."""
+
+    category: IntArray
+    tier: IntArray
+    thin: BoolArray
+    eps: FloatArray
+    eta: FloatArray
+    category_eps: FloatArray
+    category_eta: FloatArray
+    category_rate_factor: FloatArray
+    a: FloatArray
+    b: FloatArray
+    gamma_d: FloatArray
+    gamma_s: FloatArray
+    stickiness: FloatArray
+    rho: FloatArray
+    sigma_u: FloatArray
+    sigma_v: FloatArray
+    reference_rate: FloatArray
+    reference_hours: FloatArray
+    job_hours: FloatArray
+    pool_size: IntArray
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Weekly series: shifters of length T, the rest (T, S) arrays."""
+
+    zd: FloatArray
+    zs: FloatArray
+    u: FloatArray
+    v: FloatArray
+    log_p_star: FloatArray
+    p: FloatArray
+    qd: FloatArray
+    qs: FloatArray
+
+
+def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
+    """Simulate the market described in the module docstring."""
+    param_rng, path_rng, job_rng, supply_rng, catalogue_rng = np.random.default_rng(
+        spec.seed
+    ).spawn(5)
+    seg = _draw_segments(spec, param_rng)
+    paths = _simulate_paths(spec, seg, path_rng)
+    categories = _category_names(spec.categories)
+    segment_category = categories.take(pa.array(seg.category))
+    segment_tier = pa.array(TIERS).take(pa.array(seg.tier))
+    regions = pa.array(spec.regions, pa.string())
+    # The two big tables draw from their own streams and numpy/pyarrow release the GIL
+    # in their bulk operations, so building them side by side saves time on a multi-core
+    # machine without changing a byte of the result.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = pool.submit(
+            _jobs_table, spec, seg, paths, segment_category, segment_tier, regions, job_rng
+        )
+        supply = pool.submit(
+            _supply_table, spec, seg, paths, segment_category, segment_tier, regions, supply_rng
+        )
+        adjacency_from, adjacency_to, friction = _draw_adjacency(seg, catalogue_rng)
+        return SimulatedMarket(
+            spec=spec,
+            jobs=jobs.result(),
+            supply=supply.result(),
+            shifters=pa.Table.from_arrays(
+                [_dates(spec, np.arange(spec.weeks) * _DAYS_PER_WEEK), paths.zd, paths.zs],
+                schema=SHIFTERS_SCHEMA,
+            ),
+            adjacency=pa.Table.from_arrays(
+                [categories.take(adjacency_from), categories.take(adjacency_to), friction],
+                schema=ADJACENCY_SCHEMA,
+            ),
+            interventions=_interventions_table(
+                seg, categories, adjacency_from, adjacency_to, friction, catalogue_rng
+            ),
+            truth=_truth_table(spec, seg, paths, segment_category, segment_tier),
+            config=RunConfig(
+                estimation=EstimationConfig(
+                    demand_instruments=(SUPPLY_SHIFTER,), supply_instruments=(DEMAND_SHIFTER,)
+                )
+            ),
+        )
+
+
+def _draw_segments(spec: SimulationSpec, rng: np.random.Generator) -> _Segments:
+    n, n_cat = spec.segments, spec.categories
+    index = np.arange(n, dtype=np.int64)
+    category, tier = index // len(TIERS), index % len(TIERS)
+
+    category_eps = np.clip(rng.normal(-1.2, 0.4, n_cat), *_DEMAND_ELASTICITY_RANGE)
+    category_eta = np.clip(rng.normal(0.9, 0.35, n_cat), *_SUPPLY_ELASTICITY_RANGE)
+    eps = np.clip(category_eps[category] + rng.normal(0.0, 0.15, n), *_DEMAND_ELASTICITY_RANGE)
+    eta = np.clip(category_eta[category] + rng.normal(0.0, 0.15, n), *_SUPPLY_ELASTICITY_RANGE)
+
+    category_rate_factor = np.exp(rng.normal(0.0, 0.25, n_cat))
+    reference_rate = (
+        _TIER_RATE_USD[tier] * category_rate_factor[category] * np.exp(rng.normal(0.0, 0.05, n))
+    )
+    thin = np.zeros(n, dtype=np.bool_)
+    thin[rng.permutation(n)[: round(spec.thin_share * n)]] = True
+    typical_jobs = spec.jobs_per_week * np.exp(rng.normal(0.0, 0.3, n) - 0.3**2 / 2)
+    jobs_per_week = np.where(thin, rng.uniform(1.0, 3.0, n), typical_jobs)
+    job_hours = rng.uniform(10.0, 40.0, n)
+    reference_hours = jobs_per_week * job_hours
+    hours_per_freelancer = rng.uniform(10.0, 30.0, n)
+    pool_size = np.maximum(
+        1, np.ceil(reference_hours / (_MEAN_PARTICIPATION * hours_per_freelancer))
+    ).astype(np.int64)
+
+    return _Segments(
+        category=category,
+        tier=tier,
+        thin=thin,
+        eps=eps,
+        eta=eta,
+        category_eps=category_eps,
+        category_eta=category_eta,
+        category_rate_factor=category_rate_factor,
+        a=np.log(reference_hours) - eps * np.log(reference_rate),
+        b=np.log(reference_hours) - eta * np.log(reference_rate),
+        gamma_d=rng.uniform(0.20, 0.45, n),
+        gamma_s=rng.uniform(0.20, 0.45, n),
+        stickiness=rng.uniform(0.3, 0.7, n),
+        rho=rng.uniform(0.5, 0.7, n),
+        sigma_u=rng.uniform(0.10, 0.20, n),
+        sigma_v=rng.uniform(0.10, 0.20, n),
+        reference_rate=reference_rate,
+        reference_hours=reference_hours,
+        job_hours=job_hours,
+        pool_size=pool_size,
+    )
+
+
+def _simulate_paths(spec: SimulationSpec, seg: _Segments, rng: np.random.Generator) -> _Paths:
+    n_weeks, n = spec.weeks, spec.segments
+    shifter_innovation = rng.standard_normal((n_weeks, 2))
+    shock_innovation = rng.standard_normal((2, n_weeks, n))
+    rate_noise = rng.normal(0.0, _RATE_NOISE_SD, (n_weeks, n))
+
+    z = np.empty((n_weeks, 2))
+    u = np.empty((n_weeks, n))
+    v = np.empty((n_weeks, n))
+    z[0] = shifter_innovation[0]
+    u[0] = seg.sigma_u * shock_innovation[0, 0]
+    v[0] = seg.sigma_v * shock_innovation[1, 0]
+    shifter_scale = math.sqrt(1.0 - _SHIFTER_RHO**2)
+    shock_scale = np.sqrt(1.0 - seg.rho**2)
+    for t in range(1, n_weeks):
+        z[t] = _SHIFTER_RHO * z[t - 1] + shifter_scale * shifter_innovation[t]
+        u[t] = seg.rho * u[t - 1] + seg.sigma_u * shock_scale * shock_innovation[0, t]
+        v[t] = seg.rho * v[t - 1] + seg.sigma_v * shock_scale * shock_innovation[1, t]
+    zd, zs = z[:, 0].copy(), z[:, 1].copy()
+
+    demand_shift = seg.a + np.outer(zd, seg.gamma_d) + u  # log D at p = 1
+    supply_shift = seg.b + np.outer(zs, seg.gamma_s) + v  # log S at p = 1
+    log_p_star = (demand_shift - supply_shift) / (seg.eta - seg.eps)
+
+    log_p = np.empty((n_weeks, n))
+    log_p[0] = log_p_star[0]
+    for t in range(1, n_weeks):
+        log_p[t] = log_p[t - 1] + seg.stickiness * (log_p_star[t] - log_p[t - 1]) + rate_noise[t]
+    return _Paths(
+        zd=zd,
+        zs=zs,
+        u=u,
+        v=v,
+        log_p_star=log_p_star,
+        p=np.exp(log_p),
+        qd=np.exp(demand_shift + seg.eps * log_p),
+        qs=np.exp(supply_shift + seg.eta * log_p),
+    )
+
+
+def _jobs_table(
+    spec: SimulationSpec,
+    seg: _Segments,
+    paths: _Paths,
+    segment_category: pa.Array,
+    segment_tier: pa.Array,
+    regions: pa.Array,
+    rng: np.random.Generator,
+) -> pa.Table:
+    n_weeks, n = spec.weeks, spec.segments
+    # Daily Poisson counts sum to the weekly Poisson(QD/h̄); drawing them per day (cells in
+    # week, day, segment order) makes job ids chronological without sorting.
+    expected_per_day = paths.qd / seg.job_hours / _DAYS_PER_WEEK
+    counts = rng.poisson(
+        np.broadcast_to(expected_per_day[:, None, :], (n_weeks, _DAYS_PER_WEEK, n))
+    )
+    counts = counts.ravel()
+    week, day, segment = (
+        a.ravel() for a in np.indices((n_weeks, _DAYS_PER_WEEK, n), dtype=np.int64)
+    )
+    # Jobs look up their cell's week, day and segment: gathers from the small per-cell
+    # arrays are several times faster than repeating each of them or dividing a job index.
+    job_cell = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+    job_segment = segment[job_cell]
+    job_week_segment = (week * n + segment)[job_cell]
+    job_day = (week * _DAYS_PER_WEEK + day).astype(np.int32)[job_cell]
+    n_jobs = job_segment.size
+
+    rate = paths.p.ravel()[job_week_segment]
+    fill = _MATCH_RATE * np.minimum(1.0, paths.qs / paths.qd)
+    hired = rng.random(n_jobs) < fill.ravel()[job_week_segment]
+    hours = seg.job_hours[job_segment] * np.exp(
+        _JOB_HOURS_LOG_SD * rng.standard_normal(n_jobs) - _JOB_HOURS_LOG_SD**2 / 2
+    )
+    hired_rate = rate * np.exp(_HIRED_RATE_LOG_SD * rng.standard_normal(n_jobs))
+    budget_rate = rate * np.exp(rng.normal(_BUDGET_LOG_MEAN, _BUDGET_LOG_SD, n_jobs))
+    region = rng.integers(0, len(regions), n_jobs)
+
+    job_segment_index = pa.array(job_segment)
+    return pa.Table.from_arrays(
+        [
+            _sequential_ids("J", n_jobs, min_width=9),
+            _dates(spec, job_day),
+            segment_category.take(job_segment_index),
+            segment_tier.take(job_segment_index),
+            regions.take(pa.array(region)),
+            hours,
+            budget_rate,
+            hired,
+            pa.array(hired_rate, mask=~hired),
+        ],
+        schema=JOBS_SCHEMA,
+    )
+
+
+def _supply_table(
+    spec: SimulationSpec,
+    seg: _Segments,
+    paths: _Paths,
+    segment_category: pa.Array,
+    segment_tier: pa.Array,
+    regions: pa.Array,
+    rng: np.random.Generator,
+) -> pa.Table:
+    n_weeks, n = spec.weeks, spec.segments
+    n_freelancers = int(seg.pool_size.sum())
+    freelancer_segment = np.repeat(np.arange(n, dtype=np.int64), seg.pool_size)
+    anchor = np.zeros(n_freelancers, dtype=np.bool_)
+    anchor[np.cumsum(seg.pool_size) - seg.pool_size] = True
+    participation = np.where(anchor, 1.0, rng.uniform(0.6, 1.0, n_freelancers))
+    capacity = np.exp(rng.normal(0.0, 0.5, n_freelancers))
+    ask_premium = rng.normal(0.0, 0.14, n_freelancers)
+    freelancer_region = rng.integers(0, len(regions), n_freelancers)
+
+    listed = rng.random((n_weeks, n_freelancers)) < participation
+    row_week, row_freelancer = np.nonzero(listed)  # week-major, like a weekly snapshot log
+    n_rows = row_week.size
+    zero = (rng.random(n_rows) < _ZERO_HOURS_SHARE) & ~anchor[row_freelancer]
+    weight = capacity[row_freelancer] * np.exp(rng.normal(0.0, 0.3, n_rows)) * ~zero
+    week_segment = row_week * n + freelancer_segment[row_freelancer]
+    weight_total = np.bincount(week_segment, weights=weight, minlength=n_weeks * n)
+    available_hours = paths.qs.ravel()[week_segment] * weight / weight_total[week_segment]
+    ask_rate = paths.p.ravel()[week_segment] * np.exp(
+        ask_premium[row_freelancer] + rng.normal(0.0, 0.05, n_rows)
+    )
+
+    row_segment_index = pa.array(freelancer_segment[row_freelancer])
+    return pa.Table.from_arrays(
+        [
+            _sequential_ids("F", n_freelancers, min_width=6).take(pa.array(row_freelancer)),
+            _dates(spec, (row_week * _DAYS_PER_WEEK).astype(np.int32)),
+            segment_category.take(row_segment_index),
+            segment_tier.take(row_segment_index),
+            regions.take(pa.array(freelancer_region[row_freelancer])),
+            available_hours,
+            ask_rate,
+        ],
+        schema=SUPPLY_SCHEMA,
+    )
+
+
+def _draw_adjacency(
+    seg: _Segments, rng: np.random.Generator
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Edges (from, to, friction $/h), sorted by from then to; none with one category."""
+    n_cat = seg.category_rate_factor.size
+    if n_cat < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    source = np.arange(n_cat, dtype=np.int64)
+    # Offsets in 1..C-1 reach every other category; the second offset skips the first so
+    # the two edges never coincide.
+    first_offset = rng.integers(1, n_cat, n_cat)
+    second_offset = rng.integers(1, max(n_cat - 1, 2), n_cat)
+    second_offset += second_offset >= first_offset
+    has_second = (rng.random(n_cat) < 0.5) & (n_cat >= 3)
+    edge_from = np.concatenate([source, source[has_second]])
+    edge_to = np.concatenate(
+        [(source + first_offset) % n_cat, ((source + second_offset) % n_cat)[has_second]]
+    )
+    intermediate_rate = _TIER_RATE_USD[1] * seg.category_rate_factor[edge_from]
+    friction = np.round(rng.uniform(0.05, 0.20, edge_from.size) * intermediate_rate, 2)
+    order = np.lexsort((edge_to, edge_from))
+    return edge_from[order], edge_to[order], friction[order]
+
+
+def _interventions_table(
+    seg: _Segments,
+    categories: pa.Array,
+    edge_from: IntArray,
+    edge_to: IntArray,
+    friction: FloatArray,
+    rng: np.random.Generator,
+) -> pa.Table:
+    n_cat = len(categories)
+    source = np.arange(n_cat, dtype=np.int64)
+    weekly_gmv = np.bincount(
+        seg.category, weights=seg.reference_hours * seg.reference_rate, minlength=n_cat
+    )
+    # each category's reskill lever cheapens its first edge (edges are sorted by source)
+    first_edge = np.unique(edge_from, return_index=True)[1]
+    reskill_from = edge_from[first_edge]
+    n_reskill = reskill_from.size
+
+    category = np.concatenate([source, reskill_from, source])
+    kind = np.repeat(np.arange(3, dtype=np.int64), [n_cat, n_reskill, n_cat])
+    to_category = np.concatenate([np.full(n_cat, -1), edge_to[first_edge], np.full(n_cat, -1)])
+    cost = np.concatenate(
+        [
+            0.02 * weekly_gmv * 8 * rng.uniform(0.6, 1.4, n_cat),
+            rng.uniform(1000.0, 5000.0, n_reskill),
+            0.005 * weekly_gmv * 13 * rng.uniform(0.8, 1.2, n_cat),
+        ]
+    )
+    max_units = np.concatenate(
+        [np.full(n_cat, 10), np.full(n_reskill, 4), np.full(n_cat, 10)]
+    ).astype(np.int64)
+    effect = np.concatenate([np.full(n_cat, 0.02), friction[first_edge] / 4, np.full(n_cat, 0.005)])
+
+    order = np.lexsort((kind, category))
+    category_name = categories.take(pa.array(category[order]))
+    kind_name = pa.array(INTERVENTION_KINDS).take(pa.array(kind[order]))
+    target = to_category[order]
+    target_name = categories.take(pa.array(np.where(target >= 0, target, 0), mask=target < 0))
+    base_id = pc.binary_join_element_wise(kind_name, category_name, ":")
+    reskill_id = pc.binary_join_element_wise(base_id, target_name, "->")  # null unless reskill
+    return pa.Table.from_arrays(
+        [
+            pc.coalesce(reskill_id, base_id),
+            category_name,
+            kind_name,
+            np.maximum(1.0, np.round(cost[order])),
+            max_units[order],
+            effect[order],
+            target_name,
+        ],
+        schema=INTERVENTIONS_SCHEMA,
+    )
+
+
+def _truth_table(
+    spec: SimulationSpec,
+    seg: _Segments,
+    paths: _Paths,
+    segment_category: pa.Array,
+    segment_tier: pa.Array,
+) -> pa.Table:
+    last = spec.weeks - 1
+    p_star = np.exp(paths.log_p_star[last])
+    demand_at_clearing = np.exp(
+        seg.a + seg.eps * paths.log_p_star[last] + seg.gamma_d * paths.zd[last] + paths.u[last]
+    )
+    last_week = _dates(spec, np.full(spec.segments, last * _DAYS_PER_WEEK, dtype=np.int32))
+    return pa.Table.from_arrays(
+        [
+            segment_category,
+            segment_tier,
+            seg.thin,
+            seg.eps,
+            seg.eta,
+            seg.category_eps[seg.category],
+            seg.category_eta[seg.category],
+            seg.a,
+            seg.b,
+            seg.gamma_d,
+            seg.gamma_s,
+            seg.stickiness,
+            seg.rho,
+            seg.sigma_u,
+            seg.sigma_v,
+            seg.reference_rate,
+            seg.reference_hours,
+            seg.job_hours,
+            seg.pool_size,
+            last_week,
+            paths.u[last],
+            paths.v[last],
+            paths.p[last],
+            p_star,
+            demand_at_clearing,
+            paths.qd[last],
+            paths.qs[last],
+        ],
+        schema=TRUTH_SCHEMA,
+    )
+
+
+def _category_names(n_categories: int) -> pa.Array:
+    readable = pa.array(READABLE_CATEGORIES[:n_categories], pa.string())
+    numbered = _sequential_ids("cat_", n_categories, min_width=3)[len(readable) :]
+    return pa.concat_arrays([readable, numbered])
+
+
+def _dates(spec: SimulationSpec, day_offsets: npt.NDArray[np.integer]) -> pa.Array:
+    """date32 array of ``spec.start`` plus ``day_offsets`` days."""
+    first_day = (spec.start - _EPOCH).days
+    return pa.array((day_offsets + first_day).astype(np.int32), type=pa.date32())
+
+
+# ASCII digits of 0000..9999, one row per number.
+_DIGITS_4 = (np.arange(10_000)[:, None] // np.array([1000, 100, 10, 1]) % 10 + ord("0")).astype(
+    np.uint8
+)
+
+
+def _sequential_ids(prefix: str, n: int, min_width: int) -> pa.Array:
+    """``prefix`` + zero-padded 0..n-1, e.g. ``J000000000``; built as one byte buffer.
+
+    Formatting 10⁷ ids per row in Python or through pyarrow's int→string cast plus padding
+    takes seconds; writing the ASCII bytes of a fixed-width layout takes a fraction of one.
+    """
+    width = max(min_width, len(str(max(n - 1, 0))))
+    head = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    row = head.size + width
+    if (n + 1) * row > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"{n:,} ids of {row} characters exceed one 2 GiB string column; simulate fewer rows"
+        )
+    buffer = np.empty((n, row), dtype=np.uint8)
+    buffer[:, : head.size] = head
+    buffer[:, head.size :] = _digit_matrix(n, width)
+    offsets = np.arange(0, (n + 1) * row, row, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buffer))
+
+
+def _digit_matrix(n: int, width: int) -> npt.NDArray[np.uint8]:
+    """(n, width) ASCII digits of 0..n-1: the last four cycle through 0000..9999 within
+    blocks of 10⁴ and the leading ones are the (recursively built) digits of the block."""
+    blocks = -(-n // 10_000)
+    low = min(width, 4)
+    out = np.empty((blocks, 10_000, width), dtype=np.uint8)
+    out[:, :, width - low :] = _DIGITS_4[:, 4 - low :]
+    if width > 4:
+        out[:, :, : width - 4] = _digit_matrix(blocks, width - 4)[:, None, :]
+    return out.reshape(-1, width)[:n]
