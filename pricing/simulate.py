@@ -137,13 +137,12 @@ import pyarrow.parquet as pq
 
 from pricing.config import EstimationConfig, RunConfig
 from pricing.io import atomic_directory
+from pricing.schema import INTERVENTION_KINDS, TIERS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-TIERS = ("entry", "intermediate", "expert")
-INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")
 DEMAND_SHIFTER = "client_marketing_index"
 SUPPLY_SHIFTER = "fx_index"
 
