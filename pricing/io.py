@@ -137,15 +137,12 @@ def load_table(
     ``_row`` (1-based data row within that file, header excluded).
 
     Parquet becomes a view over the files: queries read only the columns they use, straight
-    from the columnar file. CSV is read once into a table with every value kept as text;
+    from the columnar file. CSV is parsed once into a table with every value kept as text;
     lines that do not parse (wrong number of fields, unterminated quotes) are left out of
     it and recorded in ``<table>_rejects`` (``_file``, ``line``, ``error``) for the report.
     """
-    con.execute(f'DROP VIEW IF EXISTS "{table}"')
-    con.execute(f'DROP TABLE IF EXISTS "{table}"')
     con.execute(
-        f'CREATE OR REPLACE TABLE "{table}_rejects" '
-        "(_file VARCHAR, line BIGINT, lines BIGINT, error VARCHAR)"
+        f'CREATE TABLE "{table}_rejects" (_file VARCHAR, line BIGINT, lines BIGINT, error VARCHAR)'
     )
     for path in source.paths:
         if path.stat().st_size == 0:
@@ -155,31 +152,19 @@ def load_table(
     if source.format == "parquet":
         return _parquet_view(con, source, table)
     parts = [f"{table}_part{i}" for i in range(len(source.paths))]
-    try:
-        for part, path in zip(parts, source.paths, strict=True):
-            try:
-                if not _read_csv(con, source, path, part, f"{table}_rejects"):
-                    return ReadFailure(
-                        source.name,
-                        path,
-                        "empty_file",
-                        f"{source.relative(path)} has no header row",
-                    )
-            except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
+    for part, path in zip(parts, source.paths, strict=True):
+        try:
+            if not _read_csv(con, source, path, part, f"{table}_rejects"):
                 return ReadFailure(
-                    source.name,
-                    path,
-                    "unreadable",
-                    f"{source.relative(path)}: {_first_line(exc)}",
+                    source.name, path, "empty_file", f"{source.relative(path)} has no header row"
                 )
-        if len(parts) == 1:
-            con.execute(f'ALTER TABLE "{parts[0]}" RENAME TO "{table}"')
-        else:  # files of one folder may differ in their extra columns
-            union = " UNION ALL BY NAME ".join(f'SELECT * FROM "{p}"' for p in parts)
-            con.execute(f'CREATE TABLE "{table}" AS {union}')
-    finally:
-        for part in parts:
-            con.execute(f'DROP TABLE IF EXISTS "{part}"')
+        except (duckdb.Error, OSError, UnicodeDecodeError, csv.Error) as exc:
+            return ReadFailure(
+                source.name, path, "unreadable", f"{source.relative(path)}: {_first_line(exc)}"
+            )
+    # files of one folder may differ in their extra columns, hence BY NAME
+    union = " UNION ALL BY NAME ".join(f'SELECT * FROM "{p}"' for p in parts)
+    con.execute(f'CREATE VIEW "{table}" AS {union}')
     return None
 
 
@@ -210,7 +195,8 @@ def _parquet_view(
 def _read_csv(
     con: duckdb.DuckDBPyConnection, source: TableSource, path: Path, table: str, rejects: str
 ) -> bool:
-    """Read one CSV file into ``table`` (every column as text); False if it has no header.
+    """Make one CSV file queryable as ``table`` (every column as text); False if it has
+    no header.
 
     Lines that do not parse go to ``rejects``. An unterminated quote makes the parser
     swallow the lines after it into one rejected record, so when lines were rejected the
@@ -246,13 +232,13 @@ def _read_csv(
     rejected = con.execute(
         f'SELECT count(*), max(line) FROM "{rejects}" WHERE _file = {name}'
     ).fetchall()[0]
-    # rowid follows file order in a freshly created table, but counts parsed records only
+    # rowid follows file order in a freshly created table (a view over it copies nothing),
+    # but counts parsed records only
     if not rejected[0]:
         con.execute(
-            f'CREATE TABLE "{table}" AS SELECT *, {name} AS _file, rowid + 1 AS _row '
+            f'CREATE VIEW "{table}" AS SELECT *, {name} AS _file, rowid + 1 AS _row '
             f'FROM "{table}_raw"'
         )
-        con.execute(f'DROP TABLE "{table}_raw"')
         return True
     parsed = con.execute(f'SELECT count(*) FROM "{table}_raw"').fetchall()[0][0]
     with path.open("rb") as handle:

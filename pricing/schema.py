@@ -51,6 +51,7 @@ class Column:
 
     name: str
     type: str  # "string" | "date" | "number" | "bool"
+    optional: bool = False  # the column may be absent from the file
     nullable: bool = False
     positive: bool = False  # > 0
     non_negative: bool = False  # >= 0
@@ -93,7 +94,7 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column("cost_per_unit", "number", positive=True),
         Column("max_units", "number", non_negative=True, integer=True),
         Column("effect_per_unit", "number", non_negative=True),
-        Column("to_category", "string", nullable=True),
+        Column("to_category", "string", optional=True, nullable=True),
     ),
 }
 
@@ -399,7 +400,7 @@ class _Checker:
             if r[0] not in ("_file", "_row")
         }
         self.raw_types[name] = types
-        usable = self._check_columns(name, types, con, table)
+        usable = self._check_columns(name, types)
         self.columns[name] = tuple(usable)
         rules = self._row_rules(name, usable, types)
         self._run_row_rules(con, name, table, rules)
@@ -424,9 +425,7 @@ class _Checker:
             [Example(file=f, value=f"line {line}: {err}") for f, line, err in rows],
         )
 
-    def _check_columns(
-        self, name: str, types: dict[str, str], con: duckdb.DuckDBPyConnection, table: str
-    ) -> list[str]:
+    def _check_columns(self, name: str, types: dict[str, str]) -> list[str]:
         present = list(types)
         expected = {c.name for c in contract(name, self.config)}
         usable = []
@@ -434,7 +433,7 @@ class _Checker:
             if col.name in types:
                 usable.append(col.name)
                 continue
-            if col.name == "to_category" and not self._has_reskill(con, table, types):
+            if col.optional:
                 continue
             hint = suggest(col.name, [c for c in present if c not in expected])
             fix = f"; found {hint!r}: rename it to {col.name!r}" if hint else ""
@@ -453,15 +452,6 @@ class _Checker:
             if "category" in types:
                 usable.append("category")
         return usable
-
-    @staticmethod
-    def _has_reskill(con: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> bool:
-        if "kind" not in types:
-            return False
-        hit = con.execute(
-            f"SELECT count(*) FROM \"{table}\" WHERE CAST(kind AS VARCHAR) = 'reskill'"
-        ).fetchone()
-        return bool(hit and hit[0])
 
     def _row_rules(self, name: str, usable: list[str], types: dict[str, str]) -> list[_RowRule]:
         rules: list[_RowRule] = []
@@ -550,16 +540,7 @@ class _Checker:
         if name == "interventions" and {"kind", "to_category", "category"} <= set(usable):
             kind = cast("kind", "string", types["kind"])
             to_cat = cast("to_category", "string", types["to_category"])
-            to_cat_blank = _blank("to_category", "string", types["to_category"])
             cat = cast("category", "string", types["category"])
-            rules.append(
-                _RowRule(
-                    "to_category",
-                    "missing_for_reskill",
-                    f"({kind} = 'reskill' AND {to_cat_blank})",
-                    "reskill levers name the category they open (to_category)",
-                )
-            )
             rules.append(
                 _RowRule(
                     "to_category",
