@@ -457,8 +457,8 @@ class _Checker:
         rules: list[_RowRule] = []
         for column in usable:
             col = column_spec(name, column, self.config)
-            value = cast(column, col.type, types[column])
-            blank = _blank(column, col.type, types[column])
+            value = _typed(column)
+            blank = _blank(column, col.type, types[column], value)
             if not col.nullable:
                 rules.append(_RowRule(column, "missing", blank, f"{column} is required"))
             if types[column] != _SQL_TYPE[col.type]:
@@ -519,8 +519,8 @@ class _Checker:
                     )
                 )
         if name == "jobs" and {"hired", "hired_rate"} <= set(usable):
-            hired = cast("hired", "bool", types["hired"])
-            rate_missing = _blank("hired_rate", "number", types["hired_rate"])
+            hired = _typed("hired")
+            rate_missing = _blank("hired_rate", "number", types["hired_rate"], _typed("hired_rate"))
             rules.append(
                 _RowRule(
                     "hired_rate",
@@ -538,9 +538,7 @@ class _Checker:
                 )
             )
         if name == "interventions" and {"kind", "to_category", "category"} <= set(usable):
-            kind = cast("kind", "string", types["kind"])
-            to_cat = cast("to_category", "string", types["to_category"])
-            cat = cast("category", "string", types["category"])
+            kind, to_cat, cat = _typed("kind"), _typed("to_category"), _typed("category")
             rules.append(
                 _RowRule(
                     "to_category",
@@ -554,8 +552,7 @@ class _Checker:
                 _RowRule(
                     "to_category",
                     "self_loop",
-                    f"{cast('from_category', 'string', types['from_category'])} = "
-                    f"{cast('to_category', 'string', types['to_category'])}",
+                    f"{_typed('from_category')} = {_typed('to_category')}",
                     "an edge must join two different categories; remove the row",
                 )
             )
@@ -566,21 +563,27 @@ class _Checker:
     ) -> None:
         if not rules:
             return
+        types = self.raw_types[name]
+        # each column is parsed once per row here, not once per rule that reads it
+        typed = ", ".join(
+            f"{cast(c, column_spec(name, c, self.config).type, types[c])} AS {_typed(c)}"
+            for c in self.columns[name]
+        )
+        source = f'(SELECT *, {typed} FROM "{table}")'
         counts = con.execute(
             "SELECT "
             + ", ".join(f"count(*) FILTER (WHERE {r.bad})" for r in rules)
-            + f' FROM "{table}"'
+            + f" FROM {source}"
         ).fetchone()
         assert counts is not None
         id_col = _ROW_ID[name]
-        types = self.raw_types[name]
         id_expr = f"CAST({_quote(id_col)} AS VARCHAR)" if id_col in types else "NULL"
         for rule, count in zip(rules, counts, strict=True):
             if not count:
                 continue
             examples = con.execute(
                 f"SELECT _file, _row, {id_expr}, CAST({_quote(rule.column)} AS VARCHAR) "
-                f'FROM "{table}" WHERE {rule.bad} ORDER BY _file, _row LIMIT {self.max_examples}'
+                f"FROM {source} WHERE {rule.bad} ORDER BY _file, _row LIMIT {self.max_examples}"
             ).fetchall()
             message = rule.message
             if rule.rule == "not_allowed":
@@ -852,8 +855,16 @@ def cast(column: str, logical: str, raw_type: str) -> str:
     return f"TRY_CAST({raw} AS {target})"
 
 
-def _blank(column: str, logical: str, raw_type: str) -> str:
-    """SQL true where a value is absent: NULL, blank text, or NaN for numbers."""
+def _typed(column: str) -> str:
+    """The name under which row checks see ``column`` parsed to its contract type."""
+    return _quote(f"{column}@")
+
+
+def _blank(column: str, logical: str, raw_type: str, value: str | None = None) -> str:
+    """SQL true where a value is absent: NULL, blank text, or NaN for numbers.
+
+    ``value`` is the column already parsed to its type, when the query has it.
+    """
     raw = _quote(column)
     # `raw < '!'` (binary order: starts with a space or control character) guards the
     # costly trim, which then runs on almost no rows
@@ -863,7 +874,8 @@ def _blank(column: str, logical: str, raw_type: str) -> str:
         else f"{raw} IS NULL"
     )
     if logical == "number":  # coalesce: isnan of text that does not parse is NULL
-        blank = f"({blank} OR coalesce(isnan({cast(column, logical, raw_type)}), false))"
+        value = value or cast(column, logical, raw_type)
+        blank = f"({blank} OR coalesce(isnan({value}), false))"
     return blank
 
 
