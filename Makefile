@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/pricing panel data/sample
+	$(BIN)/pricing panel data/sample --rows 100
 
 test: $(STAMP)
 	$(BIN)/ruff check pricing tests benchmarks
