@@ -7,8 +7,11 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pricing.config import DataConfig, EstimationConfig, RunConfig
 from pricing.panel import Panel, build_panel
@@ -183,3 +186,112 @@ def test_config_shifters_unused_by_estimation_still_join(make_dir: Callable[...,
         make_dir, {"jobs": JOBS, "supply": SUPPLY, "shifters": SHIFTERS.assign(other=3.0)}, config
     )
     assert panel.shifter_columns == ("fx_index", "other")
+
+
+# ------------------------------------------------------------- property: pandas oracle
+
+CATEGORIES = ("web", "design")
+TIER_NAMES = ("entry", "expert")
+MONDAYS = [dt.date(2024, 1, 1) + dt.timedelta(weeks=w) for w in range(4)]
+
+
+@st.composite
+def markets(draw: st.DrawFn) -> dict[str, pd.DataFrame]:
+    """Random small markets: every segment appears on both sides, weeks may be empty."""
+    segments = [(c, t) for c in CATEGORIES for t in TIER_NAMES]
+    jobs, supply = [], []
+    for category, tier in segments:
+        n_jobs = draw(st.integers(1, 6))
+        for _ in range(n_jobs):
+            hired = draw(st.booleans())
+            jobs.append(
+                {
+                    "job_id": f"J{len(jobs)}",
+                    "posted_at": draw(st.sampled_from(MONDAYS))
+                    + dt.timedelta(days=draw(st.integers(0, 6))),
+                    "category": category,
+                    "tier": tier,
+                    "hours": draw(st.floats(0.5, 80, allow_nan=False)),
+                    "budget_rate": draw(st.floats(5, 200, allow_nan=False)),
+                    "hired": hired,
+                    "hired_rate": draw(st.floats(5, 200, allow_nan=False)) if hired else None,
+                }
+            )
+        for f in range(draw(st.integers(1, 3))):
+            for week in draw(st.sets(st.sampled_from(MONDAYS), min_size=1)):
+                supply.append(
+                    {
+                        "freelancer_id": f"F{category}{tier}{f}",
+                        "week": week,
+                        "category": category,
+                        "tier": tier,
+                        "available_hours": draw(st.sampled_from([0.0, 5.0, 12.5, 40.0])),
+                        "ask_rate": draw(st.floats(5, 200, allow_nan=False)),
+                    }
+                )
+    return {"jobs": pd.DataFrame(jobs), "supply": pd.DataFrame(supply)}
+
+
+def oracle(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The panel computed independently with pandas, row by row from its definition."""
+    jobs = tables["jobs"].assign(
+        week=lambda d: pd.to_datetime(d["posted_at"]).dt.to_period("W-SUN").dt.start_time
+    )
+    supply = tables["supply"].assign(week=lambda d: pd.to_datetime(d["week"]))
+    weeks = pd.date_range(
+        min(jobs["week"].min(), supply["week"].min()),
+        max(jobs["week"].max(), supply["week"].max()),
+        freq="7D",
+    )
+    rows = []
+    for category in CATEGORIES:
+        for tier in TIER_NAMES:
+            for week in weeks:
+                j = jobs[(jobs.category == category) & (jobs.tier == tier) & (jobs.week == week)]
+                s = supply[
+                    (supply.category == category) & (supply.tier == tier) & (supply.week == week)
+                ]
+                h = j[j.hired]
+                offered = s[s.available_hours > 0]
+                rows.append(
+                    {
+                        "category": category,
+                        "tier": tier,
+                        "week": week,
+                        "jobs_posted": len(j),
+                        "jobs_hired": len(h),
+                        "hours_demanded": j.hours.sum(),
+                        "hours_supplied": s.available_hours.sum(),
+                        "active_freelancers": len(offered),
+                        "rate": math.exp(
+                            (h.hours * h.hired_rate.map(math.log)).sum() / h.hours.sum()
+                        )
+                        if len(h)
+                        else math.nan,
+                        "ask_rate": math.exp(
+                            (offered.available_hours * offered.ask_rate.map(math.log)).sum()
+                            / offered.available_hours.sum()
+                        )
+                        if len(offered)
+                        else math.nan,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tables=markets())
+def test_panel_matches_pandas_oracle(
+    make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]
+) -> None:
+    panel = _panel(make_dir, tables).frame.sort_values(["category", "tier", "week"])
+    expected = oracle(tables).sort_values(["category", "tier", "week"])
+    assert len(panel) == len(expected)
+    for column in ("jobs_posted", "jobs_hired", "active_freelancers"):
+        assert panel[column].tolist() == expected[column].tolist(), column
+    # sums and geometric means of at most a few dozen terms: 1e-12 relative is float noise
+    for column in ("hours_demanded", "hours_supplied", "rate", "ask_rate"):
+        np.testing.assert_allclose(panel[column], expected[column], rtol=1e-12, err_msg=column)
+    assert (panel["flags"].str.contains("no_hires") == (panel["jobs_hired"] == 0)).all()
