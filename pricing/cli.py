@@ -16,8 +16,6 @@ import datetime as dt
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,26 +41,33 @@ class InvalidInput(click.ClickException):
     exit_code = EXIT_INVALID_INPUT
 
 
-class Steps:
-    """Per-step progress and timings on stderr (silent with --quiet)."""
+class Progress:
+    """Each step of long work and its duration, on stderr (silent with --quiet).
 
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total = total
+    Calling it with a label ends the step before (printing its time) and starts the next;
+    the library calls it too, so a 10-million-row check shows which table it is on.
+    """
+
+    def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.done = 0
         self.timings: dict[str, float] = {}
+        self._label: str | None = None
+        self._start = 0.0
 
-    @contextmanager
-    def step(self, label: str) -> Iterator[None]:
-        self.done += 1
+    def __call__(self, label: str) -> None:
+        self.done()
+        self._label, self._start = label, time.perf_counter()
         if not self.quiet:
-            click.echo(f"[{self.done}/{self.total}] {label} ...", err=True, nl=False)
-        start = time.perf_counter()
-        yield
-        elapsed = time.perf_counter() - start
-        self.timings[label] = round(elapsed, 3)
+            click.echo(f"{label} ...", err=True, nl=False)
+
+    def done(self) -> None:
+        if self._label is None:
+            return
+        elapsed = time.perf_counter() - self._start
+        self.timings[self._label] = round(elapsed, 3)
         if not self.quiet:
             click.echo(f" {elapsed:.2f} s", err=True)
+        self._label = None
 
 
 def _as_of_option(f: Any) -> Any:
@@ -115,12 +120,20 @@ def _load_config(data_dir: Path, config_path: Path | None) -> RunConfig:
 
 
 def _check(
-    data_dir: Path, config: RunConfig, as_of: dt.datetime | None, max_examples: int
+    data_dir: Path,
+    config: RunConfig,
+    as_of: dt.datetime | None,
+    max_examples: int,
+    progress: Progress,
 ) -> ValidationReport:
     from pricing.schema import check_inputs
 
     return check_inputs(
-        data_dir, config, as_of.date() if as_of else None, max_examples=max_examples
+        data_dir,
+        config,
+        as_of.date() if as_of else None,
+        max_examples=max_examples,
+        progress=progress,
     )
 
 
@@ -146,9 +159,9 @@ def validate(
     Exits 0 when the data are valid and 3 when they are not (or the config is invalid).
     """
     config = _load_config(data_dir, config_path)
-    steps = Steps(1, quiet)
-    with steps.step("loading and checking inputs"):
-        report = _check(data_dir, config, as_of, max_examples)
+    progress = Progress(quiet)
+    report = _check(data_dir, config, as_of, max_examples, progress)
+    progress.done()
     click.echo(report.to_json() if as_json else report.summary())
     if not report.ok:
         sys.exit(EXIT_INVALID_INPUT)
@@ -186,21 +199,23 @@ def panel(
     if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
         raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")
     config = _load_config(data_dir, config_path)
-    steps = Steps(3 if out else 2, quiet)
-    with steps.step("loading and checking inputs"):
-        report = _check(data_dir, config, as_of, 5)
+    progress = Progress(quiet)
+    report = _check(data_dir, config, as_of, 5, progress)
+    progress.done()
     if not report.ok:
         click.echo(report.to_json() if as_json else report.summary(), err=not as_json)
         sys.exit(EXIT_INVALID_INPUT)
-    with steps.step("aggregating the segment x week panel"):
-        result = build_panel(report.checked())
+    progress("aggregating the segment x week panel")
+    result = build_panel(report.checked())
     if out is not None:
-        with steps.step(f"writing {out}"), atomic_file(out) as tmp:
+        progress(f"writing {out}")
+        with atomic_file(out) as tmp:
             frame = result.to_frame()
             if out.suffix.lower() == ".parquet":
                 frame.to_parquet(tmp, index=False)
             else:
                 frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+    progress.done()
     if as_json:
         segments = result.segments()
         payload = {
@@ -216,7 +231,7 @@ def panel(
             },
             "shifters": list(result.shifter_columns),
             "out": str(out) if out else None,
-            "timings_s": steps.timings,
+            "timings_s": progress.timings,
             "segment_summary": json.loads(
                 segments.to_json(orient="records", date_format="iso", double_precision=10)
             ),
@@ -287,11 +302,12 @@ def simulate(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    steps = Steps(2, quiet)
-    with steps.step("simulating the market"):
-        market = simulate_market(spec)
-    with steps.step(f"writing {out}"):
-        market.write(out, overwrite=force)
+    progress = Progress(quiet)
+    progress("simulating the market")
+    market = simulate_market(spec)
+    progress(f"writing {out}")
+    market.write(out, overwrite=force)
+    progress.done()
     if as_json:
         click.echo(
             json.dumps(
@@ -302,7 +318,7 @@ def simulate(
                     "seed": seed,
                     "jobs_rows": market.jobs.num_rows,
                     "supply_rows": market.supply.num_rows,
-                    "timings_s": steps.timings,
+                    "timings_s": progress.timings,
                 },
                 indent=2,
             )

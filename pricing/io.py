@@ -210,6 +210,11 @@ def _read_csv(
         header = next(csv.reader(handle), None)
     if not header:
         return False
+    if len(header) == 1 and (sep := next((d for d in ";\t|" if d in header[0]), None)):
+        raise csv.Error(
+            f"the header is one column holding {sep!r}: the file looks {sep!r}-separated; "
+            "save it comma-separated"
+        )
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise csv.Error(f"the header repeats column(s) {repeated}; give each column one name")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,11 +306,15 @@ def check_inputs(
     config: RunConfig | None = None,
     as_of: dt.date | None = None,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
+    progress: Callable[[str], None] | None = None,
 ) -> ValidationReport:
     """Load every input table of ``data_dir`` and check it against the contract.
 
-    ``as_of`` (default: today) is the latest date the data may contain.
+    ``as_of`` (default: today) is the latest date the data may contain. ``progress``, if
+    given, is called with a label as each step starts (one per table, then the checks
+    across tables).
     """
+    progress = progress or (lambda label: None)
     config = config or RunConfig()
     as_of = as_of or dt.date.today()
     data_dir = Path(data_dir)
@@ -327,12 +331,14 @@ def check_inputs(
             checker.missing_table(name, data_dir)
     infos: list[TableInfo | None] = []
     for name, source in sources.items():
+        progress(f"reading and checking {name} ({source.label})")
         read_failure = load_table(con, source, f"raw_{name}")
         if read_failure is not None:
             checker.add(name, None, read_failure.rule, 1, read_failure.detail)
             continue
         infos.append(checker.check_table(con, source))
     loaded = tuple(i for i in infos if i is not None)
+    progress("checking across tables")
     checker.check_across(con, {t.name for t in loaded})
     return checker.report(data_dir, con, loaded)
 

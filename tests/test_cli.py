@@ -57,7 +57,7 @@ def test_validate_valid(runner: CliRunner, valid_dir: Path) -> None:
     result = runner.invoke(main, ["validate", str(valid_dir), *AS_OF])
     assert result.exit_code == EXIT_OK, result.output
     assert "OK" in result.stdout
-    assert "loading and checking" in result.stderr  # progress goes to stderr
+    assert "reading and checking jobs (jobs.csv)" in result.stderr  # progress on stderr
 
 
 def test_validate_invalid_reports_all_and_exits_3(runner: CliRunner, invalid_dir: Path) -> None:

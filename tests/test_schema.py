@@ -1217,3 +1217,19 @@ def test_a_million_parquet_jobs_validate_quickly(tables: Tables, make_dir: MakeD
     assert report.tables[0].rows == n
     # smoke bound for a shared 2-core machine; the real numbers live in benchmarks/
     assert elapsed < 20.0, f"validating {n:,} jobs took {elapsed:.1f} s"
+
+
+def test_semicolon_separated_csv_is_named(tables: Tables, make_dir: MakeDir) -> None:
+    directory = make_dir(tables)
+    tables["supply"].to_csv(directory / "supply.csv", index=False, sep=";")
+    problem = only(check(directory), "supply", None, "unreadable")
+    assert "looks ';'-separated" in problem.message
+
+
+def test_crlf_line_endings_are_read(tables: Tables, make_dir: MakeDir) -> None:
+    directory = make_dir(tables)
+    path = directory / "jobs.csv"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    report = check(directory)
+    assert report.ok, report.summary()
+    assert report.tables[0].rows == 24
