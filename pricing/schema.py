@@ -411,7 +411,28 @@ class _Checker:
         rules = self._row_rules(name, usable, types)
         self._run_row_rules(con, name, table, rules)
         self._duplicates(con, name, table, usable, types)
+        if name == "shifters":
+            self.columns[name] += self._numeric_extras(con, table, usable, types)
         return TableInfo(name, source.label, int(rows))
+
+    @staticmethod
+    def _numeric_extras(
+        con: duckdb.DuckDBPyConnection, table: str, usable: list[str], types: dict[str, str]
+    ) -> tuple[str, ...]:
+        """Shifter columns the configuration does not name but that hold only numbers
+        (or blanks): they join the panel as they are. Other extra columns are ignored,
+        like extra columns of any table."""
+        extras = [c for c in types if c not in usable and c != "week"]
+        if not extras:
+            return ()
+        parses = con.execute(
+            "SELECT "
+            + ", ".join(
+                f"count({cast(c, 'number', types[c])}) = count({_quote(c)})" for c in extras
+            )
+            + f' FROM "{table}"'
+        ).fetchall()[0]
+        return tuple(c for c, ok in zip(extras, parses, strict=True) if ok)
 
     def _malformed_lines(self, con: duckdb.DuckDBPyConnection, name: str, table: str) -> None:
         count = _scalar(con, f'SELECT coalesce(sum(lines), 0) FROM "{table}_rejects"')
@@ -452,11 +473,9 @@ class _Checker:
                 f"(columns present: {', '.join(present)})",
             )
         if name == "shifters":
-            for extra in types:
-                if extra not in ("week", "category"):
-                    usable.append(extra)
             if "category" in types:
                 usable.append("category")
+            usable += [c for c in self.config.estimation.shifter_columns if c in types]
         return usable
 
     def _row_rules(self, name: str, usable: list[str], types: dict[str, str]) -> list[_RowRule]:

@@ -644,8 +644,34 @@ def test_shifters_week_not_monday(tables: Tables, make_dir: MakeDir, fmt: str) -
 def test_shifters_wrong_type(tables: Tables, make_dir: MakeDir, fmt: str) -> None:
     put(tables["shifters"], 1, "fx_index", "high")
     directory = make_dir(tables, fmt)
-    example = single_example(only(check(directory), "shifters", "fx_index", "wrong_type"))
+    report = check(directory, config=shifters_config("fx_index"))
+    example = single_example(only(report, "shifters", "fx_index", "wrong_type"))
     assert example == Example(data_file(directory, "shifters", fmt), 2, "2024-01-08", "'high'")
+
+
+@FORMATS
+def test_shifters_configured_column_must_be_complete(
+    tables: Tables, make_dir: MakeDir, fmt: str
+) -> None:
+    put(tables["shifters"], 2, "fx_index", None)
+    directory = make_dir(tables, fmt)
+    report = check(directory, config=shifters_config("fx_index"))
+    example = single_example(only(report, "shifters", "fx_index", "missing"))
+    assert (example.row, example.id) == (3, "2024-01-15")
+
+
+@FORMATS
+def test_shifters_extra_columns_join_only_when_numeric(
+    tables: Tables, make_dir: MakeDir, fmt: str
+) -> None:
+    # unnamed by the config: numeric columns (blanks allowed) join the panel, others are
+    # ignored like any extra column
+    tables["shifters"]["holiday_name"] = ["new year", None, "x"]
+    put(tables["shifters"], 1, "client_marketing_index", None)
+    directory = make_dir(tables, fmt)
+    report = check(directory, config=shifters_config("fx_index"))
+    assert report.ok, report.summary()
+    assert report.checked().shifter_columns == ("fx_index", "client_marketing_index")
 
 
 @FORMATS
