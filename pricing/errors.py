@@ -30,3 +30,7 @@ class DataError(PricingError, ValueError):
     def __init__(self, message: str, report: ValidationReport | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class EstimationError(PricingError, ValueError):
+    """A curve cannot be estimated for a group: too few rows, collinear data, bad values."""

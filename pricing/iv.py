@@ -1,0 +1,418 @@
+r"""Constant-elasticity curves by OLS or 2SLS, fitted for many groups at once.
+
+For each group g (the rows sharing the values of ``by``) with n_g rows:
+
+    log q_t = w_t'γ + ε log p_t + u_t              (t = 1..n_g)
+
+where w_t holds an intercept and the ``controls`` (or, with ``fixed_effects``, the
+controls after removing group×level means, which absorbs the intercept and one dummy per
+level), and ε is the elasticity. With X = [W, log p] (k columns) and, when instruments are
+given, Z = [W, instruments] (k_z ≥ k columns):
+
+    OLS:   β̂ = (X'X)⁻¹ X'y                         X̂ = X
+    2SLS:  X̂ = P_Z X,  P_Z = Z(Z'Z)⁻¹Z',  β̂ = (X̂'X̂)⁻¹ X̂'y
+    residuals û = y − Xβ̂ (with the observed X, not X̂)
+
+Covariance of β̂ (A = X̂'X̂; k counts absorbed fixed-effect levels too):
+
+    "unadjusted":  σ̂² A⁻¹,  σ̂² = û'û / n                       (Stata/linearmodels default)
+    "HC1":         n/(n−k) · A⁻¹ (Σ_t û_t² x̂_t x̂_t') A⁻¹        ("robust" with df correction)
+    "cluster":     G_c/(G_c−1)·(n−1)/(n−k) · A⁻¹ (Σ_c s_c s_c') A⁻¹,  s_c = Σ_{t∈c} x̂_t û_t
+
+Intervals are β̂ ± z_{1−α/2} se (normal, as for the default covariances of linearmodels).
+
+The first-stage F tests the excluded instruments in the regression of log p on Z, with the
+same kind of covariance: F = π̂_I' V̂_I⁻¹ π̂_I / q, V̂ the df-corrected estimate (for
+"unadjusted" this is the classic (RSS_r − RSS_u)/q ÷ RSS_u/(n − k_z)). F < 10 flags a weak
+instrument (Staiger and Stock's rule of thumb).
+
+All groups are solved together: rows are laid out in a padded (G, T, ·) array whose
+padding rows are zero (they add nothing to any cross-product), and every step is a
+batched QR, solve or einsum. No regression library runs per group; linearmodels is the
+test oracle.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pricing.errors import EstimationError
+
+Cov = Literal["HC1", "unadjusted", "cluster"]
+Array = npt.NDArray[np.float64]
+
+WEAK_INSTRUMENT_F = 10.0
+# |r_ii| below this fraction of the largest |r_jj| of a QR factor counts as rank deficient
+_RANK_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class CurveFit:
+    """Fitted elasticities, one row per group; see :func:`estimate_curve`."""
+
+    frame: pd.DataFrame
+    by: tuple[str, ...]
+    method: str
+    cov: str
+    level: float
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    @property
+    def params(self) -> pd.Series:
+        """Elasticity per group (indexed by ``by``)."""
+        return self._indexed("elasticity")
+
+    @property
+    def std_errors(self) -> pd.Series:
+        return self._indexed("std_error")
+
+    def conf_int(self, level: float | None = None) -> pd.DataFrame:
+        """Normal intervals at ``level`` (default: the fit's level)."""
+        z = NormalDist().inv_cdf(0.5 + (level or self.level) / 2)
+        est, se = self._indexed("elasticity"), self._indexed("std_error")
+        return pd.DataFrame({"lower": est - z * se, "upper": est + z * se})
+
+    def _indexed(self, column: str) -> pd.Series:
+        frame = self.frame.set_index(list(self.by)) if self.by else self.frame
+        return frame[column]
+
+    def summary(self, max_rows: int = 20) -> str:
+        f = self.frame
+        ok = f["elasticity"].notna()
+        head = (
+            f"{self.method} elasticities for {len(f):,} group(s), {self.cov} covariance, "
+            f"{self.level:.0%} intervals; {int((~ok).sum())} failed, "
+            f"{int((f['flags'] != '').sum())} flagged"
+        )
+        if ok.any():
+            e = f.loc[ok, "elasticity"]
+            head += (
+                f"\n  elasticity median {e.median():.3f}, "
+                f"IQR {e.quantile(0.25):.3f} .. {e.quantile(0.75):.3f}"
+            )
+        return (
+            head + "\n" + f.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        head = html.escape(self.summary(max_rows=0).split("\n", 1)[0])
+        return f"<p>{head}</p>" + self.frame.head(50).to_html(index=False)
+
+
+def estimate_curve(
+    frame: pd.DataFrame,
+    quantity: str,
+    price: str,
+    instruments: Sequence[str] = (),
+    controls: Sequence[str] = (),
+    by: Sequence[str] | None = None,
+    fixed_effects: str | None = None,
+    cov: Cov = "HC1",
+    clusters: str | None = None,
+    level: float = 0.95,
+    on_error: Literal["raise", "flag"] = "raise",
+) -> CurveFit:
+    """Elasticity of ``quantity`` with respect to ``price`` in every group of ``by``.
+
+    Quantity and price are levels (logs are taken here); instruments and controls enter as
+    given; an intercept is always included (absorbed by ``fixed_effects``: a column whose
+    levels get their own intercept within each group). ``cov="cluster"`` needs
+    ``clusters``, a column of cluster ids (clusters nest in groups).
+
+    A group that cannot be estimated (too few rows, collinear regressors or instruments, a
+    non-positive quantity or price, a missing value) raises :class:`EstimationError`
+    naming the group and the reason; with ``on_error="flag"`` it gets NaN estimates and the
+    reason in ``flags`` instead, and the other groups are estimated as usual.
+    """
+    by = tuple(by or ())
+    instruments, controls = tuple(instruments), tuple(controls)
+    _check_arguments(
+        frame,
+        quantity,
+        price,
+        instruments,
+        controls,
+        by,
+        fixed_effects,
+        cov,
+        clusters,
+        level,
+        on_error,
+    )
+    layout = _Layout.build(frame, by)
+    reasons = layout.row_problems(frame, quantity, price, instruments + controls)
+
+    y = np.log(frame[quantity].where(frame[quantity] > 0).to_numpy(np.float64))
+    logp = np.log(frame[price].where(frame[price] > 0).to_numpy(np.float64))
+    exog = [frame[c].to_numpy(np.float64) for c in controls]
+    excluded = [frame[c].to_numpy(np.float64) for c in instruments]
+    if fixed_effects is None:
+        exog.insert(0, np.ones(len(frame)))
+        absorbed = np.zeros(layout.groups, dtype=np.int64)
+    else:
+        codes = layout.cell_codes(frame[fixed_effects])
+        y, logp = _demean(y, codes), _demean(logp, codes)
+        exog = [_demean(c, codes) for c in exog]
+        excluded = [_demean(c, codes) for c in excluded]
+        absorbed = layout.cells_per_group(codes)
+
+    W = layout.pad(exog)
+    X = np.concatenate([W, layout.pad([logp])], axis=2)
+    Z = np.concatenate([W, layout.pad(excluded)], axis=2)
+    Y = layout.pad([y])[:, :, 0]
+    P = X[:, :, -1]
+    n = layout.counts.astype(np.float64)
+    k = X.shape[2] + absorbed
+    kz = Z.shape[2] + absorbed
+    _fail(reasons, n <= kz, lambda g: f"too_few_observations: {n[g]:.0f} rows, {kz[g]} parameters")
+    ok = reasons == ""
+    # failed groups are zeroed so the batched algebra stays finite; their results are NaN
+    for arr in (X, Z, Y, P):
+        arr[~ok] = 0.0
+    eye_x, eye_z = np.eye(X.shape[2]), np.eye(Z.shape[2])
+
+    Qz, Rz = np.linalg.qr(Z)
+    Xhat = Qz @ np.einsum("gtk,gtl->gkl", Qz, X) if instruments else X
+    Qx, Rx = np.linalg.qr(Xhat)
+    _fail(
+        reasons,
+        ~(_full_rank(Rx) & _full_rank(Rz)),
+        lambda g: "rank_deficient: regressors or instruments are collinear",
+    )
+    ok = reasons == ""
+    if on_error == "raise" and not ok.all():
+        g = int(np.flatnonzero(~ok)[0])
+        raise EstimationError(
+            f"group {layout.label(g)}: {reasons[g]} ({int((~ok).sum())} of {layout.groups} "
+            "group(s) fail; on_error='flag' estimates the others and flags these)"
+        )
+    Rx = np.where(ok[:, None, None], Rx, eye_x)
+    Rz = np.where(ok[:, None, None], Rz, eye_z)
+
+    beta = np.linalg.solve(Rx, np.einsum("gtk,gt->gk", Qx, Y)[..., None])[..., 0]
+    resid = (Y - np.einsum("gtk,gk->gt", X, beta)) * layout.mask
+    bread = _inverse_gram(Rx)
+    cluster_ids = layout.cluster_ids(frame[clusters]) if clusters is not None else None
+    V = _covariance(cov, bread, Xhat, resid, n, k, cluster_ids, df_corrected_unadjusted=False)
+    elasticity = beta[:, -1]
+    std_error = np.sqrt(np.maximum(V[:, -1, -1], 0.0))
+
+    first_stage_f = np.full(layout.groups, np.nan)
+    if instruments:
+        pi = np.linalg.solve(Rz, np.einsum("gtk,gt->gk", Qz, P)[..., None])[..., 0]
+        e = (P - np.einsum("gtk,gk->gt", Z, pi)) * layout.mask
+        Vz = _covariance(
+            cov, _inverse_gram(Rz), Z, e, n, kz, cluster_ids, df_corrected_unadjusted=True
+        )
+        q = len(instruments)
+        pi_i, V_i = pi[:, -q:], Vz[:, -q:, -q:]
+        V_i = np.where(ok[:, None, None], V_i, np.eye(q))
+        first_stage_f = (
+            np.einsum("gk,gk->g", pi_i, np.linalg.solve(V_i, pi_i[..., None])[..., 0]) / q
+        )
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    elasticity, std_error, first_stage_f = (
+        np.where(ok, a, np.nan) for a in (elasticity, std_error, first_stage_f)
+    )
+    weak = ok & (first_stage_f < WEAK_INSTRUMENT_F)
+    out = layout.keys.copy()
+    out["elasticity"] = elasticity
+    out["std_error"] = std_error
+    out["ci_low"] = elasticity - z * std_error
+    out["ci_high"] = elasticity + z * std_error
+    out["first_stage_f"] = first_stage_f
+    out["n"] = layout.counts
+    out["method"] = "2SLS" if instruments else "OLS"
+    out["flags"] = np.where(weak, "weak_instrument", reasons).astype(str)
+    return CurveFit(out, by, "2SLS" if instruments else "OLS", cov, level)
+
+
+def _check_arguments(
+    frame: pd.DataFrame,
+    quantity: str,
+    price: str,
+    instruments: tuple[str, ...],
+    controls: tuple[str, ...],
+    by: tuple[str, ...],
+    fixed_effects: str | None,
+    cov: str,
+    clusters: str | None,
+    level: float,
+    on_error: str,
+) -> None:
+    if cov not in ("HC1", "unadjusted", "cluster"):
+        raise ValueError(f"cov must be 'HC1', 'unadjusted' or 'cluster', got {cov!r}")
+    if (cov == "cluster") != (clusters is not None):
+        raise ValueError("cov='cluster' needs clusters=<column>, and clusters needs cov='cluster'")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if on_error not in ("raise", "flag"):
+        raise ValueError(f"on_error must be 'raise' or 'flag', got {on_error!r}")
+    needed = [*by, quantity, price, *instruments, *controls, fixed_effects, clusters]
+    missing = [c for c in dict.fromkeys(needed) if c is not None and c not in frame.columns]
+    if missing:
+        raise ValueError(f"columns not in the frame: {missing} (it has {list(frame.columns)})")
+    overlap = set(instruments) & set(controls)
+    if overlap:
+        raise ValueError(f"a column cannot be both instrument and control: {sorted(overlap)}")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each row goes in the padded (groups, T, ·) arrays."""
+
+    keys: pd.DataFrame  # one row per group, in group order
+    group: npt.NDArray[np.int64]  # group of each row
+    position: npt.NDArray[np.int64]  # position of each row within its group
+    counts: npt.NDArray[np.int64]  # rows per group
+    by: tuple[str, ...]
+
+    @classmethod
+    def build(cls, frame: pd.DataFrame, by: tuple[str, ...]) -> _Layout:
+        if not by:
+            group = np.zeros(len(frame), dtype=np.int64)
+            keys = pd.DataFrame(index=[0])
+        else:
+            grouped = frame.groupby(list(by), sort=True, dropna=False)
+            group = np.asarray(grouped.ngroup(), dtype=np.int64)
+            keys = grouped.size().reset_index()[list(by)]
+        counts = np.bincount(group, minlength=len(keys)).astype(np.int64)
+        order = np.argsort(group, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        position = np.empty(len(frame), dtype=np.int64)
+        position[order] = np.arange(len(frame)) - starts[group[order]]
+        return cls(keys.reset_index(drop=True), group, position, counts, by)
+
+    @property
+    def groups(self) -> int:
+        return len(self.counts)
+
+    @property
+    def mask(self) -> Array:
+        return (np.arange(int(self.counts.max(initial=0)))[None, :] < self.counts[:, None]).astype(
+            np.float64
+        )
+
+    def pad(self, columns: Sequence[Array]) -> Array:
+        out = np.zeros((self.groups, int(self.counts.max(initial=0)), len(columns)))
+        for j, values in enumerate(columns):
+            out[self.group, self.position, j] = values
+        return out
+
+    def label(self, g: int) -> str:
+        if not self.by:
+            return "(all rows)"
+        return ", ".join(f"{c}={self.keys.iloc[g][c]}" for c in self.by)
+
+    def row_problems(
+        self, frame: pd.DataFrame, quantity: str, price: str, others: tuple[str, ...]
+    ) -> npt.NDArray[np.object_]:
+        """Per group, the first reason found in its rows ('' when none)."""
+        checks = [
+            ("non_positive_quantity", ~(frame[quantity] > 0)),
+            ("non_positive_price", ~(frame[price] > 0)),
+            *(
+                (f"missing_value in {c}", ~np.isfinite(frame[c].to_numpy(np.float64)))
+                for c in others
+            ),
+        ]
+        reasons = np.full(self.groups, "", dtype=object)
+        for name, bad_rows in checks:
+            bad = np.bincount(
+                self.group, weights=np.asarray(bad_rows, dtype=np.float64), minlength=self.groups
+            )
+            _fail(reasons, bad > 0, partial(_count_reason, name, bad))
+        return reasons
+
+    def cell_codes(self, levels: pd.Series) -> npt.NDArray[np.int64]:
+        """One code per (group, level) cell."""
+        level_codes = pd.factorize(levels, use_na_sentinel=False)[0]
+        return pd.factorize(self.group * (int(level_codes.max(initial=0)) + 1) + level_codes)[0]
+
+    def cells_per_group(self, codes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        first = pd.Series(self.group).groupby(codes).first()
+        return np.bincount(first.to_numpy(), minlength=self.groups).astype(np.int64)
+
+    def cluster_ids(self, clusters: pd.Series) -> npt.NDArray[np.int64]:
+        """(groups, T) cluster index within each group, −1 on padding."""
+        codes = self.cell_codes(clusters)
+        within = pd.Series(codes).groupby(self.group).rank(method="dense").to_numpy(np.int64) - 1
+        out = np.full((self.groups, int(self.counts.max(initial=0))), -1, dtype=np.int64)
+        out[self.group, self.position] = within
+        return out
+
+
+def _count_reason(name: str, counts: npt.NDArray[np.generic], g: int) -> str:
+    return f"{name} ({int(counts[g])} rows)"
+
+
+def _fail(
+    reasons: npt.NDArray[np.object_], failing: npt.NDArray[np.bool_], reason: Callable[[int], str]
+) -> None:
+    """Give each failing group that has no reason yet its reason (the first one found
+    stands); the text is built for failing groups only, never looped over all groups."""
+    for g in np.flatnonzero(failing & (reasons == "")):
+        reasons[g] = reason(int(g))
+
+
+def _demean(values: Array, codes: npt.NDArray[np.int64]) -> Array:
+    """Values minus their mean within each cell (absorbs one intercept per cell)."""
+    means = np.bincount(codes, weights=values) / np.bincount(codes)
+    return values - means[codes]
+
+
+def _full_rank(R: Array) -> npt.NDArray[np.bool_]:
+    diag = np.abs(np.diagonal(R, axis1=1, axis2=2))
+    return np.asarray(np.all(diag > _RANK_TOL * diag.max(axis=1, keepdims=True), axis=1))
+
+
+def _inverse_gram(R: Array) -> Array:
+    """(A'A)⁻¹ = R⁻¹R⁻ᵀ from the QR factor R of A."""
+    Rinv = np.linalg.inv(R)
+    return np.asarray(Rinv @ np.swapaxes(Rinv, 1, 2), dtype=np.float64)
+
+
+def _covariance(
+    cov: str,
+    bread: Array,
+    regressors: Array,
+    resid: Array,
+    n: Array,
+    k: npt.NDArray[np.int64],
+    cluster_ids: npt.NDArray[np.int64] | None,
+    df_corrected_unadjusted: bool,
+) -> Array:
+    """Covariance of the coefficients, by the formulas of the module docstring."""
+    if cov == "unadjusted":
+        dof = n - k if df_corrected_unadjusted else n
+        sigma2 = np.einsum("gt,gt->g", resid, resid) / np.maximum(dof, 1)
+        return np.asarray(sigma2[:, None, None] * bread, dtype=np.float64)
+    if cov == "HC1":
+        meat = np.einsum("gt,gtk,gtl->gkl", resid**2, regressors, regressors)
+        scale = n / np.maximum(n - k, 1)
+    else:
+        assert cluster_ids is not None
+        scores = regressors * resid[..., None]
+        n_clusters = cluster_ids.max(axis=1) + 1
+        sums = np.zeros((len(n), int(n_clusters.max(initial=1)), regressors.shape[2]))
+        g_idx, t_idx = np.nonzero(cluster_ids >= 0)
+        np.add.at(sums, (g_idx, cluster_ids[g_idx, t_idx]), scores[g_idx, t_idx])
+        meat = np.einsum("gck,gcl->gkl", sums, sums)
+        c = n_clusters.astype(np.float64)
+        scale = c / np.maximum(c - 1, 1) * (n - 1) / np.maximum(n - k, 1)
+    return np.asarray(scale[:, None, None] * (bread @ meat @ bread), dtype=np.float64)

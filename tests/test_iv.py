@@ -1,0 +1,192 @@
+"""The batched estimator against linearmodels, group by group, and its failure handling.
+
+Tolerance: coefficients and standard errors agree with linearmodels to 1e-8 relative.
+Both solve the same least-squares problems in double precision (we by batched QR, it by
+pinv/lstsq), so they differ by rounding amplified by the condition number of the design,
+about 1e-12 here; 1e-8 leaves room for that and still catches any formula difference
+(a degrees-of-freedom slip changes a standard error by ~1e-2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from linearmodels.iv import IV2SLS
+
+from pricing.errors import EstimationError
+from pricing.iv import estimate_curve
+
+RTOL = 1e-8
+LM_COV = {
+    "HC1": ("robust", True),
+    "unadjusted": ("unadjusted", False),
+    "cluster": ("clustered", True),
+}
+
+
+def random_panel(groups: int, seed: int) -> pd.DataFrame:
+    """Unbalanced groups, an endogenous price, two instruments and two controls."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for g in range(groups):
+        n = int(rng.integers(25, 60))
+        z1, z2, c1, c2 = rng.normal(size=(4, n))
+        u = rng.normal(scale=0.3, size=n)
+        log_p = 3 + 0.5 * z1 - 0.3 * z2 + 0.2 * c1 + 0.5 * u + rng.normal(scale=0.2, size=n)
+        log_q = 5 - rng.uniform(0.5, 2) * log_p + 0.4 * c1 - 0.2 * c2 + u * (1 + 0.5 * np.abs(z1))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "segment": f"s{g:02d}",
+                    "tier": ["entry", "expert"][g % 2],
+                    "q": np.exp(log_q),
+                    "p": np.exp(log_p),
+                    "z1": z1,
+                    "z2": z2,
+                    "c1": c1,
+                    "c2": c2,
+                    "month": rng.integers(0, 4, n),
+                    "cluster": np.arange(n) // 5,
+                }
+            )
+        )
+    # shuffled rows: the estimator must not rely on the frame's order
+    return pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=seed)
+
+
+def oracle(
+    group: pd.DataFrame, instruments: list[str], controls: list[str], cov: str, fe: str | None
+):
+    exog = group[controls].copy()
+    if fe is None:
+        exog.insert(0, "const", 1.0)
+    else:
+        exog = pd.concat([exog, pd.get_dummies(group[fe], prefix=fe, dtype=float)], axis=1)
+    dep = np.log(group["q"])
+    endog = np.log(group["p"]).rename("log_p")
+    model = (
+        IV2SLS(dep, exog, endog, group[instruments])
+        if instruments
+        else IV2SLS(dep, pd.concat([exog, endog], axis=1), None, None)
+    )
+    cov_type, debiased = LM_COV[cov]
+    kwargs = {"clusters": group["cluster"]} if cov == "cluster" else {}
+    return model.fit(cov_type=cov_type, debiased=debiased, **kwargs)
+
+
+@pytest.mark.parametrize("cov", ["HC1", "unadjusted", "cluster"])
+@pytest.mark.parametrize("instruments", [["z1", "z2"], ["z1"], []], ids=["2iv", "1iv", "ols"])
+@pytest.mark.parametrize("fe", [None, "month"])
+def test_matches_linearmodels_per_group(cov: str, instruments: list[str], fe: str | None) -> None:
+    frame = random_panel(12, seed=len(instruments) * 10 + (fe is not None))
+    controls = ["c1", "c2"]
+    fit = estimate_curve(
+        frame,
+        "q",
+        "p",
+        instruments=instruments,
+        controls=controls,
+        by=["segment", "tier"],
+        fixed_effects=fe,
+        cov=cov,  # type: ignore[arg-type]
+        clusters="cluster" if cov == "cluster" else None,
+    ).to_frame()
+    assert len(fit) == 12
+    for _, row in fit.iterrows():
+        group = frame[(frame["segment"] == row["segment"]) & (frame["tier"] == row["tier"])]
+        expected = oracle(group, instruments, controls, cov, fe)
+        assert row["elasticity"] == pytest.approx(expected.params["log_p"], rel=RTOL)
+        assert row["std_error"] == pytest.approx(expected.std_errors["log_p"], rel=RTOL)
+        assert row["n"] == len(group)
+        assert row["method"] == ("2SLS" if instruments else "OLS")
+
+
+@pytest.mark.parametrize("cov", ["HC1", "unadjusted"])
+def test_first_stage_f_is_the_wald_test_of_the_instruments(cov: str) -> None:
+    frame = random_panel(5, seed=3)
+    fit = estimate_curve(frame, "q", "p", ["z1", "z2"], ["c1"], by=["segment"], cov=cov)
+    for _, row in fit.to_frame().iterrows():
+        group = frame[frame["segment"] == row["segment"]]
+        exog = group[["c1", "z1", "z2"]].assign(const=1.0)
+        cov_type, _ = LM_COV[cov]
+        # the df-corrected first-stage covariance, whichever default the main fit uses
+        first = IV2SLS(np.log(group["p"]), exog, None, None).fit(cov_type=cov_type, debiased=True)
+        b = first.params[["z1", "z2"]].to_numpy()
+        V = first.cov.loc[["z1", "z2"], ["z1", "z2"]].to_numpy()
+        assert row["first_stage_f"] == pytest.approx(b @ np.linalg.solve(V, b) / 2, rel=RTOL)
+    if cov == "unadjusted":  # the classic F: ((RSS_r − RSS_u) / q) / (RSS_u / (n − k_z))
+        group = frame[frame["segment"] == "s00"]
+        p = np.log(group["p"]).to_numpy()
+        full = np.column_stack([np.ones(len(group)), group[["c1", "z1", "z2"]]])
+
+        def rss(a: np.ndarray) -> float:
+            e = p - a @ np.linalg.lstsq(a, p, rcond=None)[0]
+            return float(e @ e)
+
+        f = ((rss(full[:, :2]) - rss(full)) / 2) / (rss(full) / (len(group) - 4))
+        assert fit.to_frame().iloc[0]["first_stage_f"] == pytest.approx(f, rel=RTOL)
+
+
+def test_no_groups_means_one_fit_and_intervals() -> None:
+    frame = random_panel(1, seed=5)
+    fit = estimate_curve(frame, "q", "p", ["z1"], level=0.9)
+    row = fit.to_frame().iloc[0]
+    expected = oracle(frame, ["z1"], [], "HC1", None)
+    assert row["elasticity"] == pytest.approx(expected.params["log_p"], rel=RTOL)
+    half = 1.6448536269514722 * row["std_error"]  # z_0.95
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (row["elasticity"] - half, row["elasticity"] + half), rel=1e-12
+    )
+    assert fit.conf_int(0.95).iloc[0]["upper"] > row["ci_high"]
+    assert "2SLS" in fit.summary() and "<table" in fit._repr_html_()
+
+
+def test_weak_instrument_flagged() -> None:
+    rng = np.random.default_rng(0)
+    n = 104
+    frame = pd.DataFrame(
+        {"q": np.exp(rng.normal(size=n)), "p": np.exp(rng.normal(size=n)), "z": rng.normal(size=n)}
+    )
+    row = estimate_curve(frame, "q", "p", ["z"]).to_frame().iloc[0]
+    assert row["first_stage_f"] < 10 and row["flags"] == "weak_instrument"
+
+
+def test_failures_raise_naming_the_group() -> None:
+    frame = random_panel(3, seed=1)
+    frame.loc[frame["segment"] == "s01", "q"] = 0.0
+    with pytest.raises(EstimationError, match=r"segment=s01: non_positive_quantity \(\d+ rows\)"):
+        estimate_curve(frame, "q", "p", ["z1"], by=["segment"])
+
+
+def test_failures_flagged_and_others_estimated() -> None:
+    frame = random_panel(5, seed=2)
+    frame.loc[frame["segment"] == "s00", "p"] = -1.0
+    frame.loc[frame.index[frame["segment"] == "s01"][:1], "z1"] = np.nan
+    frame.loc[frame["segment"] == "s02", "z2"] = frame.loc[frame["segment"] == "s02", "z1"] * 2
+    frame = frame[(frame["segment"] != "s03") | (frame["c1"] > 1.5)]  # only a few rows left
+    fit = estimate_curve(frame, "q", "p", ["z1", "z2"], ["c1"], by=["segment"], on_error="flag")
+    flags = fit.to_frame().set_index("segment")["flags"]
+    assert flags["s00"].startswith("non_positive_price")
+    assert flags["s01"].startswith("missing_value in z1 (1 rows)")
+    assert flags["s02"].startswith("rank_deficient")
+    assert flags["s03"].startswith("too_few_observations")
+    assert flags["s04"] == ""
+    estimates = fit.to_frame().set_index("segment")["elasticity"]
+    assert estimates[["s00", "s01", "s02", "s03"]].isna().all()
+    ok = frame[frame["segment"] == "s04"]
+    assert estimates["s04"] == pytest.approx(
+        oracle(ok, ["z1", "z2"], ["c1"], "HC1", None).params["log_p"], rel=RTOL
+    )
+
+
+def test_bad_arguments() -> None:
+    frame = random_panel(1, seed=0)
+    with pytest.raises(ValueError, match="columns not in the frame"):
+        estimate_curve(frame, "q", "price", ["z1"])
+    with pytest.raises(ValueError, match="cov must be"):
+        estimate_curve(frame, "q", "p", cov="HC3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="clusters"):
+        estimate_curve(frame, "q", "p", cov="cluster")
+    with pytest.raises(ValueError, match="both instrument and control"):
+        estimate_curve(frame, "q", "p", ["z1"], ["z1"])
