@@ -28,6 +28,9 @@ _EXPORTS = {
     "RunConfig": "pricing.config",
     "load_config": "pricing.config",
     "resolve_config": "pricing.config",
+    "CurveFit": "pricing.iv",
+    "EstimationError": "pricing.errors",
+    "estimate_curve": "pricing.iv",
     "CheckedInputs": "pricing.schema",
     "Problem": "pricing.schema",
     "ValidationReport": "pricing.schema",
@@ -42,9 +45,11 @@ _EXPORTS = {
 __all__ = [
     "CheckedInputs",
     "ConfigError",
+    "CurveFit",
     "DataConfig",
     "DataError",
     "EstimationConfig",
+    "EstimationError",
     "Panel",
     "PricingError",
     "Problem",
@@ -55,6 +60,7 @@ __all__ = [
     "__version__",
     "build_panel",
     "check_inputs",
+    "estimate_curve",
     "load_config",
     "resolve_config",
     "simulate_market",
@@ -62,7 +68,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pricing.config import DataConfig, EstimationConfig, RunConfig, load_config, resolve_config
-    from pricing.errors import ConfigError, DataError, PricingError
+    from pricing.errors import ConfigError, DataError, EstimationError, PricingError
+    from pricing.iv import CurveFit, estimate_curve
     from pricing.panel import Panel, build_panel
     from pricing.schema import CheckedInputs, Problem, ValidationReport, check_inputs
     from pricing.simulate import SimulatedMarket, SimulationSpec, simulate_market
