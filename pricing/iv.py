@@ -18,6 +18,11 @@ Covariance of β̂ (A = X̂'X̂; k counts absorbed fixed-effect levels too):
     "unadjusted":  σ̂² A⁻¹,  σ̂² = û'û / n                       (Stata/linearmodels default)
     "HC1":         n/(n−k) · A⁻¹ (Σ_t û_t² x̂_t x̂_t') A⁻¹        ("robust" with df correction)
     "cluster":     G_c/(G_c−1)·(n−1)/(n−k) · A⁻¹ (Σ_c s_c s_c') A⁻¹,  s_c = Σ_{t∈c} x̂_t û_t
+    "HAC":         n/(n−k) · A⁻¹ (Γ_0 + Σ_{j=1..L} (1 − j/(L+1)) (Γ_j + Γ_j')) A⁻¹,
+                   Γ_j = Σ_t s_t s_{t−j}',  s_t = x̂_t û_t            (Newey–West, Bartlett)
+
+HAC takes each group's rows, in the frame's order, as consecutive periods; its bandwidth L
+is ``bandwidth`` or, by default, ⌈4 (n/100)^(2/9)⌉ per group (the usual plug-in rule).
 
 Intervals are β̂ ± z_{1−α/2} se (normal, as for the default covariances of linearmodels).
 
@@ -47,7 +52,7 @@ import pandas as pd
 
 from pricing.errors import EstimationError
 
-Cov = Literal["HC1", "unadjusted", "cluster"]
+Cov = Literal["HC1", "unadjusted", "cluster", "HAC"]
 Array = npt.NDArray[np.float64]
 
 WEAK_INSTRUMENT_F = 10.0
@@ -123,6 +128,7 @@ def estimate_curve(
     fixed_effects: str | None = None,
     cov: Cov = "HC1",
     clusters: str | None = None,
+    bandwidth: int | None = None,
     level: float = 0.95,
     on_error: Literal["raise", "flag"] = "raise",
 ) -> CurveFit:
@@ -131,7 +137,8 @@ def estimate_curve(
     Quantity and price are levels (logs are taken here); instruments and controls enter as
     given; an intercept is always included (absorbed by ``fixed_effects``: a column whose
     levels get their own intercept within each group). ``cov="cluster"`` needs
-    ``clusters``, a column of cluster ids (clusters nest in groups).
+    ``clusters``, a column of cluster ids (clusters nest in groups); ``cov="HAC"`` reads
+    each group's rows in frame order as consecutive periods (sort by time first).
 
     A group that cannot be estimated (too few rows, collinear regressors or instruments, a
     non-positive quantity or price, a missing value) raises :class:`EstimationError`
@@ -207,7 +214,13 @@ def estimate_curve(
     resid = (Y - np.einsum("gtk,gk->gt", X, beta)) * layout.mask
     bread = _inverse_gram(Rx)
     cluster_ids = layout.cluster_ids(frame[clusters]) if clusters is not None else None
-    V = _covariance(cov, bread, Xhat, resid, n, k, cluster_ids, df_corrected_unadjusted=False)
+    lags = (
+        np.full(layout.groups, bandwidth, dtype=np.int64)
+        if bandwidth is not None
+        else np.ceil(4 * (n / 100) ** (2 / 9)).astype(np.int64)
+    )
+    dependence = _Dependence(cluster_ids, lags)
+    V = _covariance(cov, bread, Xhat, resid, n, k, dependence, df_corrected_unadjusted=False)
     elasticity = beta[:, -1]
     std_error = np.sqrt(np.maximum(V[:, -1, -1], 0.0))
 
@@ -216,7 +229,7 @@ def estimate_curve(
         pi = np.linalg.solve(Rz, np.einsum("gtk,gt->gk", Qz, P)[..., None])[..., 0]
         e = (P - np.einsum("gtk,gk->gt", Z, pi)) * layout.mask
         Vz = _covariance(
-            cov, _inverse_gram(Rz), Z, e, n, kz, cluster_ids, df_corrected_unadjusted=True
+            cov, _inverse_gram(Rz), Z, e, n, kz, dependence, df_corrected_unadjusted=True
         )
         q = len(instruments)
         pi_i, V_i = pi[:, -q:], Vz[:, -q:, -q:]
@@ -255,8 +268,8 @@ def _check_arguments(
     level: float,
     on_error: str,
 ) -> None:
-    if cov not in ("HC1", "unadjusted", "cluster"):
-        raise ValueError(f"cov must be 'HC1', 'unadjusted' or 'cluster', got {cov!r}")
+    if cov not in ("HC1", "unadjusted", "cluster", "HAC"):
+        raise ValueError(f"cov must be 'HC1', 'unadjusted', 'cluster' or 'HAC', got {cov!r}")
     if (cov == "cluster") != (clusters is not None):
         raise ValueError("cov='cluster' needs clusters=<column>, and clusters needs cov='cluster'")
     if not 0 < level < 1:
@@ -387,6 +400,14 @@ def _inverse_gram(R: Array) -> Array:
     return np.asarray(Rinv @ np.swapaxes(Rinv, 1, 2), dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class _Dependence:
+    """What the clustered and HAC covariances need besides the scores."""
+
+    cluster_ids: npt.NDArray[np.int64] | None  # (groups, T), −1 on padding
+    lags: npt.NDArray[np.int64]  # HAC bandwidth per group
+
+
 def _covariance(
     cov: str,
     bread: Array,
@@ -394,7 +415,7 @@ def _covariance(
     resid: Array,
     n: Array,
     k: npt.NDArray[np.int64],
-    cluster_ids: npt.NDArray[np.int64] | None,
+    dependence: _Dependence,
     df_corrected_unadjusted: bool,
 ) -> Array:
     """Covariance of the coefficients, by the formulas of the module docstring."""
@@ -402,16 +423,22 @@ def _covariance(
         dof = n - k if df_corrected_unadjusted else n
         sigma2 = np.einsum("gt,gt->g", resid, resid) / np.maximum(dof, 1)
         return np.asarray(sigma2[:, None, None] * bread, dtype=np.float64)
-    if cov == "HC1":
-        meat = np.einsum("gt,gtk,gtl->gkl", resid**2, regressors, regressors)
+    scores = regressors * resid[..., None]
+    if cov in ("HC1", "HAC"):
+        meat = np.einsum("gtk,gtl->gkl", scores, scores)
+        if cov == "HAC":  # padding rows are zero, so lagged products never mix groups
+            for j in range(1, int(dependence.lags.max(initial=0)) + 1):
+                weight = np.clip(1.0 - j / (dependence.lags + 1.0), 0.0, None)
+                gamma = np.einsum("gtk,gtl->gkl", scores[:, j:], scores[:, :-j])
+                meat += weight[:, None, None] * (gamma + np.swapaxes(gamma, 1, 2))
         scale = n / np.maximum(n - k, 1)
     else:
-        assert cluster_ids is not None
-        scores = regressors * resid[..., None]
-        n_clusters = cluster_ids.max(axis=1) + 1
+        ids = dependence.cluster_ids
+        assert ids is not None
+        n_clusters = ids.max(axis=1) + 1
         sums = np.zeros((len(n), int(n_clusters.max(initial=1)), regressors.shape[2]))
-        g_idx, t_idx = np.nonzero(cluster_ids >= 0)
-        np.add.at(sums, (g_idx, cluster_ids[g_idx, t_idx]), scores[g_idx, t_idx])
+        g_idx, t_idx = np.nonzero(ids >= 0)
+        np.add.at(sums, (g_idx, ids[g_idx, t_idx]), scores[g_idx, t_idx])
         meat = np.einsum("gck,gcl->gkl", sums, sums)
         c = n_clusters.astype(np.float64)
         scale = c / np.maximum(c - 1, 1) * (n - 1) / np.maximum(n - k, 1)

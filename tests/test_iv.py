@@ -22,6 +22,7 @@ LM_COV = {
     "HC1": ("robust", True),
     "unadjusted": ("unadjusted", False),
     "cluster": ("clustered", True),
+    "HAC": ("kernel", True),
 }
 
 
@@ -48,6 +49,7 @@ def random_panel(groups: int, seed: int) -> pd.DataFrame:
                     "c2": c2,
                     "month": rng.integers(0, 4, n),
                     "cluster": np.arange(n) // 5,
+                    "t": np.arange(n),
                 }
             )
         )
@@ -71,15 +73,24 @@ def oracle(
         else IV2SLS(dep, pd.concat([exog, endog], axis=1), None, None)
     )
     cov_type, debiased = LM_COV[cov]
-    kwargs = {"clusters": group["cluster"]} if cov == "cluster" else {}
+    kwargs: dict[str, object] = {}
+    if cov == "cluster":
+        kwargs["clusters"] = group["cluster"]
+    if cov == "HAC":  # the plug-in bandwidth ⌈4 (n/100)^(2/9)⌉, stated explicitly
+        kwargs = {
+            "kernel": "bartlett",
+            "bandwidth": int(np.ceil(4 * (len(group) / 100) ** (2 / 9))),
+        }
     return model.fit(cov_type=cov_type, debiased=debiased, **kwargs)
 
 
-@pytest.mark.parametrize("cov", ["HC1", "unadjusted", "cluster"])
+@pytest.mark.parametrize("cov", ["HC1", "unadjusted", "cluster", "HAC"])
 @pytest.mark.parametrize("instruments", [["z1", "z2"], ["z1"], []], ids=["2iv", "1iv", "ols"])
 @pytest.mark.parametrize("fe", [None, "month"])
 def test_matches_linearmodels_per_group(cov: str, instruments: list[str], fe: str | None) -> None:
     frame = random_panel(12, seed=len(instruments) * 10 + (fe is not None))
+    if cov == "HAC":  # HAC reads each group's rows in frame order as consecutive periods
+        frame = frame.sort_values(["segment", "t"])
     controls = ["c1", "c2"]
     fit = estimate_curve(
         frame,
