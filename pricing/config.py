@@ -19,9 +19,9 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pricing.errors import ConfigError
 
@@ -57,11 +57,23 @@ class DataConfig(_Section):
 
 
 class EstimationConfig(_Section):
-    """Which shifter columns instrument which curve, and which enter as controls."""
+    """How the segment curves are estimated (see :mod:`pricing.curves`).
+
+    ``demand_instruments`` are supply shifters (they move the rate along the demand
+    curve), ``supply_instruments`` demand shifters; each curve also takes its own shifters
+    (the other curve's instruments) as controls. ``controls`` enter both curves.
+    """
 
     demand_instruments: tuple[str, ...] = ()
     supply_instruments: tuple[str, ...] = ()
     controls: tuple[str, ...] = ()
+    seasonal_harmonics: int = Field(default=0, ge=0, le=6)  # sin/cos pairs of week of year
+    cov: Literal["HC1", "unadjusted", "HAC"] = "HAC"  # weekly shocks are autocorrelated
+    hac_bandwidth: int | None = Field(default=None, ge=1)  # None: ⌈4 (n/100)^(2/9)⌉ per curve
+    interval_level: float = Field(default=0.90, gt=0, lt=1)
+    min_weeks: int = Field(default=26, ge=3)  # fewer usable weeks than this: thin_data
+    reference_weeks: int = Field(default=4, ge=1)  # trailing window of the reference point
+    shrinkage: bool = True
 
     @property
     def shifter_columns(self) -> tuple[str, ...]:
@@ -86,7 +98,8 @@ class RunConfig(_Section):
         for section_name, section in self.model_dump().items():
             lines.append(f"[{section_name}]")
             for key, value in section.items():
-                lines.append(f"{key} = {_toml_value(value)}")
+                if value is not None:  # TOML has no null: an absent key means "default"
+                    lines.append(f"{key} = {_toml_value(value)}")
             lines.append("")
         return "\n".join(lines)
 

@@ -1,0 +1,277 @@
+r"""Demand and supply curves for every segment, from the segment × week panel.
+
+Per segment s and week t, with the observed rate p_st, hours demanded QD_st and hours
+supplied QS_st (DESIGN.md §3):
+
+    log QD_st = a_s + ε_s log p_st + γ_D'z^D_t + δ_D'c_t + u_st     demand, ε_s < 0
+    log QS_st = b_s + η_s log p_st + γ_S'z^S_t + δ_S'c_t + v_st     supply, η_s > 0
+
+z^D are the demand shifters (the config's ``supply_instruments``), z^S the supply shifters
+(``demand_instruments``), c the shared ``controls`` plus ``seasonal_harmonics`` pairs of
+sin/cos(2πh·week_of_year/52). Each curve is estimated by 2SLS with the other curve's
+shifters as instruments and its own shifters as included controls (the exogenous
+variables of the system are all in the instrument set); by OLS, flagged ``ols``, when the
+config names no instrument for that side. A week enters a curve only when it has hires
+(so a rate) and positive hours on that side.
+
+**Shrinkage** (empirical Bayes, per side). With raw estimates b_s, standard errors σ_s,
+segments s in category c:
+
+    b_s ~ N(θ_s, σ_s²),   θ_s ~ N(μ_c, τ²),   μ_c ~ N(μ, κ²)
+
+τ² and κ² are estimated by the method of moments (τ²: the within-category spread of b_s
+beyond its sampling noise; κ²: the spread of category means beyond theirs), iterated
+with the weights they imply. Each category mean m_c (precision-weighted, weights
+1/(σ_s² + τ²), variance v_c) is first pulled to the global mean: μ̃_c = (κ² m_c + v_c μ̂)
+/ (κ² + v_c), V_c ≈ κ² v_c / (κ² + v_c); then each segment:
+
+    B_s = σ_s² / (σ_s² + τ²),   θ̂_s = (1 − B_s) b_s + B_s μ̃_c,
+    var(θ̂_s − θ_s) ≈ (1 − B_s) σ_s² + B_s² V_c                (Morris 1983)
+
+A segment without a usable raw estimate gets μ̃_c with variance τ² + V_c. If the shrunk
+value still has the wrong sign, the category mean, then the global mean, replaces it
+(flag ``wrong_sign_replaced``).
+
+**Levels** put each curve through the segment's reference point: the rate p̄_s
+(hours-weighted geometric mean of hired rates over the last ``reference_weeks`` weeks
+that had hires) and the mean hours demanded / supplied over the same weeks:
+
+    log A_s = log Q̄D_s − ε̂_s log p̄_s,    log B_s = log Q̄S_s − η̂_s log p̄_s
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pricing.config import EstimationConfig
+from pricing.iv import estimate_curve
+from pricing.panel import Panel
+
+SIDES = ("demand", "supply")
+_QUANTITY = {"demand": "hours_demanded", "supply": "hours_supplied"}
+_SIGN = {"demand": -1.0, "supply": 1.0}
+# variance components are floored here so that no segment is pooled completely
+_MIN_VARIANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class CurveSet:
+    """Fitted demand and supply curves, one row per segment and side."""
+
+    frame: pd.DataFrame
+    segment_keys: tuple[str, ...]
+    level: float
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def side(self, side: str) -> pd.DataFrame:
+        """The rows of one side (``demand`` or ``supply``), indexed by segment."""
+        return self.frame[self.frame["side"] == side].set_index(list(self.segment_keys))
+
+    def summary(self, max_rows: int = 20) -> str:
+        f = self.frame
+        lines = [f"Curves for {f.groupby(list(self.segment_keys)).ngroups:,} segments"]
+        for side in SIDES:
+            s = f[f["side"] == side]
+            flagged = s["flags"].str.len() > 0
+            lines.append(
+                f"  {side}: elasticity median {s['elasticity'].median():.3f} "
+                f"(raw {s['elasticity_raw'].median():.3f}), "
+                f"{int(flagged.sum())} flagged, methods {dict(s['method'].value_counts())}"
+            )
+        shown = f.head(max_rows)[
+            [
+                *self.segment_keys,
+                "side",
+                "elasticity",
+                "elasticity_raw",
+                "std_error",
+                "n_weeks",
+                "flags",
+            ]
+        ]
+        lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
+        return f"<p>{head}</p>" + self.frame.head(50).to_html(index=False)
+
+
+def fit_curves(panel: Panel, config: EstimationConfig) -> CurveSet:
+    """Estimate, shrink and calibrate the curves of every segment of ``panel``."""
+    keys = list(panel.segment_keys)
+    frame = _with_seasonality(panel.to_frame(), config.seasonal_harmonics)
+    seasonal = [c for c in frame.columns if c.startswith("season_")]
+    segments = frame[keys].drop_duplicates().reset_index(drop=True)
+    reference = _reference_point(frame, keys, config.reference_weeks)
+    parts = []
+    for side in SIDES:
+        own = config.supply_instruments if side == "demand" else config.demand_instruments
+        instruments = config.demand_instruments if side == "demand" else config.supply_instruments
+        controls = [*dict.fromkeys([*own, *config.controls]), *seasonal]
+        controls = [c for c in controls if c not in instruments]
+        quantity = _QUANTITY[side]
+        usable = frame[frame["rate"].notna() & (frame[quantity] > 0)]
+        raw = estimate_curve(
+            usable,
+            quantity,
+            "rate",
+            instruments=instruments,
+            controls=controls,
+            by=keys,
+            cov=config.cov,
+            bandwidth=config.hac_bandwidth if config.cov == "HAC" else None,
+            level=config.interval_level,
+            on_error="flag",
+        ).to_frame()
+        result = segments.merge(raw, on=keys, how="left")
+        result["n"] = result["n"].fillna(0).astype(np.int64)
+        result["flags"] = result["flags"].fillna("no_usable_weeks")
+        result.loc[result["n"] == 0, "method"] = "none"
+        result["method"] = result["method"].fillna("none")
+        part = _shrink(result, side, keys, config)
+        part = part.merge(reference, on=keys, how="left")
+        ref_hours = part[f"ref_{quantity}"]
+        part["ref_hours"] = ref_hours
+        part["log_level"] = np.log(ref_hours) - part["elasticity"] * np.log(part["ref_rate"])
+        part.insert(len(keys), "side", side)
+        parts.append(part.drop(columns=["ref_hours_demanded", "ref_hours_supplied"]))
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values([*keys, "side"], kind="stable").reset_index(drop=True)
+    return CurveSet(out, tuple(keys), config.interval_level)
+
+
+def _with_seasonality(frame: pd.DataFrame, harmonics: int) -> pd.DataFrame:
+    if not harmonics:
+        return frame
+    angle = 2 * np.pi * frame["week"].dt.isocalendar().week.to_numpy(np.float64) / 52.0
+    extra = {}
+    for h in range(1, harmonics + 1):
+        extra[f"season_sin{h}"] = np.sin(h * angle)
+        extra[f"season_cos{h}"] = np.cos(h * angle)
+    return frame.assign(**extra)
+
+
+def _reference_point(frame: pd.DataFrame, keys: list[str], weeks: int) -> pd.DataFrame:
+    """Rate and hours over each segment's last ``weeks`` weeks with hires."""
+    hired = frame[frame["rate"].notna() & (frame["hours_hired"] > 0)].sort_values("week")
+    recent = hired.groupby(keys, sort=False).tail(weeks)
+    log_rate = np.log(recent["rate"]) * recent["hours_hired"]
+    grouped = recent.assign(_wlog=log_rate).groupby(keys)
+    ref = grouped.agg(
+        _wlog=("_wlog", "sum"),
+        _w=("hours_hired", "sum"),
+        ref_hours_demanded=("hours_demanded", "mean"),
+        ref_hours_supplied=("hours_supplied", "mean"),
+        ref_week=("week", "max"),
+    ).reset_index()
+    ref["ref_rate"] = np.exp(ref["_wlog"] / ref["_w"])
+    return ref.drop(columns=["_wlog", "_w"])
+
+
+def _shrink(
+    result: pd.DataFrame, side: str, keys: list[str], config: EstimationConfig
+) -> pd.DataFrame:
+    """Empirical-Bayes shrinkage toward category then global means (module docstring)."""
+    sign = _SIGN[side]
+    b = result["elasticity"].to_numpy(np.float64)
+    se = result["std_error"].to_numpy(np.float64)
+    category = pd.factorize(result["category"])[0]
+    usable = np.isfinite(b) & np.isfinite(se) & (se > 0)
+    flags = [[f] if f else [] for f in result["flags"]]
+    for i in np.flatnonzero(np.isfinite(b) & (sign * b <= 0)):
+        flags[i].append("wrong_sign")
+    for i in np.flatnonzero(result["n"].to_numpy() < config.min_weeks):
+        flags[i].append("thin_data")
+    if result["method"].eq("OLS").any():
+        for i in np.flatnonzero(result["method"].eq("OLS").to_numpy()):
+            flags[i].append("ols")
+
+    z = NormalDist().inv_cdf(0.5 + config.interval_level / 2)
+    out = result[keys].copy()
+    out["elasticity_raw"] = b
+    out["std_error_raw"] = se
+    if config.shrinkage and usable.sum() >= 2:
+        theta, var, cat_mean, global_mean = _empirical_bayes(b, se**2, category, usable)
+    else:
+        theta, var = np.where(usable, b, np.nan), np.where(usable, se**2, np.nan)
+        cat_mean = np.full(len(b), np.nan)
+        global_mean = np.nan
+    for i in np.flatnonzero(~usable):
+        flags[i].append("borrowed_category_mean" if np.isfinite(theta[i]) else "unestimated")
+    wrong = np.isfinite(theta) & (sign * theta <= 0)
+    for i in np.flatnonzero(wrong):
+        replacement = cat_mean[i] if sign * cat_mean[i] > 0 else global_mean
+        theta[i] = replacement if sign * replacement > 0 else np.nan
+        flags[i].append("wrong_sign_replaced")
+    sd = np.sqrt(var)
+    out["elasticity"] = theta
+    out["std_error"] = sd
+    out["ci_low"] = theta - z * sd
+    out["ci_high"] = theta + z * sd
+    out["first_stage_f"] = result["first_stage_f"].to_numpy(np.float64)
+    out["n_weeks"] = result["n"].to_numpy(np.int64)
+    out["method"] = result["method"].to_numpy()
+    out["flags"] = [",".join(dict.fromkeys(f)) for f in flags]
+    return out
+
+
+def _empirical_bayes(
+    b: npt.NDArray[np.float64],
+    s2: npt.NDArray[np.float64],
+    category: npt.NDArray[np.int64],
+    usable: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+    """Posterior means and variances of θ_s, category means μ̃_c per segment, and μ̂."""
+    n_cat = int(category.max()) + 1
+    cu, bu, s2u = category[usable], b[usable], s2[usable]
+    tau2 = kappa2 = float(np.var(bu))
+    for _ in range(20):
+        w = 1.0 / (s2u + tau2)
+        sw = np.bincount(cu, weights=w, minlength=n_cat)
+        has = sw > 0
+        m = np.where(
+            has, np.bincount(cu, weights=w * bu, minlength=n_cat) / np.where(has, sw, 1), np.nan
+        )
+        v = np.where(has, 1.0 / np.where(has, sw, 1), np.nan)
+        # τ²: within-category excess dispersion (categories with ≥ 2 segments)
+        count = np.bincount(cu, minlength=n_cat)
+        multi = count[cu] >= 2
+        resid2 = (bu - m[cu]) ** 2 * count[cu] / np.maximum(count[cu] - 1, 1)
+        tau2_new = max(
+            float(np.mean(resid2[multi] - s2u[multi])) if multi.any() else 0.0, _MIN_VARIANCE
+        )
+        # κ²: between-category excess dispersion
+        wc = 1.0 / (v[has] + kappa2)
+        mu = float(np.sum(wc * m[has]) / np.sum(wc))
+        n_has = int(has.sum())
+        kappa2_new = (
+            max(
+                float(np.sum((m[has] - mu) ** 2) / max(n_has - 1, 1) - np.mean(v[has])),
+                _MIN_VARIANCE,
+            )
+            if n_has >= 2
+            else _MIN_VARIANCE
+        )
+        converged = abs(tau2_new - tau2) < 1e-10 and abs(kappa2_new - kappa2) < 1e-10
+        tau2, kappa2 = tau2_new, kappa2_new
+        if converged:
+            break
+    # category means pulled to the global mean; a category with no usable segment gets μ̂
+    m_shrunk = np.where(has, (kappa2 * m + v * mu) / (kappa2 + v), mu)
+    V = np.where(has, kappa2 * v / (kappa2 + v), kappa2)
+    B = s2 / (s2 + tau2)
+    theta = np.where(usable, (1 - B) * b + B * m_shrunk[category], m_shrunk[category])
+    var = np.where(usable, (1 - B) * s2 + B**2 * V[category], tau2 + V[category])
+    return theta, var, m_shrunk[category], mu
