@@ -48,7 +48,7 @@ from pricing.iv import estimate_curve
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_load import machine, timed  # noqa: E402  (a script folder, not a package)
+from bench_load import append_record, machine, timed  # noqa: E402  (a script folder, not a package)
 
 WEEKS = 104
 SEED = 11
@@ -216,10 +216,7 @@ def main() -> None:
     args = parser.parse_args()
     groups = [1000] if args.quick else [int(g) for g in args.groups]
     result = run(groups, args.repeat, args.baseline_groups)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    history = json.loads(args.out.read_text()) if args.out.exists() else []
-    history.append(result)
-    args.out.write_text(json.dumps(history, indent=2) + "\n")
+    append_record(args.out, result)
     if args.markdown:
         print(markdown(result))
 

@@ -184,6 +184,14 @@ def run(rows_list: list[int], fmts: list[str], repeat: int, pandas_all: bool) ->
     return {"machine": machine(), "records": records}
 
 
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one run's record to the JSON history at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append(record)
+    path.write_text(json.dumps(history, indent=2) + "\n")
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -226,10 +234,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "load.json")
     args = parser.parse_args()
     result = run([int(r) for r in args.rows], args.fmts, args.repeat, args.pandas_all)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    history = json.loads(args.out.read_text()) if args.out.exists() else []
-    history.append(result)
-    args.out.write_text(json.dumps(history, indent=2) + "\n")
+    append_record(args.out, result)
     if args.markdown:
         print(markdown(result))
 
