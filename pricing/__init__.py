@@ -6,6 +6,7 @@ The public API, in data-flow order (see DESIGN.md §1)::
     config = pricing.load_config("data/sample/pricing.toml")
     report = pricing.check_inputs("data/sample", config)   # every contract problem at once
     panel = pricing.build_panel(report.checked())          # segment x week panel
+    curves = pricing.fit_curves(panel, config.estimation)  # demand and supply per segment
     market = pricing.simulate_market(pricing.SimulationSpec(seed=1))  # known truth
 
 Names are imported on first use, so ``import pricing`` (and ``pricing --help``) stays
@@ -29,6 +30,8 @@ _EXPORTS = {
     "load_config": "pricing.config",
     "resolve_config": "pricing.config",
     "CurveFit": "pricing.iv",
+    "CurveSet": "pricing.curves",
+    "fit_curves": "pricing.curves",
     "EstimationError": "pricing.errors",
     "estimate_curve": "pricing.iv",
     "CheckedInputs": "pricing.schema",
@@ -46,6 +49,7 @@ __all__ = [
     "CheckedInputs",
     "ConfigError",
     "CurveFit",
+    "CurveSet",
     "DataConfig",
     "DataError",
     "EstimationConfig",
@@ -61,6 +65,7 @@ __all__ = [
     "build_panel",
     "check_inputs",
     "estimate_curve",
+    "fit_curves",
     "load_config",
     "resolve_config",
     "simulate_market",
@@ -68,6 +73,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pricing.config import DataConfig, EstimationConfig, RunConfig, load_config, resolve_config
+    from pricing.curves import CurveSet, fit_curves
     from pricing.errors import ConfigError, DataError, EstimationError, PricingError
     from pricing.iv import CurveFit, estimate_curve
     from pricing.panel import Panel, build_panel

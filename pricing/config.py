@@ -68,8 +68,9 @@ class EstimationConfig(_Section):
     supply_instruments: tuple[str, ...] = ()
     controls: tuple[str, ...] = ()
     seasonal_harmonics: int = Field(default=0, ge=0, le=6)  # sin/cos pairs of week of year
-    cov: Literal["HC1", "unadjusted", "HAC"] = "HAC"  # weekly shocks are autocorrelated
-    hac_bandwidth: int | None = Field(default=None, ge=1)  # None: ⌈4 (n/100)^(2/9)⌉ per curve
+    # weekly shocks and shifters are persistent: EWC with Student-t intervals by default
+    cov: Literal["HC1", "unadjusted", "HAC", "EWC"] = "EWC"
+    bandwidth: int | None = Field(default=None, ge=1)  # HAC lags / EWC cosine terms; None: rule
     interval_level: float = Field(default=0.90, gt=0, lt=1)
     min_weeks: int = Field(default=26, ge=3)  # fewer usable weeks than this: thin_data
     reference_weeks: int = Field(default=4, ge=1)  # trailing window of the reference point

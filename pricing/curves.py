@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from pricing.config import EstimationConfig
-from pricing.iv import estimate_curve
+from pricing.iv import critical_value, estimate_curve
 from pricing.panel import Panel
 
 SIDES = ("demand", "supply")
@@ -131,7 +130,7 @@ def fit_curves(panel: Panel, config: EstimationConfig) -> CurveSet:
             controls=controls,
             by=keys,
             cov=config.cov,
-            bandwidth=config.hac_bandwidth if config.cov == "HAC" else None,
+            bandwidth=config.bandwidth if config.cov in ("HAC", "EWC") else None,
             level=config.interval_level,
             on_error="flag",
         ).to_frame()
@@ -198,7 +197,8 @@ def _shrink(
         for i in np.flatnonzero(result["method"].eq("OLS").to_numpy()):
             flags[i].append("ols")
 
-    z = NormalDist().inv_cdf(0.5 + config.interval_level / 2)
+    # raw EWC intervals use Student t; the posterior intervals keep those degrees of freedom
+    c = critical_value(config.interval_level, result["dof"].to_numpy(np.float64))
     out = result[keys].copy()
     out["elasticity_raw"] = b
     out["std_error_raw"] = se
@@ -218,8 +218,8 @@ def _shrink(
     sd = np.sqrt(var)
     out["elasticity"] = theta
     out["std_error"] = sd
-    out["ci_low"] = theta - z * sd
-    out["ci_high"] = theta + z * sd
+    out["ci_low"] = theta - c * sd
+    out["ci_high"] = theta + c * sd
     out["first_stage_f"] = result["first_stage_f"].to_numpy(np.float64)
     out["n_weeks"] = result["n"].to_numpy(np.int64)
     out["method"] = result["method"].to_numpy()

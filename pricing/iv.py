@@ -21,10 +21,18 @@ Covariance of β̂ (A = X̂'X̂; k counts absorbed fixed-effect levels too):
     "HAC":         n/(n−k) · A⁻¹ (Γ_0 + Σ_{j=1..L} (1 − j/(L+1)) (Γ_j + Γ_j')) A⁻¹,
                    Γ_j = Σ_t s_t s_{t−j}',  s_t = x̂_t û_t            (Newey–West, Bartlett)
 
-HAC takes each group's rows, in the frame's order, as consecutive periods; its bandwidth L
-is ``bandwidth`` or, by default, ⌈4 (n/100)^(2/9)⌉ per group (the usual plug-in rule).
+    "EWC":         A⁻¹ ((2/B) Σ_{j=1..B} c_j c_j') A⁻¹,  c_j = Σ_t cos(π j (t − ½)/n) s_t
+                   (equal-weighted cosine; intervals and tests use Student t with B d.f.)
 
-Intervals are β̂ ± z_{1−α/2} se (normal, as for the default covariances of linearmodels).
+HAC and EWC take each group's rows, in the frame's order, as consecutive periods. The
+HAC bandwidth L is ``bandwidth`` or ⌈4 (n/100)^(2/9)⌉ per group (the usual plug-in rule).
+EWC's B is ``bandwidth`` or round(0.4 n^(2/3)) (Lazarus, Lewis, Stock and Watson 2018):
+with persistent weekly shocks and shifters, Newey–West intervals with the plug-in
+bandwidth under-cover badly at n ≈ 100, and EWC with t critical values is their
+recommended remedy.
+
+Intervals are β̂ ± c se with c the normal quantile z_{1−α/2} (as linearmodels does) or,
+for EWC, the Student-t quantile with B degrees of freedom (column ``dof``).
 
 The first-stage F tests the excluded instruments in the regression of log p on Z, with the
 same kind of covariance: F = π̂_I' V̂_I⁻¹ π̂_I / q, V̂ the df-corrected estimate (for
@@ -52,7 +60,7 @@ import pandas as pd
 
 from pricing.errors import EstimationError
 
-Cov = Literal["HC1", "unadjusted", "cluster", "HAC"]
+Cov = Literal["HC1", "unadjusted", "cluster", "HAC", "EWC"]
 Array = npt.NDArray[np.float64]
 
 WEAK_INSTRUMENT_F = 10.0
@@ -83,10 +91,10 @@ class CurveFit:
         return self._indexed("std_error")
 
     def conf_int(self, level: float | None = None) -> pd.DataFrame:
-        """Normal intervals at ``level`` (default: the fit's level)."""
-        z = NormalDist().inv_cdf(0.5 + (level or self.level) / 2)
+        """Intervals at ``level`` (default: the fit's level)."""
         est, se = self._indexed("elasticity"), self._indexed("std_error")
-        return pd.DataFrame({"lower": est - z * se, "upper": est + z * se})
+        c = critical_value(level or self.level, self._indexed("dof").to_numpy())
+        return pd.DataFrame({"lower": est - c * se, "upper": est + c * se})
 
     def _indexed(self, column: str) -> pd.Series:
         frame = self.frame.set_index(list(self.by)) if self.by else self.frame
@@ -137,8 +145,9 @@ def estimate_curve(
     Quantity and price are levels (logs are taken here); instruments and controls enter as
     given; an intercept is always included (absorbed by ``fixed_effects``: a column whose
     levels get their own intercept within each group). ``cov="cluster"`` needs
-    ``clusters``, a column of cluster ids (clusters nest in groups); ``cov="HAC"`` reads
-    each group's rows in frame order as consecutive periods (sort by time first).
+    ``clusters``, a column of cluster ids (clusters nest in groups); ``cov="HAC"`` and
+    ``cov="EWC"`` read each group's rows in frame order as consecutive periods (sort by
+    time first), with ``bandwidth`` their lag truncation or number of cosine terms.
 
     A group that cannot be estimated (too few rows, collinear regressors or instruments, a
     non-positive quantity or price, a missing value) raises :class:`EstimationError`
@@ -214,12 +223,12 @@ def estimate_curve(
     resid = (Y - np.einsum("gtk,gk->gt", X, beta)) * layout.mask
     bread = _inverse_gram(Rx)
     cluster_ids = layout.cluster_ids(frame[clusters]) if clusters is not None else None
-    lags = (
-        np.full(layout.groups, bandwidth, dtype=np.int64)
-        if bandwidth is not None
-        else np.ceil(4 * (n / 100) ** (2 / 9)).astype(np.int64)
-    )
-    dependence = _Dependence(cluster_ids, lags)
+    if bandwidth is not None:
+        lags = terms = np.full(layout.groups, bandwidth, dtype=np.int64)
+    else:
+        lags = np.ceil(4 * (n / 100) ** (2 / 9)).astype(np.int64)
+        terms = np.maximum(np.round(0.4 * n ** (2 / 3)), 1).astype(np.int64)
+    dependence = _Dependence(cluster_ids, lags, terms, layout.mask)
     V = _covariance(cov, bread, Xhat, resid, n, k, dependence, df_corrected_unadjusted=False)
     elasticity = beta[:, -1]
     std_error = np.sqrt(np.maximum(V[:, -1, -1], 0.0))
@@ -238,7 +247,10 @@ def estimate_curve(
             np.einsum("gk,gk->g", pi_i, np.linalg.solve(V_i, pi_i[..., None])[..., 0]) / q
         )
 
-    z = NormalDist().inv_cdf(0.5 + level / 2)
+    dof = (
+        dependence.ewc_terms.astype(np.float64) if cov == "EWC" else np.full(layout.groups, np.nan)
+    )
+    c = critical_value(level, dof)
     elasticity, std_error, first_stage_f = (
         np.where(ok, a, np.nan) for a in (elasticity, std_error, first_stage_f)
     )
@@ -246,8 +258,9 @@ def estimate_curve(
     out = layout.keys.copy()
     out["elasticity"] = elasticity
     out["std_error"] = std_error
-    out["ci_low"] = elasticity - z * std_error
-    out["ci_high"] = elasticity + z * std_error
+    out["ci_low"] = elasticity - c * std_error
+    out["ci_high"] = elasticity + c * std_error
+    out["dof"] = np.where(ok, dof, np.nan)
     out["first_stage_f"] = first_stage_f
     out["n"] = layout.counts
     out["method"] = "2SLS" if instruments else "OLS"
@@ -268,8 +281,8 @@ def _check_arguments(
     level: float,
     on_error: str,
 ) -> None:
-    if cov not in ("HC1", "unadjusted", "cluster", "HAC"):
-        raise ValueError(f"cov must be 'HC1', 'unadjusted', 'cluster' or 'HAC', got {cov!r}")
+    if cov not in ("HC1", "unadjusted", "cluster", "HAC", "EWC"):
+        raise ValueError(f"cov must be 'HC1', 'unadjusted', 'cluster', 'HAC' or 'EWC', got {cov!r}")
     if (cov == "cluster") != (clusters is not None):
         raise ValueError("cov='cluster' needs clusters=<column>, and clusters needs cov='cluster'")
     if not 0 < level < 1:
@@ -374,6 +387,15 @@ def _count_reason(name: str, counts: npt.NDArray[np.generic], g: int) -> str:
     return f"{name} ({int(counts[g])} rows)"
 
 
+def critical_value(level: float, dof: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Two-sided critical values: Student t where ``dof`` is set, normal where it is NaN."""
+    from scipy import stats
+
+    normal = NormalDist().inv_cdf(0.5 + level / 2)
+    t = stats.t.ppf(0.5 + level / 2, np.where(np.isnan(dof), 1.0, dof))
+    return np.asarray(np.where(np.isnan(dof), normal, t), dtype=np.float64)
+
+
 def _fail(
     reasons: npt.NDArray[np.object_], failing: npt.NDArray[np.bool_], reason: Callable[[int], str]
 ) -> None:
@@ -406,6 +428,8 @@ class _Dependence:
 
     cluster_ids: npt.NDArray[np.int64] | None  # (groups, T), −1 on padding
     lags: npt.NDArray[np.int64]  # HAC bandwidth per group
+    ewc_terms: npt.NDArray[np.int64]  # EWC cosine terms B per group
+    mask: Array  # (groups, T): 1 on rows, 0 on padding
 
 
 def _covariance(
@@ -432,6 +456,16 @@ def _covariance(
                 gamma = np.einsum("gtk,gtl->gkl", scores[:, j:], scores[:, :-j])
                 meat += weight[:, None, None] * (gamma + np.swapaxes(gamma, 1, 2))
         scale = n / np.maximum(n - k, 1)
+    elif cov == "EWC":
+        t = np.arange(scores.shape[1]) + 0.5
+        meat = np.zeros((len(n), scores.shape[2], scores.shape[2]))
+        terms = dependence.ewc_terms
+        for j in range(1, int(terms.max(initial=0)) + 1):
+            basis = np.cos(np.pi * j * t[None, :] / np.maximum(n[:, None], 1)) * dependence.mask
+            cj = np.einsum("gt,gtk->gk", basis, scores)
+            meat += (j <= terms)[:, None, None] * np.einsum("gk,gl->gkl", cj, cj)
+        meat *= (2.0 / np.maximum(terms, 1))[:, None, None]
+        scale = np.ones(len(n))
     else:
         ids = dependence.cluster_ids
         assert ids is not None
