@@ -188,14 +188,10 @@ def _shrink(
     se = result["std_error"].to_numpy(np.float64)
     category = pd.factorize(result["category"])[0]
     usable = np.isfinite(b) & np.isfinite(se) & (se > 0)
-    flags = [[f] if f else [] for f in result["flags"]]
-    for i in np.flatnonzero(np.isfinite(b) & (sign * b <= 0)):
-        flags[i].append("wrong_sign")
-    for i in np.flatnonzero(result["n"].to_numpy() < config.min_weeks):
-        flags[i].append("thin_data")
-    if result["method"].eq("OLS").any():
-        for i in np.flatnonzero(result["method"].eq("OLS").to_numpy()):
-            flags[i].append("ols")
+    flags = result["flags"].to_numpy(dtype=object)
+    flags = _add_flag(flags, np.isfinite(b) & (sign * b <= 0), "wrong_sign")
+    flags = _add_flag(flags, result["n"].to_numpy() < config.min_weeks, "thin_data")
+    flags = _add_flag(flags, result["method"].eq("OLS").to_numpy(), "ols")
 
     # raw EWC intervals use Student t; the posterior intervals keep those degrees of freedom
     c = critical_value(config.interval_level, result["dof"].to_numpy(np.float64))
@@ -208,13 +204,12 @@ def _shrink(
         theta, var = np.where(usable, b, np.nan), np.where(usable, se**2, np.nan)
         cat_mean = np.full(len(b), np.nan)
         global_mean = np.nan
-    for i in np.flatnonzero(~usable):
-        flags[i].append("borrowed_category_mean" if np.isfinite(theta[i]) else "unestimated")
+    flags = _add_flag(flags, ~usable & np.isfinite(theta), "borrowed_category_mean")
+    flags = _add_flag(flags, ~usable & ~np.isfinite(theta), "unestimated")
     wrong = np.isfinite(theta) & (sign * theta <= 0)
-    for i in np.flatnonzero(wrong):
-        replacement = cat_mean[i] if sign * cat_mean[i] > 0 else global_mean
-        theta[i] = replacement if sign * replacement > 0 else np.nan
-        flags[i].append("wrong_sign_replaced")
+    replacement = np.where(sign * cat_mean > 0, cat_mean, global_mean)
+    theta = np.where(wrong, np.where(sign * replacement > 0, replacement, np.nan), theta)
+    flags = _add_flag(flags, wrong, "wrong_sign_replaced")
     sd = np.sqrt(var)
     out["elasticity"] = theta
     out["std_error"] = sd
@@ -223,8 +218,16 @@ def _shrink(
     out["first_stage_f"] = result["first_stage_f"].to_numpy(np.float64)
     out["n_weeks"] = result["n"].to_numpy(np.int64)
     out["method"] = result["method"].to_numpy()
-    out["flags"] = [",".join(dict.fromkeys(f)) for f in flags]
+    out["flags"] = flags.astype(str)
     return out
+
+
+def _add_flag(
+    flags: npt.NDArray[np.object_], mask: npt.NDArray[np.bool_], name: str
+) -> npt.NDArray[np.object_]:
+    """Append ``name`` to the comma-separated flags where ``mask`` holds."""
+    joined = np.where(flags == "", name, flags + "," + name)
+    return np.asarray(np.where(mask, joined, flags), dtype=object)
 
 
 def _empirical_bayes(
