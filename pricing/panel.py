@@ -67,12 +67,14 @@ class Panel:
         is short of supply at today's rates, below 1 short of demand.
         """
         keys = list(self.segment_keys)
-        f = self.frame
+        f = self.frame.assign(
+            _hired_week=lambda d: d["jobs_hired"] > 0, _flagged_week=lambda d: d["flags"] != ""
+        )
         grouped = f.groupby(keys, sort=True)
         out = grouped.agg(
             weeks=("week", "size"),
-            weeks_with_hires=("jobs_hired", lambda s: int((s > 0).sum())),
-            flagged_weeks=("flags", lambda s: int((s != "").sum())),
+            weeks_with_hires=("_hired_week", "sum"),
+            flagged_weeks=("_flagged_week", "sum"),
             jobs_posted=("jobs_posted", "sum"),
             jobs_hired=("jobs_hired", "sum"),
             hours_demanded=("hours_demanded", "sum"),
