@@ -314,7 +314,7 @@ class _Layout:
             group = np.zeros(len(frame), dtype=np.int64)
             keys = pd.DataFrame(index=[0])
         else:
-            grouped = frame.groupby(list(by), sort=True, dropna=False)
+            grouped = frame.groupby(list(by), sort=True, dropna=False, observed=True)
             group = np.asarray(grouped.ngroup(), dtype=np.int64)
             keys = grouped.size().reset_index()[list(by)]
         counts = np.bincount(group, minlength=len(keys)).astype(np.int64)

@@ -251,3 +251,13 @@ def test_ewc_matches_its_definition(bandwidth: int | None) -> None:
         assert row["elasticity"] == pytest.approx(est, rel=RTOL)
         assert row["std_error"] == pytest.approx(se, rel=RTOL)
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), rel=RTOL)
+
+
+def test_categorical_keys_with_unused_levels() -> None:
+    frame = random_panel(3, seed=4)
+    frame["segment"] = pd.Categorical(frame["segment"], categories=["s00", "s01", "s02", "unused"])
+    fit = estimate_curve(frame, "q", "p", ["z1"], by=["segment"]).to_frame()
+    assert list(fit["segment"]) == ["s00", "s01", "s02"]
+    group = frame[frame["segment"] == "s02"]
+    expected = oracle(group, ["z1"], [], "HC1", None)
+    assert fit.iloc[2]["elasticity"] == pytest.approx(expected.params["log_p"], rel=RTOL)
