@@ -136,14 +136,15 @@ def fit_curves(panel: Panel, config: EstimationConfig) -> CurveSet:
         ).to_frame()
         result = segments.merge(raw, on=keys, how="left")
         result["n"] = result["n"].fillna(0).astype(np.int64)
+        # segments absent from the fit had no usable week on this side
         result["flags"] = result["flags"].fillna("no_usable_weeks")
-        result.loc[result["n"] == 0, "method"] = "none"
         result["method"] = result["method"].fillna("none")
         part = _shrink(result, side, keys, config)
         part = part.merge(reference, on=keys, how="left")
-        ref_hours = part[f"ref_{quantity}"]
-        part["ref_hours"] = ref_hours
-        part["log_level"] = np.log(ref_hours) - part["elasticity"] * np.log(part["ref_rate"])
+        part["ref_hours"] = part[f"ref_{quantity}"]
+        part["log_level"] = np.log(part["ref_hours"]) - part["elasticity"] * np.log(
+            part["ref_rate"]
+        )
         part.insert(len(keys), "side", side)
         parts.append(part.drop(columns=["ref_hours_demanded", "ref_hours_supplied"]))
     out = pd.concat(parts, ignore_index=True)
