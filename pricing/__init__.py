@@ -7,7 +7,9 @@ The public API, in data-flow order (see DESIGN.md §1)::
     report = pricing.check_inputs("data/sample", config)   # every contract problem at once
     panel = pricing.build_panel(report.checked())          # segment x week panel
     curves = pricing.fit_curves(panel, config.estimation)  # demand and supply per segment
-    market = pricing.simulate_market(pricing.SimulationSpec(seed=1))  # known truth
+    market = pricing.Market.from_curves(curves, adjacency, config.market)
+    result = pricing.solve(market)                         # clearing rates, verified
+    sim = pricing.simulate_market(pricing.SimulationSpec(seed=1))  # known truth
 
 Names are imported on first use, so ``import pricing`` (and ``pricing --help``) stays
 fast: numpy, pandas and DuckDB load only when a function that needs them is touched.
@@ -40,6 +42,13 @@ _EXPORTS = {
     "check_inputs": "pricing.schema",
     "Panel": "pricing.panel",
     "build_panel": "pricing.panel",
+    "Market": "pricing.market",
+    "MarketConfig": "pricing.config",
+    "MarketError": "pricing.errors",
+    "SolverError": "pricing.errors",
+    "EquilibriumResult": "pricing.equilibrium",
+    "solve": "pricing.equilibrium",
+    "random_market": "pricing.synthetic",
     "SimulatedMarket": "pricing.simulate",
     "SimulationSpec": "pricing.simulate",
     "simulate_market": "pricing.simulate",
@@ -52,14 +61,19 @@ __all__ = [
     "CurveSet",
     "DataConfig",
     "DataError",
+    "EquilibriumResult",
     "EstimationConfig",
     "EstimationError",
+    "Market",
+    "MarketConfig",
+    "MarketError",
     "Panel",
     "PricingError",
     "Problem",
     "RunConfig",
     "SimulatedMarket",
     "SimulationSpec",
+    "SolverError",
     "ValidationReport",
     "__version__",
     "build_panel",
@@ -67,18 +81,37 @@ __all__ = [
     "estimate_curve",
     "fit_curves",
     "load_config",
+    "random_market",
     "resolve_config",
     "simulate_market",
+    "solve",
 ]
 
 if TYPE_CHECKING:
-    from pricing.config import DataConfig, EstimationConfig, RunConfig, load_config, resolve_config
+    from pricing.config import (
+        DataConfig,
+        EstimationConfig,
+        MarketConfig,
+        RunConfig,
+        load_config,
+        resolve_config,
+    )
     from pricing.curves import CurveSet, fit_curves
-    from pricing.errors import ConfigError, DataError, EstimationError, PricingError
+    from pricing.equilibrium import EquilibriumResult, solve
+    from pricing.errors import (
+        ConfigError,
+        DataError,
+        EstimationError,
+        MarketError,
+        PricingError,
+        SolverError,
+    )
     from pricing.iv import CurveFit, estimate_curve
+    from pricing.market import Market
     from pricing.panel import Panel, build_panel
     from pricing.schema import CheckedInputs, Problem, ValidationReport, check_inputs
     from pricing.simulate import SimulatedMarket, SimulationSpec, simulate_market
+    from pricing.synthetic import random_market
 
 
 def __getattr__(name: str) -> Any:

@@ -19,9 +19,16 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pricing.errors import ConfigError
 
@@ -83,11 +90,54 @@ class EstimationConfig(_Section):
         return tuple(dict.fromkeys(names))
 
 
+class RateBound(_Section):
+    """A rate floor and/or cap (listed USD per hour) on the segments it selects.
+
+    A selector left out matches every value, so ``{category = "legal", floor = 40}``
+    bounds every tier of ``legal``. When several entries select a segment, the highest
+    floor and the lowest cap apply.
+    """
+
+    category: str | None = None
+    tier: str | None = None
+    region: str | None = None
+    floor: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cap: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> RateBound:
+        if self.floor is None and self.cap is None:
+            raise ValueError("a bound needs a floor, a cap or both")
+        if self.floor is not None and self.cap is not None and self.floor >= self.cap:
+            raise ValueError(f"floor {self.floor} must be below cap {self.cap}")
+        return self
+
+
+Fee = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+class MarketConfig(_Section):
+    """Fees and rate bounds of the market (see :mod:`pricing.market`).
+
+    The client pays ``rate × (1 + client_fee)``, the freelancer receives ``rate ×
+    (1 − freelancer_fee)``. The fees given here are taken to be the ones in force over
+    the estimation window, so the fitted curves are read through them; changing them in a
+    scenario moves the equilibrium.
+    """
+
+    client_fee: Fee = 0.0
+    freelancer_fee: Fee = 0.0
+    client_fee_by_category: dict[str, Fee] = {}
+    freelancer_fee_by_category: dict[str, Fee] = {}
+    bounds: tuple[RateBound, ...] = ()
+
+
 class RunConfig(_Section):
     """All settings of a run; built-in defaults when no file is given."""
 
     data: DataConfig = DataConfig()
     estimation: EstimationConfig = EstimationConfig()
+    market: MarketConfig = MarketConfig()
 
     @property
     def segment_keys(self) -> tuple[str, ...]:
@@ -106,6 +156,9 @@ class RunConfig(_Section):
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        items = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + ", ".join(items) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, str):
@@ -113,6 +166,10 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
 
 
 def load_config(path: str | Path | None) -> RunConfig:
@@ -151,10 +208,21 @@ def _describe(err: Any, raw: dict[str, Any]) -> str:
         *parents, name = err["loc"]
         model: type[BaseModel] = RunConfig
         for parent in parents:
-            model = model.model_fields[str(parent)].annotation  # type: ignore[assignment]
+            if isinstance(parent, str):  # an int is a position in a list of tables
+                model = _model_of(model.model_fields[parent].annotation)
         hint = suggest(str(name), list(model.model_fields))
         return f"unknown setting '{loc}'" + (f"; did you mean '{hint}'?" if hint else "")
     return f"{loc}: {err['msg']}"
+
+
+def _model_of(annotation: Any) -> type[BaseModel]:
+    """The settings model inside a field's annotation (``X``, ``tuple[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    raise TypeError(f"no settings model in {annotation!r}")
 
 
 def suggest(name: str, candidates: list[str]) -> str | None:

@@ -34,3 +34,12 @@ class DataError(PricingError, ValueError):
 
 class EstimationError(PricingError, ValueError):
     """A curve cannot be estimated for a group: too few rows, collinear data, bad values."""
+
+
+class MarketError(PricingError, ValueError):
+    """A market is inconsistent: a wrong-signed elasticity, a fee outside [0, 1), a floor
+    at or above its cap, an edge to an unknown segment, a bound that selects nothing."""
+
+
+class SolverError(PricingError, RuntimeError):
+    """An equilibrium could not be computed and verified (with the component and reason)."""

@@ -1,0 +1,468 @@
+r"""Batched interior-point method for coupled components: the engine's fast exact path.
+
+The welfare program of DESIGN.md §4 has a dual in the listed rates p_k of the segments
+and the wages w_j of the pools (both USD per hour, listed terms):
+
+    minimize   Σ_k CS_k(p_k) + Σ_j PS_j(w_j)
+    subject to w_j − p_k + τ_jk ≥ 0     for every edge j → k (home edges k → k, τ = 0)
+               cap_k − p_k ≥ 0,  p_k − floor_k ≥ 0     where a bound is set
+
+with CS_k(p) = ∫_p^{p*_k} D_k and PS_j(w) = ∫_{p*_j}^{w} S_j the consumer and producer
+surplus relative to the uncoupled clearing point (p*, H*). Writing π = p/p*, ω = w/p*,
+D_k(p) = H*_k π^ε and S_j(w) = H*_j ω^η:
+
+    CS_k = H*_k p*_k (1 − π^(ε+1))/(ε+1)      (−H*_k p*_k log π at ε = −1)
+    PS_j = H*_j p*_j (ω^(η+1) − 1)/(η+1)
+
+The multipliers of the constraints are the primal quantities: the flow x_jk on each
+edge, the shortage z_k at a cap and the surplus y_k at a floor, and stationarity is
+market clearing:
+
+    ∂/∂p_k:  D_k(p_k) + y_k = Σ_j x_jk + z_k        ∂/∂w_j:  S_j(w_j) = Σ_k x_jk
+
+with complementarity x_jk (w_j − p_k + τ_jk) = 0 (flows only where p_k − τ_jk = w_j).
+
+**Method.** A primal barrier method on the dual, all components at once: Newton steps on
+
+    φ_μ(p, w) = Σ CS + Σ PS − μ Σ_i m_i log s_i,      s_i the constraint slacks,
+
+each weighted by the money scale m_i = H*_k p*_k of its segment so that x_i s_i = μ m_i
+means the same relative accuracy everywhere. Multipliers are read as x_i = μ m_i / s_i.
+The Hessian is diag(−D′, S′) plus the barrier terms; eliminating the pools' wages (their
+block is diagonal) leaves one dense SPD matrix per component (segments × segments), and
+components are padded to power-of-two sizes so each size class is a single batched
+solve. Step lengths, line searches and μ are per component: a backtracking Armijo search
+on φ_μ keeps the iteration globally convergent, and μ shrinks tenfold once a component
+is centred (scaled Newton decrement below 1/10). At μ = 1e-13 a few pure Newton steps
+drive the decrement to rounding level, so rates are exact to about 1e-12 relative.
+
+Components above :data:`MAX_DENSE` segments are not taken (the caller sends them to the
+general convex program), and any that does not converge within :data:`MAX_ITERATIONS`
+is returned unconverged with the reason, for the caller to hand on the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: largest component the dense batched solve takes (a 512² system per component)
+MAX_DENSE = 512
+# padded matrix sizes: cost grows with size³, so classes are at most 1.5× apart
+_SIZE_CLASSES = np.array([2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512])
+MAX_ITERATIONS = 200
+_MU_START = 0.1  # with slacks ≈ 0.1 p*, flows start near H*
+_MU_FINAL = 1e-13  # complementarity x·s / (H* p*) at which a component is done …
+_RESIDUAL_TOL = 1e-11  # … with its clearing residual, relative to the segment's hours
+_MU_ACCEPT = 1e-11  # or, once progress has stalled (rounding), these looser ones
+_ACCEPT_TOL = 1e-9
+_BOUNDARY = 0.99  # fraction of the distance to the boundary a step may go
+_ARMIJO = 1e-4
+_SLACK_FLOOR = 1e-15
+
+
+@dataclass(frozen=True)
+class CoupledProblem:
+    """Segments of coupled components in local positions 0..n-1.
+
+    ``component`` labels must be 0..C-1; edges include the home edges.
+    """
+
+    component: IntArray
+    eps: FloatArray
+    eta: FloatArray
+    p_star: FloatArray  # uncoupled clearing rate, the price scale
+    h_star: FloatArray  # hours at p_star, the quantity scale
+    floor: FloatArray  # NaN: none
+    cap: FloatArray
+    pool: IntArray  # edge source (pool = segment position)
+    segment: IntArray  # edge target
+    friction: FloatArray
+
+
+@dataclass(frozen=True)
+class CoupledSolution:
+    rate: FloatArray
+    wage: FloatArray
+    flow: FloatArray  # per edge of the problem
+    shortage: FloatArray  # per segment (0 where no cap binds)
+    surplus: FloatArray
+    converged: BoolArray  # per component
+    iterations: IntArray  # per component
+    reason: list[str]  # per component, "" when converged
+
+
+class _Structure:
+    """Index bookkeeping of one problem, computed once: size classes, pairs, reductions."""
+
+    def __init__(self, pb: CoupledProblem) -> None:
+        comp = pb.component
+        n, m = comp.size, pb.pool.size
+        self.n_comp = int(comp.max()) + 1 if n else 0
+        sizes = np.bincount(comp, minlength=self.n_comp)
+        order = np.argsort(comp, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        local = np.empty(n, np.int64)
+        local[order] = np.arange(n) - np.repeat(starts, sizes)
+        # size classes 2, 4, 8, … up to MAX_DENSE; larger components are left out
+        padded = _SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, sizes)]
+        if (sizes > MAX_DENSE).any():
+            raise ValueError(f"components above {MAX_DENSE} segments need the convex program")
+        self.buckets: list[tuple[int, int, int, int]] = []  # (size, count, mat start, rhs start)
+        mat_offset = np.zeros(self.n_comp, np.int64)
+        rhs_offset = np.zeros(self.n_comp, np.int64)
+        mat_total = rhs_total = 0
+        for size in np.unique(padded).tolist():
+            comps = np.flatnonzero(padded == size)
+            slot = np.arange(comps.size)
+            mat_offset[comps] = mat_total + slot * size * size
+            rhs_offset[comps] = rhs_total + slot * size
+            self.buckets.append((size, comps.size, mat_total, rhs_total))
+            mat_total += comps.size * size * size
+            rhs_total += comps.size * size
+        self.mat_total, self.rhs_total = mat_total, rhs_total
+        self.diag = mat_offset[comp] + local * (padded[comp] + 1)
+        self.rhs_index = rhs_offset[comp] + local
+        # unit diagonal on padding rows keeps every batched matrix nonsingular
+        unit = np.ones(rhs_total)
+        unit[self.rhs_index] = 0.0
+        pad_rows = np.flatnonzero(unit)
+        bucket_of_row = (
+            np.searchsorted(
+                np.array([b[3] for b in self.buckets] + [rhs_total]), pad_rows, side="right"
+            )
+            - 1
+        )
+        sizes_b = np.array([b[0] for b in self.buckets], np.int64)
+        mat_b = np.array([b[2] for b in self.buckets], np.int64)
+        rhs_b = np.array([b[3] for b in self.buckets], np.int64)
+        if pad_rows.size:
+            size = sizes_b[bucket_of_row]
+            rel = pad_rows - rhs_b[bucket_of_row]
+            self.pad_diag = (
+                mat_b[bucket_of_row] + (rel // size) * size * size + (rel % size) * (size + 1)
+            )
+        else:
+            self.pad_diag = np.zeros(0, np.int64)
+        # pairs of edges out of the same pool: K[k1, k2] −= h1 h2 / Dw_j
+        by_pool = np.argsort(pb.pool, kind="stable")
+        deg = np.bincount(pb.pool, minlength=n)
+        first = np.concatenate([[0], np.cumsum(deg)[:-1]])
+        count = deg[pb.pool]
+        e1 = np.repeat(np.arange(m), count)
+        within = np.arange(e1.size) - np.repeat(np.cumsum(count) - count, count)
+        e2 = by_pool[first[pb.pool[e1]] + within]
+        distinct = e1 != e2  # the diagonal is assembled per edge, without cancellation
+        self.pair_e1, self.pair_e2 = e1[distinct], e2[distinct]
+        k1, k2 = pb.segment[self.pair_e1], pb.segment[self.pair_e2]
+        self.pair_flat = mat_offset[comp[k1]] + local[k1] * padded[comp[k1]] + local[k2]
+        self.pair_pool = pb.pool[self.pair_e1]
+        self.has_cap = np.flatnonzero(np.isfinite(pb.cap))
+        self.has_floor = np.flatnonzero(np.isfinite(pb.floor))
+
+
+def solve_coupled(
+    pb: CoupledProblem,
+    start: tuple[FloatArray, FloatArray, FloatArray] | None = None,
+    budget: int = MAX_ITERATIONS,
+) -> CoupledSolution:
+    """Clear every component of ``pb`` (module docstring); never raises on hard inputs.
+
+    ``start`` is a strictly feasible (rates, wages, multipliers) to continue from and
+    ``budget`` the iterations left; both serve the compaction below.
+    """
+    st = _Structure(pb)
+    comp, seg, pool, tau = pb.component, pb.segment, pb.pool, pb.friction
+    n, n_comp = comp.size, st.n_comp
+    eps, eta, ps, hs = pb.eps, pb.eta, pb.p_star, pb.h_star
+    money = hs * ps
+    ic, jf = st.has_cap, st.has_floor
+    e1, e2 = st.pair_e1, st.pair_e2
+    # constraint rows: edges, then caps, then floors; each with its segment and weight
+    row_seg = np.concatenate([seg, ic, jf])
+    row_comp = comp[row_seg]
+    weight = money[row_seg]
+    weight_sum = np.bincount(row_comp, weight, minlength=n_comp)
+    scale = np.bincount(comp, money, minlength=n_comp)
+    me, mc = seg.size, ic.size
+
+    def slack(p: FloatArray, w: FloatArray) -> FloatArray:
+        return np.concatenate([w[pool] - p[seg] + tau, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]])
+
+    def adjoint(u: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Aᵀu split into its rate and wage parts."""
+        a_p: FloatArray = -np.bincount(seg, u[:me], minlength=n).astype(np.float64)
+        a_p[ic] -= u[me : me + mc]
+        a_p[jf] += u[me + mc :]
+        return a_p, np.bincount(pool, u[:me], minlength=n).astype(np.float64)
+
+    def merit(p: FloatArray, w: FloatArray, mu_t: FloatArray) -> FloatArray:
+        """φ_μ per component, +inf outside the domain."""
+        sl = slack(p, w)
+        log_pi, log_om = np.log(np.maximum(p, 1e-300) / ps), np.log(w / ps)
+        b = eps + 1.0
+        safe_b = np.where(b == 0.0, 1.0, b)
+        cs = np.where(b == 0.0, -log_pi, -np.expm1(safe_b * log_pi) / safe_b)
+        surplus = money * (cs + np.expm1((eta + 1.0) * log_om) / (eta + 1.0))
+        barrier = np.bincount(row_comp, weight * np.log(np.maximum(sl, 1e-300)), minlength=n_comp)
+        value = np.bincount(comp, surplus, minlength=n_comp) - mu_t * barrier
+        bad = np.zeros(n_comp, bool)
+        bad[row_comp[~(sl > 0)]] = True
+        bad[comp[~(p > 0)]] = True
+        value[bad | ~np.isfinite(value)] = np.inf
+        return value
+
+    def rhs(
+        u: FloatArray, r_p: FloatArray, r_w: FloatArray, he: FloatArray, d_w: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Right-hand side of the rate system, and the wage part, for target u."""
+        b_p, b_w = adjoint(u)
+        rhs_p, rhs_w = -r_p - b_p, -r_w - b_w
+        return rhs_p + np.bincount(seg, he * rhs_w[pool] / d_w[pool], minlength=n), rhs_w
+
+    def direction(
+        dp: FloatArray,
+        rhs_w: FloatArray,
+        u: FloatArray,
+        h: FloatArray,
+        c_w: FloatArray,
+        d_w: FloatArray,
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Wage, slack and multiplier steps that go with the rate step ``dp``."""
+        he = h[:me]
+        dw = (rhs_w + np.bincount(pool, he * dp[seg], minlength=n)) / d_w
+        # Δs on edges written so that the large h of active edges cancels exactly
+        spread = np.bincount(e1, he[e2] * (dp[seg[e2]] - dp[seg[e1]]), minlength=me)
+        ds_e = (rhs_w[pool] - c_w[pool] * dp[seg] + spread) / d_w[pool]
+        ds = np.concatenate([ds_e, -dp[ic], dp[jf]])
+        return dw, ds, -u - h * ds
+
+    if start is None:
+        # strictly feasible start: uncoupled rates inside their bounds, wages just above
+        lo = np.where(np.isfinite(pb.floor), pb.floor, 0.0)
+        gap = np.where(np.isfinite(pb.cap), pb.cap - lo, np.inf)
+        p = np.clip(ps, lo + np.minimum(0.01 * gap, 0.01 * lo), lo + 0.99 * gap)
+        w = np.full(n, -np.inf)
+        np.maximum.at(w, pool, p[seg] - tau)
+        w = w + 0.1 * ps
+        s = slack(p, w)
+        lam = _MU_START * weight / s
+    else:
+        p, w, lam = start
+        s = np.maximum(slack(p, w), _SLACK_FLOOR * ps[row_seg])
+    iterations = np.zeros(n_comp, np.int64)
+    converged = np.zeros(n_comp, bool)
+    best = np.full(n_comp, np.inf)
+    stalled = np.zeros(n_comp, np.int64)
+
+    for _ in range(budget):
+        demand = hs * np.exp(eps * np.log(p / ps))
+        supply = hs * np.exp(eta * np.log(w / ps))
+        a_p, a_w = adjoint(lam)
+        r_p, r_w = -demand - a_p, supply - a_w  # ∇f − Aᵀλ: minus the clearing residuals
+        mu = np.bincount(row_comp, lam * s, minlength=n_comp) / weight_sum
+        residual = np.zeros(n_comp)
+        np.maximum.at(residual, comp, np.maximum(np.abs(r_p), np.abs(r_w)) / hs)
+        # rounding in the barrier Hessian limits the attainable accuracy; a component
+        # whose residual has stopped improving below _ACCEPT_TOL is done
+        stalled = np.where(residual < 0.5 * best, 0, stalled + 1)
+        best = np.minimum(best, residual)
+        converged = ((mu <= _MU_FINAL) & (residual <= _RESIDUAL_TOL)) | (
+            (mu <= _MU_ACCEPT) & (residual <= _ACCEPT_TOL) & (stalled >= 5)
+        )
+        if converged.all():
+            break
+        if 2 * converged.sum() >= n_comp > 1:
+            # most components are done: continue with the rest only, so a few slow
+            # components do not keep the finished ones in every batched solve
+            rest = _continue(pb, ~converged, p, w, lam, budget - int(iterations.max()))
+            return _merge(pb, converged, p, w, lam, iterations, rest, me, mc)
+        iterations[~converged] += 1
+
+        h = lam / s
+        he = h[:me]
+        c_p = -eps * demand / p  # −D′ and S′, the curvature of the surplus terms
+        c_w = eta * supply / w
+        d_w = c_w + np.bincount(pool, he, minlength=n)
+        others = np.bincount(e1, he[e2], minlength=me)  # Σ h over the pool's other edges
+        k_diag = c_p + np.bincount(seg, he * (c_w[pool] + others) / d_w[pool], minlength=n)
+        k_diag[ic] += h[me : me + mc]
+        k_diag[jf] += h[me + mc :]
+        factor = _schur_matrices(st, he, k_diag, d_w)
+
+        # the step is affine in the target: solve once for u = λ and for the unit
+        # centring direction m/s, then mix for Mehrotra's σ without refactoring
+        zero = np.zeros(n)
+        rhs_a, rhs_w_a = rhs(lam, r_p, r_w, he, d_w)
+        rhs_c, rhs_w_c = rhs(weight / s, zero, zero, he, d_w)
+        dp_a, dp_c = _solve(st, factor, rhs_a, rhs_c)
+
+        # predictor: the affine step sets the centring target (Mehrotra's σ = (μ_aff/μ)³)
+        _, ds, dl = direction(dp_a, rhs_w_a, lam, h, c_w, d_w)
+        a_pri = _step(row_comp, n_comp, s, ds, 1.0)
+        a_dual = _step(row_comp, n_comp, lam, dl, 1.0)
+        s_aff = s + a_pri[row_comp] * ds
+        l_aff = lam + a_dual[row_comp] * dl
+        mu_aff = np.bincount(row_comp, s_aff * l_aff, minlength=n_comp) / weight_sum
+        sigma = np.clip((mu_aff / np.maximum(mu, 1e-300)) ** 3, 0.0, 1.0)
+        mu_t = np.maximum(sigma * mu, 0.1 * _MU_FINAL)
+        target = mu_t[row_comp] * weight / s
+        dp = dp_a - mu_t[comp] * dp_c
+        dw, ds, dl = direction(dp, rhs_w_a - mu_t[comp] * rhs_w_c, lam - target, h, c_w, d_w)
+
+        fraction = np.maximum(_BOUNDARY, 1.0 - 10.0 * mu)  # → 1 as μ → 0: full final steps
+        a_pri = np.minimum(
+            _step(row_comp, n_comp, s, ds, fraction), _step(comp, n_comp, p, dp, fraction)
+        )
+        a_dual = _step(row_comp, n_comp, lam, dl, fraction)
+        # Armijo backtracking on φ_μt for the rates and wages; the direction is a descent
+        # direction of φ_μt because the primal–dual Hessian is positive definite. Near the
+        # solution φ differences drown in rounding and the full step is taken untested.
+        g_p, g_w = adjoint(target)
+        slope = np.bincount(comp, (-demand - g_p) * dp + (supply - g_w) * dw, minlength=n_comp)
+        tested = ~converged & (slope < -1e-12 * scale)
+        if tested.any():
+            phi0 = merit(p, w, mu_t)
+            for _ in range(50):
+                trial = merit(p + a_pri[comp] * dp, w + a_pri[comp] * dw, mu_t)
+                failed = tested & (trial > phi0 + _ARMIJO * a_pri * slope)
+                if not failed.any():
+                    break
+                a_pri[failed] *= 0.5
+                a_dual[failed] = np.minimum(a_dual[failed], a_pri[failed])
+        a_pri[converged] = 0.0
+        a_dual[converged] = 0.0
+        p = p + a_pri[comp] * dp
+        w = w + a_pri[comp] * dw
+        lam = lam + a_dual[row_comp] * dl
+        # slacks of active rows approach the rounding level of w − p + τ; keep them
+        # positive so the barrier terms stay defined
+        s = np.maximum(slack(p, w), _SLACK_FLOOR * ps[row_seg])
+
+    shortage = np.zeros(n)
+    shortage[ic] = lam[me : me + mc]
+    surplus = np.zeros(n)
+    surplus[jf] = lam[me + mc :]
+    reason = [
+        ""
+        if ok
+        else f"interior point did not converge in {MAX_ITERATIONS} iterations "
+        f"(clearing residual {r:.1e} of the segment's hours)"
+        for ok, r in zip(converged, residual, strict=True)
+    ]
+    return CoupledSolution(p, w, lam[:me], shortage, surplus, converged, iterations, reason)
+
+
+def _continue(
+    pb: CoupledProblem,
+    keep_comp: BoolArray,
+    p: FloatArray,
+    w: FloatArray,
+    lam: FloatArray,
+    budget: int,
+) -> CoupledSolution:
+    """Solve the components ``keep_comp`` of ``pb`` from the current iterate."""
+    keep = keep_comp[pb.component]
+    local = np.cumsum(keep) - 1
+    keep_edge = keep[pb.segment]
+    me = pb.segment.size
+    caps, floors = np.isfinite(pb.cap), np.isfinite(pb.floor)
+    mc = int(caps.sum())
+    _, comp = np.unique(pb.component[keep], return_inverse=True)
+    sub = CoupledProblem(
+        component=comp.astype(np.int64),
+        eps=pb.eps[keep],
+        eta=pb.eta[keep],
+        p_star=pb.p_star[keep],
+        h_star=pb.h_star[keep],
+        floor=pb.floor[keep],
+        cap=pb.cap[keep],
+        pool=local[pb.pool[keep_edge]],
+        segment=local[pb.segment[keep_edge]],
+        friction=pb.friction[keep_edge],
+    )
+    sub_lam = np.concatenate(
+        [
+            lam[:me][keep_edge],
+            lam[me : me + mc][keep[caps]],
+            lam[me + mc :][keep[floors]],
+        ]
+    )
+    return solve_coupled(sub, (p[keep], w[keep], sub_lam), max(budget, 0))
+
+
+def _merge(
+    pb: CoupledProblem,
+    converged: BoolArray,
+    p: FloatArray,
+    w: FloatArray,
+    lam: FloatArray,
+    iterations: IntArray,
+    rest: CoupledSolution,
+    me: int,
+    mc: int,
+) -> CoupledSolution:
+    """The finished components' iterate with the continued components' solution."""
+    keep = ~converged[pb.component]
+    p, w = p.copy(), w.copy()
+    p[keep], w[keep] = rest.rate, rest.wage
+    flow = lam[:me].copy()
+    flow[keep[pb.segment]] = rest.flow
+    shortage = np.zeros(p.size)
+    shortage[np.isfinite(pb.cap)] = lam[me : me + mc]
+    shortage[keep] = rest.shortage
+    surplus = np.zeros(p.size)
+    surplus[np.isfinite(pb.floor)] = lam[me + mc :]
+    surplus[keep] = rest.surplus
+    done = converged.copy()
+    done[~converged] = rest.converged
+    its = iterations.copy()
+    its[~converged] += rest.iterations
+    reason = [""] * converged.size
+    for i, r in zip(np.flatnonzero(~converged).tolist(), rest.reason, strict=True):
+        reason[i] = r
+    return CoupledSolution(p, w, flow, shortage, surplus, done, its, reason)
+
+
+def _schur_matrices(
+    st: _Structure, he: FloatArray, k_diag: FloatArray, d_w: FloatArray
+) -> list[FloatArray]:
+    """K = diag(d_p) − B diag(d_w)⁻¹ Bᵀ (B_kj = h_jk), one matrix per component, stacked
+    by size class; ``k_diag`` is the diagonal, already reduced."""
+    k_flat = np.bincount(
+        st.pair_flat, -he[st.pair_e1] * he[st.pair_e2] / d_w[st.pair_pool], minlength=st.mat_total
+    )
+    k_flat[st.diag] += k_diag
+    k_flat[st.pad_diag] = 1.0
+    return [
+        k_flat[start : start + count * size * size].reshape(count, size, size).astype(np.float64)
+        for size, count, start, _ in st.buckets
+    ]
+
+
+def _solve(st: _Structure, matrices: list[FloatArray], *rhs: FloatArray) -> tuple[FloatArray, ...]:
+    """K⁻¹ b for each b in ``rhs``, one batched LU per size class."""
+    padded = np.zeros((st.rhs_total, len(rhs)))
+    padded[st.rhs_index] = np.stack(rhs, axis=1)
+    out = np.empty_like(padded)
+    for mats, (size, count, _, start) in zip(matrices, st.buckets, strict=True):
+        b = padded[start : start + count * size].reshape(count, size, len(rhs))
+        out[start : start + count * size] = np.linalg.solve(mats, b).reshape(-1, len(rhs))
+    picked = out[st.rhs_index]
+    return tuple(picked[:, j] for j in range(len(rhs)))
+
+
+def _step(
+    comp: IntArray, n_comp: int, value: FloatArray, change: FloatArray, fraction: float | FloatArray
+) -> FloatArray:
+    """Per component, ``fraction`` × the largest α ≤ 1/fraction keeping ``value`` positive."""
+    limit = np.full(n_comp, np.inf)
+    falling = change < 0
+    np.minimum.at(limit, comp[falling], value[falling] / -change[falling])
+    return np.minimum(1.0, fraction * limit)
