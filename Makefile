@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/pricing panel data/sample --rows 100
+	$(BIN)/pricing equilibrium data/sample --rows 36
 
 test: $(STAMP)
 	$(BIN)/ruff check pricing tests benchmarks

@@ -6,6 +6,8 @@ Exit codes (every command):
     1  unexpected internal error (a bug: please report it with the traceback)
     2  usage error: bad option or argument, output path already exists
     3  invalid input: the data or the configuration break the contract
+    4  completed, but some segments are degraded: a component that no solver could
+       clear and verify is reported (status ``failed``, its numbers empty)
 
 Heavy libraries are imported inside the commands so that ``--help`` stays fast.
 """
@@ -31,6 +33,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INVALID_INPUT = 3
+EXIT_DEGRADED = 4
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
@@ -326,3 +329,104 @@ def simulate(
     else:
         click.echo(market.summary())
         click.echo(f"written to {out}")
+
+
+@main.command()
+@_data_argument
+@_config_option
+@_as_of_option
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "cvxpy"]),
+    default="auto",
+    show_default=True,
+    help="auto: closed form and the batched interior point, verified; cvxpy: the convex "
+    "program everywhere (the reference path).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the per-segment equilibrium here (.parquet or .csv), atomically.",
+)
+@click.option("--rows", default=40, show_default=True, help="Segments shown in the text summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def equilibrium(
+    data_dir: Path,
+    config_path: Path | None,
+    as_of: dt.datetime | None,
+    method: str,
+    out: Path | None,
+    rows: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Estimate the curves of DATA_DIR and print the rate at which each segment clears.
+
+    Fees and rate bounds come from the config's [market] section; adjacency from the
+    data's adjacency table. With no DATA_DIR, uses the shipped sample market. Exits 4
+    when some component could not be cleared (they are listed).
+    """
+    from pricing.curves import fit_curves
+    from pricing.equilibrium import solve
+    from pricing.errors import MarketError
+    from pricing.io import atomic_file
+    from pricing.market import Market
+    from pricing.panel import build_panel
+
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")
+    config = _load_config(data_dir, config_path)
+    progress = Progress(quiet)
+    report = _check(data_dir, config, as_of, 5, progress)
+    progress.done()
+    if not report.ok:
+        click.echo(report.to_json() if as_json else report.summary(), err=not as_json)
+        sys.exit(EXIT_INVALID_INPUT)
+    checked = report.checked()
+    progress("aggregating the segment x week panel")
+    panel_ = build_panel(checked)
+    progress("estimating demand and supply curves")
+    curves = fit_curves(panel_, config.estimation)
+    progress("building the market")
+    adjacency = checked.table("adjacency") if "adjacency" in checked.tables else None
+    try:
+        market = Market.from_curves(curves, adjacency, config.market)
+    except MarketError as exc:
+        raise InvalidInput(str(exc)) from None
+    progress(f"clearing {len(market):,} segments ({method})")
+    result = solve(market, method=method)  # type: ignore[arg-type]
+    frame = result.to_frame()
+    if out is not None:
+        progress(f"writing {out}")
+        with atomic_file(out) as tmp:
+            if out.suffix.lower() == ".parquet":
+                frame.to_parquet(tmp, index=False)
+            else:
+                frame.to_csv(tmp, index=False)
+    progress.done()
+    if as_json:
+        payload = {
+            "data_dir": str(data_dir),
+            "as_of": panel_.as_of.isoformat(),
+            "method": method,
+            "segments": len(market),
+            "status": {k: int(v) for k, v in frame["status"].value_counts().items()},
+            "components": len(result.components),
+            "max_residual": float(result.components["residual"].max()),
+            "out": str(out) if out else None,
+            "timings_s": {
+                **progress.timings,
+                **{f"solve.{k}": v for k, v in result.timings.items()},
+            },
+            "failed_components": json.loads(
+                result.components[result.components["status"] == "failed"].to_json(orient="records")
+            ),
+            "segment_equilibrium": json.loads(frame.to_json(orient="records", double_precision=10)),
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(result.summary(max_rows=rows))
+    if not result.ok:
+        sys.exit(EXIT_DEGRADED)

@@ -30,7 +30,9 @@ fails verification on every path is reported ``failed`` with the reason, its num
 from __future__ import annotations
 
 import html
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -188,13 +190,21 @@ def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
         todo = usable & coupled & ~dense
         if dense.any():
             t1 = time.perf_counter()
-            problem, segs, edge_ids = _coupled_problem(market, dense, p_star, h_star)
-            solution = solve_coupled(problem)
-            _store(state, problem, segs, edge_ids, solution, "interior")
+            chunks = _chunks(comp, dense)
+            problems = [_coupled_problem(market, chunk, p_star, h_star) for chunk in chunks]
+            if len(problems) > 1:
+                # components are independent and numpy releases the GIL in the batched
+                # linear algebra and large array operations: one thread per core
+                with ThreadPoolExecutor(len(problems)) as pool:
+                    solutions = list(pool.map(lambda p: solve_coupled(p[0]), problems))
+            else:
+                solutions = [solve_coupled(problems[0][0])]
+            for (problem, segs, edge_ids), solution in zip(problems, solutions, strict=True):
+                _store(state, problem, segs, edge_ids, solution, "interior")
+                bad = ~solution.converged[problem.component]
+                state.reason_of(segs[bad], solution.reason, problem.component[bad])
+                todo[segs[bad]] = True
             timings["interior"] = time.perf_counter() - t1
-            bad = ~solution.converged[problem.component]
-            state.reason_of(segs[bad], solution.reason, problem.component[bad])
-            todo |= np.isin(np.arange(n), segs[bad])
     else:
         todo = usable.copy()
 
@@ -241,6 +251,28 @@ def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
         components=components,
         timings=timings,
     )
+
+
+#: below this many coupled segments one thread is faster than splitting the work
+_PARALLEL_MIN_SEGMENTS = 20_000
+
+
+def _chunks(comp: IntArray, chosen: npt.NDArray[np.bool_]) -> list[npt.NDArray[np.bool_]]:
+    """Split the chosen segments, whole components each, into one part per core."""
+    workers = min(os.cpu_count() or 1, 8)
+    if workers == 1 or chosen.sum() < _PARALLEL_MIN_SEGMENTS:
+        return [chosen]
+    # components in order, cut where the running segment count crosses each share
+    sizes = np.bincount(comp[chosen], minlength=int(comp.max()) + 1)
+    cut = np.searchsorted(np.cumsum(sizes), np.arange(1, workers) * chosen.sum() / workers)
+    part_of_comp = np.zeros(sizes.size, np.int64)
+    part_of_comp[cut[cut < sizes.size]] += 1
+    part_of_comp = np.cumsum(part_of_comp)
+    return [
+        chosen & (part_of_comp[comp] == k)
+        for k in range(workers)
+        if (chosen & (part_of_comp[comp] == k)).any()
+    ]
 
 
 class _State:

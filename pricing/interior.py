@@ -54,8 +54,10 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: largest component the dense batched solve takes (a 512² system per component)
 MAX_DENSE = 512
-# padded matrix sizes: cost grows with size³, so classes are at most 1.5× apart
-_SIZE_CLASSES = np.array([2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512])
+# padded matrix sizes: cost grows with size³, so classes are close together
+_SIZE_CLASSES = np.array(
+    [2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 192, 256, 384, 512]
+)
 MAX_ITERATIONS = 200
 _MU_START = 0.1  # with slacks ≈ 0.1 p*, flows start near H*
 _MU_FINAL = 1e-13  # complementarity x·s / (H* p*) at which a component is done …
@@ -161,8 +163,17 @@ class _Structure:
         distinct = e1 != e2  # the diagonal is assembled per edge, without cancellation
         self.pair_e1, self.pair_e2 = e1[distinct], e2[distinct]
         k1, k2 = pb.segment[self.pair_e1], pb.segment[self.pair_e2]
-        self.pair_flat = mat_offset[comp[k1]] + local[k1] * padded[comp[k1]] + local[k2]
+        flat = mat_offset[comp[k1]] + local[k1] * padded[comp[k1]] + local[k2]
+        # two pools may join the same pair of segments: sum pairs per matrix entry with a
+        # precomputed sort, and write into one buffer reused every iteration
+        order = np.argsort(flat, kind="stable")
+        self.pair_e1, self.pair_e2 = self.pair_e1[order], self.pair_e2[order]
         self.pair_pool = pb.pool[self.pair_e1]
+        flat = flat[order]
+        first_of_run = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]]) if flat.size else flat
+        self.pair_runs = first_of_run
+        self.pair_entry = flat[first_of_run]
+        self.buffer = np.zeros(mat_total)
         self.has_cap = np.flatnonzero(np.isfinite(pb.cap))
         self.has_floor = np.flatnonzero(np.isfinite(pb.floor))
 
@@ -202,8 +213,9 @@ def solve_coupled(
         a_p[jf] += u[me + mc :]
         return a_p, np.bincount(pool, u[:me], minlength=n).astype(np.float64)
 
-    def merit(p: FloatArray, w: FloatArray, mu_t: FloatArray) -> FloatArray:
-        """φ_μ per component, +inf outside the domain."""
+    def merit(p: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The surplus and barrier parts of φ_μ = surplus − μ·barrier per component;
+        the surplus is +inf outside the domain."""
         sl = slack(p, w)
         log_pi, log_om = np.log(np.maximum(p, 1e-300) / ps), np.log(w / ps)
         b = eps + 1.0
@@ -211,12 +223,12 @@ def solve_coupled(
         cs = np.where(b == 0.0, -log_pi, -np.expm1(safe_b * log_pi) / safe_b)
         surplus = money * (cs + np.expm1((eta + 1.0) * log_om) / (eta + 1.0))
         barrier = np.bincount(row_comp, weight * np.log(np.maximum(sl, 1e-300)), minlength=n_comp)
-        value = np.bincount(comp, surplus, minlength=n_comp) - mu_t * barrier
+        value = np.bincount(comp, surplus, minlength=n_comp)
         bad = np.zeros(n_comp, bool)
         bad[row_comp[~(sl > 0)]] = True
         bad[comp[~(p > 0)]] = True
-        value[bad | ~np.isfinite(value)] = np.inf
-        return value
+        value[bad | ~np.isfinite(value) | ~np.isfinite(barrier)] = np.inf
+        return value, barrier
 
     def rhs(
         u: FloatArray, r_p: FloatArray, r_w: FloatArray, he: FloatArray, d_w: FloatArray
@@ -258,6 +270,7 @@ def solve_coupled(
         s = np.maximum(slack(p, w), _SLACK_FLOOR * ps[row_seg])
     iterations = np.zeros(n_comp, np.int64)
     converged = np.zeros(n_comp, bool)
+    parts: tuple[FloatArray, FloatArray] | None = None  # φ parts at the current iterate
     best = np.full(n_comp, np.inf)
     stalled = np.zeros(n_comp, np.int64)
 
@@ -326,16 +339,22 @@ def solve_coupled(
         # solution φ differences drown in rounding and the full step is taken untested.
         g_p, g_w = adjoint(target)
         slope = np.bincount(comp, (-demand - g_p) * dp + (supply - g_w) * dw, minlength=n_comp)
-        tested = ~converged & (slope < -1e-12 * scale)
+        tested = ~converged & (slope < -1e-9 * scale)
         if tested.any():
-            phi0 = merit(p, w, mu_t)
+            if parts is None:
+                parts = merit(p, w)
+            phi0 = parts[0] - mu_t * parts[1]
             for _ in range(50):
-                trial = merit(p + a_pri[comp] * dp, w + a_pri[comp] * dw, mu_t)
-                failed = tested & (trial > phi0 + _ARMIJO * a_pri * slope)
+                parts = merit(p + a_pri[comp] * dp, w + a_pri[comp] * dw)
+                failed = tested & (parts[0] - mu_t * parts[1] > phi0 + _ARMIJO * a_pri * slope)
                 if not failed.any():
                     break
                 a_pri[failed] *= 0.5
                 a_dual[failed] = np.minimum(a_dual[failed], a_pri[failed])
+            else:
+                parts = None  # the last trial was not the step taken
+        else:
+            parts = None
         a_pri[converged] = 0.0
         a_dual[converged] = 0.0
         p = p + a_pri[comp] * dp
@@ -435,13 +454,15 @@ def _schur_matrices(
 ) -> list[FloatArray]:
     """K = diag(d_p) − B diag(d_w)⁻¹ Bᵀ (B_kj = h_jk), one matrix per component, stacked
     by size class; ``k_diag`` is the diagonal, already reduced."""
-    k_flat = np.bincount(
-        st.pair_flat, -he[st.pair_e1] * he[st.pair_e2] / d_w[st.pair_pool], minlength=st.mat_total
-    )
+    k_flat = st.buffer
+    k_flat.fill(0.0)
+    if st.pair_runs.size:
+        values = -he[st.pair_e1] * he[st.pair_e2] / d_w[st.pair_pool]
+        k_flat[st.pair_entry] = np.add.reduceat(values, st.pair_runs)
     k_flat[st.diag] += k_diag
     k_flat[st.pad_diag] = 1.0
     return [
-        k_flat[start : start + count * size * size].reshape(count, size, size).astype(np.float64)
+        k_flat[start : start + count * size * size].reshape(count, size, size)
         for size, count, start, _ in st.buckets
     ]
 
