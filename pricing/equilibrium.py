@@ -34,6 +34,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -56,37 +57,70 @@ Method = Literal["auto", "cvxpy"]
 VERIFY_TOL = 1e-6
 
 STATUSES = ("solved", "solved_fallback", "failed", "no_curve")
+PATHS = ("", "closed_form", "interior", "clarabel", "scs")
+_SOLVED, _FALLBACK, _FAILED, _NO_CURVE = range(4)
 
 
 @dataclass(frozen=True)
 class EquilibriumResult:
     """The equilibrium of a market (immutable). ``to_frame()`` is one row per segment,
-    ``edges_frame()`` one row per adjacency edge, ``components`` one row per component."""
+    ``edges_frame()`` one row per adjacency edge, ``components`` one row per component.
+
+    Arrays are per segment (``flow`` per adjacency edge, in ``market.edges`` order):
+    listed ``rate`` and pool ``wage`` (USD/h), hours each pool offers in its own segment
+    (``home_flow``) and along edges (``flow``), ``shortage`` at a binding cap and
+    ``surplus`` at a binding floor (hours). Unsolved segments hold NaN and say why.
+    """
 
     market: Market
     method: str
-    rate: FloatArray  # listed rate p, USD/h
-    wage: FloatArray  # pool wage w (listed terms), USD/h
-    flow: FloatArray  # hours per adjacency edge (market.edges order; NaN if inactive)
-    home_flow: FloatArray  # hours each pool works in its own segment
+    rate: FloatArray
+    wage: FloatArray
+    flow: FloatArray
+    home_flow: FloatArray
     shortage: FloatArray
     surplus: FloatArray
-    status: npt.NDArray[np.object_]  # per segment, one of STATUSES
-    components: pd.DataFrame
+    status_code: npt.NDArray[np.int8]  # index into STATUSES
+    path_code: npt.NDArray[np.int8]  # index into PATHS: which method produced the numbers
+    residual: FloatArray  # worst verification residual of the segment's component
+    iterations: IntArray  # interior-point iterations of the segment's component
+    reasons: dict[int, str] = field(default_factory=dict)  # component → why it failed
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> npt.NDArray[np.object_]:
+        """Per segment: ``solved``, ``solved_fallback``, ``failed`` or ``no_curve``."""
+        return np.asarray(STATUSES, dtype=object)[self.status_code]
 
     @property
     def ok(self) -> bool:
         """True when every segment with a usable curve is solved and verified."""
-        return bool(np.isin(self.status, ("solved", "solved_fallback", "no_curve")).all())
+        return not bool((self.status_code == _FAILED).any())
+
+    @cached_property
+    def components(self) -> pd.DataFrame:
+        """One row per component: size, method, status, residual, iterations, reason."""
+        comp = self.market.component
+        first = np.unique(comp, return_index=True)[1]
+        ids = comp[first]
+        return pd.DataFrame(
+            {
+                "component": ids,
+                "n_segments": np.bincount(comp)[ids],
+                "path": np.asarray(PATHS, dtype=object)[self.path_code[first]],
+                "status": self.status[first],
+                "residual": self.residual[first],
+                "iterations": self.iterations[first],
+                "reason": [self.reasons.get(int(c), "") for c in ids],
+            }
+        )
 
     def to_frame(self) -> pd.DataFrame:
         m = self.market
-        s = m.segments
         p = self.rate
         fc, ff = m.array("client_fee"), m.array("freelancer_fee")
         inflow = self.home_flow + _segment_sum(m, self.flow, "segment")
-        out = s[list(m.segment_keys)].copy()
+        out = m.segments[list(m.segment_keys)].copy()
         observed = m.array("observed_rate")
         with np.errstate(invalid="ignore"):
             out["observed_rate"] = observed
@@ -170,49 +204,32 @@ def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
     (module docstring). Never raises for a hard instance: failures are per component."""
     if method not in ("auto", "cvxpy"):
         raise ValueError(f"method must be 'auto' or 'cvxpy', not {method!r}")
+    t0 = time.perf_counter()
     timings: dict[str, float] = {}
     n = len(market)
     comp = market.component
     usable = market.usable
     sizes = np.bincount(comp, minlength=int(comp.max()) + 1 if n else 0)
     coupled = sizes[comp] > 1
+    state = _State(market)
 
-    p_star = market.uncoupled_rate()
-    h_star = market.demand_hours(p_star)
-    state = _State(n, len(market.edges))
-
-    t0 = time.perf_counter()
     if method == "auto":
         alone = usable & ~coupled
-        _closed_form(market, alone, p_star, state)
+        _closed_form(market, alone, state)
         timings["closed_form"] = time.perf_counter() - t0
-        dense = usable & coupled & (sizes[comp] <= MAX_DENSE)
-        todo = usable & coupled & ~dense
+        todo = usable & coupled
+        dense = todo & (sizes[comp] <= MAX_DENSE)
         if dense.any():
             t1 = time.perf_counter()
-            chunks = _chunks(comp, dense)
-            problems = [_coupled_problem(market, chunk, p_star, h_star) for chunk in chunks]
-            if len(problems) > 1:
-                # components are independent and numpy releases the GIL in the batched
-                # linear algebra and large array operations: one thread per core
-                with ThreadPoolExecutor(len(problems)) as pool:
-                    solutions = list(pool.map(lambda p: solve_coupled(p[0]), problems))
-            else:
-                solutions = [solve_coupled(problems[0][0])]
-            for (problem, segs, edge_ids), solution in zip(problems, solutions, strict=True):
-                _store(state, problem, segs, edge_ids, solution, "interior")
-                bad = ~solution.converged[problem.component]
-                state.reason_of(segs[bad], solution.reason, problem.component[bad])
-                todo[segs[bad]] = True
+            _interior(market, dense, state)
             timings["interior"] = time.perf_counter() - t1
+        todo &= state.status != _SOLVED
     else:
         todo = usable.copy()
 
-    status = np.full(n, "failed", dtype=object)
-    status[~usable] = "no_curve"
-    verified = _verify_into(market, state, ~todo & usable, status, "solved")
-    todo |= usable & ~verified & (status != "solved")
-
+    if todo.any():
+        p_star = market.uncoupled_rate()
+        h_star = market.demand_hours(p_star)
     for solver in ("CLARABEL", "SCS"):
         if not todo.any():
             break
@@ -225,19 +242,15 @@ def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
         timings[f"{key}_compile"] = welfare.compile_seconds
         timings[f"{key}_solve"] = welfare.solve_seconds
         timings[key] = time.perf_counter() - t1
-        _store(state, problem, segs, edge_ids, welfare, key)
-        ok_status = "solved" if (method == "cvxpy" and solver == "CLARABEL") else "solved_fallback"
+        _store(state, problem, segs, edge_ids, welfare, PATHS.index(key))
         if welfare.status != "optimal":
-            note = f"{key}: {welfare.status}"
-            state.reason[segs] = [f"{r}; {note}" if r else note for r in state.reason[segs]]
-        done = _verify_into(market, state, todo, status, ok_status)
-        todo &= ~done
+            state.note(comp[segs], f"{key}: {welfare.status}")
+        first_choice = method == "cvxpy" and solver == "CLARABEL"
+        state.verify(todo, _SOLVED if first_choice else _FALLBACK)
+        todo &= state.status == _FAILED
 
-    # what remains failed: numbers withdrawn, reason kept
-    failed = status == "failed"
-    state.withdraw(market, failed)
+    state.withdraw()
     timings["total"] = time.perf_counter() - t0
-    components = _component_frame(market, state, status, sizes)
     return EquilibriumResult(
         market=market,
         method=method,
@@ -247,10 +260,164 @@ def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
         home_flow=state.home_flow,
         shortage=state.shortage,
         surplus=state.surplus,
-        status=status,
-        components=components,
+        status_code=state.status,
+        path_code=state.path,
+        residual=state.residual,
+        iterations=state.iterations,
+        reasons={c: "; ".join(notes) for c, notes in state.reasons.items()},
         timings=timings,
     )
+
+
+class _State:
+    """The arrays a solve fills in, frozen into the result at the end."""
+
+    def __init__(self, market: Market) -> None:
+        n, m = len(market), len(market.edges)
+        self.market = market
+        self.rate = np.full(n, np.nan)
+        self.wage = np.full(n, np.nan)
+        self.home_flow = np.full(n, np.nan)
+        self.shortage = np.zeros(n)
+        self.surplus = np.zeros(n)
+        self.flow = np.full(m, np.nan)
+        self.status = np.where(market.usable, _FAILED, _NO_CURVE).astype(np.int8)
+        self.path = np.zeros(n, np.int8)
+        self.residual = np.full(n, np.nan)
+        self.iterations = np.zeros(n, np.int64)
+        self.reasons: dict[int, list[str]] = {}
+
+    def note(self, components: IntArray, text: str) -> None:
+        for c in np.unique(components).tolist():
+            self.reasons.setdefault(c, []).append(text)
+
+    def verify(self, chosen: npt.NDArray[np.bool_], label: int) -> None:
+        """Verify the chosen segments component by component; passing ones get ``label``,
+        failing ones a note with their path and residual."""
+        comp = self.market.component
+        worst = residuals(self.market, self)
+        comp_worst = np.zeros(int(comp.max()) + 1)
+        np.maximum.at(comp_worst, comp[chosen], worst[chosen])
+        self.residual[chosen] = comp_worst[comp[chosen]]
+        passed = chosen & (self.residual <= VERIFY_TOL)
+        self.status[passed] = label
+        failing = chosen & ~passed
+        if failing.any():
+            first = np.unique(comp[failing], return_index=True)[1]
+            for i in np.flatnonzero(failing)[first].tolist():
+                path = PATHS[self.path[i]]
+                self.note(
+                    comp[[i]], f"{path}: residual {self.residual[i]:.1e} above {VERIFY_TOL:.0e}"
+                )
+
+    def withdraw(self) -> None:
+        """Failed segments lose their numbers (NaN), so none is mistaken for an answer."""
+        failed = self.status == _FAILED
+        if not failed.any():
+            return
+        for arr in (self.rate, self.wage, self.home_flow, self.shortage, self.surplus):
+            arr[failed] = np.nan
+        e = self.market.edges
+        touched = failed[e["pool"].to_numpy()] | failed[e["segment"].to_numpy()]
+        self.flow[touched] = np.nan
+
+
+def _closed_form(market: Market, alone: npt.NDArray[np.bool_], st: _State) -> None:
+    """Uncoupled segments, in log space and vectorized:
+
+        log p = clip(log p*, log floor, log cap),
+        log D = l_D + ε (log p + log(1+f_c)),   log S = l_S + η (log p + log(1−f_f));
+
+    pools offer S(p); the gap is the shortage (D − S at a cap) or the surplus (S − D at a
+    floor). Where no bound binds, verification is |log D − log S| (the relative clearing
+    residual); where one binds the balance holds by construction.
+    """
+    if not alone.any():
+        return
+    everyone = bool(alone.all())
+
+    def pick(a: FloatArray) -> FloatArray:
+        return a if everyone else a[alone]
+
+    eps, eta = pick(market.array("demand_elasticity")), pick(market.array("supply_elasticity"))
+    ld, ls = pick(market.array("log_demand_level")), pick(market.array("log_supply_level"))
+    lfc, lff = pick(market.log_client_fee), pick(market.log_freelancer_fee)
+    log_p = (ld - ls + eps * lfc - eta * lff) / (eta - eps)
+    log_d = ld + eps * (log_p + lfc)
+    residual = np.abs(log_d - (ls + eta * (log_p + lff)))
+    p = np.exp(log_p)
+    d = np.exp(log_d)
+    s = d
+    shortage = surplus = None
+    if market.has_bounds:
+        floor, cap = pick(market.array("rate_floor")), pick(market.array("rate_cap"))
+        bounded = np.fmin(np.fmax(p, floor), cap)  # fmax/fmin ignore a missing bound
+        binds = bounded != p
+        if binds.any():
+            p = bounded
+            d = market_hours(ld, eps, p, lfc)
+            s = market_hours(ls, eta, p, lff)
+            shortage = np.maximum(d - s, 0.0)
+            surplus = np.maximum(s - d, 0.0)
+            residual = np.where(binds, 0.0, residual)
+    residual = np.where(np.isfinite(p) & np.isfinite(s), residual, np.inf)
+    if everyone:
+        st.rate, st.wage, st.home_flow, st.residual = p, p, s, residual
+        if shortage is not None and surplus is not None:
+            st.shortage, st.surplus = shortage, surplus
+        st.path = np.full(len(market), PATHS.index("closed_form"), np.int8)
+        st.status = np.where(residual <= VERIFY_TOL, _SOLVED, _FAILED).astype(np.int8)
+    else:
+        st.rate[alone] = p
+        st.wage[alone] = p
+        st.home_flow[alone] = s
+        st.residual[alone] = residual
+        if shortage is not None and surplus is not None:
+            st.shortage[alone] = shortage
+            st.surplus[alone] = surplus
+        st.path[alone] = PATHS.index("closed_form")
+        st.status[alone] = np.where(residual <= VERIFY_TOL, _SOLVED, _FAILED)
+    failed = (
+        np.flatnonzero(alone)[residual > VERIFY_TOL]
+        if not everyone
+        else np.flatnonzero(residual > VERIFY_TOL)
+    )
+    if failed.size:
+        st.note(market.component[failed], "closed form: non-finite or unbalanced result")
+
+
+def market_hours(
+    log_level: FloatArray, elasticity: FloatArray, rate: FloatArray, log_fee: FloatArray
+) -> FloatArray:
+    """exp(level + elasticity · (log rate + log fee factor)): hours at a listed rate."""
+    hours: FloatArray = np.exp(log_level + elasticity * (np.log(rate) + log_fee))
+    return hours
+
+
+def _interior(market: Market, dense: npt.NDArray[np.bool_], st: _State) -> None:
+    """Coupled components through the batched interior point, verified."""
+    p_star = market.uncoupled_rate()
+    h_star = market.demand_hours(p_star)
+    problems = [
+        _coupled_problem(market, chunk, p_star, h_star)
+        for chunk in _chunks(market.component, dense)
+    ]
+    if len(problems) > 1:
+        # components are independent and numpy releases the GIL in the batched linear
+        # algebra and large array operations: one thread per core
+        with ThreadPoolExecutor(len(problems)) as pool:
+            solutions = list(pool.map(lambda p: solve_coupled(p[0]), problems))
+    else:
+        solutions = [solve_coupled(problems[0][0])]
+    comp = market.component
+    for (problem, segs, edge_ids), solution in zip(problems, solutions, strict=True):
+        _store(st, problem, segs, edge_ids, solution, PATHS.index("interior"))
+        st.iterations[segs] = solution.iterations[problem.component]
+        bad = ~solution.converged
+        for c in np.flatnonzero(bad).tolist():
+            first = segs[np.flatnonzero(problem.component == c)[0]]
+            st.note(comp[[first]], solution.reason[c])
+    st.verify(dense, _SOLVED)
 
 
 #: below this many coupled segments one thread is faster than splitting the work
@@ -268,54 +435,8 @@ def _chunks(comp: IntArray, chosen: npt.NDArray[np.bool_]) -> list[npt.NDArray[n
     part_of_comp = np.zeros(sizes.size, np.int64)
     part_of_comp[cut[cut < sizes.size]] += 1
     part_of_comp = np.cumsum(part_of_comp)
-    return [
-        chosen & (part_of_comp[comp] == k)
-        for k in range(workers)
-        if (chosen & (part_of_comp[comp] == k)).any()
-    ]
-
-
-class _State:
-    """Mutable arrays the solve fills in; frozen into the result at the end."""
-
-    def __init__(self, n: int, m: int) -> None:
-        self.rate = np.full(n, np.nan)
-        self.wage = np.full(n, np.nan)
-        self.home_flow = np.full(n, np.nan)
-        self.shortage = np.zeros(n)
-        self.surplus = np.zeros(n)
-        self.flow = np.full(m, np.nan)
-        self.path = np.full(n, "", dtype=object)
-        self.reason = np.full(n, "", dtype=object)
-        self.residual = np.full(n, np.nan)
-        self.iterations = np.zeros(n, np.int64)
-
-    def reason_of(self, segs: IntArray, reasons: list[str], comps: IntArray) -> None:
-        for s, c in zip(segs.tolist(), comps.tolist(), strict=True):
-            self.reason[s] = reasons[c]
-
-    def withdraw(self, market: Market, failed: npt.NDArray[np.bool_]) -> None:
-        for arr in (self.rate, self.wage, self.home_flow, self.shortage, self.surplus):
-            arr[failed] = np.nan
-        e = market.edges
-        touched = failed[e["pool"].to_numpy()] | failed[e["segment"].to_numpy()]
-        self.flow[touched] = np.nan
-
-
-def _closed_form(
-    market: Market, alone: npt.NDArray[np.bool_], p_star: FloatArray, st: _State
-) -> None:
-    """Uncoupled segments: p = clip(p*, floor, cap), pools offer S(p), the gap is the
-    shortage (D − S at a cap) or the surplus (S − D at a floor). Vectorized."""
-    floor, cap = market.array("rate_floor"), market.array("rate_cap")
-    p = np.fmin(np.fmax(p_star, floor), cap)  # fmax/fmin ignore a NaN bound
-    d, s = market.demand_hours(p), market.supply_hours(p)
-    st.rate[alone] = p[alone]
-    st.wage[alone] = p[alone]
-    st.home_flow[alone] = s[alone]  # hours offered; a floor's surplus among them
-    st.shortage[alone] = np.maximum(d - s, 0.0)[alone]
-    st.surplus[alone] = np.maximum(s - d, 0.0)[alone]
-    st.path[alone] = "closed_form"
+    parts = [chosen & (part_of_comp[comp] == k) for k in range(workers)]
+    return [part for part in parts if part.any()]
 
 
 def _coupled_problem(
@@ -350,7 +471,7 @@ def _store(
     segs: IntArray,
     edge_ids: IntArray,
     sol: CoupledSolution | WelfareSolution,
-    path: str,
+    path: int,
 ) -> None:
     m = edge_ids.size
     st.rate[segs] = sol.rate
@@ -360,13 +481,11 @@ def _store(
     st.shortage[segs] = sol.shortage
     st.surplus[segs] = sol.surplus
     st.path[segs] = path
-    if isinstance(sol, CoupledSolution):
-        st.iterations[segs] = sol.iterations[problem.component]
 
 
 # --------------------------------------------------------------------------- verify
-def residuals(market: Market, st: _State) -> FloatArray:
-    """Worst verification residual of every segment (relative; NaN where unsolved).
+def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
+    """Worst verification residual of every segment (relative; inf where unsolved).
 
     * clearing: |D_k(p_k) + y_k − Σ_j x_jk − z_k| / D_k and |S_j(w_j) − Σ_k x_jk| / S_j;
     * edges (home edges too): x ≥ 0, reduced cost w_j − p_k + τ ≥ 0 (relative to p_k),
@@ -378,26 +497,25 @@ def residuals(market: Market, st: _State) -> FloatArray:
     pool, seg, tau = e["pool"].to_numpy(), e["segment"].to_numpy(), e["friction"].to_numpy()
     flow = np.where(np.isfinite(st.flow), st.flow, 0.0)
     active = market.active_edges & np.isfinite(st.flow)
+    n = len(market)
     with np.errstate(invalid="ignore", divide="ignore"):
         d, s = market.demand_hours(p), market.supply_hours(w)
-        inflow = st.home_flow + np.bincount(seg[active], flow[active], minlength=len(market))
-        outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=len(market))
+        inflow = st.home_flow + np.bincount(seg[active], flow[active], minlength=n)
+        outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=n)
         worst = np.abs(d + st.surplus - inflow - st.shortage) / d
         worst = np.maximum(worst, np.abs(s - outflow) / s)
         home = np.minimum(np.maximum(w - p, 0.0) / p, np.maximum(st.home_flow, 0.0) / s)
         worst = np.maximum(worst, home)  # the home edge's complementarity
         worst = np.maximum(worst, np.maximum(p - w, 0.0) / p)
         floor, cap = market.array("rate_floor"), market.array("rate_cap")
-        worst = np.maximum(worst, np.nan_to_num(np.maximum((floor - p) / p, 0.0)))
-        worst = np.maximum(worst, np.nan_to_num(np.maximum((p - cap) / p, 0.0)))
-        worst = np.maximum(
-            worst, np.fmin(st.shortage / d, np.where(np.isnan(cap), np.inf, np.abs(cap - p) / p))
-        )
-        worst = np.maximum(
-            worst, np.fmin(st.surplus / d, np.where(np.isnan(floor), np.inf, np.abs(p - floor) / p))
-        )
-        worst = np.maximum(worst, np.maximum(-st.shortage, 0.0) / d)
-        worst = np.maximum(worst, np.maximum(-st.surplus, 0.0) / d)
+        below = np.where(np.isnan(floor), 0.0, np.maximum((floor - p) / p, 0.0))
+        above = np.where(np.isnan(cap), 0.0, np.maximum((p - cap) / p, 0.0))
+        worst = np.maximum(worst, np.maximum(below, above))
+        at_cap = np.where(np.isnan(cap), np.inf, np.abs(cap - p) / p)
+        at_floor = np.where(np.isnan(floor), np.inf, np.abs(p - floor) / p)
+        worst = np.maximum(worst, np.minimum(np.abs(st.shortage) / d, at_cap))
+        worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d, at_floor))
+        worst = np.maximum(worst, np.maximum(-np.minimum(st.shortage, st.surplus), 0.0) / d)
         rc = (w[pool] - p[seg] + tau) / p[seg]
         x_rel = flow / s[pool]
         edge_worst = np.maximum(np.maximum(-rc, 0.0), np.maximum(-x_rel, 0.0))
@@ -405,47 +523,5 @@ def residuals(market: Market, st: _State) -> FloatArray:
         edge_worst = np.where(active, edge_worst, 0.0)
         for end in (pool, seg):
             np.maximum.at(worst, end, edge_worst)
-    return np.where(np.isfinite(worst), worst, np.inf)
-
-
-def _verify_into(
-    market: Market,
-    st: _State,
-    chosen: npt.NDArray[np.bool_],
-    status: npt.NDArray[np.object_],
-    label: str,
-) -> npt.NDArray[np.bool_]:
-    """Verify the chosen segments component-wise; mark passing ones ``label``."""
-    if not chosen.any():
-        return np.zeros(len(market), bool)
-    worst = residuals(market, st)
-    comp = market.component
-    comp_worst = np.zeros(int(comp.max()) + 1)
-    np.maximum.at(comp_worst, comp[chosen], worst[chosen])
-    passed = chosen & (comp_worst[comp] <= VERIFY_TOL)
-    status[passed] = label
-    st.residual[chosen] = comp_worst[comp[chosen]]
-    failing = chosen & ~passed
-    for i in np.flatnonzero(failing).tolist():
-        note = f"{st.path[i]}: residual {comp_worst[comp[i]]:.1e} above {VERIFY_TOL:.0e}"
-        st.reason[i] = f"{st.reason[i]}; {note}" if st.reason[i] else note
-    return passed
-
-
-def _component_frame(
-    market: Market, st: _State, status: npt.NDArray[np.object_], sizes: IntArray
-) -> pd.DataFrame:
-    comp = market.component
-    first = np.unique(comp, return_index=True)[1]
-    frame = pd.DataFrame(
-        {
-            "component": comp[first],
-            "n_segments": sizes[comp[first]],
-            "path": st.path[first],
-            "status": status[first],
-            "residual": st.residual[first],
-            "iterations": st.iterations[first],
-            "reason": np.where(status[first] == "failed", st.reason[first], ""),
-        }
-    )
-    return frame
+    out: FloatArray = np.where(np.isfinite(worst), worst, np.inf)
+    return out

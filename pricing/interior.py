@@ -222,8 +222,9 @@ def solve_coupled(
         safe_b = np.where(b == 0.0, 1.0, b)
         cs = np.where(b == 0.0, -log_pi, -np.expm1(safe_b * log_pi) / safe_b)
         surplus = money * (cs + np.expm1((eta + 1.0) * log_om) / (eta + 1.0))
-        barrier = np.bincount(row_comp, weight * np.log(np.maximum(sl, 1e-300)), minlength=n_comp)
-        value = np.bincount(comp, surplus, minlength=n_comp)
+        log_sl = weight * np.log(np.maximum(sl, 1e-300))
+        barrier: FloatArray = np.bincount(row_comp, log_sl, minlength=n_comp).astype(np.float64)
+        value: FloatArray = np.bincount(comp, surplus, minlength=n_comp).astype(np.float64)
         bad = np.zeros(n_comp, bool)
         bad[row_comp[~(sl > 0)]] = True
         bad[comp[~(p > 0)]] = True

@@ -241,6 +241,21 @@ class Market:
         _, labels = connected_components(graph, directed=False)
         return np.asarray(labels, dtype=np.int64)
 
+    @cached_property
+    def log_client_fee(self) -> FloatArray:
+        """log(1 + client_fee) per segment."""
+        return np.log1p(self.array("client_fee"))
+
+    @cached_property
+    def log_freelancer_fee(self) -> FloatArray:
+        """log(1 − freelancer_fee) per segment."""
+        return np.log1p(-self.array("freelancer_fee"))
+
+    @cached_property
+    def has_bounds(self) -> bool:
+        """Whether any segment has a rate floor or cap."""
+        return bool(self.segments[["rate_floor", "rate_cap"]].notna().to_numpy().any())
+
     def array(self, name: str) -> FloatArray:
         """A parameter column as a read-only float array."""
         out = self.segments[name].to_numpy(np.float64)
@@ -251,14 +266,14 @@ class Market:
     def demand_hours(self, rate: FloatArray) -> FloatArray:
         """Hours demanded at listed ``rate`` (the client pays rate × (1 + client_fee))."""
         eps = self.array("demand_elasticity")
-        client = np.log(rate) + np.log1p(self.array("client_fee"))
+        client = np.log(rate) + self.log_client_fee
         hours: FloatArray = np.exp(self.array("log_demand_level") + eps * client)
         return hours
 
     def supply_hours(self, rate: FloatArray) -> FloatArray:
         """Hours pools offer at listed ``rate`` (freelancers get rate × (1 − freelancer_fee))."""
         eta = self.array("supply_elasticity")
-        freelancer = np.log(rate) + np.log1p(-self.array("freelancer_fee"))
+        freelancer = np.log(rate) + self.log_freelancer_fee
         hours: FloatArray = np.exp(self.array("log_supply_level") + eta * freelancer)
         return hours
 
@@ -272,8 +287,8 @@ class Market:
         numerator = (
             self.array("log_demand_level")
             - self.array("log_supply_level")
-            + eps * np.log1p(self.array("client_fee"))
-            - eta * np.log1p(-self.array("freelancer_fee"))
+            + eps * self.log_client_fee
+            - eta * self.log_freelancer_fee
         )
         return np.exp(numerator / (eta - eps))
 

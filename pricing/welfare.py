@@ -105,8 +105,8 @@ def solve_welfare(pb: CoupledProblem, solver: str = "CLARABEL") -> WelfareSoluti
     floored = np.flatnonzero(np.isfinite(pb.floor))
     h_edge = hs[pb.segment]
 
-    q = cp.Variable(n)
-    s = cp.Variable(n)
+    q = cp.Variable(n, nonneg=True)
+    s = cp.Variable(n, nonneg=True)
     x = cp.Variable(m, nonneg=True)
     z = cp.Variable(capped.size, nonneg=True)
     y = cp.Variable(floored.size, nonneg=True)
