@@ -42,7 +42,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.interior import MAX_DENSE, CoupledProblem, CoupledSolution, solve_coupled
-from pricing.market import Market
+from pricing.market import PARAMETERS, Market
 
 if TYPE_CHECKING:
     from pricing.welfare import WelfareSolution
@@ -199,9 +199,17 @@ def _segment_sum(market: Market, flow: FloatArray, end: str) -> FloatArray:
 
 
 # --------------------------------------------------------------------------- solve
-def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
+def solve(
+    market: Market, method: Method = "auto", baseline: EquilibriumResult | None = None
+) -> EquilibriumResult:
     """Clear ``market``: closed form where uncoupled, convex program where coupled
-    (module docstring). Never raises for a hard instance: failures are per component."""
+    (module docstring). Never raises for a hard instance: failures are per component.
+
+    ``baseline``: the result of an earlier solve of a market with the same segments
+    (a what-if's base). Components whose segments and edges are unchanged keep the
+    baseline's numbers — exact, since a component's equilibrium depends on nothing else —
+    and only the changed ones are solved.
+    """
     if method not in ("auto", "cvxpy"):
         raise ValueError(f"method must be 'auto' or 'cvxpy', not {method!r}")
     t0 = time.perf_counter()
@@ -212,6 +220,10 @@ def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
     sizes = np.bincount(comp, minlength=int(comp.max()) + 1 if n else 0)
     coupled = sizes[comp] > 1
     state = _State(market)
+    reused = _reuse(market, baseline, method, state) if baseline is not None else None
+    if reused is not None:
+        usable = usable & ~reused
+        timings["reused_segments"] = float(reused.sum())
 
     if method == "auto":
         alone = usable & ~coupled
@@ -267,6 +279,49 @@ def solve(market: Market, method: Method = "auto") -> EquilibriumResult:
         reasons={c: "; ".join(notes) for c, notes in state.reasons.items()},
         timings=timings,
     )
+
+
+def _reuse(
+    market: Market, baseline: EquilibriumResult, method: str, st: _State
+) -> npt.NDArray[np.bool_] | None:
+    """Copy the baseline's solved, unchanged components into ``st``; the mask of
+    segments taken over, or None when the markets are not comparable."""
+    old = baseline.market
+    keys = list(market.segment_keys)
+    if (
+        baseline.method != method
+        or len(old) != len(market)
+        or old.segment_keys != market.segment_keys
+        or not old.segments[keys].equals(market.segments[keys])
+    ):
+        return None
+    comp = market.component
+    columns = list(PARAMETERS)
+    new_v = market.segments[columns].to_numpy(np.float64)
+    old_v = old.segments[columns].to_numpy(np.float64)
+    changed = ~((new_v == old_v) | (np.isnan(new_v) & np.isnan(old_v))).all(axis=1)
+    changed |= old.component != comp  # an edge added or removed regroups segments
+    edge_key = ["pool", "segment"]
+    merged = market.edges.merge(old.edges, on=edge_key, how="outer", indicator=True)
+    differs = (merged["_merge"] != "both") | (merged["friction_x"] != merged["friction_y"])
+    touched = merged.loc[differs, edge_key].to_numpy().ravel()
+    changed[touched.astype(np.int64)] = True
+    dirty = np.zeros(int(comp.max()) + 1, bool)
+    dirty[comp[changed]] = True
+    keep = ~dirty[comp] & (baseline.status_code == _SOLVED) & market.usable
+    if not keep.any():
+        return keep
+    for name in ("rate", "wage", "home_flow", "shortage", "surplus", "residual", "iterations"):
+        getattr(st, name)[keep] = getattr(baseline, name)[keep]
+    st.status[keep] = _SOLVED
+    st.path[keep] = baseline.path_code[keep]
+    e = market.edges
+    edge_keep = keep[e["pool"].to_numpy()] & keep[e["segment"].to_numpy()]
+    # unchanged components have identical edges, in the same sorted order
+    old_index = pd.MultiIndex.from_frame(old.edges[edge_key])
+    position = old_index.get_indexer(pd.MultiIndex.from_frame(e.loc[edge_keep, edge_key]))
+    st.flow[edge_keep] = baseline.flow[position]
+    return keep
 
 
 class _State:
