@@ -41,7 +41,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pricing.interior import MAX_DENSE, CoupledProblem, CoupledSolution, solve_coupled
+from pricing.interior import (
+    MAX_DENSE,
+    CoupledProblem,
+    CoupledSolution,
+    solve_coupled,
+    warm_start,
+)
 from pricing.market import PARAMETERS, Market
 
 if TYPE_CHECKING:
@@ -208,7 +214,7 @@ def solve(
     ``baseline``: the result of an earlier solve of a market with the same segments
     (a what-if's base). Components whose segments and edges are unchanged keep the
     baseline's numbers — exact, since a component's equilibrium depends on nothing else —
-    and only the changed ones are solved.
+    and the changed ones are solved starting from the baseline's solution.
     """
     if method not in ("auto", "cvxpy"):
         raise ValueError(f"method must be 'auto' or 'cvxpy', not {method!r}")
@@ -233,7 +239,7 @@ def solve(
         dense = todo & (sizes[comp] <= MAX_DENSE)
         if dense.any():
             t1 = time.perf_counter()
-            _interior(market, dense, state)
+            _interior(market, dense, state, baseline)
             timings["interior"] = time.perf_counter() - t1
         todo &= state.status != _SOLVED
     else:
@@ -449,21 +455,43 @@ def market_hours(
     return hours
 
 
-def _interior(market: Market, dense: npt.NDArray[np.bool_], st: _State) -> None:
-    """Coupled components through the batched interior point, verified."""
+def _interior(
+    market: Market,
+    dense: npt.NDArray[np.bool_],
+    st: _State,
+    baseline: EquilibriumResult | None,
+) -> None:
+    """Coupled components through the batched interior point, verified; warm-started
+    from ``baseline`` when it has the same segments and edges."""
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)
     problems = [
         _coupled_problem(market, chunk, p_star, h_star)
         for chunk in _chunks(market.component, dense)
     ]
+    warm = (
+        baseline is not None
+        and len(baseline.market) == len(market)
+        and baseline.market.edges[["pool", "segment"]].equals(market.edges[["pool", "segment"]])
+    )
+
+    def run(item: tuple[CoupledProblem, IntArray, IntArray]) -> CoupledSolution:
+        problem, segs, edge_ids = item
+        start = None
+        if warm and baseline is not None:
+            flow = np.concatenate([baseline.flow[edge_ids], baseline.home_flow[segs]])
+            start = warm_start(
+                problem, baseline.rate[segs], flow, baseline.shortage[segs], baseline.surplus[segs]
+            )
+        return solve_coupled(problem, start)
+
     if len(problems) > 1:
         # components are independent and numpy releases the GIL in the batched linear
         # algebra and large array operations: one thread per core
         with ThreadPoolExecutor(len(problems)) as pool:
-            solutions = list(pool.map(lambda p: solve_coupled(p[0]), problems))
+            solutions = list(pool.map(run, problems))
     else:
-        solutions = [solve_coupled(problems[0][0])]
+        solutions = [run(problems[0])]
     comp = market.component
     for (problem, segs, edge_ids), solution in zip(problems, solutions, strict=True):
         _store(st, problem, segs, edge_ids, solution, PATHS.index("interior"))
