@@ -1,0 +1,176 @@
+"""Solver mechanics: result objects, what-if re-solves, fallbacks and failures, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import pricing.equilibrium as equilibrium
+from pricing.cli import EXIT_OK, main
+from pricing.equilibrium import VERIFY_TOL, residuals, solve
+from pricing.interior import CoupledSolution
+from pricing.market import Market
+from pricing.synthetic import random_market
+
+
+@pytest.fixture(scope="module")
+def market() -> Market:
+    return random_market(400, (2, 12), seed=11, bounded_share=0.1)
+
+
+@pytest.fixture(scope="module")
+def base(market: Market) -> equilibrium.EquilibriumResult:
+    return solve(market)
+
+
+def _shift(market: Market, category: str | None, log_change: float) -> Market:
+    seg = market.segments.copy()
+    rows = slice(None) if category is None else seg["category"] == category
+    seg.loc[rows, "log_demand_level"] += log_change
+    return Market(seg, market.edges, market.segment_keys)
+
+
+def test_result_objects(base: equilibrium.EquilibriumResult, market: Market) -> None:
+    frame = base.to_frame()
+    assert len(frame) == len(market)
+    expected = {
+        "observed_rate", "rate", "client_rate", "freelancer_rate", "hours", "demand_hours",
+        "supply_hours", "demand_hours_at_observed", "supply_hours_at_observed",
+        "shortage_hours", "surplus_hours", "pool_wage", "gap_pct", "bound", "component",
+        "status",
+    }  # fmt: skip
+    assert expected <= set(frame.columns)
+    assert base.ok and set(frame["status"]) == {"solved"}
+    assert set(base.components["path"]) == {"interior"}
+    assert (base.components["residual"] <= VERIFY_TOL).all()
+    assert "Equilibrium (auto)" in base.summary() and "<table" in base._repr_html_()
+    assert len(base.edges_frame()) == len(market.edges)
+    # hours cleared = hours demanded less the shortage
+    gap = (frame["hours"] - (frame["demand_hours"] - frame["shortage_hours"])).abs()
+    assert (gap <= 1e-8 * frame["demand_hours"]).all()
+    # verification recomputed independently of the solver's own bookkeeping
+    assert residuals(market, base).max() <= VERIFY_TOL
+
+
+def test_whatif_reuses_unchanged_components_exactly(
+    base: equilibrium.EquilibriumResult, market: Market
+) -> None:
+    shifted = _shift(market, "c3", np.log(1.2))
+    fresh = solve(shifted)
+    quick = solve(shifted, baseline=base)
+    touched = (shifted.segments["category"] == "c3").to_numpy()
+    same = ~np.isin(shifted.component, shifted.component[touched])
+    assert quick.timings["reused_segments"] == same.sum()
+    np.testing.assert_array_equal(quick.rate[same], base.rate[same])
+    # changed components are re-solved (warm-started) to the cold answer
+    np.testing.assert_allclose(quick.rate, fresh.rate, rtol=1e-8)
+    np.testing.assert_allclose(quick.flow, fresh.flow, rtol=1e-6, atol=1e-6)
+    assert quick.rate[touched].mean() > base.rate[touched].mean()
+
+
+def test_whatif_everywhere_warm_starts_to_the_same_answer(
+    base: equilibrium.EquilibriumResult, market: Market
+) -> None:
+    shifted = _shift(market, None, np.log(0.8))
+    fresh, warm = solve(shifted), solve(shifted, baseline=base)
+    assert warm.timings.get("reused_segments", 0) == 0
+    np.testing.assert_allclose(warm.rate, fresh.rate, rtol=1e-8)
+    assert np.median(warm.iterations) < np.median(fresh.iterations)
+
+
+def test_unconverged_components_fall_back_to_the_convex_program(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = equilibrium.solve_coupled
+    reference = solve(market)
+
+    def stalls_on_component_zero(problem, start=None):  # type: ignore[no-untyped-def]
+        out = real(problem, start)
+        converged = out.converged.copy()
+        converged[0] = False
+        reason = list(out.reason)
+        reason[0] = "simulated stall"
+        rate = out.rate.copy()
+        rate[problem.component == 0] *= 1.01  # where it stopped: not yet clearing
+        return CoupledSolution(
+            rate, out.wage, out.flow, out.shortage, out.surplus, converged,
+            out.iterations, reason,
+        )  # fmt: skip
+
+    monkeypatch.setattr(equilibrium, "solve_coupled", stalls_on_component_zero)
+    result = solve(market)
+    assert result.ok
+    row = result.components.iloc[0]
+    assert row["status"] == "solved_fallback" and row["path"] == "clarabel"
+    assert row["reason"].startswith("simulated stall")  # why it fell back
+    # the fallback's answer is the same equilibrium, to Clarabel's accuracy
+    np.testing.assert_allclose(result.rate, reference.rate, rtol=1e-6)
+
+
+def test_a_component_no_solver_clears_is_failed_with_its_reason(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pricing.welfare as welfare
+
+    real_interior, real_welfare = equilibrium.solve_coupled, welfare.solve_welfare
+
+    def wrong(problem, start=None):  # type: ignore[no-untyped-def]
+        out = real_interior(problem, start)
+        rate = out.rate.copy()
+        rate[problem.component == 0] *= 1.01  # a wrong answer that "converged"
+        return CoupledSolution(
+            rate, out.wage, out.flow, out.shortage, out.surplus, out.converged,
+            out.iterations, out.reason,
+        )  # fmt: skip
+
+    def broken(problem, solver="CLARABEL"):  # type: ignore[no-untyped-def]
+        out = real_welfare(problem, solver)
+        return type(out)(
+            **{**out.__dict__, "rate": out.rate * 1.01, "status": "optimal_inaccurate"}
+        )
+
+    monkeypatch.setattr(equilibrium, "solve_coupled", wrong)
+    monkeypatch.setattr(welfare, "solve_welfare", broken)
+    result = solve(market)
+    assert not result.ok
+    failed = result.status == "failed"
+    first = market.component == 0
+    assert failed[first].all() and not failed[~first].any()
+    assert np.isnan(result.rate[first]).all() and np.isfinite(result.rate[~first]).all()
+    reason = result.components.iloc[0]["reason"]
+    assert "interior: residual" in reason and "clarabel: optimal_inaccurate" in reason
+    assert "scs: optimal_inaccurate" in reason
+    assert "failed" in result.summary()
+
+
+def test_segments_without_curves_are_reported(market: Market) -> None:
+    seg = market.segments.copy()
+    seg.loc[0, ["demand_elasticity", "log_demand_level"]] = np.nan
+    seg.loc[0, ["supply_elasticity", "log_supply_level"]] = np.nan
+    result = solve(Market(seg, market.edges, market.segment_keys))
+    assert result.ok
+    assert result.status[0] == "no_curve" and np.isnan(result.rate[0])
+    assert (result.status[1:] == "solved").all()
+
+
+def test_bad_method_is_refused(market: Market) -> None:
+    with pytest.raises(ValueError, match="method"):
+        solve(market, method="newton")  # type: ignore[arg-type]
+
+
+def test_cli_equilibrium_on_the_sample(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    out = tmp_path / "eq.parquet"
+    result = runner.invoke(main, ["equilibrium", "--json", "-q", "--out", str(out)])
+    assert result.exit_code == EXIT_OK, result.output
+    payload = json.loads(result.stdout)
+    assert payload["status"] == {"solved": payload["segments"]}
+    assert payload["max_residual"] <= VERIFY_TOL
+    frame = pd.read_parquet(out)
+    assert len(frame) == payload["segments"] and frame["rate"].gt(0).all()
+    text = runner.invoke(main, ["equilibrium", "-q", "--rows", "5"])
+    assert text.exit_code == EXIT_OK and "Equilibrium (auto)" in text.output
