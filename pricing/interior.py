@@ -177,6 +177,38 @@ class _Structure:
         self.buffer = np.zeros(mat_total)
         self.has_cap = np.flatnonzero(np.isfinite(pb.cap))
         self.has_floor = np.flatnonzero(np.isfinite(pb.floor))
+        # per-component minima and maxima by reduceat over component-sorted positions
+        # (every component has segments and rows, so no run is empty)
+        row_comp = comp[np.concatenate([pb.segment, self.has_cap, self.has_floor])]
+        self.rows = _runs(row_comp, self.n_comp)
+        self.segs = _runs(comp, self.n_comp)
+
+    def seg_max(self, values: FloatArray) -> FloatArray:
+        order, starts = self.segs
+        out: FloatArray = np.maximum.reduceat(values[order], starts)
+        return out
+
+    def step(
+        self,
+        runs: tuple[IntArray, IntArray],
+        value: FloatArray,
+        change: FloatArray,
+        fraction: float | FloatArray,
+    ) -> FloatArray:
+        """Per component, ``fraction`` × the largest α keeping ``value + α change``
+        positive, capped at 1."""
+        order, starts = runs
+        with np.errstate(divide="ignore"):
+            ratio = np.where(change < 0, value / -change, np.inf)
+        out: FloatArray = np.minimum(1.0, fraction * np.minimum.reduceat(ratio[order], starts))
+        return out
+
+
+def _runs(labels: IntArray, n_comp: int) -> tuple[IntArray, IntArray]:
+    """Positions sorted by component and where each component's run starts."""
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(n_comp))
+    return order, starts
 
 
 def solve_coupled(
@@ -282,8 +314,7 @@ def solve_coupled(
         a_p, a_w = adjoint(lam)
         r_p, r_w = -demand - a_p, supply - a_w  # ∇f − Aᵀλ: minus the clearing residuals
         mu = np.bincount(row_comp, lam * s, minlength=n_comp) / weight_sum
-        residual = np.zeros(n_comp)
-        np.maximum.at(residual, comp, np.maximum(np.abs(r_p), np.abs(r_w)) / hs)
+        residual = st.seg_max(np.maximum(np.abs(r_p), np.abs(r_w)) / hs)
         # rounding in the barrier Hessian limits the attainable accuracy; a component
         # whose residual has stopped improving below _ACCEPT_TOL is done
         stalled = np.where(residual < 0.5 * best, 0, stalled + 1)
@@ -320,8 +351,8 @@ def solve_coupled(
 
         # predictor: the affine step sets the centring target (Mehrotra's σ = (μ_aff/μ)³)
         _, ds, dl = direction(dp_a, rhs_w_a, lam, h, c_w, d_w)
-        a_pri = _step(row_comp, n_comp, s, ds, 1.0)
-        a_dual = _step(row_comp, n_comp, lam, dl, 1.0)
+        a_pri = st.step(st.rows, s, ds, 1.0)
+        a_dual = st.step(st.rows, lam, dl, 1.0)
         s_aff = s + a_pri[row_comp] * ds
         l_aff = lam + a_dual[row_comp] * dl
         mu_aff = np.bincount(row_comp, s_aff * l_aff, minlength=n_comp) / weight_sum
@@ -333,9 +364,9 @@ def solve_coupled(
 
         fraction = np.maximum(_BOUNDARY, 1.0 - 10.0 * mu)  # → 1 as μ → 0: full final steps
         a_pri = np.minimum(
-            _step(row_comp, n_comp, s, ds, fraction), _step(comp, n_comp, p, dp, fraction)
+            st.step(st.rows, s, ds, fraction), st.step(st.segs, p, dp, fraction)
         )
-        a_dual = _step(row_comp, n_comp, lam, dl, fraction)
+        a_dual = st.step(st.rows, lam, dl, fraction)
         # Armijo backtracking on φ_μt for the rates and wages; the direction is a descent
         # direction of φ_μt because the primal–dual Hessian is positive definite. Near the
         # solution φ differences drown in rounding and the full step is taken untested.
@@ -512,13 +543,3 @@ def _solve(st: _Structure, matrices: list[FloatArray], *rhs: FloatArray) -> tupl
         out[start : start + count * size] = np.linalg.solve(mats, b).reshape(-1, len(rhs))
     picked = out[st.rhs_index]
     return tuple(picked[:, j] for j in range(len(rhs)))
-
-
-def _step(
-    comp: IntArray, n_comp: int, value: FloatArray, change: FloatArray, fraction: float | FloatArray
-) -> FloatArray:
-    """Per component, ``fraction`` × the largest α ≤ 1/fraction keeping ``value`` positive."""
-    limit = np.full(n_comp, np.inf)
-    falling = change < 0
-    np.minimum.at(limit, comp[falling], value[falling] / -change[falling])
-    return np.minimum(1.0, fraction * limit)
