@@ -22,9 +22,11 @@ at the floor rate (y_k, the surplus), so the dual p_k is the listed rate in ever
 ``method="auto"`` takes the closed form for uncoupled segments and the batched interior
 point of :mod:`pricing.interior` for coupled components up to its size limit; a component
 it does not solve goes to the convex program of :mod:`pricing.welfare` (Clarabel, then
-SCS). ``method="cvxpy"`` puts every usable segment into the convex program (the reference
-path). Every answer is verified before it is returned (:func:`verify`); a component that
-fails verification on every path is reported ``failed`` with the reason, its numbers NaN.
+SCS), one vectorized program per batch of whole components of about
+:data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts every usable segment into the
+convex program (the reference path). Every answer is verified before it is returned
+(:func:`residuals`); a component that fails verification on every path is reported
+``failed`` with the reason, its numbers NaN.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Method = Literal["auto", "cvxpy"]
+
+#: segments per convex program (whole components; a larger component is one program)
+CONVEX_BATCH = 200
 
 #: Acceptance bar of every solution: clearing residuals relative to hours, bounds and
 #: reduced costs relative to the rate. The closed form and the interior point reach
@@ -117,7 +122,11 @@ class EquilibriumResult:
                 "status": self.status[first],
                 "residual": self.residual[first],
                 "iterations": self.iterations[first],
-                "reason": [self.reasons.get(int(c), "") for c in ids],
+                # a verified first-choice answer needs no explanation
+                "reason": [
+                    "" if code == _SOLVED else self.reasons.get(int(c), "")
+                    for c, code in zip(ids, self.status_code[first], strict=True)
+                ],
             }
         )
 
@@ -254,15 +263,28 @@ def solve(
         from pricing.welfare import solve_welfare
 
         t1 = time.perf_counter()
-        problem, segs, edge_ids = _coupled_problem(market, todo, p_star, h_star)
-        welfare = solve_welfare(problem, solver=solver)
         key = solver.lower()
-        timings[f"{key}_compile"] = welfare.compile_seconds
-        timings[f"{key}_solve"] = welfare.solve_seconds
+        timings[f"{key}_compile"] = timings[f"{key}_solve"] = 0.0
+        # one vectorized program per batch of whole components: Clarabel fails on single
+        # programs of ~1,000 segments and more, and a batch confines a failure
+        batches = _batches(comp, todo, CONVEX_BATCH)
+        while batches:
+            batch = batches.pop()
+            problem, segs, edge_ids = _coupled_problem(market, batch, p_star, h_star)
+            welfare = solve_welfare(problem, solver=solver)
+            timings[f"{key}_compile"] += welfare.compile_seconds
+            timings[f"{key}_solve"] += welfare.solve_seconds
+            n_comp = int(problem.component.max()) + 1
+            halves = _split(comp, batch, 2) if n_comp > 1 else [batch]
+            if not np.isfinite(welfare.rate).all() and len(halves) > 1:
+                # one hard component stops the whole program: halve the batch until
+                # it is isolated, so the others still get this solver's answer
+                batches += halves
+                continue
+            _store(state, problem, segs, edge_ids, welfare, PATHS.index(key))
+            if welfare.status != "optimal":
+                state.note(comp[segs], f"{key}: {welfare.status}")
         timings[key] = time.perf_counter() - t1
-        _store(state, problem, segs, edge_ids, welfare, PATHS.index(key))
-        if welfare.status != "optimal":
-            state.note(comp[segs], f"{key}: {welfare.status}")
         first_choice = method == "cvxpy" and solver == "CLARABEL"
         state.verify(todo, _SOLVED if first_choice else _FALLBACK)
         todo &= state.status == _FAILED
@@ -314,7 +336,7 @@ def _reuse(
     changed[touched.astype(np.int64)] = True
     dirty = np.zeros(int(comp.max()) + 1, bool)
     dirty[comp[changed]] = True
-    keep = ~dirty[comp] & (baseline.status_code == _SOLVED) & market.usable
+    keep: npt.NDArray[np.bool_] = ~dirty[comp] & (baseline.status_code == _SOLVED) & market.usable
     if not keep.any():
         return keep
     for name in ("rate", "wage", "home_flow", "shortage", "surplus", "residual", "iterations"):
@@ -512,14 +534,29 @@ def _chunks(comp: IntArray, chosen: npt.NDArray[np.bool_]) -> list[npt.NDArray[n
     workers = min(os.cpu_count() or 1, 8)
     if workers == 1 or chosen.sum() < _PARALLEL_MIN_SEGMENTS:
         return [chosen]
+    return _split(comp, chosen, workers)
+
+
+def _batches(
+    comp: IntArray, chosen: npt.NDArray[np.bool_], size: int
+) -> list[npt.NDArray[np.bool_]]:
+    """The chosen segments in batches of whole components, about ``size`` segments each."""
+    return _split(comp, chosen, max(1, -(-int(chosen.sum()) // size)))
+
+
+def _split(
+    comp: IntArray, chosen: npt.NDArray[np.bool_], parts: int
+) -> list[npt.NDArray[np.bool_]]:
     # components in order, cut where the running segment count crosses each share
     sizes = np.bincount(comp[chosen], minlength=int(comp.max()) + 1)
-    cut = np.searchsorted(np.cumsum(sizes), np.arange(1, workers) * chosen.sum() / workers)
-    part_of_comp = np.zeros(sizes.size, np.int64)
-    part_of_comp[cut[cut < sizes.size]] += 1
-    part_of_comp = np.cumsum(part_of_comp)
-    parts = [chosen & (part_of_comp[comp] == k) for k in range(workers)]
-    return [part for part in parts if part.any()]
+    cut = np.searchsorted(
+        np.cumsum(sizes), np.arange(1, parts) * chosen.sum() / parts, side="right"
+    )
+    part_of_comp = np.zeros(sizes.size + 1, np.int64)
+    np.add.at(part_of_comp, cut, 1)
+    part_of_comp = np.cumsum(part_of_comp)[: sizes.size]
+    label = part_of_comp[comp]
+    return [chosen & (label == k) for k in np.unique(label[chosen]).tolist()]
 
 
 def _coupled_problem(
