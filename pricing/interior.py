@@ -69,6 +69,7 @@ _ARMIJO = 1e-4
 _WARM_THETA = 1e-3  # relative slack and complementarity of a warm start
 _POLISH_RHO = 1e6  # augmented-Lagrangian penalty, relative to the segment's H*/p*
 _POLISH_ROUNDS = 12  # at most; it stops at rounding level
+_POLISH_CLEAR_TOL = 1e-10  # clearing residual a polished component may end with
 _UNDECIDED = 1e-9  # min(x/H*, slack/p*) of a row above which its component is polished
 
 
@@ -556,7 +557,7 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
 
     def clearing(p: FloatArray, w: FloatArray, lam: FloatArray) -> tuple[FloatArray, FloatArray]:
         """∇f − Aᵀλ: minus the clearing residuals of segments and pools."""
-        inflow = np.bincount(seg, lam[:me], minlength=n)
+        inflow: FloatArray = np.bincount(seg, lam[:me], minlength=n).astype(np.float64)
         inflow[ic] += lam[me : me + mc]
         inflow[jf] -= lam[me + mc :]
         outflow = np.bincount(pool, lam[:me], minlength=n)
@@ -575,9 +576,17 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
     needs[row_comp[undecided]] = True
     if not needs.any():
         return sol
+
+    def relative_residual(p: FloatArray, w: FloatArray, lam: FloatArray) -> FloatArray:
+        """Worst clearing residual per component, each node against its own hours."""
+        r_p, r_w = clearing(p, w, lam)
+        demand = hs * np.exp(eps * np.log(p / ps))
+        supply = hs * np.exp(eta * np.log(w / ps))
+        return st.seg_max(np.maximum(np.abs(r_p) / demand, np.abs(r_w) / supply))
+
+    before = relative_residual(p, w, lam)
     lam = np.where(active, lam, 0.0)
     rho = np.where(active, _POLISH_RHO * (hs / ps)[row_seg], 0.0)
-    before = st.seg_max(np.maximum(*map(np.abs, clearing(p, w, np.where(active, lam, 0.0)))) / hs)
     for _ in range(_POLISH_ROUNDS):
         g = np.where(active, slack(p, w), 0.0)
         r_p, r_w = clearing(p, w, lam - rho * g)
@@ -606,7 +615,7 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
             return sol
         lam = lam - rho * np.where(active, slack(p, w), 0.0)
     s = slack(p, w)
-    after = st.seg_max(np.maximum(*map(np.abs, clearing(p, w, lam))) / hs)
+    after = relative_residual(p, w, lam)
     # rounding: a flow is the difference of its pool's hours, a slack of two rates
     row_hours = np.concatenate([np.maximum(hs[seg], hs[pool]), hs[ic], hs[jf]])
     bad_row = np.where(active, lam < -1e-10 * row_hours, s < -1e-12 * ps[row_seg])
@@ -615,7 +624,7 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
     # the polish trades the interior point's √μ complementarity error for exactness;
     # its clearing residual may end a little above the interior point's tiny one, but a
     # result that clears worse than _ACCEPT_TOL (or is not finite) is not taken
-    bad |= ~(after <= np.maximum(before, _ACCEPT_TOL)) | ~needs
+    bad |= ~(after <= np.maximum(10.0 * before, _POLISH_CLEAR_TOL)) | ~needs
     keep = bad[comp]
     p[keep], w[keep] = sol.rate[keep], sol.wage[keep]
     lam = np.maximum(lam, 0.0)
