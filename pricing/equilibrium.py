@@ -609,7 +609,7 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
 
     * clearing: |D_k(p_k) + y_k − Σ_j x_jk − z_k| / D_k and |S_j(w_j) − Σ_k x_jk| / S_j;
     * edges (home edges too): x ≥ 0, reduced cost w_j − p_k + τ ≥ 0 (relative to p_k),
-      and complementarity min(x/S_j, reduced cost/p_k) ≈ 0;
+      and complementarity min(x/min(S_j, D_k), reduced cost/p_k) ≈ 0;
     * bounds: floor ≤ p ≤ cap, shortage only at the cap, surplus only at the floor.
     """
     p, w = st.rate, st.wage
@@ -624,7 +624,9 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
         outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=n)
         worst = np.abs(d + st.surplus - inflow - st.shortage) / d
         worst = np.maximum(worst, np.abs(s - outflow) / s)
-        home = np.minimum(np.maximum(w - p, 0.0) / p, np.maximum(st.home_flow, 0.0) / s)
+        home = np.minimum(
+            np.maximum(w - p, 0.0) / p, np.maximum(st.home_flow, 0.0) / np.minimum(s, d)
+        )
         worst = np.maximum(worst, home)  # the home edge's complementarity
         worst = np.maximum(worst, np.maximum(p - w, 0.0) / p)
         floor, cap = market.array("rate_floor"), market.array("rate_cap")
@@ -637,7 +639,9 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
         worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d, at_floor))
         worst = np.maximum(worst, np.maximum(-np.minimum(st.shortage, st.surplus), 0.0) / d)
         rc = (w[pool] - p[seg] + tau) / p[seg]
-        x_rel = flow / s[pool]
+        # a flow matters if it is large for either end: a pool's crumbs can be all a
+        # small segment buys
+        x_rel = flow / np.minimum(s[pool], d[seg])
         edge_worst = np.maximum(np.maximum(-rc, 0.0), np.maximum(-x_rel, 0.0))
         edge_worst = np.maximum(edge_worst, np.minimum(np.maximum(rc, 0.0), np.maximum(x_rel, 0.0)))
         edge_worst = np.where(active, edge_worst, 0.0)
