@@ -22,19 +22,22 @@ market clearing:
 
 with complementarity x_jk (w_j − p_k + τ_jk) = 0 (flows only where p_k − τ_jk = w_j).
 
-**Method.** A primal barrier method on the dual, all components at once: Newton steps on
+**Method.** A primal–dual interior point on this dual, all components at once, with the
+barrier terms weighted by each row's money scale m_i = H*_k p*_k so that the central path
+x_i s_i = μ m_i means the same relative accuracy everywhere. The slacks s are variables
+of their own (an active edge's w − p + τ falls far below the rounding of w and p).
+Newton's system is diag(−D′, S′) + Aᵀ diag(x/s) A; eliminating the pools' wages (their
+block is diagonal) leaves one dense SPD matrix per component (segments × segments),
+assembled so that the large x/s of active edges cancel exactly, and components are padded
+to size classes so each class is one batched solve. Mehrotra's predictor sets the
+centring target; an Armijo backtracking search on the barrier merit φ_μ (the direction is
+a descent direction of it) keeps the iteration globally convergent; step lengths are per
+component, and components that finish drop out of the batch. A component is done when
+μ ≤ 1e-13 and its clearing residual ≤ 1e-11 of its hours (or ≤ 1e-9 once progress stalls).
 
-    φ_μ(p, w) = Σ CS + Σ PS − μ Σ_i m_i log s_i,      s_i the constraint slacks,
-
-each weighted by the money scale m_i = H*_k p*_k of its segment so that x_i s_i = μ m_i
-means the same relative accuracy everywhere. Multipliers are read as x_i = μ m_i / s_i.
-The Hessian is diag(−D′, S′) plus the barrier terms; eliminating the pools' wages (their
-block is diagonal) leaves one dense SPD matrix per component (segments × segments), and
-components are padded to power-of-two sizes so each size class is a single batched
-solve. Step lengths, line searches and μ are per component: a backtracking Armijo search
-on φ_μ keeps the iteration globally convergent, and μ shrinks tenfold once a component
-is centred (scaled Newton decrement below 1/10). At μ = 1e-13 a few pure Newton steps
-drive the decrement to rounding level, so rates are exact to about 1e-12 relative.
+**Polish.** Where a row is still undecided (flow and slack both above 1e-9: a degenerate
+edge, a floor at the clearing rate) the interior point is only √μ exact; the method of
+multipliers on the active set then finishes the component (:func:`_polish`).
 
 Components above :data:`MAX_DENSE` segments are not taken (the caller sends them to the
 general convex program), and any that does not converge within :data:`MAX_ITERATIONS`
