@@ -260,6 +260,13 @@ def _interior_point(
         a_p[jf] += u[me + mc :]
         return a_p, np.bincount(pool, u[:me], minlength=n).astype(np.float64)
 
+    def scatter_bounds(lam: FloatArray) -> FloatArray:
+        """Shortage plus surplus per segment (the cap and floor multipliers)."""
+        out = np.zeros(n)
+        out[ic] += lam[me : me + mc]
+        out[jf] += lam[me + mc :]
+        return out
+
     def merit(p: FloatArray, w: FloatArray, sl: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The surplus and barrier parts of φ_μ = surplus − μ·barrier per component, at
         rates p, wages w and slacks sl; the surplus is +inf outside the domain."""
@@ -329,7 +336,12 @@ def _interior_point(
         # the rounding of w and p); r_s is their drift from the rates, kept at rounding
         r_s = slack(p, w) - s
         mu = np.bincount(row_comp, lam * s, minlength=n_comp) / weight_sum
-        residual = st.seg_max(np.maximum(np.abs(r_p), np.abs(r_w)) / hs)
+        # each balance against the size of its own terms (a floor or a big pool can put
+        # far more hours through a segment than its H*), so rounding is never "residual"
+        size_p, size_w = adjoint(lam)
+        size_p = demand + np.abs(size_p) + 2.0 * scatter_bounds(lam)
+        size_w = supply + size_w
+        residual = st.seg_max(np.maximum(np.abs(r_p) / size_p, np.abs(r_w) / size_w))
         # rounding in the barrier Hessian limits the attainable accuracy; a component
         # whose residual has stopped improving below _ACCEPT_TOL is done
         stalled = np.where(residual < 0.5 * best, 0, stalled + 1)

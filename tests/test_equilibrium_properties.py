@@ -513,13 +513,6 @@ def test_small_elastic_segment_served_by_a_big_pool(
     np.testing.assert_allclose(result.rate, exact, rtol=RATE_TOL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known limitation (issue 4 note): the interior point does not converge on this "
-    "market and the convex program is not accurate enough either; the engine reports the "
-    "component failed instead of returning its numbers",
-)
 def test_segment_served_only_by_another_pool_gets_that_pools_wage() -> None:
     """Found by the demand-shift property (in general position): segment 2 (ε = −3,
     p* = 7.5, H* = 1) loses its own pool to segment 0 (held at its floor 320) and is served
@@ -554,13 +547,6 @@ def test_segment_served_only_by_another_pool_gets_that_pools_wage() -> None:
     np.testing.assert_allclose(result.wage, [320.0, 250.0, 320.0, 250.0], rtol=RATE_TOL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known limitation (issue 4 note): the interior point does not converge on this "
-    "market and the convex program is not accurate enough either; the engine reports the "
-    "component failed instead of returning its numbers",
-)
 @pytest.mark.parametrize(
     "friction", [6.4137070372673906, 51.309656298139124], ids=["fails", "falls-back"]
 )
