@@ -423,6 +423,8 @@ def test_every_segment_and_pool_clears(market: Market) -> None:
 # served by a big pool, and returns a verified but wrong rate for a segment priced far
 # above its own curve. At 7accff8 (active-set polish) the first six pass, the seventh
 # still fails, and the last (a floor absorbing a big pool) fails where cae74cc passed.
+# Since 7d5a5ce all pass: slacks as variables, the polish, convergence of each balance
+# against its own terms, and complementarity measured against the smaller end of a flow.
 E2 = float(np.exp(2.0))
 
 
@@ -548,7 +550,7 @@ def test_segment_served_only_by_another_pool_gets_that_pools_wage() -> None:
 
 
 @pytest.mark.parametrize(
-    "friction", [6.4137070372673906, 51.309656298139124], ids=["fails", "falls-back"]
+    "friction", [6.4137070372673906, 51.309656298139124], ids=["tau-6.41", "tau-51.3"]
 )
 def test_floor_that_absorbs_a_big_pool(friction: float) -> None:
     """Found by the supply-shift property at 7accff8 (solved exactly at cae74cc, so a
