@@ -26,8 +26,10 @@ import click
 from pricing import __version__
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from pricing.config import RunConfig
-    from pricing.schema import ValidationReport
+    from pricing.schema import CheckedInputs, ValidationReport
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -196,28 +198,15 @@ def panel(
 
     With no DATA_DIR, uses the shipped sample market.
     """
-    from pricing.io import atomic_file
     from pricing.panel import build_panel
 
-    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
-        raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")
-    config = _load_config(data_dir, config_path)
+    _check_out(out)
     progress = Progress(quiet)
-    report = _check(data_dir, config, as_of, 5, progress)
-    progress.done()
-    if not report.ok:
-        click.echo(report.to_json() if as_json else report.summary(), err=not as_json)
-        sys.exit(EXIT_INVALID_INPUT)
+    _, checked = _valid_inputs(data_dir, config_path, as_of, as_json, progress)
     progress("aggregating the segment x week panel")
-    result = build_panel(report.checked())
+    result = build_panel(checked)
     if out is not None:
-        progress(f"writing {out}")
-        with atomic_file(out) as tmp:
-            frame = result.to_frame()
-            if out.suffix.lower() == ".parquet":
-                frame.to_parquet(tmp, index=False)
-            else:
-                frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+        _write_table(result.to_frame(), out, progress)
     progress.done()
     if as_json:
         segments = result.segments()
@@ -371,20 +360,12 @@ def equilibrium(
     from pricing.curves import fit_curves
     from pricing.equilibrium import solve
     from pricing.errors import MarketError
-    from pricing.io import atomic_file
     from pricing.market import Market
     from pricing.panel import build_panel
 
-    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
-        raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")
-    config = _load_config(data_dir, config_path)
+    _check_out(out)
     progress = Progress(quiet)
-    report = _check(data_dir, config, as_of, 5, progress)
-    progress.done()
-    if not report.ok:
-        click.echo(report.to_json() if as_json else report.summary(), err=not as_json)
-        sys.exit(EXIT_INVALID_INPUT)
-    checked = report.checked()
+    config, checked = _valid_inputs(data_dir, config_path, as_of, as_json, progress)
     progress("aggregating the segment x week panel")
     panel_ = build_panel(checked)
     progress("estimating demand and supply curves")
@@ -399,12 +380,7 @@ def equilibrium(
     result = solve(market, method=method)  # type: ignore[arg-type]
     frame = result.to_frame()
     if out is not None:
-        progress(f"writing {out}")
-        with atomic_file(out) as tmp:
-            if out.suffix.lower() == ".parquet":
-                frame.to_parquet(tmp, index=False)
-            else:
-                frame.to_csv(tmp, index=False)
+        _write_table(frame, out, progress)
     progress.done()
     if as_json:
         payload = {
@@ -430,3 +406,37 @@ def equilibrium(
         click.echo(result.summary(max_rows=rows))
     if not result.ok:
         sys.exit(EXIT_DEGRADED)
+
+
+def _check_out(out: Path | None) -> None:
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")
+
+
+def _valid_inputs(
+    data_dir: Path,
+    config_path: Path | None,
+    as_of: dt.datetime | None,
+    as_json: bool,
+    progress: Progress,
+) -> tuple[RunConfig, CheckedInputs]:
+    """The configuration and checked inputs; prints the report and exits 3 if invalid."""
+    config = _load_config(data_dir, config_path)
+    report = _check(data_dir, config, as_of, 5, progress)
+    progress.done()
+    if not report.ok:
+        click.echo(report.to_json() if as_json else report.summary(), err=not as_json)
+        sys.exit(EXIT_INVALID_INPUT)
+    return config, report.checked()
+
+
+def _write_table(frame: pd.DataFrame, out: Path, progress: Progress) -> None:
+    """Write ``frame`` to ``out`` (.parquet or .csv) atomically."""
+    from pricing.io import atomic_file
+
+    progress(f"writing {out}")
+    with atomic_file(out) as tmp:
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
