@@ -132,12 +132,43 @@ class MarketConfig(_Section):
     bounds: tuple[RateBound, ...] = ()
 
 
+class GuidanceConfig(_Section):
+    """How rate guidance is derived from the equilibrium (see :mod:`pricing.guidance`)."""
+
+    band_level: float = Field(default=0.90, gt=0, lt=1)  # probability of the rate bands
+    draws: int = Field(default=200, ge=20)  # curve draws behind the bands
+    seed: int = 0  # of the curve draws: the same inputs give the same bands
+    balanced_pct: float = Field(default=5.0, gt=0, allow_inf_nan=False)  # |gap| ≤ this
+    thin_data_flags: tuple[str, ...] = ("thin_data",)  # curve flags that mean thin_data
+    max_change_pct: float = Field(default=10.0, gt=0, allow_inf_nan=False)  # vs previous run
+
+
+Share = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class InterventionsConfig(_Section):
+    """The intervention plan's budget, objective and constraints (see
+    :mod:`pricing.interventions`). A budget of 0 plans nothing."""
+
+    budget: Money = 0.0  # USD
+    objective: Literal["hours", "gmv", "surplus"] = "hours"
+    spend_caps: dict[str, Money] = {}  # category → most USD spent on its levers
+    min_fill: dict[str, Share] = {}  # category → least fill (equilibrium hours / demand today)
+    budget_step: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # None: 5 %
+    enumerate_limit: int = Field(default=1024, ge=1)  # joint unit combinations per group
+    max_rounds: int = Field(default=6, ge=1)  # re-anchoring rounds of the separable model
+    time_limit_seconds: float = Field(default=20.0, gt=0, allow_inf_nan=False)  # per CP-SAT
+
+
 class RunConfig(_Section):
     """All settings of a run; built-in defaults when no file is given."""
 
     data: DataConfig = DataConfig()
     estimation: EstimationConfig = EstimationConfig()
     market: MarketConfig = MarketConfig()
+    guidance: GuidanceConfig = GuidanceConfig()
+    interventions: InterventionsConfig = InterventionsConfig()
 
     @property
     def segment_keys(self) -> tuple[str, ...]:

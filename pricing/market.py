@@ -152,6 +152,44 @@ class Market:
         edges = _segment_edges(frame, keys, adjacency)
         return cls(frame, edges, tuple(keys))
 
+    def stack(self, rows: IntArray, copy: IntArray) -> tuple[Market, IntArray]:
+        """Variants side by side in one market, to solve them in one batched call.
+
+        Row i of the result is segment ``rows[i]`` in copy ``copy[i]`` (each pair at most
+        once); an edge joins two rows of the same copy wherever it joins their segments
+        here. Returns the market and, for each of its edges, the position of the edge it
+        copies in :attr:`edges`, so a caller can change frictions or drop edges per copy.
+        Stacking whole components keeps the copies' equilibria those of the originals.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        copy = np.asarray(copy, dtype=np.int64)
+        n = len(self)
+        key = copy * n + rows
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        if sorted_key.size and (np.diff(sorted_key) == 0).any():
+            raise ValueError("stack: a (copy, segment) pair appears twice")
+        pool = self.edges["pool"].to_numpy()
+        by_pool = np.argsort(pool, kind="stable")
+        counts = np.bincount(pool, minlength=n)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        k = counts[rows]
+        new_pool = np.repeat(np.arange(rows.size), k)
+        offset = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+        edge_id = by_pool[first[rows][new_pool] + offset]
+        target = copy[new_pool] * n + self.edges["segment"].to_numpy()[edge_id]
+        at = np.minimum(np.searchsorted(sorted_key, target), max(sorted_key.size - 1, 0))
+        found = sorted_key[at] == target if sorted_key.size else np.zeros(0, bool)
+        edges = pd.DataFrame(
+            {
+                "pool": new_pool[found],
+                "segment": order[at[found]],
+                "friction": self.edges["friction"].to_numpy()[edge_id[found]],
+            }
+        )
+        segments = self.segments.iloc[rows].reset_index(drop=True)
+        return Market(segments, edges, self.segment_keys), edge_id[found]
+
     # ----------------------------------------------------------------- validation
     def _problems(self) -> list[str]:
         s, e = self.segments, self.edges
