@@ -143,7 +143,7 @@ class GuidanceConfig(_Section):
     max_change_pct: float = Field(default=10.0, gt=0, allow_inf_nan=False)  # vs previous run
 
 
-Share = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Share = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # may exceed 1
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 

@@ -149,7 +149,7 @@ class Market:
         # a segment without a usable curve is carried with NaN parameters (reported)
         unusable = ~np.isfinite(frame[list(CURVE_PARAMETERS)].to_numpy()).all(axis=1)
         frame.loc[unusable, list(CURVE_PARAMETERS)] = np.nan
-        edges = _segment_edges(frame, keys, adjacency)
+        edges = segment_edges(frame, keys, adjacency)
         return cls(frame, edges, tuple(keys))
 
     def stack(self, rows: IntArray, copy: IntArray) -> tuple[Market, IntArray]:
@@ -422,7 +422,7 @@ def _bounds(
     return floor, cap, problems
 
 
-def _segment_edges(
+def segment_edges(
     frame: pd.DataFrame, keys: list[str], adjacency: pd.DataFrame | None
 ) -> pd.DataFrame:
     """Category edges → segment edges: pool (from, other keys) → segment (to, other keys)."""

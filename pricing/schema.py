@@ -55,6 +55,7 @@ class Column:
     nullable: bool = False
     positive: bool = False  # > 0
     non_negative: bool = False  # >= 0
+    at_most: float | None = None  # <= this
     integer: bool = False
     monday: bool = False  # a date that must be a Monday
     not_after_as_of: bool = False
@@ -95,6 +96,8 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column("max_units", "number", non_negative=True, integer=True),
         Column("effect_per_unit", "number", non_negative=True),
         Column("to_category", "string", optional=True, nullable=True),
+        Column("decay", "number", optional=True, nullable=True, positive=True, at_most=1.0),
+        Column("open_friction", "number", optional=True, nullable=True, non_negative=True),
     ),
 }
 
@@ -505,6 +508,15 @@ class _Checker:
                 )
             if col.non_negative:
                 rules.append(_RowRule(column, "negative", f"{value} < 0", f"{column} must be >= 0"))
+            if col.at_most is not None:
+                rules.append(
+                    _RowRule(
+                        column,
+                        "too_large",
+                        f"{value} > {col.at_most!r}",
+                        f"{column} must be <= {col.at_most:g}",
+                    )
+                )
             if col.integer:
                 rules.append(
                     _RowRule(

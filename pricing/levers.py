@@ -1,0 +1,393 @@
+r"""Supply levers: what buying units of a catalogue lever does to a :class:`Market`, and
+what the market is then worth.
+
+**Diminishing returns.** Unit u of a lever acts with strength e·d^(u−1), for
+``effect_per_unit`` e and ``decay`` d ∈ (0, 1] (default :data:`DEFAULT_DECAY`), so u units
+act with
+
+    E(u) = e (1 − d^u) / (1 − d)        (E(u) = e·u when d = 1).
+
+**Effects**, on every segment (or edge) of the lever's category:
+
+- ``recruit``: the supply level is multiplied by 1 + E(u) (+E(u) hours at every rate);
+  several recruit levers on one category multiply;
+- ``fee_discount``: the freelancer fee falls by E(u), to no less than 0;
+- ``reskill``: the friction of the edges ``category → to_category`` (every edge out of
+  ``category`` when ``to_category`` is empty) falls by E(u) USD/h, to no less than 0.
+  Where the adjacency has no such edge the lever opens it at ``open_friction`` − E(u)
+  (required then); bought at 0 units the edge stays closed.
+
+**Objectives** of a solved market, each a sum over segments k and pools j:
+
+- ``hours``: filled hours Σ_k q_k (offered hours less any idle at a floor);
+- ``gmv``: Σ_k q_k p_k, the hours at the listed rate (fees on top are not counted);
+- ``surplus``: total surplus, clients' value of the hours less freelancers' cost of
+  working them and the friction of working across categories; fees are transfers and
+  cancel. With P_k(q) = (q/A_k)^(1/ε_k) the inverse demand in client rates and
+  W_j(s) = (s/B_j)^(1/η_j) the inverse supply in freelancer rates,
+
+      U_k(q) − U_k(q⁰) = ∫_{q⁰}^{q} P_k = q⁰ P_k(q⁰) · expm1(a L)/a,  a = 1 + 1/ε_k,
+                          L = log(q/q⁰)     (→ q⁰ P_k(q⁰) L as a → 0, i.e. ε = −1),
+      C_j(s) = ∫_0^s W_j = s W_j(s) · η_j/(1 + η_j),
+
+  and the surplus is Σ_k [U_k(q_k) − U_k(q⁰_k)] − Σ_j C_j(s_j) − Σ τ_jk x_jk, measured
+  from the baseline's hours q⁰ (clients' total value is infinite for ε ≥ −1; its change
+  is not). Levers move only supply, so U_k is the same function before and after.
+
+Many variants of the market are valued in one batched solve: :meth:`Levers.variants`
+stacks copies of the groups a lever touches (the components of the market with every
+edge a lever could open), each copy with its own units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import sparse
+
+from pricing.equilibrium import EquilibriumResult, solve
+from pricing.errors import MarketError
+from pricing.market import Market, segment_edges
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Objective = Literal["hours", "gmv", "surplus"]
+
+KINDS = ("recruit", "reskill", "fee_discount")
+OBJECTIVES: tuple[Objective, ...] = ("hours", "gmv", "surplus")
+#: decay of a lever whose catalogue row leaves ``decay`` empty
+DEFAULT_DECAY = 0.9
+CATALOGUE_COLUMNS = (
+    "intervention_id",
+    "category",
+    "kind",
+    "cost_per_unit",
+    "max_units",
+    "effect_per_unit",
+    "to_category",
+    "decay",
+    "open_friction",
+)
+
+
+def cumulative_effect(effect: FloatArray, decay: FloatArray, units: FloatArray) -> FloatArray:
+    """E(u) = e (1 − d^u)/(1 − d), and e·u where d = 1 (arrays broadcast)."""
+    linear = decay >= 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        geometric = effect * -np.expm1(units * np.log(decay)) / (1.0 - decay)
+    out: FloatArray = np.where(linear, effect * units, geometric)
+    return out
+
+
+def read_catalogue(table: pd.DataFrame, market: Market) -> pd.DataFrame:
+    """The catalogue with its optional columns filled in, checked against ``market``.
+
+    Raises :class:`MarketError` listing every lever at fault."""
+    frame = table.copy()
+    for name in ("to_category", "decay", "open_friction"):
+        if name not in frame.columns:
+            frame[name] = np.nan if name != "to_category" else None
+    missing = [c for c in CATALOGUE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise MarketError(f"the intervention catalogue lacks the column(s) {missing}")
+    frame = frame[list(CATALOGUE_COLUMNS)].reset_index(drop=True)
+    frame["decay"] = frame["decay"].astype(np.float64).fillna(DEFAULT_DECAY)
+    frame["open_friction"] = frame["open_friction"].astype(np.float64)
+    frame["to_category"] = frame["to_category"].where(frame["to_category"].notna(), None)
+    for name in ("cost_per_unit", "effect_per_unit"):
+        frame[name] = frame[name].astype(np.float64)
+    problems: list[str] = []
+
+    def check(bad: pd.Series, what: str) -> None:
+        if bad.any():
+            ids = frame.loc[bad, "intervention_id"].astype(str).tolist()
+            more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+            problems.append(f"{what}: {', '.join(ids[:5])}{more}")
+
+    check(frame["intervention_id"].duplicated(keep=False), "intervention_id repeats")
+    check(~frame["kind"].isin(KINDS), f"kind must be one of {list(KINDS)}")
+    categories = set(market.segments["category"].astype(str))
+    check(~frame["category"].astype(str).isin(categories), "category has no segment")
+    target = frame["to_category"]
+    check(
+        target.notna() & ~target.astype(str).isin(categories),
+        "to_category has no segment",
+    )
+    check(target.notna() & (frame["kind"] != "reskill"), "to_category is for reskill levers")
+    check(~(np.isfinite(frame["cost_per_unit"]) & (frame["cost_per_unit"] > 0)), "cost ≤ 0")
+    units = frame["max_units"].astype(np.float64)
+    check(~((units >= 0) & (units == np.floor(units))), "max_units must be a whole number ≥ 0")
+    check(~(frame["effect_per_unit"] >= 0), "effect_per_unit must be ≥ 0")
+    check(~((frame["decay"] > 0) & (frame["decay"] <= 1)), "decay must be in (0, 1]")
+    check(frame["open_friction"] < 0, "open_friction must be ≥ 0")
+    if problems:
+        raise MarketError(
+            f"the intervention catalogue has {len(problems)} problem(s):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+    frame["max_units"] = units.astype(np.int64)
+    return frame
+
+
+@dataclass(frozen=True)
+class Levers:
+    """A checked catalogue bound to a baseline market: applies units of its levers.
+
+    ``extended`` is the baseline plus every edge a reskill lever could open (at its
+    ``open_friction``), ``closed`` marks those edges; ``group`` is each segment's
+    component in ``extended`` — levers in different groups never interact.
+    """
+
+    market: Market
+    catalogue: pd.DataFrame
+
+    @classmethod
+    def build(cls, market: Market, catalogue: pd.DataFrame) -> Levers:
+        return cls(market, read_catalogue(catalogue, market))
+
+    def __len__(self) -> int:
+        return len(self.catalogue)
+
+    # ------------------------------------------------------------------ structure
+    @cached_property
+    def _categories(self) -> tuple[IntArray, pd.Index]:
+        codes, names = pd.factorize(self.market.segments["category"].astype(str))
+        return codes.astype(np.int64), names
+
+    @property
+    def segment_category(self) -> IntArray:
+        """Category code of every segment (positions in :attr:`category_names`)."""
+        return self._categories[0]
+
+    @property
+    def category_names(self) -> pd.Index:
+        return self._categories[1]
+
+    @cached_property
+    def lever_category(self) -> IntArray:
+        names = pd.Index(self.catalogue["category"].astype(str))
+        codes: IntArray = self.category_names.get_indexer(names).astype(np.int64)
+        return codes
+
+    @cached_property
+    def _edges(self) -> tuple[Market, npt.NDArray[np.bool_], sparse.csr_matrix]:
+        """The extended market, its closed edges, and the edge × lever reskill matrix."""
+        m, cat = self.market, self.catalogue
+        keys = list(m.segment_keys)
+        base = m.edges[["pool", "segment", "friction"]].assign(closed=False)
+        category = m.segments["category"].astype(str).to_numpy()
+        lever_cat = cat["category"].astype(str).to_numpy()
+        lever_to = cat["to_category"].to_numpy(dtype=object)
+        ids = cat["intervention_id"].astype(str).to_numpy()
+        reskill = (cat["kind"] == "reskill").to_numpy()
+        targeted = np.flatnonzero(reskill & pd.notna(lever_to))
+        pairs = pd.DataFrame(
+            {
+                "from_category": lever_cat[targeted],
+                "to_category": lever_to[targeted].astype(str),
+                "friction": cat["open_friction"].to_numpy()[targeted],
+            }
+        )
+        wanted = segment_edges(m.segments, keys, pairs).merge(
+            base[["pool", "segment"]], how="left", on=["pool", "segment"], indicator=True
+        )
+        new = wanted[wanted["_merge"] == "left_only"].drop(columns="_merge")
+        # when several levers open one edge, it opens at the lowest open friction
+        new = new.sort_values("friction").drop_duplicates(["pool", "segment"])
+        unpriced = new[new["friction"].isna()]
+        if len(unpriced):
+            label = np.asarray(m.labels, dtype=object)
+            pool, seg = unpriced["pool"].to_numpy(), unpriced["segment"].to_numpy()
+            shown = [f"{label[p]}→{label[q]}" for p, q in zip(pool[:5], seg[:5], strict=True)]
+            culprits = pairs["from_category"].isin(category[pool]) & pairs["to_category"].isin(
+                category[seg]
+            )
+            named = sorted(set(ids[targeted[(culprits & pairs["friction"].isna()).to_numpy()]]))
+            raise MarketError(
+                f"reskill lever(s) {', '.join(named)} would open edge(s) the adjacency lacks "
+                f"({', '.join(shown)}{' …' if len(unpriced) > 5 else ''}): give them an "
+                "open_friction (USD/h) in the catalogue"
+            )
+        edges = pd.concat([base, new.assign(closed=True)], ignore_index=True)
+        extended = Market(m.segments, edges[["pool", "segment", "friction"]], m.segment_keys)
+        # which reskill levers act on each edge of the extended market
+        pool_cat = category[edges["pool"].to_numpy()]
+        seg_cat = category[edges["segment"].to_numpy()]
+        rows, cols = [], []
+        for i in np.flatnonzero(reskill).tolist():  # one pass per reskill lever
+            hit = pool_cat == lever_cat[i]
+            if pd.notna(lever_to[i]):
+                hit &= seg_cat == str(lever_to[i])
+            rows.append(np.flatnonzero(hit))
+            cols.append(np.full(int(hit.sum()), i))
+        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        matrix = sparse.csr_matrix((np.ones(r.size), (r, c)), shape=(len(edges), len(cat)))
+        return extended, edges["closed"].to_numpy(bool), matrix
+
+    @property
+    def extended(self) -> Market:
+        return self._edges[0]
+
+    @cached_property
+    def group(self) -> IntArray:
+        """Component of every segment in the market with every openable edge."""
+        return self.extended.component
+
+    def _category_matrix(self, kind: str) -> sparse.csr_matrix:
+        """lever × category: 1 where a lever of ``kind`` acts on the category."""
+        hit = np.flatnonzero((self.catalogue["kind"] == kind).to_numpy())
+        return sparse.csr_matrix(
+            (np.ones(hit.size), (hit, self.lever_category[hit])),
+            shape=(len(self), len(self.category_names)),
+        )
+
+    @cached_property
+    def touches(self) -> sparse.csr_matrix:
+        """lever × group: 1 where the lever changes some segment or edge of the group."""
+        n_groups = int(self.group.max()) + 1 if len(self.market) else 0
+        seg_group = sparse.csr_matrix(
+            (np.ones(len(self.market)), (self.segment_category, self.group)),
+            shape=(len(self.category_names), n_groups),
+        )
+        on_segments = (
+            self._category_matrix("recruit") + self._category_matrix("fee_discount")
+        ) @ seg_group
+        edges = self.extended.edges
+        edge_group = sparse.csr_matrix(
+            (np.ones(len(edges)), (np.arange(len(edges)), self.group[edges["pool"].to_numpy()])),
+            shape=(len(edges), n_groups),
+        )
+        on_edges = self._edges[2].T @ edge_group
+        effective = (self.catalogue["effect_per_unit"] > 0) & (self.catalogue["max_units"] > 0)
+        keep = sparse.diags(effective.to_numpy(np.float64))
+        out = (keep @ (on_segments + on_edges)).tocsr()
+        out.data[:] = 1.0
+        out.eliminate_zeros()
+        return out
+
+    # ------------------------------------------------------------------ applying units
+    def variants(self, groups: IntArray, units: FloatArray) -> tuple[Market, IntArray, IntArray]:
+        """One market holding a copy of group ``groups[c]`` with lever units ``units[c]``
+        for every copy c (units: copies × levers). Returns it with each row's segment
+        position in the baseline and its copy."""
+        groups = np.asarray(groups, dtype=np.int64)
+        units = np.asarray(units, dtype=np.float64).reshape(groups.size, len(self))
+        order = np.argsort(self.group, kind="stable")
+        size = np.bincount(self.group, minlength=int(self.group.max()) + 1)
+        start = np.concatenate([[0], np.cumsum(size)[:-1]])
+        k = size[groups]
+        copy = np.repeat(np.arange(groups.size), k)
+        offset = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+        rows = order[start[groups][copy] + offset]
+        return self._apply(rows, copy, units), rows, copy
+
+    def apply(self, units: FloatArray) -> Market:
+        """The whole market with ``units`` of every lever bought."""
+        n = len(self.market)
+        units = np.asarray(units, dtype=np.float64).reshape(1, len(self))
+        return self._apply(np.arange(n), np.zeros(n, np.int64), units)
+
+    def _apply(self, rows: IntArray, copy: IntArray, units: FloatArray) -> Market:
+        cat = self.catalogue
+        effect = cumulative_effect(
+            cat["effect_per_unit"].to_numpy()[None, :], cat["decay"].to_numpy()[None, :], units
+        )
+        stacked, origin = self.extended.stack(rows, copy)  # noqa: PD013 (Market.stack)
+        seg = stacked.segments.copy()
+        cat_of_row = self.segment_category[rows]
+        recruit = np.asarray(np.log1p(effect) @ self._category_matrix("recruit"))
+        seg["log_supply_level"] += recruit[copy, cat_of_row]
+        discount = np.asarray(effect @ self._category_matrix("fee_discount"))
+        seg["freelancer_fee"] = np.maximum(0.0, seg["freelancer_fee"] - discount[copy, cat_of_row])
+        closed, reskill = self._edges[1], self._edges[2]
+        edges = stacked.edges
+        edge_copy = copy[edges["pool"].to_numpy()]
+        cut = np.asarray(reskill @ effect.T)[origin, edge_copy]
+        bought = np.asarray(reskill @ (units > 0).T.astype(np.float64))[origin, edge_copy] > 0
+        keep = ~closed[origin] | bought
+        friction = np.maximum(0.0, edges["friction"].to_numpy() - cut)
+        out = pd.DataFrame(
+            {
+                "pool": edges["pool"].to_numpy()[keep],
+                "segment": edges["segment"].to_numpy()[keep],
+                "friction": friction[keep],
+            }
+        )
+        return Market(seg, out, self.market.segment_keys)
+
+
+# --------------------------------------------------------------------------- objectives
+def segment_values(
+    result: EquilibriumResult, objective: Objective, base_hours: FloatArray
+) -> FloatArray:
+    """Each segment's share of ``objective`` (module docstring); the surplus counts a
+    pool's cost and its friction at its own segment, and clients' value from
+    ``base_hours`` (per segment of ``result.market``)."""
+    m = result.market
+    n = len(m)
+    e = m.edges
+    pool, seg = e["pool"].to_numpy(), e["segment"].to_numpy()
+    inflow = result.home_flow + np.bincount(seg, result.flow, minlength=n)
+    hours = inflow - result.surplus
+    if objective == "hours":
+        return hours
+    if objective == "gmv":
+        out: FloatArray = hours * result.rate
+        return out
+    if objective != "surplus":
+        raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        served = np.where(inflow > 0, hours / inflow, 1.0)
+    worked = result.home_flow * served + np.bincount(pool, result.flow * served[seg], minlength=n)
+    friction = np.bincount(pool, result.flow * served[seg] * e["friction"].to_numpy(), minlength=n)
+    eps, eta = m.array("demand_elasticity"), m.array("supply_elasticity")
+    a = 1.0 + 1.0 / eps
+    client_price = (base_hours / np.exp(m.array("log_demand_level"))) ** (1.0 / eps)
+    log_ratio = np.log(hours / base_hours)
+    small = np.abs(a * log_ratio) < 1e-8
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(small, log_ratio * (1 + 0.5 * a * log_ratio), np.expm1(a * log_ratio) / a)
+    value = base_hours * client_price * ratio
+    wage = (worked / np.exp(m.array("log_supply_level"))) ** (1.0 / eta)
+    cost = worked * wage * eta / (1.0 + eta)
+    surplus: FloatArray = value - cost - friction
+    return surplus
+
+
+def solve_variants(
+    levers: Levers,
+    groups: IntArray,
+    units: FloatArray,
+    objective: Objective,
+    base_hours: FloatArray,
+) -> tuple[FloatArray, FloatArray, int]:
+    """Value of every variant: objective per copy, hours per copy × category, and the
+    number of copies whose equilibrium failed (their values are NaN)."""
+    stacked, rows, copy = levers.variants(groups, units)
+    n_copies = int(np.asarray(groups).size)
+    if len(stacked) == 0:
+        empty = np.zeros((n_copies, len(levers.category_names)))
+        return np.zeros(n_copies), empty, 0
+    result = solve(stacked)
+    values = segment_values(result, objective, base_hours[rows])
+    hours = segment_values(result, "hours", base_hours[rows])
+    ok = np.isin(result.status, ("solved", "solved_fallback")) | ~stacked.usable
+    bad = np.bincount(copy, (~ok).astype(np.float64), minlength=n_copies) > 0
+    total = np.bincount(
+        copy, np.where(ok, np.nan_to_num(values), 0.0), minlength=n_copies
+    ).astype(np.float64)
+    total[bad] = np.nan
+    n_cat = len(levers.category_names)
+    by_cat = np.bincount(
+        copy * n_cat + levers.segment_category[rows],
+        np.where(ok, np.nan_to_num(hours), 0.0),
+        minlength=n_copies * n_cat,
+    ).reshape(n_copies, n_cat).astype(np.float64)
+    by_cat[bad] = np.nan
+    return total, by_cat, int(bad.sum())
