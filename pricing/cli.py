@@ -408,6 +408,111 @@ def equilibrium(
         sys.exit(EXIT_DEGRADED)
 
 
+@main.command()
+@_data_argument
+@_config_option
+@_as_of_option
+@click.option(
+    "--previous",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The previous run's guidance (.parquet or .csv, as --out writes it): published "
+    "rates move at most [guidance] max_change_pct from its rates.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the per-segment guidance here (.parquet or .csv), atomically.",
+)
+@click.option("--rows", default=40, show_default=True, help="Segments shown in the text summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def guidance(
+    data_dir: Path,
+    config_path: Path | None,
+    as_of: dt.datetime | None,
+    previous: Path | None,
+    out: Path | None,
+    rows: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Estimate the curves of DATA_DIR, clear the market and print rate guidance.
+
+    Per segment: the rate to ask (freelancer) and to budget (client) with bands from the
+    elasticities' uncertainty, today's observed rate, the gap and the market state
+    (balanced, supply_short, demand_short, thin_data). Settings come from the config's
+    [guidance] section. With no DATA_DIR, uses the shipped sample market. Exits 3 when
+    --previous cannot be used, 4 when some component could not be cleared.
+    """
+    from pricing.curves import fit_curves
+    from pricing.equilibrium import solve
+    from pricing.errors import DataError, MarketError
+    from pricing.guidance import load_previous, rate_guidance
+    from pricing.market import Market
+    from pricing.panel import build_panel
+
+    _check_out(out)
+    progress = Progress(quiet)
+    config, checked = _valid_inputs(data_dir, config_path, as_of, as_json, progress)
+    previous_frame = None
+    if previous is not None:
+        progress(f"reading the previous guidance {previous}")
+        try:
+            previous_frame = load_previous(previous, list(config.segment_keys))
+        except DataError as exc:
+            raise InvalidInput(str(exc)) from None
+    progress("aggregating the segment x week panel")
+    panel_ = build_panel(checked)
+    progress("estimating demand and supply curves")
+    curves = fit_curves(panel_, config.estimation)
+    progress("building the market")
+    adjacency = checked.table("adjacency") if "adjacency" in checked.tables else None
+    try:
+        market = Market.from_curves(curves, adjacency, config.market)
+    except MarketError as exc:
+        raise InvalidInput(str(exc)) from None
+    progress(f"clearing {len(market):,} segments")
+    equilibrium_ = solve(market)
+    progress(f"rate bands from {config.guidance.draws} curve draws")
+    result = rate_guidance(equilibrium_, curves, config.guidance, previous_frame)
+    frame = result.to_frame()
+    if out is not None:
+        _write_table(frame, out, progress)
+    progress.done()
+    if as_json:
+        settings = config.guidance
+        payload = {
+            "data_dir": str(data_dir),
+            "as_of": panel_.as_of.isoformat(),
+            "segments": len(market),
+            "market_state": result.state_counts,
+            "status": {k: int(v) for k, v in frame["status"].value_counts().items()},
+            "band_level": settings.band_level,
+            "draws": settings.draws,
+            "seed": settings.seed,
+            "failed_draws": result.failed_draws,
+            "clipped_share": result.clipped_share,
+            "balanced_pct": settings.balanced_pct,
+            "max_change_pct": settings.max_change_pct,
+            "previous": str(previous) if previous else None,
+            "capped": int(frame["capped"].sum()),
+            "out": str(out) if out else None,
+            "timings_s": {
+                **progress.timings,
+                **{f"solve.{k}": v for k, v in equilibrium_.timings.items()},
+                **{f"guidance.{k}": v for k, v in result.timings.items()},
+            },
+            "segment_guidance": json.loads(frame.to_json(orient="records", double_precision=10)),
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(result.summary(max_rows=rows))
+    if not equilibrium_.ok:
+        sys.exit(EXIT_DEGRADED)
+
+
 def _check_out(out: Path | None) -> None:
     if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
         raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from pricing.cli import EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE, main
+import pricing.equilibrium as equilibrium
+from pricing.cli import EXIT_DEGRADED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE, main
 
 AS_OF = ["--as-of", "2024-02-01"]
 
@@ -187,3 +190,86 @@ def test_simulate_rejects_bad_spec(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["simulate", "--segments", "0", "--out", str(tmp_path / "x")])
     assert result.exit_code == EXIT_USAGE
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------- guidance
+CONTRACT = [
+    "category",
+    "tier",
+    "freelancer_rate",
+    "freelancer_rate_low",
+    "freelancer_rate_high",
+    "client_rate",
+    "client_rate_low",
+    "client_rate_high",
+    "observed_rate",
+    "gap_pct",
+    "market_state",
+]
+
+
+def test_guidance_on_the_sample_prints_json_and_writes_the_table(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "guidance.parquet"
+    result = runner.invoke(main, ["guidance", "--json", "-q", "--out", str(out)])
+    assert result.exit_code == EXIT_OK, result.output
+    assert result.stderr == ""
+    payload = json.loads(result.stdout)  # the whole of stdout is one JSON object
+    n = payload["segments"]
+    assert sum(payload["market_state"].values()) == n and payload["status"] == {"solved": n}
+    assert payload["band_level"] == 0.9 and payload["draws"] == 200
+    assert payload["failed_draws"] == 0 and payload["capped"] == 0 and payload["previous"] is None
+    assert "guidance.bands" in payload["timings_s"]
+    rows = payload["segment_guidance"]
+    assert len(rows) == n and all(r["client_rate_low"] <= r["client_rate"] for r in rows)
+    frame = pd.read_parquet(out)
+    assert list(frame.columns[: len(CONTRACT)]) == CONTRACT and len(frame) == n
+
+
+def test_guidance_caps_against_a_previous_run(runner: CliRunner, tmp_path: Path) -> None:
+    first = tmp_path / "first.csv"
+    assert runner.invoke(main, ["guidance", "-q", "--out", str(first)]).exit_code == EXIT_OK
+    previous = pd.read_csv(first)
+    previous[["freelancer_rate", "client_rate"]] *= 1.5  # every rate would fall by a third
+    previous.to_csv(tmp_path / "previous.csv", index=False)
+    out = tmp_path / "second.csv"
+    args = ["guidance", "-q", "--previous", str(tmp_path / "previous.csv"), "--out", str(out)]
+    result = runner.invoke(main, [*args, "--rows", "3"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert f"{len(previous)} capped at ±10 %" in result.stdout
+    second = pd.read_csv(out)
+    assert second["capped"].all()
+    ratio = second["client_rate"] / previous["client_rate"]
+    assert ratio.to_numpy() == pytest.approx(0.9, rel=1e-9)  # CSV keeps ~15 digits
+
+
+def test_guidance_bad_previous_is_invalid_input(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "previous.csv"
+    pd.DataFrame({"category": ["x"], "freelancer_rate": [1.0]}).to_csv(bad, index=False)
+    result = runner.invoke(main, ["guidance", "-q", "--previous", str(bad)])
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert "lacks the column(s) ['tier', 'client_rate']" in result.output
+    assert "Traceback" not in result.output
+    missing = runner.invoke(main, ["guidance", "-q", "--previous", str(tmp_path / "no.csv")])
+    assert missing.exit_code == EXIT_INVALID_INPUT and "does not exist" in missing.output
+
+
+def test_guidance_exits_4_when_a_component_failed(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = equilibrium.solve
+
+    def fails_component_zero(market):  # type: ignore[no-untyped-def]
+        result = real(market)
+        fail = market.component == 0
+        code = np.where(fail, equilibrium.STATUSES.index("failed"), result.status_code)
+        rate = np.where(fail, np.nan, result.rate)
+        return dataclasses.replace(result, status_code=code.astype(np.int8), rate=rate)
+
+    monkeypatch.setattr(equilibrium, "solve", fails_component_zero)
+    result = runner.invoke(main, ["guidance", "--json", "-q"])
+    assert result.exit_code == EXIT_DEGRADED, result.output
+    payload = json.loads(result.stdout)
+    assert payload["status"]["failed"] >= 1
+    assert payload["market_state"]["thin_data"] >= payload["status"]["failed"]

@@ -1,0 +1,474 @@
+r"""Rate guidance per segment: what to ask, what to budget, how sure that is, and how the
+segment stands today (DESIGN.md §5).
+
+For a segment with equilibrium listed rate p*, fees f_c and f_f, and today's observed
+listed rate o (the reference rate the fitted curves pass through):
+
+    freelancer rate  W* = p* (1 − f_f)      what a freelancer should ask
+    client rate      P* = p* (1 + f_c)      what a client should budget
+    gap_pct          = 100 (p* / o − 1)
+
+**Bands** carry the uncertainty of the fitted elasticities, ε̂ with standard error se_D
+and η̂ with se_S (from the curves), into the rates. Draw r = 1 … R curve sets,
+independently per segment and side,
+
+    ε_r ~ N(ε̂, se_D²) clipped to ≤ −10⁻³,   η_r ~ N(η̂, se_S²) clipped to ≥ 10⁻³,
+
+and rotate each drawn curve around the observed rate — the point its level was fitted
+through — so that demand and supply at p = o keep their fitted values:
+
+    l_D,r = l_D + (ε̂ − ε_r)(log o + log(1 + f_c)),
+    l_S,r = l_S + (η̂ − η_r)(log o + log(1 − f_f)).
+
+Every drawn market is cleared by :func:`pricing.equilibrium.solve` (copies of whole
+components stacked side by side with :meth:`Market.stack`, one call per chunk of about
+:data:`CHUNK_SEGMENTS` segments), giving p*_r. At level L the band is the (1 − L)/2 and
+(1 + L)/2 quantiles of p*_r (1 − f_f) and p*_r (1 + f_c) over the draws that solved,
+widened where needed to contain the point estimate. A drawn copy that fails to clear is
+left out of its segments' quantiles and counted. In a coupled component every segment
+with a band is drawn at once, so a band includes its neighbours' uncertainty; a neighbour
+without a band (no standard error, no observed rate) keeps its fitted curve.
+
+What a band covers: the sampling uncertainty of ε and η, given the reference point. It
+does not cover the noise in the reference point itself (the recent rate and hours the
+curves pass through), this week's shocks and shifter moves, or a wrong curve form. A
+segment without a standard error on either side, without an observed rate, or without a
+solved equilibrium has no band (NaN). Bands are around the equilibrium rates, not the
+capped ones.
+
+**Market state**, in this order:
+
+    thin_data      a curve carries one of ``thin_data_flags``, the equilibrium is not
+                   solved, a standard error is missing, or there is no observed rate
+    supply_short   gap_pct >  balanced_pct     (the market clears above today's rate)
+    demand_short   gap_pct < −balanced_pct     (it clears below)
+    balanced       |gap_pct| ≤ balanced_pct
+
+**Stability cap.** With the previous run's published rates W₀, P₀ and c =
+``max_change_pct`` / 100, the published rates are
+
+    W = clip(W*, W₀ (1 − c), W₀ (1 + c)),   P = clip(P*, P₀ (1 − c), P₀ (1 + c));
+
+a segment without a previous rate is not capped.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pricing.config import GuidanceConfig
+from pricing.curves import CurveSet
+from pricing.equilibrium import EquilibriumResult, solve
+from pricing.errors import DataError
+from pricing.market import PARAMETERS, Market
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Segments per stacked market of drawn copies (memory and batch size of one solve).
+CHUNK_SEGMENTS = 250_000
+#: Drawn elasticities are kept this far from zero so that their signs stay valid.
+MIN_ABS_ELASTICITY = 1e-3
+
+STATES = ("balanced", "supply_short", "demand_short", "thin_data")
+RATE_COLUMNS = ("freelancer_rate", "client_rate")
+#: The first columns of :meth:`Guidance.to_frame` after the segment keys, in this order
+#: (a storage contract).
+COLUMNS = (
+    "freelancer_rate",
+    "freelancer_rate_low",
+    "freelancer_rate_high",
+    "client_rate",
+    "client_rate_low",
+    "client_rate_high",
+    "observed_rate",
+    "gap_pct",
+    "market_state",
+    "state_reason",
+    "capped",
+    "equilibrium_freelancer_rate",
+    "equilibrium_client_rate",
+    "previous_freelancer_rate",
+    "previous_client_rate",
+    "band_level",
+    "status",
+    "band_draws",
+)
+_SOLVED = ("solved", "solved_fallback")
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Rate guidance for every segment of a market (immutable); see the module docstring.
+
+    ``frame`` has one row per segment with the columns of :data:`COLUMNS` after the
+    segment keys; ``failed_draws`` counts the segment-draws left out of the bands because
+    their copy did not clear, ``clipped_share`` the share of drawn elasticities clipped
+    to keep their sign.
+    """
+
+    frame: pd.DataFrame
+    segment_keys: tuple[str, ...]
+    config: GuidanceConfig
+    failed_draws: int
+    clipped_share: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    @property
+    def state_counts(self) -> dict[str, int]:
+        """Segments per market state, in :data:`STATES` order."""
+        counts = self.frame["market_state"].value_counts()
+        return {state: int(counts.get(state, 0)) for state in STATES}
+
+    def summary(self, max_rows: int = 20) -> str:
+        f, c = self.frame, self.config
+        banded = int(f["freelancer_rate_low"].notna().sum())
+        previous = [f"previous_{name}" for name in RATE_COLUMNS]
+        with_previous = int(f[previous].notna().any(axis=1).sum())
+        lines = [
+            f"Rate guidance for {len(f):,} segments: "
+            + ", ".join(f"{n:,} {state}" for state, n in self.state_counts.items() if n),
+            f"  {c.band_level:.0%} bands from {c.draws} curve draws (seed {c.seed}) on "
+            f"{banded:,} segments; {self.failed_draws:,} segment-draws failed to clear, "
+            f"{self.clipped_share:.2%} of drawn elasticities clipped",
+            f"  balanced within ±{c.balanced_pct:g} % of the observed rate; "
+            f"{with_previous:,} segments with a previous rate, "
+            f"{int(f['capped'].sum()):,} capped at ±{c.max_change_pct:g} %",
+        ]
+        if self.timings:
+            lines.append(
+                "  time: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in self.timings.items())
+            )
+        if max_rows:
+            cols = [*self.segment_keys, *COLUMNS[:9]]
+            lines.append(
+                f[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
+        return f"<p>{head}</p>" + self.frame.head(50).to_html(index=False)
+
+
+def rate_guidance(
+    equilibrium: EquilibriumResult,
+    curves: CurveSet,
+    config: GuidanceConfig | None = None,
+    previous: Guidance | pd.DataFrame | None = None,
+) -> Guidance:
+    """Guidance for every segment of ``equilibrium.market`` (module docstring): rates,
+    bands from the standard errors in ``curves``, market state, and the stability cap
+    against ``previous`` (a :class:`Guidance` or a frame with the segment keys,
+    ``freelancer_rate`` and ``client_rate``)."""
+    t0 = time.perf_counter()
+    config = config or GuidanceConfig()
+    market = equilibrium.market
+    keys = list(market.segment_keys)
+    prev = None
+    if previous is not None:
+        prev_frame = previous.to_frame() if isinstance(previous, Guidance) else previous
+        prev = _aligned_previous(check_previous(prev_frame, keys), market)
+    se, flagged = _curve_columns(curves, market, config.thin_data_flags)
+    p = equilibrium.rate
+    observed = market.array("observed_rate")
+    solved = np.isin(equilibrium.status, _SOLVED)
+    bandable = solved & np.isfinite(se).all(axis=0) & np.isfinite(observed)
+    low, high, used, clipped_share = _bands(market, se, bandable, config)
+    timings = {"bands": time.perf_counter() - t0}
+
+    fc, ff = market.array("client_fee"), market.array("freelancer_fee")
+    factors = {"freelancer_rate": 1 - ff, "client_rate": 1 + fc}
+    with np.errstate(invalid="ignore"):
+        gap = 100.0 * (p / observed - 1.0)
+    state, reason = _market_state(gap, equilibrium.status, se, flagged, observed, config)
+    columns: dict[str, npt.NDArray[Any] | float] = {}
+    capped = np.zeros(len(market), dtype=bool)
+    for name, factor in factors.items():
+        before = prev[name] if prev is not None else np.full(len(market), np.nan)
+        published, clipped = _cap(p * factor, before, config.max_change_pct)
+        capped |= clipped
+        columns[name] = published
+        columns[f"{name}_low"] = np.minimum(low, p) * factor
+        columns[f"{name}_high"] = np.maximum(high, p) * factor
+        columns[f"equilibrium_{name}"] = p * factor
+        columns[f"previous_{name}"] = before
+    columns |= {
+        "observed_rate": observed,
+        "gap_pct": gap,
+        "market_state": state,
+        "state_reason": reason,
+        "capped": capped,
+        "band_level": config.band_level,
+        "status": equilibrium.status,
+        "band_draws": used,
+    }
+    out = market.segments[keys].assign(**{name: columns[name] for name in COLUMNS})
+    failed = int((config.draws - used[bandable]).sum())
+    timings["total"] = time.perf_counter() - t0
+    return Guidance(out, market.segment_keys, config, failed, clipped_share, timings)
+
+
+# --------------------------------------------------------------------------- bands
+def _bands(
+    market: Market, se: FloatArray, bandable: BoolArray, config: GuidanceConfig
+) -> tuple[FloatArray, FloatArray, IntArray, float]:
+    """Listed-rate band ends (before widening), draws used per segment, clipped share.
+
+    Whole components with a bandable segment are solved in blocks of about
+    CHUNK_SEGMENTS / draws segments with all their draws at once (fewer draws per call
+    when one component is larger), so a block's draws fit one stacked market."""
+    n = len(market)
+    # the drawn copies need only the curves, fees, bounds and edges: a placeholder key
+    # spares every stacked market the cost of carrying and labelling the segment names
+    bare = Market(market.segments[list(PARAMETERS)].assign(copy_of=0), market.edges, ("copy_of",))
+    low, high = np.full(n, np.nan), np.full(n, np.nan)
+    used = np.zeros(n, np.int64)
+    comp = market.component
+    wanted = np.zeros(int(comp.max()) + 1 if n else 0, dtype=bool)
+    wanted[comp[bandable]] = True
+    rows = np.flatnonzero(wanted[comp])
+    sd = np.where(bandable, se, 0.0)  # a segment without a band keeps its curve
+    with np.errstate(invalid="ignore"):
+        log_o = np.log(np.where(bandable, market.array("observed_rate"), 1.0))
+    anchor = np.stack([log_o + market.log_client_fee, log_o + market.log_freelancer_fee])
+    rng = np.random.default_rng(config.seed)
+    level = config.band_level
+    clipped = drawn = 0
+    for block in _blocks(comp, rows, max(1, CHUNK_SEGMENTS // config.draws)):
+        per_call = max(1, CHUNK_SEGMENTS // block.size)
+        rate = np.empty((config.draws, block.size))
+        for start in range(0, config.draws, per_call):
+            k = min(per_call, config.draws - start)
+            rate[start : start + k], c = _solve_draws(bare, block, k, sd, anchor, rng)
+            clipped += c
+            drawn += k * int((sd[:, block] > 0).sum())
+        ok = np.isfinite(rate)
+        used[block] = ok.sum(axis=0)
+        low[block], high[block] = _quantiles(rate, used[block], ((1 - level) / 2, (1 + level) / 2))
+    return low, high, used, clipped / drawn if drawn else 0.0
+
+
+def _solve_draws(
+    market: Market,
+    block: IntArray,
+    k: int,
+    sd: FloatArray,
+    anchor: FloatArray,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, int]:
+    """Clear ``k`` drawn copies of the ``block`` segments in one call: the (k, block)
+    listed rates (NaN where a copy failed) and the number of elasticities clipped."""
+    rows = np.tile(block, k)
+    copy = np.repeat(np.arange(k), block.size)
+    stacked, _ = market.stack(rows, copy)  # noqa: PD013 (Market.stack, not pandas)
+    eps, eta = stacked.array("demand_elasticity"), stacked.array("supply_elasticity")
+    sd_d, sd_s = sd[0, rows], sd[1, rows]
+    z = rng.standard_normal((2, rows.size))
+    eps_raw, eta_raw = eps + sd_d * z[0], eta + sd_s * z[1]
+    # only drawn values are clipped: a fitted ε̂ near zero stays as fitted
+    eps_r = np.where(sd_d > 0, np.minimum(eps_raw, -MIN_ABS_ELASTICITY), eps)
+    eta_r = np.where(sd_s > 0, np.maximum(eta_raw, MIN_ABS_ELASTICITY), eta)
+    clipped = int(((eps_r != eps_raw) & (sd_d > 0)).sum() + ((eta_r != eta_raw) & (sd_s > 0)).sum())
+    columns = {name: stacked.array(name) for name in PARAMETERS}
+    columns.update(
+        demand_elasticity=eps_r,
+        log_demand_level=columns["log_demand_level"] + (eps - eps_r) * anchor[0, rows],
+        supply_elasticity=eta_r,
+        log_supply_level=columns["log_supply_level"] + (eta - eta_r) * anchor[1, rows],
+    )
+    # built from arrays, not by assigning into the stacked frame: half the pandas work
+    segments = pd.DataFrame({"copy_of": 0, **columns})
+    result = solve(Market(segments, stacked.edges, stacked.segment_keys))
+    rate = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
+    return rate.reshape(k, block.size), clipped
+
+
+def _blocks(comp: IntArray, rows: IntArray, size: int) -> list[IntArray]:
+    """``rows`` grouped by component and cut into blocks of about ``size`` segments,
+    never inside a component."""
+    if not rows.size:
+        return []
+    ordered = rows[np.argsort(comp[rows], kind="stable")]
+    c = comp[ordered]
+    starts = np.concatenate([[True], c[1:] != c[:-1]])
+    # every segment is labelled by where its component starts
+    first = np.maximum.accumulate(np.where(starts, np.arange(c.size), 0))
+    label = first // size
+    return np.split(ordered, np.flatnonzero(np.diff(label)) + 1)
+
+
+def _quantiles(
+    values: FloatArray, count: IntArray, q: tuple[float, float]
+) -> tuple[FloatArray, FloatArray]:
+    """Quantiles of each column over its finite values (numpy's default linear
+    interpolation; NaN where a column has none), vectorized over columns."""
+    ordered = np.sort(values, axis=0)  # NaN sorts last
+    out = []
+    for level in q:
+        h = (np.maximum(count, 1) - 1) * level
+        lo = np.floor(h).astype(np.int64)
+        hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+        a = np.take_along_axis(ordered, lo[None, :], axis=0)[0]
+        b = np.take_along_axis(ordered, hi[None, :], axis=0)[0]
+        out.append(np.where(count > 0, a + (h - lo) * (b - a), np.nan))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- inputs
+def _curve_columns(
+    curves: CurveSet, market: Market, thin_flags: tuple[str, ...]
+) -> tuple[FloatArray, list[tuple[str, str, BoolArray]]]:
+    """Standard errors (2, n: demand, supply) aligned to the market's segments, and for
+    every side and thin-data flag the segments whose curve carries it."""
+    keys = list(market.segment_keys)
+    missing = [k for k in keys if k not in curves.frame.columns]
+    if missing:
+        raise ValueError(
+            f"the curves lack the market's segment key column(s) {missing}; fit them with "
+            f"segment keys {keys}"
+        )
+    se = np.empty((2, len(market)))
+    flagged = []
+    for i, side in enumerate(("demand", "supply")):
+        table = curves.frame.loc[curves.frame["side"] == side, [*keys, "std_error", "flags"]]
+        aligned = market.segments[keys].merge(table, on=keys, how="left", validate="many_to_one")
+        se[i] = aligned["std_error"].to_numpy(np.float64)
+        # flags are comma-separated names: match whole names only
+        padded = "," + aligned["flags"].fillna("").astype(str) + ","
+        for flag in thin_flags:
+            has = padded.str.contains(f",{flag},", regex=False).to_numpy(bool)
+            flagged.append((side, flag, has))
+    return se, flagged
+
+
+def check_previous(previous: pd.DataFrame, segment_keys: list[str]) -> pd.DataFrame:
+    """The previous run's guidance, checked: the segment keys, ``freelancer_rate`` and
+    ``client_rate`` present, numeric, positive or missing, one row per segment.
+
+    Raises :class:`DataError` naming what is wrong."""
+    needed = [*segment_keys, *RATE_COLUMNS]
+    missing = [c for c in needed if c not in previous.columns]
+    if missing:
+        raise DataError(
+            f"the previous guidance lacks the column(s) {missing}; it needs {needed} "
+            "(pass the table a previous guidance run wrote)"
+        )
+    frame = previous[needed].copy()
+    for name in RATE_COLUMNS:
+        values = pd.to_numeric(frame[name], errors="coerce")
+        bad = (values.isna() & frame[name].notna()) | (values <= 0) | np.isinf(values)
+        if bad.any():
+            rows = ", ".join(str(i) for i in np.flatnonzero(bad.to_numpy())[:5])
+            raise DataError(
+                f"the previous guidance's {name} must be a positive number or empty; "
+                f"{int(bad.sum())} row(s) are not (rows {rows})"
+            )
+        frame[name] = values.astype(np.float64)
+    key = _key_index(frame, segment_keys)
+    duplicated = key.duplicated()
+    if duplicated.any():
+        shown = ", ".join("/".join(k) for k in key[duplicated].unique()[:5])
+        raise DataError(
+            f"the previous guidance has {int(duplicated.sum())} duplicated segment(s): "
+            f"{shown}; keep one row per segment"
+        )
+    return frame
+
+
+def load_previous(path: Path, segment_keys: list[str]) -> pd.DataFrame:
+    """Read and check a previous guidance table (.parquet or .csv, as ``pricing
+    guidance --out`` writes it); raises :class:`DataError` when it cannot be used."""
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise DataError(f"previous guidance {path} must be a .parquet or .csv file")
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype={k: str for k in segment_keys})
+    except FileNotFoundError:
+        raise DataError(f"previous guidance file {path} does not exist") from None
+    except (OSError, ValueError) as exc:  # pyarrow's and pandas' parse errors are ValueErrors
+        raise DataError(f"previous guidance {path} cannot be read: {exc}") from None
+    return check_previous(frame, segment_keys)
+
+
+def _key_index(frame: pd.DataFrame, keys: list[str]) -> pd.MultiIndex:
+    # keys compared as text: a CSV and a Parquet file of the same guidance must match
+    return pd.MultiIndex.from_arrays([frame[k].astype(str) for k in keys])
+
+
+def _aligned_previous(previous: pd.DataFrame, market: Market) -> dict[str, FloatArray]:
+    keys = list(market.segment_keys)
+    table = previous[list(RATE_COLUMNS)].set_axis(_key_index(previous, keys))
+    aligned = table.reindex(_key_index(market.segments, keys))
+    return {name: aligned[name].to_numpy(np.float64) for name in RATE_COLUMNS}
+
+
+# --------------------------------------------------------------------------- labels
+def _market_state(
+    gap: FloatArray,
+    status: npt.NDArray[np.object_],
+    se: FloatArray,
+    flagged: list[tuple[str, str, BoolArray]],
+    observed: FloatArray,
+    config: GuidanceConfig,
+) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_]]:
+    """The market state of every segment and the reason for it (module docstring)."""
+    n = gap.size
+    reason = np.full(n, "", dtype=object)
+    thin = np.zeros(n, dtype=bool)
+    causes = [(has, f"{side} curve flagged {flag}") for side, flag, has in flagged]
+    causes += [(~np.isin(status, _SOLVED), "equilibrium " + status)]
+    causes += [
+        (np.isnan(se[i]), f"no {side} standard error")
+        for i, side in enumerate(("demand", "supply"))
+    ]
+    causes += [(np.isnan(observed), "no observed rate")]
+    for mask, text in causes:
+        thin |= mask
+        joined = np.where(reason == "", text, reason + "; " + text)
+        reason = np.where(mask, joined, reason)
+    b = config.balanced_pct
+    state = np.select(
+        [thin, gap > b, gap < -b], ["thin_data", "supply_short", "demand_short"], "balanced"
+    ).astype(object)
+    reason = np.select(
+        [thin, gap > b, gap < -b],
+        [
+            reason,
+            np.full(n, f"equilibrium more than {b:g} % above the observed rate", dtype=object),
+            np.full(n, f"equilibrium more than {b:g} % below the observed rate", dtype=object),
+        ],
+        f"equilibrium within ±{b:g} % of the observed rate",
+    ).astype(object)
+    return state, reason
+
+
+def _cap(
+    rate: FloatArray, previous: FloatArray, max_change_pct: float
+) -> tuple[FloatArray, BoolArray]:
+    """``rate`` clipped to within ``max_change_pct`` % of ``previous`` where there is one,
+    and where that clipped it."""
+    c = max_change_pct / 100.0
+    has = np.isfinite(previous)
+    bounded = np.clip(rate, previous * (1 - c), previous * (1 + c))
+    published = np.where(has, bounded, rate)
+    capped: BoolArray = has & np.isfinite(rate) & (published != rate)
+    return published, capped

@@ -1,0 +1,482 @@
+"""Rate guidance: rates, bands (closed form, Monte-Carlo error, coupling, failed draws),
+market states, the stability cap, the result object, and band coverage on simulated
+markets with known elasticities."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+import pricing.guidance as guidance
+from pricing.config import GuidanceConfig
+from pricing.curves import CurveSet, fit_curves
+from pricing.equilibrium import STATUSES, EquilibriumResult, solve
+from pricing.errors import DataError
+from pricing.guidance import COLUMNS, Guidance, rate_guidance
+from pricing.market import Market
+from pricing.panel import build_panel
+from pricing.schema import check_inputs
+from pricing.simulate import SimulationSpec, simulate_market
+from pricing.synthetic import random_market
+
+KEYS = ["category", "tier"]
+
+
+def hand_market(
+    eps: list[float], eta: list[float], observed: list[float], **columns: list[float]
+) -> Market:
+    """Uncoupled segments with D(P) = 1000 P^ε and S(W) = 10 W^η."""
+    n = len(eps)
+    segments = pd.DataFrame(
+        {
+            "category": [f"c{i}" for i in range(n)],
+            "tier": ["expert"] * n,
+            "demand_elasticity": eps,
+            "log_demand_level": np.log(1000.0),
+            "supply_elasticity": eta,
+            "log_supply_level": np.log(10.0),
+            "observed_rate": observed,
+            **columns,
+        }
+    )
+    return Market(segments)
+
+
+def curve_set(
+    market: Market,
+    se_demand: float | list[float],
+    se_supply: float | list[float],
+    flags: dict[str, list[str]] | None = None,
+) -> CurveSet:
+    """The curve table rate_guidance reads: keys, side, std_error and flags per segment."""
+    parts = []
+    for side, se in (("demand", se_demand), ("supply", se_supply)):
+        part = market.segments[KEYS].copy()
+        part["side"] = side
+        part["std_error"] = se
+        part["flags"] = (flags or {}).get(side, [""] * len(market))
+        parts.append(part)
+    return CurveSet(pd.concat(parts, ignore_index=True), tuple(KEYS), 0.9)
+
+
+# --------------------------------------------------------------------------- rates
+
+
+FEES = {"client_fee": [0.1, 0.05], "freelancer_fee": [0.2, 0.0]}
+
+
+def test_rates_are_the_equilibrium_client_and_freelancer_rates() -> None:
+    market = hand_market([-1.0, -0.6], [1.0, 0.4], [9.0, 30.0], **FEES)
+    eq = solve(market)
+    frame = rate_guidance(eq, curve_set(market, 0.1, 0.1)).to_frame()
+    expected = eq.to_frame()
+    # both computed by the same expression from the same listed rate: equal exactly
+    for name in ("freelancer_rate", "client_rate", "observed_rate", "gap_pct"):
+        np.testing.assert_array_equal(frame[name], expected[name])
+    np.testing.assert_array_equal(frame["equilibrium_freelancer_rate"], expected["freelancer_rate"])
+    # the fee wedge: 1000 / (1.1 p) = 10 · 0.8 p  ⇒  p = √(1000 / 8.8), W = 0.8 p
+    assert frame["freelancer_rate"].iloc[0] == pytest.approx(0.8 * np.sqrt(1000 / 8.8), rel=1e-12)
+    assert (frame["band_level"] == 0.9).all() and (frame["status"] == "solved").all()
+
+
+def test_zero_standard_errors_collapse_the_band_to_the_point() -> None:
+    market = hand_market([-1.0, -0.6], [1.0, 0.4], [9.0, 30.0], **FEES)
+    frame = rate_guidance(solve(market), curve_set(market, 0.0, 0.0)).to_frame()
+    for name in ("freelancer_rate", "client_rate"):
+        # every draw is the fitted market: the band is the point up to rounding (1e-9)
+        np.testing.assert_allclose(frame[f"{name}_low"], frame[name], rtol=1e-9)
+        np.testing.assert_allclose(frame[f"{name}_high"], frame[name], rtol=1e-9)
+
+
+def test_band_matches_the_closed_form_quantiles() -> None:
+    # Only ε uncertain (se_S = 0). Rotated around the observed rate o, the drawn demand is
+    # D(o)(p/o)^ε', so with g = log D(o) − log S(o) a drawn market clears at
+    #     p*(ε') = o · exp(g / (η − ε')),
+    # monotone in ε' (increasing when g > 0, decreasing when g < 0, constant at g = 0).
+    # The band ends are therefore p* at the normal quantiles ε̂ ± 1.645 se.
+    eps, eta, observed = [-1.2, -0.8, -1.0], [0.9, 0.5, 1.0], [6.0, 40.0, 10.0]
+    market = hand_market(eps, eta, observed, client_fee=[0.1, 0.0, 0.0])
+    se, draws, level = 0.2, 4000, 0.9
+    config = GuidanceConfig(draws=draws, band_level=level, seed=3)
+    frame = rate_guidance(solve(market), curve_set(market, se, 0.0), config).to_frame()
+    e, h, o = np.array(eps), np.array(eta), np.array(observed)
+    fc = np.array([0.1, 0.0, 0.0])
+    g = np.log(1000.0) + e * np.log(o * (1 + fc)) - np.log(10.0) - h * np.log(o)
+
+    def p_star(eps_drawn: np.ndarray) -> np.ndarray:
+        return o * np.exp(g / (h - eps_drawn))
+
+    alpha = (1 - level) / 2
+    z = norm.ppf(1 - alpha)
+    # Monte-Carlo standard error of the sample α-quantile of ε over R draws:
+    # sqrt(α(1−α)/R) · se / φ(z_α) = 0.0067 here; the check allows 4 of them on the
+    # ε scale (a two-sided miss has probability 6e-5), mapped through p*.
+    mc = 4 * np.sqrt(alpha * (1 - alpha) / draws) * se / norm.pdf(z)
+    for end, sign in (("low", -1), ("high", 1)):
+        # the end of the band: the lower or upper ε quantile, depending on the sign of g
+        eps_q = np.array(eps) + np.where(g >= 0, sign, -sign) * z * se
+        bounds = np.sort(np.stack([p_star(eps_q - mc), p_star(eps_q + mc)]), axis=0)
+        got = frame[f"client_rate_{end}"].to_numpy() / (1 + fc)
+        assert ((bounds[0] <= got * (1 + 1e-12)) & (got <= bounds[1] * (1 + 1e-12))).all()
+    # at g = 0 today's rate clears every drawn market: the band is the point
+    assert frame["client_rate_low"].iloc[2] == pytest.approx(10.0, rel=1e-9)
+    assert frame["client_rate_high"].iloc[2] == pytest.approx(10.0, rel=1e-9)
+    # the third segment is exact, the others are not degenerate
+    assert (frame["client_rate_high"] - frame["client_rate_low"]).iloc[:2].gt(0.01).all()
+
+
+@pytest.fixture(scope="module")
+def uncoupled() -> Market:
+    return random_market(300, seed=2)
+
+
+def test_bands_contain_the_point_and_widen_with_the_standard_errors(uncoupled: Market) -> None:
+    eq = solve(uncoupled)
+    narrow = rate_guidance(eq, curve_set(uncoupled, 0.05, 0.05)).to_frame()
+    wide = rate_guidance(eq, curve_set(uncoupled, 0.15, 0.15)).to_frame()
+    for frame in (narrow, wide):
+        for name in ("freelancer_rate", "client_rate"):
+            assert (frame[f"{name}_low"] <= frame[name]).all()
+            assert (frame[name] <= frame[f"{name}_high"]).all()
+    # With the same seed the draws are the same normals scaled by se; a drawn rate moves
+    # only through η' − ε', so every band widens (the far end moves out strictly).
+    width = {
+        k: f["freelancer_rate_high"] - f["freelancer_rate_low"]
+        for k, f in (("narrow", narrow), ("wide", wide))
+    }
+    assert (width["wide"] > width["narrow"]).all()
+
+
+def test_the_same_seed_gives_the_same_bands(uncoupled: Market) -> None:
+    eq, curves = solve(uncoupled), curve_set(uncoupled, 0.1, 0.1)
+    first = rate_guidance(eq, curves, GuidanceConfig(seed=7)).to_frame()
+    again = rate_guidance(eq, curves, GuidanceConfig(seed=7)).to_frame()
+    other = rate_guidance(eq, curves, GuidanceConfig(seed=8)).to_frame()
+    pd.testing.assert_frame_equal(first, again)
+    assert not np.allclose(first["client_rate_low"], other["client_rate_low"])
+
+
+@pytest.fixture(scope="module")
+def coupled() -> Market:
+    return random_market(240, (2, 8), seed=4, bounded_share=0.1)
+
+
+def test_coupled_market_bands(coupled: Market) -> None:
+    eq = solve(coupled)
+    result = rate_guidance(eq, curve_set(coupled, 0.1, 0.1), GuidanceConfig(draws=100))
+    frame = result.to_frame()
+    assert eq.ok and result.failed_draws == 0 and (frame["band_draws"] == 100).all()
+    low, high = frame["freelancer_rate_low"], frame["freelancer_rate_high"]
+    assert low.notna().all() and (low <= frame["freelancer_rate"]).all()
+    assert (frame["freelancer_rate"] <= high).all()
+    # a coupled segment's band is not degenerate unless a bound pins its rate
+    bound = eq.to_frame()["bound"] != ""
+    assert ((high - low)[~bound] > 0).all()
+
+
+def test_failed_draws_are_excluded_and_counted(
+    coupled: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eq = solve(coupled)
+    curves = curve_set(coupled, 0.1, 0.1)
+    failed_rows = []
+
+    def fails_some_components(market: Market) -> EquilibriumResult:
+        # every fifth component of each stacked market "fails": NaN and status failed
+        result = solve(market)
+        fail = market.component % 5 == 0
+        failed_rows.append(int(fail.sum()))
+        return dataclasses.replace(
+            result,
+            rate=np.where(fail, np.nan, result.rate),
+            status_code=np.where(fail, STATUSES.index("failed"), result.status_code).astype(
+                np.int8
+            ),
+        )
+
+    monkeypatch.setattr(guidance, "solve", fails_some_components)
+    result = rate_guidance(eq, curves, GuidanceConfig(draws=100))
+    frame = result.to_frame()
+    assert result.failed_draws == sum(failed_rows) > 0
+    assert (100 - frame["band_draws"]).sum() == result.failed_draws
+    assert frame["band_draws"].lt(100).any() and frame["band_draws"].gt(0).all()
+    assert frame["freelancer_rate_low"].notna().all()
+    assert (frame["freelancer_rate_low"] <= frame["freelancer_rate"]).all()
+    assert f"{result.failed_draws:,} segment-draws failed" in result.summary()
+
+
+def test_segments_without_std_error_observed_rate_or_curves_have_no_band() -> None:
+    # the last segment has no usable curve (all four parameters NaN)
+    market = hand_market(
+        [-1.0, -1.0, -1.0, np.nan],
+        [1.0, 1.0, 1.0, np.nan],
+        [9.0, np.nan, 9.0, 9.0],
+        log_demand_level=[7.0] * 3 + [np.nan],
+        log_supply_level=[2.0] * 3 + [np.nan],
+    )
+    curves = curve_set(market, [0.1, 0.1, np.nan, 0.1], 0.1)
+    frame = rate_guidance(solve(market), curves).to_frame()
+    has_band = frame["client_rate_low"].notna().to_list()
+    assert has_band == [True, False, False, False]
+    assert frame["band_draws"].to_list() == [200, 0, 0, 0]
+    assert frame["market_state"].iloc[1:].eq("thin_data").all()
+    reasons = frame["state_reason"].to_list()
+    assert reasons[1] == "no observed rate"
+    assert reasons[2] == "no demand standard error"
+    assert "equilibrium no_curve" in reasons[3]
+
+
+# --------------------------------------------------------------------------- states
+
+
+def test_market_state_labels_at_the_thresholds() -> None:
+    # D = 1000/P, S = 10 W: p* = 10; observed 8, 16, 10 give gaps of about +25, −37.5, 0 %
+    market = hand_market([-1.0] * 3, [1.0] * 3, [8.0, 16.0, 10.0])
+    eq, curves = solve(market), curve_set(market, 0.1, 0.1)
+    gap = rate_guidance(eq, curves).to_frame()["gap_pct"].to_numpy()
+    np.testing.assert_allclose(gap, [25.0, -37.5, 0.0], atol=1e-12)
+
+    def states(balanced_pct: float) -> list[str]:
+        config = GuidanceConfig(balanced_pct=balanced_pct, draws=20)
+        return rate_guidance(eq, curves, config).to_frame()["market_state"].to_list()
+
+    # |gap| equal to the threshold is balanced; one float step below it is not
+    assert states(gap[0]) == ["balanced", "demand_short", "balanced"]
+    assert states(np.nextafter(gap[0], 0)) == ["supply_short", "demand_short", "balanced"]
+    assert states(-gap[1]) == ["balanced", "balanced", "balanced"]
+    assert states(np.nextafter(-gap[1], 0)) == ["balanced", "demand_short", "balanced"]
+    frame = rate_guidance(eq, curves, GuidanceConfig(balanced_pct=5, draws=20)).to_frame()
+    assert frame["state_reason"].to_list() == [
+        "equilibrium more than 5 % above the observed rate",
+        "equilibrium more than 5 % below the observed rate",
+        "equilibrium within ±5 % of the observed rate",
+    ]
+
+
+def test_thin_data_from_flags_and_from_a_non_solved_status() -> None:
+    market = hand_market([-1.0] * 4, [1.0] * 4, [8.0] * 4)
+    flags = {
+        "demand": ["ols,thin_data", "", "not_thin_data", "weak_instrument"],
+        "supply": ["", "thin_data", "", ""],
+    }
+    eq = solve(market)
+    frame = rate_guidance(eq, curve_set(market, 0.1, 0.1, flags)).to_frame()
+    assert frame["market_state"].to_list() == [
+        "thin_data",
+        "thin_data",
+        "supply_short",  # a flag that only contains the name is not that flag
+        "supply_short",
+    ]
+    assert frame["state_reason"].iloc[0] == "demand curve flagged thin_data"
+    assert frame["state_reason"].iloc[1] == "supply curve flagged thin_data"
+    # thin-data flags are configurable
+    custom = GuidanceConfig(thin_data_flags=("weak_instrument",), draws=20)
+    frame = rate_guidance(eq, curve_set(market, 0.1, 0.1, flags), custom).to_frame()
+    assert frame["market_state"].to_list()[3] == "thin_data"
+    # a segment whose equilibrium failed is thin data and has no band
+    failed = dataclasses.replace(
+        eq,
+        status_code=np.array([STATUSES.index("failed"), 0, 0, 0], np.int8),
+        rate=np.where(np.arange(4) == 0, np.nan, eq.rate),
+    )
+    frame = rate_guidance(failed, curve_set(market, 0.1, 0.1)).to_frame()
+    assert frame["market_state"].iloc[0] == "thin_data"
+    assert frame["state_reason"].iloc[0] == "equilibrium failed"
+    assert np.isnan(frame["client_rate_low"].iloc[0]) and np.isnan(frame["client_rate"].iloc[0])
+    assert frame["market_state"].iloc[1] == "supply_short"
+
+
+# --------------------------------------------------------------------------- cap
+
+
+def test_stability_cap_clips_both_ways_and_flags_it() -> None:
+    market = hand_market([-1.0] * 5, [1.0] * 5, [10.0] * 5)  # W* = P* = p* = 10
+    eq, curves = solve(market), curve_set(market, 0.1, 0.1)
+    config = GuidanceConfig(max_change_pct=10.0, draws=20)
+    previous = pd.DataFrame(
+        {
+            "category": ["c0", "c1", "c2", "c3"],  # c4 is absent
+            "tier": ["expert"] * 4,
+            "freelancer_rate": [8.0, 12.0, 10.4, np.nan],
+            "client_rate": [8.0, 12.0, 10.4, 11.5],
+        }
+    )
+    frame = rate_guidance(eq, curves, config, previous).to_frame()
+    # up by at most 10 % from 8, down by at most 10 % from 12, 10 is within 10 % of 10.4
+    np.testing.assert_allclose(frame["freelancer_rate"], [8.8, 10.8, 10, 10, 10], rtol=1e-12)
+    np.testing.assert_allclose(frame["client_rate"], [8.8, 10.8, 10, 10.35, 10], rtol=1e-12)
+    assert frame["capped"].to_list() == [True, True, False, True, False]
+    np.testing.assert_allclose(frame["equilibrium_freelancer_rate"], 10.0, rtol=1e-12)
+    np.testing.assert_allclose(frame["equilibrium_client_rate"], 10.0, rtol=1e-12)
+    assert frame["previous_freelancer_rate"].iloc[:3].to_list() == [8.0, 12.0, 10.4]
+    assert frame["previous_freelancer_rate"].iloc[3:].isna().all()
+    assert np.isnan(frame["previous_client_rate"].iloc[4])
+    # bands stay around the equilibrium rates, not the published ones
+    assert (frame["freelancer_rate_low"] <= 10 + 1e-12).all()
+    assert (frame["freelancer_rate_high"] >= 10 - 1e-12).all()
+    assert "4 segments with a previous rate, 3 capped at ±10 %" in rate_guidance(
+        eq, curves, config, previous
+    ).summary(max_rows=0)
+
+
+def test_previous_guidance_object_and_frame_give_the_same_cap() -> None:
+    market = hand_market([-1.0] * 2, [1.0] * 2, [10.0] * 2)
+    eq = solve(market)
+    config = GuidanceConfig(max_change_pct=10.0, draws=20)
+    # last run's market was 30 % more demanded: its guidance is the previous one
+    before = Market(market.segments.assign(log_demand_level=np.log(1300.0)))
+    last = rate_guidance(solve(before), curve_set(before, 0.1, 0.1), config)
+    from_object = rate_guidance(eq, curve_set(market, 0.1, 0.1), config, last).to_frame()
+    from_frame = rate_guidance(eq, curve_set(market, 0.1, 0.1), config, last.to_frame())
+    pd.testing.assert_frame_equal(from_object, from_frame.to_frame())
+    assert from_object["capped"].all()
+    p_before = np.sqrt(130.0)  # 1300/p = 10 p
+    np.testing.assert_allclose(from_object["client_rate"], 0.9 * p_before, rtol=1e-12)
+
+
+def test_bad_previous_frames_are_clear_errors() -> None:
+    market = hand_market([-1.0], [1.0], [10.0])
+    eq, curves = solve(market), curve_set(market, 0.1, 0.1)
+    good = pd.DataFrame(
+        {"category": ["c0"], "tier": ["expert"], "freelancer_rate": [9.0], "client_rate": [9.0]}
+    )
+    with pytest.raises(DataError, match=r"lacks the column\(s\) \['tier', 'client_rate'\]"):
+        rate_guidance(eq, curves, previous=good.drop(columns=["tier", "client_rate"]))
+    with pytest.raises(DataError, match=r"1 duplicated segment\(s\): c0/expert"):
+        rate_guidance(eq, curves, previous=pd.concat([good, good]))
+    with pytest.raises(DataError, match="freelancer_rate must be a positive number"):
+        rate_guidance(eq, curves, previous=good.assign(freelancer_rate=[-1.0]))
+    with pytest.raises(DataError, match="client_rate must be a positive number"):
+        rate_guidance(eq, curves, previous=good.assign(client_rate=["abc"]))
+
+
+def test_load_previous_reads_what_guidance_writes(tmp_path: Path) -> None:
+    market = hand_market([-1.0] * 2, [1.0] * 2, [10.0] * 2)
+    frame = rate_guidance(solve(market), curve_set(market, 0.1, 0.1)).to_frame()
+    for suffix in ("parquet", "csv"):
+        path = tmp_path / f"previous.{suffix}"
+        if suffix == "parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        loaded = guidance.load_previous(path, KEYS)
+        np.testing.assert_allclose(loaded["client_rate"], frame["client_rate"], rtol=1e-12)
+    with pytest.raises(DataError, match="does not exist"):
+        guidance.load_previous(tmp_path / "nope.csv", KEYS)
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(DataError, match="cannot be read"):
+        guidance.load_previous(tmp_path / "bad.parquet", KEYS)
+    with pytest.raises(DataError, match=r"must be a \.parquet or \.csv"):
+        guidance.load_previous(tmp_path / "previous.xlsx", KEYS)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_result_object(uncoupled: Market) -> None:
+    result = rate_guidance(solve(uncoupled), curve_set(uncoupled, 0.1, 0.1))
+    frame = result.to_frame()
+    assert list(frame.columns) == [*KEYS, *COLUMNS]
+    assert list(COLUMNS[:9]) == [
+        "freelancer_rate",
+        "freelancer_rate_low",
+        "freelancer_rate_high",
+        "client_rate",
+        "client_rate_low",
+        "client_rate_high",
+        "observed_rate",
+        "gap_pct",
+        "market_state",
+    ]
+    assert sum(result.state_counts.values()) == len(uncoupled)
+    text = result.summary(max_rows=5)
+    assert text.startswith("Rate guidance for 300 segments") and "90% bands" in text
+    assert str(result) == result.summary()
+    assert "<table" in result._repr_html_()
+    assert isinstance(result, Guidance)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.failed_draws = 1  # type: ignore[misc]
+    frame.loc[0, "client_rate"] = -1.0  # to_frame is a copy
+    assert result.frame.loc[0, "client_rate"] > 0
+
+
+def test_curves_without_the_market_keys_are_refused(uncoupled: Market) -> None:
+    curves = curve_set(uncoupled, 0.1, 0.1)
+    no_tier = CurveSet(curves.frame.drop(columns=["tier"]), ("category",), 0.9)
+    with pytest.raises(ValueError, match=r"lack the market's segment key column\(s\) \['tier'\]"):
+        rate_guidance(solve(uncoupled), no_tier)
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+@pytest.fixture(scope="module")
+def simulated_coverage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    """Six simulated markets (seeds 1–6, 150 segments × 104 weeks): per banded segment,
+    whether its freelancer band holds (a) the rate the true elasticities give through
+    the engine's reference point and (b) the simulator's clearing rate of the last week."""
+    counts = {"segments": 0, "target": 0, "last_week": 0}
+    for seed in range(1, 7):
+        sim = simulate_market(SimulationSpec(segments=150, weeks=104, seed=seed))
+        directory = sim.write(tmp_path_factory.mktemp(f"g{seed}") / "market")
+        panel = build_panel(check_inputs(Path(directory), sim.config).checked())
+        curves = fit_curves(panel, sim.config.estimation)
+        # no adjacency: the simulated history is generated segment by segment
+        market = Market.from_curves(curves, None, sim.config.market)
+        frame = rate_guidance(solve(market), curves, sim.config.guidance).to_frame()
+        truth = sim.truth.to_pandas().set_index(KEYS)
+        index = pd.MultiIndex.from_frame(market.segments[KEYS])
+        eps = truth["demand_elasticity"].reindex(index).to_numpy()
+        eta = truth["supply_elasticity"].reindex(index).to_numpy()
+        # the fitted curves rotated to the true elasticities around the observed rate
+        seg = market.segments
+        log_o = np.log(seg["observed_rate"])
+        true_curves = seg.assign(
+            demand_elasticity=eps,
+            log_demand_level=seg["log_demand_level"]
+            + (seg["demand_elasticity"] - eps) * (log_o + np.log1p(seg["client_fee"])),
+            supply_elasticity=eta,
+            log_supply_level=seg["log_supply_level"]
+            + (seg["supply_elasticity"] - eta) * (log_o + np.log1p(-seg["freelancer_fee"])),
+        )
+        target = solve(Market(true_curves, market.edges, market.segment_keys)).to_frame()
+        last = truth["clearing_rate_last_week"].reindex(index).to_numpy()
+        low, high = frame["freelancer_rate_low"], frame["freelancer_rate_high"]
+        banded = low.notna()
+        counts["segments"] += int(banded.sum())
+        for name, value in (("target", target["freelancer_rate"]), ("last_week", last)):
+            counts[name] += int(((low <= value) & (value <= high))[banded].sum())
+    return counts
+
+
+@pytest.mark.slow
+def test_bands_cover_the_true_elasticities_rate(simulated_coverage: dict[str, int]) -> None:
+    # Pooled over 6 markets × 150 segments (all banded). Measured: 0.833 for nominal 0.90.
+    # The band draws ε, η from normals with the curves' standard errors, but the
+    # estimation errors are heavier-tailed: the estimates use EWC with Student-t
+    # intervals (about 9 degrees of freedom) and their own 90 % intervals cover only
+    # 0.85–0.88 here; standardized by its standard error, the error of η̂ − ε̂ (the only
+    # thing a drawn rate depends on) has sd 1.20 on these markets, so a normal 90 % band
+    # is expected to cover about 2Φ(1.645/1.20) − 1 = 0.83. The binomial standard error
+    # at 900 segments is 0.012; segments of one market share their shifter paths, so one
+    # market's coverage swings (0.79–0.89 measured) and the pooled figure's effective
+    # standard error is about 0.016. Bounds: 2 of those below the measured 0.833, and
+    # nominal plus 3 binomial standard errors above (bands much wider than the errors
+    # would be a regression too).
+    coverage = simulated_coverage["target"] / simulated_coverage["segments"]
+    assert simulated_coverage["segments"] == 900
+    assert 0.80 <= coverage <= 0.94, coverage
+
+
+@pytest.mark.slow
+def test_bands_do_not_model_the_reference_points_noise(simulated_coverage: dict[str, int]) -> None:
+    # The simulator's clearing rate of the last week moves with that week's shocks and
+    # shifters, which the band (elasticity uncertainty around the reference point) does
+    # not include: measured coverage 0.067. Only its order is asserted.
+    last_week = simulated_coverage["last_week"] / simulated_coverage["segments"]
+    assert last_week < 0.5 * simulated_coverage["target"] / simulated_coverage["segments"]
