@@ -311,9 +311,7 @@ class _Program:
                 if not np.isfinite(ex.value[r]):
                     m.add(var == 0)
                     continue
-                value_terms.append(
-                    (var, round((ex.value[r] - ex.value[0]) * self.value_scale))
-                )
+                value_terms.append((var, round((ex.value[r] - ex.value[0]) * self.value_scale)))
                 self._hours(var, ex.hours[r] - ex.hours[0])
             self.z.append(zs)
         self.value_expr = cp_model.LinearExpr.weighted_sum(
@@ -866,11 +864,14 @@ def _infeasible(
                 }
             )
     if not unreachable and limits.targets:
+        # amounts as the program counts them (costs in cents, rounded up), so that the
+        # budget or cap suggested admits the plan when a cost has a fraction of a cent
+        cents = np.ceil(levers.catalogue["cost_per_unit"].to_numpy() * 100 - 1e-9)
         with_caps = _Program(
             model, levers, _Limits(None, limits.caps, limits.targets), config.time_limit_seconds
         ).run("spend")
         if with_caps.status in ("optimal", "feasible"):
-            need = float((with_caps.units * levers.catalogue["cost_per_unit"].to_numpy()).sum())
+            need = float(with_caps.units @ cents) / 100
             lines.append(
                 f"the cheapest plan that meets every fill target costs ${need:,.0f}; "
                 f"raise the budget from ${config.budget:,.0f} to ${need:,.0f}"
@@ -882,9 +883,8 @@ def _infeasible(
             free = _Program(
                 model, levers, _Limits(None, {}, limits.targets), config.time_limit_seconds
             ).run("spend")
-            cost = levers.catalogue["cost_per_unit"].to_numpy()
-            spent = np.bincount(levers.lever_category, free.units * cost, minlength=len(names))
-            need = float((free.units * cost).sum())
+            spent = np.bincount(levers.lever_category, free.units * cents, len(names)) / 100
+            need = float(free.units @ cents) / 100
             lines.append(
                 f"the spend caps rule out every plan that meets the fill targets; "
                 f"the cheapest such plan costs ${need:,.0f}"

@@ -119,6 +119,10 @@ def read_catalogue(table: pd.DataFrame, market: Market) -> pd.DataFrame:
         "to_category has no segment",
     )
     check(target.notna() & (frame["kind"] != "reskill"), "to_category is for reskill levers")
+    check(
+        target.notna() & (target.astype(str) == frame["category"].astype(str)),
+        "to_category must differ from category",
+    )
     check(~(np.isfinite(frame["cost_per_unit"]) & (frame["cost_per_unit"] > 0)), "cost ≤ 0")
     units = frame["max_units"].astype(np.float64)
     check(~((units >= 0) & (units == np.floor(units))), "max_units must be a whole number ≥ 0")
@@ -309,7 +313,11 @@ class Levers:
         edges = stacked.edges
         edge_copy = copy[edges["pool"].to_numpy()]
         cut = np.asarray(reskill @ effect.T)[origin, edge_copy]
-        bought = np.asarray(reskill @ (units > 0).T.astype(np.float64))[origin, edge_copy] > 0
+        # only a lever with a to_category opens an edge: one acting on every edge out of
+        # its category cheapens a closed edge once another lever opens it
+        opens = ((cat["kind"] == "reskill") & cat["to_category"].notna()).to_numpy()
+        bought_opener = ((units > 0) & opens).T.astype(np.float64)
+        bought = np.asarray(reskill @ bought_opener)[origin, edge_copy] > 0
         keep = ~closed[origin] | bought
         friction = np.maximum(0.0, edges["friction"].to_numpy() - cut)
         out = pd.DataFrame(
@@ -379,15 +387,19 @@ def solve_variants(
     hours = segment_values(result, "hours", base_hours[rows])
     ok = np.isin(result.status, ("solved", "solved_fallback")) | ~stacked.usable
     bad = np.bincount(copy, (~ok).astype(np.float64), minlength=n_copies) > 0
-    total = np.bincount(
-        copy, np.where(ok, np.nan_to_num(values), 0.0), minlength=n_copies
-    ).astype(np.float64)
+    total = np.bincount(copy, np.where(ok, np.nan_to_num(values), 0.0), minlength=n_copies).astype(
+        np.float64
+    )
     total[bad] = np.nan
     n_cat = len(levers.category_names)
-    by_cat = np.bincount(
-        copy * n_cat + levers.segment_category[rows],
-        np.where(ok, np.nan_to_num(hours), 0.0),
-        minlength=n_copies * n_cat,
-    ).reshape(n_copies, n_cat).astype(np.float64)
+    by_cat = (
+        np.bincount(
+            copy * n_cat + levers.segment_category[rows],
+            np.where(ok, np.nan_to_num(hours), 0.0),
+            minlength=n_copies * n_cat,
+        )
+        .reshape(n_copies, n_cat)
+        .astype(np.float64)
+    )
     by_cat[bad] = np.nan
     return total, by_cat, int(bad.sum())
