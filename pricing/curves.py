@@ -218,6 +218,7 @@ def _shrink(
     out["ci_high"] = theta + c * sd
     out["first_stage_f"] = result["first_stage_f"].to_numpy(np.float64)
     out["n_weeks"] = result["n"].to_numpy(np.int64)
+    out["dof"] = result["dof"].to_numpy(np.float64)  # of the Student t behind the interval
     out["method"] = result["method"].to_numpy()
     out["flags"] = flags.astype(str)
     return out

@@ -484,24 +484,29 @@ def _interior(
     baseline: EquilibriumResult | None,
 ) -> None:
     """Coupled components through the batched interior point, verified; warm-started
-    from ``baseline`` when it has the same segments and edges."""
+    from ``baseline`` when it has the same segments (an edge it lacks starts empty)."""
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)
     problems = [
         _coupled_problem(market, chunk, p_star, h_star)
         for chunk in _chunks(market.component, dense)
     ]
-    warm = (
-        baseline is not None
-        and len(baseline.market) == len(market)
-        and baseline.market.edges[["pool", "segment"]].equals(market.edges[["pool", "segment"]])
-    )
+    earlier = None
+    if baseline is not None and len(baseline.market) == len(market):
+        n = len(market)
+        old = baseline.market.edges
+        old_key = old["pool"].to_numpy() * n + old["segment"].to_numpy()
+        key = market.edges["pool"].to_numpy() * n + market.edges["segment"].to_numpy()
+        order = np.argsort(old_key)
+        at = np.minimum(np.searchsorted(old_key[order], key), max(old_key.size - 1, 0))
+        found = old_key[order][at] == key if old_key.size else np.zeros(key.size, bool)
+        earlier = np.where(found, baseline.flow[order[at]] if old_key.size else 0.0, 0.0)
 
     def run(item: tuple[CoupledProblem, IntArray, IntArray]) -> CoupledSolution:
         problem, segs, edge_ids = item
         start = None
-        if warm and baseline is not None:
-            flow = np.concatenate([baseline.flow[edge_ids], baseline.home_flow[segs]])
+        if earlier is not None and baseline is not None:
+            flow = np.concatenate([earlier[edge_ids], baseline.home_flow[segs]])
             start = warm_start(
                 problem, baseline.rate[segs], flow, baseline.shortage[segs], baseline.surplus[segs]
             )

@@ -12,7 +12,11 @@ listed rate o (the reference rate the fitted curves pass through):
 and η̂ with se_S (from the curves), into the rates. Draw r = 1 … R curve sets,
 independently per segment and side,
 
-    ε_r ~ N(ε̂, se_D²) clipped to ≤ −10⁻³,   η_r ~ N(η̂, se_S²) clipped to ≥ 10⁻³,
+    ε_r = ε̂ + se_D t_ν,  clipped to ≤ −10⁻³,     η_r = η̂ + se_S t_ν,  clipped to ≥ 10⁻³,
+
+with t_ν a Student t draw on the degrees of freedom ν of the curve's own interval (the
+``dof`` column of the curves; a standard normal where it is missing or infinite), so a
+band's tails match the curve intervals' (EWC intervals have ν ≈ 9 on two years of weeks),
 
 and rotate each drawn curve around the observed rate — the point its level was fitted
 through — so that demand and supply at p = o keep their fitted values:
@@ -184,12 +188,12 @@ def rate_guidance(
     if previous is not None:
         prev_frame = previous.to_frame() if isinstance(previous, Guidance) else previous
         prev = _aligned_previous(check_previous(prev_frame, keys), market)
-    se, flagged = _curve_columns(curves, market, config.thin_data_flags)
+    se, dof, flagged = _curve_columns(curves, market, config.thin_data_flags)
     p = equilibrium.rate
     observed = market.array("observed_rate")
     solved = np.isin(equilibrium.status, _SOLVED)
     bandable = solved & np.isfinite(se).all(axis=0) & np.isfinite(observed)
-    low, high, used, clipped_share = _bands(market, se, bandable, config)
+    low, high, used, clipped_share = _bands(market, se, dof, bandable, config)
     timings = {"bands": time.perf_counter() - t0}
 
     fc, ff = market.array("client_fee"), market.array("freelancer_fee")
@@ -226,7 +230,7 @@ def rate_guidance(
 
 # --------------------------------------------------------------------------- bands
 def _bands(
-    market: Market, se: FloatArray, bandable: BoolArray, config: GuidanceConfig
+    market: Market, se: FloatArray, dof: FloatArray, bandable: BoolArray, config: GuidanceConfig
 ) -> tuple[FloatArray, FloatArray, IntArray, float]:
     """Listed-rate band ends (before widening), draws used per segment, clipped share.
 
@@ -255,7 +259,7 @@ def _bands(
         rate = np.empty((config.draws, block.size))
         for start in range(0, config.draws, per_call):
             k = min(per_call, config.draws - start)
-            rate[start : start + k], c = _solve_draws(bare, block, k, sd, anchor, rng)
+            rate[start : start + k], c = _solve_draws(bare, block, k, sd, dof, anchor, rng)
             clipped += c
             drawn += k * int((sd[:, block] > 0).sum())
         ok = np.isfinite(rate)
@@ -269,6 +273,7 @@ def _solve_draws(
     block: IntArray,
     k: int,
     sd: FloatArray,
+    dof: FloatArray,
     anchor: FloatArray,
     rng: np.random.Generator,
 ) -> tuple[FloatArray, int]:
@@ -279,7 +284,9 @@ def _solve_draws(
     stacked, _ = market.stack(rows, copy)  # noqa: PD013 (Market.stack, not pandas)
     eps, eta = stacked.array("demand_elasticity"), stacked.array("supply_elasticity")
     sd_d, sd_s = sd[0, rows], sd[1, rows]
-    z = rng.standard_normal((2, rows.size))
+    nu = dof[:, rows]
+    student = np.isfinite(nu) & (nu > 0)
+    z = np.where(student, rng.standard_t(np.where(student, nu, 1.0)), rng.standard_normal(nu.shape))
     eps_raw, eta_raw = eps + sd_d * z[0], eta + sd_s * z[1]
     # only drawn values are clipped: a fitted ε̂ near zero stays as fitted
     eps_r = np.where(sd_d > 0, np.minimum(eps_raw, -MIN_ABS_ELASTICITY), eps)
@@ -333,8 +340,9 @@ def _quantiles(
 # --------------------------------------------------------------------------- inputs
 def _curve_columns(
     curves: CurveSet, market: Market, thin_flags: tuple[str, ...]
-) -> tuple[FloatArray, list[tuple[str, str, BoolArray]]]:
-    """Standard errors (2, n: demand, supply) aligned to the market's segments, and for
+) -> tuple[FloatArray, FloatArray, list[tuple[str, str, BoolArray]]]:
+    """Standard errors and their degrees of freedom (2, n: demand, supply) aligned to
+    the market's segments, and for
     every side and thin-data flag the segments whose curve carries it."""
     keys = list(market.segment_keys)
     missing = [k for k in keys if k not in curves.frame.columns]
@@ -344,17 +352,20 @@ def _curve_columns(
             f"segment keys {keys}"
         )
     se = np.empty((2, len(market)))
+    dof = np.empty((2, len(market)))
     flagged = []
     for i, side in enumerate(("demand", "supply")):
-        table = curves.frame.loc[curves.frame["side"] == side, [*keys, "std_error", "flags"]]
+        columns = [*keys, "std_error", "flags", *(["dof"] if "dof" in curves.frame else [])]
+        table = curves.frame.loc[curves.frame["side"] == side, columns]
         aligned = market.segments[keys].merge(table, on=keys, how="left", validate="many_to_one")
         se[i] = aligned["std_error"].to_numpy(np.float64)
+        dof[i] = aligned["dof"].to_numpy(np.float64) if "dof" in aligned else np.inf
         # flags are comma-separated names: match whole names only
         padded = "," + aligned["flags"].fillna("").astype(str) + ","
         for flag in thin_flags:
             has = padded.str.contains(f",{flag},", regex=False).to_numpy(bool)
             flagged.append((side, flag, has))
-    return se, flagged
+    return se, dof, flagged
 
 
 def check_previous(previous: pd.DataFrame, segment_keys: list[str]) -> pd.DataFrame:

@@ -31,9 +31,11 @@ gain is the model's, the *verified* gain the joint solve's.
 **Integer program.** CP-SAT needs integer coefficients: costs are counted in cents,
 rounded up, and the budget and caps in cents, rounded down, so a plan the program
 accepts never overspends; values and hours are scaled so the largest coefficient is
-:data:`RESOLUTION` and rounded, and the rounding of the chosen plan is reported. Among
-plans of equal value the cheapest is taken (a second solve), so a lever that adds
-nothing is never bought. The marginal value of budget is the model's gain from one more
+:data:`RESOLUTION` and rounded, and the rounding of the chosen plan is reported. An
+option no better than fewer units of the same lever (or, in an exact group, than a
+combination with no more of any lever) is ruled out, so units that add nothing are
+never bought; among plans of equal value the cheapest is taken (a second solve, started
+from the first one's plan). The marginal value of budget is the model's gain from one more
 ``budget_step``; a constraint binds when relaxing it by one step (or dropping a fill
 target) raises the model's optimum. An infeasible request is diagnosed: a fill target
 no plan reaches at any budget, else the least budget that meets every target.
@@ -64,6 +66,10 @@ IntArray = npt.NDArray[np.int64]
 
 #: largest integer coefficient of a scaled value or hours term
 RESOLUTION = 10**8
+#: re-anchoring stops when the model predicts less than this share over its anchor: the
+#: rounds after it trade plans within ~0.1 % of each other (measured on 1,000-segment
+#: markets, benchmarks/bench_interventions.py)
+ROUND_GAIN = 1e-3
 #: a re-solved gain below this share of its group's objective is solver noise: the
 #: equilibrium verifies to 1e-6 relative and solves to ~1e-10, so 1e-8 is kept clear of
 #: both the noise of identical copies and any real effect worth a decision
@@ -113,7 +119,12 @@ class _Valuer:
     """Re-solves group copies for a catalogue and tabulates the value model."""
 
     def __init__(
-        self, levers: Levers, objective: Objective, base_hours: FloatArray, limit: int
+        self,
+        levers: Levers,
+        objective: Objective,
+        baseline: EquilibriumResult,
+        base_hours: FloatArray,
+        limit: int,
     ) -> None:
         self.levers = levers
         self.objective = objective
@@ -135,7 +146,7 @@ class _Valuer:
         self.copies = 0
         self.failed = 0
         self.solve_seconds = 0.0
-        self.exact = self._tabulate_exact()
+        self.exact = self._tabulate_exact(baseline)
         # hours of the groups no lever touches, which every plan keeps
         fixed = ~has[levers.group]
         self.fixed_hours = np.bincount(
@@ -144,21 +155,22 @@ class _Valuer:
             minlength=len(levers.category_names),
         )
 
-    def _solve(self, groups: IntArray, units: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _solve(
+        self,
+        groups: IntArray,
+        units: FloatArray,
+        anchor: tuple[FloatArray, EquilibriumResult],
+    ) -> tuple[FloatArray, FloatArray]:
         t0 = time.perf_counter()
         value, hours, failed = solve_variants(
-            self.levers,
-            groups,
-            units,
-            self.objective,
-            self.base_hours,
+            self.levers, groups, units, self.objective, self.base_hours, anchor
         )
         self.solve_seconds += time.perf_counter() - t0
         self.copies += int(groups.size)
         self.failed += failed
         return value, hours
 
-    def _tabulate_exact(self) -> list[_Exact]:
+    def _tabulate_exact(self, baseline: EquilibriumResult) -> list[_Exact]:
         L = len(self.levers)
         specs, groups, units = [], [], []
         for g in self.exact_groups.tolist():
@@ -176,7 +188,9 @@ class _Valuer:
             units.append(u)
         if not specs:
             return []
-        value, hours = self._solve(np.concatenate(groups), np.concatenate(units))
+        value, hours = self._solve(
+            np.concatenate(groups), np.concatenate(units), (np.zeros(L), baseline)
+        )
         out, start = [], 0
         for g, ls, configs in specs:
             stop = start + len(configs)
@@ -184,8 +198,9 @@ class _Valuer:
             start = stop
         return out
 
-    def model(self, anchor: IntArray) -> _Model:
-        """The value model around ``anchor`` (exact groups do not depend on it)."""
+    def model(self, anchor: IntArray, solved: EquilibriumResult) -> _Model:
+        """The value model around ``anchor``, whose whole market ``solved`` is (exact
+        groups do not depend on it)."""
         L, n_cat = len(self.levers), len(self.levers.category_names)
         width = int(self.max_units.max()) + 1 if L else 1
         coef = np.zeros((L, width))
@@ -211,7 +226,7 @@ class _Valuer:
         groups = np.concatenate([pair_g[pair], sep]).astype(np.int64)
         units = np.tile(anchor.astype(np.float64), (groups.size, 1))
         units[np.arange(lever.size), lever] = units_of
-        value, by_cat = self._solve(groups, units)
+        value, by_cat = self._solve(groups, units, (anchor.astype(np.float64), solved))
         n_var = lever.size
         anchor_value = np.zeros(self.n_groups)
         anchor_hours = np.zeros((self.n_groups, n_cat))
@@ -240,6 +255,34 @@ class _Valuer:
 
 
 # --------------------------------------------------------------------------- CP-SAT
+def _dominated(coef: FloatArray, hours: FloatArray) -> npt.NDArray[np.bool_]:
+    """Options (lever, u) no better than fewer units of the same lever: value and every
+    targeted category's hours at most those of some u' < u. More units cost more, so
+    such an option is never worth buying; ruling it out means units that add nothing
+    are never bought (CP-SAT may return any of several optimal plans)."""
+    worse = coef[:, None, :] <= coef[:, :, None]  # [l, u', u]: u' at least as good
+    worse &= (hours[:, None, :, :] <= hours[:, :, None, :]).all(axis=-1)
+    earlier = np.tri(coef.shape[1], k=-1, dtype=bool).T  # [u', u]: u' < u
+    out: npt.NDArray[np.bool_] = (worse & earlier[None]).any(axis=1)
+    return out
+
+
+def _dominated_configs(
+    configs: IntArray, value: FloatArray, hours: FloatArray, shared: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Combinations of an exact group no better than one with no more of every lever
+    and the same units of the ``shared`` levers (those acting in other groups too,
+    whose units are worth something there)."""
+    fewer = (configs[:, None, :] <= configs[None, :, :]).all(axis=-1)  # [r', r]
+    fewer &= (configs[:, None, shared] == configs[None, :, shared]).all(axis=-1)
+    fewer &= ~np.eye(len(configs), dtype=bool)
+    better = (value[:, None] >= value[None, :]) & (hours[:, None, :] >= hours[None, :, :]).all(
+        axis=-1
+    )
+    out: npt.NDArray[np.bool_] = np.asarray((fewer & better).any(axis=0))
+    return out
+
+
 @dataclass(frozen=True)
 class _Limits:
     budget: float | None  # USD; None: no budget
@@ -286,12 +329,16 @@ class _Program:
         self.units_expr = []
         value_terms: list[tuple[cp_model.IntVar, int]] = []
         self.hours_terms: dict[int, list[tuple[cp_model.IntVar, int]]] = {}
+        targets = np.array(sorted(limits.targets), dtype=np.int64)
+        dominated = _dominated(model.coef, model.hours[:, :, targets])
+        for ex in model.exact:  # these levers' value is (also) in their group's table
+            dominated[ex.levers] = False
         for lever in range(L):
             vars_ = [m.new_bool_var(f"u{lever}_{u}") for u in range(self.max_units[lever] + 1)]
             m.add_exactly_one(vars_)
             for u, var in enumerate(vars_):
                 c = model.coef[lever, u]
-                if not np.isfinite(c):
+                if not np.isfinite(c) or dominated[lever, u]:
                     m.add(var == 0)
                     continue
                 value_terms.append((var, round(c * self.value_scale)))
@@ -307,8 +354,10 @@ class _Program:
                     cp_model.LinearExpr.weighted_sum(zs, ex.configs[:, j].tolist())
                     == self.units_expr[lever]
                 )
+            shared = levers.touches[ex.levers].getnnz(axis=1) > 1
+            beaten = _dominated_configs(ex.configs, ex.value, ex.hours[:, targets], shared)
             for r, var in enumerate(zs):
-                if not np.isfinite(ex.value[r]):
+                if not np.isfinite(ex.value[r]) or beaten[r]:
                     m.add(var == 0)
                     continue
                 value_terms.append((var, round((ex.value[r] - ex.value[0]) * self.value_scale)))
@@ -347,10 +396,22 @@ class _Program:
         terms = self.hours_terms.get(c, [])
         return self.cp.LinearExpr.weighted_sum([v for v, _ in terms], [k for _, k in terms])
 
-    def run(self, goal: str = "value", category: int = -1) -> _Solution:
-        """Maximize the value (then spend least at that value), minimize spend, or
-        maximize one category's hours. Call once per program."""
+    def run(
+        self,
+        goal: str = "value",
+        category: int = -1,
+        hint: IntArray | None = None,
+        cheapest: bool = True,
+    ) -> _Solution:
+        """Maximize the value (then, at that value, minimize spend), minimize spend, or
+        maximize one category's hours, starting from the plan ``hint`` when given;
+        ``cheapest=False`` skips the spend minimization when only the value matters.
+        Call once per program."""
         cp = self.cp
+        if hint is not None:
+            for lever, vars_ in enumerate(self.b):
+                for u, var in enumerate(vars_):
+                    self.m.add_hint(var, u == hint[lever])
         solver = cp.CpSolver()
         solver.parameters.max_time_in_seconds = self.time_limit
         solver.parameters.num_workers = 2
@@ -362,6 +423,8 @@ class _Program:
         else:
             self.m.maximize(self.category_hours(category))
         status = solver.solve(self.m)
+        if status == cp.MODEL_INVALID:
+            raise RuntimeError(f"invalid CP-SAT model: {self.m.validate()}")
         if status not in (cp.OPTIMAL, cp.FEASIBLE):
             return _Solution(
                 np.zeros(len(self.b), np.int64),
@@ -371,17 +434,17 @@ class _Program:
         found, bound = solver.objective_value, solver.best_objective_bound
         gap = abs(bound - found) / max(abs(found), 1.0)
         name = "optimal" if status == cp.OPTIMAL else "feasible"
-        if goal == "value":
-            # the cheapest plan among those of this value: nothing useless is bought
-            best = round(found)
-            self.m.add(self.value_expr >= best)  # a program is solved once
-            self.m.minimize(self.spend)
+        if goal == "value" and cheapest:
+            # among plans of this value the cheapest (equal values arise when two levers
+            # do the same thing, e.g. open one edge to no friction)
+            self.m.clear_hints()  # type: ignore[no-untyped-call]
             for vars_ in self.b:
                 for var in vars_:
                     self.m.add_hint(var, solver.boolean_value(var))
-            status = solver.solve(self.m)
-            if status not in (cp.OPTIMAL, cp.FEASIBLE):
-                raise RuntimeError("CP-SAT lost a feasible plan in its tie-break solve")
+            self.m.add(self.value_expr >= round(found))
+            self.m.minimize(self.spend)
+            if solver.solve(self.m) not in (cp.OPTIMAL, cp.FEASIBLE):
+                raise RuntimeError("CP-SAT lost the plan it found when minimizing its spend")
         units = np.array(
             [
                 next(u for u, var in enumerate(vars_) if solver.boolean_value(var))
@@ -512,62 +575,61 @@ def plan_interventions(
     demand_today = _demand_today(market, levers)
     limits = _limits(config, levers, demand_today)
     timings = {"baseline": time.perf_counter() - t0}
-    valuer = _Valuer(levers, config.objective, base_hours, config.enumerate_limit)
+    valuer = _Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
     base_value = float(np.nansum(segment_values(baseline, config.objective, base_hours)))
-    anchor = np.zeros(len(levers), np.int64)
+    anchor, solved = np.zeros(len(levers), np.int64), baseline
     exact_at: dict[bytes, float] = {}  # plans the model was anchored at: exact value
-    candidates: dict[bytes, tuple[IntArray, float, _Model, _Solution]] = {}
+    # plan → (meets the targets by its joint solve, verified gain, predicted gain, the
+    # model and solution that chose it, its joint solve)
+    tried: dict[bytes, tuple[bool, float, float, _Model, _Solution, EquilibriumResult]] = {}
     rounds: list[dict[str, float | int | str]] = []
     zero_value = 0.0
     for r in range(config.max_rounds):
-        model = valuer.model(anchor)
+        model = valuer.model(anchor, solved)
         exact_at[anchor.tobytes()] = model.value(anchor)[0]  # the model is exact there
         if r == 0:
             zero_value = exact_at[anchor.tobytes()]
-        found = _Program(model, levers, limits, config.time_limit_seconds).run()
+        program = _Program(model, levers, limits, config.time_limit_seconds)
+        found = program.run(hint=anchor)
         if found.status in ("infeasible", "unknown"):
             if r == 0:
                 return _infeasible(
-                    market,
-                    levers,
-                    config,
-                    limits,
-                    model,
-                    found,
-                    baseline,
-                    base_value,
-                    demand_today,
-                    valuer,
-                    t0,
-                )
+                    market, levers, config, limits, model, found, baseline, base_value,
+                    demand_today, valuer, t0,
+                )  # fmt: skip
             break  # a re-anchored model lost feasibility: keep the earlier plans
+        key = found.units.tobytes()
         predicted = model.value(found.units)[0] - zero_value
+        if key not in tried:  # every plan chosen is verified by a joint solve
+            joint = solve(levers.apply(found.units.astype(np.float64)), baseline=baseline)
+            gain = float(np.nansum(segment_values(joint, config.objective, base_hours)))
+            hours = _category_hours(joint, levers)
+            meets = all(hours[c] >= t * (1 - 1e-9) for c, t in limits.targets.items())
+            tried[key] = (meets, gain - base_value, predicted, model, found, joint)
+        anchor_gain = exact_at[anchor.tobytes()] - zero_value
         rounds.append(
             {
                 "round": r + 1,
-                "anchor_gain": exact_at[anchor.tobytes()] - zero_value,
+                "anchor_gain": anchor_gain,
                 "predicted_gain": predicted,
+                "verified_gain": tried[key][1],
                 "units_bought": int(found.units.sum()),
+                "copies_solved": valuer.copies,  # so far, in all rounds
+                "copies_failed": valuer.failed,
                 "status": found.status,
             }
         )
-        candidates[found.units.tobytes()] = (found.units, predicted, model, found)
-        if found.units.tobytes() in exact_at:
-            break  # the plan repeats: the model is exact at it
-        anchor = found.units
+        if key in exact_at or not valuer.separable_groups.size:
+            break  # the plan repeats, or every group is exact: the model is exact at it
+        if predicted - anchor_gain <= ROUND_GAIN * abs(anchor_gain):
+            break  # re-anchoring cannot gain more than ROUND_GAIN
+        anchor, solved = found.units, tried[key][5]
     timings["valuation"] = valuer.solve_seconds
-    # every candidate plan is verified by a joint solve; the best one that meets the
-    # fill targets (by its verified hours) is kept
-    scored = []
-    for units, predicted, model, found in candidates.values():
-        joint = solve(levers.apply(units.astype(np.float64)), baseline=baseline)
-        gain = float(np.nansum(segment_values(joint, config.objective, base_hours))) - base_value
-        hours = _category_hours(joint, levers)
-        meets = all(hours[c] >= t * (1 - 1e-9) for c, t in limits.targets.items())
-        scored.append((meets, gain, units, predicted, model, found, joint))
-    meets, gain, units, predicted, model, found, joint = max(scored, key=lambda x: (x[0], x[1]))
+    # the best plan that meets the fill targets by its verified hours
+    best = max(tried, key=lambda k: (tried[k][0], tried[k][1]))
+    _, gain, predicted, model, found, joint = tried[best]
+    units = found.units
     frame = pd.DataFrame(rounds)
-    frame["verified_gain"] = [s[1] for s in scored] + [np.nan] * (len(frame) - len(scored))
     return _finish(
         market,
         levers,
@@ -650,25 +712,27 @@ def _binding(
     levers: Levers,
     limits: _Limits,
     config: InterventionsConfig,
-    value: float,
+    units: IntArray,
     step: float,
 ) -> list[tuple[str, bool, float]]:
-    """(constraint, binds, model gain when relaxed) for every cap and fill target."""
+    """(constraint, binds, model gain when relaxed) for every cap and fill target, from
+    the plan ``units``."""
+    value = model.value(units)[0]
     out = []
     for c, cap in limits.caps.items():
         caps = {**limits.caps, c: cap + step}
         relaxed = _Program(
             model, levers, _Limits(limits.budget, caps, limits.targets), config.time_limit_seconds
-        ).run()
+        ).run(hint=units, cheapest=False)
         gain = model.value(relaxed.units)[0] - value
-        out.append((f"spend_cap:{levers.category_names[c]}", gain > 0, gain))
+        out.append((f"spend_cap:{levers.category_names[c]}", gain > NOISE * abs(value), gain))
     for c in limits.targets:
         targets = {k: v for k, v in limits.targets.items() if k != c}
         relaxed = _Program(
             model, levers, _Limits(limits.budget, limits.caps, targets), config.time_limit_seconds
-        ).run()
+        ).run(hint=units, cheapest=False)
         gain = model.value(relaxed.units)[0] - value
-        out.append((f"min_fill:{levers.category_names[c]}", gain > 0, gain))
+        out.append((f"min_fill:{levers.category_names[c]}", gain > NOISE * abs(value), gain))
     return out
 
 
@@ -707,9 +771,11 @@ def _finish(
         levers,
         _Limits(config.budget + step, limits.caps, limits.targets),
         config.time_limit_seconds,
-    ).run()
-    marginal = (model.value(more.units)[0] - value) / step if more.status != "infeasible" else 0.0
-    relaxed = _binding(model, levers, limits, config, value, step)
+    ).run(hint=units, cheapest=False)
+    marginal = (model.value(more.units)[0] - value) / step
+    if marginal * step <= NOISE * abs(value):
+        marginal = 0.0  # the same value, by other plans or rounding
+    relaxed = _binding(model, levers, limits, config, units, step)
     timings["sensitivity"] = time.perf_counter() - t1
     cost = levers.catalogue["cost_per_unit"].to_numpy()
     spend_by_cat = np.bincount(
@@ -762,9 +828,7 @@ def _finish(
         optimality_gap=found.bound_gap,
         categories=categories,
         constraints=pd.DataFrame(rows),
-        rounds=rounds.assign(copies_solved=valuer.copies, copies_failed=valuer.failed)
-        if len(rounds)
-        else rounds,
+        rounds=rounds,
         relaxations=pd.DataFrame(columns=["relax", "category", "requested", "needed"]),
         explanation="",
         equilibrium=joint,

@@ -276,10 +276,13 @@ class Levers:
         return out
 
     # ------------------------------------------------------------------ applying units
-    def variants(self, groups: IntArray, units: FloatArray) -> tuple[Market, IntArray, IntArray]:
+    def variants(
+        self, groups: IntArray, units: FloatArray
+    ) -> tuple[Market, IntArray, IntArray, IntArray]:
         """One market holding a copy of group ``groups[c]`` with lever units ``units[c]``
         for every copy c (units: copies × levers). Returns it with each row's segment
-        position in the baseline and its copy."""
+        position in the baseline, each row's copy, and each edge's position in
+        :attr:`extended`'s edges."""
         groups = np.asarray(groups, dtype=np.int64)
         units = np.asarray(units, dtype=np.float64).reshape(groups.size, len(self))
         order = np.argsort(self.group, kind="stable")
@@ -289,15 +292,16 @@ class Levers:
         copy = np.repeat(np.arange(groups.size), k)
         offset = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
         rows = order[start[groups][copy] + offset]
-        return self._apply(rows, copy, units), rows, copy
+        market, origin = self._apply(rows, copy, units)
+        return market, rows, copy, origin
 
     def apply(self, units: FloatArray) -> Market:
         """The whole market with ``units`` of every lever bought."""
         n = len(self.market)
         units = np.asarray(units, dtype=np.float64).reshape(1, len(self))
-        return self._apply(np.arange(n), np.zeros(n, np.int64), units)
+        return self._apply(np.arange(n), np.zeros(n, np.int64), units)[0]
 
-    def _apply(self, rows: IntArray, copy: IntArray, units: FloatArray) -> Market:
+    def _apply(self, rows: IntArray, copy: IntArray, units: FloatArray) -> tuple[Market, IntArray]:
         cat = self.catalogue
         effect = cumulative_effect(
             cat["effect_per_unit"].to_numpy()[None, :], cat["decay"].to_numpy()[None, :], units
@@ -327,7 +331,36 @@ class Levers:
                 "friction": friction[keep],
             }
         )
-        return Market(seg, out, self.market.segment_keys)
+        # fees and frictions are clipped to their ranges: the result keeps every rule
+        return Market.unchecked(seg, out, self.market.segment_keys), origin[keep]
+
+
+def _anchor_result(
+    levers: Levers, groups: IntArray, anchor: tuple[FloatArray, EquilibriumResult]
+) -> EquilibriumResult:
+    """The anchor's solution laid out as the variants of ``groups`` at anchor units."""
+    units, solved = anchor
+    market, rows, _, origin = levers.variants(groups, np.tile(units, (groups.size, 1)))
+    # the anchor market's edges are the extended market's open ones, in the same order
+    _, solved_origin = levers._apply(
+        np.arange(len(levers.market)), np.zeros(len(levers.market), np.int64), units[None, :]
+    )
+    position = np.full(len(levers.extended.edges), -1)
+    position[solved_origin] = np.arange(solved_origin.size)
+    return EquilibriumResult(
+        market=market,
+        method=solved.method,
+        rate=solved.rate[rows],
+        wage=solved.wage[rows],
+        flow=solved.flow[position[origin]],
+        home_flow=solved.home_flow[rows],
+        shortage=solved.shortage[rows],
+        surplus=solved.surplus[rows],
+        status_code=solved.status_code[rows],
+        path_code=solved.path_code[rows],
+        residual=solved.residual[rows],
+        iterations=solved.iterations[rows],
+    )
 
 
 # --------------------------------------------------------------------------- objectives
@@ -374,15 +407,19 @@ def solve_variants(
     units: FloatArray,
     objective: Objective,
     base_hours: FloatArray,
+    anchor: tuple[FloatArray, EquilibriumResult],
 ) -> tuple[FloatArray, FloatArray, int]:
     """Value of every variant: objective per copy, hours per copy × category, and the
-    number of copies whose equilibrium failed (their values are NaN)."""
-    stacked, rows, copy = levers.variants(groups, units)
+    number of copies whose equilibrium failed (their values are NaN).
+
+    ``anchor``: lever units and the solved whole market they give. Every copy starts
+    from the anchor's solution of its group, and a copy equal to the anchor keeps it."""
+    stacked, rows, copy, _ = levers.variants(groups, units)
     n_copies = int(np.asarray(groups).size)
     if len(stacked) == 0:
         empty = np.zeros((n_copies, len(levers.category_names)))
         return np.zeros(n_copies), empty, 0
-    result = solve(stacked)
+    result = solve(stacked, baseline=_anchor_result(levers, groups, anchor))
     values = segment_values(result, objective, base_hours[rows])
     hours = segment_values(result, "hours", base_hours[rows])
     ok = np.isin(result.status, ("solved", "solved_fallback")) | ~stacked.usable

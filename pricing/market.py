@@ -188,7 +188,22 @@ class Market:
             }
         )
         segments = self.segments.iloc[rows].reset_index(drop=True)
-        return Market(segments, edges, self.segment_keys), edge_id[found]
+        return Market.unchecked(segments, edges, self.segment_keys), edge_id[found]
+
+    @classmethod
+    def unchecked(
+        cls, segments: pd.DataFrame, edges: pd.DataFrame, segment_keys: tuple[str, ...]
+    ) -> Market:
+        """A market from frames already in :class:`Market`'s layout (every parameter
+        column float, edges int64/int64/float64, a default index) and derived from a
+        checked market by changes that keep every rule — copies of segments and edges,
+        fees and frictions clipped to their ranges. Skips the checks, which dominate the
+        cost of building the many variants a plan or a band solves."""
+        market = object.__new__(cls)
+        object.__setattr__(market, "segments", segments)
+        object.__setattr__(market, "edges", edges)
+        object.__setattr__(market, "segment_keys", segment_keys)
+        return market
 
     # ----------------------------------------------------------------- validation
     def _problems(self) -> list[str]:

@@ -87,3 +87,45 @@ def _edges(
     seg.append(dst[keep])
     key = np.unique(np.concatenate(pool) * n + np.concatenate(seg))
     return pd.DataFrame({"pool": key // n, "segment": key % n})
+
+
+def random_catalogue(market: Market, n_options: int, seed: int = 0) -> pd.DataFrame:
+    """An intervention catalogue of ``n_options`` levers on random categories of
+    ``market`` (a third of each kind), priced against the category's weekly GMV at
+    today's rates: recruit +1–5 % supply per unit, fee discounts of 0.2–1 point, reskills
+    to a random other category opened at 5–20 % of its median rate, 0.5–4 $/h per unit."""
+    rng = np.random.default_rng(seed)
+    seg = market.segments
+    gmv = (market.demand_hours(market.array("observed_rate")) * seg["observed_rate"]).groupby(
+        seg["category"].astype(str)
+    )
+    weekly = gmv.sum()
+    names = weekly.index.to_numpy(dtype=object)
+    rate = seg.groupby(seg["category"].astype(str))["observed_rate"].median()
+    category = rng.choice(names, n_options)
+    kind = np.array(["recruit", "reskill", "fee_discount"])[np.arange(n_options) % 3]
+    other = rng.choice(names, n_options)
+    other = np.where(other == category, np.roll(names, 1)[np.searchsorted(names, category)], other)
+    reskill = kind == "reskill"
+    effect = np.select(
+        [kind == "recruit", kind == "fee_discount"],
+        [rng.uniform(0.01, 0.05, n_options), rng.uniform(0.002, 0.01, n_options)],
+        rng.uniform(0.5, 4.0, n_options),
+    )
+    cost = weekly[category].to_numpy() * effect * rng.uniform(2.0, 10.0, n_options)
+    cost = np.where(reskill, rng.uniform(500.0, 5000.0, n_options), cost)
+    return pd.DataFrame(
+        {
+            "intervention_id": [f"{k}:{i}" for i, k in enumerate(kind)],
+            "category": category,
+            "kind": kind,
+            "cost_per_unit": np.maximum(1.0, np.round(cost)),
+            "max_units": rng.integers(1, 11, n_options),
+            "effect_per_unit": effect,
+            "to_category": pd.Series(other).where(reskill, None),
+            "decay": rng.uniform(0.7, 1.0, n_options),
+            "open_friction": np.where(
+                reskill, rate[other].to_numpy() * rng.uniform(0.05, 0.2, n_options), np.nan
+            ),
+        }
+    )
