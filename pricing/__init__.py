@@ -49,6 +49,14 @@ _EXPORTS = {
     "EquilibriumResult": "pricing.equilibrium",
     "solve": "pricing.equilibrium",
     "random_market": "pricing.synthetic",
+    "random_catalogue": "pricing.synthetic",
+    "GuidanceConfig": "pricing.config",
+    "InterventionsConfig": "pricing.config",
+    "Guidance": "pricing.guidance",
+    "rate_guidance": "pricing.guidance",
+    "InterventionPlan": "pricing.interventions",
+    "PlanCheck": "pricing.interventions",
+    "plan_interventions": "pricing.interventions",
     "SimulatedMarket": "pricing.simulate",
     "SimulationSpec": "pricing.simulate",
     "simulate_market": "pricing.simulate",
@@ -64,10 +72,15 @@ __all__ = [
     "EquilibriumResult",
     "EstimationConfig",
     "EstimationError",
+    "Guidance",
+    "GuidanceConfig",
+    "InterventionPlan",
+    "InterventionsConfig",
     "Market",
     "MarketConfig",
     "MarketError",
     "Panel",
+    "PlanCheck",
     "PricingError",
     "Problem",
     "RunConfig",
@@ -81,7 +94,10 @@ __all__ = [
     "estimate_curve",
     "fit_curves",
     "load_config",
+    "plan_interventions",
+    "random_catalogue",
     "random_market",
+    "rate_guidance",
     "resolve_config",
     "simulate_market",
     "solve",
@@ -91,6 +107,8 @@ if TYPE_CHECKING:
     from pricing.config import (
         DataConfig,
         EstimationConfig,
+        GuidanceConfig,
+        InterventionsConfig,
         MarketConfig,
         RunConfig,
         load_config,
@@ -106,12 +124,14 @@ if TYPE_CHECKING:
         PricingError,
         SolverError,
     )
+    from pricing.guidance import Guidance, rate_guidance
+    from pricing.interventions import InterventionPlan, PlanCheck, plan_interventions
     from pricing.iv import CurveFit, estimate_curve
     from pricing.market import Market
     from pricing.panel import Panel, build_panel
     from pricing.schema import CheckedInputs, Problem, ValidationReport, check_inputs
     from pricing.simulate import SimulatedMarket, SimulationSpec, simulate_market
-    from pricing.synthetic import random_market
+    from pricing.synthetic import random_catalogue, random_market
 
 
 def __getattr__(name: str) -> Any:

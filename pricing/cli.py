@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pricing.config import RunConfig
+    from pricing.curves import CurveSet
+    from pricing.market import Market
+    from pricing.panel import Panel
     from pricing.schema import CheckedInputs, ValidationReport
 
 EXIT_OK = 0
@@ -36,6 +39,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INVALID_INPUT = 3
 EXIT_DEGRADED = 4
+EXIT_INFEASIBLE = 5
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
@@ -357,25 +361,12 @@ def equilibrium(
     data's adjacency table. With no DATA_DIR, uses the shipped sample market. Exits 4
     when some component could not be cleared (they are listed).
     """
-    from pricing.curves import fit_curves
     from pricing.equilibrium import solve
-    from pricing.errors import MarketError
-    from pricing.market import Market
-    from pricing.panel import build_panel
 
     _check_out(out)
     progress = Progress(quiet)
     config, checked = _valid_inputs(data_dir, config_path, as_of, as_json, progress)
-    progress("aggregating the segment x week panel")
-    panel_ = build_panel(checked)
-    progress("estimating demand and supply curves")
-    curves = fit_curves(panel_, config.estimation)
-    progress("building the market")
-    adjacency = checked.table("adjacency") if "adjacency" in checked.tables else None
-    try:
-        market = Market.from_curves(curves, adjacency, config.market)
-    except MarketError as exc:
-        raise InvalidInput(str(exc)) from None
+    panel_, _, market = _fitted_market(config, checked, progress)
     progress(f"clearing {len(market):,} segments ({method})")
     result = solve(market, method=method)  # type: ignore[arg-type]
     frame = result.to_frame()
@@ -446,12 +437,9 @@ def guidance(
     [guidance] section. With no DATA_DIR, uses the shipped sample market. Exits 3 when
     --previous cannot be used, 4 when some component could not be cleared.
     """
-    from pricing.curves import fit_curves
     from pricing.equilibrium import solve
-    from pricing.errors import DataError, MarketError
+    from pricing.errors import DataError
     from pricing.guidance import load_previous, rate_guidance
-    from pricing.market import Market
-    from pricing.panel import build_panel
 
     _check_out(out)
     progress = Progress(quiet)
@@ -463,16 +451,7 @@ def guidance(
             previous_frame = load_previous(previous, list(config.segment_keys))
         except DataError as exc:
             raise InvalidInput(str(exc)) from None
-    progress("aggregating the segment x week panel")
-    panel_ = build_panel(checked)
-    progress("estimating demand and supply curves")
-    curves = fit_curves(panel_, config.estimation)
-    progress("building the market")
-    adjacency = checked.table("adjacency") if "adjacency" in checked.tables else None
-    try:
-        market = Market.from_curves(curves, adjacency, config.market)
-    except MarketError as exc:
-        raise InvalidInput(str(exc)) from None
+    panel_, curves, market = _fitted_market(config, checked, progress)
     progress(f"clearing {len(market):,} segments")
     equilibrium_ = solve(market)
     progress(f"rate bands from {config.guidance.draws} curve draws")
@@ -511,6 +490,137 @@ def guidance(
         click.echo(result.summary(max_rows=rows))
     if not equilibrium_.ok:
         sys.exit(EXIT_DEGRADED)
+
+
+@main.command()
+@_data_argument
+@_config_option
+@_as_of_option
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="USD to spend (default: the config's interventions.budget).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["hours", "gmv", "surplus"]),
+    default=None,
+    help="What to maximize (default: the config's interventions.objective).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the per-lever plan to this .parquet or .csv file.",
+)
+@click.option("--rows", default=40, show_default=True, help="Levers shown in the text summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def plan(
+    data_dir: Path,
+    config_path: Path | None,
+    as_of: dt.datetime | None,
+    budget: float | None,
+    objective: str | None,
+    out: Path | None,
+    rows: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Choose how many units of each supply lever in DATA_DIR's interventions table to
+    buy within a budget.
+
+    The plan maximizes filled hours (or GMV, or total surplus) from equilibrium
+    re-solves, within the budget, per-category spend caps and minimum-fill targets of the
+    config's [interventions] section, and is verified by solving the market with it.
+    Exits 3 when the data has no usable catalogue, 4 when some component could not be
+    cleared, 5 when no plan meets the request (the reason and the cheapest relaxation are
+    printed).
+    """
+    from pricing.equilibrium import solve
+    from pricing.errors import MarketError
+    from pricing.interventions import plan_interventions
+
+    _check_out(out)
+    progress = Progress(quiet)
+    config, checked = _valid_inputs(data_dir, config_path, as_of, as_json, progress)
+    if "interventions" not in checked.tables:
+        raise InvalidInput(
+            f"{data_dir} has no interventions table: add interventions.parquet or .csv "
+            "(see data/README.md) to plan supply levers"
+        )
+    settings = config.interventions.model_copy(
+        update={k: v for k, v in (("budget", budget), ("objective", objective)) if v is not None}
+    )
+    _, _, market = _fitted_market(config, checked, progress)
+    progress(f"clearing {len(market):,} segments")
+    baseline = solve(market)
+    progress(f"planning {len(checked.table('interventions')):,} levers (${settings.budget:,.0f})")
+    try:
+        result = plan_interventions(market, checked.table("interventions"), settings, baseline)
+    except MarketError as exc:
+        raise InvalidInput(str(exc)) from None
+    frame = result.to_frame()
+    if out is not None:
+        _write_table(frame, out, progress)
+    progress.done()
+    if as_json:
+        payload = {
+            "data_dir": str(data_dir),
+            "status": result.status,
+            "objective": result.objective,
+            "budget": result.budget,
+            "spend": result.spend,
+            "base_value": result.base_value,
+            "predicted_gain": result.predicted_gain,
+            "verified_gain": result.verified_gain,
+            "marginal_value_per_usd": result.marginal_value,
+            "budget_step": result.budget_step,
+            "value_rounding": result.value_rounding,
+            "cost_rounding": result.cost_rounding,
+            "optimality_gap": result.optimality_gap,
+            "explanation": result.explanation,
+            "relaxations": json.loads(result.relaxations.to_json(orient="records")),
+            "constraints": json.loads(result.constraints.to_json(orient="records")),
+            "categories": json.loads(result.categories.to_json(orient="records")),
+            "rounds": json.loads(result.rounds.to_json(orient="records")),
+            "out": str(out) if out else None,
+            "timings_s": {
+                **progress.timings,
+                **{f"plan.{k}": v for k, v in result.timings.items()},
+            },
+            "levers": json.loads(frame.to_json(orient="records", double_precision=10)),
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(result.summary(max_rows=rows))
+    if not result.feasible:
+        sys.exit(EXIT_INFEASIBLE)
+    if not (baseline.ok and result.equilibrium.ok):
+        sys.exit(EXIT_DEGRADED)
+
+
+def _fitted_market(
+    config: RunConfig, checked: CheckedInputs, progress: Progress
+) -> tuple[Panel, CurveSet, Market]:
+    """Panel, fitted curves and market of checked inputs; exits 3 on a bad [market]."""
+    from pricing.curves import fit_curves
+    from pricing.errors import MarketError
+    from pricing.market import Market
+    from pricing.panel import build_panel
+
+    progress("aggregating the segment x week panel")
+    panel_ = build_panel(checked)
+    progress("estimating demand and supply curves")
+    curves = fit_curves(panel_, config.estimation)
+    progress("building the market")
+    adjacency = checked.table("adjacency") if "adjacency" in checked.tables else None
+    try:
+        market = Market.from_curves(curves, adjacency, config.market)
+    except MarketError as exc:
+        raise InvalidInput(str(exc)) from None
+    return panel_, curves, market
 
 
 def _check_out(out: Path | None) -> None:

@@ -156,7 +156,7 @@ class InterventionsConfig(_Section):
     spend_caps: dict[str, Money] = {}  # category → most USD spent on its levers
     min_fill: dict[str, Share] = {}  # category → least fill (equilibrium hours / demand today)
     budget_step: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # None: 5 %
-    enumerate_limit: int = Field(default=1024, ge=1)  # joint unit combinations per group
+    enumerate_limit: int = Field(default=64, ge=1)  # joint unit combinations per exact group
     max_rounds: int = Field(default=6, ge=1)  # re-anchoring rounds of the separable model
     time_limit_seconds: float = Field(default=20.0, gt=0, allow_inf_nan=False)  # per CP-SAT
 

@@ -66,10 +66,10 @@ IntArray = npt.NDArray[np.int64]
 
 #: largest integer coefficient of a scaled value or hours term
 RESOLUTION = 10**8
-#: re-anchoring stops when the model predicts less than this share over its anchor: the
-#: rounds after it trade plans within ~0.1 % of each other (measured on 1,000-segment
-#: markets, benchmarks/bench_interventions.py)
-ROUND_GAIN = 1e-3
+#: re-anchoring stops when the model predicts less than this share over its anchor: on
+#: 1,000-segment markets the rounds after it traded plans within 0.1 % of each other
+#: (benchmarks/bench_interventions.py), each costing a full round of re-solves
+ROUND_GAIN = 2e-3
 #: a re-solved gain below this share of its group's objective is solver noise: the
 #: equilibrium verifies to 1e-6 relative and solves to ~1e-10, so 1e-8 is kept clear of
 #: both the noise of identical copies and any real effect worth a decision
@@ -304,6 +304,8 @@ class _Program:
     def __init__(self, model: _Model, levers: Levers, limits: _Limits, time_limit: float) -> None:
         from ortools.sat.python import cp_model
 
+        t0 = time.perf_counter()
+        self.solve_seconds = 0.0
         self.cp = cp_model
         self.model_ = model
         self.levers = levers
@@ -385,6 +387,7 @@ class _Program:
         for c, target in limits.targets.items():
             need = int(np.ceil((target - self.base_hours[c]) * self.hours_scale))
             m.add(self.category_hours(c) >= need)
+        self.build_seconds = time.perf_counter() - t0
 
     def _hours(self, var: cp_model.IntVar, delta: FloatArray) -> None:
         for c in np.flatnonzero(np.isfinite(delta) & (delta != 0)).tolist():
@@ -422,7 +425,9 @@ class _Program:
             self.m.minimize(self.spend)
         else:
             self.m.maximize(self.category_hours(category))
+        t0 = time.perf_counter()
         status = solver.solve(self.m)
+        self.solve_seconds += time.perf_counter() - t0
         if status == cp.MODEL_INVALID:
             raise RuntimeError(f"invalid CP-SAT model: {self.m.validate()}")
         if status not in (cp.OPTIMAL, cp.FEASIBLE):
@@ -443,7 +448,10 @@ class _Program:
                     self.m.add_hint(var, solver.boolean_value(var))
             self.m.add(self.value_expr >= round(found))
             self.m.minimize(self.spend)
-            if solver.solve(self.m) not in (cp.OPTIMAL, cp.FEASIBLE):
+            t0 = time.perf_counter()
+            status = solver.solve(self.m)
+            self.solve_seconds += time.perf_counter() - t0
+            if status not in (cp.OPTIMAL, cp.FEASIBLE):
                 raise RuntimeError("CP-SAT lost the plan it found when minimizing its spend")
         units = np.array(
             [
@@ -528,15 +536,30 @@ class InterventionPlan:
     def summary(self, max_rows: int = 20) -> str:
         lines = [
             f"Intervention plan ({self.status}): objective {self.objective}, "
-            f"budget ${self.budget:,.0f}, spend ${self.spend:,.0f}",
-            f"  gain: predicted {self.predicted_gain:,.2f}, verified {self.verified_gain:,.2f} "
-            f"(base {self.base_value:,.2f}); marginal value {self.marginal_value:.4g} per $ "
-            f"(step ${self.budget_step:,.0f})",
-            f"  rounding: value ≤ {self.value_rounding:.2g}, cost ${self.cost_rounding:,.2f}; "
-            f"{len(self.rounds)} round(s)",
+            f"budget ${self.budget:,.0f}, spend ${self.spend:,.0f}"
         ]
+        if self.feasible:
+            lines += [
+                f"  gain: predicted {self.predicted_gain:,.2f}, verified "
+                f"{self.verified_gain:,.2f} (base {self.base_value:,.2f}); marginal value "
+                f"{self.marginal_value:.4g} per $ (step ${self.budget_step:,.0f})",
+                f"  rounding: value {self.value_rounding:.2g}, cost ${self.cost_rounding:,.2f}; "
+                f"{len(self.rounds)} round(s)",
+            ]
         if self.explanation:
             lines.append("  " + self.explanation.replace("\n", "\n  "))
+        moved = self.categories.assign(
+            change=self.categories["hours_after"] - self.categories["hours_before"]
+        )
+        moved = moved[moved["change"].abs() > 0].sort_values("change", key=np.abs, ascending=False)
+        if self.feasible and len(moved):
+            lines.append(
+                "  hours: "
+                + ", ".join(
+                    f"{r.category} {r.change:+,.0f} (fill {r.fill_before:.0%} → {r.fill_after:.0%})"
+                    for r in moved.head(5).itertuples()
+                )
+            )
         binding = self.constraints[self.constraints["binding"]]
         if len(binding):
             lines.append("  binding: " + ", ".join(binding["constraint"]))
@@ -591,6 +614,8 @@ def plan_interventions(
             zero_value = exact_at[anchor.tobytes()]
         program = _Program(model, levers, limits, config.time_limit_seconds)
         found = program.run(hint=anchor)
+        timings["cp_build"] = timings.get("cp_build", 0.0) + program.build_seconds
+        timings["cp_solve"] = timings.get("cp_solve", 0.0) + program.solve_seconds
         if found.status in ("infeasible", "unknown"):
             if r == 0:
                 return _infeasible(

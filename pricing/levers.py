@@ -52,7 +52,7 @@ from scipy import sparse
 
 from pricing.equilibrium import EquilibriumResult, solve
 from pricing.errors import MarketError
-from pricing.market import Market, segment_edges
+from pricing.market import PARAMETERS, Market, segment_edges
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -239,6 +239,14 @@ class Levers:
         return self._edges[0]
 
     @cached_property
+    def _bare(self) -> Market:
+        """:attr:`extended` keyed by segment position instead of its key columns: the
+        many variants a plan solves carry no strings."""
+        ext = self.extended
+        segments = ext.segments[list(PARAMETERS)].assign(segment=np.arange(len(ext)))
+        return Market.unchecked(segments, ext.edges, ("segment",))
+
+    @cached_property
     def group(self) -> IntArray:
         """Component of every segment in the market with every openable edge."""
         return self.extended.component
@@ -283,45 +291,65 @@ class Levers:
         for every copy c (units: copies × levers). Returns it with each row's segment
         position in the baseline, each row's copy, and each edge's position in
         :attr:`extended`'s edges."""
+        rows, copy = self.variant_rows(groups)
+        market, origin = self._apply(rows, copy, units, self._bare.stack(rows, copy))  # noqa: PD013
+        return market, rows, copy, origin
+
+    def variant_rows(self, groups: IntArray) -> tuple[IntArray, IntArray]:
+        """Segment position and copy of every row of the variants of ``groups``."""
         groups = np.asarray(groups, dtype=np.int64)
-        units = np.asarray(units, dtype=np.float64).reshape(groups.size, len(self))
         order = np.argsort(self.group, kind="stable")
         size = np.bincount(self.group, minlength=int(self.group.max()) + 1)
         start = np.concatenate([[0], np.cumsum(size)[:-1]])
         k = size[groups]
         copy = np.repeat(np.arange(groups.size), k)
         offset = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
-        rows = order[start[groups][copy] + offset]
-        market, origin = self._apply(rows, copy, units)
-        return market, rows, copy, origin
+        return order[start[groups][copy] + offset], copy
 
     def apply(self, units: FloatArray) -> Market:
         """The whole market with ``units`` of every lever bought."""
-        n = len(self.market)
-        units = np.asarray(units, dtype=np.float64).reshape(1, len(self))
-        return self._apply(np.arange(n), np.zeros(n, np.int64), units)[0]
+        return self._apply_whole(units)[0]
 
-    def _apply(self, rows: IntArray, copy: IntArray, units: FloatArray) -> tuple[Market, IntArray]:
+    def _apply_whole(self, units: FloatArray) -> tuple[Market, IntArray]:
+        n = len(self.market)
+        rows, copy = np.arange(n), np.zeros(n, np.int64)
+        stacked = self.extended.stack(rows, copy)  # noqa: PD013 (Market.stack)
+        return self._apply(rows, copy, np.reshape(units, (1, len(self))), stacked)
+
+    def _apply(
+        self,
+        rows: IntArray,
+        copy: IntArray,
+        units: FloatArray,
+        stacked: tuple[Market, IntArray],
+    ) -> tuple[Market, IntArray]:
+        """``units[copy]`` applied to the stacked rows (``Market.stack`` of them)."""
         cat = self.catalogue
+        units = np.asarray(units, dtype=np.float64).reshape(-1, len(self))
         effect = cumulative_effect(
             cat["effect_per_unit"].to_numpy()[None, :], cat["decay"].to_numpy()[None, :], units
         )
-        stacked, origin = self.extended.stack(rows, copy)  # noqa: PD013 (Market.stack)
-        seg = stacked.segments.copy()
+        market, origin = stacked
         cat_of_row = self.segment_category[rows]
         recruit = np.asarray(np.log1p(effect) @ self._category_matrix("recruit"))
-        seg["log_supply_level"] += recruit[copy, cat_of_row]
         discount = np.asarray(effect @ self._category_matrix("fee_discount"))
-        seg["freelancer_fee"] = np.maximum(0.0, seg["freelancer_fee"] - discount[copy, cat_of_row])
+        columns = {name: market.segments[name].to_numpy() for name in market.segments.columns}
+        columns["log_supply_level"] = columns["log_supply_level"] + recruit[copy, cat_of_row]
+        columns["freelancer_fee"] = np.maximum(
+            0.0, columns["freelancer_fee"] - discount[copy, cat_of_row]
+        )
+        seg = pd.DataFrame(columns)
         closed, reskill = self._edges[1], self._edges[2]
-        edges = stacked.edges
+        edges = market.edges
         edge_copy = copy[edges["pool"].to_numpy()]
-        cut = np.asarray(reskill @ effect.T)[origin, edge_copy]
+        # the reskill levers of each stacked edge (few per edge), as (edge, lever) pairs
+        pairs = reskill[origin].tocoo()
+        at = (edge_copy[pairs.row], pairs.col)
+        cut = np.bincount(pairs.row, pairs.data * effect[at], minlength=origin.size)
         # only a lever with a to_category opens an edge: one acting on every edge out of
         # its category cheapens a closed edge once another lever opens it
         opens = ((cat["kind"] == "reskill") & cat["to_category"].notna()).to_numpy()
-        bought_opener = ((units > 0) & opens).T.astype(np.float64)
-        bought = np.asarray(reskill @ bought_opener)[origin, edge_copy] > 0
+        bought = np.bincount(pairs.row, ((units > 0) & opens)[at], minlength=origin.size) > 0
         keep = ~closed[origin] | bought
         friction = np.maximum(0.0, edges["friction"].to_numpy() - cut)
         out = pd.DataFrame(
@@ -332,19 +360,22 @@ class Levers:
             }
         )
         # fees and frictions are clipped to their ranges: the result keeps every rule
-        return Market.unchecked(seg, out, self.market.segment_keys), origin[keep]
+        return Market.unchecked(seg, out, market.segment_keys), origin[keep]
 
 
 def _anchor_result(
-    levers: Levers, groups: IntArray, anchor: tuple[FloatArray, EquilibriumResult]
+    levers: Levers,
+    rows: IntArray,
+    copy: IntArray,
+    stacked: tuple[Market, IntArray],
+    anchor: tuple[FloatArray, EquilibriumResult],
 ) -> EquilibriumResult:
-    """The anchor's solution laid out as the variants of ``groups`` at anchor units."""
+    """The anchor's solution laid out as the variants (``rows``, ``copy``) at anchor
+    units."""
     units, solved = anchor
-    market, rows, _, origin = levers.variants(groups, np.tile(units, (groups.size, 1)))
+    market, origin = levers._apply(rows, copy, np.tile(units, (int(copy.max()) + 1, 1)), stacked)
     # the anchor market's edges are the extended market's open ones, in the same order
-    _, solved_origin = levers._apply(
-        np.arange(len(levers.market)), np.zeros(len(levers.market), np.int64), units[None, :]
-    )
+    _, solved_origin = levers._apply_whole(units)
     position = np.full(len(levers.extended.edges), -1)
     position[solved_origin] = np.arange(solved_origin.size)
     return EquilibriumResult(
@@ -414,12 +445,14 @@ def solve_variants(
 
     ``anchor``: lever units and the solved whole market they give. Every copy starts
     from the anchor's solution of its group, and a copy equal to the anchor keeps it."""
-    stacked, rows, copy, _ = levers.variants(groups, units)
     n_copies = int(np.asarray(groups).size)
-    if len(stacked) == 0:
+    rows, copy = levers.variant_rows(groups)
+    if rows.size == 0:
         empty = np.zeros((n_copies, len(levers.category_names)))
         return np.zeros(n_copies), empty, 0
-    result = solve(stacked, baseline=_anchor_result(levers, groups, anchor))
+    stack = levers._bare.stack(rows, copy)  # noqa: PD013 (Market.stack)
+    stacked, _ = levers._apply(rows, copy, units, stack)
+    result = solve(stacked, baseline=_anchor_result(levers, rows, copy, stack, anchor))
     values = segment_values(result, objective, base_hours[rows])
     hours = segment_values(result, "hours", base_hours[rows])
     ok = np.isin(result.status, ("solved", "solved_fallback")) | ~stacked.usable

@@ -101,6 +101,11 @@ weekly gross merchandise value)::
 ``intervention_id`` is ``"<kind>:<category>"``, for reskill ``"reskill:<from>-><to>"``;
 ``to_category`` is null except for reskill. Costs are rounded to whole dollars (≥ 1).
 
+pricing.toml names the instruments (fx_index for demand, client_marketing_index for
+supply), fees of 5 % (clients) and 10 % (freelancers) — the history has no fees, so they
+only set how the fitted curves are read (``pricing.market``) and leave fee-discount levers
+room to act — and an intervention budget of a tenth of the catalogue's full cost.
+
 truth (one row per segment, in segment order) holds every parameter above —
 ``demand_elasticity`` ε_s, ``supply_elasticity`` η_s, ``category_demand_elasticity`` ε̄_c,
 ``category_supply_elasticity`` η̄_c, ``log_demand_level`` a_s, ``log_supply_level`` b_s,
@@ -135,7 +140,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pricing.config import EstimationConfig, RunConfig
+from pricing.config import EstimationConfig, InterventionsConfig, MarketConfig, RunConfig
 from pricing.io import atomic_directory
 from pricing.schema import INTERVENTION_KINDS, TIERS
 
@@ -433,6 +438,9 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
             _supply_table, spec, seg, paths, segment_category, segment_tier, regions, supply_rng
         )
         adjacency_from, adjacency_to, friction = _draw_adjacency(seg, catalogue_rng)
+        catalogue = _interventions_table(
+            seg, categories, adjacency_from, adjacency_to, friction, catalogue_rng
+        )
         return SimulatedMarket(
             spec=spec,
             jobs=jobs.result(),
@@ -445,14 +453,14 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
                 [categories.take(adjacency_from), categories.take(adjacency_to), friction],
                 schema=ADJACENCY_SCHEMA,
             ),
-            interventions=_interventions_table(
-                seg, categories, adjacency_from, adjacency_to, friction, catalogue_rng
-            ),
+            interventions=catalogue,
             truth=_truth_table(spec, seg, paths, segment_category, segment_tier),
             config=RunConfig(
                 estimation=EstimationConfig(
                     demand_instruments=(SUPPLY_SHIFTER,), supply_instruments=(DEMAND_SHIFTER,)
-                )
+                ),
+                market=MarketConfig(client_fee=CLIENT_FEE, freelancer_fee=FREELANCER_FEE),
+                interventions=InterventionsConfig(budget=_budget(catalogue)),
             ),
         )
 
@@ -669,6 +677,16 @@ def _draw_adjacency(
     friction = np.round(rng.uniform(0.05, 0.20, edge_from.size) * intermediate_rate, 2)
     order = np.lexsort((edge_to, edge_from))
     return edge_from[order], edge_to[order], friction[order]
+
+
+#: fees the written configuration says were in force (they do not move the history)
+CLIENT_FEE, FREELANCER_FEE = 0.05, 0.10
+
+
+def _budget(catalogue: pa.Table) -> float:
+    """A tenth of what the whole catalogue costs, in whole thousands of dollars."""
+    full = pc.sum(pc.multiply(catalogue["cost_per_unit"], catalogue["max_units"])).as_py()
+    return float(max(1000.0, round(0.1 * full / 1000.0) * 1000.0))
 
 
 def _interventions_table(

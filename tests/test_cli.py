@@ -16,7 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 import pricing.equilibrium as equilibrium
-from pricing.cli import EXIT_DEGRADED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE, main
+from pricing.cli import (
+    EXIT_DEGRADED,
+    EXIT_INFEASIBLE,
+    EXIT_INVALID_INPUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    main,
+)
 
 AS_OF = ["--as-of", "2024-02-01"]
 
@@ -273,3 +280,62 @@ def test_guidance_exits_4_when_a_component_failed(
     payload = json.loads(result.stdout)
     assert payload["status"]["failed"] >= 1
     assert payload["market_state"]["thin_data"] >= payload["status"]["failed"]
+
+
+# --------------------------------------------------------------------------- plan
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+def test_plan_on_the_sample_prints_json_and_writes_the_plan(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "plan.csv"
+    result = runner.invoke(main, ["plan", "--json", "-q", "--out", str(out)])
+    assert result.exit_code == EXIT_OK, result.output
+    payload = json.loads(result.stdout)  # the whole of stdout is one JSON object
+    assert payload["status"] == "optimal" and payload["objective"] == "hours"
+    assert payload["budget"] == 135_000.0  # the sample's pricing.toml
+    assert 0 < payload["spend"] <= payload["budget"]
+    assert payload["verified_gain"] > 0 and payload["marginal_value_per_usd"] >= 0
+    plan = pd.read_csv(out)
+    assert (plan["units"] * plan["cost_per_unit"]).sum() == pytest.approx(payload["spend"])
+    assert (
+        len(plan)
+        == len(payload["levers"])
+        == len(pd.read_parquet(SAMPLE / "interventions.parquet"))
+    )
+
+
+def test_plan_options_override_the_config(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["plan", "--json", "-q", "--budget", "0", "--objective", "gmv"])
+    assert result.exit_code == EXIT_OK, result.output
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "empty" and payload["spend"] == 0 and payload["objective"] == "gmv"
+
+
+def test_plan_infeasible_request_exits_5_with_the_relaxation(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = (SAMPLE / "pricing.toml").read_text() + "\n"
+    config = config.replace("min_fill = {}", "min_fill = {writing = 3.0}")
+    (tmp_path / "pricing.toml").write_text(config)
+    result = runner.invoke(main, ["plan", "-q", "--config", str(tmp_path / "pricing.toml")])
+    assert result.exit_code == EXIT_INFEASIBLE, result.output
+    assert "min_fill for 'writing' (300.0%) is out of reach at any budget" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_plan_without_a_catalogue_or_with_a_bad_one_is_invalid_input(
+    runner: CliRunner, make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]
+) -> None:
+    without = dict(tables)
+    del without["interventions"]
+    result = runner.invoke(main, ["plan", "-q", str(make_dir(without))])
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert "has no interventions table" in result.output
+    bad = dict(tables)
+    bad["interventions"] = tables["interventions"].assign(decay=0.5)
+    bad["interventions"].loc[0, "to_category"] = bad["interventions"].loc[0, "category"]
+    result = runner.invoke(main, ["plan", "-q", str(make_dir(bad))])
+    assert result.exit_code == EXIT_INVALID_INPUT, result.output
+    assert "Traceback" not in result.output

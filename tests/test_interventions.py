@@ -410,7 +410,8 @@ def batch() -> list[tuple[Instance, Enumeration, InterventionsConfig]]:
         rng = np.random.default_rng([SEED, k])
         inst = random_instance(rng)
         enum = enumerate_plans(inst.market, inst.catalogue, inst.objective)
-        out.append((inst, enum, config_of(inst, enum, rng)))
+        # every group exact: these are the instances the exact path must solve optimally
+        out.append((inst, enum, config_of(inst, enum, rng, enumerate_limit=1024)))
     return out
 
 
@@ -1048,7 +1049,9 @@ def problems(draw: st.DrawFn) -> tuple[Market, pd.DataFrame, InterventionsConfig
     return (
         market,
         catalogue,
-        InterventionsConfig(budget=budget, objective=objective, spend_caps=caps),
+        InterventionsConfig(
+            budget=budget, objective=objective, spend_caps=caps, enumerate_limit=1024
+        ),
     )
 
 

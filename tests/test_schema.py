@@ -813,6 +813,25 @@ def test_interventions_max_units_not_integer(tables: Tables, make_dir: MakeDir, 
 
 
 @FORMATS
+def test_interventions_decay_and_open_friction_are_checked(
+    tables: Tables, make_dir: MakeDir, fmt: str
+) -> None:
+    frame = tables["interventions"]
+    frame["decay"] = [0.9, None, 1.5][: len(frame)] + [None] * max(0, len(frame) - 3)
+    frame["open_friction"] = [None, -1.0, 4.0][: len(frame)] + [None] * max(0, len(frame) - 3)
+    directory = make_dir(tables, fmt)
+    report = check(directory)
+    assert rules(report) == {
+        ("interventions", "decay", "too_large"),
+        ("interventions", "open_friction", "negative"),
+    }
+    found = {p.column: single_example(p) for p in report.problems}
+    path = data_file(directory, "interventions", fmt)
+    assert found["decay"] == Example(path, 3, "I3", "'1.5'")
+    assert found["open_friction"] == Example(path, 2, "I2", "'-1.0'")
+
+
+@FORMATS
 def test_interventions_whole_float_max_units_are_integers(
     tables: Tables, make_dir: MakeDir, fmt: str
 ) -> None:
