@@ -77,7 +77,7 @@ NOISE = 1e-8
 
 
 # --------------------------------------------------------------------------- value model
-@dataclass
+@dataclass(frozen=True)
 class _Exact:
     """A group tabulated over every joint unit combination of its levers."""
 
@@ -88,7 +88,7 @@ class _Exact:
     hours: FloatArray  # (n_cfg, n_categories)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Model:
     """V(u) = constant + Σ_l coef[l, u_l] + Σ_exact value[config(u)] (and hours alike)."""
 
@@ -147,13 +147,18 @@ class _Valuer:
         self.failed = 0
         self.solve_seconds = 0.0
         self.exact = self._tabulate_exact(baseline)
+        # separable group → (its levers' anchor units, lever, units, gain, hours gain,
+        # anchor value, anchor hours by category) of its latest tabulation
+        self._tables: dict[
+            int, tuple[bytes, IntArray, IntArray, FloatArray, FloatArray, float, FloatArray]
+        ] = {}
         # hours of the groups no lever touches, which every plan keeps
         fixed = ~has[levers.group]
-        self.fixed_hours = np.bincount(
+        self.fixed_hours: FloatArray = np.bincount(
             levers.segment_category[fixed],
             np.nan_to_num(base_hours[fixed]),
             minlength=len(levers.category_names),
-        )
+        ).astype(np.float64)
 
     def _solve(
         self,
@@ -194,72 +199,83 @@ class _Valuer:
         out, start = [], 0
         for g, ls, configs in specs:
             stop = start + len(configs)
-            out.append(_Exact(g, ls, configs, value[start:stop], hours[start:stop]))
+            v = value[start:stop]
+            v = np.where(np.abs(v - v[0]) < NOISE * abs(v[0]), v[0], v)  # solver noise
+            out.append(_Exact(g, ls, configs, v, hours[start:stop]))
             start = stop
         return out
 
     def model(self, anchor: IntArray, solved: EquilibriumResult) -> _Model:
-        """The value model around ``anchor``, whose whole market ``solved`` is (exact
-        groups do not depend on it)."""
+        """The value model around ``anchor``, whose whole market ``solved`` is. Exact
+        groups do not depend on the anchor, and a separable group whose levers' anchor
+        units are those of an earlier round keeps that round's values (its copies would
+        be the same markets)."""
         L, n_cat = len(self.levers), len(self.levers.category_names)
         width = int(self.max_units.max()) + 1 if L else 1
+        stale = np.array(
+            [
+                g not in self._tables
+                or self._tables[g][0] != anchor[self.group_levers[g]].tobytes()
+                for g in self.separable_groups.tolist()
+            ],
+            dtype=np.bool_,
+        )
+        self._tabulate_separable(self.separable_groups[stale], anchor, solved)
         coef = np.zeros((L, width))
         hours = np.zeros((L, width, n_cat))
-        unusable = np.arange(width)[None, :] > self.max_units[:, None]
-        sep = self.separable_groups
-        pair_g = (
-            np.concatenate([np.full(self.group_levers[g].size, g) for g in sep])
-            if sep.size
-            else np.zeros(0, np.int64)
-        )
-        pair_l = (
-            np.concatenate([self.group_levers[g] for g in sep])
-            if sep.size
-            else np.zeros(0, np.int64)
-        )
+        constant, constant_hours = 0.0, self.fixed_hours.copy()
+        for g in self.separable_groups.tolist():
+            _, lever, units_of, gain, dh, value, by_cat = self._tables[g]
+            np.add.at(coef, (lever, units_of), gain)
+            np.add.at(hours, (lever, units_of), dh)
+            constant += value
+            constant_hours += by_cat
+        coef[np.arange(width)[None, :] > self.max_units[:, None]] = 0.0
+        return _Model(coef, hours, constant, constant_hours, self.exact)
+
+    def _tabulate_separable(
+        self, groups: IntArray, anchor: IntArray, solved: EquilibriumResult
+    ) -> None:
+        """Re-solve ``groups`` with one lever moved at a time from ``anchor``."""
+        if not groups.size:
+            return
+        pair_g = np.concatenate([np.full(self.group_levers[g].size, g) for g in groups])
+        pair_l = np.concatenate([self.group_levers[g] for g in groups])
         # one copy per (group, lever, units ≠ anchor), then one anchor copy per group
         counts = self.max_units[pair_l]
         pair = np.repeat(np.arange(pair_l.size), counts)
         step = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         lever = pair_l[pair]
         units_of = np.where(step >= anchor[lever], step + 1, step)  # skip the anchor's units
-        groups = np.concatenate([pair_g[pair], sep]).astype(np.int64)
-        units = np.tile(anchor.astype(np.float64), (groups.size, 1))
+        copy_group = np.concatenate([pair_g[pair], groups]).astype(np.int64)
+        units = np.tile(anchor.astype(np.float64), (copy_group.size, 1))
         units[np.arange(lever.size), lever] = units_of
-        value, by_cat = self._solve(groups, units, (anchor.astype(np.float64), solved))
+        value, by_cat = self._solve(copy_group, units, (anchor.astype(np.float64), solved))
         n_var = lever.size
-        anchor_value = np.zeros(self.n_groups)
-        anchor_hours = np.zeros((self.n_groups, n_cat))
-        anchor_value[sep] = value[n_var:]
-        anchor_hours[sep] = by_cat[n_var:]
-        gain = value[:n_var] - anchor_value[pair_g[pair]]
-        scale = np.abs(anchor_value[pair_g[pair]])
-        gain = np.where(np.abs(gain) < NOISE * scale, 0.0, gain)
-        dh = by_cat[:n_var] - anchor_hours[pair_g[pair]]
-        dh = np.where(np.abs(dh) < NOISE * np.abs(anchor_hours[pair_g[pair]]), 0.0, dh)
-        np.add.at(coef, (lever, units_of), gain)
-        np.add.at(hours, (lever, units_of), dh)
-        coef[unusable] = 0.0
-        exact = self.exact
-        for ex in exact:
-            base = ex.value[0]
-            small = np.abs(ex.value - base) < NOISE * abs(base)
-            ex.value = np.where(small, base, ex.value)
-        return _Model(
-            coef=coef,
-            hours=hours,
-            constant=float(np.nansum(anchor_value)),
-            constant_hours=np.nansum(anchor_hours, axis=0) + self.fixed_hours,
-            exact=exact,
-        )
+        at = np.searchsorted(groups, pair_g[pair]) + n_var  # each copy's anchor copy
+        gain = value[:n_var] - value[at]
+        gain = np.where(np.abs(gain) < NOISE * np.abs(value[at]), 0.0, gain)
+        dh = by_cat[:n_var] - by_cat[at]
+        dh = np.where(np.abs(dh) < NOISE * np.abs(by_cat[at]), 0.0, dh)
+        owner = pair_g[pair]
+        for i, g in enumerate(groups.tolist()):
+            mine = owner == g
+            self._tables[g] = (
+                anchor[self.group_levers[g]].tobytes(),
+                lever[mine],
+                units_of[mine],
+                gain[mine],
+                dh[mine],
+                float(value[n_var + i]),
+                by_cat[n_var + i],
+            )
 
 
 # --------------------------------------------------------------------------- CP-SAT
 def _dominated(coef: FloatArray, hours: FloatArray) -> npt.NDArray[np.bool_]:
     """Options (lever, u) no better than fewer units of the same lever: value and every
     targeted category's hours at most those of some u' < u. More units cost more, so
-    such an option is never worth buying; ruling it out means units that add nothing
-    are never bought (CP-SAT may return any of several optimal plans)."""
+    such an option is never worth buying, and ruling it out makes the program smaller."""
     worse = coef[:, None, :] <= coef[:, :, None]  # [l, u', u]: u' at least as good
     worse &= (hours[:, None, :, :] <= hours[:, :, None, :]).all(axis=-1)
     earlier = np.tri(coef.shape[1], k=-1, dtype=bool).T  # [u', u]: u' < u
