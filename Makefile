@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# the sample's rate guidance (equilibrium, bands, market states), then its intervention plan
 run: $(STAMP)
-	$(BIN)/pricing equilibrium data/sample --rows 36
+	$(BIN)/pricing guidance data/sample --rows 36
+	$(BIN)/pricing plan data/sample
 
 test: $(STAMP)
 	$(BIN)/ruff check pricing tests benchmarks

@@ -556,9 +556,10 @@ def plan(
     _, _, market = _fitted_market(config, checked, progress)
     progress(f"clearing {len(market):,} segments")
     baseline = solve(market)
-    progress(f"planning {len(checked.table('interventions')):,} levers (${settings.budget:,.0f})")
     try:
-        result = plan_interventions(market, checked.table("interventions"), settings, baseline)
+        result = plan_interventions(
+            market, checked.table("interventions"), settings, baseline, progress
+        )
     except MarketError as exc:
         raise InvalidInput(str(exc)) from None
     frame = result.to_frame()

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -600,12 +601,15 @@ def plan_interventions(
     catalogue: pd.DataFrame,
     config: InterventionsConfig | None = None,
     baseline: EquilibriumResult | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> InterventionPlan:
     """The plan that maximizes ``config.objective`` within the budget (module docstring).
 
     ``catalogue``: the interventions table (see data/README.md); ``baseline``: the
-    market's equilibrium when already solved. Raises :class:`MarketError` for a
-    catalogue or configuration that does not fit the market."""
+    market's equilibrium when already solved; ``progress`` is told each step (the CLI
+    shows them on stderr). Raises :class:`MarketError` for a catalogue or configuration
+    that does not fit the market."""
+    step = progress or (lambda label: None)
     config = config or InterventionsConfig()
     t0 = time.perf_counter()
     levers = Levers.build(market, catalogue)
@@ -614,6 +618,7 @@ def plan_interventions(
     demand_today = _demand_today(market, levers)
     limits = _limits(config, levers, demand_today)
     timings = {"baseline": time.perf_counter() - t0}
+    step("tabulating the small groups exactly")
     valuer = _Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
     base_value = float(np.nansum(segment_values(baseline, config.objective, base_hours)))
     anchor, solved = np.zeros(len(levers), np.int64), baseline
@@ -624,10 +629,12 @@ def plan_interventions(
     rounds: list[dict[str, float | int | str]] = []
     zero_value = 0.0
     for r in range(config.max_rounds):
+        step(f"round {r + 1}: re-solving the options around the anchor")
         model = valuer.model(anchor, solved)
         exact_at[anchor.tobytes()] = model.value(anchor)[0]  # the model is exact there
         if r == 0:
             zero_value = exact_at[anchor.tobytes()]
+        step(f"round {r + 1}: choosing the plan (CP-SAT)")
         program = _Program(model, levers, limits, config.time_limit_seconds)
         found = program.run(hint=anchor)
         timings["cp_build"] = timings.get("cp_build", 0.0) + program.build_seconds
@@ -671,6 +678,7 @@ def plan_interventions(
     _, gain, predicted, model, found, joint = tried[best]
     units = found.units
     frame = pd.DataFrame(rounds)
+    step("marginal value of budget and binding constraints")
     return _finish(
         market,
         levers,
