@@ -301,7 +301,8 @@ def _solve_draws(
     )
     # built from arrays, not by assigning into the stacked frame: half the pandas work
     segments = pd.DataFrame({"copy_of": 0, **columns})
-    result = solve(Market(segments, stacked.edges, stacked.segment_keys))
+    # drawn signs are clipped valid and levels stay finite: the copies keep every rule
+    result = solve(Market.unchecked(segments, stacked.edges, stacked.segment_keys))
     rate = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
     return rate.reshape(k, block.size), clipped
 
