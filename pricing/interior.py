@@ -655,12 +655,14 @@ def _schur_matrices(
 ) -> list[FloatArray]:
     """K = diag(d_p) − B diag(d_w)⁻¹ Bᵀ (B_kj = h_jk), one matrix per component, stacked
     by size class; ``k_diag`` is the diagonal, already reduced."""
+    # every iteration writes the same entries (pairs off the diagonal, the diagonal, the
+    # padding), so the rest of the buffer keeps the zeros it was created with: no
+    # refill of the whole (mostly zero) buffer, which dominated large batches
     k_flat = st.buffer
-    k_flat.fill(0.0)
     if st.pair_runs.size:
         values = -he[st.pair_e1] * he[st.pair_e2] / d_w[st.pair_pool]
         k_flat[st.pair_entry] = np.add.reduceat(values, st.pair_runs)
-    k_flat[st.diag] += k_diag
+    k_flat[st.diag] = k_diag
     k_flat[st.pad_diag] = 1.0
     return [
         k_flat[start : start + count * size * size].reshape(count, size, size)
