@@ -45,10 +45,11 @@ import pandas as pd
 
 from pricing.config import InterventionsConfig, resolve_config
 from pricing.equilibrium import solve
-from pricing.interventions import _Valuer, plan_interventions
+from pricing.interventions import plan_interventions
 from pricing.levers import Levers, segment_values
 from pricing.market import Market, segment_edges
 from pricing.synthetic import random_catalogue, random_market
+from pricing.valuation import Valuer
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -116,7 +117,7 @@ def cases(options: int) -> dict[str, tuple[Market, pd.DataFrame, InterventionsCo
 
 def round_one(levers: Levers, config: InterventionsConfig, baseline: Any, base_hours: Any) -> Any:
     """Round 1's valuation: the exact groups' tables and the separable model at no units."""
-    valuer = _Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
+    valuer = Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
     return valuer.model(np.zeros(len(levers), np.int64), baseline)
 
 

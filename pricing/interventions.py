@@ -8,37 +8,22 @@ r"""Budgeted supply interventions: how many units of each catalogue lever to buy
               fill_c(u) = hours_c(u) / D_c(today's rates) ≥ target_c   (minimum fill),
 
 where V and hours_c come from the equilibrium of the market with the levers applied
-(:mod:`pricing.levers`). The market splits into *groups*, the components of the market
-with every edge a lever could open; V is a sum over groups, and levers touching
-different groups never interact.
+(:mod:`pricing.levers`), tabulated from re-solves (:mod:`pricing.valuation`) and
+selected by an integer program (:mod:`pricing.selection`).
 
-**Values from re-solves.** Each group's value is tabulated by solving copies of it, all
-copies in one batched equilibrium call:
+**Rounds.** The separable groups' values are re-solved around an anchor: it starts at
+no units; after each round it moves to the plan just chosen, so interactions between
+levers in a group enter the next choice. Rounds stop when the plan repeats (the model is
+then exact at it), when the model predicts less than :data:`ROUND_GAIN` over its anchor,
+or after ``max_rounds``. Every plan chosen is applied to the whole market and solved
+jointly; the best one that meets the fill targets by its joint solve is returned, with
+the *predicted* (model) and *verified* (joint solve) gains.
 
-- a group whose levers have at most ``enumerate_limit`` joint unit combinations is
-  tabulated **exactly**, every combination; the program picks one combination per group
-  (a one-hot choice linked to the levers' units);
-- a larger group is **separable around an anchor** a: V_g(u) ≈ V_g(a) + Σ_l [V_g(a with
-  u_l) − V_g(a)], each term a re-solve with one lever moved. The anchor starts at no
-  units; after each round it moves to the plan just chosen and the values are re-solved
-  around it, so interactions between levers in a group enter the next choice. Rounds
-  stop when the plan repeats (the model is then exact at the plan) or after
-  ``max_rounds``; the best plan found, by its re-solved value, is kept.
-
-The chosen plan is then applied to the whole market and solved jointly: the *predicted*
-gain is the model's, the *verified* gain the joint solve's.
-
-**Integer program.** CP-SAT needs integer coefficients: costs are counted in cents,
-rounded up, and the budget and caps in cents, rounded down, so a plan the program
-accepts never overspends; values and hours are scaled so the largest coefficient is
-:data:`RESOLUTION` and rounded, and the rounding of the chosen plan is reported. An
-option no better than fewer units of the same lever (or, in an exact group, than a
-combination with no more of any lever) is ruled out, so units that add nothing are
-never bought; among plans of equal value the cheapest is taken (a second solve, started
-from the first one's plan). The marginal value of budget is the model's gain from one more
+**Sensitivity.** The marginal value of budget is the model's gain from one more
 ``budget_step``; a constraint binds when relaxing it by one step (or dropping a fill
 target) raises the model's optimum. An infeasible request is diagnosed: a fill target
-no plan reaches at any budget, else the least budget that meets every target.
+no plan reaches at any budget, else the least budget that meets every target, or the
+caps that rule every such plan out.
 """
 
 from __future__ import annotations
@@ -47,7 +32,6 @@ import html
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -56,441 +40,18 @@ import pandas as pd
 from pricing.config import InterventionsConfig
 from pricing.equilibrium import EquilibriumResult, solve
 from pricing.errors import MarketError
-from pricing.levers import Levers, Objective, segment_values, solve_variants
+from pricing.levers import Levers, segment_values
 from pricing.market import Market
-
-if TYPE_CHECKING:
-    from ortools.sat.python import cp_model
+from pricing.selection import Limits, Selection, UnitProgram
+from pricing.valuation import NOISE, ValueModel, Valuer
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-#: largest integer coefficient of a scaled value or hours term
-RESOLUTION = 10**8
 #: re-anchoring stops when the model predicts less than this share over its anchor: on
 #: 1,000-segment markets the rounds after it traded plans within 0.1 % of each other
 #: (benchmarks/bench_interventions.py), each costing a full round of re-solves
 ROUND_GAIN = 2e-3
-#: a re-solved gain below this share of its group's objective is solver noise: the
-#: equilibrium verifies to 1e-6 relative and solves to ~1e-10, so 1e-8 is kept clear of
-#: both the noise of identical copies and any real effect worth a decision
-NOISE = 1e-8
-
-
-# --------------------------------------------------------------------------- value model
-@dataclass(frozen=True)
-class _Exact:
-    """A group tabulated over every joint unit combination of its levers."""
-
-    group: int
-    levers: IntArray  # (k,)
-    configs: IntArray  # (n_cfg, k) units of each lever
-    value: FloatArray  # (n_cfg,)
-    hours: FloatArray  # (n_cfg, n_categories)
-
-
-@dataclass(frozen=True)
-class _Model:
-    """V(u) = constant + Σ_l coef[l, u_l] + Σ_exact value[config(u)] (and hours alike)."""
-
-    coef: FloatArray  # (L, U+1), NaN: that option could not be valued
-    hours: FloatArray  # (L, U+1, n_categories)
-    constant: float
-    constant_hours: FloatArray  # (n_categories,)
-    exact: list[_Exact]
-
-    def value(self, units: IntArray) -> tuple[float, FloatArray]:
-        """The model's objective and hours per category at ``units``."""
-        idx = np.arange(units.size)
-        v = self.constant + float(np.nansum(self.coef[idx, units]))
-        h = self.constant_hours + self.hours[idx, units].sum(axis=0)
-        for ex in self.exact:
-            row = _config_row(ex, units)
-            v += float(ex.value[row])
-            h = h + ex.hours[row]
-        return v, h
-
-
-def _config_row(ex: _Exact, units: IntArray) -> int:
-    hit = np.flatnonzero((ex.configs == units[ex.levers]).all(axis=1))
-    return int(hit[0])
-
-
-class _Valuer:
-    """Re-solves group copies for a catalogue and tabulates the value model."""
-
-    def __init__(
-        self,
-        levers: Levers,
-        objective: Objective,
-        baseline: EquilibriumResult,
-        base_hours: FloatArray,
-        limit: int,
-    ) -> None:
-        self.levers = levers
-        self.objective = objective
-        self.base_hours = base_hours
-        cat = levers.catalogue
-        self.max_units = cat["max_units"].to_numpy(np.int64)
-        touches = levers.touches.tocsc()
-        self.n_groups = touches.shape[1]
-        self.group_levers = [
-            touches.indices[touches.indptr[g] : touches.indptr[g + 1]].astype(np.int64)
-            for g in range(self.n_groups)
-        ]
-        box = np.array(
-            [float(np.prod(self.max_units[ls] + 1.0)) for ls in self.group_levers], dtype=float
-        )
-        has = np.array([ls.size > 0 for ls in self.group_levers], dtype=bool)
-        self.exact_groups = np.flatnonzero(has & (box <= limit))
-        self.separable_groups = np.flatnonzero(has & (box > limit))
-        self.copies = 0
-        self.failed = 0
-        self.solve_seconds = 0.0
-        self.exact = self._tabulate_exact(baseline)
-        # separable group → (its levers' anchor units, lever, units, gain, hours gain,
-        # anchor value, anchor hours by category) of its latest tabulation
-        self._tables: dict[
-            int, tuple[bytes, IntArray, IntArray, FloatArray, FloatArray, float, FloatArray]
-        ] = {}
-        # hours of the groups no lever touches, which every plan keeps
-        fixed = ~has[levers.group]
-        self.fixed_hours: FloatArray = np.bincount(
-            levers.segment_category[fixed],
-            np.nan_to_num(base_hours[fixed]),
-            minlength=len(levers.category_names),
-        ).astype(np.float64)
-
-    def _solve(
-        self,
-        groups: IntArray,
-        units: FloatArray,
-        anchor: tuple[FloatArray, EquilibriumResult],
-    ) -> tuple[FloatArray, FloatArray]:
-        t0 = time.perf_counter()
-        value, hours, failed = solve_variants(
-            self.levers, groups, units, self.objective, self.base_hours, anchor
-        )
-        self.solve_seconds += time.perf_counter() - t0
-        self.copies += int(groups.size)
-        self.failed += failed
-        return value, hours
-
-    def _tabulate_exact(self, baseline: EquilibriumResult) -> list[_Exact]:
-        L = len(self.levers)
-        specs, groups, units = [], [], []
-        for g in self.exact_groups.tolist():
-            ls = self.group_levers[g]
-            configs = np.stack(
-                np.unravel_index(
-                    np.arange(int(np.prod(self.max_units[ls] + 1))), self.max_units[ls] + 1
-                ),
-                axis=1,
-            ).astype(np.int64)
-            u = np.zeros((len(configs), L))
-            u[:, ls] = configs
-            specs.append((g, ls, configs))
-            groups.append(np.full(len(configs), g))
-            units.append(u)
-        if not specs:
-            return []
-        value, hours = self._solve(
-            np.concatenate(groups), np.concatenate(units), (np.zeros(L), baseline)
-        )
-        out, start = [], 0
-        for g, ls, configs in specs:
-            stop = start + len(configs)
-            v = value[start:stop]
-            v = np.where(np.abs(v - v[0]) < NOISE * abs(v[0]), v[0], v)  # solver noise
-            out.append(_Exact(g, ls, configs, v, hours[start:stop]))
-            start = stop
-        return out
-
-    def model(self, anchor: IntArray, solved: EquilibriumResult) -> _Model:
-        """The value model around ``anchor``, whose whole market ``solved`` is. Exact
-        groups do not depend on the anchor, and a separable group whose levers' anchor
-        units are those of an earlier round keeps that round's values (its copies would
-        be the same markets)."""
-        L, n_cat = len(self.levers), len(self.levers.category_names)
-        width = int(self.max_units.max()) + 1 if L else 1
-        stale = np.array(
-            [
-                g not in self._tables
-                or self._tables[g][0] != anchor[self.group_levers[g]].tobytes()
-                for g in self.separable_groups.tolist()
-            ],
-            dtype=np.bool_,
-        )
-        self._tabulate_separable(self.separable_groups[stale], anchor, solved)
-        coef = np.zeros((L, width))
-        hours = np.zeros((L, width, n_cat))
-        constant, constant_hours = 0.0, self.fixed_hours.copy()
-        for g in self.separable_groups.tolist():
-            _, lever, units_of, gain, dh, value, by_cat = self._tables[g]
-            np.add.at(coef, (lever, units_of), gain)
-            np.add.at(hours, (lever, units_of), dh)
-            constant += value
-            constant_hours += by_cat
-        coef[np.arange(width)[None, :] > self.max_units[:, None]] = 0.0
-        return _Model(coef, hours, constant, constant_hours, self.exact)
-
-    def _tabulate_separable(
-        self, groups: IntArray, anchor: IntArray, solved: EquilibriumResult
-    ) -> None:
-        """Re-solve ``groups`` with one lever moved at a time from ``anchor``."""
-        if not groups.size:
-            return
-        pair_g = np.concatenate([np.full(self.group_levers[g].size, g) for g in groups])
-        pair_l = np.concatenate([self.group_levers[g] for g in groups])
-        # one copy per (group, lever, units ≠ anchor), then one anchor copy per group
-        counts = self.max_units[pair_l]
-        pair = np.repeat(np.arange(pair_l.size), counts)
-        step = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-        lever = pair_l[pair]
-        units_of = np.where(step >= anchor[lever], step + 1, step)  # skip the anchor's units
-        copy_group = np.concatenate([pair_g[pair], groups]).astype(np.int64)
-        units = np.tile(anchor.astype(np.float64), (copy_group.size, 1))
-        units[np.arange(lever.size), lever] = units_of
-        value, by_cat = self._solve(copy_group, units, (anchor.astype(np.float64), solved))
-        n_var = lever.size
-        at = np.searchsorted(groups, pair_g[pair]) + n_var  # each copy's anchor copy
-        gain = value[:n_var] - value[at]
-        gain = np.where(np.abs(gain) < NOISE * np.abs(value[at]), 0.0, gain)
-        dh = by_cat[:n_var] - by_cat[at]
-        dh = np.where(np.abs(dh) < NOISE * np.abs(by_cat[at]), 0.0, dh)
-        owner = pair_g[pair]
-        for i, g in enumerate(groups.tolist()):
-            mine = owner == g
-            self._tables[g] = (
-                anchor[self.group_levers[g]].tobytes(),
-                lever[mine],
-                units_of[mine],
-                gain[mine],
-                dh[mine],
-                float(value[n_var + i]),
-                by_cat[n_var + i],
-            )
-
-
-# --------------------------------------------------------------------------- CP-SAT
-def _dominated(coef: FloatArray, hours: FloatArray) -> npt.NDArray[np.bool_]:
-    """Options (lever, u) no better than fewer units of the same lever: value and every
-    targeted category's hours at most those of some u' < u. More units cost more, so
-    such an option is never worth buying, and ruling it out makes the program smaller."""
-    worse = coef[:, None, :] <= coef[:, :, None]  # [l, u', u]: u' at least as good
-    worse &= (hours[:, None, :, :] <= hours[:, :, None, :]).all(axis=-1)
-    earlier = np.tri(coef.shape[1], k=-1, dtype=bool).T  # [u', u]: u' < u
-    out: npt.NDArray[np.bool_] = (worse & earlier[None]).any(axis=1)
-    return out
-
-
-def _dominated_configs(
-    configs: IntArray, value: FloatArray, hours: FloatArray, shared: npt.NDArray[np.bool_]
-) -> npt.NDArray[np.bool_]:
-    """Combinations of an exact group no better than one with no more of every lever
-    and the same units of the ``shared`` levers (those acting in other groups too,
-    whose units are worth something there)."""
-    fewer = (configs[:, None, :] <= configs[None, :, :]).all(axis=-1)  # [r', r]
-    fewer &= (configs[:, None, shared] == configs[None, :, shared]).all(axis=-1)
-    fewer &= ~np.eye(len(configs), dtype=bool)
-    better = (value[:, None] >= value[None, :]) & (hours[:, None, :] >= hours[None, :, :]).all(
-        axis=-1
-    )
-    out: npt.NDArray[np.bool_] = np.asarray((fewer & better).any(axis=0))
-    return out
-
-
-@dataclass(frozen=True)
-class _Limits:
-    budget: float | None  # USD; None: no budget
-    caps: dict[int, float]  # category code → USD
-    targets: dict[int, float]  # category code → hours
-
-
-@dataclass(frozen=True)
-class _Solution:
-    units: IntArray
-    status: str  # optimal / feasible / infeasible / unknown
-    bound_gap: float  # relative gap between the value found and CP-SAT's bound
-
-
-class _Program:
-    """The CP-SAT program of a value model: one-hot units per lever, one-hot
-    combinations per exact group, budget, caps and fill targets."""
-
-    def __init__(self, model: _Model, levers: Levers, limits: _Limits, time_limit: float) -> None:
-        from ortools.sat.python import cp_model
-
-        t0 = time.perf_counter()
-        self.solve_seconds = 0.0
-        self.cp = cp_model
-        self.model_ = model
-        self.levers = levers
-        self.time_limit = time_limit
-        cat = levers.catalogue
-        self.max_units = cat["max_units"].to_numpy(np.int64)
-        self.cents = np.ceil(cat["cost_per_unit"].to_numpy() * 100 - 1e-9).astype(np.int64)
-        finite = np.concatenate(
-            [model.coef[np.isfinite(model.coef)].ravel()]
-            + [ex.value - ex.value[0] for ex in model.exact]
-        )
-        top = float(np.abs(finite).max()) if finite.size else 0.0
-        self.value_scale = RESOLUTION / top if top > 0 else 1.0
-        hours = np.concatenate(
-            [model.hours.ravel()] + [(ex.hours - ex.hours[0]).ravel() for ex in model.exact]
-        )
-        top_h = float(np.abs(hours[np.isfinite(hours)]).max()) if hours.size else 0.0
-        self.hours_scale = RESOLUTION / top_h if top_h > 0 else 1.0
-        m = cp_model.CpModel()
-        self.m = m
-        L = len(cat)
-        self.b: list[list[cp_model.IntVar]] = []
-        self.units_expr = []
-        value_terms: list[tuple[cp_model.IntVar, int]] = []
-        self.hours_terms: dict[int, list[tuple[cp_model.IntVar, int]]] = {}
-        targets = np.array(sorted(limits.targets), dtype=np.int64)
-        dominated = _dominated(model.coef, model.hours[:, :, targets])
-        for ex in model.exact:  # these levers' value is (also) in their group's table
-            dominated[ex.levers] = False
-        for lever in range(L):
-            vars_ = [m.new_bool_var(f"u{lever}_{u}") for u in range(self.max_units[lever] + 1)]
-            m.add_exactly_one(vars_)
-            for u, var in enumerate(vars_):
-                c = model.coef[lever, u]
-                if not np.isfinite(c) or dominated[lever, u]:
-                    m.add(var == 0)
-                    continue
-                value_terms.append((var, round(c * self.value_scale)))
-                self._hours(var, model.hours[lever, u])
-            self.b.append(vars_)
-            self.units_expr.append(cp_model.LinearExpr.weighted_sum(vars_, list(range(len(vars_)))))
-        self.z: list[list[cp_model.IntVar]] = []
-        for ex in model.exact:
-            zs = [m.new_bool_var(f"g{ex.group}_{r}") for r in range(len(ex.configs))]
-            m.add_exactly_one(zs)
-            for j, lever in enumerate(ex.levers.tolist()):
-                m.add(
-                    cp_model.LinearExpr.weighted_sum(zs, ex.configs[:, j].tolist())
-                    == self.units_expr[lever]
-                )
-            shared = levers.touches[ex.levers].getnnz(axis=1) > 1
-            beaten = _dominated_configs(ex.configs, ex.value, ex.hours[:, targets], shared)
-            for r, var in enumerate(zs):
-                if not np.isfinite(ex.value[r]) or beaten[r]:
-                    m.add(var == 0)
-                    continue
-                value_terms.append((var, round((ex.value[r] - ex.value[0]) * self.value_scale)))
-                self._hours(var, ex.hours[r] - ex.hours[0])
-            self.z.append(zs)
-        self.value_expr = cp_model.LinearExpr.weighted_sum(
-            [v for v, _ in value_terms], [c for _, c in value_terms]
-        )
-        self.spend = cp_model.LinearExpr.weighted_sum(self.units_expr, self.cents.tolist())
-        self.limits = limits
-        self.lever_category = levers.lever_category
-        if limits.budget is not None:
-            m.add(self.spend <= int(np.floor(limits.budget * 100 + 1e-9)))
-        for c, cap in limits.caps.items():
-            mine = np.flatnonzero(self.lever_category == c)
-            m.add(
-                cp_model.LinearExpr.weighted_sum(
-                    [self.units_expr[i] for i in mine], self.cents[mine].tolist()
-                )
-                <= int(np.floor(cap * 100 + 1e-9))
-            )
-        self.base_hours = model.constant_hours + sum(
-            (ex.hours[0] for ex in model.exact), np.zeros_like(model.constant_hours)
-        )
-        for c, target in limits.targets.items():
-            need = int(np.ceil((target - self.base_hours[c]) * self.hours_scale))
-            m.add(self.category_hours(c) >= need)
-        self.build_seconds = time.perf_counter() - t0
-
-    def _hours(self, var: cp_model.IntVar, delta: FloatArray) -> None:
-        for c in np.flatnonzero(np.isfinite(delta) & (delta != 0)).tolist():
-            coef = round(float(delta[c]) * self.hours_scale)
-            if coef:
-                self.hours_terms.setdefault(c, []).append((var, coef))
-
-    def category_hours(self, c: int) -> cp_model.LinearExprT:
-        terms = self.hours_terms.get(c, [])
-        return self.cp.LinearExpr.weighted_sum([v for v, _ in terms], [k for _, k in terms])
-
-    def run(
-        self,
-        goal: str = "value",
-        category: int = -1,
-        hint: IntArray | None = None,
-        cheapest: bool = True,
-    ) -> _Solution:
-        """Maximize the value (then, at that value, minimize spend), minimize spend, or
-        maximize one category's hours, starting from the plan ``hint`` when given;
-        ``cheapest=False`` skips the spend minimization when only the value matters.
-        Call once per program."""
-        cp = self.cp
-        if hint is not None:
-            for lever, vars_ in enumerate(self.b):
-                for u, var in enumerate(vars_):
-                    self.m.add_hint(var, u == hint[lever])
-        solver = cp.CpSolver()
-        solver.parameters.max_time_in_seconds = self.time_limit
-        solver.parameters.num_workers = 2
-        solver.parameters.random_seed = 0
-        if goal == "value":
-            self.m.maximize(self.value_expr)
-        elif goal == "spend":
-            self.m.minimize(self.spend)
-        else:
-            self.m.maximize(self.category_hours(category))
-        t0 = time.perf_counter()
-        status = solver.solve(self.m)
-        self.solve_seconds += time.perf_counter() - t0
-        if status == cp.MODEL_INVALID:
-            raise RuntimeError(f"invalid CP-SAT model: {self.m.validate()}")
-        if status not in (cp.OPTIMAL, cp.FEASIBLE):
-            return _Solution(
-                np.zeros(len(self.b), np.int64),
-                "infeasible" if status == cp.INFEASIBLE else "unknown",
-                np.nan,
-            )
-        found, bound = solver.objective_value, solver.best_objective_bound
-        gap = abs(bound - found) / max(abs(found), 1.0)
-        name = "optimal" if status == cp.OPTIMAL else "feasible"
-        if goal == "value" and cheapest:
-            # among plans of this value the cheapest (equal values arise when two levers
-            # do the same thing, e.g. open one edge to no friction)
-            self.m.clear_hints()  # type: ignore[no-untyped-call]
-            for vars_ in self.b:
-                for var in vars_:
-                    self.m.add_hint(var, solver.boolean_value(var))
-            self.m.add(self.value_expr >= round(found))
-            self.m.minimize(self.spend)
-            t0 = time.perf_counter()
-            status = solver.solve(self.m)
-            self.solve_seconds += time.perf_counter() - t0
-            if status not in (cp.OPTIMAL, cp.FEASIBLE):
-                raise RuntimeError("CP-SAT lost the plan it found when minimizing its spend")
-        units = np.array(
-            [
-                next(u for u, var in enumerate(vars_) if solver.boolean_value(var))
-                for vars_ in self.b
-            ],
-            dtype=np.int64,
-        )
-        return _Solution(units, name, gap)
-
-    def rounding(self, units: IntArray) -> float:
-        """|scaled integer value − exact value| of ``units``, in objective units."""
-        idx = np.arange(units.size)
-        c = self.model_.coef[idx, units]
-        exact = float(np.nansum(c))
-        scaled = float(np.nansum(np.round(c * self.value_scale))) / self.value_scale
-        for ex in self.model_.exact:
-            row = _config_row(ex, units)
-            d = ex.value[row] - ex.value[0]
-            exact += d
-            scaled += round(d * self.value_scale) / self.value_scale
-        return abs(scaled - exact)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -619,13 +180,13 @@ def plan_interventions(
     limits = _limits(config, levers, demand_today)
     timings = {"baseline": time.perf_counter() - t0}
     step("tabulating the small groups exactly")
-    valuer = _Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
+    valuer = Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
     base_value = float(np.nansum(segment_values(baseline, config.objective, base_hours)))
     anchor, solved = np.zeros(len(levers), np.int64), baseline
     exact_at: dict[bytes, float] = {}  # plans the model was anchored at: exact value
     # plan → (meets the targets by its joint solve, verified gain, predicted gain, the
     # model and solution that chose it, its joint solve)
-    tried: dict[bytes, tuple[bool, float, float, _Model, _Solution, EquilibriumResult]] = {}
+    tried: dict[bytes, tuple[bool, float, float, ValueModel, Selection, EquilibriumResult]] = {}
     rounds: list[dict[str, float | int | str]] = []
     zero_value = 0.0
     for r in range(config.max_rounds):
@@ -635,7 +196,7 @@ def plan_interventions(
         if r == 0:
             zero_value = exact_at[anchor.tobytes()]
         step(f"round {r + 1}: choosing the plan (CP-SAT)")
-        program = _Program(model, levers, limits, config.time_limit_seconds)
+        program = UnitProgram(model, levers, limits, config.time_limit_seconds)
         found = program.run(hint=anchor)
         timings["cp_build"] = timings.get("cp_build", 0.0) + program.build_seconds
         timings["cp_solve"] = timings.get("cp_solve", 0.0) + program.solve_seconds
@@ -719,7 +280,7 @@ def _category_hours(result: EquilibriumResult, levers: Levers) -> FloatArray:
     return out
 
 
-def _limits(config: InterventionsConfig, levers: Levers, demand_today: FloatArray) -> _Limits:
+def _limits(config: InterventionsConfig, levers: Levers, demand_today: FloatArray) -> Limits:
     """Caps and fill targets by category code; unknown categories are errors."""
     names = list(levers.category_names)
     problems = []
@@ -747,7 +308,7 @@ def _limits(config: InterventionsConfig, levers: Levers, demand_today: FloatArra
             f"the [interventions] settings have {len(problems)} problem(s):\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
-    return _Limits(
+    return Limits(
         budget=config.budget,
         caps={names.index(k): v for k, v in config.spend_caps.items()},
         targets={
@@ -757,9 +318,9 @@ def _limits(config: InterventionsConfig, levers: Levers, demand_today: FloatArra
 
 
 def _binding(
-    model: _Model,
+    model: ValueModel,
     levers: Levers,
-    limits: _Limits,
+    limits: Limits,
     config: InterventionsConfig,
     units: IntArray,
     step: float,
@@ -770,15 +331,15 @@ def _binding(
     out = []
     for c, cap in limits.caps.items():
         caps = {**limits.caps, c: cap + step}
-        relaxed = _Program(
-            model, levers, _Limits(limits.budget, caps, limits.targets), config.time_limit_seconds
+        relaxed = UnitProgram(
+            model, levers, Limits(limits.budget, caps, limits.targets), config.time_limit_seconds
         ).run(hint=units, cheapest=False)
         gain = model.value(relaxed.units)[0] - value
         out.append((f"spend_cap:{levers.category_names[c]}", gain > NOISE * abs(value), gain))
     for c in limits.targets:
         targets = {k: v for k, v in limits.targets.items() if k != c}
-        relaxed = _Program(
-            model, levers, _Limits(limits.budget, limits.caps, targets), config.time_limit_seconds
+        relaxed = UnitProgram(
+            model, levers, Limits(limits.budget, limits.caps, targets), config.time_limit_seconds
         ).run(hint=units, cheapest=False)
         gain = model.value(relaxed.units)[0] - value
         out.append((f"min_fill:{levers.category_names[c]}", gain > NOISE * abs(value), gain))
@@ -796,9 +357,9 @@ def _finish(
     market: Market,
     levers: Levers,
     config: InterventionsConfig,
-    limits: _Limits,
-    model: _Model,
-    found: _Solution,
+    limits: Limits,
+    model: ValueModel,
+    found: Selection,
     units: IntArray,
     predicted: float,
     verified: float,
@@ -807,18 +368,18 @@ def _finish(
     base_value: float,
     demand_today: FloatArray,
     rounds: pd.DataFrame,
-    valuer: _Valuer,
+    valuer: Valuer,
     timings: dict[str, float],
     t0: float,
 ) -> InterventionPlan:
     t1 = time.perf_counter()
-    program = _Program(model, levers, limits, config.time_limit_seconds)
+    program = UnitProgram(model, levers, limits, config.time_limit_seconds)
     value = model.value(units)[0]
     step = _budget_step(config, levers)
-    more = _Program(
+    more = UnitProgram(
         model,
         levers,
-        _Limits(config.budget + step, limits.caps, limits.targets),
+        Limits(config.budget + step, limits.caps, limits.targets),
         config.time_limit_seconds,
     ).run(hint=units, cheapest=False)
     marginal = (model.value(more.units)[0] - value) / step
@@ -919,18 +480,20 @@ def _infeasible(
     market: Market,
     levers: Levers,
     config: InterventionsConfig,
-    limits: _Limits,
-    model: _Model,
-    found: _Solution,
+    limits: Limits,
+    model: ValueModel,
+    found: Selection,
     baseline: EquilibriumResult,
     base_value: float,
     demand_today: FloatArray,
-    valuer: _Valuer,
+    valuer: Valuer,
     t0: float,
 ) -> InterventionPlan:
     """Why no plan meets the request, and the cheapest relaxation."""
     names = list(levers.category_names)
-    hours_now = _Program(model, levers, _Limits(None, {}, {}), config.time_limit_seconds).base_hours
+    hours_now = UnitProgram(
+        model, levers, Limits(None, {}, {}), config.time_limit_seconds
+    ).base_hours
     relax: list[dict[str, object]] = []
     lines = []
     if found.status == "unknown":
@@ -940,10 +503,10 @@ def _infeasible(
         )
     unreachable = False
     for c, target in limits.targets.items():
-        unlimited = _Program(model, levers, _Limits(None, {}, {}), config.time_limit_seconds)
+        unlimited = UnitProgram(model, levers, Limits(None, {}, {}), config.time_limit_seconds)
         most = model.value(unlimited.run("hours", c).units)[1][c]
-        within = _Program(
-            model, levers, _Limits(limits.budget, limits.caps, {}), config.time_limit_seconds
+        within = UnitProgram(
+            model, levers, Limits(limits.budget, limits.caps, {}), config.time_limit_seconds
         )
         reach = model.value(within.run("hours", c).units)[1][c]
         want = target / demand_today[c]
@@ -980,8 +543,8 @@ def _infeasible(
         # amounts as the program counts them (costs in cents, rounded up), so that the
         # budget or cap suggested admits the plan when a cost has a fraction of a cent
         cents = np.ceil(levers.catalogue["cost_per_unit"].to_numpy() * 100 - 1e-9)
-        with_caps = _Program(
-            model, levers, _Limits(None, limits.caps, limits.targets), config.time_limit_seconds
+        with_caps = UnitProgram(
+            model, levers, Limits(None, limits.caps, limits.targets), config.time_limit_seconds
         ).run("spend")
         if with_caps.status in ("optimal", "feasible"):
             need = float(with_caps.units @ cents) / 100
@@ -993,8 +556,8 @@ def _infeasible(
                 {"relax": "budget", "category": "", "requested": config.budget, "needed": need}
             )
         else:
-            free = _Program(
-                model, levers, _Limits(None, {}, limits.targets), config.time_limit_seconds
+            free = UnitProgram(
+                model, levers, Limits(None, {}, limits.targets), config.time_limit_seconds
             ).run("spend")
             spent = np.bincount(levers.lever_category, free.units * cents, len(names)) / 100
             need = float(free.units @ cents) / 100
@@ -1042,7 +605,7 @@ def _finish_empty(
     base_value: float,
     demand_today: FloatArray,
     units: IntArray,
-    valuer: _Valuer,
+    valuer: Valuer,
     t0: float,
 ) -> InterventionPlan:
     before = _category_hours(baseline, levers)

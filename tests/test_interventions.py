@@ -26,15 +26,11 @@ from scipy.integrate import quad
 from pricing.config import InterventionsConfig
 from pricing.equilibrium import solve
 from pricing.errors import MarketError
-from pricing.interventions import (
-    NOISE,
-    RESOLUTION,
-    InterventionPlan,
-    evaluate,
-    plan_interventions,
-)
+from pricing.interventions import InterventionPlan, evaluate, plan_interventions
 from pricing.levers import Levers, Objective, cumulative_effect, read_catalogue, segment_values
 from pricing.market import Market, segment_edges
+from pricing.selection import RESOLUTION
+from pricing.valuation import NOISE
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
