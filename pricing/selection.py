@@ -13,7 +13,10 @@ and hours are scaled so the largest coefficient is :data:`RESOLUTION` and rounde
 :meth:`UnitProgram.rounding` reports a plan's rounding. An option no better than fewer
 units of the same lever (or, in an exact group, than a combination with no more of any
 lever) is ruled out, so units that add nothing are never bought; among plans of equal
-value the cheapest is taken (a second solve, started from the first one's plan).
+value the cheapest is taken (a second solve, started from the first one's plan, given
+as long as the first took: on large programs proving the least spend can take longer
+than finding the value, and a plan stopped early keeps the value and the least spend
+found).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ IntArray = npt.NDArray[np.int64]
 
 #: largest integer coefficient of a scaled value or hours term
 RESOLUTION = 10**8
+#: least time the cheapest-plan solve gets (it also gets as long as the first solve took)
+TIE_BREAK_SECONDS = 1.0
 
 
 def dominated_options(coef: FloatArray, hours: FloatArray) -> npt.NDArray[np.bool_]:
@@ -223,28 +228,36 @@ class UnitProgram:
         found, bound = solver.objective_value, solver.best_objective_bound
         gap = abs(bound - found) / max(abs(found), 1.0)
         name = "optimal" if status == cp.OPTIMAL else "feasible"
+        units = self._units(solver)
         if goal == "value" and cheapest:
             # among plans of this value the cheapest (equal values arise when two levers
             # do the same thing, e.g. open one edge to no friction)
             self.m.clear_hints()  # type: ignore[no-untyped-call]
-            for vars_ in self.b:
-                for var in vars_:
-                    self.m.add_hint(var, solver.boolean_value(var))
+            for var in [v for vars_ in (*self.b, *self.z) for v in vars_]:
+                self.m.add_hint(var, solver.boolean_value(var))
             self.m.add(self.value_expr >= round(found))
             self.m.minimize(self.spend)
+            # as long as the first solve took (at least TIE_BREAK_SECONDS); stopped
+            # early, it keeps the least spend found, or the first plan
+            solver.parameters.max_time_in_seconds = min(
+                self.time_limit, max(TIE_BREAK_SECONDS, self.solve_seconds)
+            )
             t0 = time.perf_counter()
             status = solver.solve(self.m)
             self.solve_seconds += time.perf_counter() - t0
-            if status not in (cp.OPTIMAL, cp.FEASIBLE):
-                raise RuntimeError("CP-SAT lost the plan it found when minimizing its spend")
-        units = np.array(
+            if status in (cp.OPTIMAL, cp.FEASIBLE):
+                units = self._units(solver)
+        return Selection(units, name, gap)
+
+    def _units(self, solver: cp_model.CpSolver) -> IntArray:
+        """The units of each lever in ``solver``'s solution."""
+        return np.array(
             [
                 next(u for u, var in enumerate(vars_) if solver.boolean_value(var))
                 for vars_ in self.b
             ],
             dtype=np.int64,
         )
-        return Selection(units, name, gap)
 
     def rounding(self, units: IntArray) -> float:
         """|scaled integer value − exact value| of ``units``, in objective units."""
