@@ -23,16 +23,20 @@ act with
 - ``gmv``: Σ_k q_k p_k, the hours at the listed rate (fees on top are not counted);
 - ``surplus``: total surplus, clients' value of the hours less freelancers' cost of
   working them and the friction of working across categories; fees are transfers and
-  cancel. With P_k(q) = (q/A_k)^(1/ε_k) the inverse demand in client rates and
-  W_j(s) = (s/B_j)^(1/η_j) the inverse supply in freelancer rates,
+  cancel. With P_k(q) = (q/A_k)^(1/ε_k) the inverse demand in client rates, capped at a
+  choke price P̄_k = :data:`CHOKE` × today's client rate (constant-elasticity demand with
+  ε ≥ −1 values the first hours without bound, so a segment a plan lifts from ~0 hours
+  would otherwise dominate), q̄_k = D_k(P̄_k) the hours demanded there, and
+  W_j(s) = (s/B_j)^(1/η_j) the inverse supply in freelancer rates:
 
-      U_k(q) − U_k(q⁰) = ∫_{q⁰}^{q} P_k = q⁰ P_k(q⁰) · expm1(a L)/a,  a = 1 + 1/ε_k,
-                          L = log(q/q⁰)     (→ q⁰ P_k(q⁰) L as a → 0, i.e. ε = −1),
+      U_k(q) = ∫_0^q min(P_k, P̄_k) = P̄_k q                                   (q ≤ q̄_k)
+             = P̄_k q̄_k (1 + expm1(a L)/a),  a = 1 + 1/ε_k,  L = log(q/q̄_k)   (q > q̄_k)
+               (expm1(a L)/a → L as a → 0, i.e. ε = −1),
       C_j(s) = ∫_0^s W_j = s W_j(s) · η_j/(1 + η_j),
 
   and the surplus is Σ_k [U_k(q_k) − U_k(q⁰_k)] − Σ_j C_j(s_j) − Σ τ_jk x_jk, measured
-  from the baseline's hours q⁰ (clients' total value is infinite for ε ≥ −1; its change
-  is not). Levers move only supply, so U_k is the same function before and after.
+  from the baseline's hours q⁰. Levers move only supply, so U_k is the same function
+  before and after.
 
 Many variants of the market are valued in one batched solve: :meth:`Levers.variants`
 stacks copies of the groups a lever touches (the components of the market with every
@@ -62,6 +66,8 @@ KINDS = ("recruit", "reskill", "fee_discount")
 OBJECTIVES: tuple[Objective, ...] = ("hours", "gmv", "surplus")
 #: decay of a lever whose catalogue row leaves ``decay`` empty
 DEFAULT_DECAY = 0.9
+#: clients value an hour at most this many times today's client rate (surplus objective)
+CHOKE = 10.0
 CATALOGUE_COLUMNS = (
     "intervention_id",
     "category",
@@ -325,7 +331,7 @@ class Levers:
     ) -> tuple[Market, IntArray]:
         """``units[copy]`` applied to the stacked rows (``Market.stack`` of them)."""
         cat = self.catalogue
-        units = np.asarray(units, dtype=np.float64).reshape(-1, len(self))
+        units = np.atleast_2d(np.asarray(units, dtype=np.float64))  # copies × levers
         effect = cumulative_effect(
             cat["effect_per_unit"].to_numpy()[None, :], cat["decay"].to_numpy()[None, :], units
         )
@@ -419,17 +425,32 @@ def segment_values(
     worked = result.home_flow * served + np.bincount(pool, result.flow * served[seg], minlength=n)
     friction = np.bincount(pool, result.flow * served[seg] * e["friction"].to_numpy(), minlength=n)
     eps, eta = m.array("demand_elasticity"), m.array("supply_elasticity")
-    a = 1.0 + 1.0 / eps
-    client_price = (base_hours / np.exp(m.array("log_demand_level"))) ** (1.0 / eps)
-    log_ratio = np.log(hours / base_hours)
-    small = np.abs(a * log_ratio) < 1e-8
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(small, log_ratio * (1 + 0.5 * a * log_ratio), np.expm1(a * log_ratio) / a)
-    value = base_hours * client_price * ratio
+    observed = m.array("observed_rate")
+    today = np.where(np.isfinite(observed), observed, m.uncoupled_rate())
+    choke = CHOKE * today * (1.0 + m.array("client_fee"))
+    choke_hours = np.exp(m.array("log_demand_level") + eps * np.log(choke))
+    value = _client_value(hours, choke, choke_hours, eps) - _client_value(
+        base_hours, choke, choke_hours, eps
+    )
     wage = (worked / np.exp(m.array("log_supply_level"))) ** (1.0 / eta)
     cost = worked * wage * eta / (1.0 + eta)
     surplus: FloatArray = value - cost - friction
     return surplus
+
+
+def _client_value(
+    hours: FloatArray, choke: FloatArray, choke_hours: FloatArray, eps: FloatArray
+) -> FloatArray:
+    """U(q) = ∫_0^q min(P, P̄) (module docstring), elementwise."""
+    a = 1.0 + 1.0 / eps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log(np.maximum(hours, choke_hours) / choke_hours)
+        small = np.abs(a * log_ratio) < 1e-8
+        power = np.where(small, log_ratio * (1 + 0.5 * a * log_ratio), np.expm1(a * log_ratio) / a)
+    out: FloatArray = np.where(
+        hours <= choke_hours, choke * hours, choke * choke_hours * (1.0 + power)
+    )
+    return out
 
 
 def solve_variants(

@@ -27,7 +27,14 @@ from pricing.config import InterventionsConfig
 from pricing.equilibrium import solve
 from pricing.errors import MarketError
 from pricing.interventions import InterventionPlan, evaluate, plan_interventions
-from pricing.levers import Levers, Objective, cumulative_effect, read_catalogue, segment_values
+from pricing.levers import (
+    CHOKE,
+    Levers,
+    Objective,
+    cumulative_effect,
+    read_catalogue,
+    segment_values,
+)
 from pricing.market import Market, segment_edges
 from pricing.selection import RESOLUTION
 from pricing.valuation import NOISE
@@ -671,6 +678,33 @@ def test_surplus_is_the_integral_of_the_curves() -> None:
             want -= quad(freelancer_rate, 0.0, worked[k], epsabs=0, epsrel=1e-13)[0]
         got = float(segment_values(solved, "surplus", base_hours).sum())
         assert abs(got - want) <= 1e-9 * gmv
+
+
+def test_clients_value_stops_at_the_choke_price() -> None:
+    """With inelastic demand (ε = −0.5) the value of hours from ~0 is unbounded; the
+    surplus caps clients' value at CHOKE × today's client rate. Against quadrature of
+    min(P, P̄) from a baseline of 1e-6 hours (split at the choke hours q̄ so quad sees no
+    kink). Tolerance 1e-9 of the segment's GMV, as above."""
+    seg = segment("a", rate=30.0, hours=900.0, eps=-0.5, eta=1.2, client_fee=0.1)
+    market = market_of([seg], [])
+    solved = solve(market)
+    hours = float(segment_values(solved, "hours", np.ones(1))[0])
+    m = solved.market
+    eps, level = m.array("demand_elasticity")[0], np.exp(m.array("log_demand_level")[0])
+    choke = CHOKE * 30.0 * 1.1
+    choke_hours = level * choke**eps
+    assert 1e-6 < choke_hours < hours  # the integral crosses the kink
+
+    def capped_rate(x: float) -> float:
+        return float(min((x / level) ** (1 / eps), choke))
+
+    value = quad(capped_rate, 1e-6, choke_hours, epsabs=0, epsrel=1e-13)[0]
+    value += quad(capped_rate, choke_hours, hours, epsabs=0, epsrel=1e-13)[0]
+    eta, supply_level = m.array("supply_elasticity")[0], np.exp(m.array("log_supply_level")[0])
+    cost = quad(lambda x: (x / supply_level) ** (1 / eta), 0.0, hours, epsrel=1e-13)[0]
+    got = float(segment_values(solved, "surplus", np.array([1e-6]))[0])
+    assert abs(got - (value - cost)) <= 1e-9 * hours * 30.0
+    assert got < choke * hours  # bounded by the choke price, not ~1e6 × larger
 
 
 # --------------------------------------------------------------------------- reskill
