@@ -1133,3 +1133,11 @@ def test_plan_properties(
         ).sum()
     )
     assert bigger.verified_gain >= plan.verified_gain - MONOTONE_RTOL * scale
+
+
+def test_an_empty_catalogue_plans_nothing() -> None:
+    market = market_of([segment("a"), segment("b", rate=30.0)], [])
+    catalogue = pd.DataFrame([lever("R", "a", "recruit")]).iloc[:0]
+    plan = plan_interventions(market, catalogue, InterventionsConfig(budget=1_000.0))
+    assert plan.units.size == 0 and plan.spend == 0.0 and plan.verified_gain == 0.0
+    assert evaluate(plan).ok
