@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,31 @@ def _config_option(f: Any) -> Any:
     )(f)
 
 
+def _result_options(table: str, rows: int = 40, shown: str = "Segments") -> Callable[[Any], Any]:
+    """--out (``table``, written atomically), --rows, --json and --quiet of a command
+    that prints a result table."""
+    options = [
+        click.option(
+            "--out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help=f"Write {table} here (.parquet or .csv), atomically.",
+        ),
+        click.option(
+            "--rows", default=rows, show_default=True, help=f"{shown} shown in the text summary."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+    ]
+
+    def wrap(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return wrap
+
+
 def _data_argument(f: Any) -> Any:
     return click.argument(
         "data_dir",
@@ -114,7 +140,8 @@ def main() -> None:
 
     DATA_DIR holds jobs and supply tables (and optionally shifters, adjacency,
     interventions) as .parquet or .csv; see data/README.md for the contract.
-    Exit codes: 0 ok, 1 internal error, 2 usage error, 3 invalid input.
+    Exit codes: 0 ok, 1 internal error, 2 usage error, 3 invalid input, 4 completed
+    with degraded segments, 5 infeasible request (plan).
     """
 
 
@@ -180,15 +207,7 @@ def validate(
 @_data_argument
 @_config_option
 @_as_of_option
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the segment x week panel here (.parquet or .csv), atomically.",
-)
-@click.option("--rows", default=30, show_default=True, help="Segments shown in the text summary.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@_result_options("the segment x week panel", rows=30)
 def panel(
     data_dir: Path,
     config_path: Path | None,
@@ -336,15 +355,7 @@ def simulate(
     help="auto: closed form and the batched interior point, verified; cvxpy: the convex "
     "program everywhere (the reference path).",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the per-segment equilibrium here (.parquet or .csv), atomically.",
-)
-@click.option("--rows", default=40, show_default=True, help="Segments shown in the text summary.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@_result_options("the per-segment equilibrium")
 def equilibrium(
     data_dir: Path,
     config_path: Path | None,
@@ -410,15 +421,7 @@ def equilibrium(
     help="The previous run's guidance (.parquet or .csv, as --out writes it): published "
     "rates move at most [guidance] max_change_pct from its rates.",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the per-segment guidance here (.parquet or .csv), atomically.",
-)
-@click.option("--rows", default=40, show_default=True, help="Segments shown in the text summary.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@_result_options("the per-segment guidance")
 def guidance(
     data_dir: Path,
     config_path: Path | None,
@@ -508,15 +511,7 @@ def guidance(
     default=None,
     help="What to maximize (default: the config's interventions.objective).",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the per-lever plan to this .parquet or .csv file.",
-)
-@click.option("--rows", default=40, show_default=True, help="Levers shown in the text summary.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@_result_options("the per-lever plan", shown="Levers")
 def plan(
     data_dir: Path,
     config_path: Path | None,
