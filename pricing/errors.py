@@ -43,3 +43,11 @@ class MarketError(PricingError, ValueError):
 
 class SolverError(PricingError, RuntimeError):
     """An equilibrium could not be computed and verified (with the component and reason)."""
+
+
+class StoreError(PricingError, ValueError):
+    """The run store cannot be read or written, or holds no run by the name asked for."""
+
+
+class RunError(PricingError, RuntimeError):
+    """A nightly run stopped without storing anything (``--strict`` and degraded segments)."""

@@ -134,9 +134,14 @@ class Panel:
         return f"<p>{head}</p>" + self.segments().head(50).to_html(index=False)
 
 
-def build_panel(inputs: CheckedInputs) -> Panel:
-    """Aggregate checked inputs to the segment × week panel (see module docstring)."""
+def build_panel(inputs: CheckedInputs, through: dt.date | None = None) -> Panel:
+    """Aggregate checked inputs to the segment × week panel (see module docstring).
+
+    ``through`` (a Sunday) ends the panel with the week it closes: jobs posted later and
+    supply weeks starting later are left out (count them with :func:`rows_after`).
+    """
     con = inputs.con
+    jobs_where, supply_where = _window(through)
     keys = inputs.config.segment_keys
     k = ", ".join(keys)
     shifters = inputs.shifter_columns
@@ -157,14 +162,14 @@ def build_panel(inputs: CheckedInputs) -> Panel:
                exp(sum(hours * ln(hired_rate)) FILTER (WHERE hired)
                    / sum(hours) FILTER (WHERE hired)) AS rate,
                exp(sum(hours * ln(budget_rate)) / sum(hours)) AS budget_rate
-        FROM jobs GROUP BY ALL
+        FROM jobs {jobs_where} GROUP BY ALL
     ), s AS (
         SELECT {k}, week,
                sum(available_hours) AS hours_supplied,
                count(*) FILTER (WHERE available_hours > 0) AS active_freelancers,
                exp(sum(available_hours * ln(ask_rate)) FILTER (WHERE available_hours > 0)
                    / sum(available_hours) FILTER (WHERE available_hours > 0)) AS ask_rate
-        FROM supply GROUP BY ALL
+        FROM supply {supply_where} GROUP BY ALL
     ), segs AS (
         SELECT DISTINCT {k} FROM d UNION SELECT DISTINCT {k} FROM s
     ), span AS (
@@ -199,7 +204,41 @@ def build_panel(inputs: CheckedInputs) -> Panel:
     frame["week"] = pd.to_datetime(frame["week"])
     for column in ("jobs_posted", "jobs_hired", "active_freelancers"):
         frame[column] = frame[column].astype("int64")
-    return Panel(frame, keys, shifters, inputs.as_of)
+    return Panel(frame, keys, shifters, through or inputs.as_of)
+
+
+def _window(through: dt.date | None) -> tuple[str, str]:
+    """WHERE clauses keeping the jobs and supply weeks up to the week ``through`` ends."""
+    if through is None:
+        return "", ""
+    if through.isoweekday() != 7:
+        raise ValueError(f"a panel ends on a Sunday, not on {through.isoformat()}")
+    last_monday = through - dt.timedelta(days=6)
+    return (
+        f"WHERE posted_at <= DATE '{through.isoformat()}'",
+        f"WHERE week <= DATE '{last_monday.isoformat()}'",
+    )
+
+
+def rows_after(inputs: CheckedInputs, through: dt.date) -> dict[str, int]:
+    """Jobs and supply rows that :func:`build_panel` leaves out when it ends at ``through``."""
+    jobs_where, supply_where = _window(through)
+    keep = {"jobs": jobs_where, "supply": supply_where}
+    return {
+        table: int(
+            inputs.con.execute(
+                f"SELECT count(*) FROM {table} WHERE NOT ({where.removeprefix('WHERE ')})"
+            ).fetchall()[0][0]
+        )
+        for table, where in keep.items()
+    }
+
+
+def last_complete_week(inputs: CheckedInputs) -> dt.date:
+    """The Sunday that ends the last week the jobs table covers to its final day: the
+    Sunday on or before the latest ``posted_at``."""
+    latest: dt.date = inputs.con.execute("SELECT max(posted_at) FROM jobs").fetchall()[0][0]
+    return latest - dt.timedelta(days=latest.isoweekday() % 7)
 
 
 def _has_column(inputs: CheckedInputs, table: str, column: str) -> bool:
