@@ -7,7 +7,12 @@ Exit codes (every command):
     2  usage error: bad option or argument, output path already exists
     3  invalid input: the data or the configuration break the contract
     4  completed, but some segments are degraded: a component that no solver could
-       clear and verify is reported (status ``failed``, its numbers empty)
+       clear and verify is reported (status ``failed``, its numbers empty); for ``run``
+       also a segment without a usable curve or an intervention plan that raised
+    5  infeasible request: no intervention plan meets the targets, or an inverse
+       scenario's target is out of reach (the reason and the closest answer are printed)
+    6  the run failed and stored nothing (``run --strict`` with degraded segments, or the
+       run store cannot be written)
 
 Heavy libraries are imported inside the commands so that ``--help`` stays fast.
 """
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from pricing.market import Market
     from pricing.panel import Panel
     from pricing.schema import CheckedInputs, ValidationReport
+    from pricing.store import RunStore
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -41,6 +47,7 @@ EXIT_USAGE = 2
 EXIT_INVALID_INPUT = 3
 EXIT_DEGRADED = 4
 EXIT_INFEASIBLE = 5
+EXIT_RUN_FAILED = 6
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
@@ -54,8 +61,9 @@ class InvalidInput(click.ClickException):
 class Progress:
     """Each step of long work and its duration, on stderr (silent with --quiet).
 
-    Calling it with a label ends the step before (printing its time) and starts the next;
-    the library calls it too, so a 10-million-row check shows which table it is on.
+    ``step(label)`` starts a numbered step of a run; calling it with a label starts a
+    sub-step (the library calls it too, so a 10-million-row check shows which table it is
+    on). Starting one ends the one before and prints its time.
     """
 
     def __init__(self, quiet: bool) -> None:
@@ -63,21 +71,45 @@ class Progress:
         self.timings: dict[str, float] = {}
         self._label: str | None = None
         self._start = 0.0
+        self._step: str | None = None
+        self._step_start = 0.0
+        self._nested = False
+
+    def step(self, label: str) -> None:
+        self.done()
+        self._step, self._step_start, self._nested = label, time.perf_counter(), False
+        self._echo(f"{label} ...", nl=False)
 
     def __call__(self, label: str) -> None:
-        self.done()
+        self._end_sub()
+        if self._step is not None and not self._nested:
+            self._nested = True
+            self._echo("")
+        indent = "    " if self._step is not None else ""
         self._label, self._start = label, time.perf_counter()
-        if not self.quiet:
-            click.echo(f"{label} ...", err=True, nl=False)
+        self._echo(f"{indent}{label} ...", nl=False)
 
     def done(self) -> None:
+        """End the current sub-step and step."""
+        self._end_sub()
+        if self._step is None:
+            return
+        elapsed = time.perf_counter() - self._step_start
+        self.timings[self._step] = round(elapsed, 3)
+        self._echo(f"    done in {elapsed:.2f} s" if self._nested else f" {elapsed:.2f} s")
+        self._step = None
+
+    def _end_sub(self) -> None:
         if self._label is None:
             return
         elapsed = time.perf_counter() - self._start
         self.timings[self._label] = round(elapsed, 3)
-        if not self.quiet:
-            click.echo(f" {elapsed:.2f} s", err=True)
+        self._echo(f" {elapsed:.2f} s")
         self._label = None
+
+    def _echo(self, text: str, nl: bool = True) -> None:
+        if not self.quiet:
+            click.echo(text, err=True, nl=nl)
 
 
 def _as_of_option(f: Any) -> Any:
@@ -141,7 +173,8 @@ def main() -> None:
     DATA_DIR holds jobs and supply tables (and optionally shifters, adjacency,
     interventions) as .parquet or .csv; see data/README.md for the contract.
     Exit codes: 0 ok, 1 internal error, 2 usage error, 3 invalid input, 4 completed
-    with degraded segments, 5 infeasible request (plan).
+    with degraded segments, 5 infeasible request (plan, inverse scenario), 6 run failed
+    (nothing stored).
     """
 
 
@@ -651,3 +684,353 @@ def _write_table(frame: pd.DataFrame, out: Path, progress: Progress) -> None:
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+
+
+# ----------------------------------------------------------------- the run and its store
+def _store_option(f: Any) -> Any:
+    return click.option(
+        "--store",
+        "store_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("pricing-runs"),
+        show_default=True,
+        help="Run store folder.",
+    )(f)
+
+
+@main.command("run")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SAMPLE_DIR,
+    show_default="the shipped sample, data/sample",
+    help="Data directory.",
+)
+@_config_option
+@_store_option
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Run as of this date: the week ending on the Sunday on or before it is the last "
+    "one used. Default: the last complete week in the data.",
+)
+@click.option("--strict", is_flag=True, help="Store nothing and exit 6 if any segment is degraded.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def run_command(
+    data_dir: Path,
+    config_path: Path | None,
+    store_dir: Path,
+    as_of: dt.datetime | None,
+    strict: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """The nightly run: validate, aggregate, estimate, clear, guide, plan, store.
+
+    Interventions are planned when the data has an interventions table and the config
+    an [interventions] budget. The run is committed atomically to
+    STORE/runs/as_of=DATE/; re-running an as-of date replaces it. Exits 3 on invalid
+    inputs, 4 when some segment is degraded (no curve, not cleared) or the plan failed,
+    5 when no plan meets the intervention targets, 6 when nothing was stored.
+    """
+    from pricing.errors import ConfigError, DataError, MarketError, RunError, StoreError
+    from pricing.pipeline import run_batch
+
+    progress = Progress(quiet)
+    try:
+        result = run_batch(
+            data_dir,
+            config_path,
+            store_dir,
+            as_of.date() if as_of else None,
+            strict,
+            progress,
+        )
+    except DataError as exc:
+        progress.done()
+        report = exc.report
+        if as_json and report is not None:
+            click.echo(report.to_json())
+        else:
+            click.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID_INPUT)
+    except (ConfigError, MarketError) as exc:
+        progress.done()
+        raise InvalidInput(str(exc)) from None
+    except (RunError, StoreError) as exc:
+        progress.done()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_RUN_FAILED)
+    progress.done()
+    m = result.manifest
+    if as_json:
+        payload = {
+            "run_id": result.run_id,
+            "run_path": str(result.path),
+            "as_of": m["as_of"],
+            "status": m["status"],
+            "counts": m["counts"],
+            "statuses": m["statuses"],
+            "degraded": m["degraded"],
+            "rows_after_as_of": m["rows_after_as_of"],
+            "previous_run": m["previous_run"],
+            "plan": m["plan"],
+            "timings_s": {**m["timings_s"], "store": progress.timings.get(_STORE_STEP, 0.0)},
+            "peak_memory_mb": m["peak_memory_mb"],
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(result.summary())
+    if m["status"] == "degraded":
+        sys.exit(EXIT_DEGRADED)
+    if m["status"] == "infeasible":
+        sys.exit(EXIT_INFEASIBLE)
+
+
+_STORE_STEP = "[8/8] storing the run"
+
+
+def _open_store(store_dir: Path) -> RunStore:
+    """The store at ``store_dir``; exits 3 when the folder does not exist."""
+    from pricing.store import RunStore
+
+    if not store_dir.is_dir():
+        raise InvalidInput(f"run store {store_dir} does not exist; run `pricing run` first")
+    return RunStore(store_dir)
+
+
+@main.command()
+@_store_option
+@click.option(
+    "--segment",
+    default=None,
+    help="A segment as CATEGORY/TIER (…/REGION when runs split by region): its guidance "
+    "and equilibrium over the runs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON on stdout.")
+def history(store_dir: Path, segment: str | None, as_json: bool) -> None:
+    """List the runs in the store (and the scenarios solved against them), or one
+    segment's guidance over time. Exits 3 when the store or the segment does not exist."""
+    store = _open_store(store_dir)
+    if segment is None:
+        runs, scenarios = store.runs(), store.scenarios()
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "runs": json.loads(runs.to_json(orient="records", date_format="iso")),
+                        "scenarios": json.loads(
+                            scenarios.to_json(orient="records", date_format="iso")
+                        ),
+                    },
+                    indent=2,
+                )
+            )
+            return
+        if runs.empty:
+            click.echo(f"No runs in {store_dir} yet.")
+            return
+        shown = runs.drop(columns=["path", "data_dir"])
+        click.echo(f"{len(runs)} run(s) in {store_dir}:")
+        click.echo(shown.to_string(index=False))
+        if not scenarios.empty:
+            click.echo(f"\n{len(scenarios)} scenario result(s):")
+            click.echo(scenarios.drop(columns=["path"]).to_string(index=False))
+        return
+    frame = _segment_history(store, segment)
+    if as_json:
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+    else:
+        click.echo(f"Segment {segment} over {len(frame)} run(s):")
+        click.echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+
+
+def _segment_history(store: RunStore, segment: str) -> pd.DataFrame:
+    """Guidance and equilibrium of one segment in every run, oldest first."""
+    from pricing.config import suggest
+
+    runs = store.runs()
+    if runs.empty:
+        raise InvalidInput(f"run store {store.root} holds no runs yet; run `pricing run` first")
+    con = store.connect()
+    keys = [c for c in ("category", "tier", "region") if c in _columns(con, "guidance")]
+    parts = segment.split("/")
+    if len(parts) != len(keys):
+        raise click.UsageError(
+            f"--segment {segment!r} must name {'/'.join(k.upper() for k in keys)}"
+        )
+    where = " AND ".join(f"g.{k} = ?" for k in keys)
+    frame: pd.DataFrame = con.execute(
+        f"""SELECT g.as_of, g.freelancer_rate, g.freelancer_rate_low, g.freelancer_rate_high,
+                   g.client_rate, g.client_rate_low, g.client_rate_high, g.observed_rate,
+                   g.gap_pct, g.market_state, g.capped, e.rate, e.hours, e.shortage_hours,
+                   e.status
+            FROM guidance g JOIN equilibrium e USING (as_of, {", ".join(keys)})
+            WHERE {where} ORDER BY g.as_of""",
+        parts,
+    ).df()
+    if frame.empty:
+        known = [
+            "/".join(map(str, r))
+            for r in con.execute(f"SELECT DISTINCT {', '.join(keys)} FROM guidance").fetchall()
+        ]
+        hint = suggest(segment, known)
+        raise InvalidInput(
+            f"segment {segment!r} is in no run of {store.root}"
+            + (f"; did you mean {hint!r}?" if hint else "")
+        )
+    frame["as_of"] = frame["as_of"].dt.date
+    return frame
+
+
+def _columns(con: Any, view: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+
+
+@main.command()
+@click.argument("query")
+@_store_option
+@click.option("--rows", default=100, show_default=True, help="Rows shown in the text output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON records.")
+def sql(query: str, store_dir: Path, rows: int, as_json: bool) -> None:
+    """Run DuckDB SQL over the run store.
+
+    Views: runs, curves, equilibrium, guidance, interventions, market, edges, catalogue
+    (one row per segment and run, with its as_of), and scenarios, scenario_segments,
+    scenario_totals, scenario_equilibrium, scenario_interventions (with baseline and
+    scenario). Example: pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
+    Exits 2 on a query DuckDB rejects, 3 when the store does not exist.
+    """
+    import duckdb
+
+    store = _open_store(store_dir)
+    con = store.connect()
+    try:
+        frame = con.execute(query).df()
+    except duckdb.Error as exc:
+        views = sorted(r[0] for r in con.execute("SHOW TABLES").fetchall())
+        raise click.UsageError(
+            f"DuckDB rejected the query: {str(exc).strip().splitlines()[0]}\n"
+            f"Views in {store_dir}: {', '.join(views) or 'none (no runs yet)'}"
+        ) from None
+    if as_json:
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        return
+    click.echo(frame.head(rows).to_string(index=False))
+    if len(frame) > rows:
+        click.echo(f"... {len(frame) - rows:,} more rows (--rows, or --json for all)")
+
+
+@main.command()
+@click.argument(
+    "scenario_files",
+    nargs=-1,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--baseline",
+    default="latest",
+    show_default=True,
+    help="The run to start from: 'latest' or its as-of date (YYYY-MM-DD).",
+)
+@_store_option
+@click.option("--rows", default=15, show_default=True, help="Changed segments shown per scenario.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def whatif(
+    scenario_files: tuple[Path, ...],
+    baseline: str,
+    store_dir: Path,
+    rows: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Solve what-if scenarios (TOML files) against a stored run, without re-estimating.
+
+    Each scenario transforms the baseline market (demand and supply multipliers,
+    elasticities, fees, rate bounds, adjacency, an intervention budget) or solves an
+    inverse problem (the fee that clears a segment at a target rate, the least budget
+    that reaches a fill target). Prints baseline vs scenario per segment and in total and
+    stores each result under STORE/scenarios/. Every file is checked before anything is
+    solved. Exits 3 on a malformed scenario or unknown baseline, 4 when some segment of a
+    scenario is not cleared, 5 when a plan or inverse target is out of reach.
+    """
+    from pricing.config import load_scenario
+    from pricing.errors import ConfigError, MarketError, StoreError
+    from pricing.pipeline import Run, save_whatif
+    from pricing.scenario import apply_scenario
+
+    progress = Progress(quiet)
+    store = _open_store(store_dir)
+    problems: list[str] = []
+    scenarios = []
+    for path in scenario_files:
+        try:
+            scenarios.append(load_scenario(path))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    names = [s.name for s in scenarios]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"scenario names must differ within a batch; repeated: {repeated}")
+    try:
+        progress(f"loading run {baseline} from {store_dir}")
+        run = Run.open(store.resolve(baseline), store)
+        market = run.market
+    except StoreError as exc:
+        problems.append(str(exc))
+        run = None
+    if run is not None:
+        for scenario in scenarios:
+            try:
+                apply_scenario(market, scenario)
+            except (ConfigError, MarketError) as exc:
+                problems.append(f"scenario {scenario.name!r}: {exc}")
+    if problems:
+        progress.done()
+        raise InvalidInput("\n".join(problems))
+    assert run is not None
+    progress(f"solving the baseline market ({len(run.market):,} segments)")
+    _ = run.baseline
+    results = []
+    for scenario in scenarios:
+        progress(f"scenario {scenario.name}")
+        result = run.whatif(scenario, progress=progress)
+        progress(f"storing scenario {scenario.name}")
+        results.append((result, save_whatif(run, result)))
+    progress.done()
+    if as_json:
+        payload = {
+            "baseline": run.run_id,
+            "baseline_path": str(run.path),
+            "timings_s": progress.timings,
+            "scenarios": [
+                {
+                    "name": r.scenario.name,
+                    "status": r.status,
+                    "path": str(path),
+                    "inverse": None if r.inverse is None else r.inverse.to_dict(),
+                    "plan": None
+                    if r.plan is None
+                    else {"status": r.plan.status, "spend": r.plan.spend},
+                    "timings_s": r.timings,
+                    "totals": json.loads(r.totals.to_json(orient="records")),
+                    "segments": json.loads(r.to_frame().to_json(orient="records")),
+                }
+                for r, path in results
+            ],
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        for r, path in results:
+            click.echo(r.summary(max_rows=rows))
+            click.echo(f"stored in {path}\n")
+    statuses = {r.status for r, _ in results}
+    if "degraded" in statuses:
+        sys.exit(EXIT_DEGRADED)
+    if "infeasible" in statuses:
+        sys.exit(EXIT_INFEASIBLE)
