@@ -60,6 +60,18 @@ _EXPORTS = {
     "SimulatedMarket": "pricing.simulate",
     "SimulationSpec": "pricing.simulate",
     "simulate_market": "pricing.simulate",
+    "Scenario": "pricing.config",
+    "load_scenario": "pricing.config",
+    "apply_scenario": "pricing.scenario",
+    "whatif": "pricing.scenario",
+    "WhatIf": "pricing.scenario",
+    "InverseAnswer": "pricing.scenario",
+    "Run": "pricing.pipeline",
+    "load_run": "pricing.pipeline",
+    "run_batch": "pricing.pipeline",
+    "RunStore": "pricing.store",
+    "StoreError": "pricing.errors",
+    "RunError": "pricing.errors",
 }
 
 __all__ = [
@@ -76,6 +88,7 @@ __all__ = [
     "GuidanceConfig",
     "InterventionPlan",
     "InterventionsConfig",
+    "InverseAnswer",
     "Market",
     "MarketConfig",
     "MarketError",
@@ -83,24 +96,35 @@ __all__ = [
     "PlanCheck",
     "PricingError",
     "Problem",
+    "Run",
     "RunConfig",
+    "RunError",
+    "RunStore",
+    "Scenario",
     "SimulatedMarket",
     "SimulationSpec",
     "SolverError",
+    "StoreError",
     "ValidationReport",
+    "WhatIf",
     "__version__",
+    "apply_scenario",
     "build_panel",
     "check_inputs",
     "estimate_curve",
     "fit_curves",
     "load_config",
+    "load_run",
+    "load_scenario",
     "plan_interventions",
     "random_catalogue",
     "random_market",
     "rate_guidance",
     "resolve_config",
+    "run_batch",
     "simulate_market",
     "solve",
+    "whatif",
 ]
 
 if TYPE_CHECKING:
@@ -111,7 +135,9 @@ if TYPE_CHECKING:
         InterventionsConfig,
         MarketConfig,
         RunConfig,
+        Scenario,
         load_config,
+        load_scenario,
         resolve_config,
     )
     from pricing.curves import CurveSet, fit_curves
@@ -122,15 +148,20 @@ if TYPE_CHECKING:
         EstimationError,
         MarketError,
         PricingError,
+        RunError,
         SolverError,
+        StoreError,
     )
     from pricing.guidance import Guidance, rate_guidance
     from pricing.interventions import InterventionPlan, PlanCheck, plan_interventions
     from pricing.iv import CurveFit, estimate_curve
     from pricing.market import Market
     from pricing.panel import Panel, build_panel
+    from pricing.pipeline import Run, load_run, run_batch
+    from pricing.scenario import InverseAnswer, WhatIf, apply_scenario, whatif
     from pricing.schema import CheckedInputs, Problem, ValidationReport, check_inputs
     from pricing.simulate import SimulatedMarket, SimulationSpec, simulate_market
+    from pricing.store import RunStore
     from pricing.synthetic import random_catalogue, random_market
 
 

@@ -961,9 +961,10 @@ def whatif(
     """
     from pricing.config import load_scenario
     from pricing.errors import ConfigError, MarketError, StoreError
-    from pricing.pipeline import Run, save_whatif
-    from pricing.scenario import apply_scenario
+    from pricing.pipeline import Run, plan_summary, save_whatif
+    from pricing.scenario import check_scenario
 
+    started = time.perf_counter()
     progress = Progress(quiet)
     store = _open_store(store_dir)
     problems: list[str] = []
@@ -987,49 +988,56 @@ def whatif(
     if run is not None:
         for scenario in scenarios:
             try:
-                apply_scenario(market, scenario)
+                check_scenario(market, scenario, run.config, run.catalogue)
             except (ConfigError, MarketError) as exc:
                 problems.append(f"scenario {scenario.name!r}: {exc}")
     if problems:
         progress.done()
         raise InvalidInput("\n".join(problems))
     assert run is not None
+    loaded = time.perf_counter()
     progress(f"solving the baseline market ({len(run.market):,} segments)")
     _ = run.baseline
+    timings = {
+        "load": round(loaded - started, 3),
+        "baseline": round(time.perf_counter() - loaded, 3),
+    }
     results = []
-    for scenario in scenarios:
-        progress(f"scenario {scenario.name}")
+    for i, scenario in enumerate(scenarios, 1):
+        progress.step(f"[{i}/{len(scenarios)}] scenario {scenario.name}")
         result = run.whatif(scenario, progress=progress)
-        progress(f"storing scenario {scenario.name}")
-        results.append((result, save_whatif(run, result)))
+        progress("storing the result")
+        stored_at = time.perf_counter()
+        path = save_whatif(run, result)
+        results.append((result, path, round(time.perf_counter() - stored_at, 3)))
     progress.done()
     if as_json:
         payload = {
             "baseline": run.run_id,
             "baseline_path": str(run.path),
-            "timings_s": progress.timings,
+            "segments": len(run.market),
+            "timings_s": timings,
             "scenarios": [
                 {
                     "name": r.scenario.name,
+                    "description": r.scenario.description,
                     "status": r.status,
                     "path": str(path),
                     "inverse": None if r.inverse is None else r.inverse.to_dict(),
-                    "plan": None
-                    if r.plan is None
-                    else {"status": r.plan.status, "spend": r.plan.spend},
-                    "timings_s": r.timings,
+                    "plan": plan_summary(r.plan),
+                    "timings_s": {**r.timings, "store": store_s},
                     "totals": json.loads(r.totals.to_json(orient="records")),
                     "segments": json.loads(r.to_frame().to_json(orient="records")),
                 }
-                for r, path in results
+                for r, path, store_s in results
             ],
         }
         click.echo(json.dumps(payload, indent=2))
     else:
-        for r, path in results:
+        for r, path, _ in results:
             click.echo(r.summary(max_rows=rows))
             click.echo(f"stored in {path}\n")
-    statuses = {r.status for r, _ in results}
+    statuses = {r.status for r, _, _ in results}
     if "degraded" in statuses:
         sys.exit(EXIT_DEGRADED)
     if "infeasible" in statuses:

@@ -10,6 +10,9 @@ A data directory may carry a ``pricing.toml``::
     supply_instruments = ["client_marketing_index"]
     controls = []
 
+A what-if :class:`Scenario` is a TOML file too (:func:`load_scenario`; the format is in
+the class docstring, examples in data/scenarios/).
+
 Unknown sections or keys are errors (with the closest valid name suggested), so a typo
 never silently falls back to a default.
 """
@@ -17,9 +20,10 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -38,6 +42,9 @@ SEGMENT_KEY_COLUMNS = ("category", "tier", "region")
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class DataConfig(_Section):
@@ -186,6 +193,254 @@ class RunConfig(_Section):
         return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- scenarios
+class _Selector(_Section):
+    """Selects segments by key: a selector left out matches every value."""
+
+    category: str | None = None
+    tier: str | None = None
+    region: str | None = None
+
+    @field_validator("category", "tier", "region")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("a selector must be a non-empty string (leave it out to select all)")
+        return value
+
+    @property
+    def selectors(self) -> dict[str, str]:
+        """The keys this entry selects on, with their values."""
+        return {k: v for k in SEGMENT_KEY_COLUMNS if (v := getattr(self, k)) is not None}
+
+
+class LevelShift(_Selector):
+    """``[[demand]]`` / ``[[supply]]``: hours demanded (offered) at every rate × multiplier."""
+
+    multiplier: float = Field(gt=0, allow_inf_nan=False)
+
+
+class ElasticityOverride(_Selector):
+    """``[[elasticity]]``: a new elasticity, the curve rotated around today's observed rate."""
+
+    side: Literal["demand", "supply"]
+    value: float = Field(allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _signed(self) -> ElasticityOverride:
+        if self.side == "demand" and self.value >= 0:
+            raise ValueError(f"a demand elasticity must be negative, not {self.value}")
+        if self.side == "supply" and self.value <= 0:
+            raise ValueError(f"a supply elasticity must be positive, not {self.value}")
+        return self
+
+
+class FeeChange(_Selector):
+    """``[[fees]]``: the client and/or freelancer fee of the selected segments."""
+
+    client_fee: Fee | None = None
+    freelancer_fee: Fee | None = None
+
+    @model_validator(mode="after")
+    def _some_fee(self) -> FeeChange:
+        if self.client_fee is None and self.freelancer_fee is None:
+            raise ValueError("a fees entry needs client_fee, freelancer_fee or both")
+        return self
+
+
+class BoundChange(_Selector):
+    """``[[bounds]]``: set a rate floor and/or cap (listed USD/h), or ``remove`` both."""
+
+    floor: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cap: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    remove: bool = False
+
+    @model_validator(mode="after")
+    def _one_action(self) -> BoundChange:
+        given = self.floor is not None or self.cap is not None
+        if self.remove and given:
+            raise ValueError("a bounds entry either sets floor/cap or has remove = true, not both")
+        if not (self.remove or given):
+            raise ValueError("a bounds entry needs floor, cap or remove = true")
+        if self.floor is not None and self.cap is not None and self.floor >= self.cap:
+            raise ValueError(f"floor {self.floor} must be below cap {self.cap}")
+        return self
+
+
+class AdjacencyChange(_Section):
+    """``[[adjacency]]``: open or re-price (``friction``, USD/h) or ``remove`` the edge
+    from one category's pools to another category, in every tier (and region)."""
+
+    from_category: str = Field(min_length=1)
+    to_category: str = Field(min_length=1)
+    friction: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    remove: bool = False
+
+    @model_validator(mode="after")
+    def _one_action(self) -> AdjacencyChange:
+        if (self.friction is None) == (not self.remove):
+            raise ValueError("an adjacency entry takes friction or remove = true (exactly one)")
+        if self.from_category == self.to_category:
+            raise ValueError(f"an edge joins two categories, not '{self.from_category}' to itself")
+        return self
+
+
+class FeeTarget(_Selector):
+    """``[solve_for.fee]``: the fee (``side``) at which one segment clears at ``rate``."""
+
+    side: Literal["freelancer", "client"]
+    rate: float = Field(gt=0, allow_inf_nan=False)  # target listed rate, USD/h
+    range: tuple[float, float] = (0.0, 0.9)
+
+    @field_validator("range")
+    @classmethod
+    def _increasing(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not (0 <= lo < hi < 1):
+            raise ValueError(
+                f"range must be [low, high] with 0 <= low < high < 1, not {list(value)}"
+            )
+        return value
+
+
+class BudgetTarget(_Section):
+    """``[solve_for.budget]``: the least budget whose plan fills ``category`` to ``fill``."""
+
+    category: str = Field(min_length=1)
+    fill: float = Field(gt=0, allow_inf_nan=False)  # equilibrium hours / demand today
+
+
+class SolveFor(_Section):
+    """An inverse scenario: exactly one of ``fee`` and ``budget``."""
+
+    fee: FeeTarget | None = None
+    budget: BudgetTarget | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SolveFor:
+        if (self.fee is None) == (self.budget is None):
+            raise ValueError(
+                "solve_for takes exactly one of [solve_for.fee] and [solve_for.budget]"
+            )
+        return self
+
+
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class Scenario(_Section):
+    """A what-if: edits of the market (see :mod:`pricing.scenario` for their math).
+
+    Every section is optional; within each list of tables a later entry overrides an
+    earlier one on the segments (edges) they both select. A selector (``category``,
+    ``tier``, ``region``) left out matches every value::
+
+        name = "design-boom"        # default: the file name; [A-Za-z0-9_.-]+
+        description = "Design demand up 20 %"
+
+        [[demand]]                  # hours demanded at every rate × multiplier (> 0)
+        category = "design"
+        multiplier = 1.2
+        [[supply]]                  # the same for hours offered
+        tier = "entry"
+        multiplier = 0.9
+        [[elasticity]]              # rotate the curve around today's observed rate
+        side = "demand"             # demand (value < 0) | supply (value > 0)
+        category = "legal"
+        value = -1.4
+        [[fees]]                    # absolute fees in [0, 1): either or both
+        category = "legal"
+        client_fee = 0.03
+        freelancer_fee = 0.08
+        [[bounds]]                  # listed USD/h; or remove = true to clear both
+        category = "legal"
+        floor = 40.0
+        cap = 150.0
+        [[adjacency]]               # every tier (and region); or remove = true
+        from_category = "design"
+        to_category = "writing"
+        friction = 2.5
+
+        [interventions]             # plan levers: the budget, and overrides of the run's
+        budget = 50000              # other [interventions] keys
+
+        [solve_for.fee]             # inverse: the fee that clears one segment at a rate
+        side = "freelancer"         # freelancer | client
+        category = "legal"
+        tier = "expert"             # the selectors must pick exactly one segment
+        rate = 60.0                 # target listed rate, USD/h
+        range = [0.0, 0.5]          # fees searched (default [0, 0.9])
+        # or [solve_for.budget]: the least budget whose plan reaches a fill
+        # category = "legal"
+        # fill = 0.95               # equilibrium hours / hours demanded at today's rates
+
+    ``interventions`` overrides the run's keys given in the file; the budget is the
+    scenario's own, 0 unless set (:meth:`interventions_settings`).
+    """
+
+    name: str = "scenario"
+    description: str = ""
+    demand: tuple[LevelShift, ...] = ()
+    supply: tuple[LevelShift, ...] = ()
+    elasticity: tuple[ElasticityOverride, ...] = ()
+    fees: tuple[FeeChange, ...] = ()
+    bounds: tuple[BoundChange, ...] = ()
+    adjacency: tuple[AdjacencyChange, ...] = ()
+    interventions: InterventionsConfig | None = None
+    solve_for: SolveFor | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not SCENARIO_NAME.fullmatch(value) or value in (".", ".."):
+            raise ValueError(
+                f"'{value}' is not a valid scenario name: use letters, digits, '_', '.' and '-' "
+                'only (it names the result\'s folder); set name = "..." in the file'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Scenario:
+        given = self.interventions.model_fields_set if self.interventions else set()
+        if self.solve_for and self.solve_for.budget and "budget" in given:
+            raise ValueError(
+                "solve_for.budget finds the budget: remove interventions.budget from the file"
+            )
+        return self
+
+    def interventions_settings(self, run: InterventionsConfig) -> InterventionsConfig:
+        """The run's intervention settings with this scenario's overrides; the budget is
+        the scenario's own (0 when it sets none), so a scenario plans levers only when it
+        asks to and its comparison with the baseline (which has none) stays like for like."""
+        given = {"budget": 0.0}
+        if self.interventions is not None:
+            given |= self.interventions.model_dump(include=self.interventions.model_fields_set)
+        return run.model_copy(update=given)
+
+    def to_toml(self) -> str:
+        """The scenario as TOML text that :func:`load_scenario` reads back to an equal one."""
+        lines = [f"name = {_toml_value(self.name)}"]
+        if self.description:
+            lines.append(f"description = {_toml_value(self.description)}")
+        for table in ("demand", "supply", "elasticity", "fees", "bounds", "adjacency"):
+            for entry in getattr(self, table):
+                # ``remove = false`` and absent selectors are the defaults
+                lines += ["", f"[[{table}]]", *_toml_lines(entry.model_dump(exclude_defaults=True))]
+        if self.interventions is not None:
+            given = self.interventions.model_dump(include=self.interventions.model_fields_set)
+            lines += ["", "[interventions]", *_toml_lines(given)]
+        if self.solve_for is not None:
+            for kind, target in self.solve_for.model_dump().items():
+                if target is not None:
+                    lines += ["", f"[solve_for.{kind}]", *_toml_lines(target)]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_lines(values: dict[str, Any]) -> list[str]:
+    # TOML has no null: an absent key means "default"
+    return [f"{key} = {_toml_value(v)}" for key, v in values.items() if v is not None]
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         items = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None)
@@ -193,14 +448,27 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_TOML_ESCAPES.get(c, c) for c in value) + '"'
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
 
 
+#: what a TOML basic string must escape: quote, backslash and control characters
+_TOML_ESCAPES = {
+    **{chr(i): f"\\u{i:04X}" for i in (*range(0x20), 0x7F)},
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
 def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 
 
 def load_config(path: str | Path | None) -> RunConfig:
@@ -211,39 +479,51 @@ def load_config(path: str | Path | None) -> RunConfig:
     if path is None:
         return RunConfig()
     path = Path(path)
+    return parse_config(_read_toml(path, "config file"), source=str(path))
+
+
+def _read_toml(path: Path, kind: str) -> dict[str, Any]:
+    """The TOML file at ``path`` as nested dictionaries; a :class:`ConfigError` naming
+    the ``kind`` of file when it cannot be read or parsed."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{kind} {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{kind} {path} is not valid TOML: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-    return parse_config(raw, source=str(path))
+        raise ConfigError(f"{kind} {path} cannot be read: {exc.strerror}") from None
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a configuration given as nested dictionaries."""
+    return _validate(RunConfig, raw, source)
+
+
+def _validate(root: type[_Model], raw: dict[str, Any], source: str) -> _Model:
+    """``raw`` validated as ``root``, or a :class:`ConfigError` listing every problem."""
     try:
-        return RunConfig.model_validate(raw)
+        return root.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(err, raw) for err in exc.errors()]
+        problems = [_describe(err, root) for err in exc.errors()]
         raise ConfigError(
             f"{source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
         ) from None
 
 
-def _describe(err: Any, raw: dict[str, Any]) -> str:
+def _describe(err: Any, root: type[BaseModel]) -> str:
+    """One validation error of a ``root`` model as ``key.path: message``; an unknown key
+    with the closest valid name at its level."""
     loc = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
         *parents, name = err["loc"]
-        model: type[BaseModel] = RunConfig
+        model: type[BaseModel] = root
         for parent in parents:
             if isinstance(parent, str):  # an int is a position in a list of tables
                 model = _model_of(model.model_fields[parent].annotation)
         hint = suggest(str(name), list(model.model_fields))
         return f"unknown setting '{loc}'" + (f"; did you mean '{hint}'?" if hint else "")
-    return f"{loc}: {err['msg']}"
+    return f"{loc}: {err['msg']}" if loc else err["msg"]
 
 
 def _model_of(annotation: Any) -> type[BaseModel]:
@@ -272,3 +552,18 @@ def resolve_config(data_dir: str | Path, path: str | Path | None) -> tuple[RunCo
         default = Path(data_dir) / "pricing.toml"
         path = default if default.is_file() else None
     return load_config(path), (Path(path) if path is not None else None)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario file; its name defaults to the file name without ``.toml``.
+
+    Raises :class:`ConfigError` listing every problem in the file.
+    """
+    path = Path(path)
+    return parse_scenario(_read_toml(path, "scenario file"), str(path), path.stem)
+
+
+def parse_scenario(raw: dict[str, Any], source: str, default_name: str) -> Scenario:
+    """Validate a scenario given as nested dictionaries (``default_name`` when it has no
+    ``name``)."""
+    return _validate(Scenario, {"name": default_name, **raw}, source)

@@ -189,7 +189,7 @@ def run_batch(
             "weeks": {"first": panel.weeks.min().date().isoformat(), "count": len(panel.weeks)},
             "counts": counts,
             "statuses": _statuses(equilibrium, guidance, plan, plan_status),
-            "plan": _plan_summary(plan),
+            "plan": plan_summary(plan),
             "previous_run": read_manifest(previous_path)["run_id"] if previous_path else None,
             "tables": {name: len(frame) for name, frame in tables.items()},
             "versions": _versions(),
@@ -314,7 +314,8 @@ def _statuses(
     }
 
 
-def _plan_summary(plan: InterventionPlan | None) -> dict[str, Any] | None:
+def plan_summary(plan: InterventionPlan | None) -> dict[str, Any] | None:
+    """The plan's headline numbers (manifests and JSON output)."""
     if plan is None:
         return None
     return {
@@ -567,7 +568,7 @@ def save_whatif(run: Run, result: WhatIf) -> Path:
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "status": result.status,
         "inverse": None if result.inverse is None else result.inverse.to_dict(),
-        "plan": _plan_summary(result.plan),
+        "plan": plan_summary(result.plan),
         "timings_s": result.timings,
         "versions": _versions(),
     }

@@ -18,6 +18,7 @@ from pricing import equilibrium as equilibrium_module
 from pricing import pipeline
 from pricing.cli import (
     EXIT_DEGRADED,
+    EXIT_INFEASIBLE,
     EXIT_INVALID_INPUT,
     EXIT_RUN_FAILED,
     EXIT_USAGE,
@@ -129,7 +130,9 @@ def _fail_component_zero(monkeypatch: pytest.MonkeyPatch) -> None:
         code = np.where(
             fail, equilibrium_module.STATUSES.index("failed"), result.status_code
         ).astype(np.int8)
-        return dataclasses.replace(result, status_code=code, rate=np.where(fail, np.nan, result.rate))
+        return dataclasses.replace(
+            result, status_code=code, rate=np.where(fail, np.nan, result.rate)
+        )
 
     monkeypatch.setattr(pipeline, "solve", solve)
 
@@ -215,3 +218,109 @@ def test_sql_errors_are_usage_errors_listing_the_views(runner: CliRunner, store:
     assert "guidence" in result.output and "Views in" in result.output
     assert "guidance" in result.output and "Traceback" not in result.output
     assert _snapshot(store) == before
+
+
+# ------------------------------------------------------------------------ whatif
+SCENARIOS = sorted((SAMPLE.parent / "scenarios").glob("*.toml"))
+
+
+def test_whatif_batch_of_the_example_scenarios(runner: CliRunner, store: Path) -> None:
+    result = runner.invoke(
+        main, ["whatif", *map(str, SCENARIOS), "--store", str(store), "--json", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["baseline"] == "2025-12-28" and payload["segments"] == 36
+    names = [s["name"] for s in payload["scenarios"]]
+    assert names == [path.stem for path in SCENARIOS]
+    for item in payload["scenarios"]:
+        assert item["status"] == "ok" and Path(item["path"]).is_dir()
+        totals = {t["measure"]: t for t in item["totals"]}
+        hours = sum(s["hours_scenario"] for s in item["segments"])
+        assert totals["hours"]["scenario"] == pytest.approx(hours, rel=1e-12)
+    fee = next(s for s in payload["scenarios"] if s["inverse"] and s["inverse"]["kind"] == "fee")
+    assert fee["inverse"]["status"] == "solved"
+    # stored, tagged with the scenario's name, and queryable next to the runs
+    query = runner.invoke(
+        main,
+        [
+            "sql",
+            "SELECT scenario, change FROM scenario_totals WHERE measure = 'hours' ORDER BY 1",
+            "--store",
+            str(store),
+            "--json",
+        ],
+    )
+    assert [r["scenario"] for r in json.loads(query.stdout)] == names
+    history = runner.invoke(main, ["history", "--store", str(store)])
+    assert "scenario result(s)" in history.stdout and "design-boom" in history.stdout
+
+
+def test_whatif_text_output_and_a_named_baseline(runner: CliRunner, store: Path) -> None:
+    boom = SAMPLE.parent / "scenarios" / "legal-fee-cut.toml"
+    result = runner.invoke(
+        main, ["whatif", str(boom), "--baseline", "2025-12-14", "--store", str(store), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "What-if 'legal-fee-cut'" in result.stdout and "totals" in result.stdout
+    assert "baseline=2025-12-14" in result.stdout  # where it was stored
+
+
+def test_whatif_bad_input_reports_every_problem_and_changes_nothing(
+    runner: CliRunner, store: Path, tmp_path: Path
+) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[[demand]]\ncategory = "design"\nmultipler = 1.2\n')
+    nowhere = tmp_path / "nowhere.toml"
+    nowhere.write_text('[[supply]]\ncategory = "desgn"\nmultiplier = 0.9\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[demand]\n")
+    before = _snapshot(store)
+    files = [str(typo), str(nowhere), str(broken), str(tmp_path / "missing.toml")]
+    result = runner.invoke(main, ["whatif", *files, "--store", str(store), "-q"])
+    assert result.exit_code == EXIT_INVALID_INPUT, result.output
+    out = result.output
+    assert "multipler" in out and "did you mean 'multiplier'" in out
+    assert "'desgn'" in out and "did you mean 'design'" in out
+    assert "broken.toml is not valid TOML" in out
+    assert "missing.toml" in out and "Traceback" not in out
+    assert _snapshot(store) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--baseline", "2024-01-07"], "no run as of 2024-01-07"),
+        (["--baseline", "last"], "neither 'latest' nor a date"),
+    ],
+)
+def test_whatif_unknown_baseline_exits_3(
+    runner: CliRunner, store: Path, args: list[str], message: str
+) -> None:
+    before = _snapshot(store)
+    result = runner.invoke(main, ["whatif", str(SCENARIOS[0]), "--store", str(store), "-q", *args])
+    assert result.exit_code == EXIT_INVALID_INPUT and message in result.output
+    assert _snapshot(store) == before
+
+
+def test_whatif_repeated_names_and_missing_store(
+    runner: CliRunner, store: Path, tmp_path: Path
+) -> None:
+    twice = runner.invoke(
+        main, ["whatif", str(SCENARIOS[0]), str(SCENARIOS[0]), "--store", str(store), "-q"]
+    )
+    assert twice.exit_code == EXIT_INVALID_INPUT and "repeated" in twice.output
+    none = runner.invoke(main, ["whatif", str(SCENARIOS[0]), "--store", str(tmp_path / "x")])
+    assert none.exit_code == EXIT_INVALID_INPUT and "does not exist" in none.output
+
+
+def test_whatif_unreachable_inverse_exits_5(runner: CliRunner, store: Path, tmp_path: Path) -> None:
+    far = tmp_path / "far.toml"
+    far.write_text(
+        'name = "far"\n[solve_for.fee]\nside = "freelancer"\ncategory = "marketing"\n'
+        'tier = "expert"\nrate = 500.0\nrange = [0.0, 0.3]\n'
+    )
+    result = runner.invoke(main, ["whatif", str(far), "--store", str(store), "--json", "-q"])
+    assert result.exit_code == EXIT_INFEASIBLE, result.output
+    (item,) = json.loads(result.stdout)["scenarios"]
+    assert item["status"] == "infeasible" and item["inverse"]["status"] == "unreachable"
