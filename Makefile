@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a machine with Python 3.11+ and make:
-#   make run    - create/refresh .venv, then run the main job on the shipped sample data
+#   make run    - create/refresh .venv, then run the nightly job and the example what-ifs on the sample
 #   make test   - create/refresh .venv, then lint, type-check and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# the sample's rate guidance (equilibrium, bands, market states), then its intervention plan
+# the nightly run on the shipped sample into ./pricing-runs (curves, equilibrium, guidance,
+# intervention plan), then the example what-if scenarios against it
 run: $(STAMP)
-	$(BIN)/pricing guidance data/sample --rows 36
-	$(BIN)/pricing plan data/sample
+	$(BIN)/pricing run
+	$(BIN)/pricing whatif data/scenarios/*.toml --rows 8
 
 test: $(STAMP)
 	$(BIN)/ruff check pricing tests benchmarks
