@@ -229,10 +229,18 @@ def _checked(data_dir: Path, config: RunConfig, today: dt.date, report: Reporter
 
 
 def _through(checked: CheckedInputs, as_of: dt.date | None) -> dt.date:
-    """The Sunday the run ends on (module docstring)."""
+    """The Sunday the run ends on (module docstring); a :class:`DataError` when no week
+    of the data ends by then."""
     if as_of is None:
         return last_complete_week(checked)
-    return as_of - dt.timedelta(days=as_of.isoweekday() % 7)
+    through = as_of - dt.timedelta(days=as_of.isoweekday() % 7)
+    first: dt.date = checked.con.execute("SELECT min(posted_at) FROM jobs").fetchall()[0][0]
+    if first > through:
+        raise DataError(
+            f"no job was posted by the as-of week ending {through.isoformat()} (--as-of "
+            f"{as_of.isoformat()}): the jobs start on {first.isoformat()}; pass a later --as-of"
+        )
+    return through
 
 
 def _previous_guidance(path: Path | None, config: RunConfig) -> pd.DataFrame | None:

@@ -213,3 +213,9 @@ def test_invalid_inputs_store_nothing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cov"):
         run_batch(data, None, tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_an_as_of_before_the_data_is_invalid_input(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="jobs start on 2024-01-01; pass a later --as-of"):
+        run_batch(SAMPLE, _quick_config(), tmp_path / "s", as_of=dt.date(2023, 6, 1))
+    assert not (tmp_path / "s").exists()
