@@ -67,6 +67,13 @@ CONVEX_BATCH = 200
 #: ~1e-10; Clarabel at tight tolerances ~1e-8; SCS often only 1e-5 (then it fails).
 VERIFY_TOL = 1e-6
 
+#: a what-if keeps the baseline's solution of a component whose only change is the
+#: friction of edges whose flow is at most _IDLE_FLOW of their ends' hours and whose
+#: reduced cost w − p + τ stays at least _PRICED_OUT of the rate (an unused edge made
+#: cheaper but still not worth using): below verification (VERIFY_TOL) on both counts
+_IDLE_FLOW = 1e-9
+_PRICED_OUT = 1e-6
+
 STATUSES = ("solved", "solved_fallback", "failed", "no_curve")
 PATHS = ("", "closed_form", "interior", "clarabel", "scs")
 _SOLVED, _FALLBACK, _FAILED, _NO_CURVE = range(4)
@@ -223,7 +230,10 @@ def solve(
     ``baseline``: the result of an earlier solve of a market with the same segments
     (a what-if's base). Components whose segments and edges are unchanged keep the
     baseline's numbers — exact, since a component's equilibrium depends on nothing else —
-    and the changed ones are solved starting from the baseline's solution.
+    and so do those whose only change is a friction on edges the baseline leaves idle
+    and still prices out (:data:`_IDLE_FLOW`, :data:`_PRICED_OUT`: its solution still
+    clears and meets complementarity); the changed ones are solved starting from the
+    baseline's solution.
     """
     if method not in ("auto", "cvxpy"):
         raise ValueError(f"method must be 'auto' or 'cvxpy', not {method!r}")
@@ -235,7 +245,11 @@ def solve(
     sizes = np.bincount(comp, minlength=int(comp.max()) + 1 if n else 0)
     coupled = sizes[comp] > 1
     state = _State(market)
-    reused = _reuse(market, baseline, method, state) if baseline is not None else None
+    # where each edge sits in the baseline's market (−1: not there)
+    match = None
+    if baseline is not None and len(baseline.market) == n:
+        match = _edge_match(baseline.market.edges, market.edges, n)
+    reused = _reuse(market, baseline, method, state, match) if baseline is not None else None
     if reused is not None:
         usable = usable & ~reused
         timings["reused_segments"] = float(reused.sum())
@@ -248,7 +262,7 @@ def solve(
         dense = todo & (sizes[comp] <= MAX_DENSE)
         if dense.any():
             t1 = time.perf_counter()
-            _interior(market, dense, state, baseline)
+            _interior(market, dense, state, baseline, match)
             timings["interior"] = time.perf_counter() - t1
         todo &= state.status != _SOLVED
     else:
@@ -310,30 +324,55 @@ def solve(
 
 
 def _reuse(
-    market: Market, baseline: EquilibriumResult, method: str, st: _State
+    market: Market,
+    baseline: EquilibriumResult,
+    method: str,
+    st: _State,
+    match: IntArray | None,
 ) -> npt.NDArray[np.bool_] | None:
-    """Copy the baseline's solved, unchanged components into ``st``; the mask of
-    segments taken over, or None when the markets are not comparable."""
+    """Copy the baseline's solved components that are unchanged (or changed only in the
+    friction of idle edges that stay priced out) into ``st``; the mask of segments taken
+    over, or None when the markets are not comparable. ``match``: each
+    edge's position among the baseline's edges (:func:`_edge_match`)."""
     old = baseline.market
     keys = list(market.segment_keys)
     if (
-        baseline.method != method
-        or len(old) != len(market)
+        match is None
+        or baseline.method != method
         or old.segment_keys != market.segment_keys
         or not old.segments[keys].equals(market.segments[keys])
     ):
         return None
+    n = len(market)
     comp = market.component
-    columns = list(PARAMETERS)
-    new_v = market.segments[columns].to_numpy(np.float64)
-    old_v = old.segments[columns].to_numpy(np.float64)
-    changed = ~((new_v == old_v) | (np.isnan(new_v) & np.isnan(old_v))).all(axis=1)
-    changed |= old.component != comp  # an edge added or removed regroups segments
-    edge_key = ["pool", "segment"]
-    merged = market.edges.merge(old.edges, on=edge_key, how="outer", indicator=True)
-    differs = (merged["_merge"] != "both") | (merged["friction_x"] != merged["friction_y"])
-    touched = merged.loc[differs, edge_key].to_numpy().ravel()
-    changed[touched.astype(np.int64)] = True
+    changed = old.component != comp  # an edge added or removed regroups segments
+    for name in PARAMETERS:
+        new_v, old_v = market.array(name), old.array(name)
+        changed |= ~((new_v == old_v) | (np.isnan(new_v) & np.isnan(old_v)))
+    # an edge added, removed or with another friction changes both its ends
+    e = market.edges
+    pool, seg = e["pool"].to_numpy(), e["segment"].to_numpy()
+    differs = match < 0
+    found = ~differs
+    tau = e["friction"].to_numpy()
+    differs[found] = tau[found] != old.edges["friction"].to_numpy()[match[found]]
+    # except a friction that changed on an edge the baseline leaves idle and that still
+    # prices it out: the baseline's solution meets every condition of the new market
+    moved = np.flatnonzero(found & differs)
+    if moved.size:
+        p, w = baseline.rate, baseline.wage
+        j, k = pool[moved], seg[moved]
+        hours = np.minimum(old.supply_hours(w)[j], old.demand_hours(p)[k])
+        idle = baseline.flow[match[moved]] <= _IDLE_FLOW * hours
+        priced_out = w[j] - p[k] + tau[moved] >= _PRICED_OUT * p[k]
+        differs[moved[idle & priced_out]] = False
+    # every edge of the baseline is matched once unless some were removed
+    gone = np.zeros(len(old.edges), bool)
+    if int(found.sum()) != len(old.edges):
+        gone = _edge_match(e, old.edges, n) < 0
+    old_pool, old_seg = old.edges["pool"].to_numpy(), old.edges["segment"].to_numpy()
+    for ends in (pool[differs], seg[differs], old_pool[gone], old_seg[gone]):
+        changed[ends] = True
     dirty = np.zeros(int(comp.max()) + 1, bool)
     dirty[comp[changed]] = True
     keep: npt.NDArray[np.bool_] = ~dirty[comp] & (baseline.status_code == _SOLVED) & market.usable
@@ -343,13 +382,25 @@ def _reuse(
         getattr(st, name)[keep] = getattr(baseline, name)[keep]
     st.status[keep] = _SOLVED
     st.path[keep] = baseline.path_code[keep]
-    e = market.edges
-    edge_keep = keep[e["pool"].to_numpy()] & keep[e["segment"].to_numpy()]
-    # unchanged components have identical edges, in the same sorted order
-    old_index = pd.MultiIndex.from_frame(old.edges[edge_key])
-    position = old_index.get_indexer(pd.MultiIndex.from_frame(e.loc[edge_keep, edge_key]))
-    st.flow[edge_keep] = baseline.flow[position]
+    # unchanged components have the same edges, each found in the baseline
+    edge_keep = keep[pool] & keep[seg]
+    st.flow[edge_keep] = baseline.flow[match[edge_keep]]
     return keep
+
+
+def _edge_match(old: pd.DataFrame, new: pd.DataFrame, n: int) -> IntArray:
+    """Position in ``old`` of every edge of ``new`` (−1: absent), by (pool, segment) over
+    ``n`` segments."""
+    old_key = old["pool"].to_numpy() * n + old["segment"].to_numpy()
+    key = new["pool"].to_numpy() * n + new["segment"].to_numpy()
+    if not old_key.size:
+        return np.full(key.size, -1, np.int64)
+    # markets keep their edges sorted by (pool, segment) but need not
+    ordered = bool((old_key[1:] > old_key[:-1]).all())
+    order = np.arange(old_key.size) if ordered else np.argsort(old_key, kind="stable")
+    at = np.minimum(np.searchsorted(old_key[order], key), old_key.size - 1)
+    found: IntArray = np.where(old_key[order][at] == key, order[at], -1)
+    return found
 
 
 class _State:
@@ -482,9 +533,11 @@ def _interior(
     dense: npt.NDArray[np.bool_],
     st: _State,
     baseline: EquilibriumResult | None,
+    match: IntArray | None,
 ) -> None:
     """Coupled components through the batched interior point, verified; warm-started
-    from ``baseline`` when it has the same segments (an edge it lacks starts empty)."""
+    from ``baseline`` when it has the same segments (``match``: each edge's position
+    among its edges; an edge it lacks starts empty)."""
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)
     problems = [
@@ -492,15 +545,9 @@ def _interior(
         for chunk in _chunks(market.component, dense)
     ]
     earlier = None
-    if baseline is not None and len(baseline.market) == len(market):
-        n = len(market)
-        old = baseline.market.edges
-        old_key = old["pool"].to_numpy() * n + old["segment"].to_numpy()
-        key = market.edges["pool"].to_numpy() * n + market.edges["segment"].to_numpy()
-        order = np.argsort(old_key)
-        at = np.minimum(np.searchsorted(old_key[order], key), max(old_key.size - 1, 0))
-        found = old_key[order][at] == key if old_key.size else np.zeros(key.size, bool)
-        earlier = np.where(found, baseline.flow[order[at]] if old_key.size else 0.0, 0.0)
+    if baseline is not None and match is not None:
+        earlier = np.zeros(match.size)
+        earlier[match >= 0] = baseline.flow[match[match >= 0]]
 
     def run(item: tuple[CoupledProblem, IntArray, IntArray]) -> CoupledSolution:
         problem, segs, edge_ids = item
@@ -561,7 +608,7 @@ def _split(
     np.add.at(part_of_comp, cut, 1)
     part_of_comp = np.cumsum(part_of_comp)[: sizes.size]
     label = part_of_comp[comp]
-    return [chosen & (label == k) for k in np.unique(label[chosen]).tolist()]
+    return [chosen & (label == k) for k in np.flatnonzero(np.bincount(label[chosen])).tolist()]
 
 
 def _coupled_problem(
@@ -574,7 +621,11 @@ def _coupled_problem(
     e = market.edges
     pool, seg = e["pool"].to_numpy(), e["segment"].to_numpy()
     edge_ids = np.flatnonzero(chosen[pool] & chosen[seg] & market.active_edges)
-    _, comp = np.unique(market.component[segs], return_inverse=True)
+    # the chosen components numbered 0, 1, … in order (np.unique's inverse, in O(n))
+    label = market.component[segs]
+    present = np.zeros(int(label.max(initial=-1)) + 1, bool)
+    present[label] = True
+    comp = (np.cumsum(present) - 1)[label]
     problem = CoupledProblem(
         component=comp.astype(np.int64),
         eps=market.array("demand_elasticity")[segs],

@@ -27,9 +27,15 @@ barrier terms weighted by each row's money scale m_i = H*_k p*_k so that the cen
 x_i s_i = μ m_i means the same relative accuracy everywhere. The slacks s are variables
 of their own (an active edge's w − p + τ falls far below the rounding of w and p).
 Newton's system is diag(−D′, S′) + Aᵀ diag(x/s) A; eliminating the pools' wages (their
-block is diagonal) leaves one dense SPD matrix per component (segments × segments),
-assembled so that the large x/s of active edges cancel exactly, and components are padded
-to size classes so each class is one batched solve. Mehrotra's predictor sets the
+block is diagonal) leaves one SPD matrix K per component (segments × segments), nonzero
+where a pool serves both segments, assembled so that the large x/s of active edges
+cancel exactly. Components whose edges repeat in at least :data:`_SPARSE_COPIES`
+components (planning's copies of a group) form a sparse class: one symbolic Cholesky
+factorization in minimum-degree order, then the numeric factorization and the triangular
+solves level by level of its elimination tree, batched over the copies (a 92-segment
+group's K has ~450 nonzeros and its factor ~440, against 96² dense). The other
+components are padded to size classes, each class one batched dense solve. Warm starts
+(:func:`warm_start`) begin at μ ≈ θ = 1e-5. Mehrotra's predictor sets the
 centring target; an Armijo backtracking search on the barrier merit φ_μ (the direction is
 a descent direction of it) keeps the iteration globally convergent; step lengths are per
 component, and components that finish drop out of the batch. A component is done when
@@ -37,7 +43,8 @@ component, and components that finish drop out of the batch. A component is done
 
 **Polish.** Where a row is still undecided (flow and slack both above 1e-9: a degenerate
 edge, a floor at the clearing rate) the interior point is only √μ exact; the method of
-multipliers on the active set then finishes the component (:func:`_polish`).
+multipliers on the active set then finishes the component (:func:`_polish`), in a batch
+of those components only.
 
 Components above :data:`MAX_DENSE` segments are not taken (the caller sends them to the
 general convex program), and any that does not converge within :data:`MAX_ITERATIONS`
@@ -47,6 +54,7 @@ is returned unconverged with the reason, for the caller to hand on the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +77,9 @@ _MU_ACCEPT = 1e-11  # or, once progress has stalled (rounding), these looser one
 _ACCEPT_TOL = 1e-9
 _BOUNDARY = 0.99  # fraction of the distance to the boundary a step may go
 _ARMIJO = 1e-4
-_WARM_THETA = 1e-3  # relative slack and complementarity of a warm start
+# relative slack and complementarity of a warm start: planning's copies (one lever moved
+# from the anchor) take 4.1 iterations on average from 1e-5, 6.2 from 1e-3
+_WARM_THETA = 1e-5
 _POLISH_RHO = 1e6  # augmented-Lagrangian penalty, relative to the segment's H*/p*
 _POLISH_ROUNDS = 12  # at most; it stops at rounding level
 _POLISH_CLEAR_TOL = 1e-10  # clearing residual a polished component may end with
@@ -108,57 +118,16 @@ class CoupledSolution:
 
 
 class _Structure:
-    """Index bookkeeping of one problem, computed once: size classes, pairs, reductions."""
+    """Index bookkeeping of one problem, computed once: classes, pairs, reductions."""
 
-    def __init__(self, pb: CoupledProblem) -> None:
+    def __init__(self, pb: CoupledProblem, classes: _Classes) -> None:
         comp = pb.component
         n, m = comp.size, pb.pool.size
         self.n_comp = int(comp.max()) + 1 if n else 0
         sizes = np.bincount(comp, minlength=self.n_comp)
-        order = np.argsort(comp, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        local = np.empty(n, np.int64)
-        local[order] = np.arange(n) - np.repeat(starts, sizes)
-        # size classes 2, 4, 8, … up to MAX_DENSE; larger components are left out
-        padded = _SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, sizes)]
         if (sizes > MAX_DENSE).any():
             raise ValueError(f"components above {MAX_DENSE} segments need the convex program")
-        self.buckets: list[tuple[int, int, int, int]] = []  # (size, count, mat start, rhs start)
-        mat_offset = np.zeros(self.n_comp, np.int64)
-        rhs_offset = np.zeros(self.n_comp, np.int64)
-        mat_total = rhs_total = 0
-        for size in np.unique(padded).tolist():
-            comps = np.flatnonzero(padded == size)
-            slot = np.arange(comps.size)
-            mat_offset[comps] = mat_total + slot * size * size
-            rhs_offset[comps] = rhs_total + slot * size
-            self.buckets.append((size, comps.size, mat_total, rhs_total))
-            mat_total += comps.size * size * size
-            rhs_total += comps.size * size
-        self.mat_total, self.rhs_total = mat_total, rhs_total
-        self.diag = mat_offset[comp] + local * (padded[comp] + 1)
-        self.rhs_index = rhs_offset[comp] + local
-        # unit diagonal on padding rows keeps every batched matrix nonsingular
-        unit = np.ones(rhs_total)
-        unit[self.rhs_index] = 0.0
-        pad_rows = np.flatnonzero(unit)
-        bucket_of_row = (
-            np.searchsorted(
-                np.array([b[3] for b in self.buckets] + [rhs_total]), pad_rows, side="right"
-            )
-            - 1
-        )
-        sizes_b = np.array([b[0] for b in self.buckets], np.int64)
-        mat_b = np.array([b[2] for b in self.buckets], np.int64)
-        rhs_b = np.array([b[3] for b in self.buckets], np.int64)
-        if pad_rows.size:
-            size = sizes_b[bucket_of_row]
-            rel = pad_rows - rhs_b[bucket_of_row]
-            self.pad_diag = (
-                mat_b[bucket_of_row] + (rel // size) * size * size + (rel % size) * (size + 1)
-            )
-        else:
-            self.pad_diag = np.zeros(0, np.int64)
+        local = _local(comp, sizes)
         # pairs of edges out of the same pool: K[k1, k2] −= h1 h2 / Dw_j
         by_pool = np.argsort(pb.pool, kind="stable")
         deg = np.bincount(pb.pool, minlength=n)
@@ -169,17 +138,90 @@ class _Structure:
         e2 = by_pool[first[pb.pool[e1]] + within]
         distinct = e1 != e2  # the diagonal is assembled per edge, without cancellation
         self.pair_e1, self.pair_e2 = e1[distinct], e2[distinct]
-        k1, k2 = pb.segment[self.pair_e1], pb.segment[self.pair_e2]
-        flat = mat_offset[comp[k1]] + local[k1] * padded[comp[k1]] + local[k2]
+        self.pair_seg1, self.pair_seg2 = pb.segment[self.pair_e1], pb.segment[self.pair_e2]
+        k1, k2 = self.pair_seg1, self.pair_seg2
+        c_pair = comp[k1]
+
+        cls = classes.of
+        dense = cls < 0
+        rank = local.copy()  # a sparse component's segments in elimination order
+        stride = np.ones(self.n_comp, np.int64)  # between a component's stored entries
+        table_at = np.zeros(self.n_comp, np.int64)  # its pattern's table in ``where``
+        mat_offset = np.zeros(self.n_comp, np.int64)
+        rhs_offset = np.zeros(self.n_comp, np.int64)
+        mat_total = rhs_total = 0
+        # the others are padded to size classes, each class one batched dense solve
+        padded = _SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, sizes)]
+        self.buckets: list[tuple[int, int, int, int]] = []  # (size, count, mat start, rhs start)
+        pads = [np.zeros(0, np.int64)]
+        for size in np.unique(padded[dense]).tolist():
+            comps = np.flatnonzero(dense & (padded == size))
+            slot = np.arange(comps.size)
+            mat_offset[comps] = mat_total + slot * size * size
+            rhs_offset[comps] = rhs_total + slot * size
+            # a unit diagonal on padding rows keeps every matrix nonsingular
+            n_pad = size - sizes[comps]
+            row = np.arange(n_pad.sum()) - np.repeat(np.cumsum(n_pad) - n_pad, n_pad)
+            row += np.repeat(sizes[comps], n_pad)
+            pads.append(np.repeat(mat_offset[comps], n_pad) + row * (size + 1))
+            self.buckets.append((size, comps.size, mat_total, rhs_total))
+            mat_total += comps.size * size * size
+            rhs_total += comps.size * size
+        self.pad_diag = np.concatenate(pads)
+        self.sparse: list[tuple[_Pattern, int, int, int]] = []  # (pattern, count, mat, rhs)
+        tables = [np.zeros(0, np.int64)]
+        table_total = 0
+        by_class = np.argsort(cls, kind="stable")
+        n_cls = len(classes.patterns)
+        class_start = np.searchsorted(cls[by_class], np.arange(n_cls + 1))
+        seg_order = np.argsort(cls[comp], kind="stable")
+        seg_start = np.searchsorted(cls[comp][seg_order], np.arange(n_cls + 1))
+        for c, pattern in enumerate(classes.patterns):
+            comps = by_class[class_start[c] : class_start[c + 1]]
+            if not comps.size:  # a continuation without this class's components
+                continue
+            members = seg_order[seg_start[c] : seg_start[c + 1]]
+            rank[members] = pattern.rank[local[members]]
+            # stored row-major by factor entry: each row holds that entry of every member
+            mat_offset[comps] = mat_total + np.arange(comps.size)
+            rhs_offset[comps] = rhs_total + np.arange(comps.size)
+            stride[comps] = comps.size
+            table_at[comps] = table_total
+            self.sparse.append((pattern, comps.size, mat_total, rhs_total))
+            mat_total += comps.size * pattern.nnz
+            rhs_total += comps.size * pattern.size
+            tables.append(pattern.where.ravel())
+            table_total += pattern.size**2
+        where = np.concatenate(tables)
+        self.mat_total, self.rhs_total = mat_total, rhs_total
+
+        def entry(c: IntArray, a: IntArray, b: IntArray) -> IntArray:
+            """Buffer position of K[a, b] for segments a, b of component c."""
+            out = np.empty(c.size, np.int64)
+            d = dense[c]
+            cd, cs = c[d], c[~d]
+            out[d] = mat_offset[cd] + rank[a[d]] * padded[cd] + rank[b[d]]
+            inner = rank[a[~d]] * sizes[cs] + rank[b[~d]]
+            out[~d] = mat_offset[cs] + stride[cs] * where[table_at[cs] + inner]
+            return out
+
+        segment = np.arange(n)
+        self.diag = entry(comp, segment, segment)
+        self.rhs_index = rhs_offset[comp] + rank * stride[comp]
+        # a sparse factor keeps the lower triangle (in elimination order) only
+        lower = dense[c_pair] | (rank[k1] > rank[k2])
+        flat = entry(c_pair[lower], k1[lower], k2[lower])
         # two pools may join the same pair of segments: sum pairs per matrix entry with a
-        # precomputed sort, and write into one buffer reused every iteration
-        order = np.argsort(flat, kind="stable")
-        self.pair_e1, self.pair_e2 = self.pair_e1[order], self.pair_e2[order]
-        self.pair_pool = pb.pool[self.pair_e1]
+        # precomputed sort (any order of a run's pairs will do: the faster sort), and
+        # write into one buffer reused every iteration
+        order = np.argsort(flat)
+        self.asm_e1 = self.pair_e1[lower][order]
+        self.asm_e2 = self.pair_e2[lower][order]
+        self.asm_pool = pb.pool[self.asm_e1]
         flat = flat[order]
         first_of_run = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]]) if flat.size else flat
-        self.pair_runs = first_of_run
-        self.pair_entry = flat[first_of_run]
+        self.asm_runs = first_of_run
+        self.asm_entry = flat[first_of_run]
         self.buffer = np.zeros(mat_total)
         self.has_cap = np.flatnonzero(np.isfinite(pb.cap))
         self.has_floor = np.flatnonzero(np.isfinite(pb.floor))
@@ -222,20 +264,23 @@ def solve_coupled(
     start: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None,
 ) -> CoupledSolution:
     """Clear every component of ``pb``: interior point, then an active-set polish."""
-    return _polish(pb, _interior_point(pb, start))
+    classes = _classify(pb)
+    return _polish(pb, _interior_point(pb, classes, start), classes)
 
 
 def _interior_point(
     pb: CoupledProblem,
+    classes: _Classes,
     start: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None,
     budget: int = MAX_ITERATIONS,
 ) -> CoupledSolution:
     """Clear every component of ``pb`` (module docstring); never raises on hard inputs.
 
-    ``start`` is a strictly feasible (rates, wages, multipliers, slacks) to continue from and
-    ``budget`` the iterations left; both serve the compaction below.
+    ``classes`` are its components' classes (:func:`_classify`); ``start`` is a strictly
+    feasible (rates, wages, multipliers, slacks) to continue from and ``budget`` the
+    iterations left; both serve the compaction below.
     """
-    st = _Structure(pb)
+    st = _Structure(pb, classes)
     comp, seg, pool, tau = pb.component, pb.segment, pb.pool, pb.friction
     n, n_comp = comp.size, st.n_comp
     eps, eta, ps, hs = pb.eps, pb.eta, pb.p_star, pb.h_star
@@ -267,56 +312,65 @@ def _interior_point(
         out[jf] += lam[me + mc :]
         return out
 
-    def merit(p: FloatArray, w: FloatArray, sl: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def merit(
+        p: FloatArray,
+        w: FloatArray,
+        sl: FloatArray,
+        segs: IntArray | slice = slice(None),
+        rows: IntArray | slice = slice(None),
+    ) -> tuple[FloatArray, FloatArray]:
         """The surplus and barrier parts of φ_μ = surplus − μ·barrier per component, at
-        rates p, wages w and slacks sl; the surplus is +inf outside the domain."""
-        log_pi, log_om = np.log(np.maximum(p, 1e-300) / ps), np.log(w / ps)
-        b = eps + 1.0
+        rates p and wages w of the segments ``segs`` and slacks sl of the rows ``rows``
+        (default all; other components get 0); the surplus is +inf outside the domain."""
+        at_seg, at_row = comp[segs], row_comp[rows]
+        log_pi = np.log(np.maximum(p, 1e-300) / ps[segs])
+        log_om = np.log(w / ps[segs])
+        b = eps[segs] + 1.0
         safe_b = np.where(b == 0.0, 1.0, b)
         cs = np.where(b == 0.0, -log_pi, -np.expm1(safe_b * log_pi) / safe_b)
-        surplus = money * (cs + np.expm1((eta + 1.0) * log_om) / (eta + 1.0))
-        log_sl = weight * np.log(np.maximum(sl, 1e-300))
-        barrier: FloatArray = np.bincount(row_comp, log_sl, minlength=n_comp).astype(np.float64)
-        value: FloatArray = np.bincount(comp, surplus, minlength=n_comp).astype(np.float64)
+        eta1 = eta[segs] + 1.0
+        surplus = money[segs] * (cs + np.expm1(eta1 * log_om) / eta1)
+        log_sl = weight[rows] * np.log(np.maximum(sl, 1e-300))
+        barrier: FloatArray = np.bincount(at_row, log_sl, minlength=n_comp).astype(np.float64)
+        value: FloatArray = np.bincount(at_seg, surplus, minlength=n_comp).astype(np.float64)
         bad = np.zeros(n_comp, bool)
-        bad[row_comp[~(sl > 0)]] = True
-        bad[comp[~(p > 0)]] = True
+        bad[at_row[~(sl > 0)]] = True
+        bad[at_seg[~(p > 0)]] = True
         value[bad | ~np.isfinite(value) | ~np.isfinite(barrier)] = np.inf
         return value, barrier
 
     def rhs(
-        u: FloatArray, r_p: FloatArray, r_w: FloatArray, he: FloatArray, d_w: FloatArray
+        u: FloatArray, r_p: FloatArray, r_w: FloatArray, he: FloatArray, dw_pool: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         """Right-hand side of the rate system, and the wage part, for target u."""
         b_p, b_w = adjoint(u)
         rhs_p, rhs_w = -r_p - b_p, -r_w - b_w
-        return rhs_p + np.bincount(seg, he * rhs_w[pool] / d_w[pool], minlength=n), rhs_w
+        return rhs_p + np.bincount(seg, he * rhs_w[pool] / dw_pool, minlength=n), rhs_w
 
-    def direction(
+    def slack_step(
         dp: FloatArray,
         rhs_w: FloatArray,
         u: FloatArray,
         h: FloatArray,
-        c_w: FloatArray,
-        d_w: FloatArray,
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Wage, slack and multiplier steps that go with the rate step ``dp``."""
-        he = h[:me]
-        dw = (rhs_w + np.bincount(pool, he * dp[seg], minlength=n)) / d_w
+        h_other: FloatArray,
+        cw_pool: FloatArray,
+        dw_pool: FloatArray,
+    ) -> tuple[FloatArray, FloatArray]:
+        """Slack and multiplier steps that go with the rate step ``dp`` (``h_other``: h of
+        the second edge of every pair, ``cw_pool`` and ``dw_pool`` c_w and d_w of every
+        edge's pool)."""
         # Δs on edges written so that the large h of active edges cancels exactly
-        spread = np.bincount(e1, he[e2] * (dp[seg[e2]] - dp[seg[e1]]), minlength=me)
-        ds_e = (rhs_w[pool] - c_w[pool] * dp[seg] + spread) / d_w[pool]
+        spread = np.bincount(e1, h_other * (dp[st.pair_seg2] - dp[st.pair_seg1]), minlength=me)
+        ds_e = (rhs_w[pool] - cw_pool * dp[seg] + spread) / dw_pool
         ds = np.concatenate([ds_e, -dp[ic], dp[jf]]) + r_s
-        return dw, ds, -u - h * ds
+        return ds, -u - h * ds
 
     if start is None:
         # strictly feasible start: uncoupled rates inside their bounds, wages just above
         lo = np.where(np.isfinite(pb.floor), pb.floor, 0.0)
         gap = np.where(np.isfinite(pb.cap), pb.cap - lo, np.inf)
         p = np.clip(ps, lo + np.minimum(0.01 * gap, 0.01 * lo), lo + 0.99 * gap)
-        w = np.full(n, -np.inf)
-        np.maximum.at(w, pool, p[seg] - tau)
-        w = w + 0.1 * ps
+        w = _pool_max(pool, p[seg] - tau, n) + 0.1 * ps
         s = slack(p, w)
         lam = _MU_START * weight / s
     else:
@@ -354,7 +408,7 @@ def _interior_point(
         if 2 * converged.sum() >= n_comp > 1:
             # most components are done: continue with the rest only, so a few slow
             # components do not keep the finished ones in every batched solve
-            rest = _continue(pb, ~converged, p, w, lam, s, budget - int(iterations.max()))
+            rest = _continue(pb, classes, ~converged, p, w, lam, s, budget - int(iterations.max()))
             return _merge(pb, converged, p, w, lam, iterations, rest, me, mc)
         iterations[~converged] += 1
 
@@ -363,21 +417,22 @@ def _interior_point(
         c_p = -eps * demand / p  # −D′ and S′, the curvature of the surplus terms
         c_w = eta * supply / w
         d_w = c_w + np.bincount(pool, he, minlength=n)
-        others = np.bincount(e1, he[e2], minlength=me)  # Σ h over the pool's other edges
-        k_diag = c_p + np.bincount(seg, he * (c_w[pool] + others) / d_w[pool], minlength=n)
+        cw_pool, dw_pool, h_other = c_w[pool], d_w[pool], he[e2]
+        others = np.bincount(e1, h_other, minlength=me)  # Σ h over the pool's other edges
+        k_diag = c_p + np.bincount(seg, he * (cw_pool + others) / dw_pool, minlength=n)
         k_diag[ic] += h[me : me + mc]
         k_diag[jf] += h[me + mc :]
-        factor = _schur_matrices(st, he, k_diag, d_w)
+        factor = _schur(st, he, k_diag, d_w)
 
         # the step is affine in the target: solve once for u = λ and for the unit
         # centring direction m/s, then mix for Mehrotra's σ without refactoring
         zero = np.zeros(n)
-        rhs_a, rhs_w_a = rhs(lam + h * r_s, r_p, r_w, he, d_w)
-        rhs_c, rhs_w_c = rhs(weight / s, zero, zero, he, d_w)
+        rhs_a, rhs_w_a = rhs(lam + h * r_s, r_p, r_w, he, dw_pool)
+        rhs_c, rhs_w_c = rhs(weight / s, zero, zero, he, dw_pool)
         dp_a, dp_c = _solve(st, factor, rhs_a, rhs_c)
 
         # predictor: the affine step sets the centring target (Mehrotra's σ = (μ_aff/μ)³)
-        _, ds, dl = direction(dp_a, rhs_w_a, lam, h, c_w, d_w)
+        ds, dl = slack_step(dp_a, rhs_w_a, lam, h, h_other, cw_pool, dw_pool)
         a_pri = st.step(st.rows, s, ds, 1.0)
         a_dual = st.step(st.rows, lam, dl, 1.0)
         s_aff = s + a_pri[row_comp] * ds
@@ -387,7 +442,9 @@ def _interior_point(
         mu_t = np.maximum(sigma * mu, 0.1 * _MU_FINAL)
         target = mu_t[row_comp] * weight / s
         dp = dp_a - mu_t[comp] * dp_c
-        dw, ds, dl = direction(dp, rhs_w_a - mu_t[comp] * rhs_w_c, lam - target, h, c_w, d_w)
+        rhs_w = rhs_w_a - mu_t[comp] * rhs_w_c
+        dw = (rhs_w + np.bincount(pool, he * dp[seg], minlength=n)) / d_w
+        ds, dl = slack_step(dp, rhs_w, lam - target, h, h_other, cw_pool, dw_pool)
 
         fraction = np.maximum(_BOUNDARY, 1.0 - 10.0 * mu)  # → 1 as μ → 0: full final steps
         a_pri = np.minimum(st.step(st.rows, s, ds, fraction), st.step(st.segs, p, dp, fraction))
@@ -402,14 +459,27 @@ def _interior_point(
             if parts is None:
                 parts = merit(p, w, s)
             phi0 = parts[0] - mu_t * parts[1]
+            a_seg = a_pri[comp]
+            value, barrier = merit(p + a_seg * dp, w + a_seg * dw, s + a_pri[row_comp] * ds)
+            failed = tested & (value - mu_t * barrier > phi0 + _ARMIJO * a_pri * slope)
             for _ in range(50):
-                a_row = a_pri[row_comp]
-                parts = merit(p + a_pri[comp] * dp, w + a_pri[comp] * dw, s + a_row * ds)
-                failed = tested & (parts[0] - mu_t * parts[1] > phi0 + _ARMIJO * a_pri * slope)
                 if not failed.any():
+                    parts = value, barrier  # φ's parts at the step taken
                     break
                 a_pri[failed] *= 0.5
                 a_dual[failed] = np.minimum(a_dual[failed], a_pri[failed])
+                # only the components that failed are tried again
+                segs, rows = np.flatnonzero(failed[comp]), np.flatnonzero(failed[row_comp])
+                a_seg = a_pri[comp[segs]]
+                trial = merit(
+                    p[segs] + a_seg * dp[segs],
+                    w[segs] + a_seg * dw[segs],
+                    s[rows] + a_pri[row_comp[rows]] * ds[rows],
+                    segs,
+                    rows,
+                )
+                value[failed], barrier[failed] = trial[0][failed], trial[1][failed]
+                failed &= value - mu_t * barrier > phi0 + _ARMIJO * a_pri * slope
             else:
                 parts = None  # the last trial was not the step taken
         else:
@@ -453,9 +523,7 @@ def warm_start(
     lo = np.where(np.isfinite(pb.floor), pb.floor * (1 + theta), 0.0)
     hi = np.where(np.isfinite(pb.cap), pb.cap * (1 - theta), np.inf)
     p = np.clip(rate, lo, np.maximum(hi, lo))
-    w = np.full(p.size, -np.inf)
-    np.maximum.at(w, pb.pool, p[pb.segment] - pb.friction)
-    w = w + theta * ps
+    w = _pool_max(pb.pool, p[pb.segment] - pb.friction, p.size) + theta * ps
     ic, jf = np.flatnonzero(np.isfinite(pb.cap)), np.flatnonzero(np.isfinite(pb.floor))
     slack = np.concatenate(
         [w[pb.pool] - p[pb.segment] + pb.friction, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]]
@@ -468,8 +536,16 @@ def warm_start(
     return p, w, np.maximum(earlier, centred), slack
 
 
+def _pool_max(pool: IntArray, values: FloatArray, n: int) -> FloatArray:
+    """The largest of ``values`` over each pool's edges (each pool has its home edge)."""
+    order = np.argsort(pool, kind="stable")
+    out: FloatArray = np.maximum.reduceat(values[order], np.searchsorted(pool[order], np.arange(n)))
+    return out
+
+
 def _continue(
     pb: CoupledProblem,
+    classes: _Classes,
     keep_comp: BoolArray,
     p: FloatArray,
     w: FloatArray,
@@ -478,15 +554,21 @@ def _continue(
     budget: int,
 ) -> CoupledSolution:
     """Solve the components ``keep_comp`` of ``pb`` from the current iterate."""
+    sub, keep, keep_row = _subproblem(pb, keep_comp)
+    start = (p[keep], w[keep], lam[keep_row], s[keep_row])
+    return _interior_point(sub, classes.subset(keep_comp), start, max(budget, 0))
+
+
+def _subproblem(
+    pb: CoupledProblem, keep_comp: BoolArray
+) -> tuple[CoupledProblem, BoolArray, BoolArray]:
+    """The components ``keep_comp`` of ``pb`` as a problem of their own, with the masks of
+    its segments and of its constraint rows (edges, caps, floors) in ``pb``."""
     keep = keep_comp[pb.component]
     local = np.cumsum(keep) - 1
     keep_edge = keep[pb.segment]
-    me = pb.segment.size
-    caps, floors = np.isfinite(pb.cap), np.isfinite(pb.floor)
-    mc = int(caps.sum())
-    _, comp = np.unique(pb.component[keep], return_inverse=True)
     sub = CoupledProblem(
-        component=comp.astype(np.int64),
+        component=(np.cumsum(keep_comp) - 1)[pb.component[keep]],
         eps=pb.eps[keep],
         eta=pb.eta[keep],
         p_star=pb.p_star[keep],
@@ -497,13 +579,8 @@ def _continue(
         segment=local[pb.segment[keep_edge]],
         friction=pb.friction[keep_edge],
     )
-
-    def rows(v: FloatArray) -> FloatArray:
-        return np.concatenate(
-            [v[:me][keep_edge], v[me : me + mc][keep[caps]], v[me + mc :][keep[floors]]]
-        )
-
-    return _interior_point(sub, (p[keep], w[keep], rows(lam), rows(s)), max(budget, 0))
+    keep_row = np.concatenate([keep_edge, keep[np.isfinite(pb.cap)], keep[np.isfinite(pb.floor)]])
+    return sub, keep, keep_row
 
 
 def _merge(
@@ -539,7 +616,7 @@ def _merge(
     return CoupledSolution(p, w, flow, shortage, surplus, done, its, reason)
 
 
-def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
+def _polish(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> CoupledSolution:
     """Finish each component exactly on its active set (rows whose multiplier outweighs
     their slack): the method of multipliers for
 
@@ -548,18 +625,48 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
     one Newton step on the augmented Lagrangian per round,
     (∇²f + ρ AᵀA) Δv = −(∇f − Aᵀ(λ − ρ s)), then λ ← λ − ρ s. With ρ = 1e6 × H*/p* a round
     gains about six digits where a row's pool and segment are alike, fewer where a big pool
-    serves a small segment, so it runs up to 12 rounds, stopping at rounding level; the
-    same size-class batches solve it. Where the
+    serves a small segment, so it runs up to 12 rounds, stopping at rounding level (once
+    no component's clearing residual gains tenfold any more); the same class batches
+    solve it. Where the
     interior point stopped at √μ accuracy — a degenerate edge with both flow and reduced
-    cost near zero, a floor at the clearing rate — this makes rates and flows exact. A
-    component keeps its interior-point answer if none of its rows is undecided (both x/H*
-    and slack/p* above 1e-9), or if the polish leaves a negative multiplier or slack, or
-    clears worse than 1e-9."""
-    st = _Structure(pb)
+    cost near zero, a floor at the clearing rate — this makes rates and flows exact. Only
+    the components with a row still undecided (both x/H* and slack/p* above 1e-9) are
+    polished, as a batch of their own; one keeps its interior-point answer if the polish
+    leaves a negative multiplier or slack, or clears worse than 1e-9."""
+    ic, jf = np.flatnonzero(np.isfinite(pb.cap)), np.flatnonzero(np.isfinite(pb.floor))
+    row_seg = np.concatenate([pb.segment, ic, jf])
+    lam = np.concatenate([sol.flow, sol.shortage[ic], sol.surplus[jf]])
+    p, w = sol.rate, sol.wage
+    slack = np.concatenate(
+        [w[pb.pool] - p[pb.segment] + pb.friction, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]]
+    )
+    undecided = np.minimum(lam / pb.h_star[row_seg], slack / pb.p_star[row_seg]) > _UNDECIDED
+    needs = np.zeros(sol.converged.size, bool)
+    needs[pb.component[row_seg[undecided]]] = True
+    if not needs.any():
+        return sol
+    sub, keep, keep_row = _subproblem(pb, needs)
+    edge = keep_row[: pb.segment.size]
+    reason = [r for r, k in zip(sol.reason, needs.tolist(), strict=True) if k]
+    part = CoupledSolution(
+        p[keep], w[keep], sol.flow[edge], sol.shortage[keep], sol.surplus[keep],
+        sol.converged[needs], sol.iterations[needs], reason,
+    )  # fmt: skip
+    done = _active_set(sub, part, classes.subset(needs))
+    rate, wage, flow = p.copy(), w.copy(), sol.flow.copy()
+    shortage, surplus = sol.shortage.copy(), sol.surplus.copy()
+    rate[keep], wage[keep], flow[edge] = done.rate, done.wage, done.flow
+    shortage[keep], surplus[keep] = done.shortage, done.surplus
+    return CoupledSolution(
+        rate, wage, flow, shortage, surplus, sol.converged, sol.iterations, sol.reason
+    )
+
+
+def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> CoupledSolution:
+    """The polish (:func:`_polish`) of components that each have an undecided row."""
+    st = _Structure(pb, classes)
     comp, seg, pool, tau = pb.component, pb.segment, pb.pool, pb.friction
     n, n_comp = comp.size, st.n_comp
-    if n == 0:
-        return sol
     eps, eta, ps, hs = pb.eps, pb.eta, pb.p_star, pb.h_star
     ic, jf = st.has_cap, st.has_floor
     me, mc = seg.size, ic.size
@@ -570,48 +677,45 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
     def slack(p: FloatArray, w: FloatArray) -> FloatArray:
         return np.concatenate([w[pool] - p[seg] + tau, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]])
 
-    def clearing(p: FloatArray, w: FloatArray, lam: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """∇f − Aᵀλ: minus the clearing residuals of segments and pools."""
+    def clearing(
+        p: FloatArray, w: FloatArray, lam: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+        """∇f − Aᵀλ (minus the clearing residuals of segments and pools), demand and
+        supply, and the worst relative clearing residual per component (each node
+        against its own hours)."""
         inflow: FloatArray = np.bincount(seg, lam[:me], minlength=n).astype(np.float64)
         inflow[ic] += lam[me : me + mc]
         inflow[jf] -= lam[me + mc :]
         outflow = np.bincount(pool, lam[:me], minlength=n)
         demand = hs * np.exp(eps * np.log(p / ps))
         supply = hs * np.exp(eta * np.log(w / ps))
-        return inflow - demand, supply - outflow
+        r_p, r_w = inflow - demand, supply - outflow
+        worst = st.seg_max(np.maximum(np.abs(r_p) / demand, np.abs(r_w) / supply))
+        return r_p, r_w, demand, supply, worst
 
     p, w = sol.rate.copy(), sol.wage.copy()
     lam = np.concatenate([sol.flow, sol.shortage[ic], sol.surplus[jf]])
-    s0 = slack(p, w)
-    active = lam / hs[row_seg] > s0 / ps[row_seg]
-    # only components with a row still undecided (flow and slack both well above
-    # rounding) need it; the others keep their interior-point answer untouched
-    undecided = np.minimum(lam / hs[row_seg], s0 / ps[row_seg]) > _UNDECIDED
-    needs = np.zeros(n_comp, bool)
-    needs[row_comp[undecided]] = True
-    if not needs.any():
-        return sol
-
-    def relative_residual(p: FloatArray, w: FloatArray, lam: FloatArray) -> FloatArray:
-        """Worst clearing residual per component, each node against its own hours."""
-        r_p, r_w = clearing(p, w, lam)
-        demand = hs * np.exp(eps * np.log(p / ps))
-        supply = hs * np.exp(eta * np.log(w / ps))
-        return st.seg_max(np.maximum(np.abs(r_p) / demand, np.abs(r_w) / supply))
-
-    before = relative_residual(p, w, lam)
+    active = lam / hs[row_seg] > slack(p, w) / ps[row_seg]
+    before = clearing(p, w, lam)[4]
     lam = np.where(active, lam, 0.0)
     rho = np.where(active, _POLISH_RHO * (hs / ps)[row_seg], 0.0)
+    best = np.full(n_comp, np.inf)
+    stalled = np.zeros(n_comp, np.int64)
+    done = np.zeros(n_comp, bool)
     for _ in range(_POLISH_ROUNDS):
         g = np.where(active, slack(p, w), 0.0)
-        r_p, r_w = clearing(p, w, lam - rho * g)
-        if (
+        r_p, r_w, demand, supply, worst = clearing(p, w, lam - rho * g)
+        # rounding level: the residuals vanish, or every component's has once gone two
+        # rounds without a tenfold gain (a working round gains several digits; rounding
+        # noise scatters the residual by a few times, so a lower bar would restart it)
+        stalled = np.where(worst < 0.1 * best, 0, stalled + 1)
+        best = np.minimum(best, worst)
+        done |= stalled >= 2
+        if done.all() or (
             np.maximum(np.abs(r_p), np.abs(r_w)).max() <= 1e-14 * hs.max()
             and (np.abs(g) <= 1e-15 * ps[row_seg]).all()
         ):
             break
-        demand = hs * np.exp(eps * np.log(p / ps))
-        supply = hs * np.exp(eta * np.log(w / ps))
         he = rho[:me]
         c_w = eta * supply / w
         d_w = c_w + np.bincount(pool, he, minlength=n)
@@ -621,16 +725,16 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
         )
         k_diag[ic] += rho[me : me + mc]
         k_diag[jf] += rho[me + mc :]
-        matrices = _schur_matrices(st, he, k_diag, d_w)
+        factor = _schur(st, he, k_diag, d_w)
         rhs = -r_p + np.bincount(seg, he * -r_w[pool] / d_w[pool], minlength=n)
-        (dp,) = _solve(st, matrices, rhs)
+        (dp,) = _solve(st, factor, rhs)
         dw = (-r_w + np.bincount(pool, he * dp[seg], minlength=n)) / d_w
         p, w = p + dp, w + dw
         if not ((p > 0).all() and (w > 0).all()):
             return sol
         lam = lam - rho * np.where(active, slack(p, w), 0.0)
     s = slack(p, w)
-    after = relative_residual(p, w, lam)
+    after = clearing(p, w, lam)[4]
     # rounding: a flow is the difference of its pool's hours, a slack of two rates
     row_hours = np.concatenate([np.maximum(hs[seg], hs[pool]), hs[ic], hs[jf]])
     bad_row = np.where(active, lam < -1e-10 * row_hours, s < -1e-12 * ps[row_seg])
@@ -639,7 +743,7 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
     # the polish trades the interior point's √μ complementarity error for exactness;
     # its clearing residual may end a little above the interior point's tiny one, but a
     # result that clears worse than _ACCEPT_TOL (or is not finite) is not taken
-    bad |= ~(after <= np.maximum(10.0 * before, _POLISH_CLEAR_TOL)) | ~needs
+    bad |= ~(after <= np.maximum(10.0 * before, _POLISH_CLEAR_TOL))
     keep = bad[comp]
     p[keep], w[keep] = sol.rate[keep], sol.wage[keep]
     lam = np.maximum(lam, 0.0)
@@ -650,33 +754,267 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution) -> CoupledSolution:
     return CoupledSolution(p, w, flow, shortage, surplus, sol.converged, sol.iterations, sol.reason)
 
 
-def _schur_matrices(
-    st: _Structure, he: FloatArray, k_diag: FloatArray, d_w: FloatArray
-) -> list[FloatArray]:
-    """K = diag(d_p) − B diag(d_w)⁻¹ Bᵀ (B_kj = h_jk), one matrix per component, stacked
-    by size class; ``k_diag`` is the diagonal, already reduced."""
+def _schur(st: _Structure, he: FloatArray, k_diag: FloatArray, d_w: FloatArray) -> _Factor:
+    """K = diag(d_p) − B diag(d_w)⁻¹ Bᵀ (B_kj = h_jk) of every component, ``k_diag`` its
+    diagonal (already reduced): the dense classes' matrices, the sparse classes' Cholesky
+    factors."""
     # every iteration writes the same entries (pairs off the diagonal, the diagonal, the
     # padding), so the rest of the buffer keeps the zeros it was created with: no
     # refill of the whole (mostly zero) buffer, which dominated large batches
     k_flat = st.buffer
-    if st.pair_runs.size:
-        values = -he[st.pair_e1] * he[st.pair_e2] / d_w[st.pair_pool]
-        k_flat[st.pair_entry] = np.add.reduceat(values, st.pair_runs)
+    if st.asm_runs.size:
+        values = -he[st.asm_e1] * he[st.asm_e2] / d_w[st.asm_pool]
+        k_flat[st.asm_entry] = np.add.reduceat(values, st.asm_runs)
     k_flat[st.diag] = k_diag
     k_flat[st.pad_diag] = 1.0
-    return [
+    matrices = [
         k_flat[start : start + count * size * size].reshape(count, size, size)
         for size, count, start, _ in st.buckets
     ]
+    # the fill of a sparse factor starts from the buffer's zeros: factor a copy
+    factors = [
+        _cholesky(pattern, k_flat[start : start + count * pattern.nnz].reshape(-1, count).copy())
+        for pattern, count, start, _ in st.sparse
+    ]
+    return matrices, factors
 
 
-def _solve(st: _Structure, matrices: list[FloatArray], *rhs: FloatArray) -> tuple[FloatArray, ...]:
-    """K⁻¹ b for each b in ``rhs``, one batched LU per size class."""
-    padded = np.zeros((st.rhs_total, len(rhs)))
+def _solve(st: _Structure, factor: _Factor, *rhs: FloatArray) -> tuple[FloatArray, ...]:
+    """K⁻¹ b for each b in ``rhs``: one batched LU per dense class, two triangular solves
+    per sparse class."""
+    matrices, factors = factor
+    k = len(rhs)
+    padded = np.zeros((st.rhs_total, k))
     padded[st.rhs_index] = np.stack(rhs, axis=1)
-    out = np.empty_like(padded)
     for mats, (size, count, _, start) in zip(matrices, st.buckets, strict=True):
-        b = padded[start : start + count * size].reshape(count, size, len(rhs))
-        out[start : start + count * size] = np.linalg.solve(mats, b).reshape(-1, len(rhs))
-    picked = out[st.rhs_index]
-    return tuple(picked[:, j] for j in range(len(rhs)))
+        b = padded[start : start + count * size].reshape(count, size, k)
+        padded[start : start + count * size] = np.linalg.solve(mats, b).reshape(-1, k)
+    for values, (pattern, count, _, start) in zip(factors, st.sparse, strict=True):
+        # members last, so each operation runs along contiguous memory
+        region = padded[start : start + count * pattern.size].reshape(pattern.size, count, k)
+        y = np.ascontiguousarray(region.transpose(0, 2, 1))
+        _substitute(pattern, values, y)
+        region[...] = y.transpose(0, 2, 1)
+    picked = padded[st.rhs_index]
+    return tuple(picked[:, j] for j in range(k))
+
+
+# --------------------------------------------------------------------------- sparse classes
+@dataclass(frozen=True)
+class _Level:
+    """One level of a pattern's elimination tree: columns t no two of which depend on
+    each other, every array a list of factor storage rows unless said otherwise."""
+
+    cols: IntArray  # the columns (elimination positions)
+    diag: IntArray  # their diagonals
+    sub: IntArray  # the entries L_it below them
+    sub_diag: IntArray  # the diagonal of each one's column
+    sub_row: IntArray  # each one's i (an elimination position)
+    sub_col: IntArray  # each one's t (an elimination position)
+    s1: IntArray  # outer-product updates L_ij −= L_it L_jt: L_it …
+    s2: IntArray  # … and L_jt
+    target: IntArray  # the distinct L_ij updated
+    by_target: Any  # sparse (targets × updates): sums each target's updates
+    rows: IntArray  # the distinct i of ``sub`` (elimination positions)
+    by_row: Any  # sparse (rows × sub): sums over each i
+    cols_below: IntArray  # the columns with entries below the diagonal
+    by_col: Any  # sparse (cols_below × sub): sums over each t
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """Symbolic Cholesky factorization K = L Lᵀ of one sparsity pattern, in elimination
+    order t = rank[local segment] (greedy minimum degree). ``where[i, j]`` is the storage
+    row of L_ij (i ≥ j; −1 outside the factor's pattern); a column's rows are the
+    diagonal, then the entries below it. Columns are scheduled in levels of the
+    elimination tree (a column's level is one above its highest child's), so the columns
+    of a level are independent and each level is a handful of array operations over
+    every member of the class at once; sums over a level's entries are products with
+    sparse 0/1 matrices (far faster than ``reduceat`` along the first axis)."""
+
+    size: int
+    rank: IntArray
+    where: IntArray
+    nnz: int
+    levels: list[_Level]
+
+
+_Factor = tuple[list[FloatArray], list[FloatArray]]
+
+#: a pattern of K shared by at least this many components is factored sparse: the
+#: symbolic work and the per-level array calls are then spread over its copies
+_SPARSE_COPIES = 8
+
+
+@dataclass(frozen=True)
+class _Classes:
+    """The sparse class of every component (−1: a dense size class) and each class's
+    symbolic factorization."""
+
+    of: IntArray
+    patterns: list[_Pattern]
+
+    def subset(self, keep: BoolArray) -> _Classes:
+        return _Classes(self.of[keep], self.patterns)
+
+
+def _local(comp: IntArray, sizes: IntArray) -> IntArray:
+    """Every segment's position within its component."""
+    order = np.argsort(comp, kind="stable")
+    starts = np.cumsum(sizes) - sizes
+    local = np.empty(comp.size, np.int64)
+    local[order] = np.arange(comp.size) - np.repeat(starts, sizes)
+    return local
+
+
+def _classify(pb: CoupledProblem) -> _Classes:
+    """Components whose edges, in local positions and in the same order, are those of at
+    least :data:`_SPARSE_COPIES` components (the copies of a group that planning values)
+    form a sparse class; every other component goes to a dense size class."""
+    comp = pb.component
+    n_comp = int(comp.max()) + 1 if comp.size else 0
+    of = np.full(n_comp, -1, np.int64)
+    patterns: list[_Pattern] = []
+    sizes = np.bincount(comp, minlength=n_comp)
+    local = _local(comp, sizes)
+    edge_comp = comp[pb.segment]
+    by_comp = np.argsort(edge_comp, kind="stable")
+    code = (local[pb.pool] * sizes[edge_comp] + local[pb.segment])[by_comp]
+    n_edges = np.bincount(edge_comp, minlength=n_comp)
+    first = np.cumsum(n_edges) - n_edges
+    shape = sizes * (int(n_edges.max(initial=0)) + 1) + n_edges
+    by_shape = np.argsort(shape, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, np.diff(shape[by_shape]) != 0, True])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if hi - lo < _SPARSE_COPIES:
+            continue
+        comps = by_shape[lo:hi]
+        size, k = int(sizes[comps[0]]), int(n_edges[comps[0]])
+        rows = code[first[comps][:, None] + np.arange(k)]
+        # equal rows have equal fingerprints (wrapping integer arithmetic); rows that
+        # only share a fingerprint with the run's first are left out by the check
+        mix = np.random.default_rng(0).integers(1, 2**62, k, dtype=np.int64)
+        fingerprint = (rows * mix).sum(axis=1)
+        by_print = np.argsort(fingerprint, kind="stable")
+        runs = np.flatnonzero(np.r_[True, np.diff(fingerprint[by_print]) != 0, True])
+        for a, b in zip(runs[:-1].tolist(), runs[1:].tolist(), strict=True):
+            group = by_print[a:b]
+            group = group[(rows[group] == rows[group[0]]).all(axis=1)]
+            if group.size >= _SPARSE_COPIES:
+                of[comps[group]] = len(patterns)
+                edges = rows[group[0]]
+                patterns.append(_analyse(size, edges // size, edges % size))
+    return _Classes(of, patterns)
+
+
+def _analyse(size: int, pool: IntArray, segment: IntArray) -> _Pattern:
+    """The symbolic factorization for a component with these edges (local positions):
+    K_ab is nonzero where one pool serves both a and b."""
+    serves = np.zeros((size, size), np.int64)
+    serves[pool, segment] = 1
+    graph = (serves.T @ serves) > 0
+    np.fill_diagonal(graph, False)
+    alive = np.ones(size, bool)
+    degree = graph.sum(axis=1)
+    order = np.empty(size, np.int64)
+    below: list[IntArray] = []  # each eliminated segment's neighbours still alive
+    for t in range(size):
+        k = int(np.argmin(np.where(alive, degree, size)))
+        near = np.flatnonzero(graph[k] & alive)
+        near = near[near != k]
+        alive[k] = False
+        graph[np.ix_(near, near)] = True  # its neighbours become a clique: the fill
+        degree[near] = (graph[near] & alive).sum(axis=1) - 1
+        order[t] = k
+        below.append(near)
+    rank = np.empty(size, np.int64)
+    rank[order] = np.arange(size)
+    column = [np.sort(rank[near]) for near in below]
+    where = np.full((size, size), -1, np.int64)
+    start = 0
+    for t, rows in enumerate(column):
+        where[t, t] = start
+        where[rows, t] = start + 1 + np.arange(rows.size)
+        start += 1 + rows.size
+    level = np.zeros(size, np.int64)
+    for t, rows in enumerate(column):
+        if rows.size:
+            level[rows[0]] = max(level[rows[0]], level[t] + 1)
+    levels: list[_Level] = []
+    for v in range(int(level.max()) + 1 if size else 0):
+        cols = np.flatnonzero(level == v)
+        below_cols = [column[t] for t in cols]
+        i = _concat(below_cols)  # every entry below the level's diagonals: its row …
+        t_of = np.repeat(cols, [r.size for r in below_cols])  # … and its column
+        # outer products of each column's entries below the diagonal, lower triangle
+        tri = [np.tril_indices(r.size) for r in below_cols]
+        hi = _concat([r[x] for r, (x, _) in zip(below_cols, tri, strict=True)])
+        lo = _concat([r[y] for r, (_, y) in zip(below_cols, tri, strict=True)])
+        t_pair = np.repeat(cols, [x.size for x, _ in tri])
+        target, by_target = _summing(where[hi, lo])
+        rows, by_row = _summing(i)
+        cols_below, by_col = _summing(t_of)
+        levels.append(
+            _Level(
+                cols=cols,
+                diag=where[cols, cols],
+                sub=where[i, t_of],
+                sub_diag=where[t_of, t_of],
+                sub_row=i,
+                sub_col=t_of,
+                s1=where[hi, t_pair],
+                s2=where[lo, t_pair],
+                target=target,
+                by_target=by_target,
+                rows=rows,
+                by_row=by_row,
+                cols_below=cols_below,
+                by_col=by_col,
+            )
+        )
+    return _Pattern(size, rank, where, start, levels)
+
+
+def _summing(keys: IntArray) -> tuple[IntArray, Any]:
+    """The distinct ``keys`` and the sparse 0/1 matrix (distinct keys × keys) that sums
+    the terms of each."""
+    from scipy import sparse
+
+    distinct, which = np.unique(keys, return_inverse=True)
+    ones = np.ones(keys.size)
+    return distinct, sparse.csr_matrix(
+        (ones, (which, np.arange(keys.size))), (distinct.size, keys.size)
+    )
+
+
+def _concat(parts: list[IntArray]) -> IntArray:
+    return np.concatenate([np.zeros(0, np.int64), *parts]).astype(np.int64)
+
+
+def _cholesky(pattern: _Pattern, values: FloatArray) -> FloatArray:
+    """Factor K = L Lᵀ in place for every member: ``values`` (pattern entries × members)
+    holds K's lower triangle, zeros on the fill, and ends holding L."""
+    for lv in pattern.levels:
+        values[lv.diag] = np.sqrt(values[lv.diag])
+        values[lv.sub] /= values[lv.sub_diag]
+        if lv.target.size:
+            values[lv.target] -= lv.by_target @ (values[lv.s1] * values[lv.s2])
+    return values
+
+
+def _substitute(pattern: _Pattern, values: FloatArray, y: FloatArray) -> None:
+    """y ← (L Lᵀ)⁻¹ y in place; y is (segments in elimination order × rhs × members)."""
+    k, members = y.shape[1:]
+
+    def summed(by: Any, terms: FloatArray) -> FloatArray:
+        out: FloatArray = (by @ terms.reshape(terms.shape[0], -1)).reshape(-1, k, members)
+        return out
+
+    for lv in pattern.levels:
+        y[lv.cols] /= values[lv.diag][:, None, :]
+        if lv.sub.size:  # L y = b by columns: y_i −= L_it y_t below each diagonal
+            y[lv.rows] -= summed(lv.by_row, values[lv.sub][:, None, :] * y[lv.sub_col])
+    for lv in reversed(pattern.levels):
+        if lv.sub.size:  # Lᵀ x = y in reverse: x_t −= Σ_i L_it x_i over the rows below t
+            y[lv.cols_below] -= summed(lv.by_col, values[lv.sub][:, None, :] * y[lv.sub_row])
+        y[lv.cols] /= values[lv.diag][:, None, :]

@@ -339,12 +339,13 @@ class Levers:
         cat_of_row = self.segment_category[rows]
         recruit = np.asarray(np.log1p(effect) @ self._category_matrix("recruit"))
         discount = np.asarray(effect @ self._category_matrix("fee_discount"))
-        columns = {name: market.segments[name].to_numpy() for name in market.segments.columns}
-        columns["log_supply_level"] = columns["log_supply_level"] + recruit[copy, cat_of_row]
-        columns["freelancer_fee"] = np.maximum(
-            0.0, columns["freelancer_fee"] - discount[copy, cat_of_row]
+        # the other columns are shared with ``market``, not copied (copy-on-write)
+        seg = market.segments.assign(
+            log_supply_level=market.array("log_supply_level") + recruit[copy, cat_of_row],
+            freelancer_fee=np.maximum(
+                0.0, market.array("freelancer_fee") - discount[copy, cat_of_row]
+            ),
         )
-        seg = pd.DataFrame(columns)
         closed, reskill = self._edges[1], self._edges[2]
         edges = market.edges
         edge_copy = copy[edges["pool"].to_numpy()]
@@ -363,7 +364,8 @@ class Levers:
                 "pool": edges["pool"].to_numpy()[keep],
                 "segment": edges["segment"].to_numpy()[keep],
                 "friction": friction[keep],
-            }
+            },
+            copy=False,  # fresh arrays
         )
         # fees and frictions are clipped to their ranges: the result keeps every rule
         return Market.unchecked(seg, out, market.segment_keys), origin[keep]

@@ -82,6 +82,66 @@ def test_whatif_everywhere_warm_starts_to_the_same_answer(
     assert np.median(warm.iterations) < np.median(fresh.iterations)
 
 
+def _refrictioned(market: Market, edge: int, friction: float) -> Market:
+    edges = market.edges.copy()
+    edges.loc[edge, "friction"] = friction
+    return Market(market.segments, edges, market.segment_keys)
+
+
+def test_whatif_keeps_components_whose_only_change_leaves_an_idle_edge_priced_out(
+    base: equilibrium.EquilibriumResult, market: Market
+) -> None:
+    """Halving the friction of an edge with no flow that still does not pay (reduced cost
+    w − p + τ > 0) changes nothing: the component keeps the baseline's solution, which a
+    cold solve reproduces. Halving the friction of a used edge is re-solved."""
+    e = base.edges_frame()
+    seg, tau = e["segment"].to_numpy(), e["friction"].to_numpy()
+    rc = e["reduced_cost"].to_numpy() / base.rate[seg]
+    flow = e["flow_hours"].to_numpy()
+    n_usable = int(market.usable.sum())
+
+    idle = np.flatnonzero((flow < 1e-9) & (rc > tau / base.rate[seg]) & (tau > 0))
+    assert idle.size, "the fixture market has no idle, priced-out edge"
+    cheaper = _refrictioned(market, int(idle[0]), tau[idle[0]] / 2)
+    kept = solve(cheaper, baseline=base)
+    assert kept.timings["reused_segments"] == n_usable
+    np.testing.assert_array_equal(kept.rate, base.rate)
+    np.testing.assert_allclose(solve(cheaper).rate, kept.rate, rtol=1e-8)
+
+    used = np.flatnonzero((flow > 1.0) & (tau > 0))
+    assert used.size, "the fixture market has no used edge with a friction"
+    cheaper = _refrictioned(market, int(used[0]), tau[used[0]] / 2)
+    redone = solve(cheaper, baseline=base)
+    in_comp = market.component == market.component[seg[used[0]]]
+    assert redone.timings["reused_segments"] == n_usable - int(in_comp.sum())
+    assert not np.allclose(redone.rate[in_comp], base.rate[in_comp], rtol=1e-6)
+    np.testing.assert_allclose(solve(cheaper).rate, redone.rate, rtol=1e-8)
+
+
+def test_copies_of_a_component_share_one_sparse_factorization(
+    base: equilibrium.EquilibriumResult, market: Market
+) -> None:
+    """Ten copies of every component side by side (as planning stacks them): every
+    pattern repeats, so every component goes to a sparse class (one symbolic Cholesky,
+    batched over its copies), and each copy clears as the market does alone."""
+    from pricing.interior import _classify
+
+    n, copies = len(market), 10
+    rows, copy = np.tile(np.arange(n), copies), np.repeat(np.arange(copies), n)
+    stacked, _ = market.stack(rows, copy)  # noqa: PD013 (Market.stack)
+    coupled = np.bincount(stacked.component)[stacked.component] > 1
+    p_star = stacked.uncoupled_rate()
+    problem, _, _ = equilibrium._coupled_problem(
+        stacked, coupled & stacked.usable, p_star, stacked.demand_hours(p_star)
+    )
+    assert (_classify(problem).of >= 0).all()
+    result = solve(stacked)
+    assert result.ok
+    np.testing.assert_allclose(
+        result.rate.reshape(copies, n), np.tile(base.rate, (copies, 1)), rtol=1e-8
+    )
+
+
 def test_unconverged_components_fall_back_to_the_convex_program(
     market: Market, monkeypatch: pytest.MonkeyPatch
 ) -> None:
