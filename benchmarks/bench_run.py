@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pricing.config import load_config
+from pricing.pipeline import STEPS
 from pricing.simulate import SimulationSpec, simulate_market
 
 HERE = Path(__file__).resolve().parent
@@ -39,16 +40,6 @@ from bench_load import append_record, floor, machine, timed  # noqa: E402  (a sc
 
 WEEKS = 104
 JOBS_PER_WEEK = 40.0
-STEPS = (
-    "validate",
-    "aggregate",
-    "estimate",
-    "market",
-    "equilibrium",
-    "guidance",
-    "interventions",
-    "store",
-)
 
 
 def market_dir(rows: int) -> Path:

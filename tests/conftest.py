@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from pricing import equilibrium
+from pricing.config import RunConfig, load_config
 
 AS_OF = dt.date(2024, 2, 1)
 WEEKS = [dt.date(2024, 1, 1), dt.date(2024, 1, 8), dt.date(2024, 1, 15)]
@@ -110,3 +116,62 @@ def make_dir(tmp_path: Path) -> Callable[..., Path]:
         return directory
 
     return make
+
+
+# ----------------------------------------------------------------- markets and runs
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+def segment(
+    category: str,
+    tier: str = "t0",
+    rate: float = 40.0,
+    hours: float = 1_000.0,
+    eps: float = -1.0,
+    eta: float = 1.0,
+    client_fee: float = 0.05,
+    freelancer_fee: float = 0.1,
+    observed: float | None = None,
+) -> dict[str, Any]:
+    """A segment whose curves cross at the listed ``rate`` and ``hours`` when alone."""
+    return {
+        "category": category,
+        "tier": tier,
+        "demand_elasticity": eps,
+        "log_demand_level": np.log(hours) - eps * np.log(rate * (1 + client_fee)),
+        "supply_elasticity": eta,
+        "log_supply_level": np.log(hours) - eta * np.log(rate * (1 - freelancer_fee)),
+        "observed_rate": rate if observed is None else observed,
+        "client_fee": client_fee,
+        "freelancer_fee": freelancer_fee,
+    }
+
+
+def quick_config() -> RunConfig:
+    """The sample's settings without an intervention budget and with 40 guidance draws:
+    what the run tests check does not depend on either."""
+    config = load_config(SAMPLE / "pricing.toml")
+    return config.model_copy(
+        update={
+            "interventions": config.interventions.model_copy(update={"budget": 0.0}),
+            "guidance": config.guidance.model_copy(update={"draws": 40}),
+        }
+    )
+
+
+@pytest.fixture
+def fail_component_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The nightly run's solves leave component 0 failed (a stand-in for a solver failure)."""
+    from pricing import pipeline
+
+    real = equilibrium.solve
+
+    def solve(market, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(market, **kwargs)
+        fail = market.component == 0
+        code = np.where(fail, equilibrium.STATUSES.index("failed"), result.status_code)
+        return dataclasses.replace(
+            result, status_code=code.astype(np.int8), rate=np.where(fail, np.nan, result.rate)
+        )
+
+    monkeypatch.setattr(pipeline, "solve", solve)

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from conftest import segment
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
@@ -46,31 +47,6 @@ KEYS = ("category", "tier")
 
 
 # --------------------------------------------------------------------------- builders
-def segment(
-    category: str,
-    tier: str = "t0",
-    rate: float = 40.0,
-    hours: float = 1_000.0,
-    eps: float = -1.0,
-    eta: float = 1.0,
-    client_fee: float = 0.05,
-    freelancer_fee: float = 0.1,
-    observed: float | None = None,
-) -> dict[str, Any]:
-    """A segment whose curves cross at the listed ``rate`` and ``hours`` when alone."""
-    return {
-        "category": category,
-        "tier": tier,
-        "demand_elasticity": eps,
-        "log_demand_level": np.log(hours) - eps * np.log(rate * (1 + client_fee)),
-        "supply_elasticity": eta,
-        "log_supply_level": np.log(hours) - eta * np.log(rate * (1 - freelancer_fee)),
-        "observed_rate": rate if observed is None else observed,
-        "client_fee": client_fee,
-        "freelancer_fee": freelancer_fee,
-    }
-
-
 def market_of(rows: list[dict[str, Any]], adjacency: list[tuple[str, str, float]]) -> Market:
     """Segments and a category adjacency (from, to, friction USD/h) as a :class:`Market`."""
     segments = pd.DataFrame(rows)

@@ -4,7 +4,6 @@ the stored run read back."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -13,10 +12,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SAMPLE, quick_config
 
-from pricing import equilibrium as equilibrium_module
 from pricing import pipeline
-from pricing.config import load_config
 from pricing.errors import ConfigError, DataError, RunError
 from pricing.guidance import COLUMNS as GUIDANCE_COLUMNS
 from pricing.pipeline import (
@@ -27,7 +25,6 @@ from pricing.pipeline import (
 )
 from pricing.store import RunStore
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 LAST_SUNDAY = dt.date(2025, 12, 28)  # the sample's jobs end on this Sunday
 KEYS = ["category", "tier"]
 
@@ -36,18 +33,6 @@ KEYS = ["category", "tier"]
 def stored(tmp_path_factory: pytest.TempPathFactory) -> pipeline.Run:
     """One full run of the sample (with its intervention plan), shared read-only."""
     return run_batch(SAMPLE, store=tmp_path_factory.mktemp("store") / "runs")
-
-
-def _quick_config() -> pipeline.RunConfig:
-    """The sample's settings without the plan and with fewer draws: the steps under
-    test do not depend on them."""
-    config = load_config(SAMPLE / "pricing.toml")
-    return config.model_copy(
-        update={
-            "interventions": config.interventions.model_copy(update={"budget": 0.0}),
-            "guidance": config.guidance.model_copy(update={"draws": 40}),
-        }
-    )
 
 
 def test_the_run_stores_every_table_with_the_contract_columns(stored: pipeline.Run) -> None:
@@ -96,7 +81,7 @@ def test_as_of_takes_the_sunday_and_leaves_later_rows_out(tmp_path: Path) -> Non
     """--as-of on a Wednesday runs through the Sunday before; the rows of the later days
     are counted, not used; the panel's last week is the one that Sunday ends."""
     run = run_batch(
-        SAMPLE, _quick_config(), tmp_path / "s", as_of=dt.date(2025, 12, 24), progress=None
+        SAMPLE, quick_config(), tmp_path / "s", as_of=dt.date(2025, 12, 24), progress=None
     )
     assert run.run_id == "2025-12-21"
     after = run.manifest["rows_after_as_of"]
@@ -114,8 +99,8 @@ def test_as_of_takes_the_sunday_and_leaves_later_rows_out(tmp_path: Path) -> Non
 
 def test_the_next_run_is_capped_against_the_previous_one(tmp_path: Path) -> None:
     store = tmp_path / "s"
-    first = run_batch(SAMPLE, _quick_config(), store, as_of=dt.date(2025, 12, 14))
-    second = run_batch(SAMPLE, _quick_config(), store)
+    first = run_batch(SAMPLE, quick_config(), store, as_of=dt.date(2025, 12, 14))
+    second = run_batch(SAMPLE, quick_config(), store)
     assert first.manifest["previous_run"] is None
     assert second.manifest["previous_run"] == "2025-12-14"
     g = second.guidance.set_index(KEYS)
@@ -127,28 +112,9 @@ def test_the_next_run_is_capped_against_the_previous_one(tmp_path: Path) -> None
     assert g["capped"].any()  # the sample moves enough in two weeks for the cap to act
 
 
-def _degrade(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Component 0 fails to clear (a stand-in for a solver failure)."""
-    real = equilibrium_module.solve
-
-    def fails_component_zero(market, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(market, **kwargs)
-        fail = market.component == 0
-        code = np.where(
-            fail, equilibrium_module.STATUSES.index("failed"), result.status_code
-        ).astype(np.int8)
-        return dataclasses.replace(
-            result, status_code=code, rate=np.where(fail, np.nan, result.rate)
-        )
-
-    monkeypatch.setattr(pipeline, "solve", fails_component_zero)
-
-
-def test_a_failed_component_degrades_the_run_but_it_is_stored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _degrade(monkeypatch)
-    run = run_batch(SAMPLE, _quick_config(), tmp_path / "s")
+@pytest.mark.usefixtures("fail_component_zero")
+def test_a_failed_component_degrades_the_run_but_it_is_stored(tmp_path: Path) -> None:
+    run = run_batch(SAMPLE, quick_config(), tmp_path / "s")
     assert run.status == "degraded"
     assert run.manifest["counts"]["failed"] > 0
     (line,) = run.manifest["degraded"]
@@ -157,13 +123,13 @@ def test_a_failed_component_degrades_the_run_but_it_is_stored(
 
 
 def test_strict_stores_nothing_when_degraded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     store = tmp_path / "s"
-    first = run_batch(SAMPLE, _quick_config(), store)
-    _degrade(monkeypatch)
+    first = run_batch(SAMPLE, quick_config(), store)
+    request.getfixturevalue("fail_component_zero")
     with pytest.raises(RunError, match="nothing was stored"):
-        run_batch(SAMPLE, _quick_config(), store, strict=True)
+        run_batch(SAMPLE, quick_config(), store, strict=True)
     assert RunStore(store).run_paths() == {LAST_SUNDAY: first.path}
 
 
@@ -176,7 +142,7 @@ def test_a_segment_without_a_usable_curve_is_reported(tmp_path: Path) -> None:
     jobs.loc[dead, "hired"] = False
     jobs.loc[dead, "hired_rate"] = np.nan
     jobs.to_parquet(data / "jobs.parquet", index=False)
-    run = run_batch(data, _quick_config(), tmp_path / "s")
+    run = run_batch(data, quick_config(), tmp_path / "s")
     assert run.status == "degraded"
     assert run.manifest["counts"]["estimated"] == 35
     assert "no usable curve: accounting/entry" in run.manifest["degraded"][0]
@@ -191,7 +157,7 @@ def test_a_plan_that_raises_degrades_the_run(
         raise FloatingPointError("overflow in a lever")
 
     monkeypatch.setattr(pipeline, "plan_interventions", broken)
-    config = _quick_config()
+    config = quick_config()
     config = config.model_copy(
         update={"interventions": config.interventions.model_copy(update={"budget": 1000.0})}
     )
@@ -207,7 +173,7 @@ def test_invalid_inputs_store_nothing(tmp_path: Path) -> None:
     jobs.loc[3, "hours"] = -1.0
     jobs.to_parquet(data / "jobs.parquet", index=False)
     with pytest.raises(DataError) as err:
-        run_batch(data, _quick_config(), tmp_path / "s")
+        run_batch(data, quick_config(), tmp_path / "s")
     assert err.value.report is not None and not err.value.report.ok
     (data / "pricing.toml").write_text("[estimation]\ncov = 'HC9'\n")
     with pytest.raises(ConfigError, match="cov"):
@@ -217,5 +183,5 @@ def test_invalid_inputs_store_nothing(tmp_path: Path) -> None:
 
 def test_an_as_of_before_the_data_is_invalid_input(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="jobs start on 2024-01-01; pass a later --as-of"):
-        run_batch(SAMPLE, _quick_config(), tmp_path / "s", as_of=dt.date(2023, 6, 1))
+        run_batch(SAMPLE, quick_config(), tmp_path / "s", as_of=dt.date(2023, 6, 1))
     assert not (tmp_path / "s").exists()

@@ -3,6 +3,7 @@ scenarios against known answers, the scenario file format, and the result object
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import segment as shared_segment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
@@ -55,29 +57,7 @@ CLOSED_FORM_TOL = 1e-12
 
 
 # --------------------------------------------------------------------------- builders
-def segment(
-    category: str,
-    tier: str = "t0",
-    rate: float = 40.0,
-    hours: float = 1_000.0,
-    eps: float = -1.2,
-    eta: float = 0.8,
-    client_fee: float = 0.05,
-    freelancer_fee: float = 0.1,
-    observed: float | None = None,
-) -> dict[str, Any]:
-    """A segment whose curves cross at the listed ``rate`` and ``hours`` when alone."""
-    return {
-        "category": category,
-        "tier": tier,
-        "demand_elasticity": eps,
-        "log_demand_level": np.log(hours) - eps * np.log(rate * (1 + client_fee)),
-        "supply_elasticity": eta,
-        "log_supply_level": np.log(hours) - eta * np.log(rate * (1 - freelancer_fee)),
-        "observed_rate": rate if observed is None else observed,
-        "client_fee": client_fee,
-        "freelancer_fee": freelancer_fee,
-    }
+segment = functools.partial(shared_segment, eps=-1.2, eta=0.8)
 
 
 def market_of(

@@ -3,18 +3,16 @@ codes, and bad input that changes nothing in the store."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import SAMPLE, quick_config
 
-from pricing import equilibrium as equilibrium_module
 from pricing import pipeline
 from pricing.cli import (
     EXIT_DEGRADED,
@@ -24,10 +22,7 @@ from pricing.cli import (
     EXIT_USAGE,
     main,
 )
-from pricing.config import load_config
 from pricing.store import RunStore
-
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 
 @pytest.fixture
@@ -36,16 +31,9 @@ def runner() -> CliRunner:
 
 
 def _quick_config(tmp: Path) -> Path:
-    """The sample's settings with no plan and fewer draws, as a file."""
-    config = load_config(SAMPLE / "pricing.toml")
-    config = config.model_copy(
-        update={
-            "interventions": config.interventions.model_copy(update={"budget": 0.0}),
-            "guidance": config.guidance.model_copy(update={"draws": 40}),
-        }
-    )
+    """conftest.quick_config as a file."""
     path = tmp / "quick.toml"
-    path.write_text(config.to_toml())
+    path.write_text(quick_config().to_toml())
     return path
 
 
@@ -121,28 +109,12 @@ def test_run_bad_arguments(
     assert _snapshot(store) == before
 
 
-def _fail_component_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = equilibrium_module.solve
-
-    def solve(market, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(market, **kwargs)
-        fail = market.component == 0
-        code = np.where(
-            fail, equilibrium_module.STATUSES.index("failed"), result.status_code
-        ).astype(np.int8)
-        return dataclasses.replace(
-            result, status_code=code, rate=np.where(fail, np.nan, result.rate)
-        )
-
-    monkeypatch.setattr(pipeline, "solve", solve)
-
-
 def test_run_degraded_exits_4_and_strict_exits_6_storing_nothing(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     root = tmp_path / "store"
     config = str(_quick_config(tmp_path))
-    _fail_component_zero(monkeypatch)
+    request.getfixturevalue("fail_component_zero")
     strict = runner.invoke(main, ["run", "--store", str(root), "--config", config, "--strict"])
     assert strict.exit_code == EXIT_RUN_FAILED
     assert "nothing was stored" in strict.stderr and "not cleared" in strict.stderr
