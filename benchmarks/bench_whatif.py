@@ -43,7 +43,7 @@ from pricing.synthetic import random_market
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_load import append_record, machine  # noqa: E402  (a script folder)
+from bench_load import append_record, machine, timed  # noqa: E402  (a script folder)
 
 AS_OF = dt.date(2025, 12, 28)
 COMPONENTS = (2, 50)  # segments per coupled component, as in bench_equilibrium.py
@@ -116,15 +116,6 @@ def scenarios(run: Run) -> dict[str, dict[str, Any]]:
             }
         },
     }
-
-
-def timed(fn: Any, repeat: int) -> tuple[list[float], Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return times, result
 
 
 def answer(run: Run, scenario: Any) -> Any:
