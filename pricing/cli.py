@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from pricing.curves import CurveSet
     from pricing.market import Market
     from pricing.panel import Panel
+    from pricing.pipeline import Run
+    from pricing.report import Report
     from pricing.schema import CheckedInputs, ValidationReport
     from pricing.store import RunStore
 
@@ -698,6 +700,12 @@ def _store_option(f: Any) -> Any:
     )(f)
 
 
+def _no_report_option(f: Any) -> Any:
+    return click.option(
+        "--no-report", is_flag=True, help="Do not write the HTML report (report.html)."
+    )(f)
+
+
 @main.command("run")
 @click.option(
     "--data",
@@ -717,6 +725,7 @@ def _store_option(f: Any) -> Any:
     "one used. Default: the last complete week in the data.",
 )
 @click.option("--strict", is_flag=True, help="Store nothing and exit 6 if any segment is degraded.")
+@_no_report_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def run_command(
@@ -725,6 +734,7 @@ def run_command(
     store_dir: Path,
     as_of: dt.datetime | None,
     strict: bool,
+    no_report: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -732,7 +742,8 @@ def run_command(
 
     Interventions are planned when the data has an interventions table and the config
     an [interventions] budget. The run is committed atomically to
-    STORE/runs/as_of=DATE/; re-running an as-of date replaces it. Exits 3 on invalid
+    STORE/runs/as_of=DATE/; re-running an as-of date replaces it. Its HTML report is
+    written beside the tables (report.html) unless --no-report. Exits 3 on invalid
     inputs, 4 when some segment is degraded (no curve, not cleared) or the plan failed,
     5 when no plan meets the intervention targets, 6 when nothing was stored.
     """
@@ -765,11 +776,14 @@ def run_command(
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_RUN_FAILED)
     progress.done()
+    report_file = None if no_report else _write_report(result, None, progress)[1]
+    progress.done()
     m = result.manifest
     if as_json:
         payload = {
             "run_id": result.run_id,
             "run_path": str(result.path),
+            "report": None if report_file is None else str(report_file),
             "as_of": m["as_of"],
             "status": m["status"],
             "counts": m["counts"],
@@ -784,6 +798,8 @@ def run_command(
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(result.summary())
+        if report_file is not None:
+            click.echo(f"  report: {report_file}")
     if m["status"] == "degraded":
         sys.exit(EXIT_DEGRADED)
     if m["status"] == "infeasible":
@@ -791,6 +807,21 @@ def run_command(
 
 
 _STORE_STEP = "[8/8] storing the run"
+
+
+def _write_report(
+    run: Run, scenario: str | None, progress: Progress, rows: int = 200, out: Path | None = None
+) -> tuple[Report, Path]:
+    """Render the run's (or a stored scenario's) report and write it atomically, by
+    default as report.html beside the stored tables."""
+    from pricing.report import report_path
+
+    progress("writing the report" + ("" if scenario is None else f" of {scenario}"))
+    rendered = run.report(scenario, rows=rows)
+    if out is None:
+        stored = run.store.scenario_paths()
+        out = report_path(run.path if scenario is None else stored[(run.as_of, scenario)])
+    return rendered, rendered.write(out)
 
 
 def _open_store(store_dir: Path) -> RunStore:
@@ -939,6 +970,7 @@ def sql(query: str, store_dir: Path, rows: int, as_json: bool) -> None:
 )
 @_store_option
 @click.option("--rows", default=15, show_default=True, help="Changed segments shown per scenario.")
+@_no_report_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def whatif(
@@ -946,6 +978,7 @@ def whatif(
     baseline: str,
     store_dir: Path,
     rows: int,
+    no_report: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -955,13 +988,15 @@ def whatif(
     elasticities, fees, rate bounds, adjacency, an intervention budget) or solves an
     inverse problem (the fee that clears a segment at a target rate, the least budget
     that reaches a fill target). Prints baseline vs scenario per segment and in total and
-    stores each result under STORE/scenarios/. Every file is checked before anything is
-    solved. Exits 3 on a malformed scenario or unknown baseline, 4 when some segment of a
+    stores each result under STORE/scenarios/, with its HTML report (report.html) unless
+    --no-report. Every file is checked before anything is solved. Exits 3 on a malformed
+    scenario or unknown baseline, 4 when some segment of a
     scenario is not cleared, 5 when a plan or inverse target is out of reach.
     """
     from pricing.config import load_scenario
     from pricing.errors import ConfigError, MarketError, StoreError
     from pricing.pipeline import Run, plan_summary, save_whatif
+    from pricing.report import report_path
     from pricing.scenario import check_scenario
 
     started = time.perf_counter()
@@ -1010,6 +1045,8 @@ def whatif(
         stored_at = time.perf_counter()
         path = save_whatif(run, result)
         results.append((result, path, round(time.perf_counter() - stored_at, 3)))
+        if not no_report:
+            _write_report(run, scenario.name, progress)
     progress.done()
     if as_json:
         payload = {
@@ -1023,6 +1060,7 @@ def whatif(
                     "description": r.scenario.description,
                     "status": r.status,
                     "path": str(path),
+                    "report": None if no_report else str(report_path(path)),
                     "inverse": None if r.inverse is None else r.inverse.to_dict(),
                     "plan": plan_summary(r.plan),
                     "timings_s": {**r.timings, "store": store_s},
@@ -1036,9 +1074,77 @@ def whatif(
     else:
         for r, path, _ in results:
             click.echo(r.summary(max_rows=rows))
-            click.echo(f"stored in {path}\n")
+            click.echo(f"stored in {path}")
+            click.echo("" if no_report else f"report: {report_path(path)}\n")
     statuses = {r.status for r, _, _ in results}
     if "degraded" in statuses:
         sys.exit(EXIT_DEGRADED)
     if "infeasible" in statuses:
         sys.exit(EXIT_INFEASIBLE)
+
+
+@main.command()
+@click.argument("run_id", default="latest")
+@click.option(
+    "--scenario",
+    default=None,
+    help="Report this stored scenario (its name) solved against the run, not the run.",
+)
+@_store_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the report here (atomically). Default: report.html beside the stored tables.",
+)
+@click.option(
+    "--rows", default=200, show_default=True, help="Rows of each long table in the report."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report's path and size as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def report(
+    run_id: str,
+    scenario: str | None,
+    store_dir: Path,
+    out: Path | None,
+    rows: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Write the HTML report of a stored run (RUN_ID: 'latest' or its as-of date) or of
+    a scenario solved against it.
+
+    One self-contained file (figures inlined, no script, nothing fetched when opened):
+    the run's header, the state of the market in a few sentences, category × tier
+    heatmaps, the segments that need attention with their curves, rate guidance,
+    estimation diagnostics and the intervention plan; for a scenario, baseline vs
+    scenario per segment and in total. Exits 3 when the store, run or scenario does not
+    exist.
+    """
+    from pricing.errors import StoreError
+    from pricing.pipeline import Run
+
+    if rows < 1:
+        raise click.UsageError("--rows must be at least 1")
+    progress = Progress(quiet)
+    store = _open_store(store_dir)
+    started = time.perf_counter()
+    try:
+        run = Run.open(store.resolve(run_id), store)
+        rendered, path = _write_report(run, scenario, progress, rows, out)
+    except StoreError as exc:
+        progress.done()
+        raise InvalidInput(str(exc)) from None
+    progress.done()
+    size = path.stat().st_size
+    if as_json:
+        payload = {
+            "path": str(path),
+            "bytes": size,
+            "figures": rendered.images,
+            "sections": list(rendered.sections),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(f"{rendered.title}: {path} ({size / 1024:,.0f} KiB)")

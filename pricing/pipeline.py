@@ -52,6 +52,7 @@ from pricing.store import DEFAULT_STORE, RunStore, read_manifest, read_table
 
 if TYPE_CHECKING:
     from pricing.config import Scenario
+    from pricing.report import Report
     from pricing.scenario import WhatIf
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -503,6 +504,15 @@ class Run:
         if save:
             save_whatif(self, result)
         return result
+
+    def report(self, scenario: str | None = None, rows: int = 200) -> Report:
+        """The HTML report of this run, or of the stored scenario ``scenario`` solved
+        against it (``Report.write(path)`` saves it; notebooks show it inline)."""
+        from pricing.report import run_report, scenario_report
+
+        if scenario is None:
+            return run_report(self, rows=rows)
+        return scenario_report(self, scenario, rows=rows)
 
     def to_frame(self) -> pd.DataFrame:
         """The stored guidance, one row per segment."""
