@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv sample clean
+.PHONY: run test venv browser sample clean
 
 venv: $(STAMP)
 
@@ -24,7 +24,15 @@ run: $(STAMP)
 	$(BIN)/pricing run
 	$(BIN)/pricing whatif data/scenarios/*.toml --rows 8
 
-test: $(STAMP)
+# the HTML report's tests open it in Debian's Chromium: installed here when missing (as root
+# or with sudo); PRICING_CHROMIUM=/path/to/chromium uses another one instead
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$PRICING_CHROMIUM" ] || { \
+	  echo "installing Debian's chromium for the report tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check pricing tests benchmarks
 	$(BIN)/ruff format --check pricing tests benchmarks
 	$(BIN)/mypy

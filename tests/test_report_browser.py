@@ -1,0 +1,170 @@
+"""The report as a browser sees it: headless Chromium (Debian's ``chromium``, which
+``make test`` installs when it is missing) opens the stored report files, takes
+screenshots, and checks the DOM, the figures and the network.
+
+Chromium runs with ``--headless --no-sandbox --disable-gpu --disable-background-networking
+--no-first-run`` and a fresh profile directory; Playwright drives it over its DevTools
+pipe. Another Chromium can be named with ``PRICING_CHROMIUM=/path/to/chromium``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+from pricing.config import load_scenario
+from pricing.pipeline import Run, load_run
+from pricing.report import REPORT_FILE, RUN_SECTIONS, SCENARIO_SECTIONS
+
+pytestmark = pytest.mark.slow
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+def chromium() -> str:
+    path = os.environ.get("PRICING_CHROMIUM") or shutil.which("chromium")
+    if path is None:
+        pytest.fail(
+            "Chromium is not installed: `make test` installs Debian's chromium package "
+            "(apt-get install chromium), or set PRICING_CHROMIUM to a Chromium binary"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    profile = tmp_path_factory.mktemp("profile")  # fresh, empty
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=chromium(),
+            headless=True,
+            args=FLAGS,
+            viewport=VIEWPORT,  # type: ignore[arg-type]
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """`pricing run` and two what-ifs on the sample, with the reports they write."""
+    from click.testing import CliRunner
+
+    from pricing.cli import main
+
+    store = tmp_path_factory.mktemp("store") / "runs"
+    runner = CliRunner()
+    assert runner.invoke(main, ["run", "--store", str(store), "-q"]).exit_code == 0
+    scenarios = [str(SAMPLE.parent / "scenarios" / f"{n}.toml") for n in ("design-boom",)]
+    assert runner.invoke(main, ["whatif", *scenarios, "--store", str(store), "-q"]).exit_code == 0
+    return load_run("latest", store)
+
+
+def open_page(context: BrowserContext, path: Path) -> tuple[Page, list[str], float]:
+    """The page at ``path``, every URL it requested, and the seconds until load."""
+    requests: list[str] = []
+    page = context.new_page()
+    page.on("request", lambda r: requests.append(r.url))
+    started = time.perf_counter()
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    return page, requests, time.perf_counter() - started
+
+
+def check_page(page: Page, requests: list[str], path: Path, sections: tuple[str, ...]) -> None:
+    # the one request is the file itself: nothing else was fetched, let alone remotely
+    assert requests == [path.resolve().as_uri()]
+    for name in sections:
+        box = page.locator(f"section#{name}").bounding_box()
+        assert box is not None and box["height"] > 40, name
+    images = page.evaluate(
+        """async () => Promise.all([...document.images].map(async (img) => {
+               await img.decode();
+               return [img.naturalWidth, img.naturalHeight, img.getBoundingClientRect().width];
+           }))"""
+    )
+    assert images, "no figure"
+    for natural_width, natural_height, shown_width in images:
+        assert natural_width >= 400 and natural_height >= 200 and shown_width > 300
+    # readable at 1280 px: nothing forces a horizontal scroll bar
+    assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
+
+
+def test_the_run_report_in_chromium(
+    browser: BrowserContext, stored: Run, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path = stored.path / REPORT_FILE
+    page, requests, _ = open_page(browser, path)
+    check_page(page, requests, path, RUN_SECTIONS)
+    assert page.title() == f"Market report, as of {stored.run_id}"
+    assert len(page.locator("img").all()) == 3
+    rows = page.locator("section#guidance tbody tr")
+    assert rows.count() == len(stored.guidance)
+    findings = page.locator("section#findings li").all_inner_texts()
+    assert findings[0].startswith(f"Of {len(stored.guidance)} segments")
+    shot = tmp_path_factory.mktemp("shots") / "run.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 100_000  # a page of figures and tables, not a blank one
+    page.close()
+
+
+def test_the_scenario_report_in_chromium(
+    browser: BrowserContext, stored: Run, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = stored.store.scenario_paths()[(stored.as_of, "design-boom")]
+    path = folder / REPORT_FILE
+    page, requests, _ = open_page(browser, path)
+    check_page(page, requests, path, SCENARIO_SECTIONS)
+    assert "multiplier = 1.2" in page.locator("section#scenario-settings pre").inner_text()
+    shot = tmp_path_factory.mktemp("shots") / "scenario.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000
+    page.close()
+
+
+def test_a_page_that_reaches_out_is_caught(browser: BrowserContext, tmp_path: Path) -> None:
+    """The request check above can fail: a page with a remote image trips it (the
+    request is refused by the page's policy or the network, but it is seen)."""
+    path = tmp_path / "leaky.html"
+    path.write_text('<html><body><img src="https://example.com/a.png"></body></html>')
+    _, requests, _ = open_page(browser, path)
+    assert "https://example.com/a.png" in requests
+
+
+def test_the_large_market_report_stays_usable(
+    browser: BrowserContext, stored: Run, tmp_path: Path
+) -> None:
+    from test_report import tiled
+
+    from pricing.report import run_report
+
+    big = tiled(stored, 280, tmp_path / "big")  # 10,080 segments
+    path = run_report(big).write(tmp_path / REPORT_FILE)
+    page, requests, _ = open_page(browser, path)
+    check_page(page, requests, path, RUN_SECTIONS)
+    assert page.locator("section#guidance tbody tr").count() == 200
+    assert page.locator("img").count() == 3
+    page.close()
+    # no timing assertion on a shared machine: benchmarks/bench_report.py measures it
+
+
+def test_a_stored_scenario_report_matches_a_fresh_render(stored: Run) -> None:
+    """What the browser saw is what the library renders (deterministic output)."""
+    folder = stored.store.scenario_paths()[(stored.as_of, "design-boom")]
+    fresh = stored.report("design-boom").html
+    assert (folder / REPORT_FILE).read_text(encoding="utf-8") == fresh
+    assert load_scenario(folder / "scenario.toml").name == "design-boom"
