@@ -81,11 +81,15 @@ region is uniform over spec.regions.
 
 shifters: ``week``, ``client_marketing_index`` = zd_t, ``fx_index`` = zs_t.
 
-adjacency: each category c (when C ≥ 2) has one outgoing edge, or two with probability 1/2
-when C ≥ 3, to distinct other categories; friction = U(0.05, 0.20) × the category's
-intermediate reference rate (45 $/h × category factor), rounded to cents. Adjacency is for
-the engine's coupled equilibrium only: it does not move the simulated history, which is
-generated segment by segment.
+adjacency: categories form skill families of FAMILY_SIZE = 12 consecutive indices, family
+k = {12k, …, 12k + 11} ∩ {0, …, C−1} (the last may be smaller), and freelancers move only
+within a family, as between the related skills of a real marketplace; this also keeps every
+coupled component to at most 12 segments, however large C. Each category c of a family of
+F_c ≥ 2 categories has one outgoing edge, or two with probability 1/2 when F_c ≥ 3, to
+distinct other categories of its family; a family of one has no edges. friction =
+U(0.05, 0.20) × the category's intermediate reference rate (45 $/h × category factor),
+rounded to cents. Adjacency is for the engine's coupled equilibrium only: it does not move
+the simulated history, which is generated segment by segment.
 
 interventions (one row per lever; GMV_c = Σ_{s∈c} Q_s r_s is the category's reference
 weekly gross merchandise value)::
@@ -254,6 +258,9 @@ _BUDGET_LOG_SD = 0.15
 _MEAN_PARTICIPATION = 0.8
 _ZERO_HOURS_SHARE = 0.05
 _DAYS_PER_WEEK = 7
+#: Adjacency stays within skill families of this many consecutive categories, so coupled
+#: components stay far below the equilibrium solver's size limit however many categories.
+FAMILY_SIZE = 12
 _EPOCH = datetime.date(1970, 1, 1)
 # Parquet dictionary-encodes only these repeated labels: trying a dictionary on unique ids
 # and continuous measurements first and falling back costs ~20% of the write time.
@@ -658,20 +665,30 @@ def _supply_table(
 def _draw_adjacency(
     seg: _Segments, rng: np.random.Generator
 ) -> tuple[IntArray, IntArray, FloatArray]:
-    """Edges (from, to, friction $/h), sorted by from then to; none with one category."""
+    """Edges (from, to, friction $/h), sorted by from then to; none in a one-category family."""
     n_cat = seg.category_rate_factor.size
-    if n_cat < 2:
+    category = np.arange(n_cat, dtype=np.int64)
+    family_start = category - category % FAMILY_SIZE
+    family_size = np.minimum(FAMILY_SIZE, n_cat - family_start)
+    linked = family_size >= 2
+    if not linked.any():
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    source = np.arange(n_cat, dtype=np.int64)
-    # Offsets in 1..C-1 reach every other category; the second offset skips the first so
-    # the two edges never coincide.
-    first_offset = rng.integers(1, n_cat, n_cat)
-    second_offset = rng.integers(1, max(n_cat - 1, 2), n_cat)
+    source, start, size = category[linked], family_start[linked], family_size[linked]
+    # Offsets in 1..f-1 reach every other category of the family; the second offset skips
+    # the first so the two edges never coincide. With one family every bound equals C and
+    # numpy draws the same stream as for the scalar bound C, which keeps the edges of
+    # markets of up to FAMILY_SIZE categories, the committed sample among them, unchanged.
+    first_offset = rng.integers(1, size)
+    second_offset = rng.integers(1, np.maximum(size - 1, 2))
     second_offset += second_offset >= first_offset
-    has_second = (rng.random(n_cat) < 0.5) & (n_cat >= 3)
+    has_second = (rng.random(source.size) < 0.5) & (size >= 3)
+    position = source - start
     edge_from = np.concatenate([source, source[has_second]])
     edge_to = np.concatenate(
-        [(source + first_offset) % n_cat, ((source + second_offset) % n_cat)[has_second]]
+        [
+            start + (position + first_offset) % size,
+            (start + (position + second_offset) % size)[has_second],
+        ]
     )
     intermediate_rate = _TIER_RATE_USD[1] * seg.category_rate_factor[edge_from]
     friction = np.round(rng.uniform(0.05, 0.20, edge_from.size) * intermediate_rate, 2)

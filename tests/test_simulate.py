@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from pricing.config import load_config
+from pricing.market import segment_edges
 from pricing.simulate import (
+    FAMILY_SIZE,
     SimulatedMarket,
     SimulationSpec,
     _sequential_ids,
@@ -24,6 +29,9 @@ from pricing.simulate import (
 )
 
 SMALL = SimulationSpec(segments=12, weeks=30, seed=7)
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+# the arguments of `make sample`, which wrote the committed data/sample
+SAMPLE_SPEC = SimulationSpec(segments=36, weeks=104, seed=20240101, jobs_per_week=12.0)
 TIERS = {"entry", "intermediate", "expert"}
 
 # The data contract of DESIGN.md §2, written out here rather than imported so that a change
@@ -114,6 +122,12 @@ def _week_index(dates: pa.ChunkedArray, start: datetime.date) -> npt.NDArray[np.
     return np.asarray(days.astype(np.int64) // 7, dtype=np.int64)
 
 
+def _category_family(market: SimulatedMarket) -> dict[str, int]:
+    """Skill family of every category, from its index in segment order."""
+    names = pc.unique(market.truth["category"]).to_pylist()
+    return {name: index // FAMILY_SIZE for index, name in enumerate(names)}
+
+
 def check_contract(market: SimulatedMarket) -> None:
     """Every rule of the input data contract that one market must satisfy."""
     spec = market.spec
@@ -173,12 +187,12 @@ def check_contract(market: SimulatedMarket) -> None:
     assert (adjacency["from_category"] != adjacency["to_category"]).all()
     assert not adjacency.duplicated(["from_category", "to_category"]).any()
     assert (adjacency["friction"] >= 0).all()
+    family = _category_family(market)
+    family_size = Counter(family.values())
+    assert (adjacency["from_category"].map(family) == adjacency["to_category"].map(family)).all()
     out_degree = adjacency.groupby("from_category").size()
-    if len(categories) >= 2:
-        assert set(out_degree.index) == categories
-        assert out_degree.between(1, 2).all()
-    else:
-        assert adjacency.empty
+    assert set(out_degree.index) == {c for c in categories if family_size[family[c]] >= 2}
+    assert out_degree.between(1, 2).all()
 
     levers = _frame(market.interventions)
     assert levers["intervention_id"].is_unique
@@ -197,6 +211,16 @@ def check_contract(market: SimulatedMarket) -> None:
         <= edges
     )
     assert set(levers.loc[reskill, "category"]) == set(adjacency["from_category"])
+    # a reskill lever works on its category's first edge (edges are sorted by category index)
+    first_edge = adjacency.groupby("from_category", sort=False).first()
+    reskill_levers = levers[reskill].set_index("category")
+    assert (
+        reskill_levers["to_category"] == first_edge["to_category"].reindex(reskill_levers.index)
+    ).all()
+    np.testing.assert_allclose(
+        reskill_levers["effect_per_unit"],
+        first_edge["friction"].reindex(reskill_levers.index) / 4,
+    )
 
 
 def test_contract(market: SimulatedMarket) -> None:
@@ -230,6 +254,42 @@ def test_contract_holds_for_any_spec(
         start=datetime.date(2023, 1, 2),
     )
     check_contract(simulate_market(spec))
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        150,  # 50 categories: four families of 12 and one of 2
+        39,  # 13 categories: the thirteenth is a family of one, with no edges
+    ],
+)
+def test_adjacency_stays_within_skill_families(segments: int) -> None:
+    market = simulate_market(SimulationSpec(segments=segments, weeks=8, seed=3))
+    check_contract(market)
+    family = _category_family(market)
+    adjacency = _frame(market.adjacency)
+    assert not adjacency.empty
+    # components as the engine couples segments: an edge joins the same tier of two categories
+    segments_frame = _frame(market.truth.select(["category", "tier"])).astype(str)
+    edges = segment_edges(segments_frame, ["category", "tier"], adjacency)
+    graph = coo_matrix(
+        (np.ones(len(edges)), (edges["pool"], edges["segment"])), shape=(segments, segments)
+    )
+    _, component = connected_components(graph, directed=False)
+    members = segments_frame.assign(component=component).groupby("component")
+    assert members["tier"].nunique().eq(1).all()
+    assert members.size().max() <= FAMILY_SIZE
+    assert (members["category"].agg(lambda c: c.map(family).nunique()) == 1).all()
+    assert members.size().max() > 2  # families do couple their categories
+
+
+def test_sample_is_what_make_sample_simulates() -> None:
+    """data/sample is exactly what `make sample` simulates: the simulator has not drifted."""
+    market = simulate_market(SAMPLE_SPEC)
+    assert market.spec.categories <= FAMILY_SIZE
+    for name, table in market.tables.items():
+        assert pq.read_table(SAMPLE / f"{name}.parquet").equals(table), name
+    assert load_config(SAMPLE / "pricing.toml") == market.config
 
 
 def test_same_seed_gives_identical_tables(market: SimulatedMarket) -> None:
