@@ -19,11 +19,13 @@ Heavy libraries are imported inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +114,25 @@ class Progress:
     def _echo(self, text: str, nl: bool = True) -> None:
         if not self.quiet:
             click.echo(text, err=True, nl=nl)
+
+
+@contextlib.contextmanager
+def _solver_output_to_stderr() -> Iterator[None]:
+    """Route what compiled solvers print to stderr while the block runs.
+
+    SCS writes its warnings with C ``printf`` to file descriptor 1, past Python's
+    ``sys.stdout``; stdout must carry only the command's result, so that ``--json`` stays
+    parseable. The descriptor is restored afterwards, whatever happens.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _as_of_option(f: Any) -> Any:
@@ -414,7 +435,8 @@ def equilibrium(
     config, checked = _valid_inputs(data_dir, config_path, as_of, as_json, progress)
     panel_, _, market = _fitted_market(config, checked, progress)
     progress(f"clearing {len(market):,} segments ({method})")
-    result = solve(market, method=method)  # type: ignore[arg-type]
+    with _solver_output_to_stderr():
+        result = solve(market, method=method)  # type: ignore[arg-type]
     frame = result.to_frame()
     if out is not None:
         _write_table(frame, out, progress)
@@ -491,9 +513,10 @@ def guidance(
             raise InvalidInput(str(exc)) from None
     panel_, curves, market = _fitted_market(config, checked, progress)
     progress(f"clearing {len(market):,} segments")
-    equilibrium_ = solve(market)
-    progress(f"rate bands from {config.guidance.draws} curve draws")
-    result = rate_guidance(equilibrium_, curves, config.guidance, previous_frame)
+    with _solver_output_to_stderr():
+        equilibrium_ = solve(market)
+        progress(f"rate bands from {config.guidance.draws} curve draws")
+        result = rate_guidance(equilibrium_, curves, config.guidance, previous_frame)
     frame = result.to_frame()
     if out is not None:
         _write_table(frame, out, progress)
@@ -585,11 +608,12 @@ def plan(
     )
     _, _, market = _fitted_market(config, checked, progress)
     progress(f"clearing {len(market):,} segments")
-    baseline = solve(market)
     try:
-        result = plan_interventions(
-            market, checked.table("interventions"), settings, baseline, progress
-        )
+        with _solver_output_to_stderr():
+            baseline = solve(market)
+            result = plan_interventions(
+                market, checked.table("interventions"), settings, baseline, progress
+            )
     except MarketError as exc:
         raise InvalidInput(str(exc)) from None
     frame = result.to_frame()
@@ -752,14 +776,15 @@ def run_command(
 
     progress = Progress(quiet)
     try:
-        result = run_batch(
-            data_dir,
-            config_path,
-            store_dir,
-            as_of.date() if as_of else None,
-            strict,
-            progress,
-        )
+        with _solver_output_to_stderr():
+            result = run_batch(
+                data_dir,
+                config_path,
+                store_dir,
+                as_of.date() if as_of else None,
+                strict,
+                progress,
+            )
     except DataError as exc:
         progress.done()
         report = exc.report
@@ -1032,7 +1057,8 @@ def whatif(
     assert run is not None
     loaded = time.perf_counter()
     progress(f"solving the baseline market ({len(run.market):,} segments)")
-    _ = run.baseline
+    with _solver_output_to_stderr():
+        _ = run.baseline
     timings = {
         "load": round(loaded - started, 3),
         "baseline": round(time.perf_counter() - loaded, 3),
@@ -1040,7 +1066,8 @@ def whatif(
     results = []
     for i, scenario in enumerate(scenarios, 1):
         progress.step(f"[{i}/{len(scenarios)}] scenario {scenario.name}")
-        result = run.whatif(scenario, progress=progress)
+        with _solver_output_to_stderr():
+            result = run.whatif(scenario, progress=progress)
         progress("storing the result")
         stored_at = time.perf_counter()
         path = save_whatif(run, result)

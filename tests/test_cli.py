@@ -339,3 +339,29 @@ def test_plan_without_a_catalogue_or_with_a_bad_one_is_invalid_input(
     result = runner.invoke(main, ["plan", "-q", str(make_dir(bad))])
     assert result.exit_code == EXIT_INVALID_INPUT, result.output
     assert "Traceback" not in result.output
+
+
+def test_what_a_solver_prints_to_fd_1_does_not_reach_the_json_on_stdout(tmp_path: Path) -> None:
+    """SCS prints warnings with C printf to descriptor 1; stdout must stay one JSON
+    document. A real process, since only it has a descriptor 1 the solver can write to."""
+    from conftest import quick_config
+
+    config = tmp_path / "quick.toml"
+    config.write_text(quick_config().to_toml())
+    script = f"""
+import os, sys
+import pricing.pipeline as pipeline
+real = pipeline.solve
+def chatty(*args, **kwargs):
+    os.write(1, b"WARNING - large complementary slackness residual\\n")
+    return real(*args, **kwargs)
+pipeline.solve = chatty
+from pricing.cli import main
+sys.argv = ["pricing", "run", "--json", "--no-report", "--store", {str(tmp_path / "s")!r},
+            "--config", {str(config)!r}]
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "ok"
+    assert "WARNING - large complementary slackness residual" in done.stderr
