@@ -243,12 +243,12 @@ def _overview(
     return Overview(tuple(grids), len(grids[0]), total)
 
 
-def _overview_note(overview: Overview, query: str) -> str:
+def _overview_note(overview: Overview, measure: str, query: str) -> str:
     if overview.shown == overview.total:
         return ""
     return (
         f"{overview.shown:,} of {overview.total:,} categories: those with the most "
-        f"hours × |change|. All of them: {query}"
+        f"hours × |{measure}|. All of them: {query}"
     )
 
 
@@ -320,7 +320,7 @@ def run_report(run: Run, rows: int = 200, attention: int = 9, categories: int = 
         "findings": _run_findings(m, eq, gd, curves, run.config.guidance.balanced_pct),
         "overview_figure": overview_figure,
         "overview_note": _overview_note(
-            overview, f'pricing sql "SELECT * FROM equilibrium {where}"'
+            overview, "gap", f'pricing sql "SELECT * FROM equilibrium {where}"'
         ),
         "attention_figure": plots.curve_grid(panels) if panels else None,
         "attention_count": len(panels),
@@ -728,7 +728,7 @@ def scenario_report(run: Run, name: str, rows: int = 200, categories: int = 30) 
         "inverse": m["inverse"],
         "overview_figure": figure,
         "overview_note": _overview_note(
-            overview, f'pricing sql "SELECT * FROM scenario_segments {where}"'
+            overview, "rate change", f'pricing sql "SELECT * FROM scenario_segments {where}"'
         ),
         "segments": _table(
             changed,
