@@ -53,6 +53,7 @@ from pricing.errors import StoreError
 from pricing.io import atomic_file
 
 if TYPE_CHECKING:
+    from pricing.config import GuidanceConfig
     from pricing.pipeline import Run
 
 REPORT_FILE = "report.html"
@@ -317,7 +318,7 @@ def run_report(run: Run, rows: int = 200, attention: int = 9, categories: int = 
         "fingerprint": _fingerprint(m["inputs"]),
         "header": _run_header(m),
         "warnings": _run_warnings(m),
-        "findings": _run_findings(m, eq, gd, curves, run.config.guidance.balanced_pct),
+        "findings": _run_findings(m, eq, gd, curves, run.config.guidance),
         "overview_figure": overview_figure,
         "overview_note": _overview_note(
             overview, "gap", f'pricing sql "SELECT * FROM equilibrium {where}"'
@@ -498,8 +499,9 @@ def _run_findings(
     eq: pd.DataFrame,
     gd: pd.DataFrame,
     curves: pd.DataFrame,
-    balanced_pct: float,
+    settings: GuidanceConfig,
 ) -> list[str]:
+    balanced_pct = settings.balanced_pct
     states = m["statuses"]["guidance"]["market_state"]
     n = m["counts"]["segments"]
     out = [
@@ -531,6 +533,13 @@ def _run_findings(
         kinds = pd.Series(", ".join(flagged["flags"]).split(", ")).value_counts()
         listed = ", ".join(f"{k} {v}" for k, v in kinds.items())
         out.append(f"{len(flagged):,} of {len(curves):,} fitted curves carry flags ({listed}).")
+    capped = m["statuses"]["guidance"]["capped"]
+    if capped:
+        out.append(
+            f"{capped:,} segments' published guidance is capped: it moves at most "
+            f"{settings.max_change_pct:g} % from run {m['previous_run']}'s, so it differs "
+            "from their equilibrium rates (marked in the guidance table)."
+        )
     plan = m["plan"]
     if plan:
         out.append(_plan_sentence(plan))

@@ -8,6 +8,7 @@ they come from, formatted as the page formats them (2 decimals for rates, 1 for 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import re
 from html.parser import HTMLParser
@@ -200,6 +201,21 @@ def test_a_run_without_a_budget_says_there_is_no_plan(tmp_path: Path) -> None:
     run = run_batch(SAMPLE, quick_config(), tmp_path / "s")
     text = section(run_report(run).html, "interventions")
     assert "No plan: the run had no interventions catalogue or no [interventions] budget" in text
+
+
+def test_capped_guidance_is_a_finding_and_marked_in_the_table(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    run_batch(SAMPLE, quick_config(), store, as_of=dt.date(2025, 12, 14))
+    run = run_batch(SAMPLE, quick_config(), store)
+    capped = run.manifest["statuses"]["guidance"]["capped"]
+    assert capped > 0
+    text = run_report(run).html
+    assert (
+        f"{capped} segments&#39; published guidance is capped: it moves at most 10 % "
+        "from run 2025-12-14&#39;s" in section(text, "findings")
+    )
+    (table,) = Page(section(text, "guidance")).tables
+    assert sum(r[8] == "capped" for r in table[1:]) == capped
 
 
 @pytest.mark.usefixtures("fail_component_zero")
