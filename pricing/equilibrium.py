@@ -222,7 +222,10 @@ def _segment_sum(market: Market, flow: FloatArray, end: str) -> FloatArray:
 
 # --------------------------------------------------------------------------- solve
 def solve(
-    market: Market, method: Method = "auto", baseline: EquilibriumResult | None = None
+    market: Market,
+    method: Method = "auto",
+    baseline: EquilibriumResult | None = None,
+    fallback: bool = True,
 ) -> EquilibriumResult:
     """Clear ``market``: closed form where uncoupled, convex program where coupled
     (module docstring). Never raises for a hard instance: failures are per component.
@@ -234,6 +237,11 @@ def solve(
     and still prices out (:data:`_IDLE_FLOW`, :data:`_PRICED_OUT`: its solution still
     clears and meets complementarity); the changed ones are solved starting from the
     baseline's solution.
+
+    ``fallback=False`` leaves a component the interior point could not clear failed
+    instead of handing it to the convex program (which stays the path for components
+    above :data:`MAX_DENSE`): for callers that can discard a failure, such as band
+    draws, where the convex program costs seconds per batch and mostly fails too.
     """
     if method not in ("auto", "cvxpy"):
         raise ValueError(f"method must be 'auto' or 'cvxpy', not {method!r}")
@@ -265,6 +273,8 @@ def solve(
             _interior(market, dense, state, baseline, match)
             timings["interior"] = time.perf_counter() - t1
         todo &= state.status != _SOLVED
+        if not fallback:
+            todo &= ~dense
     else:
         todo = usable.copy()
 

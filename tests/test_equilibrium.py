@@ -171,6 +171,48 @@ def test_unconverged_components_fall_back_to_the_convex_program(
     np.testing.assert_allclose(result.rate, reference.rate, rtol=1e-6)
 
 
+def test_without_fallback_a_stalled_component_is_failed_and_no_convex_program_runs(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pricing.welfare as welfare
+
+    real = equilibrium.solve_coupled
+    reference = solve(market)
+
+    def stalls_on_component_zero(problem, start=None):  # type: ignore[no-untyped-def]
+        out = real(problem, start)
+        converged = out.converged.copy()
+        converged[0] = False
+        rate = out.rate.copy()
+        rate[problem.component == 0] *= 1.01  # where it stopped: not yet clearing
+        return CoupledSolution(
+            rate, out.wage, out.flow, out.shortage, out.surplus, converged,
+            out.iterations, out.reason,
+        )  # fmt: skip
+
+    def never(problem, solver="CLARABEL"):  # type: ignore[no-untyped-def]
+        raise AssertionError("the convex program ran")
+
+    monkeypatch.setattr(equilibrium, "solve_coupled", stalls_on_component_zero)
+    monkeypatch.setattr(welfare, "solve_welfare", never)
+    result = solve(market, fallback=False)
+    first = market.component == 0
+    assert (result.status[first] == "failed").all() and np.isnan(result.rate[first]).all()
+    # every other component is the same answer as with the fallback available
+    np.testing.assert_array_equal(result.rate[~first], reference.rate[~first])
+
+
+def test_without_fallback_components_too_large_for_the_interior_point_still_clear(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(equilibrium, "MAX_DENSE", 1)  # every coupled component is "large"
+    result = solve(market, fallback=False)
+    assert result.ok
+    coupled = np.bincount(market.component)[market.component] > 1
+    assert set(result.components["path"][result.components["n_segments"] > 1]) == {"clarabel"}
+    np.testing.assert_allclose(result.rate[coupled], solve(market).rate[coupled], rtol=1e-6)
+
+
 def test_a_component_no_solver_clears_is_failed_with_its_reason(
     market: Market, monkeypatch: pytest.MonkeyPatch
 ) -> None:
