@@ -26,12 +26,13 @@ through — so that demand and supply at p = o keep their fitted values:
 
 Every drawn market is cleared by :func:`pricing.equilibrium.solve` (copies of whole
 components stacked side by side with :meth:`Market.stack`, one call per chunk of about
-:data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. At level L the band is the (1 − L)/2 and
-(1 + L)/2 quantiles of p*_r (1 − f_f) and p*_r (1 + f_c) over the draws that solved,
-widened where needed to contain the point estimate. A drawn copy that fails to clear is
-left out of its segments' quantiles and counted. In a coupled component every segment
-with a band is drawn at once, so a band includes its neighbours' uncertainty; a neighbour
-without a band (no standard error, no observed rate) keeps its fitted curve.
+:data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. At level L
+the band is the (1 − L)/2 and (1 + L)/2 quantiles of p*_r (1 − f_f) and p*_r (1 + f_c)
+over the draws that solved, widened where needed to contain the point estimate. A drawn
+copy that fails to clear is left out of its segments' quantiles and counted. In a
+coupled component every segment with a band is drawn at once, so a band includes its
+neighbours' uncertainty; a neighbour without a band (no standard error, no observed
+rate) keeps its fitted curve.
 
 What a band covers: the sampling uncertainty of ε and η, given the reference point. It
 does not cover the noise in the reference point itself (the recent rate and hours the
@@ -304,10 +305,8 @@ def _solve_draws(
     # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
-    # two thirds of the step and rescued none of 134 failed draws (RESULTS.md).
-    result = solve(
-        Market.unchecked(segments, stacked.edges, stacked.segment_keys), fallback=False
-    )
+    # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
+    result = solve(Market.unchecked(segments, stacked.edges, stacked.segment_keys), fallback=False)
     rate = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
     return rate.reshape(k, block.size), clipped
 

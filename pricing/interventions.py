@@ -31,7 +31,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -236,11 +236,11 @@ def plan_interventions(
     timings["valuation"] = valuer.solve_seconds
     # the best plan that meets the fill targets by its verified hours
     best = max(tried, key=lambda k: (tried[k][0], tried[k][1]))
-    _, gain, predicted, model, found, joint = tried[best]
+    meets, gain, predicted, model, found, joint = tried[best]
     units = found.units
     frame = pd.DataFrame(rounds)
     step("marginal value of budget and binding constraints")
-    return _finish(
+    plan = _finish(
         market,
         levers,
         config,
@@ -258,6 +258,34 @@ def plan_interventions(
         valuer,
         timings,
         t0,
+    )
+    return plan if meets else _unverified(plan)
+
+
+def _unverified(plan: InterventionPlan) -> InterventionPlan:
+    """The plan model met every fill target but no plan's joint re-solve does: the
+    request is infeasible as far as verified plans go. The best of them is kept, with
+    the targets it misses, what it reaches, and what would make them reachable."""
+    missed = plan.categories[~plan.categories["target_met"]]
+    lines = [
+        f"min_fill for '{r.category}' ({r.min_fill:.1%}) is met by the plan model but "
+        f"not by the joint re-solve of any plan it chose: the best reaches {r.fill_after:.2%}"
+        for r in missed.itertuples()
+    ]
+    lines.append("relax the target to what the plan reaches, or raise the budget and plan again")
+    relaxations = pd.DataFrame(
+        {
+            "relax": "min_fill",
+            "category": missed["category"].to_numpy(),
+            "requested": missed["min_fill"].to_numpy(),
+            "needed": missed["fill_after"].to_numpy(),
+        }
+    )
+    return replace(
+        plan,
+        status="infeasible",
+        explanation="infeasible request:\n" + "\n".join(lines),
+        relaxations=relaxations,
     )
 
 
