@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -57,21 +57,32 @@ def market_dir(rows: int) -> Path:
 
 
 def one_run(data: Path, config: Path | None) -> dict[str, Any]:
-    """`pricing run --json` in a fresh process; its wall time, steps and peak memory."""
-    with tempfile.TemporaryDirectory() as store:
+    """`pricing run --json` in a fresh process; its wall time, steps and peak memory
+    (the child's own peak resident set, from wait4)."""
+    with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-c", "from pricing.cli import main; main()", "run"]
-        command += ["--data", str(data), "--store", store, "--json", "--quiet"]
+        command += ["--data", str(data), "--store", f"{scratch}/store", "--json", "--quiet"]
+        command += ["--no-report"]
         if config is not None:
             command += ["--config", str(config)]
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-    if done.returncode not in (0, 4, 5):
-        raise RuntimeError(f"pricing run failed ({done.returncode}): {done.stderr}")
-    payload = json.loads(done.stdout)
-    # ru_maxrss of the children waited for so far: the largest of them, in KiB on Linux
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"wall": wall, "steps": payload["timings_s"], "peak_mb": peak, "payload": payload}
+        out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            start = time.perf_counter()
+            child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+            _, status, usage = os.wait4(child.pid, 0)
+            wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        child.returncode = code  # reaped by wait4 (for its rusage): tell Popen
+        if code not in (0, 4, 5):
+            raise RuntimeError(f"pricing run failed ({code}): {err.read_text()}")
+        payload = json.loads(out.read_text())
+    # ru_maxrss is in KiB on Linux
+    return {
+        "wall": wall,
+        "steps": payload["timings_s"],
+        "peak_mb": usage.ru_maxrss / 1024,
+        "payload": payload,
+    }
 
 
 def run(rows_list: list[int], repeat: int) -> dict[str, Any]:
@@ -84,7 +95,6 @@ def run(rows_list: list[int], repeat: int) -> dict[str, Any]:
         )
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
             handle.write(no_plan.to_toml())
-        # without the plan first: RUSAGE_CHILDREN keeps the largest child's peak so far
         bare = [one_run(data, Path(handle.name)) for _ in range(repeat)]
         runs = [one_run(data, None) for _ in range(repeat)]
         Path(handle.name).unlink()

@@ -261,6 +261,8 @@ _DAYS_PER_WEEK = 7
 #: Adjacency stays within skill families of this many consecutive categories, so coupled
 #: components stay far below the equilibrium solver's size limit however many categories.
 FAMILY_SIZE = 12
+#: Tables the data contract lets a market leave out; written only when they have rows.
+_OPTIONAL_TABLES = ("adjacency", "interventions")
 _EPOCH = datetime.date(1970, 1, 1)
 # Parquet dictionary-encodes only these repeated labels: trying a dictionary on unique ids
 # and continuous measurements first and falling back costs ~20% of the write time.
@@ -340,8 +342,10 @@ class SimulatedMarket:
     def write(self, out_dir: Path, overwrite: bool = False) -> Path:
         """Write ``<table>.parquet`` for every table and ``pricing.toml`` into ``out_dir``.
 
-        The directory appears complete or not at all; an existing ``out_dir`` raises
-        ``FileExistsError`` unless ``overwrite`` is true.
+        An empty optional table (no adjacency in a one-category market) is left out, as
+        the data contract asks of a table that is not used. The directory appears
+        complete or not at all; an existing ``out_dir`` raises ``FileExistsError``
+        unless ``overwrite`` is true.
         """
         out_dir = Path(out_dir)
         # Parquet encoding releases the GIL: jobs and supply are written side by side.
@@ -354,6 +358,7 @@ class SimulatedMarket:
                     use_dictionary=[c for c in table.column_names if c in _REPEATED_COLUMNS],
                 )
                 for name, table in self.tables.items()
+                if table.num_rows or name not in _OPTIONAL_TABLES
             ]
             (tmp / "pricing.toml").write_text(self.config.to_toml(), encoding="utf-8")
             for future in written:

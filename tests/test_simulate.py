@@ -478,6 +478,21 @@ def test_write_round_trips_and_is_atomic(market: SimulatedMarket, tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["sim"]  # no temporaries left behind
 
 
+def test_a_one_category_market_leaves_out_its_empty_adjacency_and_validates(
+    tmp_path: Path,
+) -> None:
+    """Three segments are one category: no adjacency edges. The contract rejects an
+    empty table file, so the simulator leaves it out and its own output validates."""
+    from pricing.schema import check_inputs
+
+    market = simulate_market(SimulationSpec(segments=3, weeks=30, seed=2))
+    assert market.adjacency.num_rows == 0
+    out = market.write(tmp_path / "one")
+    assert not (out / "adjacency.parquet").exists()
+    report = check_inputs(out, load_config(out / "pricing.toml"))
+    assert report.ok, report.summary()
+
+
 def test_summary(market: SimulatedMarket) -> None:
     text = str(market)
     assert text == market.summary()
