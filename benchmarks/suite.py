@@ -86,7 +86,12 @@ def equilibrium(quick: bool) -> Iterator[Case]:
 
             params = {"segments": n}
             yield Case(
-                f"equilibrium.{kind}.auto", params, lambda m=market: solve(m), "closed form", floor
+                f"equilibrium.{kind}.auto",
+                params,
+                lambda m=market: solve(m),
+                "closed form",
+                floor,
+                details=_solve_parts,
             )
             if n <= 10_000 and not (quick and kind == "uncoupled"):
                 yield Case(
@@ -111,6 +116,11 @@ def equilibrium(quick: bool) -> Iterator[Case]:
                 )
 
 
+def _solve_parts(result: Any) -> dict[str, float]:
+    """A solve's own timings that are seconds (not counts), in the order it ran them."""
+    return {k: v for k, v in result.timings.items() if not k.endswith("segments")}
+
+
 def whatif(quick: bool) -> Iterator[Case]:
     """A warm-started re-solve after demand +10 % in one category in ten, and in every
     category, against a cold solve of the same scenario market."""
@@ -131,6 +141,9 @@ def whatif(quick: bool) -> Iterator[Case]:
                 "cold solve",
                 lambda s=shifted: solve(s),
             )
+
+
+PLAN_PARTS = ("valuation", "cp_build", "cp_solve", "total")
 
 
 def interventions(quick: bool) -> Iterator[Case]:
@@ -160,6 +173,11 @@ def interventions(quick: bool) -> Iterator[Case]:
             split=cp_split,
             repeat=1 if name == "tiers" else None,
             warmup=name != "tiers",
+            details=lambda plan: {
+                k: v
+                for k, v in plan.timings.items()
+                if k in ("valuation", "cp_build", "cp_solve", "total")
+            },
             baseline_scale=options / shown,
         )
 
@@ -193,6 +211,7 @@ def run(quick: bool) -> Iterator[Case]:
             peak_mb=lambda result: float(result["peak_mb"]),
             repeat=None if quick else 1,
             warmup=False,
+            details=lambda result: dict(result["steps"]),
         )
 
 

@@ -62,6 +62,7 @@ class Case:
     peak_mb: Callable[[Any], float] | None = None  # result → peak (child processes)
     repeat: int | None = None  # fewer repetitions for minutes-long work
     warmup: bool = True  # False for work that starts a fresh process or takes minutes
+    details: Callable[[Any], dict[str, float]] | None = None  # result → where time went
     # a slow side timed on a part of the work and scaled to all of it (a naive loop)
     run_scale: float = 1.0
     baseline_scale: float = 1.0
@@ -88,6 +89,7 @@ class Record:
     baseline_median_s: float
     baseline_spread_s: tuple[float, float]
     ratio_to_baseline: float
+    details: dict[str, float] = field(default_factory=dict)  # seconds by part of the work
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +144,7 @@ def measure(case: Case, repeat: int) -> Record:
         baseline_median_s=base_median,
         baseline_spread_s=(min(base), max(base)),
         ratio_to_baseline=median / base_median if base_median > 0 else float("inf"),
+        details=case.details(result) if case.details else {},
     )
 
 
@@ -304,6 +307,12 @@ def markdown(entry: Entry) -> str:
             f"{r.peak_mb:,.0f} | {r.baseline} | {_seconds(r.baseline_median_s)} | "
             f"{r.ratio_to_baseline:.3g}× |"
         )
+    parts = [r for r in entry.records if r.details]
+    if parts:
+        lines += ["", "Where the time goes (seconds, last timed repetition):", ""]
+        for r in parts:
+            steps = ", ".join(f"{k} {_seconds(v)}" for k, v in r.details.items())
+            lines.append(f"- {r.name} ({_params(r.params)}): {steps}")
     return "\n".join(lines)
 
 

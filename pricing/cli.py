@@ -1263,7 +1263,8 @@ def bench(
         raise click.UsageError(f"--only {only!r} names no stage; stages: {', '.join(suite.STAGES)}")
     progress = Progress(quiet)
     records = []
-    with _solver_output_to_stderr():
+    # setups print what they simulate; stdout is for the results
+    with _solver_output_to_stderr(), contextlib.redirect_stdout(sys.stderr):
         for case in suite.cases(quick, only):
             progress(f"{case.name} {', '.join(f'{k}={v}' for k, v in case.params.items())}")
             records.append(measure(case, 1 if quick else repeat))
