@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -58,7 +57,8 @@ def market_dir(rows: int) -> Path:
 
 def one_run(data: Path, config: Path | None) -> dict[str, Any]:
     """`pricing run --json` in a fresh process; its wall time, steps and peak memory
-    (the child's own peak resident set, from wait4)."""
+    (the run's own ``peak_memory_mb``: its VmHWM before storing, which, unlike the
+    child's ``ru_maxrss``, does not count this process's memory at the fork)."""
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-c", "from pricing.cli import main; main()", "run"]
         command += ["--data", str(data), "--store", f"{scratch}/store", "--json", "--quiet"]
@@ -68,19 +68,15 @@ def one_run(data: Path, config: Path | None) -> dict[str, Any]:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         with out.open("w") as stdout, err.open("w") as stderr:
             start = time.perf_counter()
-            child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
-            _, status, usage = os.wait4(child.pid, 0)
+            code = subprocess.run(command, stdout=stdout, stderr=stderr).returncode
             wall = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        child.returncode = code  # reaped by wait4 (for its rusage): tell Popen
         if code not in (0, 4, 5):
             raise RuntimeError(f"pricing run failed ({code}): {err.read_text()}")
         payload = json.loads(out.read_text())
-    # ru_maxrss is in KiB on Linux
     return {
         "wall": wall,
         "steps": payload["timings_s"],
-        "peak_mb": usage.ru_maxrss / 1024,
+        "peak_mb": payload["peak_memory_mb"],
         "payload": payload,
     }
 
