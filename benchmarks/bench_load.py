@@ -21,12 +21,8 @@ and appends a record (machine, CPU count, versions, git commit, date) to
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,31 +107,12 @@ def pandas_reference(directory: Path) -> int:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-        "pandas": pd.__version__,
-        "pricing": pricing.__version__,
-        "commit": commit,
-    }
+    """The suite's machine record (pricing.bench.machine), with the versions these
+    scripts' tables print at the top level."""
+    from pricing.bench import machine as suite_machine
+
+    m = suite_machine(HERE.parent)
+    return {**m, **{k: m["versions"][k] for k in ("duckdb", "pandas", "pricing")}}
 
 
 def run(rows_list: list[int], fmts: list[str], repeat: int, pandas_all: bool) -> dict[str, Any]:

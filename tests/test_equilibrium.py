@@ -142,13 +142,11 @@ def test_copies_of_a_component_share_one_sparse_factorization(
     )
 
 
-def test_unconverged_components_fall_back_to_the_convex_program(
-    market: Market, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def stalls_on_component_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interior point stops short on component 0: not converged, not yet clearing."""
     real = equilibrium.solve_coupled
-    reference = solve(market)
 
-    def stalls_on_component_zero(problem, start=None):  # type: ignore[no-untyped-def]
+    def stalled(problem, start=None):  # type: ignore[no-untyped-def]
         out = real(problem, start)
         converged = out.converged.copy()
         converged[0] = False
@@ -161,7 +159,14 @@ def test_unconverged_components_fall_back_to_the_convex_program(
             out.iterations, reason,
         )  # fmt: skip
 
-    monkeypatch.setattr(equilibrium, "solve_coupled", stalls_on_component_zero)
+    monkeypatch.setattr(equilibrium, "solve_coupled", stalled)
+
+
+def test_unconverged_components_fall_back_to_the_convex_program(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = solve(market)
+    stalls_on_component_zero(monkeypatch)
     result = solve(market)
     assert result.ok
     row = result.components.iloc[0]
@@ -176,24 +181,12 @@ def test_without_fallback_a_stalled_component_is_failed_and_no_convex_program_ru
 ) -> None:
     import pricing.welfare as welfare
 
-    real = equilibrium.solve_coupled
     reference = solve(market)
-
-    def stalls_on_component_zero(problem, start=None):  # type: ignore[no-untyped-def]
-        out = real(problem, start)
-        converged = out.converged.copy()
-        converged[0] = False
-        rate = out.rate.copy()
-        rate[problem.component == 0] *= 1.01  # where it stopped: not yet clearing
-        return CoupledSolution(
-            rate, out.wage, out.flow, out.shortage, out.surplus, converged,
-            out.iterations, out.reason,
-        )  # fmt: skip
 
     def never(problem, solver="CLARABEL"):  # type: ignore[no-untyped-def]
         raise AssertionError("the convex program ran")
 
-    monkeypatch.setattr(equilibrium, "solve_coupled", stalls_on_component_zero)
+    stalls_on_component_zero(monkeypatch)
     monkeypatch.setattr(welfare, "solve_welfare", never)
     result = solve(market, fallback=False)
     first = market.component == 0
