@@ -151,21 +151,21 @@ def _table(
 ) -> Table:
     """Format ``frame``'s first ``limit`` rows: ``columns`` maps a frame column to its
     heading and a formatter (None: text, left-aligned)."""
-    shown = frame.head(limit)
-    rows = []
-    for _, record in shown.iterrows():
+    rows, classes = [], []
+    for _, record in frame.head(limit).iterrows():
         rows.append(
             tuple(
                 str(record[c]) if fmt is None else fmt(record[c]) for c, (_, fmt) in columns.items()
             )
         )
-    classes = tuple(row_class(r) for _, r in shown.iterrows()) if row_class else ()
+        if row_class is not None:
+            classes.append(row_class(record))
     return Table(
         columns=tuple(head for head, _ in columns.values()),
         numeric=tuple(fmt is not None for _, fmt in columns.values()),
         rows=tuple(rows),
         total=len(frame) if total is None else total,
-        classes=classes,
+        classes=tuple(classes),
     )
 
 
@@ -423,7 +423,7 @@ def _attention(by_gap: pd.DataFrame) -> pd.DataFrame:
 
 def _with_bands(frame: pd.DataFrame) -> pd.DataFrame:
     def band(low: pd.Series, high: pd.Series) -> pd.Series:
-        text = low.map(lambda v: _num(v)) + " – " + high.map(lambda v: _num(v))
+        text = low.map(_num) + " – " + high.map(_num)
         return text.where(low.notna() & high.notna(), "–")
 
     return frame.assign(
@@ -471,8 +471,7 @@ def _run_header(m: dict[str, Any]) -> Table:
         ("created", f"{m['created']} (build {m['build']})"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),
     ]
-    rows = tuple((k, v) for k, v in facts)
-    return Table(("", ""), (False, False), rows, len(rows))
+    return Table(("", ""), (False, False), tuple(facts), len(facts))
 
 
 def _run_warnings(m: dict[str, Any]) -> list[str]:
