@@ -13,6 +13,9 @@ Exit codes (every command):
        scenario's target is out of reach (the reason and the closest answer are printed)
     6  the run failed and stored nothing (``run --strict`` with degraded segments, or the
        run store cannot be written)
+    7  the Dask cluster cannot run the work (``--scheduler``/``--workers``): Dask is not
+       installed, the scheduler does not answer, a worker runs another version of
+       pricing or cannot see the data, or the cluster was lost; nothing was stored
 
 Heavy libraries are imported inside the commands so that ``--help`` stays fast.
 """
@@ -20,6 +23,7 @@ Heavy libraries are imported inside the commands so that ``--help`` stays fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -52,6 +56,7 @@ EXIT_INVALID_INPUT = 3
 EXIT_DEGRADED = 4
 EXIT_INFEASIBLE = 5
 EXIT_RUN_FAILED = 6
+EXIT_CLUSTER = 7
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
@@ -152,6 +157,51 @@ def _config_option(f: Any) -> Any:
         default=None,
         help="Configuration TOML. Default: DATA_DIR/pricing.toml if present, else defaults.",
     )(f)
+
+
+def _cluster_options(f: Any) -> Any:
+    """--scheduler and --workers: where the partitioned steps run (pricing.cluster)."""
+    f = click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Start a local Dask cluster of N single-threaded worker processes for the "
+        "run (needs pricing[dask]).",
+    )(f)
+    return click.option(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        show_envvar=True,
+        default=None,
+        help="Run the partitioned steps on the Dask cluster with this scheduler (needs "
+        "pricing[dask]; workers need the same pricing version and the data at the same "
+        "path). Default: this process.",
+    )(f)
+
+
+@contextlib.contextmanager
+def _executor(
+    scheduler: str | None, workers: int | None, data_dir: Path | None, progress: Progress
+) -> Iterator[Any]:
+    """The executor for --scheduler/--workers; exits 2 for both, 7 when the cluster
+    cannot run the work."""
+    from pricing.cluster import executor
+    from pricing.errors import ClusterError
+
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("give --scheduler or --workers, not both")
+    if scheduler is not None:
+        progress(f"connecting to the Dask scheduler at {scheduler}")
+    elif workers is not None:
+        progress(f"starting a local Dask cluster of {workers} worker process(es)")
+    try:
+        with executor(scheduler, workers, data_dir) as chosen:
+            yield chosen
+    except ClusterError as exc:
+        progress.done()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_CLUSTER)
 
 
 def _result_options(table: str, rows: int = 40, shown: str = "Segments") -> Callable[[Any], Any]:
@@ -750,6 +800,7 @@ def _no_report_option(f: Any) -> Any:
 )
 @click.option("--strict", is_flag=True, help="Store nothing and exit 6 if any segment is degraded.")
 @_no_report_option
+@_cluster_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def run_command(
@@ -759,6 +810,8 @@ def run_command(
     as_of: dt.datetime | None,
     strict: bool,
     no_report: bool,
+    scheduler: str | None,
+    workers: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -767,16 +820,22 @@ def run_command(
     Interventions are planned when the data has an interventions table and the config
     an [interventions] budget. The run is committed atomically to
     STORE/runs/as_of=DATE/; re-running an as-of date replaces it. Its HTML report is
-    written beside the tables (report.html) unless --no-report. Exits 3 on invalid
-    inputs, 4 when some segment is degraded (no curve, not cleared) or the plan failed,
-    5 when no plan meets the intervention targets, 6 when nothing was stored.
+    written beside the tables (report.html) unless --no-report. With --workers or
+    --scheduler, aggregation (per group of input files), estimation, the coupled
+    equilibrium and the band draws run on a Dask cluster, with the same results. Exits
+    3 on invalid inputs, 4 when some segment is degraded (no curve, not cleared) or the
+    plan failed, 5 when no plan meets the intervention targets, 6 when nothing was
+    stored, 7 when the cluster cannot run it.
     """
     from pricing.errors import ConfigError, DataError, MarketError, RunError, StoreError
     from pricing.pipeline import run_batch
 
     progress = Progress(quiet)
     try:
-        with _solver_output_to_stderr():
+        with (
+            _solver_output_to_stderr(),
+            _executor(scheduler, workers, data_dir, progress) as chosen,
+        ):
             result = run_batch(
                 data_dir,
                 config_path,
@@ -784,6 +843,7 @@ def run_command(
                 as_of.date() if as_of else None,
                 strict,
                 progress,
+                chosen,
             )
     except DataError as exc:
         progress.done()
@@ -819,6 +879,7 @@ def run_command(
             "plan": m["plan"],
             "timings_s": {**m["timings_s"], "store": progress.timings.get(_STORE_STEP, 0.0)},
             "peak_memory_mb": m["peak_memory_mb"],
+            "compute": m["compute"],
         }
         click.echo(json.dumps(payload, indent=2))
     else:
@@ -996,6 +1057,7 @@ def sql(query: str, store_dir: Path, rows: int, as_json: bool) -> None:
 @_store_option
 @click.option("--rows", default=15, show_default=True, help="Changed segments shown per scenario.")
 @_no_report_option
+@_cluster_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def whatif(
@@ -1004,6 +1066,8 @@ def whatif(
     store_dir: Path,
     rows: int,
     no_report: bool,
+    scheduler: str | None,
+    workers: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -1014,9 +1078,11 @@ def whatif(
     inverse problem (the fee that clears a segment at a target rate, the least budget
     that reaches a fill target). Prints baseline vs scenario per segment and in total and
     stores each result under STORE/scenarios/, with its HTML report (report.html) unless
-    --no-report. Every file is checked before anything is solved. Exits 3 on a malformed
-    scenario or unknown baseline, 4 when some segment of a
-    scenario is not cleared, 5 when a plan or inverse target is out of reach.
+    --no-report. Every file is checked before anything is solved. With --workers or
+    --scheduler the baseline's and scenarios' coupled components are cleared on a Dask
+    cluster. Exits 3 on a malformed scenario or unknown baseline, 4 when some segment
+    of a scenario is not cleared, 5 when a plan or inverse target is out of reach, 7
+    when the cluster cannot run it.
     """
     from pricing.config import load_scenario
     from pricing.errors import ConfigError, MarketError, StoreError
@@ -1055,25 +1121,28 @@ def whatif(
         progress.done()
         raise InvalidInput("\n".join(problems))
     assert run is not None
-    loaded = time.perf_counter()
-    progress(f"solving the baseline market ({len(run.market):,} segments)")
-    with _solver_output_to_stderr():
-        _ = run.baseline
-    timings = {
-        "load": round(loaded - started, 3),
-        "baseline": round(time.perf_counter() - loaded, 3),
-    }
     results = []
-    for i, scenario in enumerate(scenarios, 1):
-        progress.step(f"[{i}/{len(scenarios)}] scenario {scenario.name}")
-        with _solver_output_to_stderr():
+    with (
+        _solver_output_to_stderr(),
+        _executor(scheduler, workers, None, progress) as chosen,
+    ):
+        run = dataclasses.replace(run, executor=chosen)
+        loaded = time.perf_counter()
+        progress(f"solving the baseline market ({len(run.market):,} segments)")
+        _ = run.baseline
+        timings = {
+            "load": round(loaded - started, 3),
+            "baseline": round(time.perf_counter() - loaded, 3),
+        }
+        for i, scenario in enumerate(scenarios, 1):
+            progress.step(f"[{i}/{len(scenarios)}] scenario {scenario.name}")
             result = run.whatif(scenario, progress=progress)
-        progress("storing the result")
-        stored_at = time.perf_counter()
-        path = save_whatif(run, result)
-        results.append((result, path, round(time.perf_counter() - stored_at, 3)))
-        if not no_report:
-            _write_report(run, scenario.name, progress)
+            progress("storing the result")
+            stored_at = time.perf_counter()
+            path = save_whatif(run, result)
+            results.append((result, path, round(time.perf_counter() - stored_at, 3)))
+            if not no_report:
+                _write_report(run, scenario.name, progress)
     progress.done()
     if as_json:
         payload = {

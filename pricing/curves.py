@@ -43,11 +43,13 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pricing.cluster import LOCAL, PARTS_PER_WORKER, Executor
 from pricing.config import EstimationConfig
 from pricing.iv import critical_value, estimate_curve
 from pricing.panel import Panel
@@ -107,14 +109,59 @@ class CurveSet:
         return f"<p>{head}</p>" + self.frame.head(50).to_html(index=False)
 
 
-def fit_curves(panel: Panel, config: EstimationConfig) -> CurveSet:
-    """Estimate, shrink and calibrate the curves of every segment of ``panel``."""
+def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCAL) -> CurveSet:
+    """Estimate, shrink and calibrate the curves of every segment of ``panel``.
+
+    The per-segment regressions run in batches of whole segments, one task each on a
+    remote ``executor`` (locally one batch); each segment's estimate depends on its own
+    weeks only, so the batches give the same numbers. Shrinkage needs every segment's
+    estimate and runs on the gathered ones.
+    """
     keys = list(panel.segment_keys)
     frame = _with_seasonality(panel.to_frame(), config.seasonal_harmonics)
-    seasonal = [c for c in frame.columns if c.startswith("season_")]
     segments = frame[keys].drop_duplicates().reset_index(drop=True)
     reference = _reference_point(frame, keys, config.reference_weeks)
-    parts = []
+    parts = executor.workers * PARTS_PER_WORKER if executor.remote else 1
+    batches = _segment_batches(frame, keys, parts)
+    raws = executor.map(partial(_raw_estimates, keys=keys, config=config), batches)
+    out = []
+    for side in SIDES:
+        raw = pd.concat([r[side] for r in raws], ignore_index=True)
+        result = segments.merge(raw, on=keys, how="left")
+        result["n"] = result["n"].fillna(0).astype(np.int64)
+        # segments absent from the fit had no usable week on this side
+        result["flags"] = result["flags"].fillna("no_usable_weeks")
+        result["method"] = result["method"].fillna("none")
+        part = _shrink(result, side, keys, config)
+        part = part.merge(reference, on=keys, how="left")
+        quantity = _QUANTITY[side]
+        part["ref_hours"] = part[f"ref_{quantity}"]
+        part["log_level"] = np.log(part["ref_hours"]) - part["elasticity"] * np.log(
+            part["ref_rate"]
+        )
+        part.insert(len(keys), "side", side)
+        out.append(part.drop(columns=["ref_hours_demanded", "ref_hours_supplied"]))
+    curves = pd.concat(out, ignore_index=True)
+    curves = curves.sort_values([*keys, "side"], kind="stable").reset_index(drop=True)
+    return CurveSet(curves, tuple(keys), config.interval_level)
+
+
+def _segment_batches(frame: pd.DataFrame, keys: list[str], parts: int) -> list[pd.DataFrame]:
+    """The panel rows in up to ``parts`` batches of whole segments."""
+    if parts <= 1:
+        return [frame]
+    code = frame.groupby(keys, sort=False).ngroup().to_numpy()
+    n = int(code.max()) + 1 if code.size else 0
+    batch = code * min(parts, max(n, 1)) // max(n, 1)
+    return [frame[batch == b] for b in np.unique(batch).tolist()]
+
+
+def _raw_estimates(
+    frame: pd.DataFrame, keys: list[str], config: EstimationConfig
+) -> dict[str, pd.DataFrame]:
+    """A task: the unshrunk 2SLS (or OLS) estimate of each segment of ``frame``, per side."""
+    seasonal = [c for c in frame.columns if c.startswith("season_")]
+    out = {}
     for side in SIDES:
         own = config.supply_instruments if side == "demand" else config.demand_instruments
         instruments = config.demand_instruments if side == "demand" else config.supply_instruments
@@ -122,7 +169,7 @@ def fit_curves(panel: Panel, config: EstimationConfig) -> CurveSet:
         controls = [c for c in controls if c not in instruments]
         quantity = _QUANTITY[side]
         usable = frame[frame["rate"].notna() & (frame[quantity] > 0)]
-        raw = estimate_curve(
+        out[side] = estimate_curve(
             usable,
             quantity,
             "rate",
@@ -134,22 +181,7 @@ def fit_curves(panel: Panel, config: EstimationConfig) -> CurveSet:
             level=config.interval_level,
             on_error="flag",
         ).to_frame()
-        result = segments.merge(raw, on=keys, how="left")
-        result["n"] = result["n"].fillna(0).astype(np.int64)
-        # segments absent from the fit had no usable week on this side
-        result["flags"] = result["flags"].fillna("no_usable_weeks")
-        result["method"] = result["method"].fillna("none")
-        part = _shrink(result, side, keys, config)
-        part = part.merge(reference, on=keys, how="left")
-        part["ref_hours"] = part[f"ref_{quantity}"]
-        part["log_level"] = np.log(part["ref_hours"]) - part["elasticity"] * np.log(
-            part["ref_rate"]
-        )
-        part.insert(len(keys), "side", side)
-        parts.append(part.drop(columns=["ref_hours_demanded", "ref_hours_supplied"]))
-    out = pd.concat(parts, ignore_index=True)
-    out = out.sort_values([*keys, "side"], kind="stable").reset_index(drop=True)
-    return CurveSet(out, tuple(keys), config.interval_level)
+    return out
 
 
 def _with_seasonality(frame: pd.DataFrame, harmonics: int) -> pd.DataFrame:

@@ -32,9 +32,7 @@ convex program (the reference path). Every answer is verified before it is retur
 from __future__ import annotations
 
 import html
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
@@ -43,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pricing.cluster import LOCAL, PARTS_PER_WORKER, Executor
 from pricing.interior import (
     MAX_DENSE,
     CoupledProblem,
@@ -58,6 +57,8 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Method = Literal["auto", "cvxpy"]
+#: an interior-point start: rates, wages, flows and slacks (:func:`warm_start`)
+Start = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
 
 #: segments per convex program (whole components; a larger component is one program)
 CONVEX_BATCH = 200
@@ -226,6 +227,7 @@ def solve(
     method: Method = "auto",
     baseline: EquilibriumResult | None = None,
     fallback: bool = True,
+    executor: Executor = LOCAL,
 ) -> EquilibriumResult:
     """Clear ``market``: closed form where uncoupled, convex program where coupled
     (module docstring). Never raises for a hard instance: failures are per component.
@@ -242,6 +244,10 @@ def solve(
     instead of handing it to the convex program (which stays the path for components
     above :data:`MAX_DENSE`): for callers that can discard a failure, such as band
     draws, where the convex program costs seconds per batch and mostly fails too.
+
+    ``executor`` runs the interior point's parts (whole components) in parallel, here or
+    on a cluster (:mod:`pricing.cluster`); the closed form and the convex fallback run
+    here.
     """
     if method not in ("auto", "cvxpy"):
         raise ValueError(f"method must be 'auto' or 'cvxpy', not {method!r}")
@@ -270,7 +276,7 @@ def solve(
         dense = todo & (sizes[comp] <= MAX_DENSE)
         if dense.any():
             t1 = time.perf_counter()
-            _interior(market, dense, state, baseline, match)
+            _interior(market, dense, state, baseline, match, executor)
             timings["interior"] = time.perf_counter() - t1
         todo &= state.status != _SOLVED
         if not fallback:
@@ -544,38 +550,33 @@ def _interior(
     st: _State,
     baseline: EquilibriumResult | None,
     match: IntArray | None,
+    executor: Executor,
 ) -> None:
     """Coupled components through the batched interior point, verified; warm-started
     from ``baseline`` when it has the same segments (``match``: each edge's position
-    among its edges; an edge it lacks starts empty)."""
+    among its edges; an edge it lacks starts empty). Parts of whole components run
+    through ``executor``: components are independent."""
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)
     problems = [
         _coupled_problem(market, chunk, p_star, h_star)
-        for chunk in _chunks(market.component, dense)
+        for chunk in _chunks(market.component, dense, executor)
     ]
     earlier = None
     if baseline is not None and match is not None:
         earlier = np.zeros(match.size)
         earlier[match >= 0] = baseline.flow[match[match >= 0]]
-
-    def run(item: tuple[CoupledProblem, IntArray, IntArray]) -> CoupledSolution:
-        problem, segs, edge_ids = item
+    starts: list[Start | None] = []
+    for problem, segs, edge_ids in problems:
         start = None
         if earlier is not None and baseline is not None:
             flow = np.concatenate([earlier[edge_ids], baseline.home_flow[segs]])
             start = warm_start(
                 problem, baseline.rate[segs], flow, baseline.shortage[segs], baseline.surplus[segs]
             )
-        return solve_coupled(problem, start)
-
-    if len(problems) > 1:
-        # components are independent and numpy releases the GIL in the batched linear
-        # algebra and large array operations: one thread per core
-        with ThreadPoolExecutor(len(problems)) as pool:
-            solutions = list(pool.map(run, problems))
-    else:
-        solutions = [run(problems[0])]
+        starts.append(start)
+    items = [(problem, start) for (problem, _, _), start in zip(problems, starts, strict=True)]
+    solutions = executor.map(_solve_part, items)
     comp = market.component
     for (problem, segs, edge_ids), solution in zip(problems, solutions, strict=True):
         _store(st, problem, segs, edge_ids, solution, PATHS.index("interior"))
@@ -587,13 +588,24 @@ def _interior(
     st.verify(dense, _SOLVED)
 
 
-#: below this many coupled segments one thread is faster than splitting the work
+def _solve_part(item: tuple[CoupledProblem, Start | None]) -> CoupledSolution:
+    """A task: one part's components through the interior point."""
+    return solve_coupled(*item)
+
+
+#: below this many coupled segments one local thread is faster than splitting the work
 _PARALLEL_MIN_SEGMENTS = 20_000
 
 
-def _chunks(comp: IntArray, chosen: npt.NDArray[np.bool_]) -> list[npt.NDArray[np.bool_]]:
-    """Split the chosen segments, whole components each, into one part per core."""
-    workers = min(os.cpu_count() or 1, 8)
+def _chunks(
+    comp: IntArray, chosen: npt.NDArray[np.bool_], executor: Executor
+) -> list[npt.NDArray[np.bool_]]:
+    """Split the chosen segments, whole components each, into parts for ``executor``:
+    locally one per core (one in all below :data:`_PARALLEL_MIN_SEGMENTS`), remotely
+    :data:`PARTS_PER_WORKER` per worker thread."""
+    if executor.remote:
+        return _split(comp, chosen, executor.workers * PARTS_PER_WORKER)
+    workers = min(executor.workers, 8)
     if workers == 1 or chosen.sum() < _PARALLEL_MIN_SEGMENTS:
         return [chosen]
     return _split(comp, chosen, workers)

@@ -51,3 +51,8 @@ class StoreError(PricingError, ValueError):
 
 class RunError(PricingError, RuntimeError):
     """A nightly run stopped without storing anything (``--strict`` and degraded segments)."""
+
+
+class ClusterError(PricingError, RuntimeError):
+    """The Dask cluster a run was sent to cannot run it: Dask is not installed, the
+    scheduler does not answer, a worker runs another version or cannot see the data."""

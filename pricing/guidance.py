@@ -26,7 +26,9 @@ through — so that demand and supply at p = o keep their fitted values:
 
 Every drawn market is cleared by :func:`pricing.equilibrium.solve` (copies of whole
 components stacked side by side with :meth:`Market.stack`, one call per chunk of about
-:data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. At level L
+:data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. Each block
+of components draws from its own random stream, so blocks can run anywhere, in any
+order (:func:`_bands`). At level L
 the band is the (1 − L)/2 and (1 + L)/2 quantiles of p*_r (1 − f_f) and p*_r (1 + f_c)
 over the draws that solved, widened where needed to contain the point estimate. A drawn
 copy that fails to clear is left out of its segments' quantiles and counted. In a
@@ -69,6 +71,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pricing.cluster import LOCAL, Executor, Local
 from pricing.config import GuidanceConfig
 from pricing.curves import CurveSet
 from pricing.equilibrium import EquilibriumResult, solve
@@ -176,11 +179,13 @@ def rate_guidance(
     curves: CurveSet,
     config: GuidanceConfig | None = None,
     previous: Guidance | pd.DataFrame | None = None,
+    executor: Executor = LOCAL,
 ) -> Guidance:
     """Guidance for every segment of ``equilibrium.market`` (module docstring): rates,
     bands from the standard errors in ``curves``, market state, and the stability cap
     against ``previous`` (a :class:`Guidance` or a frame with the segment keys,
-    ``freelancer_rate`` and ``client_rate``)."""
+    ``freelancer_rate`` and ``client_rate``). The blocks of band draws run through
+    ``executor`` (:mod:`pricing.cluster`)."""
     t0 = time.perf_counter()
     config = config or GuidanceConfig()
     market = equilibrium.market
@@ -194,7 +199,7 @@ def rate_guidance(
     observed = market.array("observed_rate")
     solved = np.isin(equilibrium.status, _SOLVED)
     bandable = solved & np.isfinite(se).all(axis=0) & np.isfinite(observed)
-    low, high, used, clipped_share = _bands(market, se, dof, bandable, config)
+    low, high, used, clipped_share = _bands(market, se, dof, bandable, config, executor)
     timings = {"bands": time.perf_counter() - t0}
 
     fc, ff = market.array("client_fee"), market.array("freelancer_fee")
@@ -231,13 +236,21 @@ def rate_guidance(
 
 # --------------------------------------------------------------------------- bands
 def _bands(
-    market: Market, se: FloatArray, dof: FloatArray, bandable: BoolArray, config: GuidanceConfig
+    market: Market,
+    se: FloatArray,
+    dof: FloatArray,
+    bandable: BoolArray,
+    config: GuidanceConfig,
+    executor: Executor,
 ) -> tuple[FloatArray, FloatArray, IntArray, float]:
     """Listed-rate band ends (before widening), draws used per segment, clipped share.
 
     Whole components with a bandable segment are solved in blocks of about
     CHUNK_SEGMENTS / draws segments with all their draws at once (fewer draws per call
-    when one component is larger), so a block's draws fit one stacked market."""
+    when one component is larger), so a block's draws fit one stacked market. Blocks
+    are independent tasks for ``executor``: each draws from its own random stream
+    (block b of the ``seed``'s :class:`numpy.random.SeedSequence` spawn), so the bands
+    do not depend on where or in which order the blocks run."""
     n = len(market)
     # the drawn copies need only the curves, fees, bounds and edges: a placeholder key
     # spares every stacked market the cost of carrying and labelling the segment names
@@ -252,40 +265,82 @@ def _bands(
     with np.errstate(invalid="ignore"):
         log_o = np.log(np.where(bandable, market.array("observed_rate"), 1.0))
     anchor = np.stack([log_o + market.log_client_fee, log_o + market.log_freelancer_fee])
-    rng = np.random.default_rng(config.seed)
-    level = config.band_level
+    blocks = _blocks(comp, rows, max(1, CHUNK_SEGMENTS // config.draws))
+    streams = np.random.SeedSequence(config.seed).spawn(len(blocks))
+    # one block's solve runs on one thread when blocks run side by side
+    inner: Executor = LOCAL if len(blocks) == 1 and not executor.remote else Local(1)
+    tasks = [
+        _Block(
+            bare.stack(block, np.zeros(block.size, np.int64))[0],  # noqa: PD013
+            sd[:, block],
+            dof[:, block],
+            anchor[:, block],
+            stream,
+            config.draws,
+            config.band_level,
+            inner,
+        )
+        for block, stream in zip(blocks, streams, strict=True)
+    ]
     clipped = drawn = 0
-    for block in _blocks(comp, rows, max(1, CHUNK_SEGMENTS // config.draws)):
-        per_call = max(1, CHUNK_SEGMENTS // block.size)
-        rate = np.empty((config.draws, block.size))
-        for start in range(0, config.draws, per_call):
-            k = min(per_call, config.draws - start)
-            rate[start : start + k], c = _solve_draws(bare, block, k, sd, dof, anchor, rng)
-            clipped += c
-            drawn += k * int((sd[:, block] > 0).sum())
-        ok = np.isfinite(rate)
-        used[block] = ok.sum(axis=0)
-        low[block], high[block] = _quantiles(rate, used[block], ((1 - level) / 2, (1 + level) / 2))
+    for block, answer in zip(blocks, executor.map(_block_bands, tasks), strict=True):
+        low[block], high[block], used[block] = answer.low, answer.high, answer.used
+        clipped += answer.clipped
+        drawn += answer.drawn
     return low, high, used, clipped / drawn if drawn else 0.0
 
 
-def _solve_draws(
-    market: Market,
-    block: IntArray,
-    k: int,
-    sd: FloatArray,
-    dof: FloatArray,
-    anchor: FloatArray,
-    rng: np.random.Generator,
-) -> tuple[FloatArray, int]:
-    """Clear ``k`` drawn copies of the ``block`` segments in one call: the (k, block)
-    listed rates (NaN where a copy failed) and the number of elasticities clipped."""
-    rows = np.tile(block, k)
-    copy = np.repeat(np.arange(k), block.size)
-    stacked, _ = market.stack(rows, copy)  # noqa: PD013 (Market.stack, not pandas)
+@dataclass(frozen=True)
+class _Block:
+    """The whole components of one block of band draws: the block's own market (rows
+    in block order), its standard errors, degrees of freedom and rotation anchors."""
+
+    market: Market
+    sd: FloatArray
+    dof: FloatArray
+    anchor: FloatArray
+    stream: np.random.SeedSequence
+    draws: int
+    level: float
+    executor: Executor
+
+
+@dataclass(frozen=True)
+class _BlockBands:
+    low: FloatArray
+    high: FloatArray
+    used: IntArray
+    clipped: int
+    drawn: int
+
+
+def _block_bands(task: _Block) -> _BlockBands:
+    """A task: draw and clear every copy of one block; its band ends and counts."""
+    size = len(task.market)
+    rng = np.random.default_rng(task.stream)
+    per_call = max(1, CHUNK_SEGMENTS // size)
+    rate = np.empty((task.draws, size))
+    clipped = drawn = 0
+    for start in range(0, task.draws, per_call):
+        k = min(per_call, task.draws - start)
+        rate[start : start + k], c = _solve_draws(task, k, rng)
+        clipped += c
+        drawn += k * int((task.sd > 0).sum())
+    used = np.isfinite(rate).sum(axis=0)
+    low, high = _quantiles(rate, used, ((1 - task.level) / 2, (1 + task.level) / 2))
+    return _BlockBands(low, high, used, clipped, drawn)
+
+
+def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatArray, int]:
+    """Clear ``k`` drawn copies of the block in one call: the (k, block) listed rates
+    (NaN where a copy failed) and the number of elasticities clipped."""
+    size = len(task.market)
+    rows = np.tile(np.arange(size), k)
+    copy = np.repeat(np.arange(k), size)
+    stacked, _ = task.market.stack(rows, copy)  # noqa: PD013 (Market.stack, not pandas)
     eps, eta = stacked.array("demand_elasticity"), stacked.array("supply_elasticity")
-    sd_d, sd_s = sd[0, rows], sd[1, rows]
-    nu = dof[:, rows]
+    sd_d, sd_s = task.sd[0, rows], task.sd[1, rows]
+    nu = task.dof[:, rows]
     student = np.isfinite(nu) & (nu > 0)
     z = np.where(student, rng.standard_t(np.where(student, nu, 1.0)), rng.standard_normal(nu.shape))
     eps_raw, eta_raw = eps + sd_d * z[0], eta + sd_s * z[1]
@@ -296,9 +351,9 @@ def _solve_draws(
     columns = {name: stacked.array(name) for name in PARAMETERS}
     columns.update(
         demand_elasticity=eps_r,
-        log_demand_level=columns["log_demand_level"] + (eps - eps_r) * anchor[0, rows],
+        log_demand_level=columns["log_demand_level"] + (eps - eps_r) * task.anchor[0, rows],
         supply_elasticity=eta_r,
-        log_supply_level=columns["log_supply_level"] + (eta - eta_r) * anchor[1, rows],
+        log_supply_level=columns["log_supply_level"] + (eta - eta_r) * task.anchor[1, rows],
     )
     # built from arrays, not by assigning into the stacked frame: half the pandas work
     segments = pd.DataFrame({"copy_of": 0, **columns})
@@ -306,9 +361,13 @@ def _solve_draws(
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
-    result = solve(Market.unchecked(segments, stacked.edges, stacked.segment_keys), fallback=False)
+    result = solve(
+        Market.unchecked(segments, stacked.edges, stacked.segment_keys),
+        fallback=False,
+        executor=task.executor,
+    )
     rate = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
-    return rate.reshape(k, block.size), clipped
+    return rate.reshape(k, size), clipped
 
 
 def _blocks(comp: IntArray, rows: IntArray, size: int) -> list[IntArray]:

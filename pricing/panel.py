@@ -24,7 +24,8 @@ kept with zero counts, an empty rate and a flag (``no_jobs``, ``no_hires``,
 ``no_supply``). Shifters are joined by week (and category when the shifters table has
 one).
 
-All aggregation runs in DuckDB; only the (small) panel comes back as a pandas frame.
+All aggregation runs in DuckDB, partitioned on a cluster (:func:`build_panel`); only
+the (small) panel comes back as a pandas frame.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ import datetime as dt
 import html
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from pricing.schema import CheckedInputs
+from pricing.cluster import LOCAL, PARTS_PER_WORKER, Executor
+from pricing.config import RunConfig
+from pricing.io import TableSource
+from pricing.schema import CheckedInputs, typed_views
 
 FLAGS = ("no_jobs", "no_hires", "no_supply")
 
@@ -134,14 +139,75 @@ class Panel:
         return f"<p>{head}</p>" + self.segments().head(50).to_html(index=False)
 
 
-def build_panel(inputs: CheckedInputs, through: dt.date | None = None) -> Panel:
+def build_panel(
+    inputs: CheckedInputs, through: dt.date | None = None, executor: Executor = LOCAL
+) -> Panel:
     """Aggregate checked inputs to the segment × week panel (see module docstring).
 
     ``through`` (a Sunday) ends the panel with the week it closes: jobs posted later and
     supply weeks starting later are left out (count them with :func:`rows_after`).
+
+    The aggregation is two-stage so that it partitions: per part of the input, the sums
+    of each segment-week (counts, hours, and hours × log rate for the geometric means);
+    then the parts' sums are added and the means taken. Locally the one part is the
+    whole of each table, in this process's DuckDB; on a remote ``executor`` each part is
+    a group of a table's files, aggregated by a worker's own DuckDB. Sums add in another
+    order across parts, so the two agree to rounding (~1e-15 relative).
     """
     con = inputs.con
+    keys = inputs.config.segment_keys
+    if executor.remote:
+        parts = _parts(inputs, through, executor.workers * PARTS_PER_WORKER)
+        sums = executor.map(_part_sums, parts)
+        for table in ("jobs", "supply"):
+            frames = [f for p, f in zip(parts, sums, strict=True) if p.table == table]
+            con.register(f"{table}_sums", pd.concat(frames, ignore_index=True))
+    else:
+        for table in ("jobs", "supply"):
+            sql = _sums_sql(table, keys, through)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_sums AS {sql}")
+    try:
+        frame = con.execute(_combine_sql(inputs)).df()
+    finally:
+        for table in ("jobs", "supply"):
+            if executor.remote:
+                con.unregister(f"{table}_sums")
+            else:
+                con.execute(f"DROP VIEW {table}_sums")
+    frame["week"] = pd.to_datetime(frame["week"])
+    for column in ("jobs_posted", "jobs_hired", "active_freelancers"):
+        frame[column] = frame[column].astype("int64")
+    return Panel(frame, keys, inputs.shifter_columns, through or inputs.as_of)
+
+
+def _sums_sql(table: str, keys: tuple[str, ...], through: dt.date | None) -> str:
+    """Per segment-week of the view ``table``: the sums the panel is made of."""
+    k = ", ".join(keys)
     jobs_where, supply_where = _window(through)
+    if table == "jobs":
+        return f"""
+        SELECT {k}, CAST(date_trunc('week', posted_at) AS DATE) AS week,
+               count(*) AS jobs_posted,
+               count(*) FILTER (WHERE hired) AS jobs_hired,
+               sum(hours) AS hours_demanded,
+               coalesce(sum(hours) FILTER (WHERE hired), 0) AS hours_hired,
+               sum(hours * ln(hired_rate)) FILTER (WHERE hired) AS log_rate_hours,
+               sum(hours * ln(budget_rate)) AS log_budget_hours
+        FROM jobs {jobs_where} GROUP BY ALL"""
+    return f"""
+        SELECT {k}, week,
+               sum(available_hours) AS hours_supplied,
+               count(*) FILTER (WHERE available_hours > 0) AS active_freelancers,
+               coalesce(sum(available_hours) FILTER (WHERE available_hours > 0), 0)
+                   AS ask_hours,
+               sum(available_hours * ln(ask_rate)) FILTER (WHERE available_hours > 0)
+                   AS log_ask_hours
+        FROM supply {supply_where} GROUP BY ALL"""
+
+
+def _combine_sql(inputs: CheckedInputs) -> str:
+    """The panel from the parts' sums (views ``jobs_sums``, ``supply_sums``): sums added
+    per segment-week, means taken, the full segment × week grid, shifters joined."""
     keys = inputs.config.segment_keys
     k = ", ".join(keys)
     shifters = inputs.shifter_columns
@@ -152,24 +218,22 @@ def build_panel(inputs: CheckedInputs, through: dt.date | None = None) -> Panel:
         on = "sh.week = g.week" + (" AND sh.category = g.category" if by_category else "")
         shifter_join = f"LEFT JOIN shifters sh ON {on}"
         shifter_select = ", " + ", ".join(f'sh."{c}"' for c in shifters)
-    sql = f"""
+    return f"""
     WITH d AS (
-        SELECT {k}, CAST(date_trunc('week', posted_at) AS DATE) AS week,
-               count(*) AS jobs_posted,
-               count(*) FILTER (WHERE hired) AS jobs_hired,
-               sum(hours) AS hours_demanded,
-               coalesce(sum(hours) FILTER (WHERE hired), 0) AS hours_hired,
-               exp(sum(hours * ln(hired_rate)) FILTER (WHERE hired)
-                   / sum(hours) FILTER (WHERE hired)) AS rate,
-               exp(sum(hours * ln(budget_rate)) / sum(hours)) AS budget_rate
-        FROM jobs {jobs_where} GROUP BY ALL
+        SELECT {k}, CAST(week AS DATE) AS week,
+               sum(jobs_posted) AS jobs_posted,
+               sum(jobs_hired) AS jobs_hired,
+               sum(hours_demanded) AS hours_demanded,
+               sum(hours_hired) AS hours_hired,
+               exp(sum(log_rate_hours) / nullif(sum(hours_hired), 0)) AS rate,
+               exp(sum(log_budget_hours) / sum(hours_demanded)) AS budget_rate
+        FROM jobs_sums GROUP BY ALL
     ), s AS (
-        SELECT {k}, week,
-               sum(available_hours) AS hours_supplied,
-               count(*) FILTER (WHERE available_hours > 0) AS active_freelancers,
-               exp(sum(available_hours * ln(ask_rate)) FILTER (WHERE available_hours > 0)
-                   / sum(available_hours) FILTER (WHERE available_hours > 0)) AS ask_rate
-        FROM supply {supply_where} GROUP BY ALL
+        SELECT {k}, CAST(week AS DATE) AS week,
+               sum(hours_supplied) AS hours_supplied,
+               sum(active_freelancers) AS active_freelancers,
+               exp(sum(log_ask_hours) / nullif(sum(ask_hours), 0)) AS ask_rate
+        FROM supply_sums GROUP BY ALL
     ), segs AS (
         SELECT DISTINCT {k} FROM d UNION SELECT DISTINCT {k} FROM s
     ), span AS (
@@ -200,11 +264,42 @@ def build_panel(inputs: CheckedInputs, through: dt.date | None = None) -> Panel:
     {shifter_join}
     ORDER BY {", ".join(f"g.{c}" for c in keys)}, g.week
     """
-    frame = con.execute(sql).df()
-    frame["week"] = pd.to_datetime(frame["week"])
-    for column in ("jobs_posted", "jobs_hired", "active_freelancers"):
-        frame[column] = frame[column].astype("int64")
-    return Panel(frame, keys, shifters, through or inputs.as_of)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A group of one table's files, aggregated by one task."""
+
+    table: str
+    source: TableSource
+    columns: tuple[str, ...]
+    config: RunConfig
+    through: dt.date | None
+
+
+def _parts(inputs: CheckedInputs, through: dt.date | None, count: int) -> list[_Part]:
+    """Each of jobs and supply in up to ``count`` groups of whole files, contiguous and
+    of about equal bytes (a table in one file is one part)."""
+    out = []
+    for table in ("jobs", "supply"):
+        source = inputs.sources[table]
+        size = np.array([p.stat().st_size for p in source.paths], dtype=np.float64)
+        share = np.cumsum(size) / size.sum()
+        group = np.minimum((share * count - 1e-9).astype(np.int64), count - 1)
+        for g in np.unique(group).tolist():
+            paths = tuple(p for p, k in zip(source.paths, group, strict=True) if k == g)
+            sub = TableSource(source.name, source.root, paths, source.format)
+            out.append(_Part(table, sub, inputs.columns[table], inputs.config, through))
+    return out
+
+
+def _part_sums(part: _Part) -> pd.DataFrame:
+    """A task: the segment-week sums of one part, read by its own DuckDB."""
+    con = typed_views({part.table: part.source}, {part.table: part.columns}, part.config)
+    try:
+        return con.execute(_sums_sql(part.table, part.config.segment_keys, part.through)).df()
+    finally:
+        con.close()
 
 
 def _window(through: dt.date | None) -> tuple[str, str]:

