@@ -41,28 +41,43 @@ WEEKS = 104
 JOBS_PER_WEEK = 40.0
 
 
-def market_dir(rows: int) -> Path:
-    """A simulated market of about ``rows`` job rows with its pricing.toml (fees, budget)."""
-    target = HERE / ".data" / f"nightly_{rows:.0e}".replace("+", "")
+def market_dir(rows: int, files: int = 1) -> Path:
+    """A simulated market of about ``rows`` job rows with its pricing.toml (fees, budget);
+    with ``files`` > 1, jobs and supply are folders of that many files."""
+    name = f"nightly_{rows:.0e}".replace("+", "") + (f"_files{files}" if files > 1 else "")
+    target = HERE / ".data" / name
     if target.exists():
         return target
     # thin segments post far fewer jobs; 0.87 is the simulator's mean volume per segment
     segments = max(3, round(rows / (WEEKS * JOBS_PER_WEEK * 0.87)))
     spec = SimulationSpec(segments=segments, weeks=WEEKS, seed=7, jobs_per_week=JOBS_PER_WEEK)
     market = simulate_market(spec)
-    market.write(target)
+    market.write(target, files=files)
     print(f"simulated {market.jobs.num_rows:,} job rows ({segments:,} segments) -> {target}")
     return target
 
 
-def one_run(data: Path, config: Path | None) -> dict[str, Any]:
-    """`pricing run --json` in a fresh process; its wall time, steps and peak memory
-    (the run's own ``peak_memory_mb``: its VmHWM before storing, which, unlike the
-    child's ``ru_maxrss``, does not count this process's memory at the fork)."""
+def no_plan_config(data: Path) -> Path:
+    """``data``'s pricing.toml with an intervention budget of 0 (no plan), written
+    beside it as pricing.no-plan.toml."""
+    settings = load_config(data / "pricing.toml")
+    settings = settings.model_copy(
+        update={"interventions": settings.interventions.model_copy(update={"budget": 0.0})}
+    )
+    path = data / "pricing.no-plan.toml"
+    path.write_text(settings.to_toml())
+    return path
+
+
+def one_run(data: Path, config: Path | None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`pricing run --json` (with ``extra`` options) in a fresh process; its wall time,
+    steps and peak memory (the run's own ``peak_memory_mb``: its VmHWM before storing,
+    which, unlike the child's ``ru_maxrss``, does not count this process's memory at the
+    fork)."""
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-c", "from pricing.cli import main; main()", "run"]
         command += ["--data", str(data), "--store", f"{scratch}/store", "--json", "--quiet"]
-        command += ["--no-report"]
+        command += ["--no-report", *extra]
         if config is not None:
             command += ["--config", str(config)]
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
@@ -85,15 +100,8 @@ def run(rows_list: list[int], repeat: int) -> dict[str, Any]:
     records = []
     for rows in rows_list:
         data = market_dir(rows)
-        config = load_config(data / "pricing.toml")
-        no_plan = config.model_copy(
-            update={"interventions": config.interventions.model_copy(update={"budget": 0.0})}
-        )
-        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
-            handle.write(no_plan.to_toml())
-        bare = [one_run(data, Path(handle.name)) for _ in range(repeat)]
+        bare = [one_run(data, no_plan_config(data)) for _ in range(repeat)]
         runs = [one_run(data, None) for _ in range(repeat)]
-        Path(handle.name).unlink()
         floor_times, _ = timed(lambda d=data: floor(d, "parquet"), repeat)
         first = runs[0]["payload"]
         floor_median = statistics.median(floor_times)

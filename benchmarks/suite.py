@@ -188,20 +188,11 @@ def run(quick: bool) -> Iterator[Case]:
     at 10^4 and 10^6 job rows; at 10^7 it is left out (planning that market is the
     interventions stage's subject at a smaller size)."""
     from bench_load import floor
-    from bench_run import market_dir, one_run
-
-    from pricing.config import load_config
+    from bench_run import market_dir, no_plan_config, one_run
 
     for rows, plan in ((10_000, False),) if quick else ((1_000_000, True), (10_000_000, False)):
         data = market_dir(rows)
-        config: Path | None = None
-        if not plan:
-            settings = load_config(data / "pricing.toml")
-            settings = settings.model_copy(
-                update={"interventions": settings.interventions.model_copy(update={"budget": 0})}
-            )
-            config = data / "pricing.no-plan.toml"
-            config.write_text(settings.to_toml())
+        config = None if plan else no_plan_config(data)
         yield Case(
             "run",
             {"job_rows": rows, "plan": plan},
@@ -215,6 +206,13 @@ def run(quick: bool) -> Iterator[Case]:
         )
 
 
+def cluster(quick: bool) -> Iterator[Case]:
+    """``pricing run --workers 2`` against the same run in this process (bench_cluster)."""
+    from bench_cluster import cases
+
+    yield from cases(quick)
+
+
 STAGES: dict[str, Callable[[bool], Iterator[Case]]] = {
     "load": load,
     "estimate": estimate,
@@ -222,6 +220,7 @@ STAGES: dict[str, Callable[[bool], Iterator[Case]]] = {
     "whatif": whatif,
     "interventions": interventions,
     "run": run,
+    "cluster": cluster,
 }
 
 

@@ -63,6 +63,7 @@ class Case:
     repeat: int | None = None  # fewer repetitions for minutes-long work
     warmup: bool = True  # False for work that starts a fresh process or takes minutes
     details: Callable[[Any], dict[str, float]] | None = None  # result → where time went
+    baseline_details: Callable[[Any], dict[str, float]] | None = None  # the same, baseline
     # a slow side timed on a part of the work and scaled to all of it (a naive loop)
     run_scale: float = 1.0
     baseline_scale: float = 1.0
@@ -90,6 +91,7 @@ class Record:
     baseline_spread_s: tuple[float, float]
     ratio_to_baseline: float
     details: dict[str, float] = field(default_factory=dict)  # seconds by part of the work
+    baseline_details: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,12 +122,13 @@ def measure(case: Case, repeat: int) -> Record:
     times: list[float] = []
     base: list[float] = []
     result: Any = None
+    base_result: Any = None
     for _ in range(repeat):
         start = time.perf_counter()
         result = case.run()
         times.append((time.perf_counter() - start) * case.run_scale)
         start = time.perf_counter()
-        case.baseline_run()
+        base_result = case.baseline_run()
         base.append((time.perf_counter() - start) * case.baseline_scale)
     compile_s, solve_s = case.split(result) if case.split else (None, None)
     peak = case.peak_mb(result) if case.peak_mb else _traced_peak_mb(case.run)
@@ -145,6 +148,7 @@ def measure(case: Case, repeat: int) -> Record:
         baseline_spread_s=(min(base), max(base)),
         ratio_to_baseline=median / base_median if base_median > 0 else float("inf"),
         details=case.details(result) if case.details else {},
+        baseline_details=case.baseline_details(base_result) if case.baseline_details else {},
     )
 
 
@@ -313,6 +317,9 @@ def markdown(entry: Entry) -> str:
         for r in parts:
             steps = ", ".join(f"{k} {_seconds(v)}" for k, v in r.details.items())
             lines.append(f"- {r.name} ({_params(r.params)}): {steps}")
+            if r.baseline_details:
+                steps = ", ".join(f"{k} {_seconds(v)}" for k, v in r.baseline_details.items())
+                lines.append(f"  - baseline: {steps}")
     return "\n".join(lines)
 
 

@@ -389,6 +389,14 @@ def panel(
     required=True,
     help="Data directory to create.",
 )
+@click.option(
+    "--files",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write jobs and supply as folders of this many Parquet files each (a partitioned "
+    "dataset, read in parallel by a cluster run).",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
@@ -399,6 +407,7 @@ def simulate(
     jobs_per_week: float,
     start: dt.datetime,
     out: Path,
+    files: int,
     force: bool,
     as_json: bool,
     quiet: bool,
@@ -427,7 +436,7 @@ def simulate(
     progress("simulating the market")
     market = simulate_market(spec)
     progress(f"writing {out}")
-    market.write(out, overwrite=force)
+    market.write(out, overwrite=force, files=files)
     progress.done()
     if as_json:
         click.echo(

@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: how long to wait for a scheduler to answer before giving up (seconds)
-CONNECT_TIMEOUT = 20
 #: parts per worker thread on a cluster: a little slack for uneven parts
 PARTS_PER_WORKER = 2
 
@@ -183,11 +181,14 @@ def executor(
             assert scheduler is not None
             address, kind = scheduler, "scheduler"
             try:
-                client = stack.enter_context(Client(scheduler, timeout=CONNECT_TIMEOUT))
-            except (OSError, TimeoutError) as exc:
+                client = stack.enter_context(Client(scheduler))
+            except (OSError, TimeoutError, ValueError) as exc:
+                import dask.config
+
+                waited = dask.config.get("distributed.comm.timeouts.connect")
                 raise ClusterError(
-                    f"cannot reach the Dask scheduler at {scheduler} "
-                    f"(waited {CONNECT_TIMEOUT} s): {exc}; check the address "
+                    f"cannot reach the Dask scheduler at {scheduler} (waited {waited}; "
+                    f"Dask's distributed.comm.timeouts.connect): {exc}; check the address "
                     "(--scheduler or DASK_SCHEDULER_ADDRESS) and that the scheduler is up"
                 ) from exc
         _check_workers(client, address, data_dir)

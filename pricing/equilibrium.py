@@ -696,7 +696,9 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
     flow = np.where(np.isfinite(st.flow), st.flow, 0.0)
     active = market.active_edges & np.isfinite(st.flow)
     n = len(market)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # an unconverged iterate can hold zeros and infinities: its residual is then not
+    # finite, and reported as inf below
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         d, s = market.demand_hours(p), market.supply_hours(w)
         inflow = st.home_flow + np.bincount(seg[active], flow[active], minlength=n)
         outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=n)

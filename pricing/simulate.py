@@ -339,27 +339,41 @@ class SimulatedMarket:
             "truth": self.truth,
         }
 
-    def write(self, out_dir: Path, overwrite: bool = False) -> Path:
+    def write(self, out_dir: Path, overwrite: bool = False, files: int = 1) -> Path:
         """Write ``<table>.parquet`` for every table and ``pricing.toml`` into ``out_dir``.
+
+        With ``files`` > 1, jobs and supply are partitioned datasets instead: folders
+        ``jobs/`` and ``supply/`` of ``files`` Parquet files each, consecutive slices of
+        the rows of about equal size (what a cluster run reads in parallel).
 
         An empty optional table (no adjacency in a one-category market) is left out, as
         the data contract asks of a table that is not used. The directory appears
         complete or not at all; an existing ``out_dir`` raises ``FileExistsError``
         unless ``overwrite`` is true.
         """
+        if files < 1:
+            raise ValueError(f"files must be at least 1, not {files}")
         out_dir = Path(out_dir)
-        # Parquet encoding releases the GIL: jobs and supply are written side by side.
+        # Parquet encoding releases the GIL: the files are written side by side.
         with atomic_directory(out_dir, overwrite=overwrite) as tmp, ThreadPoolExecutor() as pool:
-            written = [
-                pool.submit(
-                    pq.write_table,
-                    table,
-                    tmp / f"{name}.parquet",
-                    use_dictionary=[c for c in table.column_names if c in _REPEATED_COLUMNS],
-                )
-                for name, table in self.tables.items()
-                if table.num_rows or name not in _OPTIONAL_TABLES
-            ]
+            written = []
+            for name, table in self.tables.items():
+                if not table.num_rows and name in _OPTIONAL_TABLES:
+                    continue
+                dictionary = [c for c in table.column_names if c in _REPEATED_COLUMNS]
+                if files == 1 or name not in ("jobs", "supply"):
+                    parts = {tmp / f"{name}.parquet": table}
+                else:
+                    (tmp / name).mkdir()
+                    step = -(-table.num_rows // files)
+                    parts = {
+                        tmp / name / f"part-{i:04d}.parquet": table.slice(i * step, step)
+                        for i in range(files)
+                    }
+                for path, part in parts.items():
+                    written.append(
+                        pool.submit(pq.write_table, part, path, use_dictionary=dictionary)
+                    )
             (tmp / "pricing.toml").write_text(self.config.to_toml(), encoding="utf-8")
             for future in written:
                 future.result()

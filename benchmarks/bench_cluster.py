@@ -1,0 +1,82 @@
+"""Benchmark: the nightly run on a Dask LocalCluster against the same run in this process.
+
+Each side is `pricing run --json --no-report` as a fresh process (bench_run.one_run), on
+the same simulated market written as a partitioned dataset (jobs and supply in 16 Parquet
+files each), without the intervention plan (it runs in the calling process either way).
+The cluster side adds `--workers 2`: a LocalCluster of 2 single-threaded worker
+processes, started and stopped inside the run, so its start-up is in its wall time.
+
+    ratio_to_baseline = median wall (cluster) / median wall (this process)
+
+Below 1 the cluster pays off. The baseline is the right one because it is the run the
+cluster replaces: same data, same answers (tests/test_cluster.py), same process start.
+
+Markets (cached under benchmarks/.data/):
+
+- ``rows`` 10^6 and 10^7: bench_run's markets (104 weeks, 40 jobs per segment-week;
+  ~280 and ~2,800 segments): the data grows, the segments stay few;
+- ``segments`` 10^4: 10,000 thin segments (2 jobs per segment-week, 2.2M rows), where
+  estimation and the band draws dominate.
+
+    .venv/bin/python -m pricing.cli bench --only cluster
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_run import WEEKS, market_dir, no_plan_config, one_run  # noqa: E402
+
+from pricing.bench import Case  # noqa: E402
+from pricing.simulate import SimulationSpec, simulate_market  # noqa: E402
+
+FILES = 16
+WORKERS = 2
+
+
+def thin_market_dir(segments: int) -> Path:
+    """``segments`` thin segments (2 jobs per segment-week), partitioned in FILES files."""
+    target = HERE / ".data" / f"thin_{segments:.0e}_files{FILES}".replace("+", "")
+    if not target.exists():
+        spec = SimulationSpec(segments=segments, weeks=WEEKS, seed=7, jobs_per_week=2.0)
+        simulate_market(spec).write(target, files=FILES)
+    return target
+
+
+def markets(quick: bool) -> Iterator[tuple[dict[str, Any], Path]]:
+    if quick:
+        yield {"job_rows": 10_000}, market_dir(10_000, files=4)
+        return
+    for rows in (1_000_000, 10_000_000):
+        yield {"job_rows": rows}, market_dir(rows, files=FILES)
+    yield {"segments": 10_000}, thin_market_dir(10_000)
+
+
+def _steps(result: dict[str, Any]) -> dict[str, float]:
+    """The run's steps, and the rest of its wall time (interpreter, imports, starting
+    and stopping the cluster)."""
+    steps = dict(result["steps"])
+    steps["other"] = round(result["wall"] - sum(steps.values()), 3)
+    return steps
+
+
+def cases(quick: bool) -> Iterator[Case]:
+    for params, data in markets(quick):
+        config = no_plan_config(data)
+        yield Case(
+            "cluster.local_cluster",
+            {**params, "workers": WORKERS, "files": FILES if not quick else 4},
+            lambda d=data, c=config: one_run(d, c, ("--workers", str(WORKERS))),
+            "the same run in this process",
+            lambda d=data, c=config: one_run(d, c),
+            peak_mb=lambda result: float(result["peak_mb"]),
+            repeat=None if quick else 3,
+            warmup=False,
+            details=_steps,
+            baseline_details=_steps,
+        )

@@ -1,0 +1,339 @@
+"""A run on a real Dask cluster (a LocalCluster of 2 worker processes) against the same
+run in this process.
+
+Tolerances, from what can differ between the two:
+
+- the panel's sums are added per group of files, then across groups: the same numbers
+  in another order, so they agree to rounding, ``PANEL_RTOL`` (a few hundred terms per
+  segment-week: ~1e-15 expected, 1e-12 leaves room);
+- curves from the same panel are computed segment by segment with the same code: equal;
+- a coupled component's interior point stops when the worst residual of its batch is
+  below ~1e-9, and batches differ: rates agree to ``RATE_RTOL`` (residuals ≤ 1e-9 move a
+  rate by residual / (|ε| + η) with |ε| + η ≥ 0.2 here, so ≤ 5e-9; measured 1.7e-12 on
+  4,000 segments);
+- band draws come from one random stream per block of components, and a block is
+  solved alone wherever it runs: equal;
+- a whole run on partitioned files feeds the panel's rounding through 2SLS, whose weak
+  first stages in thin segments amplify it (measured 1.1e-9 on 600 segments):
+  ``RUN_RTOL`` = 1e-7 on every number of every stored table, relative to the number or
+  to its column's largest value (changes and gaps are differences of such numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLE
+
+from pricing import cluster
+from pricing.cluster import LOCAL, Executor, executor
+from pricing.config import GuidanceConfig, RunConfig
+from pricing.curves import fit_curves
+from pricing.equilibrium import solve
+from pricing.errors import ClusterError
+from pricing.guidance import rate_guidance
+from pricing.panel import build_panel
+from pricing.pipeline import Run, load_run, run_batch
+from pricing.schema import check_inputs
+from pricing.simulate import SimulationSpec, simulate_market
+from pricing.store import read_table
+from pricing.synthetic import random_market
+
+PANEL_RTOL = 1e-12
+RATE_RTOL = 1e-8
+RUN_RTOL = 1e-7
+TABLES = ("curves", "equilibrium", "guidance", "market", "edges", "interventions")
+PRICING = str(Path(sys.executable).with_name("pricing"))
+
+
+@pytest.fixture(scope="module")
+def dask() -> Iterator[Executor]:
+    with executor(workers=2) as chosen:
+        yield chosen
+
+
+def split(source: Path, target: Path, parts: int, fmt: str = "parquet") -> Path:
+    """A copy of ``source`` whose jobs and supply are folders of ``parts`` files."""
+    shutil.copytree(source, target)
+    for name in ("jobs", "supply"):
+        table = pq.read_table(target / f"{name}.parquet")
+        (target / f"{name}.parquet").unlink()
+        (target / name).mkdir()
+        step = -(-table.num_rows // parts)
+        for i in range(parts):
+            part = table.slice(i * step, step)
+            if fmt == "parquet":
+                pq.write_table(part, target / name / f"part-{i}.parquet")
+            else:
+                pcsv.write_csv(part, target / name / f"part-{i}.csv")
+    return target
+
+
+@pytest.fixture(scope="module")
+def split_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return split(SAMPLE, tmp_path_factory.mktemp("split") / "sample", 4)
+
+
+def stored(run: Run) -> dict[str, pd.DataFrame]:
+    return {name: frame for name in TABLES if (frame := run.table(name)) is not None}
+
+
+def assert_same_frame(a: pd.DataFrame, b: pd.DataFrame, rtol: float, name: str) -> None:
+    """Equal labels, flags and statuses; numbers within ``rtol`` of themselves or of
+    their column's largest value (a change or a gap is a difference of numbers that
+    large, and carries their rounding)."""
+    assert list(a.columns) == list(b.columns) and len(a) == len(b), name
+    for column in a.columns:
+        x, y = a[column], b[column]
+        if pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+            scale = float(np.nanmax(np.abs(x.to_numpy(np.float64)), initial=0.0))
+            np.testing.assert_allclose(
+                y.to_numpy(np.float64),
+                x.to_numpy(np.float64),
+                rtol=rtol,
+                atol=rtol * scale,
+                err_msg=f"{name}.{column}",
+            )
+        else:
+            pd.testing.assert_series_equal(x, y, obj=f"{name}.{column}")
+
+
+def assert_same_tables(local: Run, remote: Run, rtol: float) -> None:
+    a, b = stored(local), stored(remote)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert_same_frame(a[name], b[name], rtol, name)
+
+
+def assert_same_statuses(local: Run, remote: Run) -> None:
+    """The same statuses and counts; the largest clearing residual is rounding apart."""
+    a, b = (run.manifest["statuses"] for run in (local, remote))
+    worst = [s["components"].pop("max_residual") for s in (a, b)]
+    assert a == b
+    assert max(worst) < 1e-8  # verification accepts 1e-6; the interior point ends ~1e-10
+
+
+# ----------------------------------------------------------------------- the steps
+def test_partitioned_panel_matches_the_single_file_panel(
+    dask: Executor, split_sample: Path
+) -> None:
+    config = RunConfig()
+    whole = build_panel(check_inputs(SAMPLE, config).checked()).frame
+    inputs = check_inputs(split_sample, config).checked()
+    assert len(inputs.sources["jobs"].paths) == 4
+    here = build_panel(inputs).frame
+    there = build_panel(inputs, executor=dask).frame
+    pd.testing.assert_frame_equal(here, whole, rtol=PANEL_RTOL, atol=0)
+    pd.testing.assert_frame_equal(there, whole, rtol=PANEL_RTOL, atol=0)
+
+
+def test_csv_partitions_are_read_and_typed_on_the_workers(dask: Executor, tmp_path: Path) -> None:
+    data = split(SAMPLE, tmp_path / "csv", 3, fmt="csv")
+    inputs = check_inputs(data, RunConfig()).checked()
+    assert inputs.sources["supply"].format == "csv"
+    whole = build_panel(check_inputs(SAMPLE, RunConfig()).checked()).frame
+    pd.testing.assert_frame_equal(
+        build_panel(inputs, executor=dask).frame, whole, rtol=PANEL_RTOL, atol=0
+    )
+
+
+def test_the_as_of_week_cuts_every_partition(dask: Executor, split_sample: Path) -> None:
+    import datetime as dt
+
+    inputs = check_inputs(split_sample, RunConfig()).checked()
+    through = dt.date(2025, 6, 29)
+    here = build_panel(inputs, through).frame
+    there = build_panel(inputs, through, executor=dask).frame
+    assert here["week"].max() == pd.Timestamp("2025-06-23")
+    pd.testing.assert_frame_equal(here, there, rtol=PANEL_RTOL, atol=0)
+
+
+def test_estimation_in_batches_gives_the_same_curves(dask: Executor) -> None:
+    config = RunConfig()
+    panel = build_panel(check_inputs(SAMPLE, config).checked())
+    here = fit_curves(panel, config.estimation).frame
+    there = fit_curves(panel, config.estimation, dask).frame
+    pd.testing.assert_frame_equal(here, there, rtol=0, atol=0)
+
+
+def test_coupled_components_cleared_as_tasks(dask: Executor) -> None:
+    market = random_market(4000, (2, 8), seed=5, bounded_share=0.1)
+    here, there = solve(market), solve(market, executor=dask)
+    assert here.ok and there.ok
+    assert (here.status == there.status).all() and (here.path_code == there.path_code).all()
+    np.testing.assert_allclose(there.rate, here.rate, rtol=RATE_RTOL)
+    hours_here, hours_there = here.to_frame()["hours"], there.to_frame()["hours"]
+    np.testing.assert_allclose(hours_there, hours_here, rtol=RATE_RTOL)
+
+
+def test_band_blocks_as_tasks_give_the_same_bands(dask: Executor) -> None:
+    market = random_market(3000, (2, 8), seed=6, bounded_share=0.1)
+    eq = solve(market)
+    from test_guidance import curve_set
+
+    curves = curve_set(market, 0.1, 0.1)
+    config = GuidanceConfig(draws=200)  # 1,250 segments a block: 3 blocks
+    here = rate_guidance(eq, curves, config)
+    there = rate_guidance(eq, curves, config, executor=dask)
+    pd.testing.assert_frame_equal(here.to_frame(), there.to_frame(), rtol=0, atol=0)
+    assert here.failed_draws == there.failed_draws
+
+
+# --------------------------------------------------------------------------- runs
+def test_run_on_the_cluster_stores_the_local_results(
+    dask: Executor, split_sample: Path, tmp_path: Path
+) -> None:
+    here = run_batch(split_sample, store=tmp_path / "local")
+    there = run_batch(split_sample, store=tmp_path / "dask", executor=dask)
+    assert_same_tables(here, there, RUN_RTOL)
+    assert_same_statuses(here, there)
+    assert here.manifest["compute"] == LOCAL.describe()
+    assert there.manifest["compute"]["kind"] == "local_cluster"
+    assert there.manifest["compute"]["workers"] == 2
+
+
+@pytest.mark.slow
+def test_run_on_the_cluster_matches_local_on_a_larger_simulated_market(
+    dask: Executor, tmp_path: Path
+) -> None:
+    """1,500 segments in 500 categories (coupled within skill families), 5 files per
+    table, 2 band blocks; no intervention catalogue (planning runs here either way)."""
+    spec = SimulationSpec(segments=1500, weeks=52, seed=3, jobs_per_week=4.0)
+    data = simulate_market(spec).write(tmp_path / "data", files=5)
+    (data / "interventions.parquet").unlink()
+    here = run_batch(data, store=tmp_path / "local")
+    there = run_batch(data, store=tmp_path / "dask", executor=dask)
+    assert here.manifest["counts"]["segments"] == 1500
+    assert here.manifest["statuses"]["components"]["total"] < 1500  # coupled
+    assert_same_tables(here, there, RUN_RTOL)
+    assert here.manifest["counts"] == there.manifest["counts"]
+    assert_same_statuses(here, there)
+
+
+# ---------------------------------------------------------------------- the CLI
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PRICING, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_cli_run_and_whatif_with_workers_match_local(split_sample: Path, tmp_path: Path) -> None:
+    scenario = SAMPLE.parent / "scenarios" / "legal-fee-cut.toml"
+    for name, extra in (("local", []), ("dask", ["--workers", "2"])):
+        store = str(tmp_path / name)
+        done = cli("run", "--data", str(split_sample), "--store", store, "--json", "-q", *extra)
+        assert done.returncode == 0, done.stderr
+        kind = json.loads(done.stdout)["compute"]["kind"]
+        assert kind == ("local" if name == "local" else "local_cluster")
+        done = cli("whatif", str(scenario), "--store", store, "--json", "-q", *extra)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["scenarios"][0]["status"] == "ok"
+    here, there = load_run(store=tmp_path / "local"), load_run(store=tmp_path / "dask")
+    assert_same_tables(here, there, RUN_RTOL)
+    for table in ("segments", "totals", "equilibrium"):
+        a, b = (
+            read_table(next(iter(run.store.scenario_paths().values())), table)
+            for run in (here, there)
+        )
+        assert a is not None and b is not None
+        assert_same_frame(a, b, RUN_RTOL, table)
+
+
+def test_an_existing_cluster_from_the_environment(
+    dask: Executor, split_sample: Path, tmp_path: Path
+) -> None:
+    address = dask.describe()["address"]
+    done = cli(
+        "run",
+        "--data",
+        str(split_sample),
+        "--store",
+        str(tmp_path / "store"),
+        "--no-report",
+        "--json",
+        "-q",
+        env={"DASK_SCHEDULER_ADDRESS": address},
+    )
+    assert done.returncode == 0, done.stderr
+    compute = json.loads(done.stdout)["compute"]
+    assert compute == {"kind": "scheduler", "address": address, "workers": 2, "threads": 2}
+
+
+def test_an_unreachable_scheduler_exits_7_without_storing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    done = cli(
+        "run",
+        "--store",
+        str(store),
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+        "-q",
+        env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"},
+    )
+    assert done.returncode == 7
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not store.exists()
+
+
+def test_scheduler_and_workers_together_is_a_usage_error(tmp_path: Path) -> None:
+    done = cli("run", "--store", str(tmp_path), "--scheduler", "tcp://x:1", "--workers", "2")
+    assert done.returncode == 2
+    assert "give --scheduler or --workers, not both" in done.stderr
+
+
+# ------------------------------------------------------------------ what is checked
+def test_a_worker_on_another_version_is_refused(
+    dask: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster, "__version__", "0.0.0-elsewhere")
+    with (
+        pytest.raises(ClusterError, match=r"runs pricing .*, this process 0\.0\.0-elsewhere"),
+        executor(scheduler=dask.describe()["address"]),
+    ):
+        pass
+
+
+def test_workers_that_cannot_see_the_data_are_refused(dask: Executor, tmp_path: Path) -> None:
+    missing = tmp_path / "not-mounted"
+    with (
+        pytest.raises(ClusterError, match="cannot see the data directory"),
+        executor(scheduler=dask.describe()["address"], data_dir=missing),
+    ):
+        pass
+
+
+def test_without_dask_installed_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ClusterError, match=r"pip install 'pricing\[dask\]'"), executor(workers=2):
+        pass
+
+
+def test_the_local_default_imports_no_dask(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pricing.pipeline import run_batch\n"
+        f"run_batch(store={str(tmp_path / 'store')!r})\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
