@@ -1264,7 +1264,7 @@ BENCHMARKS_DIR = SAMPLE_DIR.parent.parent / "benchmarks"
     "--only",
     default=None,
     help="A stage (load, estimate, equilibrium, whatif, "
-    "interventions, run) or a benchmark name prefix such as equilibrium.coupled.",
+    "interventions, run, cluster) or a benchmark name prefix such as equilibrium.coupled.",
 )
 @click.option("--repeat", default=5, show_default=True, help="Timed repetitions per benchmark.")
 @click.option(
@@ -1310,8 +1310,8 @@ def bench(
 
     Stages: load (validate + aggregate), estimate (batched 2SLS), equilibrium (uncoupled
     and coupled; auto, cvxpy, a naive loop, the closed-form floor), whatif (warm re-solve),
-    interventions (plans) and run (the nightly run end to end, 10^6 and 10^7 job rows).
-    Prints median, spread, peak memory, compile and solve time and the ratio to the
+    interventions (plans), run (the nightly run end to end, 10^6 and 10^7 job rows) and
+    cluster (the run on a 2-worker LocalCluster against the same run here). Prints median, spread, peak memory, compile and solve time and the ratio to the
     baseline; flags ratios that grew by more than --margin since the history's last run on
     this kind of machine. Needs a source checkout (benchmarks/) and the test extra.
     """
