@@ -72,10 +72,13 @@ _EXPORTS = {
     "RunStore": "pricing.store",
     "StoreError": "pricing.errors",
     "RunError": "pricing.errors",
+    "ClusterError": "pricing.errors",
+    "executor": "pricing.cluster",
 }
 
 __all__ = [
     "CheckedInputs",
+    "ClusterError",
     "ConfigError",
     "CurveFit",
     "CurveSet",
@@ -112,6 +115,7 @@ __all__ = [
     "build_panel",
     "check_inputs",
     "estimate_curve",
+    "executor",
     "fit_curves",
     "load_config",
     "load_run",
@@ -128,6 +132,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from pricing.cluster import executor
     from pricing.config import (
         DataConfig,
         EstimationConfig,
@@ -143,6 +148,7 @@ if TYPE_CHECKING:
     from pricing.curves import CurveSet, fit_curves
     from pricing.equilibrium import EquilibriumResult, solve
     from pricing.errors import (
+        ClusterError,
         ConfigError,
         DataError,
         EstimationError,

@@ -1311,9 +1311,10 @@ def bench(
     Stages: load (validate + aggregate), estimate (batched 2SLS), equilibrium (uncoupled
     and coupled; auto, cvxpy, a naive loop, the closed-form floor), whatif (warm re-solve),
     interventions (plans), run (the nightly run end to end, 10^6 and 10^7 job rows) and
-    cluster (the run on a 2-worker LocalCluster against the same run here). Prints median, spread, peak memory, compile and solve time and the ratio to the
-    baseline; flags ratios that grew by more than --margin since the history's last run on
-    this kind of machine. Needs a source checkout (benchmarks/) and the test extra.
+    cluster (the run on a 2-worker LocalCluster against the same run here). Prints
+    median, spread, peak memory, compile and solve time and the ratio to the baseline;
+    flags ratios that grew by more than --margin since the history's last run on this
+    kind of machine. Needs a source checkout (benchmarks/) and the test extra.
     """
     import importlib
 

@@ -142,7 +142,7 @@ class Dask:
 
 @contextmanager
 def executor(
-    scheduler: str | None = None, workers: int | None = None, data_dir: Path | None = None
+    scheduler: str | None = None, workers: int | None = None, data_dir: str | Path | None = None
 ) -> Iterator[Executor]:
     """The executor for ``scheduler`` (an address), ``workers`` (a LocalCluster of that
     many single-threaded worker processes), or :data:`LOCAL` when neither is given.
@@ -166,15 +166,20 @@ def executor(
         ) from exc
     with ExitStack() as stack:
         if workers is not None:
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
+            try:
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
                 )
-            )
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(
+                    f"cannot start a local Dask cluster of {workers} workers: {exc}"
+                ) from exc
             address, kind = str(cluster.scheduler_address), "local_cluster"
             client = stack.enter_context(Client(cluster))
         else:
@@ -191,7 +196,7 @@ def executor(
                     f"Dask's distributed.comm.timeouts.connect): {exc}; check the address "
                     "(--scheduler or DASK_SCHEDULER_ADDRESS) and that the scheduler is up"
                 ) from exc
-        _check_workers(client, address, data_dir)
+        _check_workers(client, address, None if data_dir is None else Path(data_dir))
         yield Dask(client, kind, address)
 
 
@@ -201,9 +206,15 @@ def _worker_facts(data_dir: str | None) -> tuple[str, bool]:
 
 
 def _check_workers(client: Client, address: str, data_dir: Path | None) -> None:
-    facts: dict[str, tuple[str, bool]] = client.run(
-        _worker_facts, None if data_dir is None else str(data_dir.resolve())
-    )
+    try:
+        facts: dict[str, tuple[str, bool]] = client.run(
+            _worker_facts, None if data_dir is None else str(data_dir.resolve())
+        )
+    except ImportError as exc:  # a worker without pricing cannot even load the check
+        raise ClusterError(
+            f"a worker of the Dask cluster at {address} cannot import pricing ({exc}); "
+            f"install pricing {__version__} with the dask extra on every worker"
+        ) from exc
     if not facts:
         raise ClusterError(f"the Dask cluster at {address} has no workers; start some")
     problems = [
