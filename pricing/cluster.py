@@ -120,7 +120,7 @@ class Dask:
         from distributed import KilledWorker
 
         try:
-            sent = self.client.scatter(list(items))
+            sent = self.client.scatter(list(items), hash=False)  # no need to name them
             futures = self.client.map(fn, sent, pure=False)
             return list(self.client.gather(futures))
         except (OSError, TimeoutError, CancelledError, KilledWorker) as exc:
