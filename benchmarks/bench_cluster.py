@@ -3,8 +3,10 @@
 Each side is `pricing run --json --no-report` as a fresh process (bench_run.one_run), on
 the same simulated market written as a partitioned dataset (jobs and supply in 16 Parquet
 files each), without the intervention plan (it runs in the calling process either way).
-The cluster side adds `--workers 2`: a LocalCluster of 2 single-threaded worker
-processes, started and stopped inside the run, so its start-up is in its wall time.
+The cluster side adds `--workers N`: a LocalCluster of N single-threaded worker
+processes, started and stopped inside the run, so its start-up is in its wall time. N is
+1 and 2: one worker shows what distribution costs, and the step from 1 to 2 how the
+distributed steps scale with workers (where more workers would start to pay off).
 
     ratio_to_baseline = median wall (cluster) / median wall (this process)
 
@@ -68,15 +70,19 @@ def _steps(result: dict[str, Any]) -> dict[str, float]:
 def cases(quick: bool) -> Iterator[Case]:
     for params, data in markets(quick):
         config = no_plan_config(data)
-        yield Case(
-            "cluster.local_cluster",
-            {**params, "workers": WORKERS, "files": FILES if not quick else 4},
-            lambda d=data, c=config: one_run(d, c, ("--workers", str(WORKERS))),
-            "the same run in this process",
-            lambda d=data, c=config: one_run(d, c),
-            peak_mb=lambda result: float(result["peak_mb"]),
-            repeat=None if quick else 3,
-            warmup=False,
-            details=_steps,
-            baseline_details=_steps,
-        )
+        for workers in (WORKERS,) if quick else (1, WORKERS):
+            yield _case(params, data, config, workers, 4 if quick else FILES)
+
+
+def _case(params: dict[str, Any], data: Path, config: Path, workers: int, files: int) -> Case:
+    return Case(
+        "cluster.local_cluster",
+        {**params, "workers": workers, "files": files},
+        lambda: one_run(data, config, ("--workers", str(workers))),
+        "the same run in this process",
+        lambda: one_run(data, config),
+        peak_mb=lambda result: float(result["peak_mb"]),
+        warmup=False,
+        details=_steps,
+        baseline_details=_steps,
+    )

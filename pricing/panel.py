@@ -296,6 +296,8 @@ def _parts(inputs: CheckedInputs, through: dt.date | None, count: int) -> list[_
 def _part_sums(part: _Part) -> pd.DataFrame:
     """A task: the segment-week sums of one part, read by its own DuckDB."""
     con = typed_views({part.table: part.source}, {part.table: part.columns}, part.config)
+    # a task holds one of its worker's threads: one DuckDB thread, not one per core
+    con.execute("SET threads = 1")
     try:
         return con.execute(_sums_sql(part.table, part.config.segment_keys, part.through)).df()
     finally:
