@@ -4,14 +4,15 @@ The heavy steps of a run split into independent parts — files of a partitioned
 batches of segments to estimate, connected components to clear, blocks of band draws —
 mapped through an :class:`Executor` and combined on the caller's side:
 
-    step(inputs) = combine( executor.map(part_fn, split(inputs, executor.workers)) )
+    step(inputs) = combine( executor.map(part_fn, split(inputs, parts)) )
 
 ``split`` and ``combine`` are the same whichever executor runs the parts, and each part
-is deterministic, so a run on a cluster gives the local run's numbers. They agree
-exactly where a part's answer does not depend on its batch-mates (curve estimates,
-closed forms, band draws: each block has its own random stream) and to the solver's
-tolerance where it does (interior-point iterations stop on the worst component of a
-batch; sums combined in another order differ in the last bits).
+is deterministic, so a run on a cluster gives the local run's numbers (work too small
+to split stays in this process: :func:`plan_parts`). They agree exactly where a part's
+answer does not depend on its batch-mates (curve estimates, closed forms, band draws:
+each block has its own random stream) and to the solver's tolerance where it does
+(interior-point iterations stop on the worst component of a batch; sums combined in
+another order differ in the last bits).
 
 :data:`LOCAL` runs parts in this process, on a thread pool. :func:`executor` connects to
 a scheduler (``tcp://HOST:PORT``) or starts a :class:`distributed.LocalCluster` of worker
@@ -29,7 +30,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -101,6 +102,7 @@ class Dask:
     client: Client
     kind: str  # "scheduler" (an existing cluster) or "local_cluster"
     address: str
+    warming: list[Any] = field(default_factory=list)  # futures of the workers' imports
 
     @property
     def workers(self) -> int:
@@ -140,6 +142,17 @@ class Dask:
         }
 
 
+def plan_parts(executor: Executor, units: int, per_part: int) -> tuple[Executor, int]:
+    """Where to run ``units`` of work that splits into parts of at least ``per_part``
+    units, and in how many parts: on a remote ``executor`` up to
+    :data:`PARTS_PER_WORKER` per worker thread; here, in one part, when there is too
+    little for two (sending it would cost more than it saves). The answer is the same
+    wherever it runs."""
+    if executor.remote and units >= 2 * per_part:
+        return executor, min(executor.workers * PARTS_PER_WORKER, units // per_part)
+    return LOCAL, 1
+
+
 @contextmanager
 def executor(
     scheduler: str | None = None, workers: int | None = None, data_dir: str | Path | None = None
@@ -172,7 +185,9 @@ def executor(
                         n_workers=workers,
                         threads_per_worker=1,
                         processes=True,
-                        dashboard_address=None,
+                        # the scheduler always serves HTTP; on a free local port, so
+                        # that runs side by side (or a cluster on 8787) do not collide
+                        dashboard_address="127.0.0.1:0",
                         silence_logs=logging.ERROR,
                     )
                 )
@@ -197,7 +212,29 @@ def executor(
                     "(--scheduler or DASK_SCHEDULER_ADDRESS) and that the scheduler is up"
                 ) from exc
         _check_workers(client, address, None if data_dir is None else Path(data_dir))
-        yield Dask(client, kind, address)
+        # the workers import what their tasks need while this process validates the
+        # inputs (a fresh worker spends ~1.5 s importing pandas, DuckDB and scipy); the
+        # futures are kept so that the tasks are not released before they run
+        warming = [
+            client.submit(_warm_up, pure=False, workers=[worker])
+            for worker in client.scheduler_info()["workers"]
+        ]
+        yield Dask(client, kind, address, warming)
+
+
+def _warm_up() -> None:
+    """Run on each worker: import the modules whose functions its tasks run."""
+    import importlib
+
+    for module in (
+        "pricing.panel",
+        "pricing.curves",
+        "pricing.equilibrium",
+        "pricing.guidance",
+        "scipy.stats",  # imported on first use by the estimator (pricing.iv)
+        "scipy.sparse",  # and by the interior point's large components
+    ):
+        importlib.import_module(module)
 
 
 def _worker_facts(data_dir: str | None) -> tuple[str, bool]:

@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pricing.cluster import LOCAL, PARTS_PER_WORKER, Executor
+from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import EstimationConfig
 from pricing.iv import critical_value, estimate_curve
 from pricing.panel import Panel
@@ -59,6 +59,8 @@ _QUANTITY = {"demand": "hours_demanded", "supply": "hours_supplied"}
 _SIGN = {"demand": -1.0, "supply": 1.0}
 # variance components are floored here so that no segment is pooled completely
 _MIN_VARIANCE = 1e-6
+#: segments per task on a cluster, at least: 500 take ~0.2 s to estimate
+MIN_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -112,18 +114,19 @@ class CurveSet:
 def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCAL) -> CurveSet:
     """Estimate, shrink and calibrate the curves of every segment of ``panel``.
 
-    The per-segment regressions run in batches of whole segments, one task each on a
-    remote ``executor`` (locally one batch); each segment's estimate depends on its own
-    weeks only, so the batches give the same numbers. Shrinkage needs every segment's
+    The per-segment regressions run in batches of whole segments (at least
+    :data:`MIN_BATCH`), one task each on a remote ``executor`` (locally one batch);
+    each segment's estimate depends on its own weeks only, so the batches give the
+    same numbers. Shrinkage needs every segment's
     estimate and runs on the gathered ones.
     """
     keys = list(panel.segment_keys)
     frame = _with_seasonality(panel.to_frame(), config.seasonal_harmonics)
     segments = frame[keys].drop_duplicates().reset_index(drop=True)
     reference = _reference_point(frame, keys, config.reference_weeks)
-    parts = executor.workers * PARTS_PER_WORKER if executor.remote else 1
+    runner, parts = plan_parts(executor, len(segments), MIN_BATCH)
     batches = _segment_batches(frame, keys, parts)
-    raws = executor.map(partial(_raw_estimates, keys=keys, config=config), batches)
+    raws = runner.map(partial(_raw_estimates, keys=keys, config=config), batches)
     out = []
     for side in SIDES:
         raw = pd.concat([r[side] for r in raws], ignore_index=True)

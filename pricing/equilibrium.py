@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pricing.cluster import LOCAL, PARTS_PER_WORKER, Executor
+from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.interior import (
     MAX_DENSE,
     CoupledProblem,
@@ -558,10 +558,8 @@ def _interior(
     through ``executor``: components are independent."""
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)
-    problems = [
-        _coupled_problem(market, chunk, p_star, h_star)
-        for chunk in _chunks(market.component, dense, executor)
-    ]
+    runner, chunks = _chunks(market.component, dense, executor)
+    problems = [_coupled_problem(market, chunk, p_star, h_star) for chunk in chunks]
     earlier = None
     if baseline is not None and match is not None:
         earlier = np.zeros(match.size)
@@ -576,7 +574,7 @@ def _interior(
             )
         starts.append(start)
     items = [(problem, start) for (problem, _, _), start in zip(problems, starts, strict=True)]
-    solutions = executor.map(_solve_part, items)
+    solutions = runner.map(_solve_part, items)
     comp = market.component
     for (problem, segs, edge_ids), solution in zip(problems, solutions, strict=True):
         _store(st, problem, segs, edge_ids, solution, PATHS.index("interior"))
@@ -597,18 +595,23 @@ def _solve_part(item: tuple[CoupledProblem, Start | None]) -> CoupledSolution:
 _PARALLEL_MIN_SEGMENTS = 20_000
 
 
+#: coupled segments per task on a cluster, at least
+_MIN_REMOTE_SEGMENTS = 2_000
+
+
 def _chunks(
     comp: IntArray, chosen: npt.NDArray[np.bool_], executor: Executor
-) -> list[npt.NDArray[np.bool_]]:
-    """Split the chosen segments, whole components each, into parts for ``executor``:
-    locally one per core (one in all below :data:`_PARALLEL_MIN_SEGMENTS`), remotely
-    :data:`PARTS_PER_WORKER` per worker thread."""
-    if executor.remote:
-        return _split(comp, chosen, executor.workers * PARTS_PER_WORKER)
-    workers = min(executor.workers, 8)
+) -> tuple[Executor, list[npt.NDArray[np.bool_]]]:
+    """Where to solve the chosen segments, and in which parts of whole components:
+    remotely in parts of at least :data:`_MIN_REMOTE_SEGMENTS` (:func:`plan_parts`),
+    else here, one part per core (one in all below :data:`_PARALLEL_MIN_SEGMENTS`)."""
+    runner, parts = plan_parts(executor, int(chosen.sum()), _MIN_REMOTE_SEGMENTS)
+    if runner.remote:
+        return runner, _split(comp, chosen, parts)
+    workers = min(runner.workers, 8)
     if workers == 1 or chosen.sum() < _PARALLEL_MIN_SEGMENTS:
-        return [chosen]
-    return _split(comp, chosen, workers)
+        return runner, [chosen]
+    return runner, _split(comp, chosen, workers)
 
 
 def _batches(

@@ -71,7 +71,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pricing.cluster import LOCAL, Executor, Local
+from pricing.cluster import LOCAL, Executor, Local, plan_parts
 from pricing.config import GuidanceConfig
 from pricing.curves import CurveSet
 from pricing.equilibrium import EquilibriumResult, solve
@@ -267,8 +267,10 @@ def _bands(
     anchor = np.stack([log_o + market.log_client_fee, log_o + market.log_freelancer_fee])
     blocks = _blocks(comp, rows, max(1, CHUNK_SEGMENTS // config.draws))
     streams = np.random.SeedSequence(config.seed).spawn(len(blocks))
-    # one block's solve runs on one thread when blocks run side by side
-    inner: Executor = LOCAL if len(blocks) == 1 and not executor.remote else Local(1)
+    # blocks go to a cluster when there are two or more; one block is solved here, on
+    # every core, and a block's solve runs on one thread when blocks run side by side
+    runner, _ = plan_parts(executor, len(blocks), 1)
+    inner: Executor = LOCAL if len(blocks) == 1 else Local(1)
     tasks = [
         _Block(
             bare.stack(block, np.zeros(block.size, np.int64))[0],  # noqa: PD013
@@ -277,13 +279,14 @@ def _bands(
             anchor[:, block],
             stream,
             config.draws,
+            max(1, CHUNK_SEGMENTS // block.size),
             config.band_level,
             inner,
         )
         for block, stream in zip(blocks, streams, strict=True)
     ]
     clipped = drawn = 0
-    for block, answer in zip(blocks, executor.map(_block_bands, tasks), strict=True):
+    for block, answer in zip(blocks, runner.map(_block_bands, tasks), strict=True):
         low[block], high[block], used[block] = answer.low, answer.high, answer.used
         clipped += answer.clipped
         drawn += answer.drawn
@@ -301,6 +304,7 @@ class _Block:
     anchor: FloatArray
     stream: np.random.SeedSequence
     draws: int
+    per_call: int  # draws stacked into one solve
     level: float
     executor: Executor
 
@@ -318,11 +322,10 @@ def _block_bands(task: _Block) -> _BlockBands:
     """A task: draw and clear every copy of one block; its band ends and counts."""
     size = len(task.market)
     rng = np.random.default_rng(task.stream)
-    per_call = max(1, CHUNK_SEGMENTS // size)
     rate = np.empty((task.draws, size))
     clipped = drawn = 0
-    for start in range(0, task.draws, per_call):
-        k = min(per_call, task.draws - start)
+    for start in range(0, task.draws, task.per_call):
+        k = min(task.per_call, task.draws - start)
         rate[start : start + k], c = _solve_draws(task, k, rng)
         clipped += c
         drawn += k * int((task.sd > 0).sum())

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pricing.cluster import LOCAL, PARTS_PER_WORKER, Executor
+from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import RunConfig
 from pricing.io import TableSource
 from pricing.schema import CheckedInputs, typed_views
@@ -151,14 +151,17 @@ def build_panel(
     of each segment-week (counts, hours, and hours × log rate for the geometric means);
     then the parts' sums are added and the means taken. Locally the one part is the
     whole of each table, in this process's DuckDB; on a remote ``executor`` each part is
-    a group of a table's files, aggregated by a worker's own DuckDB. Sums add in another
+    a group of a table's files, aggregated by a worker's own DuckDB (when a table has
+    two files or more: a single file is read here). Sums add in another
     order across parts, so the two agree to rounding (~1e-15 relative).
     """
     con = inputs.con
     keys = inputs.config.segment_keys
-    if executor.remote:
-        parts = _parts(inputs, through, executor.workers * PARTS_PER_WORKER)
-        sums = executor.map(_part_sums, parts)
+    files = max(len(inputs.sources[t].paths) for t in ("jobs", "supply"))
+    runner, count = plan_parts(executor, files, 1)
+    if runner.remote:
+        parts = _parts(inputs, through, count)
+        sums = runner.map(_part_sums, parts)
         for table in ("jobs", "supply"):
             frames = [f for p, f in zip(parts, sums, strict=True) if p.table == table]
             con.register(f"{table}_sums", pd.concat(frames, ignore_index=True))
@@ -170,7 +173,7 @@ def build_panel(
         frame = con.execute(_combine_sql(inputs)).df()
     finally:
         for table in ("jobs", "supply"):
-            if executor.remote:
+            if runner.remote:
                 con.unregister(f"{table}_sums")
             else:
                 con.execute(f"DROP VIEW {table}_sums")

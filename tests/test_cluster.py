@@ -36,10 +36,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE
 
-from pricing import cluster
-from pricing.cluster import LOCAL, Executor, executor
-from pricing.config import GuidanceConfig, RunConfig
-from pricing.curves import fit_curves
+from pricing import cluster, guidance
+from pricing.cluster import LOCAL, Executor, executor, plan_parts
+from pricing.config import GuidanceConfig, RunConfig, load_config
+from pricing.curves import MIN_BATCH, fit_curves
 from pricing.equilibrium import solve
 from pricing.errors import ClusterError
 from pricing.guidance import rate_guidance
@@ -159,31 +159,56 @@ def test_the_as_of_week_cuts_every_partition(dask: Executor, split_sample: Path)
     pd.testing.assert_frame_equal(here, there, rtol=PANEL_RTOL, atol=0)
 
 
-def test_estimation_in_batches_gives_the_same_curves(dask: Executor) -> None:
-    config = RunConfig()
-    panel = build_panel(check_inputs(SAMPLE, config).checked())
+def test_small_work_stays_here_and_large_work_is_split(dask: Executor) -> None:
+    assert plan_parts(LOCAL, 10**6, 1) == (LOCAL, 1)
+    assert plan_parts(dask, 999, 500) == (LOCAL, 1)  # too little for two parts
+    assert plan_parts(dask, 1000, 500) == (dask, 2)
+    assert plan_parts(dask, 10**6, 500) == (dask, 2 * 2)  # 2 parts per worker thread
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,500 segments in 500 categories (coupled within skill families), jobs and
+    supply in 5 files each; no intervention catalogue (planning runs here either way)."""
+    spec = SimulationSpec(segments=1500, weeks=52, seed=3, jobs_per_week=4.0)
+    data = simulate_market(spec).write(tmp_path_factory.mktemp("sim") / "data", files=5)
+    (data / "interventions.parquet").unlink()
+    return data
+
+
+def test_estimation_in_batches_gives_the_same_curves(dask: Executor, simulated: Path) -> None:
+    config = load_config(simulated / "pricing.toml")
+    panel = build_panel(check_inputs(simulated, config).checked())
+    assert plan_parts(dask, panel.n_segments, MIN_BATCH) == (dask, 3)
     here = fit_curves(panel, config.estimation).frame
     there = fit_curves(panel, config.estimation, dask).frame
     pd.testing.assert_frame_equal(here, there, rtol=0, atol=0)
 
 
 def test_coupled_components_cleared_as_tasks(dask: Executor) -> None:
-    market = random_market(4000, (2, 8), seed=5, bounded_share=0.1)
+    market = random_market(6000, (2, 8), seed=5, bounded_share=0.1)
+    coupled = int((np.bincount(market.component)[market.component] > 1).sum())
+    assert plan_parts(dask, coupled, 2_000) == (dask, 2)
     here, there = solve(market), solve(market, executor=dask)
     assert here.ok and there.ok
     assert (here.status == there.status).all() and (here.path_code == there.path_code).all()
     np.testing.assert_allclose(there.rate, here.rate, rtol=RATE_RTOL)
-    hours_here, hours_there = here.to_frame()["hours"], there.to_frame()["hours"]
-    np.testing.assert_allclose(hours_there, hours_here, rtol=RATE_RTOL)
+    # hours, flows and gaps to 1e-8 of themselves or of their column's largest value (a
+    # segment priced out of its own pool holds 1e-10 hours, rounding of 1e4)
+    assert_same_frame(here.to_frame(), there.to_frame(), RATE_RTOL, "equilibrium")
 
 
-def test_band_blocks_as_tasks_give_the_same_bands(dask: Executor) -> None:
-    market = random_market(3000, (2, 8), seed=6, bounded_share=0.1)
+def test_band_blocks_as_tasks_give_the_same_bands(
+    dask: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # blocks of 20,000 / 100 = 200 segments (not 2,500): 3 blocks of this market
+    monkeypatch.setattr(guidance, "CHUNK_SEGMENTS", 20_000)
+    market = random_market(600, (2, 8), seed=6, bounded_share=0.1)
     eq = solve(market)
     from test_guidance import curve_set
 
     curves = curve_set(market, 0.1, 0.1)
-    config = GuidanceConfig(draws=200)  # 1,250 segments a block: 3 blocks
+    config = GuidanceConfig(draws=100)
     here = rate_guidance(eq, curves, config)
     there = rate_guidance(eq, curves, config, executor=dask)
     pd.testing.assert_frame_equal(here.to_frame(), there.to_frame(), rtol=0, atol=0)
@@ -205,15 +230,12 @@ def test_run_on_the_cluster_stores_the_local_results(
 
 @pytest.mark.slow
 def test_run_on_the_cluster_matches_local_on_a_larger_simulated_market(
-    dask: Executor, tmp_path: Path
+    dask: Executor, simulated: Path, tmp_path: Path
 ) -> None:
-    """1,500 segments in 500 categories (coupled within skill families), 5 files per
-    table, 2 band blocks; no intervention catalogue (planning runs here either way)."""
-    spec = SimulationSpec(segments=1500, weeks=52, seed=3, jobs_per_week=4.0)
-    data = simulate_market(spec).write(tmp_path / "data", files=5)
-    (data / "interventions.parquet").unlink()
-    here = run_batch(data, store=tmp_path / "local")
-    there = run_batch(data, store=tmp_path / "dask", executor=dask)
+    """Every distributed step splits here: 5 files a table, 3 estimation batches,
+    2 band blocks."""
+    here = run_batch(simulated, store=tmp_path / "local")
+    there = run_batch(simulated, store=tmp_path / "dask", executor=dask)
     assert here.manifest["counts"]["segments"] == 1500
     assert here.manifest["statuses"]["components"]["total"] < 1500  # coupled
     assert_same_tables(here, there, RUN_RTOL)
@@ -325,6 +347,51 @@ def test_without_dask_installed_the_error_says_what_to_install(
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ClusterError, match=r"pip install 'pricing\[dask\]'"), executor(workers=2):
         pass
+
+
+def _dies_once(marker: str) -> int:
+    """A task that kills the worker running it, the first time only."""
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    return os.getpid()
+
+
+def _always_dies(_: int) -> int:
+    os._exit(1)
+
+
+@pytest.fixture
+def by_value() -> Iterator[None]:
+    """Ship this module's task functions to the workers by value (they cannot import it)."""
+    import cloudpickle
+
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    yield
+    cloudpickle.unregister_pickle_by_value(module)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("by_value")
+def test_a_lost_worker_s_part_runs_again_elsewhere(tmp_path: Path) -> None:
+    with executor(workers=2) as chosen:
+        marker = str(tmp_path / "died")
+        assert chosen.map(_dies_once, [marker])[0] > 0
+        assert Path(marker).exists()  # the first attempt did kill its worker
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("by_value")
+def test_a_part_that_keeps_killing_workers_is_a_cluster_error() -> None:
+    import dask.config
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        executor(workers=2) as chosen,
+        pytest.raises(ClusterError, match="KilledWorker"),
+    ):
+        chosen.map(_always_dies, [0])
 
 
 def test_the_local_default_imports_no_dask(tmp_path: Path) -> None:
