@@ -119,11 +119,15 @@ class Dask:
         # large panel is megabytes
         from concurrent.futures import CancelledError
 
+        import dask.config
         from distributed import KilledWorker
 
         try:
-            sent = self.client.scatter(list(items), hash=False)  # no need to name them
-            futures = self.client.map(fn, sent, pure=False)
+            # the parts travel inside their tasks, not scattered ahead: a scattered part
+            # dies with the worker holding it, while a task's own input lets Dask run it
+            # again elsewhere. A batch of a large panel is megabytes: no warning for that
+            with dask.config.set({"distributed.admin.large-graph-warning-threshold": "16 GiB"}):
+                futures = self.client.map(fn, list(items), pure=False)
             return list(self.client.gather(futures))
         except (OSError, TimeoutError, CancelledError, KilledWorker) as exc:
             # the scheduler was lost, or a part kept killing the workers it ran on

@@ -162,7 +162,15 @@ def test_pricing_bench_quick_runs_every_stage(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     stages = {r["name"].split(".")[0] for r in records}
-    assert stages == {"load", "estimate", "equilibrium", "whatif", "interventions", "run"}
+    assert stages == {
+        "load",
+        "estimate",
+        "equilibrium",
+        "whatif",
+        "interventions",
+        "run",
+        "cluster",
+    }
     for r in records:
         assert set(r) >= FIELDS
         assert r["median_s"] > 0 and r["ratio_to_baseline"] > 0 and r["regression"] is None
