@@ -149,12 +149,29 @@ class Dask:
 def plan_parts(executor: Executor, units: int, per_part: int) -> tuple[Executor, int]:
     """Where to run ``units`` of work that splits into parts of at least ``per_part``
     units, and in how many parts: on a remote ``executor`` up to
-    :data:`PARTS_PER_WORKER` per worker thread; here, in one part, when there is too
-    little for two (sending it would cost more than it saves). The answer is the same
-    wherever it runs."""
-    if executor.remote and units >= 2 * per_part:
+    :data:`PARTS_PER_WORKER` per worker thread, or in this process (:data:`LOCAL`), in
+    one part, when there is too little for two (sending it would cost more than it
+    saves); a local ``executor`` is kept, in one part. The answer is the same wherever it
+    runs."""
+    if not executor.remote:
+        return executor, 1  # as it is: a caller may have asked for one thread
+    if units >= 2 * per_part:
         return executor, min(executor.workers * PARTS_PER_WORKER, units // per_part)
     return LOCAL, 1
+
+
+def compute_text(compute: dict[str, Any] | None) -> str:
+    """Where a run ran, in words, from its manifest's ``compute`` (None: an older run)."""
+    if compute is None:
+        return "not recorded"
+    if compute["kind"] == "local":
+        return f"this process ({compute['threads']} threads)"
+    where = (
+        "a local Dask cluster"
+        if compute["kind"] == "local_cluster"
+        else f"the Dask cluster at {compute['address']}"
+    )
+    return f"{where} ({compute['workers']} workers, {compute['threads']} threads)"
 
 
 @contextmanager

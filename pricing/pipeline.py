@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pricing import __version__
-from pricing.cluster import LOCAL, Executor
+from pricing.cluster import LOCAL, Executor, compute_text
 from pricing.config import RunConfig, parse_config, resolve_config
 from pricing.curves import CurveSet, fit_curves
 from pricing.equilibrium import EquilibriumResult, solve
@@ -580,6 +580,7 @@ class Run:
             + ", ".join(f"{k} {v:.2f} s" for k, v in m["timings_s"].items())
             + f"; peak memory {m['peak_memory_mb']:,.0f} MB"
         )
+        lines.append(f"  ran on {compute_text(m.get('compute'))}")
         lines.append(f"  stored in {self.path}")
         return "\n".join(lines)
 

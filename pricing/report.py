@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pricing.cluster import compute_text
 from pricing.errors import StoreError
 from pricing.io import atomic_file
 
@@ -468,6 +469,7 @@ def _run_header(m: dict[str, Any]) -> Table:
             ", ".join(f"{k} {v:.2f} s" for k, v in m["timings_s"].items())
             + f"; peak memory {m['peak_memory_mb']:,.0f} MB",
         ),
+        ("ran on", compute_text(m.get("compute"))),
         ("created", f"{m['created']} (build {m['build']})"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),
     ]
@@ -786,6 +788,7 @@ def _scenario_header(m: dict[str, Any], run: Run) -> Table:
         ("scenario", f"{m['scenario']}: {m['description']}" if m["description"] else m["scenario"]),
         ("status", m["status"]),
         ("baseline", f"run {run.run_id} (build {m['baseline_build']}), {run.path}"),
+        ("ran on", compute_text(m.get("compute"))),
         ("created", f"{m['created']} (build {m['build']})"),
         ("time", ", ".join(f"{k} {v:.2f} s" for k, v in m["timings_s"].items())),
     ]

@@ -21,6 +21,7 @@ Tolerances, from what can differ between the two:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ import pytest
 from conftest import SAMPLE
 
 from pricing import cluster, guidance
-from pricing.cluster import LOCAL, Executor, executor, plan_parts
+from pricing.cluster import LOCAL, Executor, Local, compute_text, executor, plan_parts
 from pricing.config import GuidanceConfig, RunConfig, load_config
 from pricing.curves import MIN_BATCH, fit_curves
 from pricing.equilibrium import solve
@@ -118,7 +119,7 @@ def assert_same_tables(local: Run, remote: Run, rtol: float) -> None:
 
 def assert_same_statuses(local: Run, remote: Run) -> None:
     """The same statuses and counts; the largest clearing residual is rounding apart."""
-    a, b = (run.manifest["statuses"] for run in (local, remote))
+    a, b = (copy.deepcopy(run.manifest["statuses"]) for run in (local, remote))
     worst = [s["components"].pop("max_residual") for s in (a, b)]
     assert a == b
     assert max(worst) < 1e-8  # verification accepts 1e-6; the interior point ends ~1e-10
@@ -161,6 +162,7 @@ def test_the_as_of_week_cuts_every_partition(dask: Executor, split_sample: Path)
 
 def test_small_work_stays_here_and_large_work_is_split(dask: Executor) -> None:
     assert plan_parts(LOCAL, 10**6, 1) == (LOCAL, 1)
+    assert plan_parts(Local(1), 10**6, 1) == (Local(1), 1)  # one thread stays one thread
     assert plan_parts(dask, 999, 500) == (LOCAL, 1)  # too little for two parts
     assert plan_parts(dask, 1000, 500) == (dask, 2)
     assert plan_parts(dask, 10**6, 500) == (dask, 2 * 2)  # 2 parts per worker thread
@@ -226,6 +228,15 @@ def test_run_on_the_cluster_stores_the_local_results(
     assert here.manifest["compute"] == LOCAL.describe()
     assert there.manifest["compute"]["kind"] == "local_cluster"
     assert there.manifest["compute"]["workers"] == 2
+    assert "ran on a local Dask cluster (2 workers, 2 threads)" in there.summary()
+    assert f"ran on this process ({LOCAL.threads} threads)" in here.summary()
+    assert "a local Dask cluster (2 workers, 2 threads)" in there.report().html
+
+
+def test_where_a_run_ran_in_words() -> None:
+    compute = {"kind": "scheduler", "address": "tcp://h:8786", "workers": 8, "threads": 16}
+    assert compute_text(compute) == "the Dask cluster at tcp://h:8786 (8 workers, 16 threads)"
+    assert compute_text(None) == "not recorded"  # a run stored before scale-out
 
 
 @pytest.mark.slow
