@@ -290,8 +290,9 @@ def _parts(inputs: CheckedInputs, through: dt.date | None, count: int) -> list[_
         share = np.cumsum(size) / size.sum()
         group = np.minimum((share * count - 1e-9).astype(np.int64), count - 1)
         for g in np.unique(group).tolist():
-            paths = tuple(p for p, k in zip(source.paths, group, strict=True) if k == g)
-            sub = TableSource(source.name, source.root, paths, source.format)
+            # absolute: a worker on another machine does not share this process's cwd
+            paths = tuple(p.resolve() for p, k in zip(source.paths, group, strict=True) if k == g)
+            sub = TableSource(source.name, source.root.resolve(), paths, source.format)
             out.append(_Part(table, sub, inputs.columns[table], inputs.config, through))
     return out
 
