@@ -232,7 +232,9 @@ def executor(
                     f"Dask's distributed.comm.timeouts.connect): {exc}; check the address "
                     "(--scheduler or DASK_SCHEDULER_ADDRESS) and that the scheduler is up"
                 ) from exc
-        _check_workers(client, address, None if data_dir is None else Path(data_dir))
+        # a directory this process cannot see either is for validation to report
+        seen = None if data_dir is None or not Path(data_dir).is_dir() else Path(data_dir)
+        _check_workers(client, address, seen)
         # the workers import what their tasks need while this process validates the
         # inputs (a fresh worker spends ~1.5 s importing pandas, DuckDB and scipy); the
         # futures are kept so that the tasks are not released before they run

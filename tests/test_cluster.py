@@ -343,13 +343,26 @@ def test_a_worker_on_another_version_is_refused(
         pass
 
 
-def test_workers_that_cannot_see_the_data_are_refused(dask: Executor, tmp_path: Path) -> None:
-    missing = tmp_path / "not-mounted"
+def test_workers_that_cannot_see_the_data_are_refused(
+    dask: Executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the workers share this machine: hide the directory from them alone
+    monkeypatch.setattr(cluster, "_worker_facts", lambda d: (cluster.__version__, False))
     with (
         pytest.raises(ClusterError, match="cannot see the data directory"),
-        executor(scheduler=dask.describe()["address"], data_dir=missing),
+        executor(scheduler=dask.describe()["address"], data_dir=tmp_path),
     ):
         pass
+
+
+def test_a_data_directory_missing_here_too_is_invalid_input(dask: Executor, tmp_path: Path) -> None:
+    address = dask.describe()["address"]
+    store = tmp_path / "store"
+    done = cli(
+        "run", "--data", str(tmp_path / "nowhere"), "--store", str(store), "--scheduler", address
+    )
+    assert done.returncode == 3 and "is not a directory" in done.stderr
+    assert not store.exists()
 
 
 def test_without_dask_installed_the_error_says_what_to_install(
