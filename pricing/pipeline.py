@@ -22,7 +22,6 @@ import datetime as dt
 import hashlib
 import html
 import importlib.metadata
-import os
 import platform
 import resource
 import sys
@@ -202,7 +201,7 @@ def run_batch(
             "previous_run": read_manifest(previous_path)["run_id"] if previous_path else None,
             "tables": {name: len(frame) for name, frame in tables.items()},
             "versions": _versions(),
-            "machine": {"platform": platform.platform(), "cpus": _cpus()},
+            "machine": {"platform": platform.platform(), "cpus": LOCAL.threads},
             "compute": executor.describe(),
         }
         manifest["timings_s"] = dict(timings)  # the steps before storing
@@ -408,10 +407,6 @@ def _versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def _peak_memory_mb() -> float:
