@@ -82,7 +82,12 @@ _ARMIJO = 1e-4
 _WARM_THETA = 1e-5
 _POLISH_RHO = 1e6  # augmented-Lagrangian penalty, relative to the segment's H*/p*
 _POLISH_ROUNDS = 12  # at most; it stops at rounding level
-_POLISH_CLEAR_TOL = 1e-10  # clearing residual a polished component may end with
+# clearing residual a polished component may end with: the bar the interior point accepts
+# for itself once it stalls. The polish's own floor is rounding amplified by ρ: a slack's
+# rounding (1e-16 p*) times ρ = 1e6 H*/p* moves a multiplier by ~1e-10 H*, and more where
+# a big pool serves a small segment (1.3e-10 measured on an AVX-512 machine, 6.7e-12 on
+# another), so a bar at 1e-10 sat on that floor and the answer depended on the CPU
+_POLISH_CLEAR_TOL = _ACCEPT_TOL
 _UNDECIDED = 1e-9  # min(x/H*, slack/p*) of a row above which its component is polished
 
 
