@@ -20,7 +20,7 @@ Markets (cached under benchmarks/.data/):
 - ``segments`` 10^4: 10,000 thin segments (2 jobs per segment-week, 2.2M rows), where
   estimation and the band draws dominate.
 
-    .venv/bin/python -m pricing.cli bench --only cluster
+    .venv/bin/python -m pricing.cli.commands bench --only cluster
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_run import WEEKS, market_dir, no_plan_config, one_run  # noqa: E402
 
-from pricing.bench import Case  # noqa: E402
-from pricing.simulate import SimulationSpec, simulate_market  # noqa: E402
+from pricing.bench.harness import Case  # noqa: E402
+from pricing.inputs.simulate import SimulationSpec, simulate_market  # noqa: E402
 
 FILES = 16
 WORKERS = 2

@@ -1,6 +1,6 @@
 r"""Benchmark: market clearing for 1,000 to 1,000,000 segments, uncoupled and coupled.
 
-Markets come from :func:`pricing.synthetic.random_market` (seeded; setup, not timed):
+Markets come from :func:`pricing.market.synthetic.random_market` (seeded; setup, not timed):
 elasticities over the whole supported ranges, rates and volumes over orders of
 magnitude, and for the coupled case components of 2–50 segments joined by a random
 spanning tree plus about one extra edge per segment, frictions up to 20 % of the rate.
@@ -44,10 +44,10 @@ import cvxpy
 import numpy as np
 import pandas as pd
 
-from pricing.equilibrium import _coupled_problem, solve
-from pricing.market import Market
-from pricing.synthetic import random_market
-from pricing.welfare import solve_welfare
+from pricing.market.equilibrium import _coupled_problem, solve
+from pricing.market.market import Market
+from pricing.market.synthetic import random_market
+from pricing.market.welfare import solve_welfare
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

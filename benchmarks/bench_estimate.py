@@ -9,7 +9,7 @@ one demand curve per group
 as columns ``segment``, ``hours`` (q), ``rate`` (p), ``fx_index`` (z_s, the instrument) and
 ``marketing`` (z_d, a control), then measures:
 
-- ``ours``: :func:`pricing.iv.estimate_curve` with the instrument, the control and
+- ``ours``: :func:`pricing.estimation.iv.estimate_curve` with the instrument, the control and
   ``by=["segment"]`` (HC1 covariance) — median and min–max of ``--repeat`` runs;
 - ``peak``: the tracemalloc peak of one more call (a separate, untimed run, because tracing
   slows allocation; numpy and pandas report their buffers to tracemalloc);
@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from linearmodels.iv import IV2SLS
 
-from pricing.iv import estimate_curve
+from pricing.estimation.iv import estimate_curve
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

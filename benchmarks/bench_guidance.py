@@ -1,12 +1,12 @@
 r"""Benchmark: rate guidance (bands from curve draws) on uncoupled and coupled markets.
 
-Markets come from :func:`pricing.synthetic.random_market` (seeded; setup, not timed),
+Markets come from :func:`pricing.market.synthetic.random_market` (seeded; setup, not timed),
 every elasticity with a standard error of 0.1 on both sides. For each market it times,
 in the same run:
 
 - ``point``: :func:`pricing.solve` of the market once — the equilibrium the guidance
   starts from;
-- ``guidance``: :func:`pricing.guidance.rate_guidance` with ``--draws`` draws: every
+- ``guidance``: :func:`pricing.decisions.guidance.rate_guidance` with ``--draws`` draws: every
   drawn market cleared (copies stacked, one ``solve`` per chunk of about 250,000
   segments), quantiles, labels and the result table;
 - ``loop`` (**the baseline**): the naive approach — per draw, the drawn curves rotated
@@ -36,11 +36,11 @@ import numpy as np
 import pandas as pd
 
 from pricing.config import GuidanceConfig
-from pricing.curves import CurveSet
-from pricing.equilibrium import solve
-from pricing.guidance import rate_guidance
-from pricing.market import Market
-from pricing.synthetic import random_market
+from pricing.decisions.guidance import rate_guidance
+from pricing.estimation.curves import CurveSet
+from pricing.market.equilibrium import solve
+from pricing.market.market import Market
+from pricing.market.synthetic import random_market
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -44,12 +44,12 @@ import numpy as np
 import pandas as pd
 
 from pricing.config import InterventionsConfig, resolve_config
-from pricing.equilibrium import solve
-from pricing.interventions import plan_interventions
-from pricing.levers import Levers, segment_values
-from pricing.market import Market, segment_edges
-from pricing.synthetic import random_catalogue, random_market
-from pricing.valuation import Valuer
+from pricing.decisions.interventions import plan_interventions
+from pricing.decisions.levers import Levers, segment_values
+from pricing.decisions.valuation import Valuer
+from pricing.market.equilibrium import solve
+from pricing.market.market import Market, segment_edges
+from pricing.market.synthetic import random_catalogue, random_market
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -89,9 +89,9 @@ def tiered_market(categories: int, tiers: int, edges: int, seed: int) -> Market:
 
 
 def sample_case() -> tuple[Market, pd.DataFrame, InterventionsConfig]:
-    from pricing.curves import fit_curves
-    from pricing.panel import build_panel
-    from pricing.schema import check_inputs
+    from pricing.estimation.curves import fit_curves
+    from pricing.inputs.panel import build_panel
+    from pricing.inputs.validation import check_inputs
 
     data = ROOT / "data" / "sample"
     config, _ = resolve_config(data, None)

@@ -32,7 +32,7 @@ import duckdb
 import pandas as pd
 
 import pricing
-from pricing.simulate import SimulationSpec, simulate_market
+from pricing.inputs.simulate import SimulationSpec, simulate_market
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -107,9 +107,9 @@ def pandas_reference(directory: Path) -> int:
 
 
 def machine() -> dict[str, Any]:
-    """The suite's machine record (pricing.bench.machine), with the versions these
+    """The suite's machine record (pricing.bench.harness.machine), with the versions these
     scripts' tables print at the top level."""
-    from pricing.bench import machine as suite_machine
+    from pricing.bench.harness import machine as suite_machine
 
     m = suite_machine(HERE.parent)
     return {**m, **{k: m["versions"][k] for k in ("duckdb", "pandas", "pricing")}}

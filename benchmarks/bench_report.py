@@ -7,7 +7,7 @@ under benchmarks/.data/report_N/. Then, in one process, per market:
 
 - ``read``: **the baseline measured in the same run**, opening the stored run and reading
   the tables the report uses (what any report of the run must at least do);
-- ``render``: :func:`pricing.report.run_report` (figures, tables, template), after one
+- ``render``: :func:`pricing.report.report.run_report` (figures, tables, template), after one
   warm-up render that pays matplotlib's import;
 - the page's size, its figures and its table rows;
 - ``load``: Chromium opening the file until its load event (figures decoded), against
@@ -35,9 +35,9 @@ from typing import Any
 from playwright.sync_api import sync_playwright
 
 from pricing.config import load_config
-from pricing.pipeline import SAMPLE_DIR, Run, load_run, run_batch
-from pricing.report import run_report
-from pricing.simulate import SimulationSpec, simulate_market
+from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.report.report import run_report
+from pricing.runs.pipeline import SAMPLE_DIR, Run, load_run, run_batch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from pricing.config import load_config
-from pricing.pipeline import STEPS
-from pricing.simulate import SimulationSpec, simulate_market
+from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.runs.pipeline import STEPS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -75,7 +75,12 @@ def one_run(data: Path, config: Path | None, extra: tuple[str, ...] = ()) -> dic
     which, unlike the child's ``ru_maxrss``, does not count this process's memory at the
     fork)."""
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-c", "from pricing.cli import main; main()", "run"]
+        command = [
+            sys.executable,
+            "-c",
+            "from pricing.cli.commands import main; main()",
+            "run",
+        ]
         command += ["--data", str(data), "--store", f"{scratch}/store", "--json", "--quiet"]
         command += ["--no-report", *extra]
         if config is not None:

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from pricing.config import RunConfig, parse_scenario
-from pricing.equilibrium import solve
-from pricing.market import PARAMETERS
-from pricing.pipeline import Run, equilibrium_table, load_run, save_whatif
-from pricing.scenario import apply_scenario
-from pricing.store import RunStore
-from pricing.synthetic import random_market
+from pricing.decisions.scenario import apply_scenario
+from pricing.market.equilibrium import solve
+from pricing.market.market import PARAMETERS
+from pricing.market.synthetic import random_market
+from pricing.runs.pipeline import Run, equilibrium_table, load_run, save_whatif
+from pricing.store.store import RunStore
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

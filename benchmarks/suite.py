@@ -18,7 +18,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from pricing.bench import Case  # noqa: E402  (after the script folder is on the path)
+from pricing.bench.harness import Case  # noqa: E402  (after the script folder is on the path)
 
 
 def load(quick: bool) -> Iterator[Case]:
@@ -26,8 +26,8 @@ def load(quick: bool) -> Iterator[Case]:
     from bench_load import floor, market_dir
 
     from pricing.config import load_config
-    from pricing.panel import build_panel
-    from pricing.schema import check_inputs
+    from pricing.inputs.panel import build_panel
+    from pricing.inputs.validation import check_inputs
 
     for rows in (10_000,) if quick else (10_000, 100_000, 1_000_000):
         data = market_dir(rows, "parquet")
@@ -66,8 +66,8 @@ def equilibrium(quick: bool) -> Iterator[Case]:
     segments (the floor of any clearing method)."""
     from bench_equilibrium import closed_form_kernel, kernel_inputs, loop_seconds
 
-    from pricing.equilibrium import solve
-    from pricing.synthetic import random_market
+    from pricing.market.equilibrium import solve
+    from pricing.market.synthetic import random_market
 
     def cvxpy_split(result: Any) -> tuple[float, float]:
         return result.timings["clarabel_compile"], result.timings["clarabel_solve"]
@@ -126,8 +126,8 @@ def whatif(quick: bool) -> Iterator[Case]:
     category, against a cold solve of the same scenario market."""
     from bench_equilibrium import scenario
 
-    from pricing.equilibrium import solve
-    from pricing.synthetic import random_market
+    from pricing.market.equilibrium import solve
+    from pricing.market.synthetic import random_market
 
     for n in (1_000,) if quick else (10_000, 100_000):
         market = random_market(n, (2, 50), seed=5)
@@ -153,7 +153,7 @@ def interventions(quick: bool) -> Iterator[Case]:
     from bench_interventions import cases as markets
     from bench_interventions import naive_round
 
-    from pricing.interventions import plan_interventions
+    from pricing.decisions.interventions import plan_interventions
 
     def cp_split(plan: Any) -> tuple[float, float]:
         return plan.timings["cp_build"], plan.timings["cp_solve"]

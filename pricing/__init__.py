@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pricing._version import __version__
 
 _EXPORTS = {
     "ConfigError": "pricing.errors",
@@ -31,45 +31,45 @@ _EXPORTS = {
     "RunConfig": "pricing.config",
     "load_config": "pricing.config",
     "resolve_config": "pricing.config",
-    "CurveFit": "pricing.iv",
-    "CurveSet": "pricing.curves",
-    "fit_curves": "pricing.curves",
+    "CurveFit": "pricing.estimation.iv",
+    "CurveSet": "pricing.estimation.curves",
+    "fit_curves": "pricing.estimation.curves",
     "EstimationError": "pricing.errors",
-    "estimate_curve": "pricing.iv",
-    "CheckedInputs": "pricing.schema",
-    "Problem": "pricing.schema",
-    "ValidationReport": "pricing.schema",
-    "check_inputs": "pricing.schema",
-    "Panel": "pricing.panel",
-    "build_panel": "pricing.panel",
-    "Market": "pricing.market",
+    "estimate_curve": "pricing.estimation.iv",
+    "CheckedInputs": "pricing.inputs.validation",
+    "Problem": "pricing.inputs.validation",
+    "ValidationReport": "pricing.inputs.validation",
+    "check_inputs": "pricing.inputs.validation",
+    "Panel": "pricing.inputs.panel",
+    "build_panel": "pricing.inputs.panel",
+    "Market": "pricing.market.market",
     "MarketConfig": "pricing.config",
     "MarketError": "pricing.errors",
     "SolverError": "pricing.errors",
-    "EquilibriumResult": "pricing.equilibrium",
-    "solve": "pricing.equilibrium",
-    "random_market": "pricing.synthetic",
-    "random_catalogue": "pricing.synthetic",
+    "EquilibriumResult": "pricing.market.equilibrium",
+    "solve": "pricing.market.equilibrium",
+    "random_market": "pricing.market.synthetic",
+    "random_catalogue": "pricing.market.synthetic",
     "GuidanceConfig": "pricing.config",
     "InterventionsConfig": "pricing.config",
-    "Guidance": "pricing.guidance",
-    "rate_guidance": "pricing.guidance",
-    "InterventionPlan": "pricing.interventions",
-    "PlanCheck": "pricing.interventions",
-    "plan_interventions": "pricing.interventions",
-    "SimulatedMarket": "pricing.simulate",
-    "SimulationSpec": "pricing.simulate",
-    "simulate_market": "pricing.simulate",
+    "Guidance": "pricing.decisions.guidance",
+    "rate_guidance": "pricing.decisions.guidance",
+    "InterventionPlan": "pricing.decisions.interventions",
+    "PlanCheck": "pricing.decisions.interventions",
+    "plan_interventions": "pricing.decisions.interventions",
+    "SimulatedMarket": "pricing.inputs.simulate",
+    "SimulationSpec": "pricing.inputs.simulate",
+    "simulate_market": "pricing.inputs.simulate",
     "Scenario": "pricing.config",
     "load_scenario": "pricing.config",
-    "apply_scenario": "pricing.scenario",
-    "whatif": "pricing.scenario",
-    "WhatIf": "pricing.scenario",
-    "InverseAnswer": "pricing.scenario",
-    "Run": "pricing.pipeline",
-    "load_run": "pricing.pipeline",
-    "run_batch": "pricing.pipeline",
-    "RunStore": "pricing.store",
+    "apply_scenario": "pricing.decisions.scenario",
+    "whatif": "pricing.decisions.scenario",
+    "WhatIf": "pricing.decisions.scenario",
+    "InverseAnswer": "pricing.decisions.scenario",
+    "Run": "pricing.runs.pipeline",
+    "load_run": "pricing.runs.pipeline",
+    "run_batch": "pricing.runs.pipeline",
+    "RunStore": "pricing.store.store",
     "StoreError": "pricing.errors",
     "RunError": "pricing.errors",
     "ClusterError": "pricing.errors",
@@ -145,8 +145,9 @@ if TYPE_CHECKING:
         load_scenario,
         resolve_config,
     )
-    from pricing.curves import CurveSet, fit_curves
-    from pricing.equilibrium import EquilibriumResult, solve
+    from pricing.decisions.guidance import Guidance, rate_guidance
+    from pricing.decisions.interventions import InterventionPlan, PlanCheck, plan_interventions
+    from pricing.decisions.scenario import InverseAnswer, WhatIf, apply_scenario, whatif
     from pricing.errors import (
         ClusterError,
         ConfigError,
@@ -158,17 +159,16 @@ if TYPE_CHECKING:
         SolverError,
         StoreError,
     )
-    from pricing.guidance import Guidance, rate_guidance
-    from pricing.interventions import InterventionPlan, PlanCheck, plan_interventions
-    from pricing.iv import CurveFit, estimate_curve
-    from pricing.market import Market
-    from pricing.panel import Panel, build_panel
-    from pricing.pipeline import Run, load_run, run_batch
-    from pricing.scenario import InverseAnswer, WhatIf, apply_scenario, whatif
-    from pricing.schema import CheckedInputs, Problem, ValidationReport, check_inputs
-    from pricing.simulate import SimulatedMarket, SimulationSpec, simulate_market
-    from pricing.store import RunStore
-    from pricing.synthetic import random_catalogue, random_market
+    from pricing.estimation.curves import CurveSet, fit_curves
+    from pricing.estimation.iv import CurveFit, estimate_curve
+    from pricing.inputs.panel import Panel, build_panel
+    from pricing.inputs.simulate import SimulatedMarket, SimulationSpec, simulate_market
+    from pricing.inputs.validation import CheckedInputs, Problem, ValidationReport, check_inputs
+    from pricing.market.equilibrium import EquilibriumResult, solve
+    from pricing.market.market import Market
+    from pricing.market.synthetic import random_catalogue, random_market
+    from pricing.runs.pipeline import Run, load_run, run_batch
+    from pricing.store.store import RunStore
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pricing import __version__
+from pricing._version import __version__
 from pricing.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -250,11 +250,11 @@ def _warm_up() -> None:
     import importlib
 
     for module in (
-        "pricing.panel",
-        "pricing.curves",
-        "pricing.equilibrium",
-        "pricing.guidance",
-        "scipy.stats",  # imported on first use by the estimator (pricing.iv)
+        "pricing.inputs.panel",
+        "pricing.estimation.curves",
+        "pricing.market.equilibrium",
+        "pricing.decisions.guidance",
+        "scipy.stats",  # imported on first use by the estimator (pricing.estimation.iv)
         "scipy.sparse",  # and by the interior point's large components
     ):
         importlib.import_module(module)

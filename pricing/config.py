@@ -19,7 +19,6 @@ never silently falls back to a default.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -34,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from pricing.errors import ConfigError
+from pricing.errors import ConfigError, suggest
 
 #: Columns that may form a segment key, in the order they are shown.
 SEGMENT_KEY_COLUMNS = ("category", "tier", "region")
@@ -71,7 +70,7 @@ class DataConfig(_Section):
 
 
 class EstimationConfig(_Section):
-    """How the segment curves are estimated (see :mod:`pricing.curves`).
+    """How the segment curves are estimated (see :mod:`pricing.estimation.curves`).
 
     ``demand_instruments`` are supply shifters (they move the rate along the demand
     curve), ``supply_instruments`` demand shifters; each curve also takes its own shifters
@@ -124,7 +123,7 @@ Fee = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
 class MarketConfig(_Section):
-    """Fees and rate bounds of the market (see :mod:`pricing.market`).
+    """Fees and rate bounds of the market (see :mod:`pricing.market.market`).
 
     The client pays ``rate × (1 + client_fee)``, the freelancer receives ``rate ×
     (1 − freelancer_fee)``. The fees given here are taken to be the ones in force over
@@ -140,7 +139,7 @@ class MarketConfig(_Section):
 
 
 class GuidanceConfig(_Section):
-    """How rate guidance is derived from the equilibrium (see :mod:`pricing.guidance`)."""
+    """How rate guidance is derived from the equilibrium (see :mod:`pricing.decisions.guidance`)."""
 
     band_level: float = Field(default=0.90, gt=0, lt=1)  # probability of the rate bands
     draws: int = Field(default=200, ge=20)  # curve draws behind the bands
@@ -156,7 +155,7 @@ Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 class InterventionsConfig(_Section):
     """The intervention plan's budget, objective and constraints (see
-    :mod:`pricing.interventions`). A budget of 0 plans nothing."""
+    :mod:`pricing.decisions.interventions`). A budget of 0 plans nothing."""
 
     budget: Money = 0.0  # USD
     objective: Literal["hours", "gmv", "surplus"] = "hours"
@@ -329,7 +328,7 @@ SCENARIO_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class Scenario(_Section):
-    """A what-if: edits of the market (see :mod:`pricing.scenario` for their math).
+    """A what-if: edits of the market (see :mod:`pricing.decisions.scenario` for their math).
 
     Every section is optional; within each list of tables a later entry overrides an
     earlier one on the segments (edges) they both select. A selector (``category``,
@@ -534,15 +533,6 @@ def _model_of(annotation: Any) -> type[BaseModel]:
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
     raise TypeError(f"no settings model in {annotation!r}")
-
-
-def suggest(name: str, candidates: list[str]) -> str | None:
-    """The candidate closest to a misspelled ``name``, if any is close enough."""
-    lowered = {c.lower(): c for c in candidates}
-    if name.lower() in lowered:
-        return lowered[name.lower()]
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[match[0]] if match else None
 
 
 def resolve_config(data_dir: str | Path, path: str | Path | None) -> tuple[RunConfig, Path | None]:

@@ -7,10 +7,8 @@ say what would fix it; the CLI prints them without a traceback.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pricing.schema import ValidationReport
+import difflib
+from typing import Any
 
 
 class PricingError(Exception):
@@ -24,10 +22,12 @@ class ConfigError(PricingError, ValueError):
 class DataError(PricingError, ValueError):
     """Input data break the data contract.
 
-    ``report`` holds every problem found, not only the first.
+    ``report`` holds every problem found, not only the first (a
+    :class:`~pricing.inputs.validation.ValidationReport`; typed loosely so that this
+    module, the root of every stage, imports none of them).
     """
 
-    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
+    def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -56,3 +56,12 @@ class RunError(PricingError, RuntimeError):
 class ClusterError(PricingError, RuntimeError):
     """The Dask cluster a run was sent to cannot run it: Dask is not installed, the
     scheduler does not answer, a worker runs another version or cannot see the data."""
+
+
+def suggest(name: str, candidates: list[str]) -> str | None:
+    """The candidate closest to a misspelled ``name``, if any is close enough."""
+    lowered = {c.lower(): c for c in candidates}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None

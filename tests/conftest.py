@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricing import equilibrium
 from pricing.config import RunConfig, load_config
+from pricing.market import equilibrium
 
 AS_OF = dt.date(2024, 2, 1)
 WEEKS = [dt.date(2024, 1, 1), dt.date(2024, 1, 8), dt.date(2024, 1, 15)]
@@ -162,7 +162,7 @@ def quick_config() -> RunConfig:
 @pytest.fixture
 def fail_component_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """The nightly run's solves leave component 0 failed (a stand-in for a solver failure)."""
-    from pricing import pipeline
+    from pricing.runs import pipeline
 
     real = equilibrium.solve
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import pricing.bench as bench
-from pricing.bench import (
+import pricing.bench.harness as bench
+from pricing.bench.harness import (
     RESULTS_BEGIN,
     RESULTS_END,
     Case,
@@ -24,7 +24,7 @@ from pricing.bench import (
     read_history,
     update_results,
 )
-from pricing.cli import EXIT_USAGE, main
+from pricing.cli.commands import EXIT_USAGE, main
 
 FIELDS = {
     "name",

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import pricing.equilibrium as equilibrium
-from pricing.cli import (
+import pricing.market.equilibrium as equilibrium
+from pricing.cli.commands import (
     EXIT_DEGRADED,
     EXIT_INFEASIBLE,
     EXIT_INVALID_INPUT,
@@ -47,7 +47,7 @@ def invalid_dir(make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]) 
 
 def test_help_is_fast_and_imports_nothing_heavy() -> None:
     code = (
-        "import sys, pricing.cli; "
+        "import sys, pricing.cli.commands; "
         "names = ('pandas', 'duckdb', 'numpy', 'pyarrow', 'dask', 'distributed'); "
         "heavy = [m for m in names if m in sys.modules]; "
         "print(','.join(heavy))"
@@ -354,13 +354,13 @@ def test_what_a_solver_prints_to_fd_1_does_not_reach_the_json_on_stdout(tmp_path
     config.write_text(quick_config().to_toml())
     script = f"""
 import os, sys
-import pricing.pipeline as pipeline
+import pricing.runs.pipeline as pipeline
 real = pipeline.solve
 def chatty(*args, **kwargs):
     os.write(1, b"WARNING - large complementary slackness residual\\n")
     return real(*args, **kwargs)
 pipeline.solve = chatty
-from pricing.cli import main
+from pricing.cli.commands import main
 sys.argv = ["pricing", "run", "--json", "--no-report", "--store", {str(tmp_path / "s")!r},
             "--config", {str(config)!r}]
 main()

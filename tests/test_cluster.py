@@ -37,19 +37,20 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE
 
-from pricing import cluster, guidance
+from pricing import cluster
 from pricing.cluster import LOCAL, Executor, Local, compute_text, executor, plan_parts
 from pricing.config import GuidanceConfig, RunConfig, load_config
-from pricing.curves import MIN_BATCH, fit_curves
-from pricing.equilibrium import solve
+from pricing.decisions import guidance
+from pricing.decisions.guidance import rate_guidance
 from pricing.errors import ClusterError
-from pricing.guidance import rate_guidance
-from pricing.panel import build_panel
-from pricing.pipeline import Run, load_run, run_batch
-from pricing.schema import check_inputs
-from pricing.simulate import SimulationSpec, simulate_market
-from pricing.store import read_table
-from pricing.synthetic import random_market
+from pricing.estimation.curves import MIN_BATCH, fit_curves
+from pricing.inputs.panel import build_panel
+from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.inputs.validation import check_inputs
+from pricing.market.equilibrium import solve
+from pricing.market.synthetic import random_market
+from pricing.runs.pipeline import Run, load_run, run_batch
+from pricing.store.store import read_table
 
 PANEL_RTOL = 1e-12
 RATE_RTOL = 1e-8
@@ -421,7 +422,7 @@ def test_a_part_that_keeps_killing_workers_is_a_cluster_error() -> None:
 def test_the_local_default_imports_no_dask(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from pricing.pipeline import run_batch\n"
+        "from pricing.runs.pipeline import run_batch\n"
         f"run_batch(store={str(tmp_path / 'store')!r})\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
         "assert not loaded, loaded\n"

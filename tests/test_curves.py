@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from pricing.config import EstimationConfig
-from pricing.curves import _empirical_bayes, fit_curves
-from pricing.panel import Panel, build_panel
-from pricing.schema import check_inputs
-from pricing.simulate import SimulationSpec, simulate_market
+from pricing.estimation.curves import _empirical_bayes, fit_curves
+from pricing.inputs.panel import Panel, build_panel
+from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.inputs.validation import check_inputs
 
 # ------------------------------------------------------------------- shrinkage
 

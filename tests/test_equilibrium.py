@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import pricing.equilibrium as equilibrium
-from pricing.cli import EXIT_OK, main
-from pricing.equilibrium import VERIFY_TOL, residuals, solve
-from pricing.interior import CoupledSolution
-from pricing.market import Market
-from pricing.synthetic import random_market
+import pricing.market.equilibrium as equilibrium
+from pricing.cli.commands import EXIT_OK, main
+from pricing.market.equilibrium import VERIFY_TOL, residuals, solve
+from pricing.market.interior import CoupledSolution
+from pricing.market.market import Market
+from pricing.market.synthetic import random_market
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_copies_of_a_component_share_one_sparse_factorization(
     """Ten copies of every component side by side (as planning stacks them): every
     pattern repeats, so every component goes to a sparse class (one symbolic Cholesky,
     batched over its copies), and each copy clears as the market does alone."""
-    from pricing.interior import _classify
+    from pricing.market.interior import _classify
 
     n, copies = len(market), 10
     rows, copy = np.tile(np.arange(n), copies), np.repeat(np.arange(copies), n)
@@ -179,7 +179,7 @@ def test_unconverged_components_fall_back_to_the_convex_program(
 def test_without_fallback_a_stalled_component_is_failed_and_no_convex_program_runs(
     market: Market, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pricing.welfare as welfare
+    import pricing.market.welfare as welfare
 
     reference = solve(market)
 
@@ -209,7 +209,7 @@ def test_without_fallback_components_too_large_for_the_interior_point_still_clea
 def test_a_component_no_solver_clears_is_failed_with_its_reason(
     market: Market, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pricing.welfare as welfare
+    import pricing.market.welfare as welfare
 
     real_interior, real_welfare = equilibrium.solve_coupled, welfare.solve_welfare
 

@@ -1,4 +1,4 @@
-"""Property tests of :func:`pricing.equilibrium.solve` on small hand-built markets.
+"""Property tests of :func:`pricing.market.equilibrium.solve` on small hand-built markets.
 
 Comparative statics (demand and supply shifts, fees), complementary slackness on the
 edges, rate equalization across a frictionless link, and market clearing, on random
@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from scipy.optimize import brentq
 
-from pricing.equilibrium import EquilibriumResult, solve
-from pricing.market import Market
-from pricing.synthetic import random_market
+from pricing.market.equilibrium import EquilibriumResult, solve
+from pricing.market.market import Market
+from pricing.market.synthetic import random_market
 
 # Two independent solves each carry ~1e-10 of rate error, so a monotone comparison
 # p_new ≥ p_old needs a few 1e-10 of slack; 1e-9 gives a 10× margin and is still far

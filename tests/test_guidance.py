@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-import pricing.guidance as guidance
+import pricing.decisions.guidance as guidance
 from pricing.cluster import LOCAL, Executor
 from pricing.config import GuidanceConfig
-from pricing.curves import CurveSet, fit_curves
-from pricing.equilibrium import STATUSES, EquilibriumResult, solve
+from pricing.decisions.guidance import COLUMNS, Guidance, rate_guidance
 from pricing.errors import DataError
-from pricing.guidance import COLUMNS, Guidance, rate_guidance
-from pricing.market import Market
-from pricing.panel import build_panel
-from pricing.schema import check_inputs
-from pricing.simulate import SimulationSpec, simulate_market
-from pricing.synthetic import random_market
+from pricing.estimation.curves import CurveSet, fit_curves
+from pricing.inputs.panel import build_panel
+from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.inputs.validation import check_inputs
+from pricing.market.equilibrium import STATUSES, EquilibriumResult, solve
+from pricing.market.market import Market
+from pricing.market.synthetic import random_market
 
 KEYS = ["category", "tier"]
 

@@ -1,5 +1,5 @@
-r"""The intervention planner (:mod:`pricing.interventions`) and its lever model
-(:mod:`pricing.levers`).
+r"""The intervention planner (:mod:`pricing.decisions.interventions`) and its lever model
+(:mod:`pricing.decisions.levers`).
 
 Tiers: reference (closed forms of one uncoupled segment, the definition of E(u), the
 surplus by quadrature); an oracle (every unit combination of random small catalogues
@@ -25,10 +25,8 @@ from hypothesis import strategies as st
 from scipy.integrate import quad
 
 from pricing.config import InterventionsConfig
-from pricing.equilibrium import solve
-from pricing.errors import MarketError
-from pricing.interventions import InterventionPlan, evaluate, plan_interventions
-from pricing.levers import (
+from pricing.decisions.interventions import InterventionPlan, evaluate, plan_interventions
+from pricing.decisions.levers import (
     CHOKE,
     Levers,
     Objective,
@@ -36,9 +34,11 @@ from pricing.levers import (
     read_catalogue,
     segment_values,
 )
-from pricing.market import Market, segment_edges
-from pricing.selection import RESOLUTION
-from pricing.valuation import NOISE
+from pricing.decisions.selection import RESOLUTION
+from pricing.decisions.valuation import NOISE
+from pricing.errors import MarketError
+from pricing.market.equilibrium import solve
+from pricing.market.market import Market, segment_edges
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -815,7 +815,7 @@ def test_a_target_the_model_meets_but_no_joint_solve_does_is_infeasible(
     misses (the model values groups apart). Then no verified plan meets the request: the
     plan is infeasible, names the target and what the best verified plan reaches, and
     is not reported optimal. Simulated by a verification that counts 3 % fewer hours."""
-    import pricing.interventions as interventions
+    import pricing.decisions.interventions as interventions
 
     market, seg, demand = fill_market()
     # three units meet it by the model; 3 % fewer hours than fill(3) miss it

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pricing.io import atomic_directory, atomic_file
+from pricing.inputs.io import atomic_directory, atomic_file
 
 
 class Boom(Exception):

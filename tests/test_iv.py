@@ -15,7 +15,7 @@ import pytest
 from linearmodels.iv import IV2SLS
 
 from pricing.errors import EstimationError
-from pricing.iv import estimate_curve
+from pricing.estimation.iv import estimate_curve
 
 RTOL = 1e-8
 LM_COV = {

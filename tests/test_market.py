@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from pricing.config import MarketConfig, RateBound, resolve_config
-from pricing.curves import fit_curves
 from pricing.errors import MarketError
-from pricing.market import Market
-from pricing.panel import build_panel
-from pricing.schema import check_inputs
+from pricing.estimation.curves import fit_curves
+from pricing.inputs.panel import build_panel
+from pricing.inputs.validation import check_inputs
+from pricing.market.market import Market
 
 SAMPLE = "data/sample"
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pricing.config import DataConfig, EstimationConfig, RunConfig
-from pricing.panel import Panel, build_panel
-from pricing.schema import check_inputs
+from pricing.inputs.panel import Panel, build_panel
+from pricing.inputs.validation import check_inputs
 
 AS_OF = dt.date(2024, 3, 1)
 

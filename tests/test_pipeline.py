@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 from conftest import SAMPLE, quick_config
 
-from pricing import pipeline
+from pricing.decisions.guidance import COLUMNS as GUIDANCE_COLUMNS
 from pricing.errors import ConfigError, DataError, RunError
-from pricing.guidance import COLUMNS as GUIDANCE_COLUMNS
-from pricing.pipeline import (
+from pricing.runs import pipeline
+from pricing.runs.pipeline import (
     CURVE_COLUMNS,
     EQUILIBRIUM_COLUMNS,
     load_run,
     run_batch,
 )
-from pricing.store import RunStore
+from pricing.store.store import RunStore
 
 LAST_SUNDAY = dt.date(2025, 12, 28)  # the sample's jobs end on this Sunday
 KEYS = ["category", "tier"]

@@ -21,12 +21,10 @@ from click.testing import CliRunner
 from conftest import SAMPLE, quick_config
 from PIL import Image
 
-from pricing import pipeline
-from pricing.cli import EXIT_INVALID_INPUT, main
+from pricing.cli.commands import EXIT_INVALID_INPUT, main
 from pricing.config import load_scenario
 from pricing.errors import StoreError
-from pricing.pipeline import Run, run_batch
-from pricing.report import (
+from pricing.report.report import (
     REPORT_FILE,
     RUN_SECTIONS,
     SCENARIO_SECTIONS,
@@ -37,7 +35,9 @@ from pricing.report import (
     run_report,
     scenario_report,
 )
-from pricing.store import RunStore
+from pricing.runs import pipeline
+from pricing.runs.pipeline import Run, run_batch
+from pricing.store.store import RunStore
 
 SCENARIOS = SAMPLE.parent / "scenarios"
 

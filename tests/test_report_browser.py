@@ -20,8 +20,8 @@ from conftest import SAMPLE
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from pricing.config import load_scenario
-from pricing.pipeline import Run, load_run
-from pricing.report import REPORT_FILE, RUN_SECTIONS, SCENARIO_SECTIONS
+from pricing.report.report import REPORT_FILE, RUN_SECTIONS, SCENARIO_SECTIONS
+from pricing.runs.pipeline import Run, load_run
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """`pricing run` and two what-ifs on the sample, with the reports they write."""
     from click.testing import CliRunner
 
-    from pricing.cli import main
+    from pricing.cli.commands import main
 
     store = tmp_path_factory.mktemp("store") / "runs"
     runner = CliRunner()
@@ -150,7 +150,7 @@ def test_the_large_market_report_stays_usable(
 ) -> None:
     from test_report import tiled
 
-    from pricing.report import run_report
+    from pricing.report.report import run_report
 
     big = tiled(stored, 280, tmp_path / "big")  # 10,080 segments
     path = run_report(big).write(tmp_path / REPORT_FILE)

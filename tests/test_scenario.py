@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
 
-import pricing.scenario as scenario_module
+import pricing.decisions.scenario as scenario_module
 from pricing.config import (
     AdjacencyChange,
     BoundChange,
@@ -34,17 +34,17 @@ from pricing.config import (
     parse_scenario,
     resolve_config,
 )
-from pricing.equilibrium import VERIFY_TOL, EquilibriumResult, solve
-from pricing.errors import ConfigError, MarketError
-from pricing.interventions import plan_interventions
-from pricing.market import Market, segment_edges
-from pricing.scenario import (
+from pricing.decisions.interventions import plan_interventions
+from pricing.decisions.scenario import (
     MEASURES,
     _fee_brent,
     _fee_closed_form,
     apply_scenario,
     whatif,
 )
+from pricing.errors import ConfigError, MarketError
+from pricing.market.equilibrium import VERIFY_TOL, EquilibriumResult, solve
+from pricing.market.market import Market, segment_edges
 
 KEYS = ("category", "tier")
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +93,9 @@ def clearing_rate(s: dict[str, Any]) -> float:
 def sample() -> tuple[Market, EquilibriumResult, RunConfig, pd.DataFrame]:
     """The shipped sample market (estimated from data/sample), its equilibrium, its
     configuration and its intervention catalogue."""
-    from pricing.curves import fit_curves
-    from pricing.panel import build_panel
-    from pricing.schema import check_inputs
+    from pricing.estimation.curves import fit_curves
+    from pricing.inputs.panel import build_panel
+    from pricing.inputs.validation import check_inputs
 
     config, _ = resolve_config(ROOT / "data" / "sample", None)
     checked = check_inputs(ROOT / "data" / "sample", config).checked()
@@ -185,7 +185,7 @@ def test_a_cap_below_the_clearing_rate_turns_into_shortage() -> None:
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_demand_up_raises_every_uncoupled_rate(seed: int, m: float) -> None:
     """Property: with η − ε > 0 the closed form's rate rises strictly with demand."""
-    from pricing.synthetic import random_market
+    from pricing.market.synthetic import random_market
 
     market = random_market(50, seed=seed)
     w = run(market, scenario(demand=[{"multiplier": m}]))

@@ -1,4 +1,5 @@
-"""The input data contract (DESIGN.md §2): :func:`pricing.schema.check_inputs`, one rule at a time.
+"""The input data contract (DESIGN.md §2): :func:`pricing.inputs.validation.check_inputs`,
+one rule at a time.
 
 Every test copies the valid fixture, breaks exactly one thing and asserts that exactly one
 problem (table, column, rule) is reported — with its count and an example pointing at the
@@ -26,7 +27,13 @@ from conftest import AS_OF, WEEKS, valid_tables, write_tables
 
 from pricing.config import DataConfig, EstimationConfig, RunConfig
 from pricing.errors import DataError
-from pricing.schema import CheckedInputs, Example, Problem, ValidationReport, check_inputs
+from pricing.inputs.validation import (
+    CheckedInputs,
+    Example,
+    Problem,
+    ValidationReport,
+    check_inputs,
+)
 
 Tables = dict[str, pd.DataFrame]
 MakeDir = Callable[..., Path]

@@ -19,14 +19,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pricing.config import load_config
-from pricing.market import segment_edges
-from pricing.simulate import (
+from pricing.inputs.simulate import (
     FAMILY_SIZE,
     SimulatedMarket,
     SimulationSpec,
     _sequential_ids,
     simulate_market,
 )
+from pricing.market.market import segment_edges
 
 SMALL = SimulationSpec(segments=12, weeks=30, seed=7)
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -509,7 +509,7 @@ def test_a_one_category_market_leaves_out_its_empty_adjacency_and_validates(
 ) -> None:
     """Three segments are one category: no adjacency edges. The contract rejects an
     empty table file, so the simulator leaves it out and its own output validates."""
-    from pricing.schema import check_inputs
+    from pricing.inputs.validation import check_inputs
 
     market = simulate_market(SimulationSpec(segments=3, weeks=30, seed=2))
     assert market.adjacency.num_rows == 0

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pricing.errors import StoreError
-from pricing.store import RunStore, read_manifest
+from pricing.store.store import RunStore, read_manifest
 
 D1, D2 = dt.date(2025, 12, 21), dt.date(2025, 12, 28)
 

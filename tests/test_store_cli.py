@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE, quick_config
 
-from pricing import pipeline
-from pricing.cli import (
+from pricing.cli.commands import (
     EXIT_DEGRADED,
     EXIT_INFEASIBLE,
     EXIT_INVALID_INPUT,
@@ -22,7 +21,8 @@ from pricing.cli import (
     EXIT_USAGE,
     main,
 )
-from pricing.store import RunStore
+from pricing.runs import pipeline
+from pricing.store.store import RunStore
 
 
 @pytest.fixture

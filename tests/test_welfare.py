@@ -7,9 +7,9 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from pricing import welfare
-from pricing.interior import CoupledProblem
-from pricing.welfare import solve_welfare
+from pricing.market import welfare
+from pricing.market.interior import CoupledProblem
+from pricing.market.welfare import solve_welfare
 
 # Clarabel (tolerances 1e-12) gets rates and hours ~1e-9 right on these markets, SCS
 # ~1e-8; 1e-6 leaves ample margin for both and still catches any error in the model (a

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricing.equilibrium import solve
-from pricing.market import Market
+from pricing.market.equilibrium import solve
+from pricing.market.market import Market
 
 TOL = {"auto": 1e-8, "cvxpy": 1e-6}
 
@@ -169,7 +169,7 @@ def test_closed_form_matches_convex_program_on_uncoupled_markets() -> None:
     """Uncoupled markets over the whole elasticity ranges (ε = −1 exactly included):
     the closed form and the convex program agree to 1e-6 relative, the issue's bar
     for Clarabel at tight tolerances."""
-    from pricing.synthetic import random_market
+    from pricing.market.synthetic import random_market
 
     market = random_market(300, (1, 1), seed=3)
     segments = market.segments.copy()

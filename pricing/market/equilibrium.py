@@ -20,8 +20,8 @@ A cap is a phantom supply at the cap rate (z_k, the shortage), a floor a phantom
 at the floor rate (y_k, the surplus), so the dual p_k is the listed rate in every case.
 
 ``method="auto"`` takes the closed form for uncoupled segments and the batched interior
-point of :mod:`pricing.interior` for coupled components up to its size limit; a component
-it does not solve goes to the convex program of :mod:`pricing.welfare` (Clarabel, then
+point of :mod:`pricing.market.interior` for coupled components up to its size limit; a component
+it does not solve goes to the convex program of :mod:`pricing.market.welfare` (Clarabel, then
 SCS), one vectorized program per batch of whole components of about
 :data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts every usable segment into the
 convex program (the reference path). Every answer is verified before it is returned
@@ -42,17 +42,17 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
-from pricing.interior import (
+from pricing.market.interior import (
     MAX_DENSE,
     CoupledProblem,
     CoupledSolution,
     solve_coupled,
     warm_start,
 )
-from pricing.market import PARAMETERS, Market
+from pricing.market.market import PARAMETERS, Market
 
 if TYPE_CHECKING:
-    from pricing.welfare import WelfareSolution
+    from pricing.market.welfare import WelfareSolution
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -290,7 +290,7 @@ def solve(
     for solver in ("CLARABEL", "SCS"):
         if not todo.any():
             break
-        from pricing.welfare import solve_welfare
+        from pricing.market.welfare import solve_welfare
 
         t1 = time.perf_counter()
         key = solver.lower()

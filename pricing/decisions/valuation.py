@@ -1,8 +1,9 @@
 r"""Values of intervention options from equilibrium re-solves.
 
-The market splits into *groups* (:attr:`pricing.levers.Levers.group`); a plan's value is
-a sum over groups, and each group's value is tabulated by solving copies of it, all
-copies in one batched, warm-started equilibrium call (:func:`pricing.levers.solve_variants`):
+The market splits into *groups* (:attr:`pricing.decisions.levers.Levers.group`); a plan's
+value is a sum over groups, and each group's value is tabulated by solving copies of it,
+all copies in one batched, warm-started equilibrium call
+(:func:`pricing.decisions.levers.solve_variants`):
 
 - a group whose levers have at most ``enumerate_limit`` joint unit combinations is
   tabulated **exactly**, every combination (:class:`ExactTable`);
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pricing.equilibrium import EquilibriumResult
-from pricing.levers import Levers, Objective, solve_variants
+from pricing.decisions.levers import Levers, Objective, solve_variants
+from pricing.market.equilibrium import EquilibriumResult
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -65,7 +65,7 @@ from cvxpy.atoms.affine.binary_operators import multiply
 from cvxpy.constraints.exponential import ExpCone
 from cvxpy.constraints.power import PowCone3D
 
-from pricing.interior import CoupledProblem
+from pricing.market.interior import CoupledProblem
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

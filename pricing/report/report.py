@@ -51,11 +51,11 @@ import pandas as pd
 
 from pricing.cluster import compute_text
 from pricing.errors import StoreError
-from pricing.io import atomic_file
+from pricing.inputs.io import atomic_file
 
 if TYPE_CHECKING:
     from pricing.config import GuidanceConfig
-    from pricing.pipeline import Run
+    from pricing.runs.pipeline import Run
 
 REPORT_FILE = "report.html"
 RUN_SECTIONS = (
@@ -257,7 +257,7 @@ def _overview_note(overview: Overview, measure: str, query: str) -> str:
 # ------------------------------------------------------------------- the run
 def run_report(run: Run, rows: int = 200, attention: int = 9, categories: int = 30) -> Report:
     """The report of a stored run (see the module docstring for its sections)."""
-    from pricing import plots
+    from pricing.report import plots
 
     m = run.manifest
     keys = list(run.config.segment_keys)
@@ -370,7 +370,7 @@ def run_report(run: Run, rows: int = 200, attention: int = 9, categories: int = 
 
 def _curve_panels(top: pd.DataFrame, market: pd.DataFrame) -> list[Any]:
     """One curve panel per row of ``top`` (guidance rows with their equilibrium)."""
-    from pricing.plots import CurvePanel
+    from pricing.report.plots import CurvePanel
 
     mk = market.set_index("segment")
     panels = []
@@ -669,9 +669,9 @@ def _plan(
 # ------------------------------------------------------------------ a scenario
 def scenario_report(run: Run, name: str, rows: int = 200, categories: int = 30) -> Report:
     """The report of the scenario ``name`` stored against ``run``."""
-    from pricing import plots
-    from pricing.config import suggest
-    from pricing.store import read_manifest, read_table
+    from pricing.errors import suggest
+    from pricing.report import plots
+    from pricing.store.store import read_manifest, read_table
 
     stored = run.store.scenario_paths()
     path = stored.get((run.as_of, name))
@@ -835,7 +835,7 @@ def _render(
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("pricing", "templates"),
+        loader=jinja2.PackageLoader("pricing.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

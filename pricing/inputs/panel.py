@@ -39,8 +39,8 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import RunConfig
-from pricing.io import TableSource
-from pricing.schema import CheckedInputs, typed_views
+from pricing.inputs.io import TableSource
+from pricing.inputs.validation import CheckedInputs, typed_views
 
 FLAGS = ("no_jobs", "no_hires", "no_supply")
 

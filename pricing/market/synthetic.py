@@ -1,7 +1,7 @@
 """Random markets of a chosen size and structure, for robustness tests and benchmarks.
 
-Unlike :mod:`pricing.simulate` (a job history with known truth, to test estimation), this
-draws a :class:`~pricing.market.Market` directly: segments with elasticities spread over
+Unlike :mod:`pricing.inputs.simulate` (a job history with known truth, to test estimation), this
+draws a :class:`~pricing.market.market.Market` directly: segments with elasticities spread over
 the whole supported ranges, levels and rates over orders of magnitude, and components of
 a chosen size range joined by a random spanning tree plus extra edges (so both trees and
 cycles occur), frictions up to a share of the rate.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pricing.market import Market
+from pricing.market.market import Market
 
 DEMAND_ELASTICITY = (-3.0, -0.2)
 SUPPLY_ELASTICITY = (0.1, 3.0)

@@ -107,7 +107,7 @@ weekly gross merchandise value)::
 
 pricing.toml names the instruments (fx_index for demand, client_marketing_index for
 supply), fees of 5 % (clients) and 10 % (freelancers) — the history has no fees, so they
-only set how the fitted curves are read (``pricing.market``) and leave fee-discount levers
+only set how the fitted curves are read (``pricing.market.market``) and leave fee-discount levers
 room to act — and an intervention budget of a tenth of the catalogue's full cost.
 
 truth (one row per segment, in segment order) holds every parameter above —
@@ -145,8 +145,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pricing.config import EstimationConfig, InterventionsConfig, MarketConfig, RunConfig
-from pricing.io import atomic_directory
-from pricing.schema import INTERVENTION_KINDS, TIERS
+from pricing.inputs.io import atomic_directory
+from pricing.inputs.validation import INTERVENTION_KINDS, TIERS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from pricing.levers import Levers
-from pricing.valuation import ValueModel, config_row
+from pricing.decisions.levers import Levers
+from pricing.decisions.valuation import ValueModel, config_row
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model

@@ -24,7 +24,7 @@ through — so that demand and supply at p = o keep their fitted values:
     l_D,r = l_D + (ε̂ − ε_r)(log o + log(1 + f_c)),
     l_S,r = l_S + (η̂ − η_r)(log o + log(1 − f_f)).
 
-Every drawn market is cleared by :func:`pricing.equilibrium.solve` (copies of whole
+Every drawn market is cleared by :func:`pricing.market.equilibrium.solve` (copies of whole
 components stacked side by side with :meth:`Market.stack`, one call per chunk of about
 :data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. Each block
 of components draws from its own random stream, so blocks can run anywhere, in any
@@ -73,10 +73,10 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, Local, plan_parts
 from pricing.config import GuidanceConfig
-from pricing.curves import CurveSet
-from pricing.equilibrium import EquilibriumResult, solve
 from pricing.errors import DataError
-from pricing.market import PARAMETERS, Market
+from pricing.estimation.curves import CurveSet
+from pricing.market.equilibrium import EquilibriumResult, solve
+from pricing.market.market import PARAMETERS, Market
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -8,8 +8,8 @@ r"""Budgeted supply interventions: how many units of each catalogue lever to buy
               fill_c(u) = hours_c(u) / D_c(today's rates) ≥ target_c   (minimum fill),
 
 where V and hours_c come from the equilibrium of the market with the levers applied
-(:mod:`pricing.levers`), tabulated from re-solves (:mod:`pricing.valuation`) and
-selected by an integer program (:mod:`pricing.selection`).
+(:mod:`pricing.decisions.levers`), tabulated from re-solves (:mod:`pricing.decisions.valuation`) and
+selected by an integer program (:mod:`pricing.decisions.selection`).
 
 **Rounds.** The separable groups' values are re-solved around an anchor: it starts at
 no units; after each round it moves to the plan just chosen, so interactions between
@@ -38,12 +38,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.config import InterventionsConfig
-from pricing.equilibrium import EquilibriumResult, solve
+from pricing.decisions.levers import Levers, segment_values
+from pricing.decisions.selection import Limits, Selection, UnitProgram
+from pricing.decisions.valuation import NOISE, ValueModel, Valuer
 from pricing.errors import MarketError
-from pricing.levers import Levers, segment_values
-from pricing.market import Market
-from pricing.selection import Limits, Selection, UnitProgram
-from pricing.valuation import NOISE, ValueModel, Valuer
+from pricing.market.equilibrium import EquilibriumResult, solve
+from pricing.market.market import Market
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -315,7 +315,7 @@ def _limits(config: InterventionsConfig, levers: Levers, demand_today: FloatArra
     for setting in ("spend_caps", "min_fill"):
         for name in getattr(config, setting):
             if name not in names:
-                from pricing.config import suggest
+                from pricing.errors import suggest
 
                 hint = suggest(name, names)
                 problems.append(

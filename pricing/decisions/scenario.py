@@ -1,7 +1,7 @@
 r"""What-if scenarios: a :class:`~pricing.config.Scenario` as a pure ``Market -> Market``
 transformation, its equilibrium against a baseline, and inverse scenarios.
 
-**Edits.** With the curves of :mod:`pricing.market`, D(P) = exp(l_D) P^ε in the client
+**Edits.** With the curves of :mod:`pricing.market.market`, D(P) = exp(l_D) P^ε in the client
 rate P = p(1 + f_c) and S(W) = exp(l_S) W^η in the freelancer rate W = p(1 − f_f), an
 entry changes the segments it selects (a later entry overrides an earlier one):
 
@@ -68,12 +68,11 @@ from pricing.config import (
     InterventionsConfig,
     RunConfig,
     Scenario,
-    suggest,
 )
-from pricing.equilibrium import EquilibriumResult, solve
-from pricing.errors import ConfigError, MarketError
-from pricing.interventions import InterventionPlan, plan_interventions
-from pricing.market import PARAMETERS, Market, segment_edges
+from pricing.decisions.interventions import InterventionPlan, plan_interventions
+from pricing.errors import ConfigError, MarketError, suggest
+from pricing.market.equilibrium import EquilibriumResult, solve
+from pricing.market.market import PARAMETERS, Market, segment_edges
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -98,7 +97,7 @@ FEE_XTOL = 1e-12
 BUDGET_STEP = 0.01
 #: ... or, when that plan also meets the target, bisected between verified plans to this
 BUDGET_PRECISION = 1.0
-#: relative slack of a fill target, as in :mod:`pricing.interventions`
+#: relative slack of a fill target, as in :mod:`pricing.decisions.interventions`
 FILL_TOL = 1e-9
 
 

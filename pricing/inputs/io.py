@@ -4,7 +4,7 @@ Inputs live in a data directory as ``<table>.parquet`` or ``<table>.csv`` (or a 
 ``<table>/`` of such files, for partitioned datasets). Every table is read by DuckDB into
 an in-process database, never through pandas, so a 10-million-row file costs DuckDB's
 columnar memory, not Python objects. CSV columns are read as text so that the contract
-checks in :mod:`pricing.schema` can report every unparseable value by row instead of
+checks in :mod:`pricing.inputs.validation` can report every unparseable value by row instead of
 failing on the first.
 
 Outputs are written under a temporary name next to their destination and renamed into

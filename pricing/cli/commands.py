@@ -35,19 +35,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pricing import __version__
+from pricing._version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from pricing.config import RunConfig
-    from pricing.curves import CurveSet
-    from pricing.market import Market
-    from pricing.panel import Panel
-    from pricing.pipeline import Run
-    from pricing.report import Report
-    from pricing.schema import CheckedInputs, ValidationReport
-    from pricing.store import RunStore
+    from pricing.estimation.curves import CurveSet
+    from pricing.inputs.panel import Panel
+    from pricing.inputs.validation import CheckedInputs, ValidationReport
+    from pricing.market.market import Market
+    from pricing.report.report import Report
+    from pricing.runs.pipeline import Run
+    from pricing.store.store import RunStore
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -58,7 +58,7 @@ EXIT_INFEASIBLE = 5
 EXIT_RUN_FAILED = 6
 EXIT_CLUSTER = 7
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+from pricing.inputs import SAMPLE_DIR  # noqa: E402
 
 
 class InvalidInput(click.ClickException):
@@ -268,7 +268,7 @@ def _check(
     max_examples: int,
     progress: Progress,
 ) -> ValidationReport:
-    from pricing.schema import check_inputs
+    from pricing.inputs.validation import check_inputs
 
     return check_inputs(
         data_dir,
@@ -327,7 +327,7 @@ def panel(
 
     With no DATA_DIR, uses the shipped sample market.
     """
-    from pricing.panel import build_panel
+    from pricing.inputs.panel import build_panel
 
     _check_out(out)
     progress = Progress(quiet)
@@ -418,7 +418,7 @@ def simulate(
     data contract, truth.parquet (true elasticities, levels and clearing rates) and a
     pricing.toml naming the instruments.
     """
-    from pricing.simulate import SimulationSpec, simulate_market
+    from pricing.inputs.simulate import SimulationSpec, simulate_market
 
     if out.exists() and not force:
         raise click.UsageError(f"{out} already exists; pass --force to replace it")
@@ -487,7 +487,7 @@ def equilibrium(
     data's adjacency table. With no DATA_DIR, uses the shipped sample market. Exits 4
     when some component could not be cleared (they are listed).
     """
-    from pricing.equilibrium import solve
+    from pricing.market.equilibrium import solve
 
     _check_out(out)
     progress = Progress(quiet)
@@ -556,9 +556,9 @@ def guidance(
     [guidance] section. With no DATA_DIR, uses the shipped sample market. Exits 3 when
     --previous cannot be used, 4 when some component could not be cleared.
     """
-    from pricing.equilibrium import solve
+    from pricing.decisions.guidance import load_previous, rate_guidance
     from pricing.errors import DataError
-    from pricing.guidance import load_previous, rate_guidance
+    from pricing.market.equilibrium import solve
 
     _check_out(out)
     progress = Progress(quiet)
@@ -650,9 +650,9 @@ def plan(
     cleared, 5 when no plan meets the request (the reason and the cheapest relaxation are
     printed).
     """
-    from pricing.equilibrium import solve
+    from pricing.decisions.interventions import plan_interventions
     from pricing.errors import MarketError
-    from pricing.interventions import plan_interventions
+    from pricing.market.equilibrium import solve
 
     _check_out(out)
     progress = Progress(quiet)
@@ -719,10 +719,10 @@ def _fitted_market(
     config: RunConfig, checked: CheckedInputs, progress: Progress
 ) -> tuple[Panel, CurveSet, Market]:
     """Panel, fitted curves and market of checked inputs; exits 3 on a bad [market]."""
-    from pricing.curves import fit_curves
     from pricing.errors import MarketError
-    from pricing.market import Market
-    from pricing.panel import build_panel
+    from pricing.estimation.curves import fit_curves
+    from pricing.inputs.panel import build_panel
+    from pricing.market.market import Market
 
     progress("aggregating the segment x week panel")
     panel_ = build_panel(checked)
@@ -761,7 +761,7 @@ def _valid_inputs(
 
 def _write_table(frame: pd.DataFrame, out: Path, progress: Progress) -> None:
     """Write ``frame`` to ``out`` (.parquet or .csv) atomically."""
-    from pricing.io import atomic_file
+    from pricing.inputs.io import atomic_file
 
     progress(f"writing {out}")
     with atomic_file(out) as tmp:
@@ -837,7 +837,7 @@ def run_command(
     stored, 7 when the cluster cannot run it.
     """
     from pricing.errors import ConfigError, DataError, MarketError, RunError, StoreError
-    from pricing.pipeline import run_batch
+    from pricing.runs.pipeline import run_batch
 
     progress = Progress(quiet)
     try:
@@ -909,7 +909,7 @@ def _write_report(
 ) -> tuple[Report, Path]:
     """Render the run's (or a stored scenario's) report and write it atomically, by
     default as report.html beside the stored tables."""
-    from pricing.report import report_path
+    from pricing.report.report import report_path
 
     progress("writing the report" + ("" if scenario is None else f" of {scenario}"))
     rendered = run.report(scenario, rows=rows)
@@ -921,7 +921,7 @@ def _write_report(
 
 def _open_store(store_dir: Path) -> RunStore:
     """The store at ``store_dir``; exits 3 when the folder does not exist."""
-    from pricing.store import RunStore
+    from pricing.store.store import RunStore
 
     if not store_dir.is_dir():
         raise InvalidInput(f"run store {store_dir} does not exist; run `pricing run` first")
@@ -976,7 +976,7 @@ def history(store_dir: Path, segment: str | None, as_json: bool) -> None:
 
 def _segment_history(store: RunStore, segment: str) -> pd.DataFrame:
     """Guidance and equilibrium of one segment in every run, oldest first."""
-    from pricing.config import suggest
+    from pricing.errors import suggest
 
     runs = store.runs()
     if runs.empty:
@@ -1094,10 +1094,10 @@ def whatif(
     when the cluster cannot run it.
     """
     from pricing.config import load_scenario
+    from pricing.decisions.scenario import check_scenario
     from pricing.errors import ConfigError, MarketError, StoreError
-    from pricing.pipeline import Run, plan_summary, save_whatif
-    from pricing.report import report_path
-    from pricing.scenario import check_scenario
+    from pricing.report.report import report_path
+    from pricing.runs.pipeline import Run, plan_summary, save_whatif
 
     started = time.perf_counter()
     progress = Progress(quiet)
@@ -1227,7 +1227,7 @@ def report(
     exist.
     """
     from pricing.errors import StoreError
-    from pricing.pipeline import Run
+    from pricing.runs.pipeline import Run
 
     if rows < 1:
         raise click.UsageError("--rows must be at least 1")
@@ -1318,7 +1318,7 @@ def bench(
     """
     import importlib
 
-    from pricing.bench import (
+    from pricing.bench.harness import (
         Entry,
         append_history,
         compare,

@@ -36,26 +36,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from pricing import __version__
+from pricing._version import __version__
 from pricing.cluster import LOCAL, Executor, compute_text
 from pricing.config import RunConfig, parse_config, resolve_config
-from pricing.curves import CurveSet, fit_curves
-from pricing.equilibrium import EquilibriumResult, solve
+from pricing.decisions.guidance import Guidance, check_previous, rate_guidance
+from pricing.decisions.interventions import InterventionPlan, plan_interventions
 from pricing.errors import DataError, MarketError, RunError
-from pricing.guidance import Guidance, check_previous, rate_guidance
-from pricing.interventions import InterventionPlan, plan_interventions
-from pricing.io import find_sources
-from pricing.market import PARAMETERS, Market
-from pricing.panel import build_panel, last_complete_week, rows_after
-from pricing.schema import OPTIONAL_TABLES, REQUIRED_TABLES, CheckedInputs, check_inputs
-from pricing.store import DEFAULT_STORE, RunStore, read_manifest, read_table
+from pricing.estimation.curves import CurveSet, fit_curves
+from pricing.inputs import SAMPLE_DIR
+from pricing.inputs.io import find_sources
+from pricing.inputs.panel import build_panel, last_complete_week, rows_after
+from pricing.inputs.validation import OPTIONAL_TABLES, REQUIRED_TABLES, CheckedInputs, check_inputs
+from pricing.market.equilibrium import EquilibriumResult, solve
+from pricing.market.market import PARAMETERS, Market
+from pricing.store.store import DEFAULT_STORE, RunStore, read_manifest, read_table
 
 if TYPE_CHECKING:
     from pricing.config import Scenario
-    from pricing.report import Report
-    from pricing.scenario import WhatIf
-
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+    from pricing.decisions.scenario import WhatIf
+    from pricing.report.report import Report
 
 #: The contract columns of the stored tables, after the segment keys (README "Run store").
 CURVE_COLUMNS = (
@@ -512,7 +511,7 @@ class Run:
         """The scenario (a :class:`Scenario` or a TOML path) solved against this run,
         without re-estimating; ``save`` commits it to the store, tagged with its name."""
         from pricing.config import load_scenario
-        from pricing.scenario import whatif
+        from pricing.decisions.scenario import whatif
 
         chosen = load_scenario(scenario) if isinstance(scenario, (str, Path)) else scenario
         result = whatif(
@@ -531,7 +530,7 @@ class Run:
     def report(self, scenario: str | None = None, rows: int = 200) -> Report:
         """The HTML report of this run, or of the stored scenario ``scenario`` solved
         against it (``Report.write(path)`` saves it; notebooks show it inline)."""
-        from pricing.report import run_report, scenario_report
+        from pricing.report.report import run_report, scenario_report
 
         if scenario is None:
             return run_report(self, rows=rows)

@@ -215,7 +215,7 @@ def read_history(path: Path) -> list[Entry]:
 
 def append_history(path: Path, entry: Entry) -> None:
     """Append ``entry`` to the JSON list at ``path``, atomically."""
-    from pricing.io import atomic_file
+    from pricing.inputs.io import atomic_file
 
     history = json.loads(path.read_text()) if path.exists() else []
     history.append(entry.to_dict())
@@ -326,7 +326,7 @@ def markdown(entry: Entry) -> str:
 def update_results(path: Path, entry: Entry) -> None:
     """Replace the table between the ``bench:latest`` markers of ``path`` (RESULTS.md)
     with ``entry``'s, atomically; the markers are added at the top when missing."""
-    from pricing.io import atomic_file
+    from pricing.inputs.io import atomic_file
 
     block = f"{RESULTS_BEGIN}\n{markdown(entry)}\n{RESULTS_END}"
     text = path.read_text() if path.exists() else ""

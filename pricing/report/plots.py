@@ -5,7 +5,7 @@ state, no display backend) and saved with its ``Software`` metadata removed, so 
 run gives the same bytes on every machine with the same matplotlib and its bundled
 DejaVu fonts.
 
-Curves are drawn the way :mod:`pricing.market` states them, in the listed rate p:
+Curves are drawn the way :mod:`pricing.market.market` states them, in the listed rate p:
 
     D(p) = exp(log_demand_level) · (p(1 + f_c))^ε
     S(p) = exp(log_supply_level) · (p(1 − f_f))^η      (the segment's own pool)

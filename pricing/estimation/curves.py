@@ -51,8 +51,8 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import EstimationConfig
-from pricing.iv import critical_value, estimate_curve
-from pricing.panel import Panel
+from pricing.estimation.iv import critical_value, estimate_curve
+from pricing.inputs.panel import Panel
 
 SIDES = ("demand", "supply")
 _QUANTITY = {"demand": "hours_demanded", "supply": "hours_supplied"}

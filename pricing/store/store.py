@@ -41,7 +41,7 @@ import duckdb
 import pandas as pd
 
 from pricing.errors import StoreError
-from pricing.io import atomic_directory, connect
+from pricing.inputs.io import atomic_directory, connect
 
 DEFAULT_STORE = Path("pricing-runs")
 #: Tables of a run folder, in the order they are written (the manifest comes last).

@@ -54,9 +54,9 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import sparse
 
-from pricing.equilibrium import EquilibriumResult, solve
 from pricing.errors import MarketError
-from pricing.market import PARAMETERS, Market, segment_edges
+from pricing.market.equilibrium import EquilibriumResult, solve
+from pricing.market.market import PARAMETERS, Market, segment_edges
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -25,9 +25,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from pricing.config import RunConfig, suggest
-from pricing.errors import DataError
-from pricing.io import TableSource, connect, find_sources, load_table
+from pricing.config import RunConfig
+from pricing.errors import DataError, suggest
+from pricing.inputs.io import TableSource, connect, find_sources, load_table
 
 TIERS = ("entry", "intermediate", "expert")
 INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")

@@ -33,9 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pricing.config import MarketConfig, suggest
-from pricing.curves import CurveSet
-from pricing.errors import MarketError
+from pricing.config import MarketConfig
+from pricing.errors import MarketError, suggest
+from pricing.estimation.curves import CurveSet
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

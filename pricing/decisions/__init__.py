@@ -1,0 +1,1 @@
+"""The decision stage: rate guidance, supply levers and plans, what-if scenarios."""

@@ -1,0 +1,1 @@
+"""The market stage: segments with their curves, and the equilibrium that clears them."""

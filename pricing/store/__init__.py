@@ -1,0 +1,1 @@
+"""The run store: stored runs and scenarios, their manifests, and reading them back."""
