@@ -61,7 +61,6 @@ a segment without a previous rate is not capped.
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +72,7 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, Local, plan_parts
 from pricing.config import GuidanceConfig
+from pricing.display import Display
 from pricing.errors import DataError
 from pricing.estimation.curves import CurveSet
 from pricing.market.equilibrium import EquilibriumResult, solve
@@ -115,7 +115,7 @@ _SOLVED = ("solved", "solved_fallback")
 
 
 @dataclass(frozen=True)
-class Guidance:
+class Guidance(Display):
     """Rate guidance for every segment of a market (immutable); see the module docstring.
 
     ``frame`` has one row per segment with the columns of :data:`COLUMNS` after the
@@ -165,13 +165,6 @@ class Guidance:
                 f[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.2f}")
             )
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
-        return f"<p>{head}</p>" + self.frame.head(50).to_html(index=False)
 
 
 def rate_guidance(

@@ -28,7 +28,6 @@ caps that rule every such plan out.
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from pricing.config import InterventionsConfig
 from pricing.decisions.levers import Levers, segment_values
 from pricing.decisions.selection import Limits, Selection, UnitProgram
 from pricing.decisions.valuation import NOISE, ValueModel, Valuer
+from pricing.display import Display
 from pricing.errors import MarketError
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import Market
@@ -56,7 +56,7 @@ ROUND_GAIN = 2e-3
 
 # --------------------------------------------------------------------------- the plan
 @dataclass(frozen=True)
-class InterventionPlan:
+class InterventionPlan(Display):
     """Units to buy of each lever, with predicted and verified gains (immutable).
 
     ``to_frame()`` is one row per lever; ``categories`` one row per category (spend,
@@ -148,13 +148,9 @@ class InterventionPlan:
             lines.append(bought[cols].head(max_rows).to_string(index=False))
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
+    def html_frame(self) -> pd.DataFrame:
         frame = self.to_frame()
-        return f"<p>{head}</p>" + frame[frame["units"] > 0].to_html(index=False)
+        return frame[frame["units"] > 0]
 
 
 def plan_interventions(
@@ -669,7 +665,7 @@ def _finish_empty(
 
 # --------------------------------------------------------------------------- evaluation
 @dataclass(frozen=True)
-class PlanCheck:
+class PlanCheck(Display):
     """An independent check of a plan: one row per check with what was found."""
 
     checks: pd.DataFrame  # check, ok, detail
@@ -682,16 +678,12 @@ class PlanCheck:
     def to_frame(self) -> pd.DataFrame:
         return self.checks.copy()
 
-    def summary(self) -> str:
+    def summary(self, max_rows: int = 20) -> str:
+        """How many checks pass, then up to ``max_rows`` of the failed ones."""
         bad = self.checks[~self.checks["ok"]]
         head = f"Plan check: {len(self.checks) - len(bad)}/{len(self.checks)} checks pass"
-        return "\n".join([head, *(f"  FAILED {r.check}: {r.detail}" for r in bad.itertuples())])
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        return f"<p>{html.escape(self.summary())}</p>" + self.checks.to_html(index=False)
+        failed = (f"  FAILED {r.check}: {r.detail}" for r in bad.head(max_rows).itertuples())
+        return "\n".join([head, *failed])
 
 
 #: a re-solved gain may differ from the plan's by the equilibrium's verification bar

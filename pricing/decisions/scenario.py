@@ -48,7 +48,6 @@ downward).
 
 from __future__ import annotations
 
-import html
 import math
 import time
 from collections.abc import Callable
@@ -70,6 +69,7 @@ from pricing.config import (
     Scenario,
 )
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
+from pricing.display import Display
 from pricing.errors import ConfigError, MarketError, suggest
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import PARAMETERS, Market, segment_edges
@@ -103,7 +103,7 @@ FILL_TOL = 1e-9
 
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class InverseAnswer:
+class InverseAnswer(Display):
     """The answer of an inverse scenario (immutable).
 
     ``value`` is the fee or the budget (USD) found and ``achieved`` the listed rate or
@@ -142,16 +142,18 @@ class InverseAnswer:
             "detail": self.detail,
         }
 
-    def summary(self) -> str:
+    def to_frame(self) -> pd.DataFrame:
+        """The answer as one row."""
+        return pd.DataFrame([{**self.to_dict(), "reachable": self.reachable}])
+
+    def summary(self, max_rows: int = 0) -> str:
+        """The answer in one line (there is no table to show)."""
         fmt = _fee_text if self.kind == "fee" else _money_text
         reached = _rate_text if self.kind == "fee" else _fill_text
         goal = f"{self.subject} for {reached(self.target)}"
         if self.status == "unreachable":
             return f"{goal}: unreachable — {self.detail}; {self.method}"
         return f"{goal}: {fmt(self.value)} (reaches {reached(self.achieved)}); {self.method}"
-
-    def __str__(self) -> str:
-        return self.summary()
 
 
 def _fee_text(v: float) -> str:
@@ -171,7 +173,7 @@ def _fill_text(v: float) -> str:
 
 
 @dataclass(frozen=True)
-class WhatIf:
+class WhatIf(Display):
     """A scenario solved against a baseline (immutable).
 
     ``market`` is the transformed market and ``result`` its equilibrium — the plan's joint
@@ -303,13 +305,9 @@ class WhatIf:
             )
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
+    def html_frame(self) -> pd.DataFrame:
         frame = self.to_frame()
-        return f"<p>{head}</p>" + frame[frame["changed"]].head(50).to_html(index=False)
+        return frame[frame["changed"]]
 
 
 def _measures(result: EquilibriumResult) -> dict[str, FloatArray]:

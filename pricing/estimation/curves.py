@@ -41,7 +41,6 @@ that had hires) and the mean hours demanded / supplied over the same weeks:
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from functools import partial
 
@@ -51,6 +50,7 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import EstimationConfig
+from pricing.display import Display
 from pricing.estimation.iv import critical_value, estimate_curve
 from pricing.inputs.panel import Panel
 
@@ -64,7 +64,7 @@ MIN_BATCH = 500
 
 
 @dataclass(frozen=True)
-class CurveSet:
+class CurveSet(Display):
     """Fitted demand and supply curves, one row per segment and side."""
 
     frame: pd.DataFrame
@@ -102,13 +102,6 @@ class CurveSet:
         ]
         lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
-        return f"<p>{head}</p>" + self.frame.head(50).to_html(index=False)
 
 
 def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCAL) -> CurveSet:

@@ -47,7 +47,6 @@ test oracle.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -58,6 +57,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pricing.display import Display
 from pricing.errors import EstimationError
 
 Cov = Literal["HC1", "unadjusted", "cluster", "HAC", "EWC"]
@@ -69,7 +69,7 @@ _RANK_TOL = 1e-10
 
 
 @dataclass(frozen=True)
-class CurveFit:
+class CurveFit(Display):
     """Fitted elasticities, one row per group; see :func:`estimate_curve`."""
 
     frame: pd.DataFrame
@@ -114,16 +114,11 @@ class CurveFit:
                 f"\n  elasticity median {e.median():.3f}, "
                 f"IQR {e.quantile(0.25):.3f} .. {e.quantile(0.75):.3f}"
             )
+        if not max_rows:
+            return head
         return (
             head + "\n" + f.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
         )
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary(max_rows=0).split("\n", 1)[0])
-        return f"<p>{head}</p>" + self.frame.head(50).to_html(index=False)
 
 
 def estimate_curve(

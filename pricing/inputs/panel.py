@@ -31,7 +31,6 @@ the (small) panel comes back as a pandas frame.
 from __future__ import annotations
 
 import datetime as dt
-import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +38,7 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import RunConfig
+from pricing.display import Display
 from pricing.inputs.io import TableSource
 from pricing.inputs.validation import CheckedInputs, typed_views
 
@@ -46,7 +46,7 @@ FLAGS = ("no_jobs", "no_hires", "no_supply")
 
 
 @dataclass(frozen=True)
-class Panel:
+class Panel(Display):
     """The segment × week panel, one row per segment-week."""
 
     frame: pd.DataFrame
@@ -107,8 +107,10 @@ class Panel:
             f"supplied {f['hours_supplied'].sum():,.0f}",
             "  flagged segment-weeks: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()),
             f"  shifters joined: {', '.join(self.shifter_columns) or 'none'}",
-            "",
         ]
+        if not max_rows:
+            return "\n".join(lines)
+        lines.append("")
         shown = seg.head(max_rows)
         cols = [
             *self.segment_keys,
@@ -131,12 +133,8 @@ class Panel:
             lines.append(f"... {len(seg) - max_rows:,} more segments (see to_frame() / --out)")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary(max_rows=0).split("\n\n")[0]).replace("\n", "<br>")
-        return f"<p>{head}</p>" + self.segments().head(50).to_html(index=False)
+    def html_frame(self) -> pd.DataFrame:
+        return self.segments()
 
 
 def build_panel(

@@ -132,11 +132,11 @@ segments, jobs and freelancers; only the AR(1)/sticky recursions loop over weeks
 from __future__ import annotations
 
 import datetime
-import html
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -145,8 +145,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pricing.config import EstimationConfig, InterventionsConfig, MarketConfig, RunConfig
+from pricing.display import Display
 from pricing.inputs.io import atomic_directory
 from pricing.inputs.validation import INTERVENTION_KINDS, TIERS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -315,7 +319,7 @@ class SimulationSpec:
 
 
 @dataclass(frozen=True)
-class SimulatedMarket:
+class SimulatedMarket(Display):
     """The tables of a simulated market, its ground truth and the run configuration."""
 
     spec: SimulationSpec
@@ -379,27 +383,29 @@ class SimulatedMarket:
                 future.result()
         return out_dir
 
-    def summary(self) -> str:
-        """Short human-readable description: size, date range, rows."""
+    def to_frame(self) -> pd.DataFrame:
+        """The ground truth, one row per segment."""
+        frame: pd.DataFrame = self.truth.to_pandas()
+        return frame
+
+    def summary(self, max_rows: int = 0) -> str:
+        """Size, date range and rows; then ``max_rows`` segments of the truth."""
         spec = self.spec
         thin = int(pc.sum(self.truth["thin"]).as_py() or 0)
         hired = int(pc.sum(self.jobs["hired"]).as_py() or 0)
         hired_share = hired / self.jobs.num_rows if self.jobs.num_rows else 0.0
         freelancers = int(pc.sum(self.truth["freelancer_pool_size"]).as_py())
         last = spec.start + datetime.timedelta(weeks=spec.weeks - 1)
-        return (
+        text = (
             f"Simulated market (seed {spec.seed}): {spec.segments} segments in "
             f"{spec.categories} categories ({thin} thin), {spec.weeks} weeks "
             f"{spec.start} to {last}\n"
             f"  jobs:   {self.jobs.num_rows:,} rows ({hired_share:.1%} hired)\n"
             f"  supply: {self.supply.num_rows:,} rows from pools of {freelancers:,} freelancers"
         )
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(self.summary())}</pre>"
+        if max_rows:
+            text += "\n" + self.to_frame().head(max_rows).to_string(index=False)
+        return text
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ and raises :class:`DataError` otherwise.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from pricing.config import RunConfig
+from pricing.display import Display
 from pricing.errors import DataError, suggest
 from pricing.inputs.io import TableSource, connect, find_sources, load_table
 
@@ -209,7 +209,7 @@ class CheckedInputs:
 
 
 @dataclass(frozen=True)
-class ValidationReport:
+class ValidationReport(Display):
     """Every problem found in a data directory, grouped by table, column and rule."""
 
     data_dir: Path
@@ -283,7 +283,9 @@ class ValidationReport:
             columns=["table", "column", "rule", "count", "message", "examples"],
         )
 
-    def summary(self) -> str:
+    def summary(self, max_rows: int | None = None) -> str:
+        """The tables read and the problems, each with its first examples; every problem
+        unless ``max_rows`` limits them."""
         lines = [f"Data directory {self.data_dir} (as of {self.as_of.isoformat()})"]
         for t in self.tables:
             lines.append(f"  {t.name:<14}{t.source:<32}{t.rows:>14,} rows")
@@ -294,27 +296,17 @@ class ValidationReport:
             f"INVALID: {len(self.problems)} problem(s), "
             f"{self.rows_affected:,} row(s) or value(s) affected"
         )
-        for p in self.problems:
+        shown = self.problems if max_rows is None else self.problems[:max_rows]
+        for p in shown:
             where = p.table + (f".{p.column}" if p.column else "")
             lines.append(f"- {where} [{p.rule}] {p.count:,}x: {p.message}")
             for e in p.examples:
                 lines.append(f"    {e.describe()}")
             if p.count > len(p.examples) and p.examples:
                 lines.append(f"    ... and {p.count - len(p.examples):,} more")
+        if len(shown) < len(self.problems):
+            lines.append(f"... {len(self.problems) - len(shown):,} more problem(s)")
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        status = "OK" if self.ok else f"INVALID — {len(self.problems)} problem(s)"
-        head = (
-            f"<p><b>{html.escape(str(self.data_dir))}</b> as of {self.as_of.isoformat()}: "
-            f"{html.escape(status)}</p>"
-        )
-        tables = pd.DataFrame([vars(t) for t in self.tables]).to_html(index=False)
-        problems = "" if self.ok else self.to_frame().to_html(index=False)
-        return head + tables + problems
 
 
 def check_inputs(

@@ -31,7 +31,6 @@ convex program (the reference path). Every answer is verified before it is retur
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +41,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
+from pricing.display import Display
 from pricing.market.interior import (
     MAX_DENSE,
     CoupledProblem,
@@ -81,7 +81,7 @@ _SOLVED, _FALLBACK, _FAILED, _NO_CURVE = range(4)
 
 
 @dataclass(frozen=True)
-class EquilibriumResult:
+class EquilibriumResult(Display):
     """The equilibrium of a market (immutable). ``to_frame()`` is one row per segment,
     ``edges_frame()`` one row per adjacency edge, ``components`` one row per component.
 
@@ -206,13 +206,6 @@ class EquilibriumResult:
                 frame[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.2f}")
             )
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
-        return f"<p>{head}</p>" + self.to_frame().head(50).to_html(index=False)
 
 
 def _segment_sum(market: Market, flow: FloatArray, end: str) -> FloatArray:

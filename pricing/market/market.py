@@ -25,7 +25,6 @@ that changes a fee moves the rate along them.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -34,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.config import MarketConfig
+from pricing.display import Display
 from pricing.errors import MarketError, suggest
 from pricing.estimation.curves import CurveSet
 
@@ -62,7 +62,7 @@ CURVE_PARAMETERS = (
 
 
 @dataclass(frozen=True)
-class Market:
+class Market(Display):
     """Segments with their curves, fees and bounds, and the adjacency edges between pools.
 
     ``segments`` has the segment keys plus the columns of :data:`PARAMETERS`; a segment
@@ -360,7 +360,7 @@ class Market:
         out["usable"] = self.usable
         return out
 
-    def summary(self) -> str:
+    def summary(self, max_rows: int = 0) -> str:
         comp = self.component
         sizes = np.bincount(comp)
         coupled = int((sizes[comp] > 1).sum())
@@ -376,14 +376,9 @@ class Market:
             lines.append(f"  {fee}: {v.min():.1%} … {v.max():.1%}")
         bounded = self.segments[["rate_floor", "rate_cap"]].notna().sum()
         lines.append(f"  {bounded['rate_floor']} floors, {bounded['rate_cap']} caps")
+        if max_rows:
+            lines.append(self.to_frame().head(max_rows).to_string(index=False))
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def _repr_html_(self) -> str:
-        head = html.escape(self.summary()).replace("\n", "<br>")
-        return f"<p>{head}</p>" + self.to_frame().head(50).to_html(index=False)
 
 
 def _unknown_categories(config: MarketConfig, categories: set[str]) -> list[str]:

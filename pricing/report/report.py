@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.cluster import compute_text
+from pricing.display import Display
 from pricing.errors import StoreError
 from pricing.inputs.io import atomic_file
 
@@ -96,7 +97,7 @@ class Table:
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(Display):
     """A rendered report: the HTML text, its title and section ids."""
 
     title: str
@@ -111,17 +112,20 @@ class Report:
             tmp.write_text(self.html, encoding="utf-8")
         return path
 
-    def summary(self) -> str:
+    def to_frame(self) -> pd.DataFrame:
+        """The report's sections, in page order."""
+        return pd.DataFrame({"section": list(self.sections)})
+
+    def summary(self, max_rows: int = 0) -> str:
+        """Title, size, figures and sections in one line."""
         size = len(self.html.encode("utf-8"))
         return (
             f"{self.title}: {size / 1024:,.0f} KiB, {self.images} figure(s), "
             f"sections {', '.join(self.sections)}"
         )
 
-    def __str__(self) -> str:
-        return self.summary()
-
     def _repr_html_(self) -> str:
+        """The page itself, in a frame (not the summary: a report is made to be seen)."""
         return (
             f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
             'style="width:100%;height:720px;border:1px solid #ddd"></iframe>'

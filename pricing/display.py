@@ -1,0 +1,54 @@
+"""How result objects print, written once (after linearmodels' ``_SummaryStr``).
+
+Every result of the engine — a validation report, a panel, curves, an equilibrium,
+guidance, a plan, a what-if, a stored run, a backtest — says what it is in
+``summary(max_rows)``: a heading, then up to ``max_rows`` rows of its table (``0`` gives
+the heading alone; each result picks its own default). It gives its table with
+``to_frame()`` and its JSON form with ``to_dict()``. This mixin derives the rest from
+those: ``str(result)`` is the summary, and a notebook shows the heading above the first
+:attr:`Display.html_rows` rows of ``html_frame()`` (by default ``to_frame()``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Display(ABC):
+    """``summary``/``to_frame``/``to_dict`` given, ``__str__`` and ``_repr_html_`` derived."""
+
+    #: rows of the table a notebook shows
+    html_rows: ClassVar[int] = 50
+
+    @abstractmethod
+    def summary(self, max_rows: int = 20) -> str:
+        """A heading, then up to ``max_rows`` rows of the result's table (``0``: the
+        heading alone)."""
+
+    @abstractmethod
+    def to_frame(self) -> pd.DataFrame:
+        """The result's table."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data: by default its table's records."""
+        records: list[dict[str, Any]] = json.loads(
+            self.to_frame().to_json(orient="records", date_format="iso", double_precision=10)
+        )
+        return {"rows": records}
+
+    def html_frame(self) -> pd.DataFrame:
+        """The table a notebook shows (the first :attr:`html_rows` rows of it)."""
+        return self.to_frame()
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
+        return f"<p>{head}</p>" + self.html_frame().head(self.html_rows).to_html(index=False)
