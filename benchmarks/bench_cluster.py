@@ -20,7 +20,7 @@ Markets (cached under benchmarks/.data/):
 - ``segments`` 10^4: 10,000 thin segments (2 jobs per segment-week, 2.2M rows), where
   estimation and the band draws dominate.
 
-    .venv/bin/python -m pricing.cli.commands bench --only cluster
+    .venv/bin/python -m pricing.cli bench --only cluster
 """
 
 from __future__ import annotations

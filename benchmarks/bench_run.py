@@ -78,7 +78,7 @@ def one_run(data: Path, config: Path | None, extra: tuple[str, ...] = ()) -> dic
         command = [
             sys.executable,
             "-c",
-            "from pricing.cli.commands import main; main()",
+            "from pricing.cli import main; main()",
             "run",
         ]
         command += ["--data", str(data), "--store", f"{scratch}/store", "--json", "--quiet"]

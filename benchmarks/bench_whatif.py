@@ -33,12 +33,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from pricing.config import RunConfig, parse_scenario
 from pricing.decisions.scenario import apply_scenario
-from pricing.market.equilibrium import solve
+from pricing.market.equilibrium import equilibrium_table, solve
 from pricing.market.market import PARAMETERS
 from pricing.market.synthetic import random_market
-from pricing.runs.pipeline import Run, equilibrium_table, load_run, save_whatif
+from pricing.runs.run import Run, load_run, save_whatif
+from pricing.statuses import PlanStatus, RunStatus
+from pricing.store.manifest import (
+    Components,
+    Counts,
+    GuidanceCounts,
+    Manifest,
+    Statuses,
+    Weeks,
+)
 from pricing.store.store import RunStore
 
 HERE = Path(__file__).resolve().parent
@@ -60,18 +71,39 @@ def stored_run(segments: int) -> Path:
         return store
     market = random_market(segments, COMPONENTS, seed=3)
     keys = list(market.segment_keys)
+    solved = solve(market)
     tables = {
-        "equilibrium": equilibrium_table(solve(market)),
+        "equilibrium": equilibrium_table(solved),
         "market": market.segments[[*keys, *PARAMETERS]],
         "edges": market.edges,
     }
-    manifest = {
-        "run_id": AS_OF.isoformat(),
-        "as_of": AS_OF.isoformat(),
-        "status": "ok",
-        "config": RunConfig().model_dump(mode="json"),
-        "source": f"random_market({segments}, {COMPONENTS}, seed=3)",
-    }
+    manifest = Manifest(
+        run_id=AS_OF.isoformat(),
+        as_of=AS_OF,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        status=RunStatus.OK,
+        degraded=(),
+        data_dir=f"random_market({segments}, {COMPONENTS}, seed=3)",
+        config_source=None,
+        config=RunConfig().model_dump(mode="json"),
+        inputs={},
+        rows_after_as_of={},
+        weeks=Weeks(first=AS_OF, count=1),
+        counts=Counts(segments=segments, estimated=segments, flagged=0, failed=0),
+        statuses=Statuses(
+            equilibrium={k: int(v) for k, v in pd.Series(solved.status).value_counts().items()},
+            components=Components(total=len(solved.components), failed=0, max_residual=0.0),
+            guidance=GuidanceCounts(market_state={}, failed_draws=0, capped=0),
+            interventions=PlanStatus.NOT_CONFIGURED,
+        ),
+        plan=None,
+        previous_run=None,
+        tables={name: len(frame) for name, frame in tables.items()},
+        versions={},
+        machine={},
+        timings_s={},
+        peak_memory_mb=0.0,
+    )
     RunStore(store).write_run(AS_OF, tables, manifest)
     return store
 

@@ -66,9 +66,12 @@ _EXPORTS = {
     "whatif": "pricing.decisions.scenario",
     "WhatIf": "pricing.decisions.scenario",
     "InverseAnswer": "pricing.decisions.scenario",
-    "Run": "pricing.runs.pipeline",
-    "load_run": "pricing.runs.pipeline",
+    "Run": "pricing.runs.run",
+    "load_run": "pricing.runs.run",
     "run_batch": "pricing.runs.pipeline",
+    "fitted_market": "pricing.runs.pipeline",
+    "run_whatifs": "pricing.runs.pipeline",
+    "Manifest": "pricing.store.manifest",
     "RunStore": "pricing.store.store",
     "StoreError": "pricing.errors",
     "RunError": "pricing.errors",
@@ -92,6 +95,7 @@ __all__ = [
     "InterventionPlan",
     "InterventionsConfig",
     "InverseAnswer",
+    "Manifest",
     "Market",
     "MarketConfig",
     "MarketError",
@@ -117,6 +121,7 @@ __all__ = [
     "estimate_curve",
     "executor",
     "fit_curves",
+    "fitted_market",
     "load_config",
     "load_run",
     "load_scenario",
@@ -126,6 +131,7 @@ __all__ = [
     "rate_guidance",
     "resolve_config",
     "run_batch",
+    "run_whatifs",
     "simulate_market",
     "solve",
     "whatif",
@@ -167,7 +173,9 @@ if TYPE_CHECKING:
     from pricing.market.equilibrium import EquilibriumResult, solve
     from pricing.market.market import Market
     from pricing.market.synthetic import random_catalogue, random_market
-    from pricing.runs.pipeline import Run, load_run, run_batch
+    from pricing.runs.pipeline import fitted_market, run_batch, run_whatifs
+    from pricing.runs.run import Run, load_run
+    from pricing.store.manifest import Manifest
     from pricing.store.store import RunStore
 
 

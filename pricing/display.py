@@ -37,10 +37,7 @@ class Display(ABC):
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data: by default its table's records."""
-        records: list[dict[str, Any]] = json.loads(
-            self.to_frame().to_json(orient="records", date_format="iso", double_precision=10)
-        )
-        return {"rows": records}
+        return {"rows": records(self.to_frame())}
 
     def html_frame(self) -> pd.DataFrame:
         """The table a notebook shows (the first :attr:`html_rows` rows of it)."""
@@ -52,3 +49,11 @@ class Display(ABC):
     def _repr_html_(self) -> str:
         head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
         return f"<p>{head}</p>" + self.html_frame().head(self.html_rows).to_html(index=False)
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table as JSON-ready records: ISO dates, 10 significant digits, NaN as null."""
+    out: list[dict[str, Any]] = json.loads(
+        frame.to_json(orient="records", date_format="iso", double_precision=10)
+    )
+    return out

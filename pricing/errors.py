@@ -1,8 +1,9 @@
-"""Exceptions raised by the engine.
+"""Exceptions raised by the engine, and the suggestion of a name that was misspelled.
 
 Every exception subclasses a built-in so callers can catch broadly (``ValueError``) or
 precisely (``DataError``). Messages name the table, column, row or setting at fault and
-say what would fix it; the CLI prints them without a traceback.
+say what would fix it. Each knows the exit code the command line gives it
+(``exit_code``, README "Exit codes"); the CLI prints the message without a traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from typing import Any
 class PricingError(Exception):
     """Base class of every error the engine raises on purpose."""
 
+    #: the command line's exit code for it (README "Exit codes")
+    exit_code = 1
+
 
 class ConfigError(PricingError, ValueError):
     """A configuration file or setting is invalid (unknown key, wrong type, bad value)."""
+
+    exit_code = 3
 
 
 class DataError(PricingError, ValueError):
@@ -27,6 +33,8 @@ class DataError(PricingError, ValueError):
     module, the root of every stage, imports none of them).
     """
 
+    exit_code = 3
+
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
@@ -35,27 +43,49 @@ class DataError(PricingError, ValueError):
 class EstimationError(PricingError, ValueError):
     """A curve cannot be estimated for a group: too few rows, collinear data, bad values."""
 
+    exit_code = 3
+
 
 class MarketError(PricingError, ValueError):
     """A market is inconsistent: a wrong-signed elasticity, a fee outside [0, 1), a floor
     at or above its cap, an edge to an unknown segment, a bound that selects nothing."""
 
+    exit_code = 3
+
 
 class SolverError(PricingError, RuntimeError):
-    """An equilibrium could not be computed and verified (with the component and reason)."""
+    """An equilibrium could not be computed and verified (with the component and reason).
+
+    The engine reports such components in its results rather than raising (status
+    ``failed``); the class is there for code built on it that prefers to raise."""
+
+    exit_code = 4
 
 
 class StoreError(PricingError, ValueError):
-    """The run store cannot be read or written, or holds no run by the name asked for."""
+    """The run store cannot be read, or holds no run or scenario by the name asked for."""
+
+    exit_code = 3
+
+
+class StoreWriteError(StoreError):
+    """The run store cannot be written: nothing was stored."""
+
+    exit_code = 6
 
 
 class RunError(PricingError, RuntimeError):
-    """A nightly run stopped without storing anything (``--strict`` and degraded segments)."""
+    """A nightly run stopped without storing anything (``--strict`` and degraded segments),
+    or a stored run lacks a table it must have."""
+
+    exit_code = 6
 
 
 class ClusterError(PricingError, RuntimeError):
     """The Dask cluster a run was sent to cannot run it: Dask is not installed, the
     scheduler does not answer, a worker runs another version or cannot see the data."""
+
+    exit_code = 7
 
 
 def suggest(name: str, candidates: list[str]) -> str | None:

@@ -175,3 +175,55 @@ def fail_component_zero(monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
     monkeypatch.setattr(pipeline, "solve", solve)
+
+
+def stub_manifest(as_of: dt.date) -> Any:
+    """A valid run manifest with placeholder contents, for tests of the store's mechanics
+    (what it stores does not matter there)."""
+    from pricing.store.manifest import Components, Counts, GuidanceCounts, Manifest, Statuses
+
+    return Manifest(
+        run_id=as_of.isoformat(),
+        as_of=as_of,
+        created="2026-01-01T00:00:00+00:00",
+        status="ok",
+        degraded=(),
+        data_dir="data",
+        config_source=None,
+        config={},
+        inputs={},
+        rows_after_as_of={},
+        weeks={"first": as_of, "count": 1},
+        counts=Counts(segments=2, estimated=2, flagged=0, failed=0),
+        statuses=Statuses(
+            equilibrium={"solved": 2},
+            components=Components(total=2, failed=0, max_residual=0.0),
+            guidance=GuidanceCounts(market_state={}, failed_draws=0, capped=0),
+            interventions="not_configured",
+        ),
+        plan=None,
+        previous_run=None,
+        tables={},
+        versions={},
+        machine={},
+        timings_s={},
+        peak_memory_mb=0.0,
+    )
+
+
+def stub_scenario_manifest(name: str, baseline: dt.date) -> Any:
+    """A valid scenario manifest with placeholder contents (see :func:`stub_manifest`)."""
+    from pricing.store.manifest import ScenarioManifest
+
+    return ScenarioManifest(
+        scenario=name,
+        description="",
+        baseline=baseline.isoformat(),
+        baseline_build="",
+        created="2026-01-01T00:00:00+00:00",
+        status="ok",
+        inverse=None,
+        plan=None,
+        timings_s={},
+        versions={},
+    )

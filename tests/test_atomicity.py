@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from pricing.runs.pipeline import load_run
+from pricing.runs.run import load_run
 from pricing.store.store import RunStore
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
-CLI = [sys.executable, "-c", "from pricing.cli.commands import main; main()"]
+CLI = [sys.executable, "-c", "from pricing.cli import main; main()"]
 
 pytestmark = pytest.mark.slow
 

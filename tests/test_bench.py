@@ -24,7 +24,8 @@ from pricing.bench.harness import (
     read_history,
     update_results,
 )
-from pricing.cli.commands import EXIT_USAGE, main
+from pricing.cli import main
+from pricing.cli.exits import ExitCode
 
 FIELDS = {
     "name",
@@ -183,7 +184,7 @@ def test_pricing_bench_quick_runs_every_stage(tmp_path: Path) -> None:
 
 def test_pricing_bench_only_refuses_an_unknown_stage() -> None:
     result = CliRunner().invoke(main, ["bench", "--only", "solver", "--quick"])
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
     assert "names no stage" in result.output and "equilibrium" in result.output
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -16,14 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 import pricing.market.equilibrium as equilibrium
-from pricing.cli.commands import (
-    EXIT_DEGRADED,
-    EXIT_INFEASIBLE,
-    EXIT_INVALID_INPUT,
-    EXIT_OK,
-    EXIT_USAGE,
-    main,
-)
+from pricing.cli import main
+from pricing.cli.exits import ExitCode
 
 AS_OF = ["--as-of", "2024-02-01"]
 
@@ -47,7 +42,7 @@ def invalid_dir(make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]) 
 
 def test_help_is_fast_and_imports_nothing_heavy() -> None:
     code = (
-        "import sys, pricing.cli.commands; "
+        "import sys, pricing.cli; "
         "names = ('pandas', 'duckdb', 'numpy', 'pyarrow', 'dask', 'distributed'); "
         "heavy = [m for m in names if m in sys.modules]; "
         "print(','.join(heavy))"
@@ -58,7 +53,7 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
 
 def test_help_lists_commands_and_exit_codes(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--help"])
-    assert result.exit_code == EXIT_OK
+    assert result.exit_code == ExitCode.OK
     for command in ("validate", "panel", "simulate"):
         assert command in result.output
     assert "3 invalid input" in result.output
@@ -66,14 +61,14 @@ def test_help_lists_commands_and_exit_codes(runner: CliRunner) -> None:
 
 def test_validate_valid(runner: CliRunner, valid_dir: Path) -> None:
     result = runner.invoke(main, ["validate", str(valid_dir), *AS_OF])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     assert "OK" in result.stdout
     assert "reading and checking jobs (jobs.csv)" in result.stderr  # progress on stderr
 
 
 def test_validate_invalid_reports_all_and_exits_3(runner: CliRunner, invalid_dir: Path) -> None:
     result = runner.invoke(main, ["validate", str(invalid_dir), *AS_OF])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert "jobs.hours [not_positive]" in result.stdout
     assert "supply.week [not_monday]" in result.stdout
     assert "Traceback" not in result.output
@@ -81,7 +76,7 @@ def test_validate_invalid_reports_all_and_exits_3(runner: CliRunner, invalid_dir
 
 def test_validate_json(runner: CliRunner, invalid_dir: Path) -> None:
     result = runner.invoke(main, ["validate", str(invalid_dir), *AS_OF, "--json", "--quiet"])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     payload = json.loads(result.stdout)
     assert payload["ok"] is False
     found = {(p["table"], p["column"], p["rule"]) for p in payload["problems"]}
@@ -91,18 +86,28 @@ def test_validate_json(runner: CliRunner, invalid_dir: Path) -> None:
     assert result.stderr == ""
 
 
-def test_validate_future_dates_depend_on_as_of(runner: CliRunner, valid_dir: Path) -> None:
-    result = runner.invoke(
-        main, ["validate", str(valid_dir), "--as-of", "2024-01-05", "--json", "-q"]
-    )
-    assert result.exit_code == EXIT_INVALID_INPUT
+def test_validate_future_dates_depend_on_as_of(
+    runner: CliRunner, make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]
+) -> None:
+    """Dates are checked against today, or against --as-of when it is later (--as-of means
+    what it means for a run: the week it ends on; later rows are left out, not wrong)."""
+    soon = dt.date.today() + dt.timedelta(days=3)
+    del tables["shifters"]  # they would have to cover the new job's week too
+    jobs = tables["jobs"]
+    tables["jobs"] = pd.concat([jobs, jobs.tail(1).assign(job_id="J999", posted_at=soon)])
+    data = make_dir(tables)
+    result = runner.invoke(main, ["validate", str(data), "--json", "-q"])
+    assert result.exit_code == ExitCode.INVALID_INPUT
     rules = {p["rule"] for p in json.loads(result.stdout)["problems"]}
     assert rules == {"future_date"}
+    later = (soon + dt.timedelta(days=7)).isoformat()
+    result = runner.invoke(main, ["validate", str(data), "--as-of", later, "--json", "-q"])
+    assert result.exit_code == ExitCode.OK, result.stdout
 
 
 def test_missing_data_dir_is_invalid_input(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["validate", str(tmp_path / "nope"), *AS_OF])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert "is not a directory" in result.stdout
 
 
@@ -111,19 +116,19 @@ def test_bad_config_is_invalid_input(
 ) -> None:
     directory = make_dir(tables, config='[estimation]\ndemand_instrument = ["fx_index"]\n')
     result = runner.invoke(main, ["validate", str(directory), *AS_OF])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert "did you mean 'demand_instruments'" in result.output
     assert "Traceback" not in result.output
 
 
 def test_bad_option_is_usage_error(runner: CliRunner, valid_dir: Path) -> None:
     result = runner.invoke(main, ["validate", str(valid_dir), "--as-of", "yesterday"])
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
 
 
 def test_panel_prints_segment_summary(runner: CliRunner, valid_dir: Path) -> None:
     result = runner.invoke(main, ["panel", str(valid_dir), *AS_OF])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     assert "4 segments" in result.stdout
     assert "design" in result.stdout and "demand_supply_ratio" in result.stdout
 
@@ -133,7 +138,7 @@ def test_panel_writes_output_atomically(runner: CliRunner, valid_dir: Path, tmp_
     result = runner.invoke(
         main, ["panel", str(valid_dir), *AS_OF, "--out", str(out), "--json", "-q"]
     )
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     payload = json.loads(result.stdout)
     assert payload["segments"] == 4 and payload["weeks"] == 3 and payload["out"] == str(out)
     assert payload["shifters"] == ["fx_index", "client_marketing_index"]
@@ -146,7 +151,7 @@ def test_panel_writes_output_atomically(runner: CliRunner, valid_dir: Path, tmp_
 def test_panel_csv_output(runner: CliRunner, valid_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "panel.csv"
     result = runner.invoke(main, ["panel", str(valid_dir), *AS_OF, "--out", str(out), "-q"])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     frame = pd.read_csv(out)
     assert frame["week"].iloc[0] == "2024-01-01"
 
@@ -155,7 +160,7 @@ def test_panel_rejects_unknown_output_format(
     runner: CliRunner, valid_dir: Path, tmp_path: Path
 ) -> None:
     result = runner.invoke(main, ["panel", str(valid_dir), "--out", str(tmp_path / "p.xlsx")])
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
 
 
 def test_panel_on_invalid_data_writes_nothing(
@@ -163,14 +168,14 @@ def test_panel_on_invalid_data_writes_nothing(
 ) -> None:
     out = tmp_path / "panel.parquet"
     result = runner.invoke(main, ["panel", str(invalid_dir), *AS_OF, "--out", str(out)])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert "not_positive" in result.stderr
     assert not out.exists()
 
 
 def test_panel_defaults_to_the_sample(runner: CliRunner) -> None:
     result = runner.invoke(main, ["panel", "--json", "-q"])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     payload = json.loads(result.stdout)
     assert payload["data_dir"].endswith("data/sample")
     assert payload["segments"] > 0
@@ -180,23 +185,23 @@ def test_simulate_writes_a_valid_directory(runner: CliRunner, tmp_path: Path) ->
     out = tmp_path / "sim"
     args = ["simulate", "--segments", "6", "--weeks", "12", "--seed", "3", "--out", str(out)]
     result = runner.invoke(main, [*args, "--json", "-q"])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     payload = json.loads(result.stdout)
     assert payload["jobs_rows"] > 0 and payload["supply_rows"] > 0
     expected = {"jobs", "supply", "shifters", "adjacency", "interventions", "truth"}
     assert {p.stem for p in out.glob("*.parquet")} == expected
     assert (out / "pricing.toml").is_file()
     check = runner.invoke(main, ["validate", str(out), "--json", "-q"])
-    assert check.exit_code == EXIT_OK, check.output
+    assert check.exit_code == ExitCode.OK, check.output
     again = runner.invoke(main, args)
-    assert again.exit_code == EXIT_USAGE and "--force" in again.output
+    assert again.exit_code == ExitCode.USAGE and "--force" in again.output
     forced = runner.invoke(main, [*args, "--force", "-q"])
-    assert forced.exit_code == EXIT_OK
+    assert forced.exit_code == ExitCode.OK
 
 
 def test_simulate_rejects_bad_spec(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["simulate", "--segments", "0", "--out", str(tmp_path / "x")])
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
     assert not (tmp_path / "x").exists()
 
 
@@ -221,7 +226,7 @@ def test_guidance_on_the_sample_prints_json_and_writes_the_table(
 ) -> None:
     out = tmp_path / "guidance.parquet"
     result = runner.invoke(main, ["guidance", "--json", "-q", "--out", str(out)])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     assert result.stderr == ""
     payload = json.loads(result.stdout)  # the whole of stdout is one JSON object
     n = payload["segments"]
@@ -240,14 +245,14 @@ def test_guidance_on_the_sample_prints_json_and_writes_the_table(
 
 def test_guidance_caps_against_a_previous_run(runner: CliRunner, tmp_path: Path) -> None:
     first = tmp_path / "first.csv"
-    assert runner.invoke(main, ["guidance", "-q", "--out", str(first)]).exit_code == EXIT_OK
+    assert runner.invoke(main, ["guidance", "-q", "--out", str(first)]).exit_code == ExitCode.OK
     previous = pd.read_csv(first)
     previous[["freelancer_rate", "client_rate"]] *= 1.5  # every rate would fall by a third
     previous.to_csv(tmp_path / "previous.csv", index=False)
     out = tmp_path / "second.csv"
     args = ["guidance", "-q", "--previous", str(tmp_path / "previous.csv"), "--out", str(out)]
     result = runner.invoke(main, [*args, "--rows", "3"])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     assert f"{len(previous)} capped at ±10 %" in result.stdout
     second = pd.read_csv(out)
     assert second["capped"].all()
@@ -259,11 +264,11 @@ def test_guidance_bad_previous_is_invalid_input(runner: CliRunner, tmp_path: Pat
     bad = tmp_path / "previous.csv"
     pd.DataFrame({"category": ["x"], "freelancer_rate": [1.0]}).to_csv(bad, index=False)
     result = runner.invoke(main, ["guidance", "-q", "--previous", str(bad)])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert "lacks the column(s) ['tier', 'client_rate']" in result.output
     assert "Traceback" not in result.output
     missing = runner.invoke(main, ["guidance", "-q", "--previous", str(tmp_path / "no.csv")])
-    assert missing.exit_code == EXIT_INVALID_INPUT and "does not exist" in missing.output
+    assert missing.exit_code == ExitCode.INVALID_INPUT and "does not exist" in missing.output
 
 
 def test_guidance_exits_4_when_a_component_failed(
@@ -280,7 +285,7 @@ def test_guidance_exits_4_when_a_component_failed(
 
     monkeypatch.setattr(equilibrium, "solve", fails_component_zero)
     result = runner.invoke(main, ["guidance", "--json", "-q"])
-    assert result.exit_code == EXIT_DEGRADED, result.output
+    assert result.exit_code == ExitCode.DEGRADED, result.output
     payload = json.loads(result.stdout)
     assert payload["status"]["failed"] >= 1
     assert payload["market_state"]["thin_data"] >= payload["status"]["failed"]
@@ -295,7 +300,7 @@ def test_plan_on_the_sample_prints_json_and_writes_the_plan(
 ) -> None:
     out = tmp_path / "plan.csv"
     result = runner.invoke(main, ["plan", "--json", "-q", "--out", str(out)])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     payload = json.loads(result.stdout)  # the whole of stdout is one JSON object
     assert payload["status"] == "optimal" and payload["objective"] == "hours"
     assert payload["budget"] == 135_000.0  # the sample's pricing.toml
@@ -312,7 +317,7 @@ def test_plan_on_the_sample_prints_json_and_writes_the_plan(
 
 def test_plan_options_override_the_config(runner: CliRunner) -> None:
     result = runner.invoke(main, ["plan", "--json", "-q", "--budget", "0", "--objective", "gmv"])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     payload = json.loads(result.stdout)
     assert payload["status"] == "empty" and payload["spend"] == 0 and payload["objective"] == "gmv"
 
@@ -324,7 +329,7 @@ def test_plan_infeasible_request_exits_5_with_the_relaxation(
     config = config.replace("min_fill = {}", "min_fill = {writing = 3.0}")
     (tmp_path / "pricing.toml").write_text(config)
     result = runner.invoke(main, ["plan", "-q", "--config", str(tmp_path / "pricing.toml")])
-    assert result.exit_code == EXIT_INFEASIBLE, result.output
+    assert result.exit_code == ExitCode.INFEASIBLE, result.output
     assert "min_fill for 'writing' (300.0%) is out of reach at any budget" in result.stdout
     assert "Traceback" not in result.output
 
@@ -335,13 +340,13 @@ def test_plan_without_a_catalogue_or_with_a_bad_one_is_invalid_input(
     without = dict(tables)
     del without["interventions"]
     result = runner.invoke(main, ["plan", "-q", str(make_dir(without))])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert "has no interventions table" in result.output
     bad = dict(tables)
     bad["interventions"] = tables["interventions"].assign(decay=0.5)
     bad["interventions"].loc[0, "to_category"] = bad["interventions"].loc[0, "category"]
     result = runner.invoke(main, ["plan", "-q", str(make_dir(bad))])
-    assert result.exit_code == EXIT_INVALID_INPUT, result.output
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
     assert "Traceback" not in result.output
 
 
@@ -360,7 +365,7 @@ def chatty(*args, **kwargs):
     os.write(1, b"WARNING - large complementary slackness residual\\n")
     return real(*args, **kwargs)
 pipeline.solve = chatty
-from pricing.cli.commands import main
+from pricing.cli import main
 sys.argv = ["pricing", "run", "--json", "--no-report", "--store", {str(tmp_path / "s")!r},
             "--config", {str(config)!r}]
 main()

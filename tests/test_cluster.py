@@ -21,7 +21,6 @@ Tolerances, from what can differ between the two:
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -49,7 +48,8 @@ from pricing.inputs.simulate import SimulationSpec, simulate_market
 from pricing.inputs.validation import check_inputs
 from pricing.market.equilibrium import solve
 from pricing.market.synthetic import random_market
-from pricing.runs.pipeline import Run, load_run, run_batch
+from pricing.runs.pipeline import run_batch
+from pricing.runs.run import Run, load_run
 from pricing.store.store import read_table
 
 PANEL_RTOL = 1e-12
@@ -120,7 +120,7 @@ def assert_same_tables(local: Run, remote: Run, rtol: float) -> None:
 
 def assert_same_statuses(local: Run, remote: Run) -> None:
     """The same statuses and counts; the largest clearing residual is rounding apart."""
-    a, b = (copy.deepcopy(run.manifest["statuses"]) for run in (local, remote))
+    a, b = (run.manifest.statuses.model_dump() for run in (local, remote))
     worst = [s["components"].pop("max_residual") for s in (a, b)]
     assert a == b
     assert max(worst) < 1e-8  # verification accepts 1e-6; the interior point ends ~1e-10
@@ -226,9 +226,10 @@ def test_run_on_the_cluster_stores_the_local_results(
     there = run_batch(split_sample, store=tmp_path / "dask", executor=dask)
     assert_same_tables(here, there, RUN_RTOL)
     assert_same_statuses(here, there)
-    assert here.manifest["compute"] == LOCAL.describe()
-    assert there.manifest["compute"]["kind"] == "local_cluster"
-    assert there.manifest["compute"]["workers"] == 2
+    assert here.manifest.compute == LOCAL.describe()
+    assert there.manifest.compute is not None
+    assert there.manifest.compute["kind"] == "local_cluster"
+    assert there.manifest.compute["workers"] == 2
     assert "ran on a local Dask cluster (2 workers, 2 threads)" in there.summary()
     assert f"ran on this process ({LOCAL.threads} threads)" in here.summary()
     assert "a local Dask cluster (2 workers, 2 threads)" in there.report().html
@@ -248,10 +249,10 @@ def test_run_on_the_cluster_matches_local_on_a_larger_simulated_market(
     2 band blocks."""
     here = run_batch(simulated, store=tmp_path / "local")
     there = run_batch(simulated, store=tmp_path / "dask", executor=dask)
-    assert here.manifest["counts"]["segments"] == 1500
-    assert here.manifest["statuses"]["components"]["total"] < 1500  # coupled
+    assert here.manifest.counts.segments == 1500
+    assert here.manifest.statuses.components.total < 1500  # coupled
     assert_same_tables(here, there, RUN_RTOL)
-    assert here.manifest["counts"] == there.manifest["counts"]
+    assert here.manifest.counts == there.manifest.counts
     assert_same_statuses(here, there)
 
 

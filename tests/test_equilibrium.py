@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import pricing.market.equilibrium as equilibrium
-from pricing.cli.commands import EXIT_OK, main
+from pricing.cli import main
+from pricing.cli.exits import ExitCode
 from pricing.market.equilibrium import VERIFY_TOL, residuals, solve
 from pricing.market.interior import CoupledSolution
 from pricing.market.market import Market
@@ -261,11 +262,11 @@ def test_cli_equilibrium_on_the_sample(tmp_path) -> None:  # type: ignore[no-unt
     runner = CliRunner()
     out = tmp_path / "eq.parquet"
     result = runner.invoke(main, ["equilibrium", "--json", "-q", "--out", str(out)])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     payload = json.loads(result.stdout)
     assert payload["status"] == {"solved": payload["segments"]}
     assert payload["max_residual"] <= VERIFY_TOL
     frame = pd.read_parquet(out)
     assert len(frame) == payload["segments"] and frame["rate"].gt(0).all()
     text = runner.invoke(main, ["equilibrium", "-q", "--rows", "5"])
-    assert text.exit_code == EXIT_OK and "Equilibrium (auto)" in text.output
+    assert text.exit_code == ExitCode.OK and "Equilibrium (auto)" in text.output

@@ -16,13 +16,11 @@ from conftest import SAMPLE, quick_config
 
 from pricing.decisions.guidance import COLUMNS as GUIDANCE_COLUMNS
 from pricing.errors import ConfigError, DataError, RunError
+from pricing.estimation.curves import CURVE_COLUMNS
+from pricing.market.equilibrium import EQUILIBRIUM_COLUMNS
 from pricing.runs import pipeline
-from pricing.runs.pipeline import (
-    CURVE_COLUMNS,
-    EQUILIBRIUM_COLUMNS,
-    load_run,
-    run_batch,
-)
+from pricing.runs.pipeline import run_batch
+from pricing.runs.run import Run, load_run
 from pricing.store.store import RunStore
 
 LAST_SUNDAY = dt.date(2025, 12, 28)  # the sample's jobs end on this Sunday
@@ -30,12 +28,12 @@ KEYS = ["category", "tier"]
 
 
 @pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory) -> pipeline.Run:
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """One full run of the sample (with its intervention plan), shared read-only."""
     return run_batch(SAMPLE, store=tmp_path_factory.mktemp("store") / "runs")
 
 
-def test_the_run_stores_every_table_with_the_contract_columns(stored: pipeline.Run) -> None:
+def test_the_run_stores_every_table_with_the_contract_columns(stored: Run) -> None:
     assert stored.run_id == "2025-12-28" and stored.as_of == LAST_SUNDAY
     assert stored.status == "ok"
     assert list(stored.curves.columns[: 2 + len(CURVE_COLUMNS)]) == [*KEYS, *CURVE_COLUMNS]
@@ -50,23 +48,23 @@ def test_the_run_stores_every_table_with_the_contract_columns(stored: pipeline.R
 
 
 def test_the_manifest_records_config_inputs_counts_statuses_and_timings(
-    stored: pipeline.Run,
+    stored: Run,
 ) -> None:
     m = stored.manifest
-    assert m["config"]["market"]["client_fee"] == 0.05
-    assert m["config_source"].endswith("pricing.toml")
-    jobs = m["inputs"]["jobs"]
-    assert jobs["rows"] == 40447 and len(jobs["files"][0]["sha256"]) == 64
-    assert m["counts"] == {"segments": 36, "estimated": 36, "flagged": 7, "failed": 0}
-    assert m["statuses"]["equilibrium"] == {"solved": 36}
-    assert m["statuses"]["interventions"] == "optimal"
-    assert m["plan"]["spend"] <= m["plan"]["budget"] == 135000.0
-    assert set(m["timings_s"]) == set(pipeline.STEPS) - {"store"}
-    assert m["peak_memory_mb"] > 0 and m["versions"]["pricing"]
-    assert m["rows_after_as_of"] == {"jobs": 0, "supply": 0}
+    assert m.config["market"]["client_fee"] == 0.05
+    assert m.config_source is not None and m.config_source.endswith("pricing.toml")
+    jobs = m.inputs["jobs"]
+    assert jobs.rows == 40447 and len(jobs.files[0].sha256) == 64
+    assert m.counts.model_dump() == {"segments": 36, "estimated": 36, "flagged": 7, "failed": 0}
+    assert m.statuses.equilibrium == {"solved": 36}
+    assert m.statuses.interventions == "optimal"
+    assert m.plan is not None and m.plan.spend <= m.plan.budget == 135000.0
+    assert set(m.timings_s) == set(pipeline.STEPS)  # the store's own time included
+    assert m.peak_memory_mb > 0 and m.versions["pricing"]
+    assert m.rows_after_as_of == {"jobs": 0, "supply": 0}
 
 
-def test_the_stored_market_reproduces_the_stored_equilibrium(stored: pipeline.Run) -> None:
+def test_the_stored_market_reproduces_the_stored_equilibrium(stored: Run) -> None:
     """Reading back loses nothing: re-solving the stored market gives the stored rates
     (the same deterministic solve, so to rounding: 1e-12 relative)."""
     frame = stored.baseline.to_frame()
@@ -84,7 +82,7 @@ def test_as_of_takes_the_sunday_and_leaves_later_rows_out(tmp_path: Path) -> Non
         SAMPLE, quick_config(), tmp_path / "s", as_of=dt.date(2025, 12, 24), progress=None
     )
     assert run.run_id == "2025-12-21"
-    after = run.manifest["rows_after_as_of"]
+    after = run.manifest.rows_after_as_of
     con = duckdb.connect()
     jobs_later = con.execute(
         f"SELECT count(*) FROM '{SAMPLE}/jobs.parquet' WHERE posted_at > DATE '2025-12-21'"
@@ -94,15 +92,15 @@ def test_as_of_takes_the_sunday_and_leaves_later_rows_out(tmp_path: Path) -> Non
     ).fetchone()
     assert (after["jobs"], after["supply"]) == (jobs_later[0], supply_later[0])
     assert after["jobs"] > 0
-    assert run.manifest["weeks"]["count"] == 103  # of the sample's 104
+    assert run.manifest.weeks.count == 103  # of the sample's 104
 
 
 def test_the_next_run_is_capped_against_the_previous_one(tmp_path: Path) -> None:
     store = tmp_path / "s"
     first = run_batch(SAMPLE, quick_config(), store, as_of=dt.date(2025, 12, 14))
     second = run_batch(SAMPLE, quick_config(), store)
-    assert first.manifest["previous_run"] is None
-    assert second.manifest["previous_run"] == "2025-12-14"
+    assert first.manifest.previous_run is None
+    assert second.manifest.previous_run == "2025-12-14"
     g = second.guidance.set_index(KEYS)
     before = first.guidance.set_index(KEYS)
     np.testing.assert_allclose(g["previous_freelancer_rate"], before["freelancer_rate"])
@@ -116,10 +114,10 @@ def test_the_next_run_is_capped_against_the_previous_one(tmp_path: Path) -> None
 def test_a_failed_component_degrades_the_run_but_it_is_stored(tmp_path: Path) -> None:
     run = run_batch(SAMPLE, quick_config(), tmp_path / "s")
     assert run.status == "degraded"
-    assert run.manifest["counts"]["failed"] > 0
-    (line,) = run.manifest["degraded"]
+    assert run.manifest.counts.failed > 0
+    (line,) = run.manifest.degraded
     assert "not cleared" in line and "accounting/entry" in line
-    assert (run.equilibrium["status"] == "failed").sum() == run.manifest["counts"]["failed"]
+    assert (run.equilibrium["status"] == "failed").sum() == run.manifest.counts.failed
 
 
 def test_strict_stores_nothing_when_degraded(
@@ -144,8 +142,8 @@ def test_a_segment_without_a_usable_curve_is_reported(tmp_path: Path) -> None:
     jobs.to_parquet(data / "jobs.parquet", index=False)
     run = run_batch(data, quick_config(), tmp_path / "s")
     assert run.status == "degraded"
-    assert run.manifest["counts"]["estimated"] == 35
-    assert "no usable curve: accounting/entry" in run.manifest["degraded"][0]
+    assert run.manifest.counts.estimated == 35
+    assert "no usable curve: accounting/entry" in run.manifest.degraded[0]
     row = run.equilibrium.set_index(KEYS).loc[("accounting", "entry")]
     assert row["status"] == "no_curve" and np.isnan(row["rate"])
 
@@ -163,7 +161,8 @@ def test_a_plan_that_raises_degrades_the_run(
     )
     run = run_batch(SAMPLE, config, tmp_path / "s")
     assert run.status == "degraded" and run.interventions is None
-    assert run.manifest["statuses"]["interventions"].startswith("failed: FloatingPointError")
+    assert run.manifest.statuses.interventions == "failed"
+    assert (run.manifest.statuses.plan_error or "").startswith("FloatingPointError")
 
 
 def test_invalid_inputs_store_nothing(tmp_path: Path) -> None:

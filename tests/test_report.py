@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from conftest import SAMPLE, quick_config
 from PIL import Image
 
-from pricing.cli.commands import EXIT_INVALID_INPUT, main
+from pricing.cli import main
+from pricing.cli.exits import ExitCode
 from pricing.config import load_scenario
 from pricing.errors import StoreError
 from pricing.report.report import (
@@ -35,8 +36,9 @@ from pricing.report.report import (
     run_report,
     scenario_report,
 )
-from pricing.runs import pipeline
-from pricing.runs.pipeline import Run, run_batch
+from pricing.runs.pipeline import run_batch
+from pricing.runs.run import Run
+from pricing.store.manifest import Counts
 from pricing.store.store import RunStore
 
 SCENARIOS = SAMPLE.parent / "scenarios"
@@ -135,18 +137,18 @@ def test_the_same_run_renders_to_the_same_bytes(stored: Run, page: str) -> None:
 def test_the_header_shows_the_manifest(stored: Run, page: str) -> None:
     head = section(page, "run-header")
     m = stored.manifest
-    for text in (m["as_of"], m["build"], m["data_dir"], m["status"]):
+    for text in (m.as_of.isoformat(), m.build, m.data_dir, m.status):
         assert text in head
-    for table in m["inputs"].values():
-        for f in table["files"]:
-            assert f["sha256"] in head
+    for table in m.inputs.values():
+        for f in table.files:
+            assert f.sha256 in head
     assert "36 segments" in head and "7 flagged" in head and "36 solved" in head
-    for step in m["timings_s"]:
+    for step in m.timings_s:
         assert step in head
 
 
 def test_the_findings_count_the_market_states(stored: Run, page: str) -> None:
-    states = stored.manifest["statuses"]["guidance"]["market_state"]
+    states = stored.manifest.statuses.guidance.market_state
     text = section(page, "findings")
     assert (
         f"Of 36 segments, {states['supply_short']} are short of freelancers" in text
@@ -156,8 +158,9 @@ def test_the_findings_count_the_market_states(stored: Run, page: str) -> None:
     g = stored.guidance
     top = g.loc[g["gap_pct"].abs().idxmax()]
     assert f"{top['category']} / {top['tier']} {top['gap_pct']:+.0f} %" in text
-    plan = stored.manifest["plan"]
-    assert f"spends ${plan['spend']:,.0f} of ${plan['budget']:,.0f}" in text
+    plan = stored.manifest.plan
+    assert plan is not None
+    assert f"spends ${plan.spend:,.0f} of ${plan.budget:,.0f}" in text
 
 
 def test_the_guidance_table_is_every_segment_sorted_by_gap(stored: Run, page: str) -> None:
@@ -185,16 +188,17 @@ def test_long_tables_are_capped_and_say_how_to_get_the_rest(stored: Run) -> None
 
 def test_the_plan_section_reports_spend_gains_and_marginal_value(stored: Run, page: str) -> None:
     text = section(page, "interventions")
-    plan = stored.manifest["plan"]
-    assert f"${plan['spend']:,.0f}" in text and f"${plan['budget']:,.0f}" in text
-    assert f"{plan['predicted_gain']:+,.1f}" in text and f"{plan['verified_gain']:+,.1f}" in text
-    assert f"{1000 * plan['marginal_value_per_usd']:+,.2f} filled hours a week per $1,000" in text
+    plan = stored.manifest.plan
+    assert plan is not None
+    assert f"${plan.spend:,.0f}" in text and f"${plan.budget:,.0f}" in text
+    assert f"{plan.predicted_gain:+,.1f}" in text and f"{plan.verified_gain:+,.1f}" in text
+    assert f"{1000 * plan.marginal_value_per_usd:+,.2f} filled hours a week per $1,000" in text
     levers = stored.interventions
     assert levers is not None
     (_, table) = Page(text).tables
     bought = levers[levers["units"] > 0]
     assert len(table) == 1 + len(bought)
-    assert sum(int(r[4]) for r in table[1:]) == plan["units"]
+    assert sum(int(r[4]) for r in table[1:]) == plan.units
 
 
 def test_a_run_without_a_budget_says_there_is_no_plan(tmp_path: Path) -> None:
@@ -207,7 +211,7 @@ def test_capped_guidance_is_a_finding_and_marked_in_the_table(tmp_path: Path) ->
     store = tmp_path / "s"
     run_batch(SAMPLE, quick_config(), store, as_of=dt.date(2025, 12, 14))
     run = run_batch(SAMPLE, quick_config(), store)
-    capped = run.manifest["statuses"]["guidance"]["capped"]
+    capped = run.manifest.statuses.guidance.capped
     assert capped > 0
     text = run_report(run).html
     assert (
@@ -375,7 +379,7 @@ def test_pricing_report_exits_3_on_what_is_not_stored(
     stored: Run, args: list[str], message: str
 ) -> None:
     result = CliRunner().invoke(main, [*args, "--store", str(stored.store.root), "-q"])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert message in result.output
 
 
@@ -394,11 +398,9 @@ def tiled(run: Run, copies: int, store: Path) -> Run:
     tables["edges"] = pd.concat(
         [edges + np.array([36 * k, 36 * k, 0]) for k in range(copies)], ignore_index=True
     )
-    manifest = {k: v for k, v in run.manifest.items() if k not in ("build", "path")}
-    manifest["counts"] = {k: v * copies for k, v in run.manifest["counts"].items()}
-    return pipeline.Run.open(
-        RunStore(store).write_run(run.as_of, tables, manifest), RunStore(store)
-    )
+    counts = {k: v * copies for k, v in run.manifest.counts.model_dump().items()}
+    manifest = run.manifest.model_copy(update={"counts": Counts(**counts)})
+    return Run.open(RunStore(store).write_run(run.as_of, tables, manifest), RunStore(store))
 
 
 def test_a_large_market_report_stays_small(stored: Run, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from pricing.config import load_scenario
 from pricing.report.report import REPORT_FILE, RUN_SECTIONS, SCENARIO_SECTIONS
-from pricing.runs.pipeline import Run, load_run
+from pricing.runs.run import Run, load_run
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """`pricing run` and two what-ifs on the sample, with the reports they write."""
     from click.testing import CliRunner
 
-    from pricing.cli.commands import main
+    from pricing.cli import main
 
     store = tmp_path_factory.mktemp("store") / "runs"
     runner = CliRunner()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import stub_manifest, stub_scenario_manifest
 
 from pricing.errors import StoreError
-from pricing.store.store import RunStore, read_manifest
+from pricing.store.manifest import read_manifest
+from pricing.store.store import RunStore
 
 D1, D2 = dt.date(2025, 12, 21), dt.date(2025, 12, 28)
 
@@ -26,8 +27,7 @@ def _tables(value: float) -> dict[str, pd.DataFrame]:
     }
 
 
-def _manifest(as_of: dt.date, **extra: object) -> dict[str, object]:
-    return {"run_id": as_of.isoformat(), "as_of": as_of.isoformat(), "status": "ok", **extra}
+_manifest = stub_manifest
 
 
 def test_commit_lists_and_resolves_runs(tmp_path: Path) -> None:
@@ -38,7 +38,8 @@ def test_commit_lists_and_resolves_runs(tmp_path: Path) -> None:
     assert store.resolve("latest") == p2 and store.resolve("2025-12-21") == p1
     assert store.previous(D2) == p1 and store.previous(D1) is None
     manifest = read_manifest(p2)
-    assert manifest["path"] == str(p2) and p2.name == f"build={manifest['build']}"
+    assert manifest.path == str(p2) and p2.name == f"build={manifest.build}"
+    assert "store" in manifest.timings_s  # the store's own step is timed in its manifest
     assert list(store.runs()["run_id"]) == ["2025-12-21", "2025-12-28"]
 
 
@@ -61,7 +62,7 @@ def test_newest_build_wins_and_leftovers_are_invisible_then_cleaned(tmp_path: Pa
     folder = first.parent
     older = folder / "build=20000101T000000000000Z"  # as if a clean-up never ran
     older.mkdir()
-    (older / "manifest.json").write_text(json.dumps(_manifest(D1)))
+    (older / "manifest.json").write_text(_manifest(D1).to_json())
     stale = folder / ".build=20991231T000000000000Z.tmp-abc"  # a dead writer's folder
     stale.mkdir()
     (stale / "equilibrium.parquet").write_bytes(b"half a file")
@@ -90,7 +91,7 @@ def test_views_carry_the_as_of_and_scenario_partitions(tmp_path: Path) -> None:
         D2,
         "boom",
         {"totals": pd.DataFrame({"measure": ["hours"], "change": [5.0]})},
-        {"scenario": "boom", "status": "ok"},
+        stub_scenario_manifest("boom", D2),
         files={"scenario.toml": 'name = "boom"\n'},
     )
     con = store.connect()

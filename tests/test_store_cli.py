@@ -13,14 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import SAMPLE, quick_config
 
-from pricing.cli.commands import (
-    EXIT_DEGRADED,
-    EXIT_INFEASIBLE,
-    EXIT_INVALID_INPUT,
-    EXIT_RUN_FAILED,
-    EXIT_USAGE,
-    main,
-)
+from pricing.cli import main
+from pricing.cli.exits import ExitCode
 from pricing.runs import pipeline
 from pricing.store.store import RunStore
 
@@ -82,11 +76,11 @@ def test_run_on_invalid_data_exits_3_and_stores_nothing(runner: CliRunner, tmp_p
     jobs.to_parquet(data / "jobs.parquet", index=False)
     root = tmp_path / "store"
     result = runner.invoke(main, ["run", "--data", str(data), "--store", str(root), "-q"])
-    assert result.exit_code == EXIT_INVALID_INPUT
+    assert result.exit_code == ExitCode.INVALID_INPUT
     assert "jobs.hours" in result.stderr and "2x" in result.stderr
     assert "Traceback" not in result.output
     as_json = runner.invoke(main, ["run", "--data", str(data), "--store", str(root), "--json"])
-    assert as_json.exit_code == EXIT_INVALID_INPUT
+    assert as_json.exit_code == ExitCode.INVALID_INPUT
     assert json.loads(as_json.stdout)["ok"] is False
     assert not root.exists()
 
@@ -94,9 +88,9 @@ def test_run_on_invalid_data_exits_3_and_stores_nothing(runner: CliRunner, tmp_p
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--data", "/nonexistent/dir"], EXIT_INVALID_INPUT, "is not a directory"),
-        (["--config", "/nonexistent/p.toml"], EXIT_INVALID_INPUT, "does not exist"),
-        (["--as-of", "28/12/2025"], EXIT_USAGE, "28/12/2025"),
+        (["--data", "/nonexistent/dir"], ExitCode.INVALID_INPUT, "is not a directory"),
+        (["--config", "/nonexistent/p.toml"], ExitCode.INVALID_INPUT, "does not exist"),
+        (["--as-of", "28/12/2025"], ExitCode.USAGE, "28/12/2025"),
     ],
 )
 def test_run_bad_arguments(
@@ -116,11 +110,11 @@ def test_run_degraded_exits_4_and_strict_exits_6_storing_nothing(
     config = str(_quick_config(tmp_path))
     request.getfixturevalue("fail_component_zero")
     strict = runner.invoke(main, ["run", "--store", str(root), "--config", config, "--strict"])
-    assert strict.exit_code == EXIT_RUN_FAILED
+    assert strict.exit_code == ExitCode.RUN_FAILED
     assert "nothing was stored" in strict.stderr and "not cleared" in strict.stderr
     assert RunStore(root).run_paths() == {}
     degraded = runner.invoke(main, ["run", "--store", str(root), "--config", config, "--json"])
-    assert degraded.exit_code == EXIT_DEGRADED
+    assert degraded.exit_code == ExitCode.DEGRADED
     payload = json.loads(degraded.stdout)
     assert payload["status"] == "degraded" and payload["counts"]["failed"] > 0
 
@@ -149,8 +143,8 @@ def test_history_of_a_segment(runner: CliRunner, store: Path) -> None:
 @pytest.mark.parametrize(
     ("segment", "code", "message"),
     [
-        ("desgn/expert", EXIT_INVALID_INPUT, "did you mean 'design/expert'"),
-        ("design", EXIT_USAGE, "CATEGORY/TIER"),
+        ("desgn/expert", ExitCode.INVALID_INPUT, "did you mean 'design/expert'"),
+        ("design", ExitCode.USAGE, "CATEGORY/TIER"),
     ],
 )
 def test_history_bad_segment(
@@ -163,7 +157,7 @@ def test_history_bad_segment(
 def test_history_and_sql_on_a_missing_store_exit_3(runner: CliRunner, tmp_path: Path) -> None:
     for args in (["history"], ["sql", "SELECT 1"]):
         result = runner.invoke(main, [*args, "--store", str(tmp_path / "none")])
-        assert result.exit_code == EXIT_INVALID_INPUT and "does not exist" in result.output
+        assert result.exit_code == ExitCode.INVALID_INPUT and "does not exist" in result.output
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(main, ["history", "--store", str(tmp_path / "empty")])
     assert empty.exit_code == 0 and "No runs" in empty.stdout
@@ -186,7 +180,7 @@ def test_sql_over_the_store(runner: CliRunner, store: Path) -> None:
 def test_sql_errors_are_usage_errors_listing_the_views(runner: CliRunner, store: Path) -> None:
     before = _snapshot(store)
     result = runner.invoke(main, ["sql", "SELECT * FROM guidence", "--store", str(store)])
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
     assert "guidence" in result.output and "Views in" in result.output
     assert "guidance" in result.output and "Traceback" not in result.output
     assert _snapshot(store) == before
@@ -250,7 +244,7 @@ def test_whatif_bad_input_reports_every_problem_and_changes_nothing(
     before = _snapshot(store)
     files = [str(typo), str(nowhere), str(broken), str(tmp_path / "missing.toml")]
     result = runner.invoke(main, ["whatif", *files, "--store", str(store), "-q"])
-    assert result.exit_code == EXIT_INVALID_INPUT, result.output
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
     out = result.output
     assert "multipler" in out and "did you mean 'multiplier'" in out
     assert "'desgn'" in out and "did you mean 'design'" in out
@@ -271,7 +265,7 @@ def test_whatif_unknown_baseline_exits_3(
 ) -> None:
     before = _snapshot(store)
     result = runner.invoke(main, ["whatif", str(SCENARIOS[0]), "--store", str(store), "-q", *args])
-    assert result.exit_code == EXIT_INVALID_INPUT and message in result.output
+    assert result.exit_code == ExitCode.INVALID_INPUT and message in result.output
     assert _snapshot(store) == before
 
 
@@ -281,9 +275,9 @@ def test_whatif_repeated_names_and_missing_store(
     twice = runner.invoke(
         main, ["whatif", str(SCENARIOS[0]), str(SCENARIOS[0]), "--store", str(store), "-q"]
     )
-    assert twice.exit_code == EXIT_INVALID_INPUT and "repeated" in twice.output
+    assert twice.exit_code == ExitCode.INVALID_INPUT and "repeated" in twice.output
     none = runner.invoke(main, ["whatif", str(SCENARIOS[0]), "--store", str(tmp_path / "x")])
-    assert none.exit_code == EXIT_INVALID_INPUT and "does not exist" in none.output
+    assert none.exit_code == ExitCode.INVALID_INPUT and "does not exist" in none.output
 
 
 def test_whatif_unreachable_inverse_exits_5(runner: CliRunner, store: Path, tmp_path: Path) -> None:
@@ -293,6 +287,6 @@ def test_whatif_unreachable_inverse_exits_5(runner: CliRunner, store: Path, tmp_
         'tier = "expert"\nrate = 500.0\nrange = [0.0, 0.3]\n'
     )
     result = runner.invoke(main, ["whatif", str(far), "--store", str(store), "--json", "-q"])
-    assert result.exit_code == EXIT_INFEASIBLE, result.output
+    assert result.exit_code == ExitCode.INFEASIBLE, result.output
     (item,) = json.loads(result.stdout)["scenarios"]
     assert item["status"] == "infeasible" and item["inverse"]["status"] == "unreachable"

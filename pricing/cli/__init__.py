@@ -1,5 +1,6 @@
-"""The `pricing` command line."""
+"""The `pricing` command line: a thin click group over the library (one module per
+command group; exit codes in :mod:`pricing.cli.exits`)."""
 
-from pricing.cli.commands import main
+from pricing.cli.main import main
 
 __all__ = ["main"]

@@ -72,7 +72,7 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, Local, plan_parts
 from pricing.config import GuidanceConfig
-from pricing.display import Display
+from pricing.display import Display, records
 from pricing.errors import DataError
 from pricing.estimation.curves import CurveSet
 from pricing.market.equilibrium import EquilibriumResult, solve
@@ -139,6 +139,24 @@ class Guidance(Display):
         """Segments per market state, in :data:`STATES` order."""
         counts = self.frame["market_state"].value_counts()
         return {state: int(counts.get(state, 0)) for state in STATES}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings behind the bands, the counts and every segment's guidance."""
+        c = self.config
+        return {
+            "segments": len(self.frame),
+            "market_state": self.state_counts,
+            "status": {k: int(v) for k, v in self.frame["status"].value_counts().items()},
+            "band_level": c.band_level,
+            "draws": c.draws,
+            "seed": c.seed,
+            "failed_draws": self.failed_draws,
+            "clipped_share": self.clipped_share,
+            "balanced_pct": c.balanced_pct,
+            "max_change_pct": c.max_change_pct,
+            "capped": int(self.frame["capped"].sum()),
+            "segment_guidance": records(self.frame),
+        }
 
     def summary(self, max_rows: int = 20) -> str:
         f, c = self.frame, self.config

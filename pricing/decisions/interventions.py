@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,10 +41,11 @@ from pricing.config import InterventionsConfig
 from pricing.decisions.levers import Levers, segment_values
 from pricing.decisions.selection import Limits, Selection, UnitProgram
 from pricing.decisions.valuation import NOISE, ValueModel, Valuer
-from pricing.display import Display
+from pricing.display import Display, records
 from pricing.errors import MarketError
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import Market
+from pricing.statuses import PlanStatus
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -71,7 +73,7 @@ class InterventionPlan(Display):
     budget: float
     units: IntArray
     catalogue: pd.DataFrame
-    status: str
+    status: PlanStatus
     base_value: float
     predicted_gain: float
     verified_gain: float
@@ -97,7 +99,7 @@ class InterventionPlan(Display):
 
     @property
     def feasible(self) -> bool:
-        return self.status != "infeasible"
+        return self.status != PlanStatus.INFEASIBLE
 
     def to_frame(self) -> pd.DataFrame:
         cat = self.catalogue
@@ -110,6 +112,43 @@ class InterventionPlan(Display):
         out["decay"] = cat["decay"].to_numpy()
         out["at_max"] = (self.units == cat["max_units"].to_numpy()) & (self.units > 0)
         return out
+
+    def headline(self) -> dict[str, Any]:
+        """The plan's headline numbers (manifests, JSON output, the report)."""
+        return {
+            "objective": self.objective,
+            "budget": self.budget,
+            "spend": self.spend,
+            "units": int(self.units.sum()),
+            "base_value": self.base_value,
+            "predicted_gain": self.predicted_gain,
+            "verified_gain": self.verified_gain,
+            "marginal_value_per_usd": self.marginal_value,
+            "explanation": self.explanation,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan's numbers, its diagnostics tables and every lever."""
+        return {
+            "status": self.status,
+            "objective": self.objective,
+            "budget": self.budget,
+            "spend": self.spend,
+            "base_value": self.base_value,
+            "predicted_gain": self.predicted_gain,
+            "verified_gain": self.verified_gain,
+            "marginal_value_per_usd": self.marginal_value,
+            "budget_step": self.budget_step,
+            "value_rounding": self.value_rounding,
+            "cost_rounding": self.cost_rounding,
+            "optimality_gap": self.optimality_gap,
+            "explanation": self.explanation,
+            "relaxations": records(self.relaxations),
+            "constraints": records(self.constraints),
+            "categories": records(self.categories),
+            "rounds": records(self.rounds),
+            "levers": records(self.to_frame()),
+        }
 
     def summary(self, max_rows: int = 20) -> str:
         lines = [
@@ -279,7 +318,7 @@ def _unverified(plan: InterventionPlan) -> InterventionPlan:
     )
     return replace(
         plan,
-        status="infeasible",
+        status=PlanStatus.INFEASIBLE,
         explanation="infeasible request:\n" + "\n".join(lines),
         relaxations=relaxations,
     )
@@ -451,7 +490,9 @@ def _finish(
         budget=config.budget,
         units=units,
         catalogue=levers.catalogue,
-        status="empty" if not units.any() and config.budget == 0 else found.status,
+        status=PlanStatus.EMPTY
+        if not units.any() and config.budget == 0
+        else PlanStatus(found.status),
         base_value=base_value,
         predicted_gain=predicted,
         verified_gain=verified,
@@ -612,7 +653,7 @@ def _infeasible(
     return InterventionPlan(
         **{
             **plan.__dict__,
-            "status": "infeasible",
+            "status": PlanStatus.INFEASIBLE,
             "explanation": "infeasible request:\n" + "\n".join(lines),
             "relaxations": pd.DataFrame(
                 relax, columns=["relax", "category", "requested", "needed"]
@@ -639,7 +680,7 @@ def _finish_empty(
         budget=config.budget,
         units=units,
         catalogue=levers.catalogue,
-        status="infeasible",
+        status=PlanStatus.INFEASIBLE,
         base_value=base_value,
         predicted_gain=0.0,
         verified_gain=0.0,

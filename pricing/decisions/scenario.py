@@ -69,7 +69,7 @@ from pricing.config import (
     Scenario,
 )
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
-from pricing.display import Display
+from pricing.display import Display, records
 from pricing.errors import ConfigError, MarketError, suggest
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import PARAMETERS, Market, segment_edges
@@ -263,6 +263,19 @@ class WhatIf(Display):
         with np.errstate(invalid="ignore", divide="ignore"):
             frame["change_pct"] = 100.0 * frame["change"] / frame["baseline"].abs()
         return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario, how it came out, the totals and every segment."""
+        return {
+            "name": self.scenario.name,
+            "description": self.scenario.description,
+            "status": self.status,
+            "inverse": None if self.inverse is None else self.inverse.to_dict(),
+            "plan": None if self.plan is None else self.plan.headline(),
+            "timings_s": self.timings,
+            "totals": records(self.totals),
+            "segments": records(self.to_frame()),
+        }
 
     def summary(self, max_rows: int = 20) -> str:
         s = self.scenario

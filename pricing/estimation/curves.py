@@ -55,6 +55,21 @@ from pricing.estimation.iv import critical_value, estimate_curve
 from pricing.inputs.panel import Panel
 
 SIDES = ("demand", "supply")
+#: The first columns of :meth:`CurveSet.to_frame` after the segment keys (a storage
+#: contract).
+CURVE_COLUMNS = (
+    "side",
+    "elasticity",
+    "elasticity_raw",
+    "std_error",
+    "ci_low",
+    "ci_high",
+    "first_stage_f",
+    "n_weeks",
+    "ref_rate",
+    "ref_hours",
+    "flags",
+)
 _QUANTITY = {"demand": "hours_demanded", "supply": "hours_supplied"}
 _SIGN = {"demand": -1.0, "supply": 1.0}
 # variance components are floored here so that no segment is pooled completely
@@ -72,7 +87,11 @@ class CurveSet(Display):
     level: float
 
     def to_frame(self) -> pd.DataFrame:
-        return self.frame.copy()
+        """One row per segment and side: the segment keys, :data:`CURVE_COLUMNS` (the
+        stored table's contract, README "Run store"), then the rest."""
+        keys = list(self.segment_keys)
+        rest = [c for c in self.frame.columns if c not in keys and c not in CURVE_COLUMNS]
+        return self.frame[[*keys, *CURVE_COLUMNS, *rest]].copy()
 
     def side(self, side: str) -> pd.DataFrame:
         """The rows of one side (``demand`` or ``supply``), indexed by segment."""

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import RunConfig
-from pricing.display import Display
+from pricing.display import Display, records
 from pricing.inputs.io import TableSource
 from pricing.inputs.validation import CheckedInputs, typed_views
 
@@ -93,6 +94,23 @@ class Panel(Display):
         out["last_rate"] = hired.groupby(keys)["rate"].last()
         out["last_rate_week"] = hired.groupby(keys)["week"].last()
         return out.reset_index()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Size, flags, shifters and the per-segment summary."""
+        segments = self.segments()
+        return {
+            "as_of": self.as_of.isoformat(),
+            "segment_keys": list(self.segment_keys),
+            "segments": len(segments),
+            "weeks": len(self.weeks),
+            "segment_weeks": len(self.frame),
+            "flags": {
+                flag: int(self.frame["flags"].str.contains(flag, regex=False).sum())
+                for flag in FLAGS
+            },
+            "shifters": list(self.shifter_columns),
+            "segment_summary": records(segments),
+        }
 
     def summary(self, max_rows: int = 30) -> str:
         f = self.frame

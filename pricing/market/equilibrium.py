@@ -34,14 +34,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
-from pricing.display import Display
+from pricing.display import Display, records
 from pricing.market.interior import (
     MAX_DENSE,
     CoupledProblem,
@@ -170,6 +170,20 @@ class EquilibriumResult(Display):
         e["flow_hours"] = self.flow
         e["reduced_cost"] = w[e["pool"]] - p[e["segment"]] + e["friction"]
         return e
+
+    def to_dict(self) -> dict[str, Any]:
+        """Method, statuses, components (the failed ones in full) and every segment."""
+        frame = self.to_frame()
+        components = self.components
+        return {
+            "method": self.method,
+            "segments": len(self.market),
+            "status": {k: int(v) for k, v in frame["status"].value_counts().items()},
+            "components": len(components),
+            "max_residual": float(components["residual"].max()),
+            "failed_components": records(components[components["status"] == "failed"]),
+            "segment_equilibrium": records(frame),
+        }
 
     def summary(self, max_rows: int = 20) -> str:
         counts = pd.Series(self.status).value_counts()
@@ -675,6 +689,30 @@ def _store(
     st.shortage[segs] = sol.shortage
     st.surplus[segs] = sol.surplus
     st.path[segs] = path
+
+
+#: The first columns of the stored equilibrium table, after the segment keys (README "Run
+#: store"): a storage contract.
+EQUILIBRIUM_COLUMNS = (
+    "observed_rate",
+    "rate",
+    "client_rate",
+    "freelancer_rate",
+    "hours",
+    "demand_hours_at_observed",
+    "supply_hours_at_observed",
+    "shortage_hours",
+    "status",
+)
+
+
+def equilibrium_table(result: EquilibriumResult) -> pd.DataFrame:
+    """The stored form of an equilibrium: segment keys, :data:`EQUILIBRIUM_COLUMNS`, the
+    rest of :meth:`EquilibriumResult.to_frame`."""
+    frame = result.to_frame()
+    keys = list(result.market.segment_keys)
+    rest = [c for c in frame.columns if c not in keys and c not in EQUILIBRIUM_COLUMNS]
+    return frame[[*keys, *EQUILIBRIUM_COLUMNS, *rest]]
 
 
 # --------------------------------------------------------------------------- verify

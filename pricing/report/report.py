@@ -51,12 +51,14 @@ import pandas as pd
 
 from pricing.cluster import compute_text
 from pricing.display import Display
-from pricing.errors import StoreError
 from pricing.inputs.io import atomic_file
+from pricing.statuses import PlanStatus, RunStatus
+from pricing.store.stored import plan_text
 
 if TYPE_CHECKING:
     from pricing.config import GuidanceConfig
-    from pricing.runs.pipeline import Run
+    from pricing.store.manifest import InputTable, Manifest, PlanSummary, ScenarioManifest
+    from pricing.store.stored import StoredRun
 
 REPORT_FILE = "report.html"
 RUN_SECTIONS = (
@@ -181,12 +183,12 @@ def _label(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     return out
 
 
-def _fingerprint(inputs: dict[str, Any]) -> str:
+def _fingerprint(inputs: dict[str, InputTable]) -> str:
     """One SHA-256 over the input files' own hashes, in table and file order."""
     digest = hashlib.sha256()
     for table in sorted(inputs):
-        for f in inputs[table]["files"]:
-            digest.update(f"{table}/{f['file']}:{f['sha256']}\n".encode())
+        for f in inputs[table].files:
+            digest.update(f"{table}/{f.file}:{f.sha256}\n".encode())
     return digest.hexdigest()
 
 
@@ -259,16 +261,14 @@ def _overview_note(overview: Overview, measure: str, query: str) -> str:
 
 
 # ------------------------------------------------------------------- the run
-def run_report(run: Run, rows: int = 200, attention: int = 9, categories: int = 30) -> Report:
+def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: int = 30) -> Report:
     """The report of a stored run (see the module docstring for its sections)."""
     from pricing.report import plots
 
     m = run.manifest
     keys = list(run.config.segment_keys)
     eq, gd, curves = run.equilibrium, run.guidance, run.curves
-    market = run.table("market")
-    if market is None:
-        raise StoreError(f"run {run.run_id} at {run.path} has no market table")
+    market = run.required("market")
     for frame in (eq, gd, curves, market):
         frame["segment"] = _label(frame, keys)
     curves["flags"] = curves["flags"].fillna("")
@@ -320,7 +320,7 @@ def run_report(run: Run, rows: int = 200, attention: int = 9, categories: int = 
     context = {
         "title": f"Market report, as of {run.run_id}",
         "m": m,
-        "fingerprint": _fingerprint(m["inputs"]),
+        "fingerprint": _fingerprint(m.inputs),
         "header": _run_header(m),
         "warnings": _run_warnings(m),
         "findings": _run_findings(m, eq, gd, curves, run.config.guidance),
@@ -366,7 +366,7 @@ def run_report(run: Run, rows: int = 200, attention: int = 9, categories: int = 
         "diagnostics_figure": plots.elasticity_histograms(curves),
         "diagnostics": _diagnostics(curves, rows),
         "curves_query": f"pricing sql \"SELECT * FROM curves {where} AND flags <> ''\"",
-        "plan": _plan(m["plan"], m["statuses"]["interventions"], run.interventions, rows),
+        "plan": _plan(m.plan, plan_text(m), run.interventions, rows),
     }
     images = 2 + bool(panels)
     return _render("run.html.j2", context, RUN_SECTIONS, images)
@@ -438,77 +438,75 @@ def _with_bands(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _run_header(m: dict[str, Any]) -> Table:
-    c, s = m["counts"], m["statuses"]
-    equilibrium = ", ".join(f"{n:,} {k}" for k, n in s["equilibrium"].items())
-    comps = s["components"]
-    states = ", ".join(
-        f"{n:,} {k.replace('_', ' ')}" for k, n in s["guidance"]["market_state"].items()
-    )
+def _run_header(m: Manifest) -> Table:
+    c, s = m.counts, m.statuses
+    equilibrium = ", ".join(f"{n:,} {k}" for k, n in s.equilibrium.items())
+    comps = s.components
+    states = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in s.guidance.market_state.items())
     facts = [
-        ("status", m["status"]),
-        ("data", f"{m['data_dir']} (weeks {m['weeks']['first']}, {m['weeks']['count']} of them)"),
-        ("configuration", str(m["config_source"] or "defaults")),
+        ("status", str(m.status)),
+        ("data", f"{m.data_dir} (weeks {m.weeks.first}, {m.weeks.count} of them)"),
+        ("configuration", str(m.config_source or "defaults")),
         (
             "segments",
-            f"{c['segments']:,}: {c['estimated']:,} estimated, {c['flagged']:,} flagged, "
-            f"{c['failed']:,} failed",
+            f"{c.segments:,}: {c.estimated:,} estimated, {c.flagged:,} flagged, "
+            f"{c.failed:,} failed",
         ),
         ("equilibrium", equilibrium),
         (
             "components",
-            f"{comps['total']:,} ({comps['failed']:,} failed), largest market-clearing "
-            f"residual {comps['max_residual']:.1e}",
+            f"{comps.total:,} ({comps.failed:,} failed), largest market-clearing "
+            f"residual {comps.max_residual:.1e}",
         ),
         ("market state", states),
         (
             "guidance",
-            f"{s['guidance']['capped']:,} capped"
-            + (f" against run {m['previous_run']}" if m["previous_run"] else " (no earlier run)")
-            + f", {s['guidance']['failed_draws']:,} failed band draws",
+            f"{s.guidance.capped:,} capped"
+            + (f" against run {m.previous_run}" if m.previous_run else " (no earlier run)")
+            + f", {s.guidance.failed_draws:,} failed band draws",
         ),
-        ("interventions", str(s["interventions"])),
+        ("interventions", plan_text(m)),
         (
             "time",
-            ", ".join(f"{k} {v:.2f} s" for k, v in m["timings_s"].items())
-            + f"; peak memory {m['peak_memory_mb']:,.0f} MB",
+            ", ".join(f"{k} {v:.2f} s" for k, v in m.timings_s.items())
+            + f"; peak memory {m.peak_memory_mb:,.0f} MB",
         ),
-        ("ran on", compute_text(m.get("compute"))),
-        ("created", f"{m['created']} (build {m['build']})"),
-        ("versions", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),
+        ("ran on", compute_text(m.compute)),
+        ("created", f"{m.created} (build {m.build})"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
     ]
     return Table(("", ""), (False, False), tuple(facts), len(facts))
 
 
-def _run_warnings(m: dict[str, Any]) -> list[str]:
-    out = [f"Degraded: {d}" for d in m["degraded"]]
-    after = {t: n for t, n in m["rows_after_as_of"].items() if n}
+def _run_warnings(m: Manifest) -> list[str]:
+    out = [f"Degraded: {d}" for d in m.degraded]
+    after = {t: n for t, n in m.rows_after_as_of.items() if n}
     if after:
         out.append(
             "Left out, after the as-of week: "
             + ", ".join(f"{n:,} {t} rows" for t, n in after.items())
         )
-    guidance = m["statuses"]["guidance"]
-    thin = guidance["market_state"].get("thin_data", 0)
+    guidance = m.statuses.guidance
+    thin = guidance.market_state.get("thin_data", 0)
     if thin:
         out.append(f"{thin:,} segment(s) have thin data: their guidance has no band or state.")
-    if guidance["failed_draws"]:
-        out.append(f"{guidance['failed_draws']:,} band draws failed to clear and were left out.")
-    if m["status"] == "infeasible":
+    if guidance.failed_draws:
+        out.append(f"{guidance.failed_draws:,} band draws failed to clear and were left out.")
+    if m.status == RunStatus.INFEASIBLE:
         out.append("The intervention plan is infeasible: see Interventions.")
     return out
 
 
 def _run_findings(
-    m: dict[str, Any],
+    m: Manifest,
     eq: pd.DataFrame,
     gd: pd.DataFrame,
     curves: pd.DataFrame,
     settings: GuidanceConfig,
 ) -> list[str]:
     balanced_pct = settings.balanced_pct
-    states = m["statuses"]["guidance"]["market_state"]
-    n = m["counts"]["segments"]
+    states = m.statuses.guidance.market_state
+    n = m.counts.segments
     out = [
         f"Of {n:,} segments, {states.get('supply_short', 0):,} are short of freelancers "
         f"(they clear more than {balanced_pct:g} % above today's rate), "
@@ -538,32 +536,31 @@ def _run_findings(
         kinds = pd.Series(", ".join(flagged["flags"]).split(", ")).value_counts()
         listed = ", ".join(f"{k} {v}" for k, v in kinds.items())
         out.append(f"{len(flagged):,} of {len(curves):,} fitted curves carry flags ({listed}).")
-    capped = m["statuses"]["guidance"]["capped"]
+    capped = m.statuses.guidance.capped
     if capped:
         out.append(
             f"{capped:,} segments' published guidance is capped: it moves at most "
-            f"{settings.max_change_pct:g} % from run {m['previous_run']}'s, so it differs "
+            f"{settings.max_change_pct:g} % from run {m.previous_run}'s, so it differs "
             "from their equilibrium rates (marked in the guidance table)."
         )
-    plan = m["plan"]
-    if plan:
-        out.append(_plan_sentence(plan))
-    elif str(m["statuses"]["interventions"]).startswith("failed"):
-        out.append(f"The intervention plan {m['statuses']['interventions']}.")
+    if m.plan:
+        out.append(_plan_sentence(m.plan))
+    elif m.statuses.interventions == PlanStatus.FAILED:
+        out.append(f"The intervention plan {plan_text(m)}.")
     return out
 
 
-def _plan_sentence(plan: dict[str, Any]) -> str:
-    if plan["explanation"]:
-        return f"No intervention plan meets the targets: {plan['explanation']}"
-    unit = _OBJECTIVES.get(plan["objective"], plan["objective"])
-    base = plan["base_value"]
-    share = f" ({100 * plan['verified_gain'] / base:+.1f} %)" if base else ""
+def _plan_sentence(plan: PlanSummary) -> str:
+    if plan.explanation:
+        return f"No intervention plan meets the targets: {plan.explanation}"
+    unit = _OBJECTIVES.get(plan.objective, plan.objective)
+    base = plan.base_value
+    share = f" ({100 * plan.verified_gain / base:+.1f} %)" if base else ""
     return (
-        f"The intervention plan spends ${plan['spend']:,.0f} of ${plan['budget']:,.0f} on "
-        f"{plan['units']:,} lever unit(s) for {plan['verified_gain']:+,.1f} {unit}{share}, "
+        f"The intervention plan spends ${plan.spend:,.0f} of ${plan.budget:,.0f} on "
+        f"{plan.units:,} lever unit(s) for {plan.verified_gain:+,.1f} {unit}{share}, "
         f"verified by a joint re-solve; another $1,000 would add "
-        f"{1000 * plan['marginal_value_per_usd']:,.2f}."
+        f"{1000 * plan.marginal_value_per_usd:,.2f}."
     )
 
 
@@ -611,7 +608,7 @@ def _diagnostics(curves: pd.DataFrame, rows: int) -> dict[str, Any]:
 
 
 def _plan(
-    plan: dict[str, Any] | None,
+    plan: PlanSummary | None,
     status: str,
     levers: pd.DataFrame | None,
     rows: int,
@@ -624,23 +621,23 @@ def _plan(
             else f"No plan: planning {status}."
         )
         return {"status": status, "note": why, "kpis": None, "levers": None}
-    unit = _OBJECTIVES.get(plan["objective"], plan["objective"])
-    base = plan["base_value"]
+    unit = _OBJECTIVES.get(plan.objective, plan.objective)
+    base = plan.base_value
     kpis = [
         ("objective", unit),
-        ("budget", _usd(plan["budget"])),
-        ("spend", _usd(plan["spend"])),
-        ("lever units", f"{plan['units']:,}"),
+        ("budget", _usd(plan.budget)),
+        ("spend", _usd(plan.spend)),
+        ("lever units", f"{plan.units:,}"),
         ("baseline value", _num(base, "{:,.1f}")),
-        ("predicted gain", _num(plan["predicted_gain"], "{:+,.1f}")),
+        ("predicted gain", _num(plan.predicted_gain, "{:+,.1f}")),
         (
             "verified gain (joint re-solve)",
-            _num(plan["verified_gain"], "{:+,.1f}")
-            + (f" ({100 * plan['verified_gain'] / base:+.2f} %)" if base else ""),
+            _num(plan.verified_gain, "{:+,.1f}")
+            + (f" ({100 * plan.verified_gain / base:+.2f} %)" if base else ""),
         ),
         (
             "marginal value of budget",
-            _num(1000 * plan["marginal_value_per_usd"], "{:+,.2f}") + f" {unit} per $1,000",
+            _num(1000 * plan.marginal_value_per_usd, "{:+,.2f}") + f" {unit} per $1,000",
         ),
     ]
     chosen = None
@@ -664,33 +661,20 @@ def _plan(
         )
     return {
         "status": status,
-        "note": plan["explanation"],
+        "note": plan.explanation,
         "kpis": Table(("", ""), (False, True), tuple(kpis), len(kpis)),
         "levers": chosen,
     }
 
 
 # ------------------------------------------------------------------ a scenario
-def scenario_report(run: Run, name: str, rows: int = 200, categories: int = 30) -> Report:
+def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int = 30) -> Report:
     """The report of the scenario ``name`` stored against ``run``."""
-    from pricing.errors import suggest
     from pricing.report import plots
-    from pricing.store.store import read_manifest, read_table
 
-    stored = run.store.scenario_paths()
-    path = stored.get((run.as_of, name))
-    if path is None:
-        known = sorted(n for (d, n) in stored if d == run.as_of)
-        hint = suggest(name, known)
-        raise StoreError(
-            f"no scenario {name!r} is stored against run {run.run_id}"
-            + (f"; did you mean {hint!r}?" if hint else "")
-            + (f" (stored: {', '.join(known)})" if known else "; run `pricing whatif` first")
-        )
-    m = read_manifest(path)
-    segments, totals = read_table(path, "segments"), read_table(path, "totals")
-    if segments is None or totals is None:
-        raise StoreError(f"scenario {name!r} at {path} lacks its segments or totals table")
+    stored = run.scenario(name)
+    m = stored.manifest
+    segments, totals = stored.required("segments"), stored.required("totals")
     keys = list(run.config.segment_keys)
     segments["segment"] = _label(segments, keys)
     segments["hours_change_pct"] = (
@@ -720,7 +704,7 @@ def scenario_report(run: Run, name: str, rows: int = 200, categories: int = 30) 
     )
     changed = changed.sort_values(["abs_change", "segment"], ascending=[False, True])
     where = f"WHERE baseline = '{run.run_id}' AND scenario = '{name}'"
-    interventions = read_table(path, "interventions")
+    interventions = stored.table("interventions")
     context = {
         "title": f"Scenario {name} against the run of {run.run_id}",
         "m": m,
@@ -739,7 +723,7 @@ def scenario_report(run: Run, name: str, rows: int = 200, categories: int = 30) 
             },
             limit=len(totals),
         ),
-        "inverse": m["inverse"],
+        "inverse": m.inverse,
         "overview_figure": figure,
         "overview_note": _overview_note(
             overview, "rate change", f'pricing sql "SELECT * FROM scenario_segments {where}"'
@@ -762,9 +746,9 @@ def scenario_report(run: Run, name: str, rows: int = 200, categories: int = 30) 
         "unchanged": len(segments) - len(changed),
         "segments_query": f'pricing sql "SELECT * FROM scenario_segments {where}"',
         "plan": _plan(
-            m["plan"], "not_configured" if m["plan"] is None else m["status"], interventions, rows
+            m.plan, "not_configured" if m.plan is None else str(m.status), interventions, rows
         ),
-        "settings": (path / "scenario.toml").read_text(encoding="utf-8"),
+        "settings": stored.settings,
     }
     return _render("scenario.html.j2", context, SCENARIO_SECTIONS, 1)
 
@@ -787,20 +771,20 @@ def _percent_fill(totals: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _scenario_header(m: dict[str, Any], run: Run) -> Table:
+def _scenario_header(m: ScenarioManifest, run: StoredRun) -> Table:
     facts = [
-        ("scenario", f"{m['scenario']}: {m['description']}" if m["description"] else m["scenario"]),
-        ("status", m["status"]),
-        ("baseline", f"run {run.run_id} (build {m['baseline_build']}), {run.path}"),
-        ("ran on", compute_text(m.get("compute"))),
-        ("created", f"{m['created']} (build {m['build']})"),
-        ("time", ", ".join(f"{k} {v:.2f} s" for k, v in m["timings_s"].items())),
+        ("scenario", f"{m.scenario}: {m.description}" if m.description else m.scenario),
+        ("status", str(m.status)),
+        ("baseline", f"run {run.run_id} (build {m.baseline_build}), {run.path}"),
+        ("ran on", compute_text(m.compute)),
+        ("created", f"{m.created} (build {m.build})"),
+        ("time", ", ".join(f"{k} {v:.2f} s" for k, v in m.timings_s.items())),
     ]
-    if m["baseline_build"] != run.manifest["build"]:
+    if m.baseline_build != run.manifest.build:
         facts.append(
             (
                 "note",
-                f"the baseline run was re-run since (now build {run.manifest['build']}); "
+                f"the baseline run was re-run since (now build {run.manifest.build}); "
                 "solve the scenario again to compare against it",
             )
         )
@@ -808,7 +792,7 @@ def _scenario_header(m: dict[str, Any], run: Run) -> Table:
 
 
 def _scenario_findings(
-    m: dict[str, Any], totals: pd.DataFrame, changed: pd.DataFrame, n: int
+    m: ScenarioManifest, totals: pd.DataFrame, changed: pd.DataFrame, n: int
 ) -> list[str]:
     change = totals.set_index("measure")["change_pct"].astype(np.float64)
     out = [f"{len(changed):,} of {n:,} segments change."]
@@ -824,11 +808,11 @@ def _scenario_findings(
             f"{r.segment} {r.rate_change_pct:+.1f} %" for r in changed.head(3).itertuples()
         )
         out.append(f"Largest rate changes: {top}.")
-    inverse = m["inverse"]
+    inverse = m.inverse
     if inverse:
         out.append(f"Inverse ({inverse['subject']}): {inverse['status']}, {inverse['method']}.")
-    if m["plan"]:
-        out.append(_plan_sentence(m["plan"]))
+    if m.plan:
+        out.append(_plan_sentence(m.plan))
     return out
 
 

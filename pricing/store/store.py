@@ -31,8 +31,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from pricing.errors import StoreError
+from pricing.errors import StoreError, StoreWriteError, suggest
 from pricing.inputs.io import atomic_directory, connect
+from pricing.store.manifest import (
+    MANIFEST,
+    Manifest,
+    ScenarioManifest,
+    read_manifest,
+    read_scenario_manifest,
+)
 
 DEFAULT_STORE = Path("pricing-runs")
 #: Tables of a run folder, in the order they are written (the manifest comes last).
@@ -56,7 +63,6 @@ RUN_TABLES = (
 )
 #: Tables of a scenario folder; as views they are prefixed ``scenario_``.
 SCENARIO_TABLES = ("segments", "totals", "equilibrium", "interventions")
-MANIFEST = "manifest.json"
 
 
 class RunStore:
@@ -125,14 +131,14 @@ class RunStore:
         """One row per current scenario result."""
         rows = []
         for (as_of, name), path in self.scenario_paths().items():
-            manifest = read_manifest(path)
+            manifest = read_scenario_manifest(path)
             rows.append(
                 {
                     "baseline": as_of,
                     "scenario": name,
-                    "created": manifest.get("created"),
-                    "status": manifest.get("status"),
-                    "description": manifest.get("description", ""),
+                    "created": manifest.created,
+                    "status": str(manifest.status),
+                    "description": manifest.description,
                     "path": str(path),
                 }
             )
@@ -165,11 +171,50 @@ class RunStore:
             con.unregister("_frame")
         return con
 
+    def segment_keys(self) -> list[str]:
+        """The segment keys of the stored guidance (category, tier[, region]); a
+        :class:`StoreError` when the store holds no run."""
+        if not self.run_paths():
+            raise StoreError(f"run store {self.root} holds no runs yet; run `pricing run` first")
+        con = self.connect()
+        columns = {r[0] for r in con.execute("DESCRIBE guidance").fetchall()}
+        return [c for c in ("category", "tier", "region") if c in columns]
+
+    def segment_history(self, segment: dict[str, str]) -> pd.DataFrame:
+        """Guidance and equilibrium of one segment (its key values) in every run, oldest
+        first; a :class:`StoreError` with the closest segment when no run has it."""
+        con = self.connect()
+        keys = list(segment)
+        where = " AND ".join(f"g.{k} = ?" for k in keys)
+        frame: pd.DataFrame = con.execute(
+            f"""SELECT g.as_of, g.freelancer_rate, g.freelancer_rate_low,
+                       g.freelancer_rate_high, g.client_rate, g.client_rate_low,
+                       g.client_rate_high, g.observed_rate, g.gap_pct, g.market_state,
+                       g.capped, e.rate, e.hours, e.shortage_hours, e.status
+                FROM guidance g JOIN equilibrium e USING (as_of, {", ".join(keys)})
+                WHERE {where} ORDER BY g.as_of""",
+            list(segment.values()),
+        ).df()
+        if frame.empty:
+            label = "/".join(segment.values())
+            known = [
+                "/".join(map(str, r))
+                for r in con.execute(f"SELECT DISTINCT {', '.join(keys)} FROM guidance").fetchall()
+            ]
+            hint = suggest(label, known)
+            raise StoreError(
+                f"segment {label!r} is in no run of {self.root}"
+                + (f"; did you mean {hint!r}?" if hint else "")
+            )
+        frame["as_of"] = frame["as_of"].dt.date
+        return frame
+
     # ---------------------------------------------------------------- writing
     def write_run(
-        self, as_of: dt.date, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]
+        self, as_of: dt.date, tables: dict[str, pd.DataFrame], manifest: Manifest
     ) -> Path:
-        """Commit a run for ``as_of``; it replaces any earlier run of that date."""
+        """Commit a run for ``as_of``; it replaces any earlier run of that date. The
+        stored manifest gets the build, the path and the store's own seconds."""
         return self._commit(self.root / "runs" / f"as_of={as_of.isoformat()}", tables, manifest)
 
     def write_scenario(
@@ -177,7 +222,7 @@ class RunStore:
         baseline: dt.date,
         name: str,
         tables: dict[str, pd.DataFrame],
-        manifest: dict[str, Any],
+        manifest: ScenarioManifest,
         files: dict[str, str] | None = None,
     ) -> Path:
         """Commit a scenario result against the run of ``baseline``; it replaces an earlier
@@ -189,22 +234,30 @@ class RunStore:
         self,
         folder: Path,
         tables: dict[str, pd.DataFrame],
-        manifest: dict[str, Any],
+        manifest: Manifest | ScenarioManifest,
         files: dict[str, str] | None = None,
     ) -> Path:
+        """Write the tables, the files and (last) the manifest, with the seconds the
+        writing took as the ``store`` timing, into a new build folder (module docstring)."""
         with self._lock():
             folder.mkdir(parents=True, exist_ok=True)
             build = _build_name(folder)
             final = folder / build
-            manifest = {**manifest, "build": build.removeprefix("build="), "path": str(final)}
             with atomic_directory(final) as tmp:
+                start = time.perf_counter()
                 for name, frame in tables.items():
                     frame.to_parquet(tmp / f"{name}.parquet", index=False)
                 for name, text in (files or {}).items():
                     (tmp / name).write_text(text, encoding="utf-8")
-                (tmp / MANIFEST).write_text(
-                    json.dumps(manifest, indent=2, default=str), encoding="utf-8"
+                timings = {**manifest.timings_s, "store": round(time.perf_counter() - start, 3)}
+                manifest = manifest.model_copy(
+                    update={
+                        "build": build.removeprefix("build="),
+                        "path": str(final),
+                        "timings_s": timings,
+                    }
                 )
+                (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
             for old in folder.iterdir():  # superseded builds and dead writers' folders
                 if old != final and (old.name.startswith(("build=", ".build="))):
                     shutil.rmtree(old, ignore_errors=True)
@@ -216,7 +269,9 @@ class RunStore:
             self.root.mkdir(parents=True, exist_ok=True)
             handle = (self.root / ".lock").open("a")
         except OSError as exc:
-            raise StoreError(f"run store {self.root} cannot be written: {exc.strerror}") from None
+            raise StoreWriteError(
+                f"run store {self.root} cannot be written: {exc.strerror}"
+            ) from None
         with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
@@ -238,30 +293,20 @@ _RUN_COLUMNS = (
 
 
 def _run_row(path: Path) -> dict[str, Any]:
-    manifest = read_manifest(path)
-    counts = manifest.get("counts", {})
+    m = read_manifest(path)
     return {
-        "run_id": manifest.get("run_id"),
-        "as_of": dt.date.fromisoformat(manifest["as_of"]),
-        "created": manifest.get("created"),
-        "status": manifest.get("status"),
-        "segments": counts.get("segments"),
-        "estimated": counts.get("estimated"),
-        "flagged": counts.get("flagged"),
-        "failed": counts.get("failed"),
-        "plan": manifest.get("statuses", {}).get("interventions"),
-        "data_dir": manifest.get("data_dir"),
+        "run_id": m.run_id,
+        "as_of": m.as_of,
+        "created": m.created,
+        "status": str(m.status),
+        "segments": m.counts.segments,
+        "estimated": m.counts.estimated,
+        "flagged": m.counts.flagged,
+        "failed": m.counts.failed,
+        "plan": str(m.statuses.interventions),
+        "data_dir": m.data_dir,
         "path": str(path),
     }
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a run or scenario folder."""
-    try:
-        manifest: dict[str, Any] = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path / MANIFEST} cannot be read: {exc}") from None
-    return manifest
 
 
 def read_table(path: Path, name: str) -> pd.DataFrame | None:

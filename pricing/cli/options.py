@@ -1,0 +1,137 @@
+"""Options and arguments that several commands share, each written once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pricing.cli.exits import JSON_KEY
+from pricing.cli.progress import Progress
+from pricing.inputs import SAMPLE_DIR
+
+Decorator = Callable[[Any], Any]
+
+
+def _stack(*options: Decorator) -> Decorator:
+    def wrap(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return wrap
+
+
+def _remember_json(ctx: click.Context, _: click.Parameter, value: bool) -> bool:
+    ctx.meta[JSON_KEY] = value
+    return value
+
+
+def json_option(help: str = "Print a JSON summary on stdout.") -> Decorator:
+    return click.option("--json", "as_json", is_flag=True, callback=_remember_json, help=help)
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+
+data_argument = click.argument(
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SAMPLE_DIR,
+    required=False,
+)
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Configuration TOML. Default: DATA_DIR/pricing.toml if present, else defaults.",
+)
+
+as_of_option = click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Run as of this date: the week ending on the Sunday on or before it is the last "
+    "one used; later rows are left out (and counted). Default: the last complete week in "
+    "the data.",
+)
+
+store_option = click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("pricing-runs"),
+    show_default=True,
+    help="Run store folder.",
+)
+
+no_report_option = click.option(
+    "--no-report", is_flag=True, help="Do not write the HTML report (report.html)."
+)
+
+
+def result_options(table: str, rows: int = 40, shown: str = "Segments") -> Decorator:
+    """--out (``table``, written atomically), --rows, --json and --quiet of a command
+    that prints a result table."""
+    return _stack(
+        click.option(
+            "--out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help=f"Write {table} here (.parquet or .csv), atomically.",
+        ),
+        click.option(
+            "--rows", default=rows, show_default=True, help=f"{shown} shown in the text summary."
+        ),
+        json_option(),
+        quiet_option,
+    )
+
+
+cluster_options = _stack(
+    click.option(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        show_envvar=True,
+        default=None,
+        help="Run the partitioned steps on the Dask cluster with this scheduler (needs "
+        "pricing[dask]; workers need the same pricing version and the data at the same "
+        "path). Default: this process.",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Start a local Dask cluster of N single-threaded worker processes for the "
+        "run (needs pricing[dask]).",
+    ),
+)
+
+
+@contextlib.contextmanager
+def executor_for(
+    scheduler: str | None, workers: int | None, data_dir: Path | None, progress: Progress
+) -> Iterator[Any]:
+    """The executor for --scheduler/--workers (usage error for both); a cluster that
+    cannot run the work raises ClusterError (exit 7)."""
+    from pricing.cluster import executor
+
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("give --scheduler or --workers, not both")
+    if scheduler is not None:
+        progress(f"connecting to the Dask scheduler at {scheduler}")
+    elif workers is not None:
+        progress(f"starting a local Dask cluster of {workers} worker process(es)")
+    with executor(scheduler, workers, data_dir) as chosen:
+        yield chosen
+
+
+def check_out(out: Path | None) -> None:
+    """--out must name a .parquet or .csv file."""
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")

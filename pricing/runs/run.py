@@ -1,0 +1,108 @@
+"""A stored run and what it can do: re-solve its market, answer what-ifs, render its report.
+
+Counterfactuals are methods of the fitted result (as pyblp's): a notebook and the CLI call
+the same :meth:`Run.whatif`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from pricing.cluster import LOCAL, Executor
+from pricing.config import Scenario, load_scenario
+from pricing.decisions.scenario import WhatIf, whatif
+from pricing.market.equilibrium import EquilibriumResult, equilibrium_table, solve
+from pricing.report.report import Report, run_report, scenario_report
+from pricing.runs.provenance import versions
+from pricing.store.manifest import PlanSummary, ScenarioManifest
+from pricing.store.store import DEFAULT_STORE, RunStore
+from pricing.store.stored import StoredRun
+
+
+@dataclass(frozen=True, eq=False)
+class Run(StoredRun):
+    """A run read back from the store (:class:`StoredRun`), with its baseline solve, its
+    what-ifs and its report. ``baseline`` re-solves the stored market (the same
+    deterministic solve the run made), as the warm start and reference of what-ifs."""
+
+    #: where the baseline's and what-ifs' coupled components are cleared
+    executor: Executor = field(default=LOCAL, repr=False)
+
+    @cached_property
+    def baseline(self) -> EquilibriumResult:
+        return solve(self.market, executor=self.executor)
+
+    def whatif(
+        self,
+        scenario: Scenario | str | Path,
+        save: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> WhatIf:
+        """The scenario (a :class:`Scenario` or a TOML path) solved against this run,
+        without re-estimating; ``save`` commits it to the store, tagged with its name."""
+        chosen = load_scenario(scenario) if isinstance(scenario, (str, Path)) else scenario
+        result = whatif(
+            self.market,
+            self.baseline,
+            chosen,
+            self.config,
+            self.catalogue,
+            progress=progress,
+            executor=self.executor,
+        )
+        if save:
+            save_whatif(self, result)
+        return result
+
+    def report(self, scenario: str | None = None, rows: int = 200) -> Report:
+        """The HTML report of this run, or of the stored scenario ``scenario`` solved
+        against it (``Report.write(path)`` saves it; notebooks show it inline)."""
+        if scenario is None:
+            return run_report(self, rows=rows)
+        return scenario_report(self, scenario, rows=rows)
+
+
+def load_run(
+    run_id: str = "latest",
+    store: RunStore | str | Path = DEFAULT_STORE,
+    executor: Executor = LOCAL,
+) -> Run:
+    """A stored run: ``latest`` or its as-of date (YYYY-MM-DD); its what-ifs solve
+    through ``executor``."""
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    return Run.open(store.resolve(run_id), store, executor=executor)
+
+
+def save_whatif(run: StoredRun, result: WhatIf) -> Path:
+    """Commit a what-if result to the run's store, tagged with its scenario's name;
+    returns the folder it is stored in."""
+    tables = {
+        "segments": result.to_frame(),
+        "totals": result.totals,
+        "equilibrium": equilibrium_table(result.result),
+    }
+    if result.plan is not None:
+        tables["interventions"] = result.plan.to_frame()
+    manifest = ScenarioManifest(
+        scenario=result.scenario.name,
+        description=result.scenario.description,
+        baseline=run.run_id,
+        baseline_build=run.manifest.build,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        status=result.status,
+        inverse=None if result.inverse is None else result.inverse.to_dict(),
+        plan=PlanSummary.of(result.plan),
+        timings_s=result.timings,
+        versions=versions(),
+    )
+    return run.store.write_scenario(
+        run.as_of,
+        result.scenario.name,
+        tables,
+        manifest,
+        files={"scenario.toml": result.scenario.to_toml()},
+    )

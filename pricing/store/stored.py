@@ -1,0 +1,194 @@
+"""A run and a scenario as stored: manifest, tables (read on first use) and the market.
+
+These are the records the report renders and :class:`pricing.runs.run.Run` builds on
+(adding what a stored run can do: re-solve, what-ifs, its report).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Self
+
+import pandas as pd
+
+from pricing.cluster import compute_text
+from pricing.config import RunConfig, parse_config
+from pricing.display import Display
+from pricing.errors import RunError, StoreError, suggest
+from pricing.market.market import Market
+from pricing.store.manifest import (
+    Manifest,
+    ScenarioManifest,
+    read_manifest,
+    read_scenario_manifest,
+)
+from pricing.store.store import RunStore, read_table
+
+
+@dataclass(frozen=True, eq=False)
+class StoredRun(Display):
+    """A run read back from the store: its typed manifest, its tables (loaded on first
+    use, handed out as copies), its configuration and the market it solved."""
+
+    path: Path
+    manifest: Manifest
+    store: RunStore = field(repr=False)
+    _tables: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, path: Path, store: RunStore, **fields: Any) -> Self:
+        """The stored run in folder ``path`` (``fields``: a subclass's own)."""
+        return cls(path, read_manifest(path), store, **fields)
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.run_id
+
+    @property
+    def as_of(self) -> dt.date:
+        return self.manifest.as_of
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.status)
+
+    @cached_property
+    def config(self) -> RunConfig:
+        return parse_config(self.manifest.config, source=f"{self.path}/manifest.json")
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """A stored table (a copy), or None when the run has none of that name."""
+        if name not in self._tables:
+            self._tables[name] = read_table(self.path, name)
+        frame = self._tables[name]
+        return None if frame is None else frame.copy()
+
+    def required(self, name: str) -> pd.DataFrame:
+        """A stored table every run has; a :class:`RunError` naming the run if it is gone."""
+        frame = self.table(name)
+        if frame is None:
+            raise RunError(f"run {self.run_id} at {self.path} has no {name} table")
+        return frame
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        return self.required("curves")
+
+    @property
+    def equilibrium(self) -> pd.DataFrame:
+        return self.required("equilibrium")
+
+    @property
+    def guidance(self) -> pd.DataFrame:
+        return self.required("guidance")
+
+    @property
+    def interventions(self) -> pd.DataFrame | None:
+        return self.table("interventions")
+
+    @property
+    def catalogue(self) -> pd.DataFrame | None:
+        return self.table("catalogue")
+
+    @cached_property
+    def market(self) -> Market:
+        """The market the run solved, as stored (curves with their uncertainty, fees,
+        bounds, edges)."""
+        return Market(self.required("market"), self.required("edges"), self.config.segment_keys)
+
+    def scenario(self, name: str) -> StoredScenario:
+        """The scenario ``name`` stored against this run; a :class:`StoreError` with the
+        closest stored name when there is none."""
+        stored = self.store.scenario_paths()
+        path = stored.get((self.as_of, name))
+        if path is None:
+            known = sorted(n for (d, n) in stored if d == self.as_of)
+            hint = suggest(name, known)
+            raise StoreError(
+                f"no scenario {name!r} is stored against run {self.run_id}"
+                + (f"; did you mean {hint!r}?" if hint else "")
+                + (f" (stored: {', '.join(known)})" if known else "; run `pricing whatif` first")
+            )
+        return StoredScenario(path, read_scenario_manifest(path))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The stored guidance, one row per segment."""
+        return self.guidance
+
+    def to_dict(self) -> dict[str, Any]:
+        """Where the run is, how it came out, and how it ran (from its manifest)."""
+        m = self.manifest.model_dump(mode="json")
+        shown = (
+            "as_of", "status", "counts", "statuses", "degraded", "rows_after_as_of",
+            "previous_run", "plan", "timings_s", "peak_memory_mb", "compute",
+        )  # fmt: skip
+        return {"run_id": self.run_id, "run_path": str(self.path), **{k: m[k] for k in shown}}
+
+    def summary(self, max_rows: int = 0) -> str:
+        m = self.manifest
+        c, s = m.counts, m.statuses
+        lines = [
+            f"Run {self.run_id} ({m.status}), created {m.created}, from {m.data_dir}",
+            f"  {c.segments:,} segments: {c.estimated:,} estimated, "
+            f"{c.flagged:,} flagged, {c.failed:,} failed",
+            "  equilibrium: " + ", ".join(f"{n:,} {k}" for k, n in s.equilibrium.items()),
+            "  guidance: "
+            + ", ".join(f"{n:,} {k}" for k, n in s.guidance.market_state.items() if n)
+            + f"; {s.guidance.capped:,} capped"
+            + (f" against run {m.previous_run}" if m.previous_run else ""),
+            f"  interventions: {plan_text(m)}",
+        ]
+        if m.plan:
+            p = m.plan
+            lines.append(
+                f"    spend ${p.spend:,.0f} of ${p.budget:,.0f}, {p.objective} "
+                f"+{p.verified_gain:,.1f} verified (predicted +{p.predicted_gain:,.1f})"
+            )
+        lines += [f"  degraded: {d}" for d in m.degraded]
+        after = m.rows_after_as_of
+        if any(after.values()):
+            lines.append(
+                "  left out (after the as-of week): "
+                + ", ".join(f"{n:,} {t} rows" for t, n in after.items())
+            )
+        lines.append(
+            "  time: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in m.timings_s.items())
+            + f"; peak memory {m.peak_memory_mb:,.0f} MB"
+        )
+        lines.append(f"  ran on {compute_text(m.compute)}")
+        lines.append(f"  stored in {self.path}")
+        if max_rows:
+            lines.append(self.guidance.head(max_rows).to_string(index=False))
+        return "\n".join(lines)
+
+
+def plan_text(m: Manifest) -> str:
+    """The plan's status, with the reason when planning failed."""
+    s = m.statuses
+    return f"{s.interventions}: {s.plan_error}" if s.plan_error else str(s.interventions)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredScenario:
+    """A scenario result as stored: its manifest, tables and settings."""
+
+    path: Path
+    manifest: ScenarioManifest
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        return read_table(self.path, name)
+
+    def required(self, name: str) -> pd.DataFrame:
+        frame = self.table(name)
+        if frame is None:
+            raise StoreError(f"scenario {self.manifest.scenario!r} at {self.path} lacks its {name}")
+        return frame
+
+    @property
+    def settings(self) -> str:
+        """The scenario's resolved TOML."""
+        return (self.path / "scenario.toml").read_text(encoding="utf-8")
