@@ -21,6 +21,7 @@ Tolerances, from what can differ between the two:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -210,10 +211,10 @@ def test_band_blocks_as_tasks_give_the_same_bands(
     eq = solve(market)
     from test_guidance import curve_set
 
-    curves = curve_set(market, 0.1, 0.1)
+    eq = dataclasses.replace(eq, market=market.with_uncertainty(curve_set(market, 0.1, 0.1)))
     config = GuidanceConfig(draws=100)
-    here = rate_guidance(eq, curves, config)
-    there = rate_guidance(eq, curves, config, executor=dask)
+    here = rate_guidance(eq, config)
+    there = rate_guidance(eq, config, executor=dask)
     pd.testing.assert_frame_equal(here.to_frame(), there.to_frame(), rtol=0, atol=0)
     assert here.failed_draws == there.failed_draws
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,12 @@ def curve_set(
     return CurveSet(pd.concat(parts, ignore_index=True), tuple(KEYS), 0.9)
 
 
+def guide(eq: EquilibriumResult, curves: CurveSet, *args: Any, **kwargs: Any) -> Guidance:
+    """rate_guidance of ``eq`` whose market carries the uncertainty of ``curves``."""
+    carried = dataclasses.replace(eq, market=eq.market.with_uncertainty(curves))
+    return rate_guidance(carried, *args, **kwargs)
+
+
 # --------------------------------------------------------------------------- rates
 
 
@@ -74,7 +81,7 @@ FEES = {"client_fee": [0.1, 0.05], "freelancer_fee": [0.2, 0.0]}
 def test_rates_are_the_equilibrium_client_and_freelancer_rates() -> None:
     market = hand_market([-1.0, -0.6], [1.0, 0.4], [9.0, 30.0], **FEES)
     eq = solve(market)
-    frame = rate_guidance(eq, curve_set(market, 0.1, 0.1)).to_frame()
+    frame = guide(eq, curve_set(market, 0.1, 0.1)).to_frame()
     expected = eq.to_frame()
     # both computed by the same expression from the same listed rate: equal exactly
     for name in ("freelancer_rate", "client_rate", "observed_rate", "gap_pct"):
@@ -87,7 +94,7 @@ def test_rates_are_the_equilibrium_client_and_freelancer_rates() -> None:
 
 def test_zero_standard_errors_collapse_the_band_to_the_point() -> None:
     market = hand_market([-1.0, -0.6], [1.0, 0.4], [9.0, 30.0], **FEES)
-    frame = rate_guidance(solve(market), curve_set(market, 0.0, 0.0)).to_frame()
+    frame = guide(solve(market), curve_set(market, 0.0, 0.0)).to_frame()
     for name in ("freelancer_rate", "client_rate"):
         # every draw is the fitted market: the band is the point up to rounding (1e-9)
         np.testing.assert_allclose(frame[f"{name}_low"], frame[name], rtol=1e-9)
@@ -104,7 +111,7 @@ def test_band_matches_the_closed_form_quantiles() -> None:
     market = hand_market(eps, eta, observed, client_fee=[0.1, 0.0, 0.0])
     se, draws, level = 0.2, 4000, 0.9
     config = GuidanceConfig(draws=draws, band_level=level, seed=3)
-    frame = rate_guidance(solve(market), curve_set(market, se, 0.0), config).to_frame()
+    frame = guide(solve(market), curve_set(market, se, 0.0), config).to_frame()
     e, h, o = np.array(eps), np.array(eta), np.array(observed)
     fc = np.array([0.1, 0.0, 0.0])
     g = np.log(1000.0) + e * np.log(o * (1 + fc)) - np.log(10.0) - h * np.log(o)
@@ -138,8 +145,8 @@ def uncoupled() -> Market:
 
 def test_bands_contain_the_point_and_widen_with_the_standard_errors(uncoupled: Market) -> None:
     eq = solve(uncoupled)
-    narrow = rate_guidance(eq, curve_set(uncoupled, 0.05, 0.05)).to_frame()
-    wide = rate_guidance(eq, curve_set(uncoupled, 0.15, 0.15)).to_frame()
+    narrow = guide(eq, curve_set(uncoupled, 0.05, 0.05)).to_frame()
+    wide = guide(eq, curve_set(uncoupled, 0.15, 0.15)).to_frame()
     for frame in (narrow, wide):
         for name in ("freelancer_rate", "client_rate"):
             assert (frame[f"{name}_low"] <= frame[name]).all()
@@ -155,9 +162,9 @@ def test_bands_contain_the_point_and_widen_with_the_standard_errors(uncoupled: M
 
 def test_the_same_seed_gives_the_same_bands(uncoupled: Market) -> None:
     eq, curves = solve(uncoupled), curve_set(uncoupled, 0.1, 0.1)
-    first = rate_guidance(eq, curves, GuidanceConfig(seed=7)).to_frame()
-    again = rate_guidance(eq, curves, GuidanceConfig(seed=7)).to_frame()
-    other = rate_guidance(eq, curves, GuidanceConfig(seed=8)).to_frame()
+    first = guide(eq, curves, GuidanceConfig(seed=7)).to_frame()
+    again = guide(eq, curves, GuidanceConfig(seed=7)).to_frame()
+    other = guide(eq, curves, GuidanceConfig(seed=8)).to_frame()
     pd.testing.assert_frame_equal(first, again)
     assert not np.allclose(first["client_rate_low"], other["client_rate_low"])
 
@@ -169,7 +176,7 @@ def coupled() -> Market:
 
 def test_coupled_market_bands(coupled: Market) -> None:
     eq = solve(coupled)
-    result = rate_guidance(eq, curve_set(coupled, 0.1, 0.1), GuidanceConfig(draws=100))
+    result = guide(eq, curve_set(coupled, 0.1, 0.1), GuidanceConfig(draws=100))
     frame = result.to_frame()
     # a drawn copy the interior point cannot clear is left out and counted. With this
     # seed one 6-segment copy of 24,000 segment-draws stops at residual 3e-6, its edges
@@ -208,7 +215,7 @@ def test_failed_draws_are_excluded_and_counted(
         )
 
     monkeypatch.setattr(guidance, "solve", fails_some_components)
-    result = rate_guidance(eq, curves, GuidanceConfig(draws=100))
+    result = guide(eq, curves, GuidanceConfig(draws=100))
     frame = result.to_frame()
     assert result.failed_draws == sum(failed_rows) > 0
     assert (100 - frame["band_draws"]).sum() == result.failed_draws
@@ -228,7 +235,7 @@ def test_segments_without_std_error_observed_rate_or_curves_have_no_band() -> No
         log_supply_level=[2.0] * 3 + [np.nan],
     )
     curves = curve_set(market, [0.1, 0.1, np.nan, 0.1], 0.1)
-    frame = rate_guidance(solve(market), curves).to_frame()
+    frame = guide(solve(market), curves).to_frame()
     has_band = frame["client_rate_low"].notna().to_list()
     assert has_band == [True, False, False, False]
     assert frame["band_draws"].to_list() == [200, 0, 0, 0]
@@ -246,19 +253,19 @@ def test_market_state_labels_at_the_thresholds() -> None:
     # D = 1000/P, S = 10 W: p* = 10; observed 8, 16, 10 give gaps of about +25, −37.5, 0 %
     market = hand_market([-1.0] * 3, [1.0] * 3, [8.0, 16.0, 10.0])
     eq, curves = solve(market), curve_set(market, 0.1, 0.1)
-    gap = rate_guidance(eq, curves).to_frame()["gap_pct"].to_numpy()
+    gap = guide(eq, curves).to_frame()["gap_pct"].to_numpy()
     np.testing.assert_allclose(gap, [25.0, -37.5, 0.0], atol=1e-12)
 
     def states(balanced_pct: float) -> list[str]:
         config = GuidanceConfig(balanced_pct=balanced_pct, draws=20)
-        return rate_guidance(eq, curves, config).to_frame()["market_state"].to_list()
+        return guide(eq, curves, config).to_frame()["market_state"].to_list()
 
     # |gap| equal to the threshold is balanced; one float step below it is not
     assert states(gap[0]) == ["balanced", "demand_short", "balanced"]
     assert states(np.nextafter(gap[0], 0)) == ["supply_short", "demand_short", "balanced"]
     assert states(-gap[1]) == ["balanced", "balanced", "balanced"]
     assert states(np.nextafter(-gap[1], 0)) == ["balanced", "demand_short", "balanced"]
-    frame = rate_guidance(eq, curves, GuidanceConfig(balanced_pct=5, draws=20)).to_frame()
+    frame = guide(eq, curves, GuidanceConfig(balanced_pct=5, draws=20)).to_frame()
     assert frame["state_reason"].to_list() == [
         "equilibrium more than 5 % above the observed rate",
         "equilibrium more than 5 % below the observed rate",
@@ -273,7 +280,7 @@ def test_thin_data_from_flags_and_from_a_non_solved_status() -> None:
         "supply": ["", "thin_data", "", ""],
     }
     eq = solve(market)
-    frame = rate_guidance(eq, curve_set(market, 0.1, 0.1, flags)).to_frame()
+    frame = guide(eq, curve_set(market, 0.1, 0.1, flags)).to_frame()
     assert frame["market_state"].to_list() == [
         "thin_data",
         "thin_data",
@@ -284,7 +291,7 @@ def test_thin_data_from_flags_and_from_a_non_solved_status() -> None:
     assert frame["state_reason"].iloc[1] == "supply curve flagged thin_data"
     # thin-data flags are configurable
     custom = GuidanceConfig(thin_data_flags=("weak_instrument",), draws=20)
-    frame = rate_guidance(eq, curve_set(market, 0.1, 0.1, flags), custom).to_frame()
+    frame = guide(eq, curve_set(market, 0.1, 0.1, flags), custom).to_frame()
     assert frame["market_state"].to_list()[3] == "thin_data"
     # a segment whose equilibrium failed is thin data and has no band
     failed = dataclasses.replace(
@@ -292,7 +299,7 @@ def test_thin_data_from_flags_and_from_a_non_solved_status() -> None:
         status_code=np.array([STATUSES.index("failed"), 0, 0, 0], np.int8),
         rate=np.where(np.arange(4) == 0, np.nan, eq.rate),
     )
-    frame = rate_guidance(failed, curve_set(market, 0.1, 0.1)).to_frame()
+    frame = guide(failed, curve_set(market, 0.1, 0.1)).to_frame()
     assert frame["market_state"].iloc[0] == "thin_data"
     assert frame["state_reason"].iloc[0] == "equilibrium failed"
     assert np.isnan(frame["client_rate_low"].iloc[0]) and np.isnan(frame["client_rate"].iloc[0])
@@ -314,7 +321,7 @@ def test_stability_cap_clips_both_ways_and_flags_it() -> None:
             "client_rate": [8.0, 12.0, 10.4, 11.5],
         }
     )
-    frame = rate_guidance(eq, curves, config, previous).to_frame()
+    frame = guide(eq, curves, config, previous).to_frame()
     # up by at most 10 % from 8, down by at most 10 % from 12, 10 is within 10 % of 10.4
     np.testing.assert_allclose(frame["freelancer_rate"], [8.8, 10.8, 10, 10, 10], rtol=1e-12)
     np.testing.assert_allclose(frame["client_rate"], [8.8, 10.8, 10, 10.35, 10], rtol=1e-12)
@@ -327,7 +334,7 @@ def test_stability_cap_clips_both_ways_and_flags_it() -> None:
     # bands stay around the equilibrium rates, not the published ones
     assert (frame["freelancer_rate_low"] <= 10 + 1e-12).all()
     assert (frame["freelancer_rate_high"] >= 10 - 1e-12).all()
-    assert "4 segments with a previous rate, 3 capped at ±10 %" in rate_guidance(
+    assert "4 segments with a previous rate, 3 capped at ±10 %" in guide(
         eq, curves, config, previous
     ).summary(max_rows=0)
 
@@ -338,9 +345,9 @@ def test_previous_guidance_object_and_frame_give_the_same_cap() -> None:
     config = GuidanceConfig(max_change_pct=10.0, draws=20)
     # last run's market was 30 % more demanded: its guidance is the previous one
     before = Market(market.segments.assign(log_demand_level=np.log(1300.0)))
-    last = rate_guidance(solve(before), curve_set(before, 0.1, 0.1), config)
-    from_object = rate_guidance(eq, curve_set(market, 0.1, 0.1), config, last).to_frame()
-    from_frame = rate_guidance(eq, curve_set(market, 0.1, 0.1), config, last.to_frame())
+    last = guide(solve(before), curve_set(before, 0.1, 0.1), config)
+    from_object = guide(eq, curve_set(market, 0.1, 0.1), config, last).to_frame()
+    from_frame = guide(eq, curve_set(market, 0.1, 0.1), config, last.to_frame())
     pd.testing.assert_frame_equal(from_object, from_frame.to_frame())
     assert from_object["capped"].all()
     p_before = np.sqrt(130.0)  # 1300/p = 10 p
@@ -354,18 +361,18 @@ def test_bad_previous_frames_are_clear_errors() -> None:
         {"category": ["c0"], "tier": ["expert"], "freelancer_rate": [9.0], "client_rate": [9.0]}
     )
     with pytest.raises(DataError, match=r"lacks the column\(s\) \['tier', 'client_rate'\]"):
-        rate_guidance(eq, curves, previous=good.drop(columns=["tier", "client_rate"]))
+        guide(eq, curves, previous=good.drop(columns=["tier", "client_rate"]))
     with pytest.raises(DataError, match=r"1 duplicated segment\(s\): c0/expert"):
-        rate_guidance(eq, curves, previous=pd.concat([good, good]))
+        guide(eq, curves, previous=pd.concat([good, good]))
     with pytest.raises(DataError, match="freelancer_rate must be a positive number"):
-        rate_guidance(eq, curves, previous=good.assign(freelancer_rate=[-1.0]))
+        guide(eq, curves, previous=good.assign(freelancer_rate=[-1.0]))
     with pytest.raises(DataError, match="client_rate must be a positive number"):
-        rate_guidance(eq, curves, previous=good.assign(client_rate=["abc"]))
+        guide(eq, curves, previous=good.assign(client_rate=["abc"]))
 
 
 def test_load_previous_reads_what_guidance_writes(tmp_path: Path) -> None:
     market = hand_market([-1.0] * 2, [1.0] * 2, [10.0] * 2)
-    frame = rate_guidance(solve(market), curve_set(market, 0.1, 0.1)).to_frame()
+    frame = guide(solve(market), curve_set(market, 0.1, 0.1)).to_frame()
     for suffix in ("parquet", "csv"):
         path = tmp_path / f"previous.{suffix}"
         if suffix == "parquet":
@@ -387,7 +394,7 @@ def test_load_previous_reads_what_guidance_writes(tmp_path: Path) -> None:
 
 
 def test_result_object(uncoupled: Market) -> None:
-    result = rate_guidance(solve(uncoupled), curve_set(uncoupled, 0.1, 0.1))
+    result = guide(solve(uncoupled), curve_set(uncoupled, 0.1, 0.1))
     frame = result.to_frame()
     assert list(frame.columns) == [*KEYS, *COLUMNS]
     assert list(COLUMNS[:9]) == [
@@ -417,7 +424,19 @@ def test_curves_without_the_market_keys_are_refused(uncoupled: Market) -> None:
     curves = curve_set(uncoupled, 0.1, 0.1)
     no_tier = CurveSet(curves.frame.drop(columns=["tier"]), ("category",), 0.9)
     with pytest.raises(ValueError, match=r"lack the market's segment key column\(s\) \['tier'\]"):
-        rate_guidance(solve(uncoupled), no_tier)
+        uncoupled.with_uncertainty(no_tier)
+
+
+def test_the_curves_argument_of_earlier_releases_still_works_with_a_warning(
+    uncoupled: Market,
+) -> None:
+    """rate_guidance(equilibrium, curves, config) is deprecated, not gone: it warns and
+    gives what the market carrying the curves' uncertainty gives."""
+    eq, curves = solve(uncoupled), curve_set(uncoupled, 0.1, 0.1)
+    config = GuidanceConfig(draws=50)
+    with pytest.warns(DeprecationWarning, match="the market carries its curves' uncertainty"):
+        old = rate_guidance(eq, curves, config)
+    pd.testing.assert_frame_equal(old.to_frame(), guide(eq, curves, config).to_frame())
 
 
 # --------------------------------------------------------------------------- coverage
@@ -436,7 +455,7 @@ def simulated_coverage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, in
         curves = fit_curves(panel, sim.config.estimation)
         # no adjacency: the simulated history is generated segment by segment
         market = Market.from_curves(curves, None, sim.config.market)
-        frame = rate_guidance(solve(market), curves, sim.config.guidance).to_frame()
+        frame = guide(solve(market), curves, sim.config.guidance).to_frame()
         truth = sim.truth.to_pandas().set_index(KEYS)
         index = pd.MultiIndex.from_frame(market.segments[KEYS])
         eps = truth["demand_elasticity"].reindex(index).to_numpy()

@@ -155,7 +155,7 @@ def guidance(
     with solver_output_to_stderr():
         equilibrium_ = solve(fitted.market)
         progress(f"rate bands from {settings.draws} curve draws")
-        result = rate_guidance(equilibrium_, fitted.curves, settings, previous_frame)
+        result = rate_guidance(equilibrium_, settings, previous_frame)
     if out is not None:
         write_table(result.to_frame(), out, progress)
     progress.done()

@@ -62,9 +62,10 @@ a segment without a previous rate is not capped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -76,7 +77,7 @@ from pricing.display import Display, records
 from pricing.errors import DataError
 from pricing.estimation.curves import CurveSet
 from pricing.market.equilibrium import EquilibriumResult, solve
-from pricing.market.market import PARAMETERS, Market
+from pricing.market.market import PARAMETERS, SIDES, Market
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -185,18 +186,57 @@ class Guidance(Display):
         return "\n".join(lines)
 
 
+@overload
+def rate_guidance(
+    equilibrium: EquilibriumResult,
+    config: GuidanceConfig | None = None,
+    previous: Guidance | pd.DataFrame | None = None,
+    executor: Executor = LOCAL,
+) -> Guidance: ...
+
+
+@overload
 def rate_guidance(
     equilibrium: EquilibriumResult,
     curves: CurveSet,
     config: GuidanceConfig | None = None,
     previous: Guidance | pd.DataFrame | None = None,
     executor: Executor = LOCAL,
-) -> Guidance:
+) -> Guidance: ...
+
+
+def rate_guidance(equilibrium: EquilibriumResult, *args: Any, **kwargs: Any) -> Guidance:
     """Guidance for every segment of ``equilibrium.market`` (module docstring): rates,
-    bands from the standard errors in ``curves``, market state, and the stability cap
+    bands from the uncertainty the market carries, market state, and the stability cap
     against ``previous`` (a :class:`Guidance` or a frame with the segment keys,
     ``freelancer_rate`` and ``client_rate``). The blocks of band draws run through
-    ``executor`` (:mod:`pricing.cluster`)."""
+    ``executor`` (:mod:`pricing.cluster`).
+
+    Call it as ``rate_guidance(equilibrium, config, previous, executor)``. The form of
+    earlier releases, ``rate_guidance(equilibrium, curves, config, previous, executor)``,
+    still works for one release with a :class:`DeprecationWarning`: the curves'
+    uncertainty is attached to the market first (:meth:`Market.with_uncertainty`)."""
+    curves = kwargs.pop("curves", None)
+    if curves is None and args and isinstance(args[0], CurveSet):
+        curves, args = args[0], args[1:]
+    if curves is not None:
+        warnings.warn(
+            "rate_guidance(equilibrium, curves, ...) is deprecated: the market carries its "
+            "curves' uncertainty; call rate_guidance(equilibrium, config, previous, executor)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        equilibrium = replace(equilibrium, market=equilibrium.market.with_uncertainty(curves))
+    return _guidance(equilibrium, *args, **kwargs)
+
+
+def _guidance(
+    equilibrium: EquilibriumResult,
+    config: GuidanceConfig | None = None,
+    previous: Guidance | pd.DataFrame | None = None,
+    executor: Executor = LOCAL,
+) -> Guidance:
+    """:func:`rate_guidance` in its current form."""
     t0 = time.perf_counter()
     config = config or GuidanceConfig()
     market = equilibrium.market
@@ -205,11 +245,14 @@ def rate_guidance(
     if previous is not None:
         prev_frame = previous.to_frame() if isinstance(previous, Guidance) else previous
         prev = _aligned_previous(check_previous(prev_frame, keys), market)
-    se, dof, flagged = _curve_columns(curves, market, config.thin_data_flags)
+    se = np.stack([market.array(f"{side}_elasticity_se") for side in SIDES])
+    dof = np.stack([market.array(f"{side}_dof") for side in SIDES])
+    flagged = _flagged(market, config.thin_data_flags)
     p = equilibrium.rate
     observed = market.array("observed_rate")
     solved = np.isin(equilibrium.status, _SOLVED)
-    bandable = solved & np.isfinite(se).all(axis=0) & np.isfinite(observed)
+    anchored = np.isfinite(market.array("anchor_rate"))
+    bandable = solved & np.isfinite(se).all(axis=0) & np.isfinite(observed) & anchored
     low, high, used, clipped_share = _bands(market, se, dof, bandable, config, executor)
     timings = {"bands": time.perf_counter() - t0}
 
@@ -263,9 +306,11 @@ def _bands(
     (block b of the ``seed``'s :class:`numpy.random.SeedSequence` spawn), so the bands
     do not depend on where or in which order the blocks run."""
     n = len(market)
-    # the drawn copies need only the curves, fees, bounds and edges: a placeholder key
-    # spares every stacked market the cost of carrying and labelling the segment names
-    bare = Market(market.segments[list(PARAMETERS)].assign(copy_of=0), market.edges, ("copy_of",))
+    # the drawn copies need only the curves, fees, bounds, anchors and edges: a
+    # placeholder key spares every stacked market the cost of carrying and labelling the
+    # segment names
+    columns = [*PARAMETERS, "anchor_rate"]
+    bare = Market.unchecked(market.segments[columns].assign(copy_of=0), market.edges, ("copy_of",))
     low, high = np.full(n, np.nan), np.full(n, np.nan)
     used = np.zeros(n, np.int64)
     comp = market.component
@@ -273,9 +318,6 @@ def _bands(
     wanted[comp[bandable]] = True
     rows = np.flatnonzero(wanted[comp])
     sd = np.where(bandable, se, 0.0)  # a segment without a band keeps its curve
-    with np.errstate(invalid="ignore"):
-        log_o = np.log(np.where(bandable, market.array("observed_rate"), 1.0))
-    anchor = np.stack([log_o + market.log_client_fee, log_o + market.log_freelancer_fee])
     blocks = _blocks(comp, rows, max(1, CHUNK_SEGMENTS // config.draws))
     streams = np.random.SeedSequence(config.seed).spawn(len(blocks))
     # blocks go to a cluster when there are two or more; one block is solved here, on
@@ -287,7 +329,6 @@ def _bands(
             bare.stack(block, np.zeros(block.size, np.int64))[0],  # noqa: PD013
             sd[:, block],
             dof[:, block],
-            anchor[:, block],
             stream,
             config.draws,
             max(1, CHUNK_SEGMENTS // block.size),
@@ -307,12 +348,12 @@ def _bands(
 @dataclass(frozen=True)
 class _Block:
     """The whole components of one block of band draws: the block's own market (rows
-    in block order), its standard errors, degrees of freedom and rotation anchors."""
+    in block order, with the anchors the drawn curves turn around), its standard errors
+    and degrees of freedom."""
 
     market: Market
     sd: FloatArray
     dof: FloatArray
-    anchor: FloatArray
     stream: np.random.SeedSequence
     draws: int
     per_call: int  # draws stacked into one solve
@@ -362,24 +403,12 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
     eps_r = np.where(sd_d > 0, np.minimum(eps_raw, -MIN_ABS_ELASTICITY), eps)
     eta_r = np.where(sd_s > 0, np.maximum(eta_raw, MIN_ABS_ELASTICITY), eta)
     clipped = int(((eps_r != eps_raw) & (sd_d > 0)).sum() + ((eta_r != eta_raw) & (sd_s > 0)).sum())
-    columns = {name: stacked.array(name) for name in PARAMETERS}
-    columns.update(
-        demand_elasticity=eps_r,
-        log_demand_level=columns["log_demand_level"] + (eps - eps_r) * task.anchor[0, rows],
-        supply_elasticity=eta_r,
-        log_supply_level=columns["log_supply_level"] + (eta - eta_r) * task.anchor[1, rows],
-    )
-    # built from arrays, not by assigning into the stacked frame: half the pandas work
-    segments = pd.DataFrame({"copy_of": 0, **columns})
     # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
-    result = solve(
-        Market.unchecked(segments, stacked.edges, stacked.segment_keys),
-        fallback=False,
-        executor=task.executor,
-    )
+    drawn = stacked.rotated({"demand": eps_r, "supply": eta_r}, check=False)
+    result = solve(drawn, fallback=False, executor=task.executor)
     rate = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
     return rate.reshape(k, size), clipped
 
@@ -416,34 +445,15 @@ def _quantiles(
 
 
 # --------------------------------------------------------------------------- inputs
-def _curve_columns(
-    curves: CurveSet, market: Market, thin_flags: tuple[str, ...]
-) -> tuple[FloatArray, FloatArray, list[tuple[str, str, BoolArray]]]:
-    """Standard errors and their degrees of freedom (2, n: demand, supply) aligned to
-    the market's segments, and for
-    every side and thin-data flag the segments whose curve carries it."""
-    keys = list(market.segment_keys)
-    missing = [k for k in keys if k not in curves.frame.columns]
-    if missing:
-        raise ValueError(
-            f"the curves lack the market's segment key column(s) {missing}; fit them with "
-            f"segment keys {keys}"
-        )
-    se = np.empty((2, len(market)))
-    dof = np.empty((2, len(market)))
-    flagged = []
-    for i, side in enumerate(("demand", "supply")):
-        columns = [*keys, "std_error", "flags", *(["dof"] if "dof" in curves.frame else [])]
-        table = curves.frame.loc[curves.frame["side"] == side, columns]
-        aligned = market.segments[keys].merge(table, on=keys, how="left", validate="many_to_one")
-        se[i] = aligned["std_error"].to_numpy(np.float64)
-        dof[i] = aligned["dof"].to_numpy(np.float64) if "dof" in aligned else np.inf
+def _flagged(market: Market, thin_flags: tuple[str, ...]) -> list[tuple[str, str, BoolArray]]:
+    """For every side and thin-data flag, the segments whose curve carries it."""
+    flagged: list[tuple[str, str, BoolArray]] = []
+    for side in SIDES:
         # flags are comma-separated names: match whole names only
-        padded = "," + aligned["flags"].fillna("").astype(str) + ","
+        padded = "," + market.segments[f"{side}_flags"] + ","
         for flag in thin_flags:
-            has = padded.str.contains(f",{flag},", regex=False).to_numpy(bool)
-            flagged.append((side, flag, has))
-    return se, dof, flagged
+            flagged.append((side, flag, padded.str.contains(f",{flag},", regex=False).to_numpy()))
+    return flagged
 
 
 def check_previous(previous: pd.DataFrame, segment_keys: list[str]) -> pd.DataFrame:

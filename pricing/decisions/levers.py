@@ -56,7 +56,7 @@ from scipy import sparse
 
 from pricing.errors import MarketError
 from pricing.market.equilibrium import EquilibriumResult, solve
-from pricing.market.market import PARAMETERS, Market, segment_edges
+from pricing.market.market import PARAMETERS, Market, curve_hours, curve_price, segment_edges
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -337,15 +337,13 @@ class Levers:
         )
         market, origin = stacked
         cat_of_row = self.segment_category[rows]
-        recruit = np.asarray(np.log1p(effect) @ self._category_matrix("recruit"))
+        # several recruit levers on one category multiply: their log factors add
+        recruit = np.exp(np.asarray(np.log1p(effect) @ self._category_matrix("recruit")))
         discount = np.asarray(effect @ self._category_matrix("fee_discount"))
-        # the other columns are shared with ``market``, not copied (copy-on-write)
-        seg = market.segments.assign(
-            log_supply_level=market.array("log_supply_level") + recruit[copy, cat_of_row],
-            freelancer_fee=np.maximum(
-                0.0, market.array("freelancer_fee") - discount[copy, cat_of_row]
-            ),
-        )
+        # fees and frictions are clipped to their ranges: the edits keep every rule
+        market = market.scaled("supply", recruit[copy, cat_of_row], check=False)
+        fee = np.maximum(0.0, market.array("freelancer_fee") - discount[copy, cat_of_row])
+        market = market.with_fees(freelancer=fee, check=False)
         closed, reskill = self._edges[1], self._edges[2]
         edges = market.edges
         edge_copy = copy[edges["pool"].to_numpy()]
@@ -358,17 +356,8 @@ class Levers:
         opens = ((cat["kind"] == "reskill") & cat["to_category"].notna()).to_numpy()
         bought = np.bincount(pairs.row, ((units > 0) & opens)[at], minlength=origin.size) > 0
         keep = ~closed[origin] | bought
-        friction = np.maximum(0.0, edges["friction"].to_numpy() - cut)
-        out = pd.DataFrame(
-            {
-                "pool": edges["pool"].to_numpy()[keep],
-                "segment": edges["segment"].to_numpy()[keep],
-                "friction": friction[keep],
-            },
-            copy=False,  # fresh arrays
-        )
-        # fees and frictions are clipped to their ranges: the result keeps every rule
-        return Market.unchecked(seg, out, market.segment_keys), origin[keep]
+        friction = np.where(keep, np.maximum(0.0, edges["friction"].to_numpy() - cut), np.nan)
+        return market.with_frictions(friction, check=False), origin[keep]
 
 
 def _anchor_result(
@@ -430,11 +419,11 @@ def segment_values(
     observed = m.array("observed_rate")
     today = np.where(np.isfinite(observed), observed, m.uncoupled_rate())
     choke = CHOKE * today * (1.0 + m.array("client_fee"))
-    choke_hours = np.exp(m.array("log_demand_level") + eps * np.log(choke))
+    choke_hours = curve_hours(m.array("log_demand_level"), eps, np.log(choke))
     value = _client_value(hours, choke, choke_hours, eps) - _client_value(
         base_hours, choke, choke_hours, eps
     )
-    wage = (worked / np.exp(m.array("log_supply_level"))) ** (1.0 / eta)
+    wage = curve_price(m.array("log_supply_level"), eta, worked)
     cost = worked * wage * eta / (1.0 + eta)
     surplus: FloatArray = value - cost - friction
     return surplus

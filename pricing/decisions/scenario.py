@@ -72,7 +72,7 @@ from pricing.decisions.interventions import InterventionPlan, plan_interventions
 from pricing.display import Display, records
 from pricing.errors import ConfigError, MarketError, suggest
 from pricing.market.equilibrium import EquilibriumResult, solve
-from pricing.market.market import PARAMETERS, Market, segment_edges
+from pricing.market.market import PARAMETERS, SIDES, Market, segment_edges
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -370,65 +370,54 @@ def _differences(old: Market, new: Market) -> tuple[BoolArray, BoolArray, int]:
 
 # --------------------------------------------------------------------------- apply
 def apply_scenario(market: Market, scenario: Scenario) -> Market:
-    """The market with the scenario's edits (module docstring), validated as a new
-    :class:`Market`. Every selector that matches nothing — in the edits, the inverse
-    target and the intervention overrides — is reported in one :class:`ConfigError`; a
-    market the edits make invalid (e.g. a floor at or above a cap) raises
-    :class:`MarketError` naming the segments."""
+    """The market with the scenario's edits (module docstring), made with the market's own
+    edit methods and validated. Every selector that matches nothing — in the edits, the
+    inverse target and the intervention overrides — is reported in one
+    :class:`ConfigError`; a market the edits make invalid (e.g. a floor at or above a cap)
+    raises :class:`MarketError` naming the segments."""
     match = _Matcher(market)
-    problems = match.problems
-    seg = market.segments.copy()
-    usable = market.usable
 
     def masks(table: str) -> list[BoolArray]:
         entries = getattr(scenario, table)
         return [match(e.selectors, f"[[{table}]] #{i + 1}") for i, e in enumerate(entries)]
 
-    for side in ("demand", "supply"):
+    new = market
+    for side in SIDES:
         multiplier = np.ones(len(market))
         for mask, entry in zip(masks(side), getattr(scenario, side), strict=True):
             multiplier[mask] = entry.multiplier
-        seg[f"log_{side}_level"] += np.log(multiplier)
-
-    turned = {side: market.array(f"{side}_elasticity").copy() for side in ("demand", "supply")}
+        new = new.scaled(side, multiplier, check=False)
+    turned = {side: new.array(f"{side}_elasticity").copy() for side in SIDES}
     for mask, entry in zip(masks("elasticity"), scenario.elasticity, strict=True):
-        turned[entry.side][mask & usable] = entry.value
-    fee_factor = {"demand": market.log_client_fee, "supply": market.log_freelancer_fee}
-    for side, new in turned.items():
-        old = market.array(f"{side}_elasticity")
-        moved = usable & (new != old)
-        log_today = np.log(market.array("observed_rate")) + fee_factor[side]
-        unknown = moved & ~np.isfinite(log_today)
+        turned[entry.side][mask] = entry.value
+    for side in SIDES:
+        moved = market.usable & (turned[side] != market.array(f"{side}_elasticity"))
+        unknown = moved & ~np.isfinite(market.array("anchor_rate"))
         if unknown.any():
-            problems.append(
+            match.problems.append(
                 f"[[elasticity]]: the {side} curve of {_labels(market, unknown)} cannot turn "
                 "around today's rate: there is no observed rate; select other segments"
             )
-        seg[f"{side}_elasticity"] = new
-        seg[f"log_{side}_level"] += np.where(moved, (old - new) * log_today, 0.0)
-
-    for mask, entry in zip(masks("fees"), scenario.fees, strict=True):
-        for column in ("client_fee", "freelancer_fee"):
-            if getattr(entry, column) is not None:
-                seg.loc[mask, column] = getattr(entry, column)
-
-    for mask, entry in zip(masks("bounds"), scenario.bounds, strict=True):
-        if entry.remove:
-            seg.loc[mask, ["rate_floor", "rate_cap"]] = np.nan
-        if entry.floor is not None:
-            seg.loc[mask, "rate_floor"] = entry.floor
-        if entry.cap is not None:
-            seg.loc[mask, "rate_cap"] = entry.cap
-
-    edges = _edited_edges(market, scenario, match)
+    new = new.rotated(turned, check=False)
+    for mask, fee in zip(masks("fees"), scenario.fees, strict=True):
+        new = new.with_fees(fee.client_fee, fee.freelancer_fee, mask, check=False)
+    for mask, bound in zip(masks("bounds"), scenario.bounds, strict=True):
+        removed = np.nan if bound.remove else None
+        new = new.with_bounds(
+            bound.floor if bound.floor is not None else removed,
+            bound.cap if bound.cap is not None else removed,
+            mask,
+            check=False,
+        )
+    edits = _edge_edits(market, scenario, match)
     _check_targets(market, scenario, match)
-    if problems:
+    if match.problems:
         raise ConfigError(
-            f"scenario '{scenario.name}' does not fit the market: {len(problems)} problem(s):\n"
-            + "\n".join(f"  - {p}" for p in problems)
+            f"scenario '{scenario.name}' does not fit the market: "
+            f"{len(match.problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in match.problems)
         )
     try:
-        return Market(seg, edges, market.segment_keys)
+        return new.with_edges(edits)
     except MarketError as exc:
         raise MarketError(f"scenario '{scenario.name}': {exc}") from None
 
@@ -485,47 +474,34 @@ def _labels(market: Market, mask: BoolArray, shown: int = 5) -> str:
     return names + (f" and {idx.size - shown} more" if idx.size > shown else "")
 
 
-def _edited_edges(market: Market, scenario: Scenario, match: _Matcher) -> pd.DataFrame:
-    """The market's edges with the ``[[adjacency]]`` entries applied: each entry becomes
-    segment edges (same tier and region) whose friction is set, added or removed."""
-    if not scenario.adjacency:
-        return market.edges
-    n = len(market)
-    old = market.edges
-    old_key = old["pool"].to_numpy() * n + old["segment"].to_numpy()
+def _edge_edits(market: Market, scenario: Scenario, match: _Matcher) -> pd.DataFrame:
+    """The ``[[adjacency]]`` entries as segment edges (same tier and region) with the
+    friction to set, NaN to close (a later entry wins over an earlier one)."""
     keys = list(market.segment_keys)
     others = [k for k in keys if k != "category"]
-    edits = []
+    n = len(market)
+    have = market.edges["pool"].to_numpy() * n + market.edges["segment"].to_numpy()
+    edits = [pd.DataFrame({"pool": [], "segment": [], "friction": []})]
     for i, entry in enumerate(scenario.adjacency):
         label = f"[[adjacency]] #{i + 1}"
         a, b = entry.from_category, entry.to_category
         # & rather than `and`: both ends are checked, so both are reported
         if not (match.known("category", a, label) & match.known("category", b, label)):
             continue
-        table = pd.DataFrame(
-            {
-                "from_category": [a],
-                "to_category": [b],
-                "friction": [np.nan if entry.remove else entry.friction],
-            }
-        )
+        friction = np.nan if entry.remove else entry.friction
+        table = pd.DataFrame({"from_category": [a], "to_category": [b], "friction": [friction]})
         pairs = segment_edges(market.segments, keys, table)
         key = pairs["pool"].to_numpy() * n + pairs["segment"].to_numpy()
         if pairs.empty:
             match.problems.append(
                 f"{label}: no {'/'.join(others) or 'segment'} has segments of both '{a}' and '{b}'"
             )
-        elif entry.remove and not np.isin(key, old_key).any():
+        elif entry.remove and not np.isin(key, have).any():
             match.problems.append(f"{label}: there is no edge {a} → {b} to remove")
         edits.append(pairs)
-    if not edits:
-        return old
-    edit = pd.concat(edits).drop_duplicates(["pool", "segment"], keep="last")
-    edit_key = edit["pool"].to_numpy() * n + edit["segment"].to_numpy()
-    kept = old[~np.isin(old_key, edit_key)]
-    opened = edit[edit["friction"].notna()]
-    out = pd.concat([kept, opened]).sort_values(["pool", "segment"], kind="stable")
-    return out.reset_index(drop=True)
+    return pd.concat(edits, ignore_index=True).astype(
+        {"pool": np.int64, "segment": np.int64, "friction": np.float64}
+    )
 
 
 def _check_targets(market: Market, scenario: Scenario, match: _Matcher) -> None:

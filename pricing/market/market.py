@@ -21,12 +21,33 @@ is the estimated one read through them:
 
 and at the configured fees the market reproduces the estimated curves exactly; a scenario
 that changes a fee moves the rate along them.
+
+**Uncertainty.** A market from fitted curves carries, per segment and side, the standard
+error of the elasticity and the degrees of freedom of its interval (``*_elasticity_se``,
+``*_dof``), the standard error of the curve's level at its anchor — log hours at the
+anchor rate, the point the level was fitted through (``anchor_rate``) — and the
+covariance of slope and level there (``*_level_se``, ``*_slope_level_cov``), and the
+curve's estimation flags (``*_flags``). Guidance draws its bands from these, so a market
+read back from the store, or edited by a scenario, still has them.
+
+**Edits.** Every change a scenario, a band draw or a lever makes is one of these methods,
+each returning a new market:
+
+- :meth:`Market.scaled`: a side's hours × m at every rate, l ← l + log m;
+- :meth:`Market.rotated`: an elasticity ε → ε′ turning the curve around a listed rate a
+  (by default the anchor), so that the hours there stay:
+  l′ = l + (ε − ε′)(log a + log φ), with φ the side's fee factor (1 + f_c, 1 − f_f);
+- :meth:`Market.with_fees`, :meth:`Market.with_bounds`: fees and rate bounds set;
+- :meth:`Market.with_edges`: adjacency edges opened, re-priced or closed by their ends,
+  :meth:`Market.with_frictions` by their positions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +60,8 @@ from pricing.estimation.curves import CurveSet
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+ArrayLike = float | FloatArray
+Mask = npt.NDArray[np.bool_]
 
 #: Columns of :attr:`Market.segments` besides the segment keys, with their defaults
 #: (``None``: required).
@@ -59,6 +82,24 @@ CURVE_PARAMETERS = (
     "supply_elasticity",
     "log_supply_level",
 )
+#: Columns of the curves' uncertainty (module docstring), with their defaults: NaN is
+#: unknown (no band), zero level uncertainty a curve whose level is taken as known; a
+#: market built without an anchor rate anchors its curves at the observed rate.
+UNCERTAINTY: dict[str, float] = {
+    "anchor_rate": np.nan,
+    "demand_elasticity_se": np.nan,
+    "supply_elasticity_se": np.nan,
+    "demand_dof": np.nan,
+    "supply_dof": np.nan,
+    "demand_level_se": 0.0,
+    "supply_level_se": 0.0,
+    "demand_slope_level_cov": 0.0,
+    "supply_slope_level_cov": 0.0,
+}
+#: The curves' estimation flags (comma-separated names; "" for none).
+FLAG_COLUMNS = ("demand_flags", "supply_flags")
+Side = Literal["demand", "supply"]
+SIDES: tuple[Side, Side] = ("demand", "supply")
 
 
 @dataclass(frozen=True)
@@ -86,6 +127,13 @@ class Market(Display):
                     raise MarketError(f"segments need a '{name}' column")
                 segments[name] = default
             segments[name] = segments[name].astype(np.float64)
+        # a market built by hand passes its curves through today's rate
+        if "anchor_rate" not in segments:
+            segments["anchor_rate"] = segments["observed_rate"]
+        for name, value in UNCERTAINTY.items():
+            segments[name] = segments[name].astype(np.float64) if name in segments else value
+        for name in FLAG_COLUMNS:
+            segments[name] = segments[name].fillna("").astype(str) if name in segments else ""
         missing = [k for k in self.segment_keys if k not in segments.columns]
         if missing:
             raise MarketError(f"segments lack the key column(s) {missing}")
@@ -149,8 +197,24 @@ class Market(Display):
         # a segment without a usable curve is carried with NaN parameters (reported)
         unusable = ~np.isfinite(frame[list(CURVE_PARAMETERS)].to_numpy()).all(axis=1)
         frame.loc[unusable, list(CURVE_PARAMETERS)] = np.nan
+        frame = frame.assign(**_uncertainty(curves, frame[keys]))
         edges = segment_edges(frame, keys, adjacency)
         return cls(frame, edges, tuple(keys))
+
+    def with_uncertainty(self, curves: CurveSet) -> Market:
+        """This market with the uncertainty and flags of fitted ``curves`` (matched by the
+        segment keys; a segment they lack gets none)."""
+        keys = list(self.segment_keys)
+        missing = [k for k in keys if k not in curves.frame.columns]
+        if missing:
+            raise MarketError(
+                f"the curves lack the market's segment key column(s) {missing}; fit them with "
+                f"segment keys {keys}"
+            )
+        columns = _uncertainty(curves, self.segments[keys])
+        if np.isnan(columns["anchor_rate"]).all():  # curves without a reference point
+            del columns["anchor_rate"]
+        return self._edited(columns)
 
     def stack(self, rows: IntArray, copy: IntArray) -> tuple[Market, IntArray]:
         """Variants side by side in one market, to solve them in one batched call.
@@ -205,6 +269,116 @@ class Market(Display):
         object.__setattr__(market, "segment_keys", segment_keys)
         return market
 
+    # ----------------------------------------------------------------- edits
+    def scaled(
+        self, side: Side, factor: ArrayLike, where: Mask | None = None, check: bool = True
+    ) -> Market:
+        """``side``'s hours × ``factor`` (> 0) at every rate where ``where`` (default: every
+        segment): l ← l + log factor."""
+        column = f"log_{side}_level"
+        shift = np.where(_mask(where, len(self)), np.log(factor), 0.0)
+        return self._edited({column: self.array(column) + shift}, check=check)
+
+    def rotated(
+        self,
+        elasticity: Mapping[Side, ArrayLike],
+        where: Mask | None = None,
+        around: ArrayLike | None = None,
+        check: bool = True,
+    ) -> Market:
+        """Each side's elasticity in ``elasticity`` set where ``where``, each curve turned
+        around the listed rate ``around`` (default: the anchor rate) so that the hours
+        there stay (module docstring). A segment without a curve keeps none."""
+        chosen = _mask(where, len(self)) & self.usable
+        pivot = self.array("anchor_rate") if around is None else np.asarray(around, np.float64)
+        columns = {}
+        for side, value in elasticity.items():
+            old = self.array(f"{side}_elasticity")
+            new = np.where(chosen, value, old)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                log_pivot = np.log(pivot) + self.log_fee(side)
+            turned = np.where(chosen & (new != old), (old - new) * log_pivot, 0.0)
+            columns[f"{side}_elasticity"] = new
+            columns[f"log_{side}_level"] = self.array(f"log_{side}_level") + turned
+        return self._edited(columns, check=check)
+
+    def with_fees(
+        self,
+        client: ArrayLike | None = None,
+        freelancer: ArrayLike | None = None,
+        where: Mask | None = None,
+        check: bool = True,
+    ) -> Market:
+        """The client and/or freelancer fee set where ``where``; the curves stay the same
+        functions of the rates clients pay and freelancers get."""
+        chosen = _mask(where, len(self))
+        columns = {
+            f"{name}_fee": np.where(chosen, value, self.array(f"{name}_fee"))
+            for name, value in (("client", client), ("freelancer", freelancer))
+            if value is not None
+        }
+        return self._edited(columns, check=check)
+
+    def with_bounds(
+        self,
+        floor: ArrayLike | None = None,
+        cap: ArrayLike | None = None,
+        where: Mask | None = None,
+        check: bool = True,
+    ) -> Market:
+        """Rate floor and/or cap set where ``where`` (NaN removes one)."""
+        chosen = _mask(where, len(self))
+        columns = {
+            f"rate_{name}": np.where(chosen, value, self.array(f"rate_{name}"))
+            for name, value in (("floor", floor), ("cap", cap))
+            if value is not None
+        }
+        return self._edited(columns, check=check)
+
+    def with_frictions(self, friction: FloatArray, check: bool = True) -> Market:
+        """Every edge re-priced to ``friction`` (one per edge, in order); NaN closes it."""
+        keep = ~np.isnan(friction)
+        edges = pd.DataFrame(
+            {
+                "pool": self.edges["pool"].to_numpy()[keep],
+                "segment": self.edges["segment"].to_numpy()[keep],
+                "friction": np.asarray(friction, np.float64)[keep],
+            },
+            copy=False,
+        )
+        return self._edited({}, edges, check=check)
+
+    def with_edges(self, edges: pd.DataFrame) -> Market:
+        """The edges ``pool → segment`` of ``edges`` (positions and ``friction``) set:
+        re-priced where they exist, opened where not; a NaN friction closes one."""
+        n = len(self)
+        have = self.edges["pool"].to_numpy() * n + self.edges["segment"].to_numpy()
+        want = edges["pool"].to_numpy() * n + edges["segment"].to_numpy()
+        friction = pd.Series(edges["friction"].to_numpy(np.float64), index=want)
+        friction = friction[~friction.index.duplicated(keep="last")]
+        kept = self.edges[~np.isin(have, friction.index)]
+        opened = friction[friction.notna()]
+        added = pd.DataFrame(
+            {"pool": opened.index // n, "segment": opened.index % n, "friction": opened.to_numpy()}
+        )
+        out = pd.concat([kept, added]).sort_values(["pool", "segment"], kind="stable")
+        return self._edited({}, out.reset_index(drop=True))
+
+    def _edited(
+        self,
+        columns: dict[str, FloatArray],
+        edges: pd.DataFrame | None = None,
+        check: bool = True,
+    ) -> Market:
+        """This market with ``columns`` replaced (the others shared, not copied) and, if
+        given, new ``edges``; checked unless ``check`` is false (an edit that keeps every
+        rule, on the hot paths of band draws and plans)."""
+        segments = self.segments.assign(**columns)
+        chosen = self.edges if edges is None else edges
+        if check:
+            return Market(segments, chosen, self.segment_keys)
+        return Market.unchecked(segments, chosen, self.segment_keys)
+
     # ----------------------------------------------------------------- validation
     def _problems(self) -> list[str]:
         s, e = self.segments, self.edges
@@ -233,6 +407,12 @@ class Market(Display):
         check(floor >= cap, "rate_floor must be below rate_cap")
         observed = s["observed_rate"].to_numpy()
         check((observed <= 0) | np.isinf(observed), "observed_rate must be positive (NaN: none)")
+        anchor = s["anchor_rate"].to_numpy()
+        check((anchor <= 0) | np.isinf(anchor), "anchor_rate must be positive (NaN: none)")
+        for side in SIDES:
+            for what in ("elasticity_se", "level_se"):
+                v = s[f"{side}_{what}"].to_numpy()
+                check((v < 0) | np.isinf(v), f"{side}_{what} must be ≥ 0 and finite (NaN: unknown)")
         n = len(s)
         pool, seg, tau = e["pool"].to_numpy(), e["segment"].to_numpy(), e["friction"].to_numpy()
         out_of_range = (pool < 0) | (pool >= n) | (seg < 0) | (seg >= n)
@@ -304,6 +484,10 @@ class Market(Display):
         """log(1 − freelancer_fee) per segment."""
         return np.log1p(-self.array("freelancer_fee"))
 
+    def log_fee(self, side: Side) -> FloatArray:
+        """log of the side's fee factor: log(1 + client_fee) or log(1 − freelancer_fee)."""
+        return self.log_client_fee if side == "demand" else self.log_freelancer_fee
+
     @cached_property
     def has_bounds(self) -> bool:
         """Whether any segment has a rate floor or cap."""
@@ -316,19 +500,22 @@ class Market(Display):
         return out
 
     # ----------------------------------------------------------------- curves
+    def hours(self, side: Side, rate: FloatArray) -> FloatArray:
+        """Hours demanded (``demand``: the client pays rate × (1 + client_fee)) or offered
+        (``supply``: freelancers get rate × (1 − freelancer_fee)) at listed ``rate``."""
+        return curve_hours(
+            self.array(f"log_{side}_level"),
+            self.array(f"{side}_elasticity"),
+            np.log(rate) + self.log_fee(side),
+        )
+
     def demand_hours(self, rate: FloatArray) -> FloatArray:
-        """Hours demanded at listed ``rate`` (the client pays rate × (1 + client_fee))."""
-        eps = self.array("demand_elasticity")
-        client = np.log(rate) + self.log_client_fee
-        hours: FloatArray = np.exp(self.array("log_demand_level") + eps * client)
-        return hours
+        """Hours demanded at listed ``rate``."""
+        return self.hours("demand", rate)
 
     def supply_hours(self, rate: FloatArray) -> FloatArray:
-        """Hours pools offer at listed ``rate`` (freelancers get rate × (1 − freelancer_fee))."""
-        eta = self.array("supply_elasticity")
-        freelancer = np.log(rate) + self.log_freelancer_fee
-        hours: FloatArray = np.exp(self.array("log_supply_level") + eta * freelancer)
-        return hours
+        """Hours pools offer at listed ``rate``."""
+        return self.hours("supply", rate)
 
     def uncoupled_rate(self) -> FloatArray:
         """The listed rate that clears each segment alone, ignoring bounds (closed form)::
@@ -379,6 +566,48 @@ class Market(Display):
         if max_rows:
             lines.append(self.to_frame().head(max_rows).to_string(index=False))
         return "\n".join(lines)
+
+
+def _uncertainty(curves: CurveSet, segments: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
+    """The uncertainty columns (module docstring) of ``curves`` for ``segments`` (their
+    key columns): the elasticities' standard errors and degrees of freedom, the flags,
+    and the anchor, the reference rate the levels were fitted through."""
+    keys = list(segments.columns)
+    out: dict[str, npt.NDArray[Any]] = {}
+    for side in SIDES:
+        fit = curves.side(side).reset_index()
+        for name, default in (("dof", np.inf), ("ref_rate", np.nan), ("flags", "")):
+            if name not in fit:
+                fit[name] = default
+        aligned = segments.merge(fit, on=keys, how="left", validate="one_to_one")
+        if side == "demand":
+            out["anchor_rate"] = aligned["ref_rate"].to_numpy(np.float64)
+        out[f"{side}_elasticity_se"] = aligned["std_error"].to_numpy(np.float64)
+        out[f"{side}_dof"] = aligned["dof"].to_numpy(np.float64)
+        out[f"{side}_flags"] = aligned["flags"].fillna("").astype(str).to_numpy()
+    return out
+
+
+def curve_hours(log_level: ArrayLike, elasticity: ArrayLike, log_price: ArrayLike) -> FloatArray:
+    """The constant-elasticity curve, hours = exp(level) · price^elasticity, in logs: the
+    one place its formula is written (demand in the client's price, supply in the
+    freelancer's)."""
+    hours: FloatArray = np.exp(
+        np.asarray(log_level) + np.asarray(elasticity) * np.asarray(log_price)
+    )
+    return hours
+
+
+def curve_price(log_level: ArrayLike, elasticity: ArrayLike, hours: ArrayLike) -> FloatArray:
+    """The inverse of :func:`curve_hours`: the price at which the curve gives ``hours``."""
+    price: FloatArray = np.exp(
+        (np.log(np.asarray(hours)) - np.asarray(log_level)) / np.asarray(elasticity)
+    )
+    return price
+
+
+def _mask(where: Mask | None, n: int) -> npt.NDArray[np.bool_]:
+    return np.ones(n, bool) if where is None else np.asarray(where, dtype=bool)
 
 
 def _unknown_categories(config: MarketConfig, categories: set[str]) -> list[str]:

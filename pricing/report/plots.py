@@ -29,6 +29,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from pricing.market.market import curve_hours
+
 FloatArray = npt.NDArray[np.float64]
 
 #: A change of rate or hours in %: red where the market is short of freelancers (the
@@ -162,8 +164,10 @@ def _curves(ax: Axes, c: CurvePanel) -> None:
     known = [v for v in (c.observed_rate, c.rate, c.band_low, c.band_high) if np.isfinite(v)]
     low, high = 0.6 * min(known), 1.5 * max(known)
     p = np.geomspace(low, high, 120)
-    demand = np.exp(c.log_demand_level + c.demand_elasticity * np.log(p * (1 + c.client_fee)))
-    supply = np.exp(c.log_supply_level + c.supply_elasticity * np.log(p * (1 - c.freelancer_fee)))
+    demand = curve_hours(c.log_demand_level, c.demand_elasticity, np.log(p * (1 + c.client_fee)))
+    supply = curve_hours(
+        c.log_supply_level, c.supply_elasticity, np.log(p * (1 - c.freelancer_fee))
+    )
     ax.plot(demand, p, color=DEMAND_COLOUR, lw=1.6, label="demand")
     ax.plot(supply, p, color=SUPPLY_COLOUR, lw=1.6, label="supply (own pool)")
     if np.isfinite(c.band_low) and np.isfinite(c.band_high):

@@ -54,7 +54,7 @@ from pricing.inputs.validation import (
     check_inputs,
 )
 from pricing.market.equilibrium import EquilibriumResult, equilibrium_table, solve
-from pricing.market.market import PARAMETERS, Market
+from pricing.market.market import FLAG_COLUMNS, PARAMETERS, UNCERTAINTY, Market
 from pricing.report.report import report_path
 from pricing.runs.provenance import fingerprints, peak_memory_mb, versions
 from pricing.runs.run import Run, save_whatif
@@ -256,9 +256,7 @@ def run_batch(
     with clock("guidance"):
         previous_path = store.previous(inputs.through)
         previous = _previous_guidance(previous_path, fitted.config)
-        guidance = rate_guidance(
-            equilibrium, fitted.curves, fitted.config.guidance, previous, executor=executor
-        )
+        guidance = rate_guidance(equilibrium, fitted.config.guidance, previous, executor)
     with clock("interventions"):
         plan, plan_status, plan_error = _plan(fitted, equilibrium, reporter)
     degraded = _degraded(equilibrium, plan_error)
@@ -493,7 +491,7 @@ def _tables(
     }
     if plan is not None:
         tables["interventions"] = plan.to_frame()
-    tables["market"] = fitted.market.segments[[*keys, *PARAMETERS]]
+    tables["market"] = fitted.market.segments[[*keys, *PARAMETERS, *UNCERTAINTY, *FLAG_COLUMNS]]
     tables["edges"] = fitted.market.edges
     if fitted.inputs.catalogue is not None:
         tables["catalogue"] = fitted.inputs.catalogue
