@@ -938,21 +938,23 @@ def test_every_catalogue_problem_is_reported_at_once() -> None:
     with pytest.raises(MarketError) as err:
         Levers.build(market, catalogue)
     message = str(err.value)
-    assert "6 problem(s)" in message
+    # the data contract's rules (the same as validation's) and the market's categories
+    assert "7 problem(s)" in message
     for what, ids in [
-        ("intervention_id repeats", "DUP, DUP"),
+        ("intervention_id must be unique", "DUP"),
         ("category has no segment", "NOWHERE"),
         ("kind must be one of", "HIRE"),
-        ("decay must be in (0, 1]", "DECAY_HIGH, DECAY_ZERO"),
-        ("to_category is for reskill levers", "TO_ON_FEE"),
-        ("to_category must differ from category", "TO_ITSELF"),
+        ("decay must be <= 1", "DECAY_HIGH"),
+        ("decay must be > 0", "DECAY_ZERO"),
+        ("to_category is for reskill levers only", "TO_ON_FEE"),
+        ("a reskill lever must lead to a different category", "TO_ITSELF"),
     ]:
         line = next(line for line in message.splitlines() if what in line)
         assert line.endswith(ids), line
     assert "FINE" not in message
-    with pytest.raises(MarketError, match="6 problem"):
+    with pytest.raises(MarketError, match="7 problem"):
         plan_interventions(market, catalogue, InterventionsConfig(budget=1.0))
-    with pytest.raises(MarketError, match="lacks the column"):
+    with pytest.raises(MarketError, match="required column 'max_units' is missing"):
         read_catalogue(catalogue.drop(columns="max_units"), market)
 
 

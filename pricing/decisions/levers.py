@@ -55,6 +55,8 @@ import pandas as pd
 from scipy import sparse
 
 from pricing.errors import MarketError
+from pricing.inputs.contract import CATALOGUE_COLUMNS
+from pricing.inputs.validation import Problem, check_frame
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import PARAMETERS, Market, curve_hours, curve_price, segment_edges
 
@@ -62,23 +64,11 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Objective = Literal["hours", "gmv", "surplus"]
 
-KINDS = ("recruit", "reskill", "fee_discount")
 OBJECTIVES: tuple[Objective, ...] = ("hours", "gmv", "surplus")
 #: decay of a lever whose catalogue row leaves ``decay`` empty
 DEFAULT_DECAY = 0.9
 #: clients value an hour at most this many times today's client rate (surplus objective)
 CHOKE = 10.0
-CATALOGUE_COLUMNS = (
-    "intervention_id",
-    "category",
-    "kind",
-    "cost_per_unit",
-    "max_units",
-    "effect_per_unit",
-    "to_category",
-    "decay",
-    "open_friction",
-)
 
 
 def cumulative_effect(effect: FloatArray, decay: FloatArray, units: FloatArray) -> FloatArray:
@@ -91,57 +81,47 @@ def cumulative_effect(effect: FloatArray, decay: FloatArray, units: FloatArray) 
 
 
 def read_catalogue(table: pd.DataFrame, market: Market) -> pd.DataFrame:
-    """The catalogue with its optional columns filled in, checked against ``market``.
+    """The catalogue checked by the data contract's rules (the same as a data directory's
+    interventions table, :func:`~pricing.inputs.validation.check_frame`) and against
+    ``market`` (its categories exist), with its optional columns filled in.
 
-    Raises :class:`MarketError` listing every lever at fault."""
+    Raises :class:`MarketError` listing every problem."""
+    report = check_frame(table, "interventions")
+    problems = [_problem_text(p) for p in report.problems]
+    categories = set(market.segments["category"].astype(str))
+    for column in ("category", "to_category"):
+        if column not in table.columns or "intervention_id" not in table.columns:
+            continue
+        values = table[column]
+        bad = values.notna() & ~values.astype(str).isin(categories)
+        if bad.any():
+            ids = table.loc[bad, "intervention_id"].astype(str).tolist()
+            more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+            problems.append(f"{column} has no segment: {', '.join(ids[:5])}{more}")
+    if problems:
+        raise MarketError(
+            f"the intervention catalogue has {len(problems)} problem(s):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
     frame = table.copy()
     for name in ("to_category", "decay", "open_friction"):
         if name not in frame.columns:
             frame[name] = np.nan if name != "to_category" else None
-    missing = [c for c in CATALOGUE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise MarketError(f"the intervention catalogue lacks the column(s) {missing}")
     frame = frame[list(CATALOGUE_COLUMNS)].reset_index(drop=True)
     frame["decay"] = frame["decay"].astype(np.float64).fillna(DEFAULT_DECAY)
     frame["open_friction"] = frame["open_friction"].astype(np.float64)
     frame["to_category"] = frame["to_category"].where(frame["to_category"].notna(), None)
     for name in ("cost_per_unit", "effect_per_unit"):
         frame[name] = frame[name].astype(np.float64)
-    problems: list[str] = []
-
-    def check(bad: pd.Series, what: str) -> None:
-        if bad.any():
-            ids = frame.loc[bad, "intervention_id"].astype(str).tolist()
-            more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
-            problems.append(f"{what}: {', '.join(ids[:5])}{more}")
-
-    check(frame["intervention_id"].duplicated(keep=False), "intervention_id repeats")
-    check(~frame["kind"].isin(KINDS), f"kind must be one of {list(KINDS)}")
-    categories = set(market.segments["category"].astype(str))
-    check(~frame["category"].astype(str).isin(categories), "category has no segment")
-    target = frame["to_category"]
-    check(
-        target.notna() & ~target.astype(str).isin(categories),
-        "to_category has no segment",
-    )
-    check(target.notna() & (frame["kind"] != "reskill"), "to_category is for reskill levers")
-    check(
-        target.notna() & (target.astype(str) == frame["category"].astype(str)),
-        "to_category must differ from category",
-    )
-    check(~(np.isfinite(frame["cost_per_unit"]) & (frame["cost_per_unit"] > 0)), "cost ≤ 0")
-    units = frame["max_units"].astype(np.float64)
-    check(~((units >= 0) & (units == np.floor(units))), "max_units must be a whole number ≥ 0")
-    check(~(frame["effect_per_unit"] >= 0), "effect_per_unit must be ≥ 0")
-    check(~((frame["decay"] > 0) & (frame["decay"] <= 1)), "decay must be in (0, 1]")
-    check(frame["open_friction"] < 0, "open_friction must be ≥ 0")
-    if problems:
-        raise MarketError(
-            f"the intervention catalogue has {len(problems)} problem(s):\n"
-            + "\n".join(f"  - {p}" for p in problems)
-        )
-    frame["max_units"] = units.astype(np.int64)
+    frame["max_units"] = frame["max_units"].astype(np.float64).astype(np.int64)
     return frame
+
+
+def _problem_text(problem: Problem) -> str:
+    """One contract problem of the catalogue: its message and the levers at fault."""
+    ids = [e.id or f"row {e.row}" for e in problem.examples]
+    more = f" and {problem.count - len(ids)} more" if problem.count > len(ids) else ""
+    return f"{problem.message}: {', '.join(ids)}{more}"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ class TableSource:
     name: str
     root: Path  # the data directory
     paths: tuple[Path, ...]
-    format: str  # "parquet" or "csv"
+    format: str  # "parquet", "csv", or "frame" (a table given in memory, without files)
 
     def relative(self, path: Path) -> str:
         """How a file of this table is named in reports: its path in the data directory."""
@@ -44,6 +44,8 @@ class TableSource:
     @property
     def label(self) -> str:
         """How the table's location is shown to users."""
+        if not self.paths:
+            return f"{self.name} (in memory)"
         if len(self.paths) == 1:
             return self.paths[0].name
         return f"{self.paths[0].parent.name}/ ({len(self.paths)} {self.format} files)"

@@ -146,8 +146,8 @@ import pyarrow.parquet as pq
 
 from pricing.config import EstimationConfig, InterventionsConfig, MarketConfig, RunConfig
 from pricing.display import Display
+from pricing.inputs.contract import INTERVENTION_KINDS, TIERS, arrow_schema
 from pricing.inputs.io import atomic_directory
-from pricing.inputs.validation import INTERVENTION_KINDS, TIERS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,47 +175,15 @@ READABLE_CATEGORIES = (
     "engineering",
 )
 
-JOBS_SCHEMA = pa.schema(
-    [
-        ("job_id", pa.string()),
-        ("posted_at", pa.date32()),
-        ("category", pa.string()),
-        ("tier", pa.string()),
-        ("region", pa.string()),
-        ("hours", pa.float64()),
-        ("budget_rate", pa.float64()),
-        ("hired", pa.bool_()),
-        ("hired_rate", pa.float64()),
-    ]
+JOBS_SCHEMA = arrow_schema("jobs", region=True)
+SUPPLY_SCHEMA = arrow_schema("supply", region=True)
+SHIFTERS_SCHEMA = (
+    arrow_schema("shifters")
+    .append(pa.field(DEMAND_SHIFTER, pa.float64()))
+    .append(pa.field(SUPPLY_SHIFTER, pa.float64()))
 )
-SUPPLY_SCHEMA = pa.schema(
-    [
-        ("freelancer_id", pa.string()),
-        ("week", pa.date32()),
-        ("category", pa.string()),
-        ("tier", pa.string()),
-        ("region", pa.string()),
-        ("available_hours", pa.float64()),
-        ("ask_rate", pa.float64()),
-    ]
-)
-SHIFTERS_SCHEMA = pa.schema(
-    [("week", pa.date32()), (DEMAND_SHIFTER, pa.float64()), (SUPPLY_SHIFTER, pa.float64())]
-)
-ADJACENCY_SCHEMA = pa.schema(
-    [("from_category", pa.string()), ("to_category", pa.string()), ("friction", pa.float64())]
-)
-INTERVENTIONS_SCHEMA = pa.schema(
-    [
-        ("intervention_id", pa.string()),
-        ("category", pa.string()),
-        ("kind", pa.string()),
-        ("cost_per_unit", pa.float64()),
-        ("max_units", pa.int64()),
-        ("effect_per_unit", pa.float64()),
-        ("to_category", pa.string()),
-    ]
-)
+ADJACENCY_SCHEMA = arrow_schema("adjacency")
+INTERVENTIONS_SCHEMA = arrow_schema("interventions", optional=("to_category",))
 TRUTH_SCHEMA = pa.schema(
     [
         ("category", pa.string()),

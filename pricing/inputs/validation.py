@@ -1,4 +1,4 @@
-"""The input data contract (v1) and its validation.
+"""Validation of the inputs against the data contract (:mod:`pricing.inputs.contract`).
 
 Every input table is checked column by column, row by row and across tables. Checks run
 as SQL in DuckDB over the loaded tables: one aggregate pass per table counts the rows that
@@ -22,17 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from pricing.config import RunConfig
 from pricing.display import Display
 from pricing.errors import DataError, suggest
+from pricing.inputs.contract import (
+    OPTIONAL_TABLES,
+    REQUIRED_TABLES,
+    ROW_ID,
+    TIERS,
+    column_spec,
+    contract,
+)
 from pricing.inputs.io import TableSource, connect, find_sources, load_table
 
-TIERS = ("entry", "intermediate", "expert")
-INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")
-REQUIRED_TABLES = ("jobs", "supply")
-OPTIONAL_TABLES = ("shifters", "adjacency", "interventions")
 DEFAULT_MAX_EXAMPLES = 5
 
 # DuckDB type each logical type is cast to
@@ -42,92 +47,6 @@ _TYPE_HINT = {
     "date": "a date (YYYY-MM-DD)",
     "number": "a number",
     "bool": "true or false",
-}
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of the contract: its logical type and the value rules it must meet."""
-
-    name: str
-    type: str  # "string" | "date" | "number" | "bool"
-    optional: bool = False  # the column may be absent from the file
-    nullable: bool = False
-    positive: bool = False  # > 0
-    non_negative: bool = False  # >= 0
-    at_most: float | None = None  # <= this
-    integer: bool = False
-    monday: bool = False  # a date that must be a Monday
-    not_after_as_of: bool = False
-    allowed: tuple[str, ...] = ()
-
-
-_SEGMENT = (Column("category", "string"), Column("tier", "string", allowed=TIERS))
-_REGION = Column("region", "string")
-
-CONTRACT: dict[str, tuple[Column, ...]] = {
-    "jobs": (
-        Column("job_id", "string"),
-        Column("posted_at", "date", not_after_as_of=True),
-        *_SEGMENT,
-        Column("hours", "number", positive=True),
-        Column("budget_rate", "number", positive=True),
-        Column("hired", "bool"),
-        Column("hired_rate", "number", nullable=True, positive=True),
-    ),
-    "supply": (
-        Column("freelancer_id", "string"),
-        Column("week", "date", monday=True, not_after_as_of=True),
-        *_SEGMENT,
-        Column("available_hours", "number", non_negative=True),
-        Column("ask_rate", "number", positive=True),
-    ),
-    "shifters": (Column("week", "date", monday=True),),
-    "adjacency": (
-        Column("from_category", "string"),
-        Column("to_category", "string"),
-        Column("friction", "number", non_negative=True),
-    ),
-    "interventions": (
-        Column("intervention_id", "string"),
-        Column("category", "string"),
-        Column("kind", "string", allowed=INTERVENTION_KINDS),
-        Column("cost_per_unit", "number", positive=True),
-        Column("max_units", "number", non_negative=True, integer=True),
-        Column("effect_per_unit", "number", non_negative=True),
-        Column("to_category", "string", optional=True, nullable=True),
-        Column("decay", "number", optional=True, nullable=True, positive=True, at_most=1.0),
-        Column("open_friction", "number", optional=True, nullable=True, non_negative=True),
-    ),
-}
-
-
-def contract(table: str, config: RunConfig) -> tuple[Column, ...]:
-    """The contract columns of ``table`` under ``config`` (region joins jobs and supply
-    when it is a segment key)."""
-    columns = CONTRACT[table]
-    if table in ("jobs", "supply") and "region" in config.segment_keys:
-        columns = (*columns, _REGION)
-    return columns
-
-
-def column_spec(table: str, column: str, config: RunConfig) -> Column:
-    """The rules of one column; every non-key shifters column is a numeric shifter."""
-    for col in contract(table, config):
-        if col.name == column:
-            return col
-    if table == "shifters":
-        return Column(column, "string" if column == "category" else "number")
-    raise KeyError(f"{table}.{column} is not part of the contract")
-
-
-# the id shown next to a row in examples
-_ROW_ID = {
-    "jobs": "job_id",
-    "supply": "freelancer_id",
-    "shifters": "week",
-    "adjacency": "from_category",
-    "interventions": "intervention_id",
 }
 
 
@@ -351,6 +270,31 @@ def check_inputs(
     return checker.report(data_dir, con, loaded, sources)
 
 
+def check_frame(
+    frame: pd.DataFrame,
+    table: str,
+    config: RunConfig | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> ValidationReport:
+    """One table given in memory (a catalogue passed to the API, a stored run's) checked
+    by the same column and row rules as a data directory's ``table``; rules across tables
+    are not run. Examples name the frame's rows (1-based) and ids."""
+    checker = _Checker(config or RunConfig(), dt.date.today(), max_examples)
+    if frame.empty:  # no rows to check (an empty catalogue is valid); the columns must be there
+        checker.check_columns(table, {str(c): "" for c in frame.columns})
+        return checker.report(Path("(in memory)"), None, (), {})
+    con = connect()
+    con.register("_frame", frame.assign(_file="(in memory)", _row=np.arange(1, len(frame) + 1)))
+    con.execute(f'CREATE VIEW "raw_{table}" AS SELECT * FROM _frame')
+    con.execute(
+        f'CREATE TABLE "raw_{table}_rejects" (_file VARCHAR, line BIGINT, lines BIGINT, '
+        "error VARCHAR)"
+    )
+    source = TableSource(table, Path("."), (), "frame")
+    info = checker.check_table(con, source)
+    return checker.report(Path("(in memory)"), con, () if info is None else (info,), {})
+
+
 class _Checker:
     """Collects problems while the checks run."""
 
@@ -425,7 +369,7 @@ class _Checker:
             if r[0] not in ("_file", "_row")
         }
         self.raw_types[name] = types
-        usable = self._check_columns(name, types)
+        usable = self.check_columns(name, types)
         self.columns[name] = tuple(usable)
         rules = self._row_rules(name, usable, types)
         self._run_row_rules(con, name, table, rules)
@@ -471,7 +415,7 @@ class _Checker:
             [Example(file=f, value=f"line {line}: {err}") for f, line, err in rows],
         )
 
-    def _check_columns(self, name: str, types: dict[str, str]) -> list[str]:
+    def check_columns(self, name: str, types: dict[str, str]) -> list[str]:
         present = list(types)
         expected = {c.name for c in contract(name, self.config)}
         usable = []
@@ -600,6 +544,15 @@ class _Checker:
                     "a reskill lever must lead to a different category",
                 )
             )
+            rules.append(
+                _RowRule(
+                    "to_category",
+                    "not_reskill",
+                    f"({kind} <> 'reskill' AND NOT "
+                    f"{_blank('to_category', 'string', types['to_category'], to_cat)})",
+                    "to_category is for reskill levers only; leave it empty for other kinds",
+                )
+            )
         if name == "adjacency" and {"from_category", "to_category"} <= set(usable):
             rules.append(
                 _RowRule(
@@ -629,7 +582,7 @@ class _Checker:
             + f" FROM {source}"
         ).fetchone()
         assert counts is not None
-        id_col = _ROW_ID[name]
+        id_col = ROW_ID[name]
         id_expr = f"CAST({_quote(id_col)} AS VARCHAR)" if id_col in types else "NULL"
         for rule, count in zip(rules, counts, strict=True):
             if not count:

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from pricing._version import __version__
+from pricing.inputs.contract import OPTIONAL_TABLES, REQUIRED_TABLES
 from pricing.inputs.io import find_sources
-from pricing.inputs.validation import OPTIONAL_TABLES, REQUIRED_TABLES, CheckedInputs
+from pricing.inputs.validation import CheckedInputs
 from pricing.store.manifest import InputFile, InputTable
 
 _LIBRARIES = ("numpy", "pandas", "scipy", "cvxpy", "duckdb", "ortools", "pyarrow", "pydantic")
