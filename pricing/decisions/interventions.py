@@ -205,96 +205,152 @@ def plan_interventions(
     market's equilibrium when already solved; ``progress`` is told each step (the CLI
     shows them on stderr). Raises :class:`MarketError` for a catalogue or configuration
     that does not fit the market."""
-    step = progress or (lambda label: None)
-    config = config or InterventionsConfig()
-    t0 = time.perf_counter()
-    levers = Levers.build(market, catalogue)
-    baseline = baseline if baseline is not None else solve(market)
-    base_hours = segment_values(baseline, "hours", np.ones(len(market)))
-    demand_today = _demand_today(market, levers)
-    limits = _limits(config, levers, demand_today)
-    timings = {"baseline": time.perf_counter() - t0}
-    step("tabulating the small groups exactly")
-    valuer = Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
-    base_value = float(np.nansum(segment_values(baseline, config.objective, base_hours)))
-    anchor, solved = np.zeros(len(levers), np.int64), baseline
-    exact_at: dict[bytes, float] = {}  # plans the model was anchored at: exact value
-    # plan → (meets the targets by its joint solve, verified gain, predicted gain, the
-    # model and solution that chose it, its joint solve)
-    tried: dict[bytes, tuple[bool, float, float, ValueModel, Selection, EquilibriumResult]] = {}
+    ctx = _Planning.start(market, catalogue, config or InterventionsConfig(), baseline, progress)
+    tried: dict[bytes, _Choice] = {}
     rounds: list[dict[str, float | int | str]] = []
+    anchor, solved = np.zeros(len(ctx.levers), np.int64), ctx.baseline
+    exact_at: dict[bytes, float] = {}  # plans the model was anchored at: exact value
     zero_value = 0.0
-    for r in range(config.max_rounds):
-        step(f"round {r + 1}: re-solving the options around the anchor")
-        model = valuer.model(anchor, solved)
+    for r in range(ctx.config.max_rounds):
+        ctx.step(f"round {r + 1}: re-solving the options around the anchor")
+        model = ctx.valuer.model(anchor, solved)
         exact_at[anchor.tobytes()] = model.value(anchor)[0]  # the model is exact there
         if r == 0:
             zero_value = exact_at[anchor.tobytes()]
-        step(f"round {r + 1}: choosing the plan (CP-SAT)")
-        program = UnitProgram(model, levers, limits, config.time_limit_seconds)
-        found = program.run(hint=anchor)
-        timings["cp_build"] = timings.get("cp_build", 0.0) + program.build_seconds
-        timings["cp_solve"] = timings.get("cp_solve", 0.0) + program.solve_seconds
+        ctx.step(f"round {r + 1}: choosing the plan (CP-SAT)")
+        found = ctx.choose(model, anchor)
         if found.status in ("infeasible", "unknown"):
             if r == 0:
-                return _infeasible(
-                    market, levers, config, limits, model, found, baseline, base_value,
-                    demand_today, valuer, t0,
-                )  # fmt: skip
+                return _infeasible(ctx, model, found)
             break  # a re-anchored model lost feasibility: keep the earlier plans
         key = found.units.tobytes()
-        predicted = model.value(found.units)[0] - zero_value
         if key not in tried:  # every plan chosen is verified by a joint solve
-            joint = solve(levers.apply(found.units.astype(np.float64)), baseline=baseline)
-            gain = float(np.nansum(segment_values(joint, config.objective, base_hours)))
-            hours = _category_hours(joint, levers)
-            meets = all(hours[c] >= t * (1 - 1e-9) for c, t in limits.targets.items())
-            tried[key] = (meets, gain - base_value, predicted, model, found, joint)
+            tried[key] = ctx.verify(model, found, model.value(found.units)[0] - zero_value)
         anchor_gain = exact_at[anchor.tobytes()] - zero_value
-        rounds.append(
-            {
-                "round": r + 1,
-                "anchor_gain": anchor_gain,
-                "predicted_gain": predicted,
-                "verified_gain": tried[key][1],
-                "units_bought": int(found.units.sum()),
-                "copies_solved": valuer.copies,  # so far, in all rounds
-                "copies_failed": valuer.failed,
-                "status": found.status,
-            }
-        )
-        if key in exact_at or not valuer.separable_groups.size:
+        rounds.append(_round_row(r, anchor_gain, tried[key], ctx.valuer))
+        if key in exact_at or not ctx.valuer.separable_groups.size:
             break  # the plan repeats, or every group is exact: the model is exact at it
-        if predicted - anchor_gain <= ROUND_GAIN * abs(anchor_gain):
+        if tried[key].predicted - anchor_gain <= ROUND_GAIN * abs(anchor_gain):
             break  # re-anchoring cannot gain more than ROUND_GAIN
-        anchor, solved = found.units, tried[key][5]
-    timings["valuation"] = valuer.solve_seconds
+        anchor, solved = found.units, tried[key].joint
+    ctx.timings["valuation"] = ctx.valuer.solve_seconds
     # the best plan that meets the fill targets by its verified hours
-    best = max(tried, key=lambda k: (tried[k][0], tried[k][1]))
-    meets, gain, predicted, model, found, joint = tried[best]
-    units = found.units
-    frame = pd.DataFrame(rounds)
-    step("marginal value of budget and binding constraints")
-    plan = _finish(
-        market,
-        levers,
-        config,
-        limits,
-        model,
-        found,
-        units,
-        predicted,
-        gain,
-        joint,
-        baseline,
-        base_value,
-        demand_today,
-        frame,
-        valuer,
-        timings,
-        t0,
-    )
-    return plan if meets else _unverified(plan)
+    best = max(tried.values(), key=lambda c: (c.meets, c.verified))
+    ctx.step("marginal value of budget and binding constraints")
+    plan = _finish(ctx, best, pd.DataFrame(rounds))
+    return plan if best.meets else _unverified(plan)
+
+
+@dataclass
+class _Planning:
+    """What every step of one planning call shares: the market and its levers, the
+    settings and their limits, the baseline and its values, the valuer, the timings."""
+
+    market: Market
+    levers: Levers
+    config: InterventionsConfig
+    limits: Limits
+    baseline: EquilibriumResult
+    base_hours: FloatArray
+    base_value: float
+    demand_today: FloatArray
+    valuer: Valuer
+    step: Callable[[str], None]
+    t0: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls,
+        market: Market,
+        catalogue: pd.DataFrame,
+        config: InterventionsConfig,
+        baseline: EquilibriumResult | None,
+        progress: Callable[[str], None] | None,
+    ) -> _Planning:
+        """Check the catalogue and settings, solve the baseline if needed, and tabulate
+        the small groups exactly."""
+        step = progress or (lambda label: None)
+        t0 = time.perf_counter()
+        levers = Levers.build(market, catalogue)
+        baseline = baseline if baseline is not None else solve(market)
+        base_hours = segment_values(baseline, "hours", np.ones(len(market)))
+        demand_today = _demand_today(market, levers)
+        limits = _limits(config, levers, demand_today)
+        timings = {"baseline": time.perf_counter() - t0}
+        step("tabulating the small groups exactly")
+        valuer = Valuer(levers, config.objective, baseline, base_hours, config.enumerate_limit)
+        base_value = float(np.nansum(segment_values(baseline, config.objective, base_hours)))
+        return cls(
+            market, levers, config, limits, baseline, base_hours, base_value, demand_today,
+            valuer, step, t0, timings,
+        )  # fmt: skip
+
+    def program(self, model: ValueModel, limits: Limits | None = None) -> UnitProgram:
+        """The integer program of ``model`` under ``limits`` (default: the request's)."""
+        chosen = self.limits if limits is None else limits
+        return UnitProgram(model, self.levers, chosen, self.config.time_limit_seconds)
+
+    def choose(self, model: ValueModel, hint: IntArray) -> Selection:
+        """The plan the model picks under the request's limits (timed)."""
+        program = self.program(model)
+        found = program.run(hint=hint)
+        self.timings["cp_build"] = self.timings.get("cp_build", 0.0) + program.build_seconds
+        self.timings["cp_solve"] = self.timings.get("cp_solve", 0.0) + program.solve_seconds
+        return found
+
+    def verify(self, model: ValueModel, found: Selection, predicted: float) -> _Choice:
+        """The plan ``found`` re-solved jointly: its verified gain, whether its verified
+        hours meet every fill target, and what the model predicted."""
+        units = found.units
+        joint = solve(self.levers.apply(units.astype(np.float64)), baseline=self.baseline)
+        gain = float(np.nansum(segment_values(joint, self.config.objective, self.base_hours)))
+        hours = _category_hours(joint, self.levers)
+        meets = all(hours[c] >= t * (1 - 1e-9) for c, t in self.limits.targets.items())
+        return _Choice(model, found, predicted, gain - self.base_value, meets, joint)
+
+    def plan(self, units: IntArray, **fields: Any) -> InterventionPlan:
+        """A plan of ``units`` with this call's context; ``fields`` give the rest."""
+        self.timings["total"] = time.perf_counter() - self.t0
+        return InterventionPlan(
+            objective=self.config.objective,
+            budget=self.config.budget,
+            units=units,
+            catalogue=self.levers.catalogue,
+            base_value=self.base_value,
+            baseline=self.baseline,
+            config=self.config,
+            market=self.market,
+            timings=self.timings,
+            **fields,
+        )
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """A plan the model chose in some round, with its joint re-solve."""
+
+    model: ValueModel
+    found: Selection
+    predicted: float  # the model's gain
+    verified: float  # the joint re-solve's gain
+    meets: bool  # the joint re-solve meets every fill target
+    joint: EquilibriumResult
+
+
+def _round_row(
+    r: int, anchor_gain: float, choice: _Choice, valuer: Valuer
+) -> dict[str, float | int | str]:
+    return {
+        "round": r + 1,
+        "anchor_gain": anchor_gain,
+        "predicted_gain": choice.predicted,
+        "verified_gain": choice.verified,
+        "units_bought": int(choice.found.units.sum()),
+        "copies_solved": valuer.copies,  # so far, in all rounds
+        "copies_failed": valuer.failed,
+        "status": choice.found.status,
+    }
 
 
 def _unverified(plan: InterventionPlan) -> InterventionPlan:
@@ -416,61 +472,69 @@ def _budget_step(config: InterventionsConfig, levers: Levers) -> float:
     return max(0.05 * config.budget, cheapest)
 
 
-def _finish(
-    market: Market,
-    levers: Levers,
-    config: InterventionsConfig,
-    limits: Limits,
-    model: ValueModel,
-    found: Selection,
-    units: IntArray,
-    predicted: float,
-    verified: float,
-    joint: EquilibriumResult,
-    baseline: EquilibriumResult,
-    base_value: float,
-    demand_today: FloatArray,
-    rounds: pd.DataFrame,
-    valuer: Valuer,
-    timings: dict[str, float],
-    t0: float,
-) -> InterventionPlan:
+def _finish(ctx: _Planning, choice: _Choice, rounds: pd.DataFrame) -> InterventionPlan:
+    """The chosen plan with its sensitivity (marginal value of budget, binding caps and
+    targets), its categories before and after, and its rounding."""
     t1 = time.perf_counter()
-    program = UnitProgram(model, levers, limits, config.time_limit_seconds)
+    units, model = choice.found.units, choice.model
     value = model.value(units)[0]
-    step = _budget_step(config, levers)
-    more = UnitProgram(
-        model,
-        levers,
-        Limits(config.budget + step, limits.caps, limits.targets),
-        config.time_limit_seconds,
-    ).run(hint=units, cheapest=False)
+    step = _budget_step(ctx.config, ctx.levers)
+    more_budget = Limits(ctx.config.budget + step, ctx.limits.caps, ctx.limits.targets)
+    more = ctx.program(model, more_budget).run(hint=units, cheapest=False)
     marginal = (model.value(more.units)[0] - value) / step
     if marginal * step <= NOISE * abs(value):
         marginal = 0.0  # the same value, by other plans or rounding
-    relaxed = _binding(model, levers, limits, config, units, step)
-    timings["sensitivity"] = time.perf_counter() - t1
-    cost = levers.catalogue["cost_per_unit"].to_numpy()
+    relaxed = _binding(model, ctx.levers, ctx.limits, ctx.config, units, step)
+    ctx.timings["sensitivity"] = time.perf_counter() - t1
+    cost = ctx.levers.catalogue["cost_per_unit"].to_numpy()
     spend_by_cat = np.bincount(
-        levers.lever_category, units * cost, minlength=len(levers.category_names)
+        ctx.levers.lever_category, units * cost, minlength=len(ctx.levers.category_names)
     ).astype(np.float64)
-    before = _category_hours(baseline, levers)
-    after = _category_hours(joint, levers)
-    categories = _categories_frame(levers, config, spend_by_cat, demand_today, before, after)
+    before = _category_hours(ctx.baseline, ctx.levers)
+    after = _category_hours(choice.joint, ctx.levers)
+    categories = _categories_frame(
+        ctx.levers, ctx.config, spend_by_cat, ctx.demand_today, before, after
+    )
     spend = float((units * cost).sum())
-    rows = [
-        {
-            "constraint": "budget",
-            "limit": config.budget,
-            "used": spend,
-            "slack": config.budget - spend,
-            "binding": marginal > 0,
-            "gain_if_relaxed": marginal * step,
-        }
-    ]
+    budget_row = {
+        "constraint": "budget",
+        "limit": ctx.config.budget,
+        "used": spend,
+        "slack": ctx.config.budget - spend,
+        "binding": marginal > 0,
+        "gain_if_relaxed": marginal * step,
+    }
+    program = ctx.program(model)
+    return ctx.plan(
+        units,
+        status=PlanStatus.EMPTY
+        if not units.any() and ctx.config.budget == 0
+        else PlanStatus(choice.found.status),
+        predicted_gain=choice.predicted,
+        verified_gain=choice.verified,
+        marginal_value=marginal,
+        budget_step=step,
+        value_rounding=program.rounding(units),
+        cost_rounding=float((units * (program.cents / 100 - cost)).sum()),
+        optimality_gap=choice.found.bound_gap,
+        categories=categories,
+        constraints=pd.DataFrame([budget_row, *_constraint_rows(relaxed, categories)]),
+        rounds=rounds,
+        relaxations=pd.DataFrame(columns=["relax", "category", "requested", "needed"]),
+        explanation="",
+        equilibrium=choice.joint,
+    )
+
+
+def _constraint_rows(
+    relaxed: list[tuple[str, bool, float]], categories: pd.DataFrame
+) -> list[dict[str, object]]:
+    """One row per spend cap and fill target: its limit, use, slack and binding."""
+    by_category = categories.set_index("category")
+    rows = []
     for name, binds, gain in relaxed:
         kind, cat = name.split(":", 1)
-        row = categories.set_index("category").loc[cat]
+        row = by_category.loc[cat]
         limit = row["spend_cap"] if kind == "spend_cap" else row["min_fill"]
         used = row["spend"] if kind == "spend_cap" else row["fill_after"]
         slack = limit - used if kind == "spend_cap" else used - limit
@@ -484,34 +548,7 @@ def _finish(
                 "gain_if_relaxed": gain,
             }
         )
-    timings["total"] = time.perf_counter() - t0
-    return InterventionPlan(
-        objective=config.objective,
-        budget=config.budget,
-        units=units,
-        catalogue=levers.catalogue,
-        status=PlanStatus.EMPTY
-        if not units.any() and config.budget == 0
-        else PlanStatus(found.status),
-        base_value=base_value,
-        predicted_gain=predicted,
-        verified_gain=verified,
-        marginal_value=marginal,
-        budget_step=step,
-        value_rounding=program.rounding(units),
-        cost_rounding=float((units * (program.cents / 100 - cost)).sum()),
-        optimality_gap=found.bound_gap,
-        categories=categories,
-        constraints=pd.DataFrame(rows),
-        rounds=rounds,
-        relaxations=pd.DataFrame(columns=["relax", "category", "requested", "needed"]),
-        explanation="",
-        equilibrium=joint,
-        baseline=baseline,
-        config=config,
-        market=market,
-        timings=timings,
-    )
+    return rows
 
 
 def _categories_frame(
@@ -541,147 +578,27 @@ def _categories_frame(
     return frame
 
 
-def _infeasible(
-    market: Market,
-    levers: Levers,
-    config: InterventionsConfig,
-    limits: Limits,
-    model: ValueModel,
-    found: Selection,
-    baseline: EquilibriumResult,
-    base_value: float,
-    demand_today: FloatArray,
-    valuer: Valuer,
-    t0: float,
-) -> InterventionPlan:
-    """Why no plan meets the request, and the cheapest relaxation."""
-    names = list(levers.category_names)
-    hours_now = UnitProgram(
-        model, levers, Limits(None, {}, {}), config.time_limit_seconds
-    ).base_hours
+def _infeasible(ctx: _Planning, model: ValueModel, found: Selection) -> InterventionPlan:
+    """Why no plan meets the request, and the cheapest relaxation: an empty plan that
+    says so."""
+    lines: list[str] = []
     relax: list[dict[str, object]] = []
-    lines = []
     if found.status == "unknown":
         lines.append(
-            f"CP-SAT found no plan within {config.time_limit_seconds:g} s and could not prove "
-            "that none exists; raise interventions.time_limit_seconds"
+            f"CP-SAT found no plan within {ctx.config.time_limit_seconds:g} s and could not "
+            "prove that none exists; raise interventions.time_limit_seconds"
         )
-    unreachable = False
-    for c, target in limits.targets.items():
-        unlimited = UnitProgram(model, levers, Limits(None, {}, {}), config.time_limit_seconds)
-        most = model.value(unlimited.run("hours", c).units)[1][c]
-        within = UnitProgram(
-            model, levers, Limits(limits.budget, limits.caps, {}), config.time_limit_seconds
-        )
-        reach = model.value(within.run("hours", c).units)[1][c]
-        want = target / demand_today[c]
-        if most < target * (1 - 1e-9):
-            unreachable = True
-            lines.append(
-                f"min_fill for '{names[c]}' ({want:.1%}) is out of reach at any budget: every "
-                f"lever together fills at most {most / demand_today[c]:.1%} "
-                f"(now {hours_now[c] / demand_today[c]:.1%}); lower it to at most "
-                f"{most / demand_today[c]:.1%}"
-            )
-            relax.append(
-                {
-                    "relax": "min_fill",
-                    "category": names[c],
-                    "requested": want,
-                    "needed": most / demand_today[c],
-                }
-            )
-        elif reach < target * (1 - 1e-9):
-            lines.append(
-                f"min_fill for '{names[c]}' ({want:.1%}) is not met within the budget and caps: "
-                f"they reach {reach / demand_today[c]:.1%}"
-            )
-            relax.append(
-                {
-                    "relax": "min_fill",
-                    "category": names[c],
-                    "requested": want,
-                    "needed": reach / demand_today[c],
-                }
-            )
-    if not unreachable and limits.targets:
-        # amounts as the program counts them (costs in cents, rounded up), so that the
-        # budget or cap suggested admits the plan when a cost has a fraction of a cent
-        cents = np.ceil(levers.catalogue["cost_per_unit"].to_numpy() * 100 - 1e-9)
-        with_caps = UnitProgram(
-            model, levers, Limits(None, limits.caps, limits.targets), config.time_limit_seconds
-        ).run("spend")
-        if with_caps.status in ("optimal", "feasible"):
-            need = float(with_caps.units @ cents) / 100
-            lines.append(
-                f"the cheapest plan that meets every fill target costs ${need:,.0f}; "
-                f"raise the budget from ${config.budget:,.0f} to ${need:,.0f}"
-            )
-            relax.append(
-                {"relax": "budget", "category": "", "requested": config.budget, "needed": need}
-            )
-        else:
-            free = UnitProgram(
-                model, levers, Limits(None, {}, limits.targets), config.time_limit_seconds
-            ).run("spend")
-            spent = np.bincount(levers.lever_category, free.units * cents, len(names)) / 100
-            need = float(free.units @ cents) / 100
-            lines.append(
-                f"the spend caps rule out every plan that meets the fill targets; "
-                f"the cheapest such plan costs ${need:,.0f}"
-            )
-            for c, cap in limits.caps.items():
-                if spent[c] > cap:
-                    lines.append(f"  it spends ${spent[c]:,.0f} on '{names[c]}' (cap ${cap:,.0f})")
-                    relax.append(
-                        {
-                            "relax": "spend_cap",
-                            "category": names[c],
-                            "requested": cap,
-                            "needed": spent[c],
-                        }
-                    )
-            relax.append(
-                {"relax": "budget", "category": "", "requested": config.budget, "needed": need}
-            )
+    unreachable = _target_reach(ctx, model, lines, relax)
+    if not unreachable and ctx.limits.targets:
+        _cheapest_relaxation(ctx, model, lines, relax)
     if not lines:
         lines.append("no plan satisfies the budget, caps and targets together")
-    zero = np.zeros(len(levers), np.int64)
-    plan = _finish_empty(
-        market, levers, config, baseline, base_value, demand_today, zero, valuer, t0
-    )
-    return InterventionPlan(
-        **{
-            **plan.__dict__,
-            "status": PlanStatus.INFEASIBLE,
-            "explanation": "infeasible request:\n" + "\n".join(lines),
-            "relaxations": pd.DataFrame(
-                relax, columns=["relax", "category", "requested", "needed"]
-            ),
-        }
-    )
-
-
-def _finish_empty(
-    market: Market,
-    levers: Levers,
-    config: InterventionsConfig,
-    baseline: EquilibriumResult,
-    base_value: float,
-    demand_today: FloatArray,
-    units: IntArray,
-    valuer: Valuer,
-    t0: float,
-) -> InterventionPlan:
-    before = _category_hours(baseline, levers)
-    spend = np.zeros(len(levers.category_names))
-    return InterventionPlan(
-        objective=config.objective,
-        budget=config.budget,
-        units=units,
-        catalogue=levers.catalogue,
+    ctx.timings["valuation"] = ctx.valuer.solve_seconds
+    before = _category_hours(ctx.baseline, ctx.levers)
+    spend = np.zeros(len(ctx.levers.category_names))
+    return ctx.plan(
+        np.zeros(len(ctx.levers), np.int64),
         status=PlanStatus.INFEASIBLE,
-        base_value=base_value,
         predicted_gain=0.0,
         verified_gain=0.0,
         marginal_value=np.nan,
@@ -689,19 +606,104 @@ def _finish_empty(
         value_rounding=0.0,
         cost_rounding=0.0,
         optimality_gap=np.nan,
-        categories=_categories_frame(levers, config, spend, demand_today, before, before),
+        categories=_categories_frame(
+            ctx.levers, ctx.config, spend, ctx.demand_today, before, before
+        ),
         constraints=pd.DataFrame(
             columns=["constraint", "limit", "used", "slack", "binding", "gain_if_relaxed"]
         ),
         rounds=pd.DataFrame(),
-        relaxations=pd.DataFrame(),
-        explanation="",
-        equilibrium=baseline,
-        baseline=baseline,
-        config=config,
-        market=market,
-        timings={"valuation": valuer.solve_seconds, "total": time.perf_counter() - t0},
+        relaxations=pd.DataFrame(relax, columns=["relax", "category", "requested", "needed"]),
+        explanation="infeasible request:\n" + "\n".join(lines),
+        equilibrium=ctx.baseline,
     )
+
+
+def _target_reach(
+    ctx: _Planning, model: ValueModel, lines: list[str], relax: list[dict[str, object]]
+) -> bool:
+    """For every fill target the model cannot meet, why (out of reach at any budget, or
+    within the budget and caps), appended to ``lines`` and ``relax``; whether some target
+    is out of reach at any budget."""
+    names = list(ctx.levers.category_names)
+    unlimited = Limits(None, {}, {})
+    hours_now = ctx.program(model, unlimited).base_hours
+    unreachable = False
+    for c, target in ctx.limits.targets.items():
+        most = model.value(ctx.program(model, unlimited).run("hours", c).units)[1][c]
+        within = ctx.program(model, Limits(ctx.limits.budget, ctx.limits.caps, {}))
+        reach = model.value(within.run("hours", c).units)[1][c]
+        demand = ctx.demand_today[c]
+        want = target / demand
+        if most < target * (1 - 1e-9):
+            unreachable = True
+            lines.append(
+                f"min_fill for '{names[c]}' ({want:.1%}) is out of reach at any budget: every "
+                f"lever together fills at most {most / demand:.1%} "
+                f"(now {hours_now[c] / demand:.1%}); lower it to at most {most / demand:.1%}"
+            )
+            relax.append(
+                {
+                    "relax": "min_fill",
+                    "category": names[c],
+                    "requested": want,
+                    "needed": most / demand,
+                }
+            )
+        elif reach < target * (1 - 1e-9):
+            lines.append(
+                f"min_fill for '{names[c]}' ({want:.1%}) is not met within the budget and caps: "
+                f"they reach {reach / demand:.1%}"
+            )
+            relax.append(
+                {
+                    "relax": "min_fill",
+                    "category": names[c],
+                    "requested": want,
+                    "needed": reach / demand,
+                }
+            )
+    return unreachable
+
+
+def _fill_relaxation(category: str, requested: float, needed: float) -> dict[str, object]:
+    return {"relax": "min_fill", "category": category, "requested": requested, "needed": needed}
+
+
+def _cheapest_relaxation(
+    ctx: _Planning, model: ValueModel, lines: list[str], relax: list[dict[str, object]]
+) -> None:
+    """The budget (and the spend caps) that would admit a plan meeting every fill target,
+    appended to ``lines`` and ``relax``."""
+    names = list(ctx.levers.category_names)
+    budget = ctx.config.budget
+    # amounts as the program counts them (costs in cents, rounded up), so that the budget
+    # or cap suggested admits the plan when a cost has a fraction of a cent
+    cents = np.ceil(ctx.levers.catalogue["cost_per_unit"].to_numpy() * 100 - 1e-9)
+    targets = ctx.limits.targets
+    with_caps = ctx.program(model, Limits(None, ctx.limits.caps, targets)).run("spend")
+    if with_caps.status in ("optimal", "feasible"):
+        need = float(with_caps.units @ cents) / 100
+        lines.append(
+            f"the cheapest plan that meets every fill target costs ${need:,.0f}; "
+            f"raise the budget from ${budget:,.0f} to ${need:,.0f}"
+        )
+        relax.append({"relax": "budget", "category": "", "requested": budget, "needed": need})
+        return
+    free = ctx.program(model, Limits(None, {}, targets)).run("spend")
+    spent = np.bincount(ctx.levers.lever_category, free.units * cents, len(names)) / 100
+    need = float(free.units @ cents) / 100
+    lines.append(
+        "the spend caps rule out every plan that meets the fill targets; "
+        f"the cheapest such plan costs ${need:,.0f}"
+    )
+    for c, cap in ctx.limits.caps.items():
+        if spent[c] > cap:
+            lines.append(f"  it spends ${spent[c]:,.0f} on '{names[c]}' (cap ${cap:,.0f})")
+            relax.append(
+                {"relax": "spend_cap", "category": names[c], "requested": cap, "needed": spent[c]}
+            )
+    relax.append({"relax": "budget", "category": "", "requested": budget, "needed": need})
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -84,6 +84,20 @@ class Selection:
     bound_gap: float  # relative gap between the value found and CP-SAT's bound
 
 
+def _scales(model: ValueModel) -> tuple[float, float]:
+    """The factors that make the largest value and hours coefficients RESOLUTION."""
+    finite = np.concatenate(
+        [model.coef[np.isfinite(model.coef)].ravel()]
+        + [ex.value - ex.value[0] for ex in model.exact]
+    )
+    top = float(np.abs(finite).max()) if finite.size else 0.0
+    hours = np.concatenate(
+        [model.hours.ravel()] + [(ex.hours - ex.hours[0]).ravel() for ex in model.exact]
+    )
+    top_h = float(np.abs(hours[np.isfinite(hours)]).max()) if hours.size else 0.0
+    return (RESOLUTION / top if top > 0 else 1.0, RESOLUTION / top_h if top_h > 0 else 1.0)
+
+
 class UnitProgram:
     """The CP-SAT program of a value model: one-hot units per lever, one-hot
     combinations per exact group, budget, caps and fill targets."""
@@ -98,33 +112,38 @@ class UnitProgram:
         self.cp = cp_model
         self.model_ = model
         self.levers = levers
+        self.limits = limits
+        self.lever_category = levers.lever_category
         self.time_limit = time_limit
         cat = levers.catalogue
         self.max_units = cat["max_units"].to_numpy(np.int64)
         self.cents = np.ceil(cat["cost_per_unit"].to_numpy() * 100 - 1e-9).astype(np.int64)
-        finite = np.concatenate(
-            [model.coef[np.isfinite(model.coef)].ravel()]
-            + [ex.value - ex.value[0] for ex in model.exact]
-        )
-        top = float(np.abs(finite).max()) if finite.size else 0.0
-        self.value_scale = RESOLUTION / top if top > 0 else 1.0
-        hours = np.concatenate(
-            [model.hours.ravel()] + [(ex.hours - ex.hours[0]).ravel() for ex in model.exact]
-        )
-        top_h = float(np.abs(hours[np.isfinite(hours)]).max()) if hours.size else 0.0
-        self.hours_scale = RESOLUTION / top_h if top_h > 0 else 1.0
-        m = cp_model.CpModel()
-        self.m = m
-        L = len(cat)
-        self.b: list[list[cp_model.IntVar]] = []
-        self.units_expr = []
-        value_terms: list[tuple[cp_model.IntVar, int]] = []
+        self.value_scale, self.hours_scale = _scales(model)
+        self.m = cp_model.CpModel()
         self.hours_terms: dict[int, list[tuple[cp_model.IntVar, int]]] = {}
         targets = np.array(sorted(limits.targets), dtype=np.int64)
+        value_terms = self._lever_options(targets) + self._group_options(targets)
+        self.value_expr = cp_model.LinearExpr.weighted_sum(
+            [v for v, _ in value_terms], [c for _, c in value_terms]
+        )
+        self.spend = cp_model.LinearExpr.weighted_sum(self.units_expr, self.cents.tolist())
+        self.base_hours = model.constant_hours + sum(
+            (ex.hours[0] for ex in model.exact), np.zeros_like(model.constant_hours)
+        )
+        self._limits()
+        self.build_seconds = time.perf_counter() - t0
+
+    def _lever_options(self, targets: IntArray) -> list[tuple[cp_model.IntVar, int]]:
+        """One-hot units b_lu of every lever (dominated and unvalued options ruled out),
+        their value terms, their hours terms, and each lever's units as an expression."""
+        model, m, cp = self.model_, self.m, self.cp
+        self.b: list[list[cp_model.IntVar]] = []
+        self.units_expr: list[cp_model.LinearExprT] = []
+        terms: list[tuple[cp_model.IntVar, int]] = []
         dominated = dominated_options(model.coef, model.hours[:, :, targets])
         for ex in model.exact:  # these levers' value is (also) in their group's table
             dominated[ex.levers] = False
-        for lever in range(L):
+        for lever in range(len(self.max_units)):
             vars_ = [m.new_bool_var(f"u{lever}_{u}") for u in range(self.max_units[lever] + 1)]
             m.add_exactly_one(vars_)
             for u, var in enumerate(vars_):
@@ -132,51 +151,53 @@ class UnitProgram:
                 if not np.isfinite(c) or dominated[lever, u]:
                     m.add(var == 0)
                     continue
-                value_terms.append((var, round(c * self.value_scale)))
+                terms.append((var, round(c * self.value_scale)))
                 self._hours(var, model.hours[lever, u])
             self.b.append(vars_)
-            self.units_expr.append(cp_model.LinearExpr.weighted_sum(vars_, list(range(len(vars_)))))
+            self.units_expr.append(cp.LinearExpr.weighted_sum(vars_, list(range(len(vars_)))))
+        return terms
+
+    def _group_options(self, targets: IntArray) -> list[tuple[cp_model.IntVar, int]]:
+        """One-hot combinations z_gr of every exact group, linked to its levers' units
+        (dominated and unvalued ones ruled out), and their value and hours terms."""
+        m, cp = self.m, self.cp
         self.z: list[list[cp_model.IntVar]] = []
-        for ex in model.exact:
+        terms: list[tuple[cp_model.IntVar, int]] = []
+        for ex in self.model_.exact:
             zs = [m.new_bool_var(f"g{ex.group}_{r}") for r in range(len(ex.configs))]
             m.add_exactly_one(zs)
             for j, lever in enumerate(ex.levers.tolist()):
                 m.add(
-                    cp_model.LinearExpr.weighted_sum(zs, ex.configs[:, j].tolist())
+                    cp.LinearExpr.weighted_sum(zs, ex.configs[:, j].tolist())
                     == self.units_expr[lever]
                 )
-            shared = levers.touches[ex.levers].getnnz(axis=1) > 1
+            shared = self.levers.touches[ex.levers].getnnz(axis=1) > 1
             beaten = dominated_combinations(ex.configs, ex.value, ex.hours[:, targets], shared)
             for r, var in enumerate(zs):
                 if not np.isfinite(ex.value[r]) or beaten[r]:
                     m.add(var == 0)
                     continue
-                value_terms.append((var, round((ex.value[r] - ex.value[0]) * self.value_scale)))
+                terms.append((var, round((ex.value[r] - ex.value[0]) * self.value_scale)))
                 self._hours(var, ex.hours[r] - ex.hours[0])
             self.z.append(zs)
-        self.value_expr = cp_model.LinearExpr.weighted_sum(
-            [v for v, _ in value_terms], [c for _, c in value_terms]
-        )
-        self.spend = cp_model.LinearExpr.weighted_sum(self.units_expr, self.cents.tolist())
-        self.limits = limits
-        self.lever_category = levers.lever_category
+        return terms
+
+    def _limits(self) -> None:
+        """Budget and caps in whole cents (rounded down), fill targets in scaled hours."""
+        m, cp, limits = self.m, self.cp, self.limits
         if limits.budget is not None:
             m.add(self.spend <= int(np.floor(limits.budget * 100 + 1e-9)))
         for c, cap in limits.caps.items():
             mine = np.flatnonzero(self.lever_category == c)
             m.add(
-                cp_model.LinearExpr.weighted_sum(
+                cp.LinearExpr.weighted_sum(
                     [self.units_expr[i] for i in mine], self.cents[mine].tolist()
                 )
                 <= int(np.floor(cap * 100 + 1e-9))
             )
-        self.base_hours = model.constant_hours + sum(
-            (ex.hours[0] for ex in model.exact), np.zeros_like(model.constant_hours)
-        )
         for c, target in limits.targets.items():
             need = int(np.ceil((target - self.base_hours[c]) * self.hours_scale))
             m.add(self.category_hours(c) >= need)
-        self.build_seconds = time.perf_counter() - t0
 
     def _hours(self, var: cp_model.IntVar, delta: FloatArray) -> None:
         for c in np.flatnonzero(np.isfinite(delta) & (delta != 0)).tolist():

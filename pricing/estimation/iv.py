@@ -149,55 +149,16 @@ def estimate_curve(
     naming the group and the reason; with ``on_error="flag"`` it gets NaN estimates and the
     reason in ``flags`` instead, and the other groups are estimated as usual.
     """
-    by = tuple(by or ())
-    instruments, controls = tuple(instruments), tuple(controls)
-    _check_arguments(
-        frame,
-        quantity,
-        price,
-        instruments,
-        controls,
-        by,
-        fixed_effects,
-        cov,
-        clusters,
-        level,
-        on_error,
-    )
-    layout = _Layout.build(frame, by)
-    reasons = layout.row_problems(frame, quantity, price, instruments + controls)
-
-    y = np.log(frame[quantity].where(frame[quantity] > 0).to_numpy(np.float64))
-    logp = np.log(frame[price].where(frame[price] > 0).to_numpy(np.float64))
-    exog = [frame[c].to_numpy(np.float64) for c in controls]
-    excluded = [frame[c].to_numpy(np.float64) for c in instruments]
-    if fixed_effects is None:
-        exog.insert(0, np.ones(len(frame)))
-        absorbed = np.zeros(layout.groups, dtype=np.int64)
-    else:
-        codes = layout.cell_codes(frame[fixed_effects])
-        y, logp = _demean(y, codes), _demean(logp, codes)
-        exog = [_demean(c, codes) for c in exog]
-        excluded = [_demean(c, codes) for c in excluded]
-        absorbed = layout.cells_per_group(codes)
-
-    W = layout.pad(exog)
-    X = np.concatenate([W, layout.pad([logp])], axis=2)
-    Z = np.concatenate([W, layout.pad(excluded)], axis=2)
-    Y = layout.pad([y])[:, :, 0]
-    P = X[:, :, -1]
-    n = layout.counts.astype(np.float64)
-    k = X.shape[2] + absorbed
-    kz = Z.shape[2] + absorbed
-    _fail(reasons, n <= kz, lambda g: f"too_few_observations: {n[g]:.0f} rows, {kz[g]} parameters")
-    ok = reasons == ""
-    # failed groups are zeroed so the batched algebra stays finite; their results are NaN
-    for arr in (X, Z, Y, P):
-        arr[~ok] = 0.0
-    eye_x, eye_z = np.eye(X.shape[2]), np.eye(Z.shape[2])
-
-    Qz, Rz = np.linalg.qr(Z)
-    Xhat = Qz @ np.einsum("gtk,gtl->gkl", Qz, X) if instruments else X
+    spec = _Spec(
+        quantity, price, tuple(instruments), tuple(controls), tuple(by or ()),
+        fixed_effects, cov, clusters, bandwidth, level, on_error,
+    )  # fmt: skip
+    spec.check(frame)
+    layout = _Layout.build(frame, spec.by)
+    reasons = layout.row_problems(frame, quantity, price, spec.instruments + spec.controls)
+    d = _design(frame, spec, layout, reasons)
+    Qz, Rz = np.linalg.qr(d.Z)
+    Xhat = Qz @ np.einsum("gtk,gtl->gkl", Qz, d.X) if spec.instruments else d.X
     Qx, Rx = np.linalg.qr(Xhat)
     _fail(
         reasons,
@@ -211,45 +172,163 @@ def estimate_curve(
             f"group {layout.label(g)}: {reasons[g]} ({int((~ok).sum())} of {layout.groups} "
             "group(s) fail; on_error='flag' estimates the others and flags these)"
         )
-    Rx = np.where(ok[:, None, None], Rx, eye_x)
-    Rz = np.where(ok[:, None, None], Rz, eye_z)
+    Rx = np.where(ok[:, None, None], Rx, np.eye(d.X.shape[2]))
+    Rz = np.where(ok[:, None, None], Rz, np.eye(d.Z.shape[2]))
 
-    beta = np.linalg.solve(Rx, np.einsum("gtk,gt->gk", Qx, Y)[..., None])[..., 0]
-    resid = (Y - np.einsum("gtk,gk->gt", X, beta)) * layout.mask
-    bread = _inverse_gram(Rx)
-    cluster_ids = layout.cluster_ids(frame[clusters]) if clusters is not None else None
-    if bandwidth is not None:
-        lags = terms = np.full(layout.groups, bandwidth, dtype=np.int64)
-    else:
-        lags = np.ceil(4 * (n / 100) ** (2 / 9)).astype(np.int64)
-        terms = np.maximum(np.round(0.4 * n ** (2 / 3)), 1).astype(np.int64)
-    dependence = _Dependence(cluster_ids, lags, terms, layout.mask)
-    V = _covariance(cov, bread, Xhat, resid, n, k, dependence, df_corrected_unadjusted=False)
-    elasticity = beta[:, -1]
-    std_error = np.sqrt(np.maximum(V[:, -1, -1], 0.0))
-
+    beta = np.linalg.solve(Rx, np.einsum("gtk,gt->gk", Qx, d.Y)[..., None])[..., 0]
+    resid = (d.Y - np.einsum("gtk,gk->gt", d.X, beta)) * layout.mask
+    dependence = _dependence(frame, spec, layout, d.n)
+    V = _covariance(cov, _inverse_gram(Rx), Xhat, resid, d.n, d.k, dependence, False)
     first_stage_f = np.full(layout.groups, np.nan)
-    if instruments:
-        pi = np.linalg.solve(Rz, np.einsum("gtk,gt->gk", Qz, P)[..., None])[..., 0]
-        e = (P - np.einsum("gtk,gk->gt", Z, pi)) * layout.mask
-        Vz = _covariance(
-            cov, _inverse_gram(Rz), Z, e, n, kz, dependence, df_corrected_unadjusted=True
-        )
-        q = len(instruments)
-        pi_i, V_i = pi[:, -q:], Vz[:, -q:, -q:]
-        V_i = np.where(ok[:, None, None], V_i, np.eye(q))
-        first_stage_f = (
-            np.einsum("gk,gk->g", pi_i, np.linalg.solve(V_i, pi_i[..., None])[..., 0]) / q
-        )
-
+    if spec.instruments:
+        first_stage_f = _first_stage_f(spec, d, Qz, Rz, ok, dependence, layout.mask)
     dof = (
         dependence.ewc_terms.astype(np.float64) if cov == "EWC" else np.full(layout.groups, np.nan)
     )
-    c = critical_value(level, dof)
+    return _fit(spec, layout, beta[:, -1], np.sqrt(np.maximum(V[:, -1, -1], 0.0)),
+                first_stage_f, dof, ok, reasons)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What :func:`estimate_curve` was asked for."""
+
+    quantity: str
+    price: str
+    instruments: tuple[str, ...]
+    controls: tuple[str, ...]
+    by: tuple[str, ...]
+    fixed_effects: str | None
+    cov: str
+    clusters: str | None
+    bandwidth: int | None
+    level: float
+    on_error: str
+
+    def check(self, frame: pd.DataFrame) -> None:
+        """A :class:`ValueError` naming a bad setting or a column ``frame`` lacks."""
+        cov = self.cov
+        if cov not in ("HC1", "unadjusted", "cluster", "HAC", "EWC"):
+            raise ValueError(
+                f"cov must be 'HC1', 'unadjusted', 'cluster', 'HAC' or 'EWC', got {cov!r}"
+            )
+        if (cov == "cluster") != (self.clusters is not None):
+            raise ValueError(
+                "cov='cluster' needs clusters=<column>, and clusters needs cov='cluster'"
+            )
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if self.on_error not in ("raise", "flag"):
+            raise ValueError(f"on_error must be 'raise' or 'flag', got {self.on_error!r}")
+        needed = [
+            *self.by, self.quantity, self.price, *self.instruments, *self.controls,
+            self.fixed_effects, self.clusters,
+        ]  # fmt: skip
+        missing = [c for c in dict.fromkeys(needed) if c is not None and c not in frame.columns]
+        if missing:
+            raise ValueError(f"columns not in the frame: {missing} (it has {list(frame.columns)})")
+        overlap = set(self.instruments) & set(self.controls)
+        if overlap:
+            raise ValueError(f"a column cannot be both instrument and control: {sorted(overlap)}")
+
+
+@dataclass(frozen=True)
+class _Design:
+    """The padded (groups, T, ·) arrays of the regression: X = [W, log p], Z = [W, excluded
+    instruments], Y = log q, P = log p, with n rows and k (kz) parameters per group."""
+
+    X: Array
+    Z: Array
+    Y: Array
+    P: Array
+    n: Array
+    k: npt.NDArray[np.int64]
+    kz: npt.NDArray[np.int64]
+
+
+def _design(
+    frame: pd.DataFrame, spec: _Spec, layout: _Layout, reasons: npt.NDArray[np.object_]
+) -> _Design:
+    """The logs, the intercept (or the fixed effects demeaned out) and the padding; a group
+    with no more rows than parameters is failed in ``reasons`` and zeroed, so that the
+    batched algebra stays finite (its results are NaN)."""
+    y = np.log(frame[spec.quantity].where(frame[spec.quantity] > 0).to_numpy(np.float64))
+    logp = np.log(frame[spec.price].where(frame[spec.price] > 0).to_numpy(np.float64))
+    exog = [frame[c].to_numpy(np.float64) for c in spec.controls]
+    excluded = [frame[c].to_numpy(np.float64) for c in spec.instruments]
+    if spec.fixed_effects is None:
+        exog.insert(0, np.ones(len(frame)))
+        absorbed = np.zeros(layout.groups, dtype=np.int64)
+    else:
+        codes = layout.cell_codes(frame[spec.fixed_effects])
+        y, logp = _demean(y, codes), _demean(logp, codes)
+        exog = [_demean(c, codes) for c in exog]
+        excluded = [_demean(c, codes) for c in excluded]
+        absorbed = layout.cells_per_group(codes)
+    W = layout.pad(exog)
+    X = np.concatenate([W, layout.pad([logp])], axis=2)
+    Z = np.concatenate([W, layout.pad(excluded)], axis=2)
+    Y = layout.pad([y])[:, :, 0]
+    P = X[:, :, -1]
+    n = layout.counts.astype(np.float64)
+    k = X.shape[2] + absorbed
+    kz = Z.shape[2] + absorbed
+    _fail(reasons, n <= kz, lambda g: f"too_few_observations: {n[g]:.0f} rows, {kz[g]} parameters")
+    for arr in (X, Z, Y, P):
+        arr[reasons != ""] = 0.0
+    return _Design(X, Z, Y, P, n, k, kz)
+
+
+def _dependence(frame: pd.DataFrame, spec: _Spec, layout: _Layout, n: Array) -> _Dependence:
+    """Clusters, HAC lags and EWC terms per group (``bandwidth`` or the rules of thumb
+    ⌈4(n/100)^(2/9)⌉ and round(0.4 n^(2/3)))."""
+    cluster_ids = layout.cluster_ids(frame[spec.clusters]) if spec.clusters is not None else None
+    if spec.bandwidth is not None:
+        lags = terms = np.full(layout.groups, spec.bandwidth, dtype=np.int64)
+    else:
+        lags = np.ceil(4 * (n / 100) ** (2 / 9)).astype(np.int64)
+        terms = np.maximum(np.round(0.4 * n ** (2 / 3)), 1).astype(np.int64)
+    return _Dependence(cluster_ids, lags, terms, layout.mask)
+
+
+def _first_stage_f(
+    spec: _Spec,
+    d: _Design,
+    Qz: Array,
+    Rz: Array,
+    ok: npt.NDArray[np.bool_],
+    dependence: _Dependence,
+    mask: Array,
+) -> Array:
+    """The Wald statistic of the excluded instruments in the first stage, divided by their
+    number, with the same kind of covariance."""
+    pi = np.linalg.solve(Rz, np.einsum("gtk,gt->gk", Qz, d.P)[..., None])[..., 0]
+    e = (d.P - np.einsum("gtk,gk->gt", d.Z, pi)) * mask
+    Vz = _covariance(spec.cov, _inverse_gram(Rz), d.Z, e, d.n, d.kz, dependence, True)
+    q = len(spec.instruments)
+    pi_i, V_i = pi[:, -q:], Vz[:, -q:, -q:]
+    V_i = np.where(ok[:, None, None], V_i, np.eye(q))
+    f: Array = np.einsum("gk,gk->g", pi_i, np.linalg.solve(V_i, pi_i[..., None])[..., 0]) / q
+    return f
+
+
+def _fit(
+    spec: _Spec,
+    layout: _Layout,
+    elasticity: Array,
+    std_error: Array,
+    first_stage_f: Array,
+    dof: Array,
+    ok: npt.NDArray[np.bool_],
+    reasons: npt.NDArray[np.object_],
+) -> CurveFit:
+    """The results table: NaN for failed groups, intervals, flags."""
+    c = critical_value(spec.level, dof)
     elasticity, std_error, first_stage_f = (
         np.where(ok, a, np.nan) for a in (elasticity, std_error, first_stage_f)
     )
     weak = ok & (first_stage_f < WEAK_INSTRUMENT_F)
+    method = "2SLS" if spec.instruments else "OLS"
     out = layout.keys.copy()
     out["elasticity"] = elasticity
     out["std_error"] = std_error
@@ -258,39 +337,9 @@ def estimate_curve(
     out["dof"] = np.where(ok, dof, np.nan)
     out["first_stage_f"] = first_stage_f
     out["n"] = layout.counts
-    out["method"] = "2SLS" if instruments else "OLS"
+    out["method"] = method
     out["flags"] = np.where(weak, "weak_instrument", reasons).astype(str)
-    return CurveFit(out, by, "2SLS" if instruments else "OLS", cov, level)
-
-
-def _check_arguments(
-    frame: pd.DataFrame,
-    quantity: str,
-    price: str,
-    instruments: tuple[str, ...],
-    controls: tuple[str, ...],
-    by: tuple[str, ...],
-    fixed_effects: str | None,
-    cov: str,
-    clusters: str | None,
-    level: float,
-    on_error: str,
-) -> None:
-    if cov not in ("HC1", "unadjusted", "cluster", "HAC", "EWC"):
-        raise ValueError(f"cov must be 'HC1', 'unadjusted', 'cluster', 'HAC' or 'EWC', got {cov!r}")
-    if (cov == "cluster") != (clusters is not None):
-        raise ValueError("cov='cluster' needs clusters=<column>, and clusters needs cov='cluster'")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    if on_error not in ("raise", "flag"):
-        raise ValueError(f"on_error must be 'raise' or 'flag', got {on_error!r}")
-    needed = [*by, quantity, price, *instruments, *controls, fixed_effects, clusters]
-    missing = [c for c in dict.fromkeys(needed) if c is not None and c not in frame.columns]
-    if missing:
-        raise ValueError(f"columns not in the frame: {missing} (it has {list(frame.columns)})")
-    overlap = set(instruments) & set(controls)
-    if overlap:
-        raise ValueError(f"a column cannot be both instrument and control: {sorted(overlap)}")
+    return CurveFit(out, spec.by, method, spec.cov, spec.level)
 
 
 @dataclass(frozen=True)

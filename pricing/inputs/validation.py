@@ -442,124 +442,83 @@ class _Checker:
         return usable
 
     def _row_rules(self, name: str, usable: list[str], types: dict[str, str]) -> list[_RowRule]:
+        """Every rule a row of ``name`` must meet: each usable column's own, then the
+        rules across its columns."""
         rules: list[_RowRule] = []
         for column in usable:
-            col = column_spec(name, column, self.config)
-            value = _typed(column)
-            blank = _blank(column, col.type, types[column], value)
-            if not col.nullable:
-                rules.append(_RowRule(column, "missing", blank, f"{column} is required"))
-            if types[column] != _SQL_TYPE[col.type]:
-                rules.append(
-                    _RowRule(
-                        column,
-                        "wrong_type",
-                        f"(NOT {blank} AND {value} IS NULL)",
-                        f"{column} must be {_TYPE_HINT[col.type]}",
-                    )
-                )
-            if col.type == "number":
-                rules.append(
-                    _RowRule(column, "not_finite", f"isinf({value})", f"{column} must be finite")
-                )
-            if col.positive:
-                rules.append(
-                    _RowRule(column, "not_positive", f"{value} <= 0", f"{column} must be > 0")
-                )
-            if col.non_negative:
-                rules.append(_RowRule(column, "negative", f"{value} < 0", f"{column} must be >= 0"))
-            if col.at_most is not None:
-                rules.append(
-                    _RowRule(
-                        column,
-                        "too_large",
-                        f"{value} > {col.at_most!r}",
-                        f"{column} must be <= {col.at_most:g}",
-                    )
-                )
-            if col.integer:
-                rules.append(
-                    _RowRule(
-                        column,
-                        "not_integer",
-                        f"{value} <> floor({value})",
-                        f"{column} must be a whole number",
-                    )
-                )
-            if col.monday:
-                rules.append(
-                    _RowRule(
-                        column,
-                        "not_monday",
-                        f"isodow({value}) <> 1",
-                        f"{column} must be the Monday that starts the week",
-                    )
-                )
-            if col.not_after_as_of:
-                rules.append(
-                    _RowRule(
-                        column,
-                        "future_date",
-                        f"{value} > DATE '{self.as_of.isoformat()}'",
-                        f"{column} lies after the as-of date {self.as_of.isoformat()}; "
-                        "fix the date or pass a later --as-of",
-                    )
-                )
-            if col.allowed:
-                allowed = ", ".join(f"'{a}'" for a in col.allowed)
-                rules.append(
-                    _RowRule(
-                        column,
-                        "not_allowed",
-                        f"{value} NOT IN ({allowed})",
-                        f"{column} must be one of {', '.join(col.allowed)}",
-                    )
-                )
-        if name == "jobs" and {"hired", "hired_rate"} <= set(usable):
-            hired = _typed("hired")
-            rate_missing = _blank("hired_rate", "number", types["hired_rate"], _typed("hired_rate"))
+            rules += self._column_rules(name, column, types[column])
+        return rules + _across_columns(name, set(usable), types)
+
+    def _column_rules(self, name: str, column: str, raw_type: str) -> list[_RowRule]:
+        """The rules of one column of the contract on a column of raw type ``raw_type``."""
+        rules: list[_RowRule] = []
+        col = column_spec(name, column, self.config)
+        value = _typed(column)
+        blank = _blank(column, col.type, raw_type, value)
+        if not col.nullable:
+            rules.append(_RowRule(column, "missing", blank, f"{column} is required"))
+        if raw_type != _SQL_TYPE[col.type]:
             rules.append(
                 _RowRule(
-                    "hired_rate",
-                    "missing_when_hired",
-                    f"({hired} AND {rate_missing})",
-                    "hired jobs need the agreed hired_rate",
+                    column,
+                    "wrong_type",
+                    f"(NOT {blank} AND {value} IS NULL)",
+                    f"{column} must be {_TYPE_HINT[col.type]}",
                 )
             )
+        if col.type == "number":
+            rules.append(
+                _RowRule(column, "not_finite", f"isinf({value})", f"{column} must be finite")
+            )
+        if col.positive:
+            rules.append(_RowRule(column, "not_positive", f"{value} <= 0", f"{column} must be > 0"))
+        if col.non_negative:
+            rules.append(_RowRule(column, "negative", f"{value} < 0", f"{column} must be >= 0"))
+        if col.at_most is not None:
             rules.append(
                 _RowRule(
-                    "hired_rate",
-                    "present_when_not_hired",
-                    f"(NOT {hired} AND NOT {rate_missing})",
-                    "hired_rate must be empty for jobs that were not hired (or hired must be true)",
+                    column,
+                    "too_large",
+                    f"{value} > {col.at_most!r}",
+                    f"{column} must be <= {col.at_most:g}",
                 )
             )
-        if name == "interventions" and {"kind", "to_category", "category"} <= set(usable):
-            kind, to_cat, cat = _typed("kind"), _typed("to_category"), _typed("category")
+        if col.integer:
             rules.append(
                 _RowRule(
-                    "to_category",
-                    "same_category",
-                    f"({kind} = 'reskill' AND {to_cat} = {cat})",
-                    "a reskill lever must lead to a different category",
+                    column,
+                    "not_integer",
+                    f"{value} <> floor({value})",
+                    f"{column} must be a whole number",
                 )
             )
+        if col.monday:
             rules.append(
                 _RowRule(
-                    "to_category",
-                    "not_reskill",
-                    f"({kind} <> 'reskill' AND NOT "
-                    f"{_blank('to_category', 'string', types['to_category'], to_cat)})",
-                    "to_category is for reskill levers only; leave it empty for other kinds",
+                    column,
+                    "not_monday",
+                    f"isodow({value}) <> 1",
+                    f"{column} must be the Monday that starts the week",
                 )
             )
-        if name == "adjacency" and {"from_category", "to_category"} <= set(usable):
+        if col.not_after_as_of:
             rules.append(
                 _RowRule(
-                    "to_category",
-                    "self_loop",
-                    f"{_typed('from_category')} = {_typed('to_category')}",
-                    "an edge must join two different categories; remove the row",
+                    column,
+                    "future_date",
+                    f"{value} > DATE '{self.as_of.isoformat()}'",
+                    f"{column} lies after the as-of date {self.as_of.isoformat()}; "
+                    "fix the date or pass a later --as-of",
+                )
+            )
+        if col.allowed:
+            allowed = ", ".join(f"'{a}'" for a in col.allowed)
+            rules.append(
+                _RowRule(
+                    column,
+                    "not_allowed",
+                    f"{value} NOT IN ({allowed})",
+                    f"{column} must be one of {', '.join(col.allowed)}",
                 )
             )
         return rules
@@ -848,6 +807,59 @@ class _RowRule:
     rule: str
     bad: str  # SQL predicate true for offending rows
     message: str
+
+
+def _across_columns(name: str, usable: set[str], types: dict[str, str]) -> list[_RowRule]:
+    """Rules that read several columns of a row of ``name``."""
+    rules: list[_RowRule] = []
+    if name == "jobs" and {"hired", "hired_rate"} <= usable:
+        hired = _typed("hired")
+        rate_missing = _blank("hired_rate", "number", types["hired_rate"], _typed("hired_rate"))
+        rules.append(
+            _RowRule(
+                "hired_rate",
+                "missing_when_hired",
+                f"({hired} AND {rate_missing})",
+                "hired jobs need the agreed hired_rate",
+            )
+        )
+        rules.append(
+            _RowRule(
+                "hired_rate",
+                "present_when_not_hired",
+                f"(NOT {hired} AND NOT {rate_missing})",
+                "hired_rate must be empty for jobs that were not hired (or hired must be true)",
+            )
+        )
+    if name == "interventions" and {"kind", "to_category", "category"} <= usable:
+        kind, to_cat, cat = _typed("kind"), _typed("to_category"), _typed("category")
+        rules.append(
+            _RowRule(
+                "to_category",
+                "same_category",
+                f"({kind} = 'reskill' AND {to_cat} = {cat})",
+                "a reskill lever must lead to a different category",
+            )
+        )
+        rules.append(
+            _RowRule(
+                "to_category",
+                "not_reskill",
+                f"({kind} <> 'reskill' AND NOT "
+                f"{_blank('to_category', 'string', types['to_category'], to_cat)})",
+                "to_category is for reskill levers only; leave it empty for other kinds",
+            )
+        )
+    if name == "adjacency" and {"from_category", "to_category"} <= usable:
+        rules.append(
+            _RowRule(
+                "to_category",
+                "self_loop",
+                f"{_typed('from_category')} = {_typed('to_category')}",
+                "an edge must join two different categories; remove the row",
+            )
+        )
+    return rules
 
 
 def cast(column: str, logical: str, raw_type: str) -> str:

@@ -278,33 +278,7 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         .agg(lambda f: ", ".join(sorted(set(",".join(f).split(",")))))
     )
     curves["flags"] = curves["flags"].str.replace(",", ", ")
-
-    eq["attention"] = eq["gap_pct"].abs() * eq["hours"].fillna(0)
-    overview = _overview(
-        eq,
-        [
-            _weighted(eq, "gap_pct", "hours"),
-            _ratio(
-                eq.assign(short=eq["demand_hours_at_observed"] - eq["supply_hours_at_observed"]),
-                "short",
-                "demand_hours_at_observed",
-            ),
-        ],
-        score="attention",
-        rate="observed_rate",
-        categories=categories,
-    )
-    overview_figure = plots.heatmaps(
-        [
-            plots.Grid("gap: equilibrium vs today's rate", overview.grids[0], "gap, %"),
-            plots.Grid(
-                "shortage (+) / surplus (−) at today's rate",
-                overview.grids[1],
-                "% of hours demanded",
-            ),
-        ]
-    )
-
+    overview, overview_figure = _run_overview(eq, categories)
     gd = gd.merge(
         eq[["segment", "rate", "hours", "demand_hours_at_observed", "supply_hours_at_observed"]],
         on="segment",
@@ -315,7 +289,6 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
     by_gap = gd.sort_values(["abs_gap", "segment"], ascending=[False, True], na_position="last")
     solved = by_gap[by_gap["status"].eq("solved") & by_gap["gap_pct"].notna()]
     panels = _curve_panels(solved.head(attention), market)
-
     where = f"WHERE as_of = '{run.run_id}'"
     context = {
         "title": f"Market report, as of {run.run_id}",
@@ -330,36 +303,8 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         ),
         "attention_figure": plots.curve_grid(panels) if panels else None,
         "attention_count": len(panels),
-        "attention": _table(
-            _attention(by_gap),
-            {
-                "segment": ("segment", None),
-                "why": ("note", None),
-                "market_state": ("state", None),
-                "observed_rate": ("today, USD/h", _num),
-                "rate": ("equilibrium, USD/h", _num),
-                "gap_pct": ("gap", _pct),
-                "flags": ("flags", None),
-            },
-            limit=25,
-        ),
-        "guidance": _table(
-            _with_bands(by_gap),
-            {
-                "segment": ("segment", None),
-                "market_state": ("state", None),
-                "observed_rate": ("today", _num),
-                "freelancer_rate": ("freelancer asks", _num),
-                "freelancer_band": ("band", str),
-                "client_rate": ("client budgets", _num),
-                "client_band": ("band", str),
-                "gap_pct": ("gap", _pct),
-                "capped_text": ("capped", None),
-                "flags": ("flags", None),
-            },
-            limit=rows,
-            row_class=lambda r: str(r["market_state"]),
-        ),
+        "attention": _attention_table(by_gap),
+        "guidance": _guidance_table(by_gap, rows),
         "guidance_query": f'pricing sql "SELECT * FROM guidance {where} '
         'ORDER BY abs(gap_pct) DESC"',
         "band_level": f"{run.config.guidance.band_level:.0%}",
@@ -370,6 +315,69 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
     }
     images = 2 + bool(panels)
     return _render("run.html.j2", context, RUN_SECTIONS, images)
+
+
+def _run_overview(eq: pd.DataFrame, categories: int) -> tuple[Overview, str]:
+    """The category × tier grids of the gap and of the shortage at today's rate, and
+    their figure."""
+    from pricing.report import plots
+
+    eq["attention"] = eq["gap_pct"].abs() * eq["hours"].fillna(0)
+    short = eq.assign(short=eq["demand_hours_at_observed"] - eq["supply_hours_at_observed"])
+    overview = _overview(
+        eq,
+        [_weighted(eq, "gap_pct", "hours"), _ratio(short, "short", "demand_hours_at_observed")],
+        score="attention",
+        rate="observed_rate",
+        categories=categories,
+    )
+    figure = plots.heatmaps(
+        [
+            plots.Grid("gap: equilibrium vs today's rate", overview.grids[0], "gap, %"),
+            plots.Grid(
+                "shortage (+) / surplus (−) at today's rate",
+                overview.grids[1],
+                "% of hours demanded",
+            ),
+        ]
+    )
+    return overview, figure
+
+
+def _attention_table(by_gap: pd.DataFrame) -> Table:
+    return _table(
+        _attention(by_gap),
+        {
+            "segment": ("segment", None),
+            "why": ("note", None),
+            "market_state": ("state", None),
+            "observed_rate": ("today, USD/h", _num),
+            "rate": ("equilibrium, USD/h", _num),
+            "gap_pct": ("gap", _pct),
+            "flags": ("flags", None),
+        },
+        limit=25,
+    )
+
+
+def _guidance_table(by_gap: pd.DataFrame, rows: int) -> Table:
+    return _table(
+        _with_bands(by_gap),
+        {
+            "segment": ("segment", None),
+            "market_state": ("state", None),
+            "observed_rate": ("today", _num),
+            "freelancer_rate": ("freelancer asks", _num),
+            "freelancer_band": ("band", str),
+            "client_rate": ("client budgets", _num),
+            "client_band": ("band", str),
+            "gap_pct": ("gap", _pct),
+            "capped_text": ("capped", None),
+            "flags": ("flags", None),
+        },
+        limit=rows,
+        row_class=lambda r: str(r["market_state"]),
+    )
 
 
 def _curve_panels(top: pd.DataFrame, market: pd.DataFrame) -> list[Any]:
@@ -728,21 +736,7 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
         "overview_note": _overview_note(
             overview, "rate change", f'pricing sql "SELECT * FROM scenario_segments {where}"'
         ),
-        "segments": _table(
-            changed,
-            {
-                "segment": ("segment", None),
-                "rate_baseline": ("rate, baseline", _num),
-                "rate_scenario": ("rate, scenario", _num),
-                "rate_change_pct": ("rate change", _pct),
-                "hours_baseline": ("hours, baseline", lambda v: _num(v, "{:,.1f}")),
-                "hours_scenario": ("hours, scenario", lambda v: _num(v, "{:,.1f}")),
-                "gmv_change": ("GMV change", lambda v: _num(v, "{:+,.0f}")),
-                "fill_scenario": ("fill", lambda v: _num(100 * v, "{:.1f} %")),
-                "status_scenario": ("status", None),
-            },
-            limit=rows,
-        ),
+        "segments": _table(changed, _SCENARIO_SEGMENT_COLUMNS, limit=rows),
         "unchanged": len(segments) - len(changed),
         "segments_query": f'pricing sql "SELECT * FROM scenario_segments {where}"',
         "plan": _plan(
@@ -752,6 +746,18 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
     }
     return _render("scenario.html.j2", context, SCENARIO_SECTIONS, 1)
 
+
+_SCENARIO_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
+    "segment": ("segment", None),
+    "rate_baseline": ("rate, baseline", _num),
+    "rate_scenario": ("rate, scenario", _num),
+    "rate_change_pct": ("rate change", _pct),
+    "hours_baseline": ("hours, baseline", lambda v: _num(v, "{:,.1f}")),
+    "hours_scenario": ("hours, scenario", lambda v: _num(v, "{:,.1f}")),
+    "gmv_change": ("GMV change", lambda v: _num(v, "{:+,.0f}")),
+    "fill_scenario": ("fill", lambda v: _num(100 * v, "{:.1f} %")),
+    "status_scenario": ("status", None),
+}
 
 _MEASURES = {
     "rate": "mean listed rate, USD/h (hours-weighted)",
