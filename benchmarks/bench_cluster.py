@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 from bench_run import WEEKS, market_dir, no_plan_config, one_run  # noqa: E402
 
 from pricing.bench.harness import Case  # noqa: E402
-from pricing.inputs.simulate import SimulationSpec, simulate_market  # noqa: E402
+from pricing.market.simulate import SimulationSpec, simulate_market  # noqa: E402
 
 FILES = 16
 WORKERS = 2

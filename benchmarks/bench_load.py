@@ -32,7 +32,7 @@ import duckdb
 import pandas as pd
 
 import pricing
-from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.market.simulate import SimulationSpec, simulate_market
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"

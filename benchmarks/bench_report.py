@@ -36,7 +36,7 @@ from playwright.sync_api import sync_playwright
 
 from pricing.config import load_config
 from pricing.inputs import SAMPLE_DIR
-from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.report.report import run_report
 from pricing.runs.pipeline import run_batch
 from pricing.runs.run import Run, load_run

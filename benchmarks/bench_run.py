@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pricing.config import load_config
-from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.runs.pipeline import STEPS
 
 HERE = Path(__file__).resolve().parent

@@ -57,9 +57,9 @@ _EXPORTS = {
     "InterventionPlan": "pricing.decisions.interventions",
     "PlanCheck": "pricing.decisions.interventions",
     "plan_interventions": "pricing.decisions.interventions",
-    "SimulatedMarket": "pricing.inputs.simulate",
-    "SimulationSpec": "pricing.inputs.simulate",
-    "simulate_market": "pricing.inputs.simulate",
+    "SimulatedMarket": "pricing.market.simulate",
+    "SimulationSpec": "pricing.market.simulate",
+    "simulate_market": "pricing.market.simulate",
     "Scenario": "pricing.config",
     "load_scenario": "pricing.config",
     "apply_scenario": "pricing.decisions.scenario",
@@ -168,10 +168,10 @@ if TYPE_CHECKING:
     from pricing.estimation.curves import CurveSet, fit_curves
     from pricing.estimation.iv import CurveFit, estimate_curve
     from pricing.inputs.panel import Panel, build_panel
-    from pricing.inputs.simulate import SimulatedMarket, SimulationSpec, simulate_market
     from pricing.inputs.validation import CheckedInputs, Problem, ValidationReport, check_inputs
     from pricing.market.equilibrium import EquilibriumResult, solve
     from pricing.market.market import Market
+    from pricing.market.simulate import SimulatedMarket, SimulationSpec, simulate_market
     from pricing.market.synthetic import random_catalogue, random_market
     from pricing.runs.pipeline import fitted_market, run_batch, run_whatifs
     from pricing.runs.run import Run, load_run

@@ -45,7 +45,7 @@ from pricing.decisions.guidance import rate_guidance
 from pricing.errors import ClusterError
 from pricing.estimation.curves import MIN_BATCH, fit_curves
 from pricing.inputs.panel import build_panel
-from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.inputs.validation import check_inputs
 from pricing.market.equilibrium import solve
 from pricing.market.synthetic import random_market

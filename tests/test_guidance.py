@@ -20,7 +20,7 @@ from pricing.decisions.guidance import COLUMNS, Guidance, rate_guidance
 from pricing.errors import DataError
 from pricing.estimation.curves import CurveSet, fit_curves
 from pricing.inputs.panel import build_panel
-from pricing.inputs.simulate import SimulationSpec, simulate_market
+from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.inputs.validation import check_inputs
 from pricing.market.equilibrium import STATUSES, EquilibriumResult, solve
 from pricing.market.market import Market

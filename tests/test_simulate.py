@@ -19,7 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pricing.config import load_config
-from pricing.inputs.simulate import (
+from pricing.market.simulate import (
     FAMILY_SIZE,
     SimulatedMarket,
     SimulationSpec,

@@ -158,7 +158,7 @@ def simulate(
     data contract, truth.parquet (true elasticities, levels and clearing rates) and a
     pricing.toml naming the instruments.
     """
-    from pricing.inputs.simulate import SimulationSpec, simulate_market
+    from pricing.market.simulate import SimulationSpec, simulate_market
 
     if out.exists() and not force:
         raise click.UsageError(f"{out} already exists; pass --force to replace it")

@@ -51,7 +51,8 @@ import pandas as pd
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import EstimationConfig
 from pricing.display import Display
-from pricing.estimation.iv import critical_value, estimate_curve
+from pricing.estimation.iv import COEF, critical_value, estimate_curve
+from pricing.estimation.levels import anchor_levels
 from pricing.inputs.panel import Panel
 
 SIDES = ("demand", "supply")
@@ -124,22 +125,21 @@ class CurveSet(Display):
 
 
 def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCAL) -> CurveSet:
-    """Estimate, shrink and calibrate the curves of every segment of ``panel``.
+    """Estimate, shrink and anchor the curves of every segment of ``panel``.
 
     The per-segment regressions run in batches of whole segments (at least
     :data:`MIN_BATCH`), one task each on a remote ``executor`` (locally one batch);
     each segment's estimate depends on its own weeks only, so the batches give the
-    same numbers. Shrinkage needs every segment's
-    estimate and runs on the gathered ones.
+    same numbers. Shrinkage and the nowcast's parameters need every segment's estimate
+    and run on the gathered ones.
     """
     keys = list(panel.segment_keys)
     frame = _with_seasonality(panel.to_frame(), config.seasonal_harmonics)
     segments = frame[keys].drop_duplicates().reset_index(drop=True)
-    reference = _reference_point(frame, keys, config.reference_weeks)
     runner, parts = plan_parts(executor, len(segments), MIN_BATCH)
     batches = _segment_batches(frame, keys, parts)
     raws = runner.map(partial(_raw_estimates, keys=keys, config=config), batches)
-    out = []
+    fits = {}
     for side in SIDES:
         raw = pd.concat([r[side] for r in raws], ignore_index=True)
         result = segments.merge(raw, on=keys, how="left")
@@ -147,18 +147,30 @@ def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCA
         # segments absent from the fit had no usable week on this side
         result["flags"] = result["flags"].fillna("no_usable_weeks")
         result["method"] = result["method"].fillna("none")
-        part = _shrink(result, side, keys, config)
-        part = part.merge(reference, on=keys, how="left")
-        quantity = _QUANTITY[side]
-        part["ref_hours"] = part[f"ref_{quantity}"]
-        part["log_level"] = np.log(part["ref_hours"]) - part["elasticity"] * np.log(
-            part["ref_rate"]
-        )
+        fits[side] = _shrink(result, side, keys, config)
+    anchored = anchor_levels(frame, keys, fits, _controls_of(frame, config))
+    out = []
+    for side in SIDES:
+        part = fits[side].drop(columns=[c for c in fits[side] if c.startswith(COEF)])
+        part = part.merge(anchored[side], on=keys, how="left")
         part.insert(len(keys), "side", side)
-        out.append(part.drop(columns=["ref_hours_demanded", "ref_hours_supplied"]))
+        out.append(part)
     curves = pd.concat(out, ignore_index=True)
     curves = curves.sort_values([*keys, "side"], kind="stable").reset_index(drop=True)
     return CurveSet(curves, tuple(keys), config.interval_level)
+
+
+def _controls_of(frame: pd.DataFrame, config: EstimationConfig) -> dict[str, list[str]]:
+    """Each side's included regressors besides the rate: its own shifters (the other
+    side's instruments), the shared controls and the seasonal terms."""
+    seasonal = [c for c in frame.columns if c.startswith("season_")]
+    out = {}
+    for side in SIDES:
+        own = config.supply_instruments if side == "demand" else config.demand_instruments
+        instruments = config.demand_instruments if side == "demand" else config.supply_instruments
+        controls = [*dict.fromkeys([*own, *config.controls]), *seasonal]
+        out[side] = [c for c in controls if c not in instruments]
+    return out
 
 
 def _segment_batches(frame: pd.DataFrame, keys: list[str], parts: int) -> list[pd.DataFrame]:
@@ -174,14 +186,12 @@ def _segment_batches(frame: pd.DataFrame, keys: list[str], parts: int) -> list[p
 def _raw_estimates(
     frame: pd.DataFrame, keys: list[str], config: EstimationConfig
 ) -> dict[str, pd.DataFrame]:
-    """A task: the unshrunk 2SLS (or OLS) estimate of each segment of ``frame``, per side."""
-    seasonal = [c for c in frame.columns if c.startswith("season_")]
+    """A task: the unshrunk 2SLS (or OLS) estimate of each segment of ``frame``, per side,
+    with the coefficients of its intercept and controls."""
     out = {}
+    controls = _controls_of(frame, config)
     for side in SIDES:
-        own = config.supply_instruments if side == "demand" else config.demand_instruments
         instruments = config.demand_instruments if side == "demand" else config.supply_instruments
-        controls = [*dict.fromkeys([*own, *config.controls]), *seasonal]
-        controls = [c for c in controls if c not in instruments]
         quantity = _QUANTITY[side]
         usable = frame[frame["rate"].notna() & (frame[quantity] > 0)]
         out[side] = estimate_curve(
@@ -189,7 +199,7 @@ def _raw_estimates(
             quantity,
             "rate",
             instruments=instruments,
-            controls=controls,
+            controls=controls[side],
             by=keys,
             cov=config.cov,
             bandwidth=config.bandwidth if config.cov in ("HAC", "EWC") else None,
@@ -267,6 +277,8 @@ def _shrink(
     out["n_weeks"] = result["n"].to_numpy(np.int64)
     out["dof"] = result["dof"].to_numpy(np.float64)  # of the Student t behind the interval
     out["method"] = result["method"].to_numpy()
+    for column in (c for c in result.columns if c.startswith(COEF)):
+        out[column] = result[column].to_numpy(np.float64)
     out["flags"] = flags.astype(str)
     return out
 

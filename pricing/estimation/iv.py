@@ -64,6 +64,9 @@ Cov = Literal["HC1", "unadjusted", "cluster", "HAC", "EWC"]
 Array = npt.NDArray[np.float64]
 
 WEAK_INSTRUMENT_F = 10.0
+#: prefix of the columns holding the coefficients of the included exogenous regressors
+#: (``coef_intercept`` unless fixed effects absorb it, then one per control)
+COEF = "coef_"
 # |r_ii| below this fraction of the largest |r_jj| of a QR factor counts as rank deficient
 _RANK_TOL = 1e-10
 
@@ -182,11 +185,14 @@ def estimate_curve(
     first_stage_f = np.full(layout.groups, np.nan)
     if spec.instruments:
         first_stage_f = _first_stage_f(spec, d, Qz, Rz, ok, dependence, layout.mask)
-    dof = (
-        dependence.ewc_terms.astype(np.float64) if cov == "EWC" else np.full(layout.groups, np.nan)
-    )
-    return _fit(spec, layout, beta[:, -1], np.sqrt(np.maximum(V[:, -1, -1], 0.0)),
-                first_stage_f, dof, ok, reasons)  # fmt: skip
+    ewc = cov == "EWC"
+    dof = dependence.ewc_terms.astype(np.float64) if ewc else np.full(layout.groups, np.nan)
+    std_error = np.sqrt(np.maximum(V[:, -1, -1], 0.0))
+    fit = _fit(spec, layout, beta[:, -1], std_error, first_stage_f, dof, ok, reasons)
+    included = ([] if fixed_effects is not None else ["intercept"]) + list(spec.controls)
+    for j, name in enumerate(included):
+        fit.frame[f"{COEF}{name}"] = np.where(ok, beta[:, j], np.nan)
+    return fit
 
 
 @dataclass(frozen=True)

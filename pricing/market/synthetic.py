@@ -1,6 +1,6 @@
 """Random markets of a chosen size and structure, for robustness tests and benchmarks.
 
-Unlike :mod:`pricing.inputs.simulate` (a job history with known truth, to test estimation), this
+Unlike :mod:`pricing.market.simulate` (a job history with known truth, to test estimation), this
 draws a :class:`~pricing.market.market.Market` directly: segments with elasticities spread over
 the whole supported ranges, levels and rates over orders of magnitude, and components of
 a chosen size range joined by a random spanning tree plus extra edges (so both trees and

@@ -31,9 +31,15 @@ Unobserved shocks, AR(1) with stationary standard deviations σu_s, σv_s ~ U(0.
 
     u_st = ρ_s u_{s,t-1} + σu_s √(1 − ρ_s²) ξ_st,   u_s0 = σu_s ξ_s0     (v_st alike)
 
-True (uncoupled) clearing rate, D_st(p*) = S_st(p*)::
+True clearing rates p*_t: the equilibrium of that week's true curves in which
+freelancers may work along the adjacency (below) at its friction, as the engine models
+it (DESIGN.md §4: demand met by the pools' flows, pools' supply at their wage). A segment
+that no edge touches clears where its own curves cross, D_st(p*) = S_st(p*)::
 
     log p*_st = (a_s − b_s + γd_s zd_t − γs_s zs_t + u_st − v_st) / (η_s − ε_s)
+
+and a coupled one where its component clears (solved by the engine's verified solver,
+:func:`pricing.market.equilibrium.solve`, for every week at once).
 
 Observed rates are sticky, λ_s ~ U(0.3, 0.7), ν_st ~ N(0, 0.02²)::
 
@@ -88,8 +94,9 @@ coupled component to at most 12 segments, however large C. Each category c of a 
 F_c ≥ 2 categories has one outgoing edge, or two with probability 1/2 when F_c ≥ 3, to
 distinct other categories of its family; a family of one has no edges. friction =
 U(0.05, 0.20) × the category's intermediate reference rate (45 $/h × category factor),
-rounded to cents. Adjacency is for the engine's coupled equilibrium only: it does not move
-the simulated history, which is generated segment by segment.
+rounded to cents. The adjacency moves the history through the clearing rates the sticky
+rates chase; the hours logged are each segment's own: demand D_st(p_st) of its clients,
+supply S_st(p_st) of its pool at the segment's rate.
 
 interventions (one row per lever; GMV_c = Σ_{s∈c} Q_s r_s is the category's reference
 weekly gross merchandise value)::
@@ -121,7 +128,15 @@ truth (one row per segment, in segment order) holds every parameter above —
 ``observed_rate_last_week`` p_sT−1 (the latent sticky rate; the hired rates scatter around
 it), ``clearing_rate_last_week`` p*_sT−1, ``demand_hours_at_clearing`` D_sT−1(p*) =
 S_sT−1(p*), ``demand_hours_last_week`` QD_sT−1 and ``supply_hours_last_week`` QS_sT−1 (the
-latter equals that week's sum of available_hours).
+latter equals that week's sum of available_hours), and the week after the last one,
+``next_week`` and ``clearing_rate_next_week`` p*_sT (the target of a one-week-ahead
+forecast; it is simulated but not logged).
+
+truth_weekly (one row per segment and week, the T logged weeks and the next one with
+``logged`` false): ``observed_rate`` p_st, ``clearing_rate`` p*_st,
+``demand_hours_at_observed`` D_st(p_st), ``supply_hours_at_observed`` S_st(p_st),
+``demand_shock`` u_st and ``supply_shock`` v_st: what a backtest scores every origin
+against.
 
 Everything is drawn from ``numpy.random.default_rng(spec.seed)`` (independent child
 streams for parameters, paths, jobs, supply and the catalogue), so a spec always gives
@@ -134,12 +149,12 @@ from __future__ import annotations
 import datetime
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -148,9 +163,8 @@ from pricing.config import EstimationConfig, InterventionsConfig, MarketConfig, 
 from pricing.display import Display
 from pricing.inputs.contract import INTERVENTION_KINDS, TIERS, arrow_schema
 from pricing.inputs.io import atomic_directory
-
-if TYPE_CHECKING:
-    import pandas as pd
+from pricing.market.equilibrium import solve
+from pricing.market.market import Market
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -213,6 +227,22 @@ TRUTH_SCHEMA = pa.schema(
         ("demand_hours_at_clearing", pa.float64()),
         ("demand_hours_last_week", pa.float64()),
         ("supply_hours_last_week", pa.float64()),
+        ("next_week", pa.date32()),
+        ("clearing_rate_next_week", pa.float64()),
+    ]
+)
+TRUTH_WEEKLY_SCHEMA = pa.schema(
+    [
+        ("category", pa.string()),
+        ("tier", pa.string()),
+        ("week", pa.date32()),
+        ("logged", pa.bool_()),
+        ("observed_rate", pa.float64()),
+        ("clearing_rate", pa.float64()),
+        ("demand_hours_at_observed", pa.float64()),
+        ("supply_hours_at_observed", pa.float64()),
+        ("demand_shock", pa.float64()),
+        ("supply_shock", pa.float64()),
     ]
 )
 
@@ -297,6 +327,7 @@ class SimulatedMarket(Display):
     adjacency: pa.Table
     interventions: pa.Table
     truth: pa.Table
+    truth_weekly: pa.Table
     config: RunConfig
 
     @property
@@ -309,6 +340,7 @@ class SimulatedMarket(Display):
             "adjacency": self.adjacency,
             "interventions": self.interventions,
             "truth": self.truth,
+            "truth_weekly": self.truth_weekly,
         }
 
     def write(self, out_dir: Path, overwrite: bool = False, files: int = 1) -> Path:
@@ -404,7 +436,8 @@ class _Segments:
 
 @dataclass(frozen=True)
 class _Paths:
-    """Weekly series: shifters of length T, the rest (T, S) arrays."""
+    """Weekly series: shifters of length T + 1, the rest (T + 1, S) arrays; week T is the
+    week after the logged history (its truth is the forecast's target)."""
 
     zd: FloatArray
     zs: FloatArray
@@ -415,6 +448,10 @@ class _Paths:
     qd: FloatArray
     qs: FloatArray
 
+    def logged(self, weeks: int) -> _Paths:
+        """The first ``weeks`` weeks: what the platform logs."""
+        return _Paths(*(getattr(self, f.name)[:weeks] for f in fields(self)))
+
 
 def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
     """Simulate the market described in the module docstring."""
@@ -422,7 +459,10 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
         spec.seed
     ).spawn(5)
     seg = _draw_segments(spec, param_rng)
-    paths = _simulate_paths(spec, seg, path_rng)
+    adjacency_from, adjacency_to, friction = _draw_adjacency(seg, catalogue_rng)
+    edges = _segment_edges(spec, adjacency_from, adjacency_to, friction)
+    every = _simulate_paths(spec, seg, edges, path_rng)
+    paths = every.logged(spec.weeks)
     categories = _category_names(spec.categories)
     segment_category = categories.take(pa.array(seg.category))
     segment_tier = pa.array(TIERS).take(pa.array(seg.tier))
@@ -437,7 +477,6 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
         supply = pool.submit(
             _supply_table, spec, seg, paths, segment_category, segment_tier, regions, supply_rng
         )
-        adjacency_from, adjacency_to, friction = _draw_adjacency(seg, catalogue_rng)
         catalogue = _interventions_table(
             seg, categories, adjacency_from, adjacency_to, friction, catalogue_rng
         )
@@ -454,7 +493,8 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
                 schema=ADJACENCY_SCHEMA,
             ),
             interventions=catalogue,
-            truth=_truth_table(spec, seg, paths, segment_category, segment_tier),
+            truth=_truth_table(spec, seg, every, segment_category, segment_tier),
+            truth_weekly=_weekly_truth(spec, every, segment_category, segment_tier),
             config=RunConfig(
                 estimation=EstimationConfig(
                     demand_instruments=(SUPPLY_SHIFTER,), supply_instruments=(DEMAND_SHIFTER,)
@@ -514,8 +554,12 @@ def _draw_segments(spec: SimulationSpec, rng: np.random.Generator) -> _Segments:
     )
 
 
-def _simulate_paths(spec: SimulationSpec, seg: _Segments, rng: np.random.Generator) -> _Paths:
-    n_weeks, n = spec.weeks, spec.segments
+def _simulate_paths(
+    spec: SimulationSpec, seg: _Segments, edges: _Edges, rng: np.random.Generator
+) -> _Paths:
+    """Shifters, shocks, the coupled clearing rates and the sticky rates of weeks
+    0..T (the logged T weeks and the next one)."""
+    n_weeks, n = spec.weeks + 1, spec.segments
     shifter_innovation = rng.standard_normal((n_weeks, 2))
     shock_innovation = rng.standard_normal((2, n_weeks, n))
     rate_noise = rng.normal(0.0, _RATE_NOISE_SD, (n_weeks, n))
@@ -536,7 +580,7 @@ def _simulate_paths(spec: SimulationSpec, seg: _Segments, rng: np.random.Generat
 
     demand_shift = seg.a + np.outer(zd, seg.gamma_d) + u  # log D at p = 1
     supply_shift = seg.b + np.outer(zs, seg.gamma_s) + v  # log S at p = 1
-    log_p_star = (demand_shift - supply_shift) / (seg.eta - seg.eps)
+    log_p_star = _clearing(seg, edges, demand_shift, supply_shift)
 
     log_p = np.empty((n_weeks, n))
     log_p[0] = log_p_star[0]
@@ -552,6 +596,70 @@ def _simulate_paths(spec: SimulationSpec, seg: _Segments, rng: np.random.Generat
         qd=np.exp(demand_shift + seg.eps * log_p),
         qs=np.exp(supply_shift + seg.eta * log_p),
     )
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """Segment edges (positions) of the adjacency: pool → segment at a friction."""
+
+    pool: IntArray
+    segment: IntArray
+    friction: FloatArray
+
+
+def _segment_edges(
+    spec: SimulationSpec, edge_from: IntArray, edge_to: IntArray, friction: FloatArray
+) -> _Edges:
+    """Category edges as segment edges: pool (from, tier) → segment (to, same tier),
+    where both segments exist."""
+    tiers = len(TIERS)
+    tier = np.arange(tiers)
+    pool = (edge_from[:, None] * tiers + tier).ravel()
+    segment = (edge_to[:, None] * tiers + tier).ravel()
+    cost = np.repeat(friction, tiers)
+    keep = (pool < spec.segments) & (segment < spec.segments)
+    return _Edges(pool[keep], segment[keep], cost[keep])
+
+
+def _clearing(
+    seg: _Segments, edges: _Edges, demand_shift: FloatArray, supply_shift: FloatArray
+) -> FloatArray:
+    """log p*_st: each week's clearing rates of the true curves, with freelancers free to
+    work along the adjacency at its friction (the coupled equilibrium of DESIGN.md §4;
+    alone, a segment clears where its own curves cross). Solved for every week at once
+    by the engine's verified solver; a week it cannot clear is an error, not a truth."""
+    n_weeks, n = demand_shift.shape
+    week = np.repeat(np.arange(n_weeks), n)
+    segment = np.tile(np.arange(n), n_weeks)
+    offset = (np.arange(n_weeks) * n)[:, None]
+    market = Market(
+        pd.DataFrame(
+            {
+                "week": week,
+                "segment": segment,
+                "demand_elasticity": seg.eps[segment],
+                "log_demand_level": demand_shift.ravel(),
+                "supply_elasticity": seg.eta[segment],
+                "log_supply_level": supply_shift.ravel(),
+            }
+        ),
+        pd.DataFrame(
+            {
+                "pool": (offset + edges.pool).ravel(),
+                "segment": (offset + edges.segment).ravel(),
+                "friction": np.tile(edges.friction, n_weeks),
+            }
+        ),
+        ("week", "segment"),
+    )
+    result = solve(market)
+    if not result.ok:
+        raise RuntimeError(
+            "the simulated market's true clearing rates could not be verified:\n"
+            + result.summary(max_rows=0)
+        )
+    log_rate: FloatArray = np.log(result.rate).reshape(n_weeks, n)
+    return log_rate
 
 
 def _jobs_table(
@@ -760,7 +868,7 @@ def _truth_table(
     segment_category: pa.Array,
     segment_tier: pa.Array,
 ) -> pa.Table:
-    last = spec.weeks - 1
+    last, following = spec.weeks - 1, spec.weeks
     p_star = np.exp(paths.log_p_star[last])
     demand_at_clearing = np.exp(
         seg.a + seg.eps * paths.log_p_star[last] + seg.gamma_d * paths.zd[last] + paths.u[last]
@@ -795,8 +903,36 @@ def _truth_table(
             demand_at_clearing,
             paths.qd[last],
             paths.qs[last],
+            _dates(spec, np.full(spec.segments, following * _DAYS_PER_WEEK, dtype=np.int32)),
+            np.exp(paths.log_p_star[following]),
         ],
         schema=TRUTH_SCHEMA,
+    )
+
+
+def _weekly_truth(
+    spec: SimulationSpec, paths: _Paths, segment_category: pa.Array, segment_tier: pa.Array
+) -> pa.Table:
+    """Per segment and week, the logged weeks and the next one (``logged`` false): the
+    latent sticky rate, the clearing rate, the hours the true curves give at the sticky
+    rate, and the shocks."""
+    n_weeks, n = paths.p.shape
+    week = np.repeat(np.arange(n_weeks, dtype=np.int32), n)
+    segment = pa.array(np.tile(np.arange(n), n_weeks))
+    return pa.Table.from_arrays(
+        [
+            segment_category.take(segment),
+            segment_tier.take(segment),
+            _dates(spec, week * _DAYS_PER_WEEK),
+            week < spec.weeks,
+            paths.p.ravel(),
+            np.exp(paths.log_p_star).ravel(),
+            paths.qd.ravel(),
+            paths.qs.ravel(),
+            paths.u.ravel(),
+            paths.v.ravel(),
+        ],
+        schema=TRUTH_WEEKLY_SCHEMA,
     )
 
 

@@ -1,0 +1,172 @@
+r"""Where each segment's curves are anchored: their levels in the as-of week and the next
+one, with the levels' uncertainty, from the nowcast (:mod:`pricing.estimation.nowcast`).
+
+For side k of segment s, with the filtered level ℓ_T net of the controls, the controls'
+coefficients γ and values w_T, the curve in the as-of week is
+
+    log Q = log_level + ε log p,    log_level = ℓ_T + γ'w_T,
+
+anchored at the as-of week's rate a (``ref_rate``: the segment's hours-weighted hired
+rate in its last week with hires, ``ref_week``), where it gives ``ref_hours``. The next
+week's curve has ``log_level_next`` = ℓ_{T+1} + γ'ŵ_{T+1}: the seasonal terms as they
+fall, each shifter z forecast by an AR(1) fitted to its own history (pooled over the
+segments that share it), z_{T+1} = m + φ (z_T − m) with innovation variance σ²_z, so
+
+    level_se_next² = P_{T+1} + Σ_z γ_z² σ²_z.
+
+A segment without a fitted curve (no raw estimate: too few weeks) is anchored at its
+reference point instead — the hours-weighted rate and mean hours of its last
+``reference_weeks`` weeks with hires — with no level uncertainty known (NaN), so it gets
+no band.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pricing.estimation.nowcast import Nowcast, arrange, fit_nowcast
+
+FloatArray = npt.NDArray[np.float64]
+SIDES = ("demand", "supply")
+LEVEL_COLUMNS = (
+    "ref_rate",
+    "ref_week",
+    "ref_hours",
+    "log_level",
+    "level_se",
+    "slope_level_cov",
+    "level_corr",
+    "log_level_next",
+    "level_se_next",
+)
+
+
+def anchor_levels(
+    frame: pd.DataFrame,
+    keys: list[str],
+    fits: dict[str, pd.DataFrame],
+    controls: dict[str, list[str]],
+) -> dict[str, pd.DataFrame]:
+    """Per side, the segment keys and :data:`LEVEL_COLUMNS` (module docstring)."""
+    segments, series = arrange(frame, keys, fits, controls)
+    now = fit_nowcast(series)
+    anchor = _anchor(frame, keys, segments)
+    last = frame[frame["week"] == frame["week"].max()]
+    latest = segments.merge(last, on=keys, how="left")
+    forecast = _shifter_forecasts(frame, keys, segments, controls)
+    out = {}
+    for i, side in enumerate(SIDES):
+        fit = fits[side]
+        gamma_w = np.zeros(len(segments))
+        gamma_next = np.zeros(len(segments))
+        next_var = np.zeros(len(segments))
+        for name in controls[side]:
+            g = fit[f"coef_{name}"].to_numpy(np.float64)
+            gamma_w += g * latest[name].to_numpy(np.float64)
+            value, var = forecast[name]
+            gamma_next += g * value
+            next_var += g**2 * var
+        eps = fit["elasticity"].to_numpy(np.float64)
+        se = fit["std_error"].to_numpy(np.float64)
+        log_level = now.level[:, i] + gamma_w
+        columns = _side(now, i, log_level, now.level_next[:, i] + gamma_next, next_var, se)
+        part = segments.assign(**anchor, **columns)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reference = np.log(part[f"fallback_hours_{side}"]) - eps * np.log(part["fallback_rate"])
+        for column in ("log_level", "log_level_next"):
+            part[column] = np.where(np.isfinite(log_level), part[column], reference)
+        rate = part["ref_rate"].to_numpy(np.float64)
+        part["ref_hours"] = np.exp(part["log_level"] + eps * np.log(rate))
+        out[side] = part[[*keys, *LEVEL_COLUMNS]]
+    return out
+
+
+def _side(
+    now: Nowcast,
+    i: int,
+    log_level: FloatArray,
+    log_level_next: FloatArray,
+    next_var: FloatArray,
+    se: FloatArray,
+) -> dict[str, FloatArray]:
+    variance = now.cov[:, i, i]
+    corr = now.cov[:, 0, 1] / np.sqrt(now.cov[:, 0, 0] * now.cov[:, 1, 1])
+    return {
+        "log_level": log_level,
+        "level_se": np.sqrt(variance),
+        "slope_level_cov": now.slope_gain[:, i] * se**2,
+        "level_corr": corr,
+        "log_level_next": log_level_next,
+        "level_se_next": np.sqrt(now.cov_next[:, i, i] + next_var),
+    }
+
+
+def _anchor(frame: pd.DataFrame, keys: list[str], segments: pd.DataFrame) -> dict[str, object]:
+    """The as-of rate and its week per segment (the last week with hires), and the
+    reference point of the segments without a fitted curve."""
+    hired = frame[frame["rate"].notna() & (frame["hours_hired"] > 0)].sort_values("week")
+    last = hired.groupby(keys, sort=False).tail(1)[[*keys, "rate", "week"]]
+    at = segments.merge(last, on=keys, how="left")
+    recent = hired.groupby(keys, sort=False).tail(4)
+    log_rate = np.log(recent["rate"]) * recent["hours_hired"]
+    ref = (
+        recent.assign(_wlog=log_rate)
+        .groupby(keys)
+        .agg(
+            _wlog=("_wlog", "sum"),
+            _w=("hours_hired", "sum"),
+            fallback_hours_demand=("hours_demanded", "mean"),
+            fallback_hours_supply=("hours_supplied", "mean"),
+        )
+        .reset_index()
+    )
+    ref["fallback_rate"] = np.exp(ref["_wlog"] / ref["_w"])
+    fallback = segments.merge(ref.drop(columns=["_wlog", "_w"]), on=keys, how="left")
+    return {
+        "ref_rate": at["rate"].to_numpy(np.float64),
+        "ref_week": at["week"].to_numpy(),
+        **{c: fallback[c].to_numpy(np.float64) for c in fallback if c.startswith("fallback_")},
+    }
+
+
+def _shifter_forecasts(
+    frame: pd.DataFrame, keys: list[str], segments: pd.DataFrame, controls: dict[str, list[str]]
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Each control's value next week per segment and the variance of that forecast
+    (module docstring): exact for the seasonal terms, an AR(1) for the shifters."""
+    names = sorted({c for side in SIDES for c in controls[side]})
+    weeks = np.sort(frame["week"].unique())
+    following = pd.Timestamp(weeks[-1]) + pd.Timedelta(days=7)
+    angle = 2 * np.pi * following.isocalendar().week / 52.0
+    wide = {name: frame.pivot_table(index="week", columns=keys, values=name) for name in names}
+    out: dict[str, tuple[FloatArray, FloatArray]] = {}
+    for name in names:
+        if name.startswith("season_"):
+            h = int(name.removeprefix("season_sin").removeprefix("season_cos"))
+            value = np.sin(h * angle) if name.startswith("season_sin") else np.cos(h * angle)
+            out[name] = (np.full(len(segments), value), np.zeros(len(segments)))
+            continue
+        series = wide[name].to_numpy(np.float64)  # weeks × segments
+        now, before = series[1:].ravel(), series[:-1].ravel()
+        ok = np.isfinite(now) & np.isfinite(before)
+        phi, m, var = _ar1(before[ok], now[ok])
+        last = pd.Series(series[-1], index=wide[name].columns)
+        values = segments.set_index(keys).index.map(last.to_dict()).to_numpy(np.float64)
+        out[name] = (m + phi * (values - m), np.full(len(segments), var))
+    return out
+
+
+def _ar1(before: FloatArray, now: FloatArray) -> tuple[float, float, float]:
+    """φ, m and the innovation variance of now = m + φ (before − m) + e, by least squares."""
+    if before.size < 3 or np.var(before) == 0:
+        return (
+            0.0,
+            float(np.mean(now)) if now.size else 0.0,
+            float(np.var(now)) if now.size else 0.0,
+        )
+    phi, c = np.polyfit(before, now, 1)
+    m = c / (1 - phi) if abs(1 - phi) > 1e-9 else float(np.mean(now))
+    residual = now - (c + phi * before)
+    return float(phi), float(m), float(np.var(residual))

@@ -1,0 +1,341 @@
+r"""The nowcast of every segment's demand and supply levels in the as-of week, and the
+forecast of the next week: where the market's curves are anchored.
+
+Rates are sticky and shocks persist, so a trailing average of past weeks lags the market,
+while one week of a thin segment is mostly noise. The levels are therefore filtered: a
+state-space model per segment, its parameters estimated from the panel, run for all
+segments at once (vectorized over segments, one loop over weeks).
+
+**Model.** For segment s, week t, with the observed log rate x_t, the curve's controls
+w_t (its own shifters, the shared controls, the seasonal terms) and the fitted elasticities
+ε, η and control coefficients γ_D, γ_S (from :mod:`pricing.estimation.curves`), the
+levels net of the controls, ℓ^D_t and ℓ^S_t, are AR(1) around the fitted intercepts μ:
+
+    ℓ^D_t = μ^D + u_t,   u_t = ρ_D u_{t−1} + ω^D_t,   ω^D_t ~ N(0, q_D)
+    ℓ^S_t = μ^S + v_t,   v_t = ρ_S v_{t−1} + ω^S_t,   ω^S_t ~ N(0, q_S)
+
+and three observations measure them:
+
+    y^D_t = log QD_t − ε x_t − γ_D'w_t = ℓ^D_t + e^D_t,   e^D_t ~ N(0, h_D / n^D_t)
+    y^S_t = log QS_t − η x_t − γ_S'w_t = ℓ^S_t + e^S_t,   e^S_t ~ N(0, h_S / n^S_t)
+    y^R_t = x_t − (1 − λ) x_{t−1} − λ (γ_D'w_t − γ_S'w_t)/(η − ε)
+          = λ (ℓ^D_t − ℓ^S_t)/(η − ε) + r_t,             r_t ~ N(0, σ²_R)
+
+The first two say that a week's hours are the curve at that week's rate plus sampling
+noise, whose variance falls with the number of observations behind the week's number
+(n^D: jobs posted, n^S: freelancers offering hours), so a thin segment's weeks count for
+less. The third is the sticky rate: each week the rate moves a share λ of the way from
+last week's rate to where the segment's own curves cross (partial adjustment; λ = 1 is a
+market that clears every week, λ → 0 one whose rate never moves), so the rate's moves
+measure the imbalance of demand and supply. A week without a rate or hours on a side has
+no observation there; the filter carries the levels through it.
+
+**Estimation.** θ = (ρ_D, ρ_S, q_D, q_S, h_D, h_S, λ, σ²_R) is shared by the segments and
+estimated by maximum likelihood (the prediction-error decomposition of the Kalman filter,
+summed over segments; on at most :data:`FIT_SEGMENTS` segments, chosen evenly, when there
+are more). The filter then gives every segment's levels in the as-of week T, their
+covariance P_T (how sure the data are about them), and the one-week-ahead forecast
+
+    ℓ_{T+1} = μ + ρ (ℓ_T − μ),    P_{T+1} = diag(ρ) P_T diag(ρ) + diag(q),
+
+with the controls of week T+1: the seasonal terms as they fall, each shifter by its own
+AR(1) fitted to its history (z_{T+1} = m + φ (z_T − m), its innovation variance added
+through γ²).
+
+**Slope and level together.** A level is read through the fitted slope: were ε different
+by dε, every y^D_t would shift by −x_t dε and the filtered level by −x̄_T dε, with x̄_T the
+filter's weighted average of the rates it read (the filter is linear in its observations,
+so x̄_T is the filter run on the rates). The log hours at the anchor rate a (the as-of
+week's rate, the point the curves are turned around) therefore move with the slope by
+g = log a − x̄_T, which is small where the anchor is where the data are. The market
+carries, per side, the filter's standard error √P (``level_se``), the covariance of slope
+and level g·se(ε)² (``slope_level_cov``), and the correlation of the two sides' levels
+(``level_corr``: the rate measures their difference, so it can be large).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy.optimize import minimize
+
+FloatArray = npt.NDArray[np.float64]
+
+#: segments the parameters are estimated on, at most (evenly chosen): the likelihood's
+#: value per segment settles long before, and the filter then runs on every segment
+FIT_SEGMENTS = 2_000
+#: counts below this are taken as this (a week with one job is noisy, not infinitely so)
+MIN_COUNT = 1.0
+_SIDES = ("demand", "supply")
+# θ on unconstrained scales: logit for ρ and λ, log for the variances
+_START = np.array([1.0, 1.0, math.log(0.01), math.log(0.01), 0.0, 0.0, 0.0, math.log(4e-4)])
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """θ of the module docstring, on their natural scales."""
+
+    rho: tuple[float, float]  # demand, supply
+    q: tuple[float, float]
+    h: tuple[float, float]
+    adjustment: float  # λ
+    rate_noise: float  # σ²_R
+
+    @classmethod
+    def from_vector(cls, v: FloatArray) -> Parameters:
+        logistic = 1.0 / (1.0 + np.exp(-v))
+        return cls(
+            rho=(float(logistic[0]), float(logistic[1])),
+            q=(float(np.exp(v[2])), float(np.exp(v[3]))),
+            h=(float(np.exp(v[4])), float(np.exp(v[5]))),
+            adjustment=float(logistic[6]),
+            rate_noise=float(np.exp(v[7])),
+        )
+
+
+@dataclass(frozen=True)
+class Series:
+    """Every segment's weekly series, arranged (weeks, segments): the residual levels
+    y^D, y^S (NaN where unobserved), the counts n^D, n^S, the log rate x, the rate
+    observation's parts, and the fitted elasticities and intercepts."""
+
+    y: FloatArray  # (T, S, 2): y^D, y^S
+    count: FloatArray  # (T, S, 2): n^D, n^S
+    x: FloatArray  # (T, S) log rate, NaN without hires
+    control_gap: FloatArray  # (T, S) (γ_D'w_t − γ_S'w_t)/(η − ε)
+    spread: FloatArray  # (S,) η − ε
+    mu: FloatArray  # (S, 2) fitted intercepts μ^D, μ^S
+    x_mean: FloatArray  # (S, 2) the mean log rate of the weeks each side was fitted on
+
+
+@dataclass(frozen=True)
+class Nowcast:
+    """Levels net of the controls in the as-of week and the next one, per segment and
+    side, with their covariances; ``slope_gain`` is g of the module docstring."""
+
+    level: FloatArray  # (S, 2) ℓ_T
+    cov: FloatArray  # (S, 2, 2) P_T
+    level_next: FloatArray  # (S, 2) ℓ_{T+1}
+    cov_next: FloatArray  # (S, 2, 2) P_{T+1}
+    slope_gain: FloatArray  # (S, 2): d(log hours at the anchor)/d(elasticity)
+    parameters: Parameters
+    log_likelihood: float
+
+
+def fit_nowcast(series: Series) -> Nowcast:
+    """Estimate θ by maximum likelihood and filter every segment (module docstring)."""
+    n = series.y.shape[1]
+    usable = np.isfinite(series.mu).all(axis=1) & np.isfinite(series.spread)
+    fit = np.flatnonzero(usable)
+    if fit.size > FIT_SEGMENTS:
+        fit = fit[np.linspace(0, fit.size - 1, FIT_SEGMENTS).astype(np.int64)]
+    sample = _subset(series, fit)
+
+    def loss(v: FloatArray) -> float:
+        value = -_filter(sample, Parameters.from_vector(v)).log_likelihood
+        return value if np.isfinite(value) else 1e300
+
+    best = minimize(loss, _START, method="Nelder-Mead", options={"maxiter": 3000, "xatol": 1e-4})
+    parameters = Parameters.from_vector(best.x)
+    rows = np.flatnonzero(usable)
+    out = _filter(_subset(series, rows), parameters, slope=True)
+
+    def scatter(values: FloatArray) -> FloatArray:
+        full = np.full((n, *values.shape[1:]), np.nan)
+        full[rows] = values
+        return full
+
+    return Nowcast(
+        level=scatter(out.level),
+        cov=scatter(out.cov),
+        level_next=scatter(out.level_next),
+        cov_next=scatter(out.cov_next),
+        slope_gain=scatter(out.slope_gain),
+        parameters=parameters,
+        log_likelihood=float(-best.fun) * rows.size / max(fit.size, 1),
+    )
+
+
+def _subset(series: Series, rows: npt.NDArray[np.int64]) -> Series:
+    return Series(
+        series.y[:, rows],
+        series.count[:, rows],
+        series.x[:, rows],
+        series.control_gap[:, rows],
+        series.spread[rows],
+        series.mu[rows],
+        series.x_mean[rows],
+    )
+
+
+@dataclass(frozen=True)
+class _Filtered:
+    level: FloatArray
+    cov: FloatArray
+    level_next: FloatArray
+    cov_next: FloatArray
+    slope_gain: FloatArray
+    log_likelihood: float
+
+
+def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered:
+    """The Kalman filter of the module docstring over every segment at once.
+
+    The state is the deviation s_t = (u_t, v_t) from the intercepts, starting at its
+    stationary distribution. With ``slope`` the same gains also filter the rates
+    (the linearity of the filter, module docstring) to give g."""
+    x = series.x
+    weeks, n = x.shape
+    rho = np.array(theta.rho)
+    q = np.array(theta.q)
+    lam = theta.adjustment
+    state = np.zeros((n, 2))
+    cov = np.broadcast_to(np.diag(q / (1 - rho**2)), (n, 2, 2)).copy()
+    # the rates' images under the same gains: d s_T / d ε and d s_T / d η
+    dstate = np.zeros((n, 2, 2))
+    loglik = 0.0
+    row = np.stack([lam / series.spread, -lam / series.spread], axis=1)  # (S, 2)
+    for t in range(weeks):
+        if t:
+            state = rho * state
+            dstate = rho[None, :, None] * dstate
+            cov = rho[None, :, None] * cov * rho[None, None, :] + np.diag(q)
+        obs, design, noise, dobs = _observations(series, theta, t, row)
+        state, cov, dstate, ll = _update(state, cov, dstate, obs, design, noise, dobs)
+        loglik += ll
+    level = series.mu + state
+    level_next = series.mu + rho * state
+    cov_next = rho[None, :, None] * cov * rho[None, None, :] + np.diag(q)
+    anchor = _last(x)[:, None] - series.x_mean
+    gain = anchor + np.stack([dstate[:, 0, 0], dstate[:, 1, 1]], axis=1)
+    return _Filtered(level, cov, level_next, cov_next, gain if slope else gain * 0, loglik)
+
+
+def _observations(
+    series: Series, theta: Parameters, t: int, row: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Week t's observations of the state (deviations: the intercepts taken out), their
+    design rows, noise variances (infinite where unobserved: the update ignores them) and
+    the observations' derivatives with respect to ε and η (for g)."""
+    y, x = series.y[t], series.x[t]
+    n = x.shape[0]
+    obs = np.zeros((n, 3))
+    design = np.zeros((n, 3, 2))
+    noise = np.full((n, 3), np.inf)
+    dobs = np.zeros((n, 3, 2))
+    for side in range(2):
+        seen = np.isfinite(y[:, side])
+        obs[:, side] = np.where(seen, y[:, side] - series.mu[:, side], 0.0)
+        design[:, side, side] = 1.0
+        count = np.maximum(series.count[t, :, side], MIN_COUNT)
+        noise[:, side] = np.where(seen, theta.h[side] / count, np.inf)
+        # the intercept moves with the slope too: μ = ȳ − ε x̄ on the weeks it was fit on
+        dobs[:, side, side] = np.where(seen, series.x_mean[:, side] - x, 0.0)
+    if t:
+        previous = series.x[t - 1]
+        lam = theta.adjustment
+        reading = x - (1 - lam) * previous - lam * series.control_gap[t]
+        mean = lam * (series.mu[:, 0] - series.mu[:, 1]) / series.spread
+        seen = np.isfinite(reading)
+        obs[:, 2] = np.where(seen, reading - mean, 0.0)
+        design[:, 2] = row
+        noise[:, 2] = np.where(seen, theta.rate_noise, np.inf)
+    return obs, design, noise, dobs
+
+
+def _update(
+    state: FloatArray,
+    cov: FloatArray,
+    dstate: FloatArray,
+    obs: FloatArray,
+    design: FloatArray,
+    noise: FloatArray,
+    dobs: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray, float]:
+    """One measurement update, observation by observation (the noises are independent):
+    the new state, covariance and rate images, and the log likelihood of the readings."""
+    loglik = 0.0
+    for j in range(obs.shape[1]):
+        seen = np.isfinite(noise[:, j])
+        h = design[:, j]  # (S, 2)
+        ph = np.einsum("skl,sl->sk", cov, h)
+        s = np.einsum("sk,sk->s", h, ph) + np.where(seen, noise[:, j], 1.0)
+        gain = np.where(seen[:, None], ph / s[:, None], 0.0)
+        innovation = obs[:, j] - np.einsum("sk,sk->s", h, state)
+        state = state + gain * innovation[:, None]
+        dinnovation = dobs[:, j] - np.einsum("sk,skb->sb", h, dstate)
+        dstate = dstate + gain[:, :, None] * dinnovation[:, None, :]
+        cov = cov - gain[:, :, None] * ph[:, None, :]
+        loglik += float(
+            -0.5 * np.sum(np.where(seen, np.log(2 * np.pi * s) + innovation**2 / s, 0.0))
+        )
+    return state, cov, dstate, loglik
+
+
+def _last(x: FloatArray) -> FloatArray:
+    """Each segment's last observed value of ``x`` (NaN if none)."""
+    seen = np.isfinite(x)
+    last = np.where(seen.any(axis=0), x.shape[0] - 1 - np.argmax(seen[::-1], axis=0), 0)
+    out: FloatArray = np.where(seen.any(axis=0), x[last, np.arange(x.shape[1])], np.nan)
+    return out
+
+
+def arrange(
+    panel: pd.DataFrame,
+    keys: list[str],
+    fits: dict[str, pd.DataFrame],
+    controls: dict[str, list[str]],
+) -> tuple[pd.DataFrame, Series]:
+    """The panel's series arranged (weeks, segments) for :func:`fit_nowcast`, with the
+    segments in the order of ``fits`` (per side: the keys, the elasticity used, and a
+    ``coef_`` column per intercept and control). Returns the segments and the series."""
+    segments = fits["demand"][keys].reset_index(drop=True)
+    weeks = np.sort(panel["week"].unique())
+    code = segments.assign(_s=np.arange(len(segments)))
+    rows = panel.merge(code, on=keys, how="inner")
+    t = np.searchsorted(weeks, rows["week"].to_numpy())
+    s = rows["_s"].to_numpy()
+    shape = (len(weeks), len(segments))
+
+    def grid(values: npt.ArrayLike) -> FloatArray:
+        out = np.full(shape, np.nan)
+        out[t, s] = np.asarray(values, np.float64)
+        return out
+
+    x = np.log(grid(rows["rate"]))
+    y = np.empty((*shape, 2))
+    mu = np.empty((len(segments), 2))
+    x_mean = np.empty((len(segments), 2))
+    level_controls = {}
+    for i, side in enumerate(_SIDES):
+        fit = fits[side]
+        eps = fit["elasticity"].to_numpy(np.float64)
+        hours = grid(rows["hours_demanded" if side == "demand" else "hours_supplied"])
+        fitted = np.zeros(shape)
+        for name in controls[side]:
+            fitted += fit[f"coef_{name}"].to_numpy(np.float64) * grid(rows[name])
+        level_controls[side] = fitted
+        with np.errstate(divide="ignore"):
+            y[:, :, i] = np.where(hours > 0, np.log(hours), np.nan) - eps * x - fitted
+        x_mean[:, i] = _nanmean(np.where(np.isfinite(y[:, :, i]), x, np.nan))
+        # the intercept was fitted with the raw slope: through the same point (the mean
+        # rate) under the slope used
+        raw = fit["elasticity_raw"].to_numpy(np.float64) if "elasticity_raw" in fit else eps
+        mu[:, i] = fit["coef_intercept"].to_numpy(np.float64) + (raw - eps) * x_mean[:, i]
+    spread = (fits["supply"]["elasticity"] - fits["demand"]["elasticity"]).to_numpy(np.float64)
+    count = np.stack([grid(rows["jobs_posted"]), grid(rows["active_freelancers"])], axis=2)
+    gap = (level_controls["demand"] - level_controls["supply"]) / spread
+    return segments, Series(y, count, x, gap, spread, mu, x_mean)
+
+
+def _nanmean(values: FloatArray) -> FloatArray:
+    """The mean over weeks of each segment's finite values (NaN if none)."""
+    seen = np.isfinite(values)
+    total = np.where(seen, values, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: FloatArray = total / seen.sum(axis=0)
+    return out
