@@ -20,10 +20,11 @@ A cap is a phantom supply at the cap rate (z_k, the shortage), a floor a phantom
 at the floor rate (y_k, the surplus), so the dual p_k is the listed rate in every case.
 
 ``method="auto"`` takes the closed form for uncoupled segments and the batched interior
-point of :mod:`pricing.market.interior` for coupled components up to its size limit; a component
-it does not solve goes to the convex program of :mod:`pricing.market.welfare` (Clarabel, then
-SCS), one vectorized program per batch of whole components of about
-:data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts every usable segment into the
+point of :mod:`pricing.market.interior` for coupled components of any size (dense batched
+solves up to 512 segments, sparse linear algebra above, :mod:`pricing.market.sparse_schur`);
+a component of at most :data:`CONVEX_MAX` segments it does not solve goes to the convex
+program of :mod:`pricing.market.welfare` (Clarabel, then SCS), one vectorized program per
+batch of whole components of about :data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts every usable segment into the
 convex program (the reference path). Every answer is verified before it is returned
 (:func:`residuals`); a component that fails verification on every path is reported
 ``failed`` with the reason, its numbers NaN.
@@ -43,7 +44,6 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.market.interior import (
-    MAX_DENSE,
     CoupledProblem,
     CoupledSolution,
     solve_coupled,
@@ -62,6 +62,11 @@ Start = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
 
 #: segments per convex program (whole components; a larger component is one program)
 CONVEX_BATCH = 200
+
+#: largest component the convex program is tried on when the interior point fails it:
+#: on issue 18's connected markets Clarabel and SCS both fail from 600 segments on
+#: (after 3–7 s at 600, 31 s at 1,000, 566 s at 10,000), so above this they only cost time
+CONVEX_MAX = 512
 
 #: Acceptance bar of every solution: clearing residuals relative to hours, bounds and
 #: reduced costs relative to the rate. The closed form and the interior point reach
@@ -241,9 +246,10 @@ def solve(
     baseline's solution.
 
     ``fallback=False`` leaves a component the interior point could not clear failed
-    instead of handing it to the convex program (which stays the path for components
-    above :data:`MAX_DENSE`): for callers that can discard a failure, such as band
-    draws, where the convex program costs seconds per batch and mostly fails too.
+    instead of handing it to the convex program: for callers that can discard a
+    failure, such as band draws, where the convex program costs seconds per batch and
+    mostly fails too. The convex program is never tried on a component above
+    :data:`CONVEX_MAX` segments.
 
     ``executor`` runs the interior point's parts (whole components) in parallel, here or
     on a cluster (:mod:`pricing.cluster`); the closed form and the convex fallback run
@@ -273,14 +279,17 @@ def solve(
         _closed_form(market, alone, state)
         timings["closed_form"] = time.perf_counter() - t0
         todo = usable & coupled
-        dense = todo & (sizes[comp] <= MAX_DENSE)
-        if dense.any():
+        if todo.any():
             t1 = time.perf_counter()
-            _interior(market, dense, state, baseline, match, executor)
+            _interior(market, todo, state, baseline, match, executor)
             timings["interior"] = time.perf_counter() - t1
         todo &= state.status != _SOLVED
         if not fallback:
-            todo &= ~dense
+            todo[:] = False
+        beyond = todo & (sizes[comp] > CONVEX_MAX)
+        if beyond.any():
+            state.note(comp[beyond], f"convex program not tried above {CONVEX_MAX} segments")
+            todo &= ~beyond
     else:
         todo = usable.copy()
 
@@ -546,7 +555,7 @@ def market_hours(
 
 def _interior(
     market: Market,
-    dense: npt.NDArray[np.bool_],
+    chosen: npt.NDArray[np.bool_],
     st: _State,
     baseline: EquilibriumResult | None,
     match: IntArray | None,
@@ -558,7 +567,7 @@ def _interior(
     through ``executor``: components are independent."""
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)
-    runner, chunks = _chunks(market.component, dense, executor)
+    runner, chunks = _chunks(market.component, chosen, executor)
     problems = [_coupled_problem(market, chunk, p_star, h_star) for chunk in chunks]
     earlier = None
     if baseline is not None and match is not None:
@@ -583,7 +592,7 @@ def _interior(
         for c in np.flatnonzero(bad).tolist():
             first = segs[np.flatnonzero(problem.component == c)[0]]
             st.note(comp[[first]], solution.reason[c])
-    st.verify(dense, _SOLVED)
+    st.verify(chosen, _SOLVED)
 
 
 def _solve_part(item: tuple[CoupledProblem, Start | None]) -> CoupledSolution:
