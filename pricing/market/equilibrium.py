@@ -24,10 +24,10 @@ point of :mod:`pricing.market.interior` for coupled components of any size (dens
 solves up to 512 segments, sparse linear algebra above, :mod:`pricing.market.sparse_schur`);
 a component of at most :data:`CONVEX_MAX` segments it does not solve goes to the convex
 program of :mod:`pricing.market.welfare` (Clarabel, then SCS), one vectorized program per
-batch of whole components of about :data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts every usable segment into the
-convex program (the reference path). Every answer is verified before it is returned
-(:func:`residuals`); a component that fails verification on every path is reported
-``failed`` with the reason, its numbers NaN.
+batch of whole components of about :data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts
+every usable segment into the convex program (the reference path). Every answer is
+verified before it is returned (:func:`residuals`); a component that fails verification
+on every path is reported ``failed`` with the reason, its numbers NaN.
 """
 
 from __future__ import annotations

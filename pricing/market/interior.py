@@ -60,6 +60,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pricing.market.sparse_schur import (
+    CG_RTOL,
     DirectSchur,
     ForestCG,
     Schur,
@@ -97,6 +98,10 @@ _POLISH_ROUNDS = 12  # at most; it stops at rounding level
 # another), so a bar at 1e-10 sat on that floor and the answer depended on the CPU
 _POLISH_CLEAR_TOL = _ACCEPT_TOL
 _UNDECIDED = 1e-9  # min(x/H*, slack/p*) of a row above which its component is polished
+# CG's relative residual in the interior point: this fraction of μ, between CG_RTOL and
+# _CG_RTOL_MAX (a looser solve early on changes no iteration count measured)
+_CG_FORCING = 0.01
+_CG_RTOL_MAX = 1e-3
 
 
 @dataclass(frozen=True)
@@ -565,7 +570,10 @@ def _direction(
     zero = np.zeros(n)
     rhs_a, rhs_w_a = _rhs(rows, nt, lam + nt.h * a.r_s, a.r_p, a.r_w)
     rhs_c, rhs_w_c = _rhs(rows, nt, rows.weight / s, zero, zero)
-    dp_a, dp_c = _solve(rows.st, nt.factor, rhs_a, rhs_c)
+    # inexact Newton where K is solved by CG: the direction needs a residual well below
+    # the complementarity still to remove, 1e-13 of the right-hand side in the end
+    rtol = float(np.clip(_CG_FORCING * a.mu.max(initial=0.0), CG_RTOL, _CG_RTOL_MAX))
+    dp_a, dp_c = _solve(rows.st, nt.factor, rhs_a, rhs_c, rtol=rtol)
     # predictor: the affine step sets the centring target (σ = (μ_aff/μ)³)
     ds, dl = _slack_step(rows, nt, dp_a, rhs_w_a, lam, a.r_s)
     a_pri = rows.st.step(rows.st.rows, s, ds, 1.0)
@@ -988,9 +996,11 @@ def _schur(
     return matrices, factors, blocks
 
 
-def _solve(st: _Structure, factor: _Factor, *rhs: FloatArray) -> tuple[FloatArray, ...]:
+def _solve(
+    st: _Structure, factor: _Factor, *rhs: FloatArray, rtol: float = CG_RTOL
+) -> tuple[FloatArray, ...]:
     """K⁻¹ b for each b in ``rhs``: one batched LU per dense class, two triangular solves
-    per sparse class, and each sparse Schur block's solve."""
+    per sparse class, and each sparse Schur block's solve (CG to ``rtol``)."""
     matrices, factors, blocks = factor
     k = len(rhs)
     b_all = np.stack(rhs, axis=1)
@@ -1009,7 +1019,7 @@ def _solve(st: _Structure, factor: _Factor, *rhs: FloatArray) -> tuple[FloatArra
     out[st.small] = padded[st.rhs_index]
     for block in blocks:
         segs = block.pattern.segs
-        out[segs] = block.solve(b_all[segs])
+        out[segs] = block.solve(b_all[segs], rtol)
     return tuple(out[:, j] for j in range(k))
 
 
