@@ -695,12 +695,18 @@ def _store(
 
 # --------------------------------------------------------------------------- verify
 def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
-    """Worst verification residual of every segment (relative; inf where unsolved).
+    """Worst verification residual of every segment (relative; inf where unsolved), in
+    rate terms wherever hours are measured, since rates are the answer:
 
-    * clearing: |D_k(p_k) + y_k − Σ_j x_jk − z_k| / D_k and |S_j(w_j) − Σ_k x_jk| / S_j;
+    * clearing: |D_k(p_k) + y_k − Σ_j x_jk − z_k| / (|ε_k| D_k) and
+      |S_j(w_j) − Σ_k x_jk| / (η_j S_j): the relative change of the node's rate that would
+      clear it along its own curve (an hours residual alone lets a rate error 1/|ε| times
+      larger through: 20× on ε = −0.05);
     * edges (home edges too): x ≥ 0, reduced cost w_j − p_k + τ ≥ 0 (relative to p_k),
       and complementarity min(x/min(S_j, D_k), reduced cost/p_k) ≈ 0;
-    * bounds: floor ≤ p ≤ cap, shortage only at the cap, surplus only at the floor.
+    * bounds: floor ≤ p ≤ cap, shortage only at the cap and surplus only at the floor,
+      each gap in rate terms too: min(y_k / (|ε_k| D_k), |p_k − floor_k| / p_k) ≈ 0 (a
+      surplus that clears a segment priced above its floor hides a rate error).
     """
     p, w = st.rate, st.wage
     e = market.edges
@@ -712,10 +718,13 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
     # finite, and reported as inf below
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         d, s = market.demand_hours(p), market.supply_hours(w)
+        # the hours that move the node's rate by 100 %, to first order
+        d_rate = d * np.abs(market.array("demand_elasticity"))
+        s_rate = s * market.array("supply_elasticity")
         inflow = st.home_flow + np.bincount(seg[active], flow[active], minlength=n)
         outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=n)
-        worst = np.abs(d + st.surplus - inflow - st.shortage) / d
-        worst = np.maximum(worst, np.abs(s - outflow) / s)
+        worst = np.abs(d + st.surplus - inflow - st.shortage) / d_rate
+        worst = np.maximum(worst, np.abs(s - outflow) / s_rate)
         home = np.minimum(
             np.maximum(w - p, 0.0) / p, np.maximum(st.home_flow, 0.0) / np.minimum(s, d)
         )
@@ -727,8 +736,8 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
         worst = np.maximum(worst, np.maximum(below, above))
         at_cap = np.where(np.isnan(cap), np.inf, np.abs(cap - p) / p)
         at_floor = np.where(np.isnan(floor), np.inf, np.abs(p - floor) / p)
-        worst = np.maximum(worst, np.minimum(np.abs(st.shortage) / d, at_cap))
-        worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d, at_floor))
+        worst = np.maximum(worst, np.minimum(np.abs(st.shortage) / d_rate, at_cap))
+        worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d_rate, at_floor))
         worst = np.maximum(worst, np.maximum(-np.minimum(st.shortage, st.surplus), 0.0) / d)
         rc = (w[pool] - p[seg] + tau) / p[seg]
         # a flow matters if it is large for either end: a pool's crumbs can be all a

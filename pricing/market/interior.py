@@ -91,6 +91,7 @@ _ARMIJO = 1e-4
 _WARM_THETA = 1e-5
 _POLISH_RHO = 1e6  # augmented-Lagrangian penalty, relative to the segment's H*/p*
 _POLISH_ROUNDS = 12  # at most; it stops at rounding level
+_POLISH_PASSES = 4  # active sets tried at most (:func:`_active_set`)
 # clearing residual a polished component may end with: the bar the interior point accepts
 # for itself once it stalls. The polish's own floor is rounding amplified by ρ: a slack's
 # rounding (1e-16 p*) times ρ = 1e6 H*/p* moves a multiplier by ~1e-10 H*, and more where
@@ -429,6 +430,12 @@ class _Rows:
         bad[at_seg[~(p > 0)]] = True
         value[bad | ~np.isfinite(value) | ~np.isfinite(barrier)] = np.inf
         return value, barrier
+
+    def row_hours(self) -> FloatArray:
+        """The hours a row's multiplier is rounded against: a flow is the difference of
+        its pool's hours (the larger of its two ends), a bound's its segment's."""
+        hs = self.pb.h_star
+        return np.concatenate([np.maximum(hs[self.seg], hs[self.pool]), hs[self.ic], hs[self.jf]])
 
     def cold_start(self) -> Start:
         """A strictly feasible start: uncoupled rates inside their bounds, wages just
@@ -845,7 +852,13 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> Coup
 
 
 def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> CoupledSolution:
-    """The polish (:func:`_polish`) of components that each have an undecided row."""
+    """The polish (:func:`_polish`) of components that each have an undecided row.
+
+    The first active set is the rows whose multiplier outweighs their slack. Where a
+    row is degenerate (a bound at the clearing rate: multiplier and slack both ~√μ) that
+    guess can be wrong either way, which shows after the rounds as a multiplier below 0
+    or an inactive row's slack below 0; such rows change sides and the rounds run again
+    from there, up to :data:`_POLISH_PASSES` times (an active-set method)."""
     rows = _Rows(pb, classes)
     hs, ps, row_seg = pb.h_star, pb.p_star, rows.row_seg
     p, w = sol.rate.copy(), sol.wage.copy()
@@ -853,6 +866,26 @@ def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> 
     active = lam / hs[row_seg] > rows.slack(p, w) / ps[row_seg]
     before = _clearing(rows, p, w, lam)[4]
     lam = np.where(active, lam, 0.0)
+    row_hours = rows.row_hours()
+    for _ in range(_POLISH_PASSES):
+        rounds = _polish_rounds(rows, p, w, lam, active)
+        if rounds is None:
+            return sol
+        p, w, lam = rounds
+        wrong = np.where(active, lam < -1e-10 * row_hours, rows.slack(p, w) < -1e-12 * ps[row_seg])
+        if not wrong.any():
+            break
+        active = active ^ wrong
+        lam = np.where(active, np.maximum(lam, 0.0), 0.0)
+    return _polished(rows, sol, p, w, lam, active, before)
+
+
+def _polish_rounds(
+    rows: _Rows, p: FloatArray, w: FloatArray, lam: FloatArray, active: BoolArray
+) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """The method of multipliers on the rows ``active`` (:func:`_polish`) until rounding
+    level; None if a rate or wage leaves the domain."""
+    hs, ps, row_seg = rows.pb.h_star, rows.pb.p_star, rows.row_seg
     rho = np.where(active, _POLISH_RHO * (hs / ps)[row_seg], 0.0)
     best = np.full(rows.n_comp, np.inf)
     stalled = np.zeros(rows.n_comp, np.int64)
@@ -874,9 +907,9 @@ def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> 
         dp, dw = _augmented_step(rows, rho, r_p, r_w, demand, supply, p, w)
         p, w = p + dp, w + dw
         if not ((p > 0).all() and (w > 0).all()):
-            return sol
+            return None
         lam = lam - rho * np.where(active, rows.slack(p, w), 0.0)
-    return _polished(rows, sol, p, w, lam, active, before)
+    return p, w, lam
 
 
 def _clearing(
@@ -938,12 +971,10 @@ def _polished(
     multiplier or slack beyond rounding, and clearing no worse than the interior point
     (or than :data:`_POLISH_CLEAR_TOL`)."""
     pb, comp, me, mc, ic, jf = rows.pb, rows.comp, rows.me, rows.mc, rows.ic, rows.jf
-    hs, ps, row_seg, row_comp = pb.h_star, pb.p_star, rows.row_seg, rows.row_comp
+    ps, row_seg, row_comp = pb.p_star, rows.row_seg, rows.row_comp
     s = rows.slack(p, w)
     after = _clearing(rows, p, w, lam)[4]
-    # rounding: a flow is the difference of its pool's hours, a slack of two rates
-    row_hours = np.concatenate([np.maximum(hs[rows.seg], hs[rows.pool]), hs[ic], hs[jf]])
-    bad_row = np.where(active, lam < -1e-10 * row_hours, s < -1e-12 * ps[row_seg])
+    bad_row = np.where(active, lam < -1e-10 * rows.row_hours(), s < -1e-12 * ps[row_seg])
     bad = np.zeros(rows.n_comp, bool)
     bad[row_comp[bad_row]] = True
     # the polish trades the interior point's √μ complementarity error for exactness;
