@@ -731,6 +731,17 @@ def warm_start(
     return p, w, np.maximum(earlier, centred), slack
 
 
+def _row_scale(pb: CoupledProblem) -> FloatArray:
+    """The hours a row's multiplier is judged against when the polish decides whether
+    the row is active: a bound's segment's H*, and the smaller end's for an edge, which
+    carries at most that much (against the segment alone, a thin pool's flow into a
+    segment 10^7 times its size looked negligible while it was a 1e-3 share of the
+    pool, and the component was never polished)."""
+    hs = pb.h_star
+    ic, jf = np.flatnonzero(np.isfinite(pb.cap)), np.flatnonzero(np.isfinite(pb.floor))
+    return np.concatenate([np.minimum(hs[pb.segment], hs[pb.pool]), hs[ic], hs[jf]])
+
+
 def _pool_max(pool: IntArray, values: FloatArray, n: int) -> FloatArray:
     """The largest of ``values`` over each pool's edges (each pool has its home edge)."""
     order = np.argsort(pool, kind="stable")
@@ -812,7 +823,8 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> Coup
         minimize Σ CS + Σ PS   subject to   s_i(p, w) = 0 on the active rows,
 
     one Newton step on the augmented Lagrangian per round,
-    (∇²f + ρ AᵀA) Δv = −(∇f − Aᵀ(λ − ρ s)), then λ ← λ − ρ s. With ρ = 1e6 × H*/p* a round
+    (∇²f + ρ AᵀA) Δv = −(∇f − Aᵀ(λ − ρ s)), then λ ← λ − ρ s. With ρ = 1e6 × H/p* (H the
+    row's scale, :func:`_row_scale`: its update ρ s must stay above the rounding of s) a round
     gains about six digits where a row's pool and segment are alike, fewer where a big pool
     serves a small segment, so it runs up to 12 rounds, stopping at rounding level (once
     no component's clearing residual gains tenfold any more); the same class batches
@@ -829,7 +841,7 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> Coup
     slack = np.concatenate(
         [w[pb.pool] - p[pb.segment] + pb.friction, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]]
     )
-    undecided = np.minimum(lam / pb.h_star[row_seg], slack / pb.p_star[row_seg]) > _UNDECIDED
+    undecided = np.minimum(lam / _row_scale(pb), slack / pb.p_star[row_seg]) > _UNDECIDED
     needs = np.zeros(sol.converged.size, bool)
     needs[pb.component[row_seg[undecided]]] = True
     if not needs.any():
@@ -860,10 +872,10 @@ def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> 
     or an inactive row's slack below 0; such rows change sides and the rounds run again
     from there, up to :data:`_POLISH_PASSES` times (an active-set method)."""
     rows = _Rows(pb, classes)
-    hs, ps, row_seg = pb.h_star, pb.p_star, rows.row_seg
+    ps, row_seg = pb.p_star, rows.row_seg
     p, w = sol.rate.copy(), sol.wage.copy()
     lam = np.concatenate([sol.flow, sol.shortage[rows.ic], sol.surplus[rows.jf]])
-    active = lam / hs[row_seg] > rows.slack(p, w) / ps[row_seg]
+    active = lam / _row_scale(pb) > rows.slack(p, w) / ps[row_seg]
     before = _clearing(rows, p, w, lam)[4]
     lam = np.where(active, lam, 0.0)
     row_hours = rows.row_hours()
@@ -886,7 +898,7 @@ def _polish_rounds(
     """The method of multipliers on the rows ``active`` (:func:`_polish`) until rounding
     level; None if a rate or wage leaves the domain."""
     hs, ps, row_seg = rows.pb.h_star, rows.pb.p_star, rows.row_seg
-    rho = np.where(active, _POLISH_RHO * (hs / ps)[row_seg], 0.0)
+    rho = np.where(active, _POLISH_RHO * _row_scale(rows.pb) / ps[row_seg], 0.0)
     best = np.full(rows.n_comp, np.inf)
     stalled = np.zeros(rows.n_comp, np.int64)
     done = np.zeros(rows.n_comp, bool)
