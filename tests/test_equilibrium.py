@@ -213,7 +213,7 @@ def test_components_above_the_dense_limit_clear_on_sparse_linear_algebra(
     monkeypatch.setattr(interior, "MAX_DENSE", 1)
     monkeypatch.setattr(welfare, "solve_welfare", never)
     direct = path == "direct"
-    monkeypatch.setattr(interior, "factor_directly", lambda n, pairs: direct)
+    monkeypatch.setattr(interior, "factor_directly", lambda *_: direct)
     kinds: set[type] = set()
     real = interior._schur_blocks
 

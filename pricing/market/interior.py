@@ -318,8 +318,12 @@ def _schur_blocks(
     # distinct segment pairs per component (two pools may join the same two segments)
     key = np.unique(k1[in_large & (k1 < k2)] * comp.size + k2[in_large & (k1 < k2)])
     n_pairs = np.bincount(comp[key // comp.size], minlength=sizes.size)
+    n_edges = np.bincount(comp[pb.segment], minlength=sizes.size)
     direct = np.array(
-        [factor_directly(int(s), int(p)) for s, p in zip(sizes, n_pairs, strict=True)]
+        [
+            factor_directly(int(s), int(m), int(p))
+            for s, m, p in zip(sizes, n_edges, n_pairs, strict=True)
+        ]
     )
     blocks: list[tuple[Schur, IntArray]] = []
     for kind, chosen in ((DirectSchur, large & direct), (ForestCG, large & ~direct)):

@@ -14,11 +14,14 @@ problem form one block-diagonal scipy sparse matrix per path:
 
 **Direct** (:class:`DirectSchur`): LDLᵀ with an approximate-minimum-degree ordering
 (QDLDL; the symbolic analysis once, a numeric refactorization every iteration). It is
-taken where the graph allows it. The symbolic test is the cycle rank r = |edges| − n + 1
-of K's graph: eliminating the degree-1 and degree-2 vertices of a graph first creates at
-most one fill entry each, and leaves a kernel of at most 2(r − 1) vertices, so the
-factor holds at most nnz(K) + n + 2r² entries whatever the graph. A component is
-factored directly when 2r² ≤ nnz(K) (a factor at most ~3× K); a tree (r = 0) has no fill.
+taken where the graph allows it. The symbolic test is the cycle rank r = |edges| − |nodes|
++ 1 of the pool–segment graph whose Schur complement K is (segments and pools as nodes,
+the adjacency and home edges as edges): eliminating its degree-1 and degree-2 vertices
+first creates at most one fill entry each and leaves a kernel of at most 2(r − 1)
+vertices, so the factor holds at most nnz + 2n + 2r² entries whatever the graph. A
+component is factored directly when 2r² ≤ nnz(K) (a factor at most ~3× K). A tree
+(r = 0) has no fill: K's graph is then a tree of cliques, one per pool, which AMD
+eliminates clique by clique.
 
 **Preconditioned CG** (:class:`ForestCG`) everywhere else: the fill of random expander-like
 graphs grows like n² (10^4 segments of issue 18's market: QDLDL 2.4 s and 2.4 million
@@ -68,12 +71,12 @@ CG_MAX_ITERATIONS = 500
 FOREST_SLOWDOWN = 1.5
 
 
-def factor_directly(n_segments: int, n_pairs: int) -> bool:
-    """The symbolic test of the module docstring for one connected component: K has
-    ``n_segments`` rows and ``n_pairs`` distinct segment pairs joined by a pool."""
-    nnz = n_segments + 2 * n_pairs
-    cycle_rank = max(n_pairs - n_segments + 1, 0)
-    return 2 * cycle_rank**2 <= nnz
+def factor_directly(n_segments: int, n_edges: int, n_pairs: int) -> bool:
+    """The symbolic test of the module docstring for one connected component of
+    ``n_segments`` segments (and as many pools), ``n_edges`` edges (home edges included)
+    and ``n_pairs`` distinct segment pairs joined by a pool (K's off-diagonal pattern)."""
+    cycle_rank = max(n_edges - 2 * n_segments + 1, 0)
+    return 2 * cycle_rank**2 <= n_segments + 2 * n_pairs
 
 
 @dataclass(frozen=True)
