@@ -322,3 +322,27 @@ def test_two_segments_1e7_apart_in_hours_clear_at_their_own_rates(small: int) ->
     np.testing.assert_allclose(result.rate, 20.0, rtol=RATE_TOL)
     np.testing.assert_allclose(result.wage, 20.0, rtol=RATE_TOL)
     assert abs(result.flow[0]) <= 1e-9
+
+
+def test_forest_cg_on_a_block_above_int32_keys() -> None:
+    """K of a 60,000-segment path (keys row · n + column pass 2^31): its maximum spanning
+    forest is the path itself, so M = K and CG stops after one iteration with the exact
+    solution. A forest mapped through int32 keys (as scipy returns them) once picked the
+    wrong edges at this size and CG took 300 iterations instead of 5."""
+    from pricing.market.sparse_schur import ForestCG, SchurPattern
+
+    n = 60_000
+    a = np.arange(n - 1)
+    seg1, seg2 = np.r_[a, a + 1], np.r_[a + 1, a]
+    pattern = SchurPattern.build(np.arange(n), np.zeros(n, np.int64), seg1, seg2, n)
+    weight = np.linspace(1.0, 3.0, n - 1)
+    ground = np.full(n, 0.5)
+    diagonal = (
+        ground + np.bincount(a, weight, minlength=n) + np.bincount(a + 1, weight, minlength=n)
+    )
+    cg = ForestCG(pattern).factor(-np.r_[weight, weight], diagonal, ground)
+    b = np.random.default_rng(0).standard_normal((n, 2))
+    x = cg.solve(b, 1e-13)
+    k = pattern.matrix(-np.r_[weight, weight], diagonal)
+    assert cg.iterations <= 1
+    np.testing.assert_allclose(k @ x, b, atol=1e-10 * np.abs(b).max())

@@ -241,7 +241,8 @@ class ForestCG:
         graph = sp.csr_matrix((inverse, pt.indices[pt.strict], pt.strict_indptr), (n, n))
         graph.eliminate_zeros()
         tree = minimum_spanning_tree(graph).tocoo()
-        hi, lo = np.maximum(tree.row, tree.col), np.minimum(tree.row, tree.col)
+        row, col = tree.row.astype(np.int64), tree.col.astype(np.int64)  # no int32 overflow
+        hi, lo = np.maximum(row, col), np.minimum(row, col)
         self._forest = pt.strict[np.searchsorted(pt.strict_key, hi * n + lo)]
         self._ends = lo.astype(np.int64), hi.astype(np.int64)
         rows = np.concatenate([lo, np.arange(n)])
