@@ -254,44 +254,47 @@ class ForestCG:
     def solve(self, b: FloatArray, rtol: float) -> FloatArray:
         """K⁻¹ b for every column of ``b``: CG on all columns and components at once,
         until every component's Jacobi-scaled residual is ``rtol`` of its right-hand
-        side."""
+        side. The columns are held as rows (contiguous), so every reduction runs along
+        memory."""
         assert self._k is not None and self._m is not None
         k, m = self._k, self._m
         comp, n_comp = self.pattern.comp, self.pattern.n_comp
         scale = 1.0 / k.diagonal()
 
         def precondition(r: FloatArray) -> FloatArray:
-            return np.stack([m.solve(col) for col in r.T], axis=1)
+            return np.stack([m.solve(row) for row in r])
 
         def norms(r: FloatArray) -> FloatArray:
-            """Jacobi-scaled norm² of each component's part of each column."""
-            sq = r * r * scale[:, None]
-            return np.stack([np.bincount(comp, s, minlength=n_comp) for s in sq.T], axis=1)
+            """Jacobi-scaled norm² of each column's part in each component."""
+            sq = r * r * scale
+            if n_comp == 1:
+                return sq.sum(axis=1, keepdims=True)
+            return np.stack([np.bincount(comp, row, minlength=n_comp) for row in sq])
 
-        goal = rtol**2 * norms(b)
-        x = np.zeros_like(b)
-        r = b.copy()
+        r = np.ascontiguousarray(b.T)
+        goal = rtol**2 * norms(r)
+        x = np.zeros_like(r)
         z = precondition(r)
         d = z.copy()
-        rz = (r * z).sum(axis=0)
+        rz = np.einsum("ij,ij->i", r, z)[:, None]
         self.iterations = 0
         for _ in range(CG_MAX_ITERATIONS):
             if (norms(r) <= goal).all():
                 break
             self.iterations += 1
-            q = k @ d
-            dq = (d * q).sum(axis=0)
+            q = (k @ d.T).T
+            dq = np.einsum("ij,ij->i", d, q)[:, None]
             alpha = np.divide(rz, dq, out=np.zeros_like(rz), where=dq > 0)
             x += alpha * d
             r -= alpha * q
             z = precondition(r)
-            rz_next = (r * z).sum(axis=0)
+            rz_next = np.einsum("ij,ij->i", r, z)[:, None]
             beta = np.divide(rz_next, rz, out=np.zeros_like(rz), where=rz > 0)
             d = z + beta * d
             rz = rz_next
         self._rate = self.iterations / max(-np.log10(rtol), 1.0)
         self._fresh_rate = min(self._fresh_rate, self._rate)
-        return x
+        return np.ascontiguousarray(x.T)
 
 
 Schur = DirectSchur | ForestCG
