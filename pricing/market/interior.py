@@ -33,22 +33,35 @@ cancel exactly. Components whose edges repeat in at least :data:`_SPARSE_COPIES`
 components (planning's copies of a group) form a sparse class: one symbolic Cholesky
 factorization in minimum-degree order, then the numeric factorization and the triangular
 solves level by level of its elimination tree, batched over the copies (a 92-segment
-group's K has ~450 nonzeros and its factor ~440, against 96² dense). The other
-components are padded to size classes, each class one batched dense solve. Warm starts
+group's K has ~450 nonzeros and its factor ~440, against 96² dense). Components above
+:data:`MAX_DENSE` segments (a connected market: one component of 10^4–10^5) form sparse
+Schur blocks (:mod:`pricing.market.sparse_schur`): K as one block-diagonal scipy sparse
+matrix, factored LDLᵀ in approximate-minimum-degree order where the pool–segment graph
+is nearly a tree, else solved by CG preconditioned by K's maximum spanning forest, to a
+relative residual of 0.01 μ (1e-13 at the end: inexact Newton). The other components
+are padded to size classes, each class one batched dense solve. Warm starts
 (:func:`warm_start`) begin at μ ≈ θ = 1e-5. Mehrotra's predictor sets the
 centring target; an Armijo backtracking search on the barrier merit φ_μ (the direction is
 a descent direction of it) keeps the iteration globally convergent; step lengths are per
 component, and components that finish drop out of the batch. A component is done when
 μ ≤ 1e-13 and its clearing residual ≤ 1e-11 of its hours (or ≤ 1e-9 once progress stalls).
 
-**Polish.** Where a row is still undecided (flow and slack both above 1e-9: a degenerate
-edge, a floor at the clearing rate) the interior point is only √μ exact; the method of
-multipliers on the active set then finishes the component (:func:`_polish`), in a batch
-of those components only.
+The code follows the method in named pieces: :class:`_Rows` holds the rows and the maps
+between rows, segments and pools (slacks, Aᵀu, the merit φ, the cold start);
+:func:`_assess` computes the residuals and the convergence test, :func:`_newton`
+assembles and factors the system, :func:`_direction` computes Mehrotra's direction
+(with :func:`_rhs` and :func:`_slack_step`), :func:`_line_search` the step lengths, and
+:func:`_interior_point` is the loop over them.
 
-Components above :data:`MAX_DENSE` segments are not taken (the caller sends them to the
-general convex program), and any that does not converge within :data:`MAX_ITERATIONS`
-is returned unconverged with the reason, for the caller to hand on the same way.
+**Polish.** Where a row is still undecided (flow and slack both above 1e-9 of the row's
+scale: a degenerate edge, a bound at the clearing rate; an edge is measured against its
+smaller end) the interior point is only √μ exact; the method of multipliers on the
+active set then finishes the component (:func:`_polish`), in a batch of those
+components only, changing the side of a row whose multiplier or slack comes out
+negative (an active-set method).
+
+A component that does not converge within :data:`MAX_ITERATIONS` is returned
+unconverged with the reason, for the caller to hand on.
 """
 
 from __future__ import annotations
