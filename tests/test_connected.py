@@ -346,3 +346,21 @@ def test_forest_cg_on_a_block_above_int32_keys() -> None:
     k = pattern.matrix(-np.r_[weight, weight], diagonal)
     assert cg.iterations <= 1
     np.testing.assert_allclose(k @ x, b, atol=1e-10 * np.abs(b).max())
+
+
+def test_whatif_on_a_connected_market_warm_starts_to_the_cold_answer() -> None:
+    """Demand +10 % in one category of a connected market changes its one component:
+    the what-if re-solves it from the baseline's solution (warm start, μ ≈ 1e-5) to the
+    cold solve's rates (1e-8: two solves of ~1e-10 each, 100× margin) in fewer
+    iterations."""
+    market = connected_market(1500, seed=9, bounded_share=0.1)
+    base = fast(market)
+    segments = market.segments.copy()
+    segments.loc[segments["category"] == "c0", "log_demand_level"] += np.log(1.1)
+    shifted = Market(segments, market.edges)
+    warm, cold = solve(shifted, baseline=base), fast(shifted)
+    assert (warm.status == "solved").all()
+    assert warm.timings.get("reused_segments", 0) == 0
+    np.testing.assert_allclose(warm.rate, cold.rate, rtol=1e-8)
+    assert warm.iterations.max() < cold.iterations.max()
+    assert warm.rate[0] > base.rate[0]
