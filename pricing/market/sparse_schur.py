@@ -67,8 +67,11 @@ CG_RTOL = 1e-13
 #: CG iterations at most per solve; the forest keeps it near 25 (module docstring)
 CG_MAX_ITERATIONS = 500
 #: a forest is chosen anew once CG needs this many times the iterations per digit it
-#: needed right after it was chosen (:class:`ForestCG`)
-FOREST_SLOWDOWN = 1.5
+#: needed right after it was chosen, plus _CG_SLACK (:class:`ForestCG`): the count per
+#: digit scatters by about ±50 % between solves with one forest, and tighter bars renewed
+#: the forest in every second iteration (37 times in 71 on 10^4 segments)
+FOREST_SLOWDOWN = 2.0
+_CG_SLACK = 5
 
 
 def factor_directly(n_segments: int, n_edges: int, n_pairs: int) -> bool:
@@ -191,48 +194,41 @@ class ForestCG:
     The forest is kept from one factorization to the next (only M's values change, a
     numeric refactorization on the same pattern) while CG still converges at the rate it
     had right after the forest was chosen: iterations per digit of ``rtol`` at most
-    :data:`FOREST_SLOWDOWN` times that rate; otherwise the next factorization chooses
-    the forest anew (a spanning tree of 10^4 segments costs 11 ms and its first
-    factorization 4.5 ms, a refactorization 0.2 ms)."""
+    :data:`FOREST_SLOWDOWN` times that rate. A solve that needs more stops there, chooses
+    the forest anew and goes on from where it stopped (a spanning tree of 10^4 segments
+    costs 11 ms and its first factorization 4.5 ms, a refactorization 0.2 ms; a stale
+    forest after a what-if's first steps once took 211 iterations instead of 15)."""
 
     def __init__(self, pattern: SchurPattern) -> None:
         self.pattern = pattern
+        none = pattern.segs[:0]
         self._k: sp.csr_matrix | None = None
+        self._ground = none.astype(np.float64)
         self._m: qdldl.Solver | None = None
         self._forest: IntArray | None = None  # K's data slots of the forest's edges
-        self._ends: tuple[IntArray, IntArray] = (pattern.segs[:0], pattern.segs[:0])
-        self._m_order: IntArray = pattern.segs[:0]  # M's CSC data from [−ω_F, diagonal]
-        self._m_pattern: tuple[IntArray, IntArray] = (pattern.segs[:0], pattern.segs[:0])
-        self._fresh_rate = np.inf  # CG iterations per digit right after choosing a forest
-        self._rate = np.inf  # … and in the last solve
+        self._ends: tuple[IntArray, IntArray] = (none, none)
+        self._m_order: IntArray = none  # M's CSC data from [−ω_F, diagonal]
+        self._m_pattern: tuple[IntArray, IntArray] = (none, none)
+        self._fresh = True  # the forest was chosen for the current K
+        self._fresh_rate = np.inf  # CG iterations per digit with a freshly chosen forest
         self.iterations = 0  # CG iterations of the last solve
 
     def factor(self, pair_values: FloatArray, diagonal: FloatArray, ground: FloatArray) -> ForestCG:
         """Assemble K, and factor M = G + L_F: ``ground`` is G (computed apart, since
         diag(K) − Σ|ω| cancels catastrophically where the weights are large)."""
-        k = self.pattern.matrix(pair_values, diagonal)
-        n = k.shape[0]
-        renew = self._forest is None or self._rate > FOREST_SLOWDOWN * self._fresh_rate
-        if renew:
-            self._choose_forest(k)
-        assert self._forest is not None
-        w = -k.data[self._forest]
-        lo, hi = self._ends
-        diag = ground + np.bincount(lo, w, minlength=n) + np.bincount(hi, w, minlength=n)
-        values = np.concatenate([-w, diag])[self._m_order]
-        m = sp.csc_matrix((values, *self._m_pattern), shape=(n, n))
-        if renew or self._m is None:
-            self._m = qdldl.Solver(m, upper=True)
-            self._fresh_rate = np.inf
+        self._k, self._ground = self.pattern.matrix(pair_values, diagonal), ground
+        if self._forest is None:
+            self._choose_forest()
         else:
-            self._m.update(m, upper=True)
-        self._k = k
+            self._fresh = False
+            self._factor_m()
         return self
 
-    def _choose_forest(self, k: sp.csr_matrix) -> None:
-        """The maximum-weight spanning forest of K's graph, as K's data slots, and the
-        CSC pattern of M = G + L_F."""
-        pt = self.pattern
+    def _choose_forest(self) -> None:
+        """The maximum-weight spanning forest of K's graph (as K's data slots), the CSC
+        pattern of M = G + L_F, and M's first factorization."""
+        assert self._k is not None
+        pt, k = self.pattern, self._k
         n = k.shape[0]
         weight = -k.data[pt.strict]
         # the spanning tree of the reciprocal weights is the maximum-weight forest; the
@@ -244,18 +240,56 @@ class ForestCG:
         row, col = tree.row.astype(np.int64), tree.col.astype(np.int64)  # no int32 overflow
         hi, lo = np.maximum(row, col), np.minimum(row, col)
         self._forest = pt.strict[np.searchsorted(pt.strict_key, hi * n + lo)]
-        self._ends = lo.astype(np.int64), hi.astype(np.int64)
+        self._ends = lo, hi
         rows = np.concatenate([lo, np.arange(n)])
         cols = np.concatenate([hi, np.arange(n)])
         at = sp.coo_matrix((np.arange(rows.size) + 1.0, (rows, cols)), shape=(n, n)).tocsc()
         self._m_order = (at.data - 1).astype(np.int64)
         self._m_pattern = (at.indices.astype(np.int64), at.indptr.astype(np.int64))
+        self._m = None
+        self._fresh = True
+        self._factor_m()
+
+    def _factor_m(self) -> None:
+        """Factor M = G + L_F with the current K's weights on the forest's edges."""
+        assert self._k is not None and self._forest is not None
+        n = self._k.shape[0]
+        w = -self._k.data[self._forest]
+        lo, hi = self._ends
+        diag = self._ground + np.bincount(lo, w, minlength=n) + np.bincount(hi, w, minlength=n)
+        values = np.concatenate([-w, diag])[self._m_order]
+        m = sp.csc_matrix((values, *self._m_pattern), shape=(n, n))
+        if self._m is None:
+            self._m = qdldl.Solver(m, upper=True)
+        else:
+            self._m.update(m, upper=True)
 
     def solve(self, b: FloatArray, rtol: float) -> FloatArray:
         """K⁻¹ b for every column of ``b``: CG on all columns and components at once,
         until every component's Jacobi-scaled residual is ``rtol`` of its right-hand
-        side. The columns are held as rows (contiguous), so every reduction runs along
-        memory."""
+        side; a kept forest that has gone stale is replaced on the way (class
+        docstring). The columns are held as rows (contiguous), so every reduction runs
+        along memory."""
+        assert self._k is not None
+        digits = max(-np.log10(rtol), 1.0)
+        x = np.zeros((b.shape[1], b.shape[0]))
+        budget = CG_MAX_ITERATIONS
+        if not self._fresh and np.isfinite(self._fresh_rate):
+            budget = int(np.ceil(FOREST_SLOWDOWN * self._fresh_rate * digits)) + _CG_SLACK
+        done, used = self._cg(np.ascontiguousarray(b.T), x, rtol, budget)
+        if not done:
+            self._choose_forest()
+            done, more = self._cg(np.ascontiguousarray(b.T), x, rtol, CG_MAX_ITERATIONS)
+            used += more
+            self._fresh_rate = more / digits
+        elif self._fresh:
+            self._fresh_rate = used / digits
+        self.iterations = used
+        return np.ascontiguousarray(x.T)
+
+    def _cg(self, b: FloatArray, x: FloatArray, rtol: float, budget: int) -> tuple[bool, int]:
+        """Preconditioned CG on K x = b (columns as rows) from ``x``, updated in place, for
+        at most ``budget`` iterations: whether it converged, and its iterations."""
         assert self._k is not None and self._m is not None
         k, m = self._k, self._m
         comp, n_comp = self.pattern.comp, self.pattern.n_comp
@@ -268,20 +302,20 @@ class ForestCG:
             """Jacobi-scaled norm² of each column's part in each component."""
             sq = r * r * scale
             if n_comp == 1:
-                return sq.sum(axis=1, keepdims=True)
+                total: FloatArray = sq.sum(axis=1, keepdims=True)
+                return total
             return np.stack([np.bincount(comp, row, minlength=n_comp) for row in sq])
 
-        r = np.ascontiguousarray(b.T)
-        goal = rtol**2 * norms(r)
-        x = np.zeros_like(r)
+        goal = rtol**2 * norms(b)
+        r = b - (k @ x.T).T if x.any() else b.copy()
         z = precondition(r)
         d = z.copy()
         rz = np.einsum("ij,ij->i", r, z)[:, None]
-        self.iterations = 0
-        for _ in range(CG_MAX_ITERATIONS):
+        for used in range(budget + 1):
             if (norms(r) <= goal).all():
+                return True, used
+            if used == budget:
                 break
-            self.iterations += 1
             q = (k @ d.T).T
             dq = np.einsum("ij,ij->i", d, q)[:, None]
             alpha = np.divide(rz, dq, out=np.zeros_like(rz), where=dq > 0)
@@ -292,9 +326,7 @@ class ForestCG:
             beta = np.divide(rz_next, rz, out=np.zeros_like(rz), where=rz > 0)
             d = z + beta * d
             rz = rz_next
-        self._rate = self.iterations / max(-np.log10(rtol), 1.0)
-        self._fresh_rate = min(self._fresh_rate, self._rate)
-        return np.ascontiguousarray(x.T)
+        return False, budget
 
 
 Schur = DirectSchur | ForestCG
