@@ -143,6 +143,16 @@ def whatif(quick: bool) -> Iterator[Case]:
             )
 
 
+def connected(quick: bool) -> Iterator[Case]:
+    """One connected market of 10^4 segments against the same segments cut into
+    components of 10, 10^5 connected segments and 10^5 in components of 2–50 against the
+    closed form, and a warm-started what-if on the connected 10^5 against a cold solve
+    (bench_connected.py)."""
+    from bench_connected import cases as connected_cases
+
+    yield from connected_cases(quick)
+
+
 PLAN_PARTS = ("valuation", "cp_build", "cp_solve", "total")
 
 
@@ -218,6 +228,7 @@ STAGES: dict[str, Callable[[bool], Iterator[Case]]] = {
     "estimate": estimate,
     "equilibrium": equilibrium,
     "whatif": whatif,
+    "connected": connected,
     "interventions": interventions,
     "run": run,
     "cluster": cluster,

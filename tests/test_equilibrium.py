@@ -196,15 +196,39 @@ def test_without_fallback_a_stalled_component_is_failed_and_no_convex_program_ru
     np.testing.assert_array_equal(result.rate[~first], reference.rate[~first])
 
 
-def test_without_fallback_components_too_large_for_the_interior_point_still_clear(
-    market: Market, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("path", ["direct", "cg"])
+def test_components_above_the_dense_limit_clear_on_sparse_linear_algebra(
+    market: Market, base: equilibrium.EquilibriumResult, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(equilibrium, "MAX_DENSE", 1)  # every coupled component is "large"
-    result = solve(market, fallback=False)
-    assert result.ok
-    coupled = np.bincount(market.component)[market.component] > 1
-    assert set(result.components["path"][result.components["n_segments"] > 1]) == {"clarabel"}
-    np.testing.assert_allclose(result.rate[coupled], solve(market).rate[coupled], rtol=1e-6)
+    """With the dense limit at 1 every coupled component's K is a sparse Schur block,
+    factored directly (LDLᵀ) or solved by forest-preconditioned CG; both give the dense
+    path's equilibrium to 1e-8 (each path's rates are good to ~1e-10), and no convex
+    program runs."""
+    import pricing.market.interior as interior
+    import pricing.market.sparse_schur as sparse_schur
+    import pricing.market.welfare as welfare
+
+    def never(problem, solver="CLARABEL"):  # type: ignore[no-untyped-def]
+        raise AssertionError("the convex program ran")
+
+    monkeypatch.setattr(interior, "MAX_DENSE", 1)
+    monkeypatch.setattr(welfare, "solve_welfare", never)
+    direct = path == "direct"
+    monkeypatch.setattr(interior, "factor_directly", lambda *_: direct)
+    kinds: set[type] = set()
+    real = interior._schur_blocks
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        blocks = real(*args)
+        kinds.update(type(b) for b, _ in blocks)
+        return blocks
+
+    monkeypatch.setattr(interior, "_schur_blocks", spy)
+    result = solve(market)
+    assert result.ok and set(result.status) == {"solved"}
+    assert kinds == {sparse_schur.DirectSchur if direct else sparse_schur.ForestCG}
+    np.testing.assert_allclose(result.rate, base.rate, rtol=1e-8)
+    np.testing.assert_allclose(result.flow, base.flow, rtol=1e-6, atol=1e-6)
 
 
 def test_a_component_no_solver_clears_is_failed_with_its_reason(

@@ -20,13 +20,14 @@ A cap is a phantom supply at the cap rate (z_k, the shortage), a floor a phantom
 at the floor rate (y_k, the surplus), so the dual p_k is the listed rate in every case.
 
 ``method="auto"`` takes the closed form for uncoupled segments and the batched interior
-point of :mod:`pricing.market.interior` for coupled components up to its size limit; a component
-it does not solve goes to the convex program of :mod:`pricing.market.welfare` (Clarabel, then
-SCS), one vectorized program per batch of whole components of about
-:data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts every usable segment into the
-convex program (the reference path). Every answer is verified before it is returned
-(:func:`residuals`); a component that fails verification on every path is reported
-``failed`` with the reason, its numbers NaN.
+point of :mod:`pricing.market.interior` for coupled components of any size (dense batched
+solves up to 512 segments, sparse linear algebra above, :mod:`pricing.market.sparse_schur`);
+a component of at most :data:`CONVEX_MAX` segments it does not solve goes to the convex
+program of :mod:`pricing.market.welfare` (Clarabel, then SCS), one vectorized program per
+batch of whole components of about :data:`CONVEX_BATCH` segments. ``method="cvxpy"`` puts
+every usable segment into the convex program (the reference path). Every answer is
+verified before it is returned (:func:`residuals`); a component that fails verification
+on every path is reported ``failed`` with the reason, its numbers NaN.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ import pandas as pd
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.display import Display, records
 from pricing.market.interior import (
-    MAX_DENSE,
     CoupledProblem,
     CoupledSolution,
     solve_coupled,
@@ -62,6 +62,11 @@ Start = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
 
 #: segments per convex program (whole components; a larger component is one program)
 CONVEX_BATCH = 200
+
+#: largest component the convex program is tried on when the interior point fails it:
+#: on issue 18's connected markets Clarabel and SCS both fail from 600 segments on
+#: (after 3–7 s at 600, 31 s at 1,000, 566 s at 10,000), so above this they only cost time
+CONVEX_MAX = 512
 
 #: Acceptance bar of every solution: clearing residuals relative to hours, bounds and
 #: reduced costs relative to the rate. The closed form and the interior point reach
@@ -248,9 +253,10 @@ def solve(
     baseline's solution.
 
     ``fallback=False`` leaves a component the interior point could not clear failed
-    instead of handing it to the convex program (which stays the path for components
-    above :data:`MAX_DENSE`): for callers that can discard a failure, such as band
-    draws, where the convex program costs seconds per batch and mostly fails too.
+    instead of handing it to the convex program: for callers that can discard a
+    failure, such as band draws, where the convex program costs seconds per batch and
+    mostly fails too. The convex program is never tried on a component above
+    :data:`CONVEX_MAX` segments.
 
     ``executor`` runs the interior point's parts (whole components) in parallel, here or
     on a cluster (:mod:`pricing.cluster`); the closed form and the convex fallback run
@@ -280,14 +286,17 @@ def solve(
         _closed_form(market, alone, state)
         timings["closed_form"] = time.perf_counter() - t0
         todo = usable & coupled
-        dense = todo & (sizes[comp] <= MAX_DENSE)
-        if dense.any():
+        if todo.any():
             t1 = time.perf_counter()
-            _interior(market, dense, state, baseline, match, executor)
+            _interior(market, todo, state, baseline, match, executor)
             timings["interior"] = time.perf_counter() - t1
         todo &= state.status != _SOLVED
         if not fallback:
-            todo &= ~dense
+            todo[:] = False
+        beyond = todo & (sizes[comp] > CONVEX_MAX)
+        if beyond.any():
+            state.note(comp[beyond], f"convex program not tried above {CONVEX_MAX} segments")
+            todo &= ~beyond
     else:
         todo = usable.copy()
 
@@ -553,7 +562,7 @@ def market_hours(
 
 def _interior(
     market: Market,
-    dense: npt.NDArray[np.bool_],
+    chosen: npt.NDArray[np.bool_],
     st: _State,
     baseline: EquilibriumResult | None,
     match: IntArray | None,
@@ -565,7 +574,7 @@ def _interior(
     through ``executor``: components are independent."""
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)
-    runner, chunks = _chunks(market.component, dense, executor)
+    runner, chunks = _chunks(market.component, chosen, executor)
     problems = [_coupled_problem(market, chunk, p_star, h_star) for chunk in chunks]
     earlier = None
     if baseline is not None and match is not None:
@@ -590,7 +599,7 @@ def _interior(
         for c in np.flatnonzero(bad).tolist():
             first = segs[np.flatnonzero(problem.component == c)[0]]
             st.note(comp[[first]], solution.reason[c])
-    st.verify(dense, _SOLVED)
+    st.verify(chosen, _SOLVED)
 
 
 def _solve_part(item: tuple[CoupledProblem, Start | None]) -> CoupledSolution:
@@ -717,12 +726,18 @@ def equilibrium_table(result: EquilibriumResult) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- verify
 def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
-    """Worst verification residual of every segment (relative; inf where unsolved).
+    """Worst verification residual of every segment (relative; inf where unsolved), in
+    rate terms wherever hours are measured, since rates are the answer:
 
-    * clearing: |D_k(p_k) + y_k − Σ_j x_jk − z_k| / D_k and |S_j(w_j) − Σ_k x_jk| / S_j;
+    * clearing: |D_k(p_k) + y_k − Σ_j x_jk − z_k| / (|ε_k| D_k) and
+      |S_j(w_j) − Σ_k x_jk| / (η_j S_j): the relative change of the node's rate that would
+      clear it along its own curve (an hours residual alone lets a rate error 1/|ε| times
+      larger through: 20× on ε = −0.05);
     * edges (home edges too): x ≥ 0, reduced cost w_j − p_k + τ ≥ 0 (relative to p_k),
       and complementarity min(x/min(S_j, D_k), reduced cost/p_k) ≈ 0;
-    * bounds: floor ≤ p ≤ cap, shortage only at the cap, surplus only at the floor.
+    * bounds: floor ≤ p ≤ cap, shortage only at the cap and surplus only at the floor,
+      each gap in rate terms too: min(y_k / (|ε_k| D_k), |p_k − floor_k| / p_k) ≈ 0 (a
+      surplus that clears a segment priced above its floor hides a rate error).
     """
     p, w = st.rate, st.wage
     e = market.edges
@@ -734,10 +749,13 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
     # finite, and reported as inf below
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         d, s = market.demand_hours(p), market.supply_hours(w)
+        # the hours that move the node's rate by 100 %, to first order
+        d_rate = d * np.abs(market.array("demand_elasticity"))
+        s_rate = s * market.array("supply_elasticity")
         inflow = st.home_flow + np.bincount(seg[active], flow[active], minlength=n)
         outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=n)
-        worst = np.abs(d + st.surplus - inflow - st.shortage) / d
-        worst = np.maximum(worst, np.abs(s - outflow) / s)
+        worst = np.abs(d + st.surplus - inflow - st.shortage) / d_rate
+        worst = np.maximum(worst, np.abs(s - outflow) / s_rate)
         home = np.minimum(
             np.maximum(w - p, 0.0) / p, np.maximum(st.home_flow, 0.0) / np.minimum(s, d)
         )
@@ -749,8 +767,8 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
         worst = np.maximum(worst, np.maximum(below, above))
         at_cap = np.where(np.isnan(cap), np.inf, np.abs(cap - p) / p)
         at_floor = np.where(np.isnan(floor), np.inf, np.abs(p - floor) / p)
-        worst = np.maximum(worst, np.minimum(np.abs(st.shortage) / d, at_cap))
-        worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d, at_floor))
+        worst = np.maximum(worst, np.minimum(np.abs(st.shortage) / d_rate, at_cap))
+        worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d_rate, at_floor))
         worst = np.maximum(worst, np.maximum(-np.minimum(st.shortage, st.surplus), 0.0) / d)
         rc = (w[pool] - p[seg] + tau) / p[seg]
         # a flow matters if it is large for either end: a pool's crumbs can be all a

@@ -33,22 +33,35 @@ cancel exactly. Components whose edges repeat in at least :data:`_SPARSE_COPIES`
 components (planning's copies of a group) form a sparse class: one symbolic Cholesky
 factorization in minimum-degree order, then the numeric factorization and the triangular
 solves level by level of its elimination tree, batched over the copies (a 92-segment
-group's K has ~450 nonzeros and its factor ~440, against 96² dense). The other
-components are padded to size classes, each class one batched dense solve. Warm starts
+group's K has ~450 nonzeros and its factor ~440, against 96² dense). Components above
+:data:`MAX_DENSE` segments (a connected market: one component of 10^4–10^5) form sparse
+Schur blocks (:mod:`pricing.market.sparse_schur`): K as one block-diagonal scipy sparse
+matrix, factored LDLᵀ in approximate-minimum-degree order where the pool–segment graph
+is nearly a tree, else solved by CG preconditioned by K's maximum spanning forest, to a
+relative residual of 0.01 μ (1e-13 at the end: inexact Newton). The other components
+are padded to size classes, each class one batched dense solve. Warm starts
 (:func:`warm_start`) begin at μ ≈ θ = 1e-5. Mehrotra's predictor sets the
 centring target; an Armijo backtracking search on the barrier merit φ_μ (the direction is
 a descent direction of it) keeps the iteration globally convergent; step lengths are per
 component, and components that finish drop out of the batch. A component is done when
 μ ≤ 1e-13 and its clearing residual ≤ 1e-11 of its hours (or ≤ 1e-9 once progress stalls).
 
-**Polish.** Where a row is still undecided (flow and slack both above 1e-9: a degenerate
-edge, a floor at the clearing rate) the interior point is only √μ exact; the method of
-multipliers on the active set then finishes the component (:func:`_polish`), in a batch
-of those components only.
+The code follows the method in named pieces: :class:`_Rows` holds the rows and the maps
+between rows, segments and pools (slacks, Aᵀu, the merit φ, the cold start);
+:func:`_assess` computes the residuals and the convergence test, :func:`_newton`
+assembles and factors the system, :func:`_direction` computes Mehrotra's direction
+(with :func:`_rhs` and :func:`_slack_step`), :func:`_line_search` the step lengths, and
+:func:`_interior_point` is the loop over them.
 
-Components above :data:`MAX_DENSE` segments are not taken (the caller sends them to the
-general convex program), and any that does not converge within :data:`MAX_ITERATIONS`
-is returned unconverged with the reason, for the caller to hand on the same way.
+**Polish.** Where a row is still undecided (flow and slack both above 1e-9 of the row's
+scale: a degenerate edge, a bound at the clearing rate; an edge is measured against its
+smaller end) the interior point is only √μ exact; the method of multipliers on the
+active set then finishes the component (:func:`_polish`), in a batch of those
+components only, changing the side of a row whose multiplier or slack comes out
+negative (an active-set method).
+
+A component that does not converge within :data:`MAX_ITERATIONS` is returned
+unconverged with the reason, for the caller to hand on.
 """
 
 from __future__ import annotations
@@ -58,6 +71,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from pricing.market.sparse_schur import (
+    CG_RTOL,
+    DirectSchur,
+    ForestCG,
+    Schur,
+    SchurPattern,
+    factor_directly,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -82,6 +104,7 @@ _ARMIJO = 1e-4
 _WARM_THETA = 1e-5
 _POLISH_RHO = 1e6  # augmented-Lagrangian penalty, relative to the segment's H*/p*
 _POLISH_ROUNDS = 12  # at most; it stops at rounding level
+_POLISH_PASSES = 4  # active sets tried at most (:func:`_active_set`)
 # clearing residual a polished component may end with: the bar the interior point accepts
 # for itself once it stalls. The polish's own floor is rounding amplified by ρ: a slack's
 # rounding (1e-16 p*) times ρ = 1e6 H*/p* moves a multiplier by ~1e-10 H*, and more where
@@ -89,6 +112,10 @@ _POLISH_ROUNDS = 12  # at most; it stops at rounding level
 # another), so a bar at 1e-10 sat on that floor and the answer depended on the CPU
 _POLISH_CLEAR_TOL = _ACCEPT_TOL
 _UNDECIDED = 1e-9  # min(x/H*, slack/p*) of a row above which its component is polished
+# CG's relative residual in the interior point: this fraction of μ, between CG_RTOL and
+# _CG_RTOL_MAX (a looser solve early on changes no iteration count measured)
+_CG_FORCING = 0.01
+_CG_RTOL_MAX = 1e-3
 
 
 @dataclass(frozen=True)
@@ -122,58 +149,52 @@ class CoupledSolution:
     reason: list[str]  # per component, "" when converged
 
 
-class _Structure:
-    """Index bookkeeping of one problem, computed once: classes, pairs, reductions."""
+#: an interior-point iterate: rates, wages, multipliers and slacks
+Start = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
 
-    def __init__(self, pb: CoupledProblem, classes: _Classes) -> None:
-        comp = pb.component
-        n, m = comp.size, pb.pool.size
-        self.n_comp = int(comp.max()) + 1 if n else 0
-        sizes = np.bincount(comp, minlength=self.n_comp)
-        if (sizes > MAX_DENSE).any():
-            raise ValueError(f"components above {MAX_DENSE} segments need the convex program")
-        local = _local(comp, sizes)
-        # pairs of edges out of the same pool: K[k1, k2] −= h1 h2 / Dw_j
-        by_pool = np.argsort(pb.pool, kind="stable")
-        deg = np.bincount(pb.pool, minlength=n)
-        first = np.concatenate([[0], np.cumsum(deg)[:-1]])
-        count = deg[pb.pool]
-        e1 = np.repeat(np.arange(m), count)
-        within = np.arange(e1.size) - np.repeat(np.cumsum(count) - count, count)
-        e2 = by_pool[first[pb.pool[e1]] + within]
-        distinct = e1 != e2  # the diagonal is assembled per edge, without cancellation
-        self.pair_e1, self.pair_e2 = e1[distinct], e2[distinct]
-        self.pair_seg1, self.pair_seg2 = pb.segment[self.pair_e1], pb.segment[self.pair_e2]
-        k1, k2 = self.pair_seg1, self.pair_seg2
-        c_pair = comp[k1]
 
+class _Buffer:
+    """Where K's entries of the dense classes (padded, row-major per component) and of
+    the sparse classes (row-major by factor entry, each row holding that entry of every
+    member) sit in one flat buffer; :meth:`entry` maps segments to positions."""
+
+    def __init__(self, comp: IntArray, sizes: IntArray, classes: _Classes) -> None:
+        n_comp = sizes.size
         cls = classes.of
-        dense = cls < 0
-        rank = local.copy()  # a sparse component's segments in elimination order
-        stride = np.ones(self.n_comp, np.int64)  # between a component's stored entries
-        table_at = np.zeros(self.n_comp, np.int64)  # its pattern's table in ``where``
-        mat_offset = np.zeros(self.n_comp, np.int64)
-        rhs_offset = np.zeros(self.n_comp, np.int64)
-        mat_total = rhs_total = 0
-        # the others are padded to size classes, each class one batched dense solve
-        padded = _SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, sizes)]
-        self.buckets: list[tuple[int, int, int, int]] = []  # (size, count, mat start, rhs start)
+        self.dense = cls == -1
+        self.sizes = sizes
+        self.rank = _local(comp, sizes)  # a sparse component's segments in elimination order
+        self.stride = np.ones(n_comp, np.int64)  # between a component's stored entries
+        self.table_at = np.zeros(n_comp, np.int64)  # its pattern's table in ``where``
+        self.mat_offset = np.zeros(n_comp, np.int64)
+        self.rhs_offset = np.zeros(n_comp, np.int64)
+        self.mat_total = self.rhs_total = 0
+        # the dense components are padded to size classes, each class one batched solve
+        self.padded = _SIZE_CLASSES[
+            np.minimum(np.searchsorted(_SIZE_CLASSES, sizes), _SIZE_CLASSES.size - 1)
+        ]
+        self.buckets: list[tuple[int, int, int, int]] = []  # (size, count, mat, rhs start)
         pads = [np.zeros(0, np.int64)]
-        for size in np.unique(padded[dense]).tolist():
-            comps = np.flatnonzero(dense & (padded == size))
+        for size in np.unique(self.padded[self.dense]).tolist():
+            comps = np.flatnonzero(self.dense & (self.padded == size))
             slot = np.arange(comps.size)
-            mat_offset[comps] = mat_total + slot * size * size
-            rhs_offset[comps] = rhs_total + slot * size
+            self.mat_offset[comps] = self.mat_total + slot * size * size
+            self.rhs_offset[comps] = self.rhs_total + slot * size
             # a unit diagonal on padding rows keeps every matrix nonsingular
             n_pad = size - sizes[comps]
             row = np.arange(n_pad.sum()) - np.repeat(np.cumsum(n_pad) - n_pad, n_pad)
             row += np.repeat(sizes[comps], n_pad)
-            pads.append(np.repeat(mat_offset[comps], n_pad) + row * (size + 1))
-            self.buckets.append((size, comps.size, mat_total, rhs_total))
-            mat_total += comps.size * size * size
-            rhs_total += comps.size * size
+            pads.append(np.repeat(self.mat_offset[comps], n_pad) + row * (size + 1))
+            self.buckets.append((size, comps.size, self.mat_total, self.rhs_total))
+            self.mat_total += comps.size * size * size
+            self.rhs_total += comps.size * size
         self.pad_diag = np.concatenate(pads)
         self.sparse: list[tuple[_Pattern, int, int, int]] = []  # (pattern, count, mat, rhs)
+        self.where = self._sparse_classes(comp, classes)
+
+    def _sparse_classes(self, comp: IntArray, classes: _Classes) -> IntArray:
+        """Lay out the sparse classes; the concatenated ``where`` tables of their patterns."""
+        cls = classes.of
         tables = [np.zeros(0, np.int64)]
         table_total = 0
         by_class = np.argsort(cls, kind="stable")
@@ -186,36 +207,60 @@ class _Structure:
             if not comps.size:  # a continuation without this class's components
                 continue
             members = seg_order[seg_start[c] : seg_start[c + 1]]
-            rank[members] = pattern.rank[local[members]]
-            # stored row-major by factor entry: each row holds that entry of every member
-            mat_offset[comps] = mat_total + np.arange(comps.size)
-            rhs_offset[comps] = rhs_total + np.arange(comps.size)
-            stride[comps] = comps.size
-            table_at[comps] = table_total
-            self.sparse.append((pattern, comps.size, mat_total, rhs_total))
-            mat_total += comps.size * pattern.nnz
-            rhs_total += comps.size * pattern.size
+            self.rank[members] = pattern.rank[self.rank[members]]
+            self.mat_offset[comps] = self.mat_total + np.arange(comps.size)
+            self.rhs_offset[comps] = self.rhs_total + np.arange(comps.size)
+            self.stride[comps] = comps.size
+            self.table_at[comps] = table_total
+            self.sparse.append((pattern, comps.size, self.mat_total, self.rhs_total))
+            self.mat_total += comps.size * pattern.nnz
+            self.rhs_total += comps.size * pattern.size
             tables.append(pattern.where.ravel())
             table_total += pattern.size**2
-        where = np.concatenate(tables)
-        self.mat_total, self.rhs_total = mat_total, rhs_total
+        return np.concatenate(tables)
 
-        def entry(c: IntArray, a: IntArray, b: IntArray) -> IntArray:
-            """Buffer position of K[a, b] for segments a, b of component c."""
-            out = np.empty(c.size, np.int64)
-            d = dense[c]
-            cd, cs = c[d], c[~d]
-            out[d] = mat_offset[cd] + rank[a[d]] * padded[cd] + rank[b[d]]
-            inner = rank[a[~d]] * sizes[cs] + rank[b[~d]]
-            out[~d] = mat_offset[cs] + stride[cs] * where[table_at[cs] + inner]
-            return out
+    def entry(self, c: IntArray, a: IntArray, b: IntArray) -> IntArray:
+        """Buffer position of K[a, b] for segments a, b of component c."""
+        out = np.empty(c.size, np.int64)
+        d = self.dense[c]
+        cd, cs = c[d], c[~d]
+        rank = self.rank
+        out[d] = self.mat_offset[cd] + rank[a[d]] * self.padded[cd] + rank[b[d]]
+        inner = rank[a[~d]] * self.sizes[cs] + rank[b[~d]]
+        out[~d] = self.mat_offset[cs] + self.stride[cs] * self.where[self.table_at[cs] + inner]
+        return out
 
-        segment = np.arange(n)
-        self.diag = entry(comp, segment, segment)
-        self.rhs_index = rhs_offset[comp] + rank * stride[comp]
+
+class _Structure:
+    """Index bookkeeping of one problem, computed once: classes, pairs, reductions, and
+    where each component's K lives (a dense class, a sparse class of copies, or a sparse
+    Schur block of :mod:`pricing.market.sparse_schur`)."""
+
+    def __init__(self, pb: CoupledProblem, classes: _Classes) -> None:
+        comp = pb.component
+        n = comp.size
+        self.n_comp = int(comp.max()) + 1 if n else 0
+        sizes = np.bincount(comp, minlength=self.n_comp)
+        # pairs of edges out of the same pool: K[k1, k2] −= h1 h2 / Dw_j
+        self.pair_e1, self.pair_e2 = _pairs(pb.pool, n)
+        self.pair_seg1, self.pair_seg2 = pb.segment[self.pair_e1], pb.segment[self.pair_e2]
+        self.pair_pool = pb.pool[self.pair_e1]
+        large = classes.of == _LARGE
+        in_buffer = ~large[comp]
+        self.small = np.flatnonzero(in_buffer)  # segments whose K is in the buffer
+        layout = _Buffer(comp, sizes, classes)
+        self.buckets, self.sparse, self.pad_diag = layout.buckets, layout.sparse, layout.pad_diag
+        self.mat_total, self.rhs_total = layout.mat_total, layout.rhs_total
+        small = self.small
+        self.diag = layout.entry(comp[small], small, small)
+        self.rhs_index = (
+            layout.rhs_offset[comp[small]] + layout.rank[small] * layout.stride[comp[small]]
+        )
+        k1, k2 = self.pair_seg1, self.pair_seg2
+        c_pair = comp[k1]
         # a sparse factor keeps the lower triangle (in elimination order) only
-        lower = dense[c_pair] | (rank[k1] > rank[k2])
-        flat = entry(c_pair[lower], k1[lower], k2[lower])
+        lower = in_buffer[k1] & (layout.dense[c_pair] | (layout.rank[k1] > layout.rank[k2]))
+        flat = layout.entry(c_pair[lower], k1[lower], k2[lower])
         # two pools may join the same pair of segments: sum pairs per matrix entry with a
         # precomputed sort (any order of a run's pairs will do: the faster sort), and
         # write into one buffer reused every iteration
@@ -227,7 +272,9 @@ class _Structure:
         first_of_run = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]]) if flat.size else flat
         self.asm_runs = first_of_run
         self.asm_entry = flat[first_of_run]
-        self.buffer = np.zeros(mat_total)
+        self.buffer = np.zeros(self.mat_total)
+        self.schur = _schur_blocks(pb, sizes, large, self.pair_e1, self.pair_e2)
+        self.needs_ground = any(isinstance(b, ForestCG) for b, _ in self.schur)
         self.has_cap = np.flatnonzero(np.isfinite(pb.cap))
         self.has_floor = np.flatnonzero(np.isfinite(pb.floor))
         # per-component minima and maxima by reduceat over component-sorted positions
@@ -257,6 +304,52 @@ class _Structure:
         return out
 
 
+def _pairs(pool: IntArray, n: int) -> tuple[IntArray, IntArray]:
+    """Every ordered pair (e1, e2) of distinct edges out of the same pool."""
+    m = pool.size
+    by_pool = np.argsort(pool, kind="stable")
+    deg = np.bincount(pool, minlength=n)
+    first = np.concatenate([[0], np.cumsum(deg)[:-1]])
+    count = deg[pool]
+    e1 = np.repeat(np.arange(m), count)
+    within = np.arange(e1.size) - np.repeat(np.cumsum(count) - count, count)
+    e2 = by_pool[first[pool[e1]] + within]
+    distinct = e1 != e2  # the diagonal is assembled per edge, without cancellation
+    return e1[distinct], e2[distinct]
+
+
+def _schur_blocks(
+    pb: CoupledProblem, sizes: IntArray, large: BoolArray, e1: IntArray, e2: IntArray
+) -> list[tuple[Schur, IntArray]]:
+    """The large components' K as sparse blocks: one factored directly, one solved by
+    CG (:func:`factor_directly` decides per component), each with its pairs' indices."""
+    comp = pb.component
+    if not large.any():
+        return []
+    k1, k2 = pb.segment[e1], pb.segment[e2]
+    in_large = large[comp[k1]]
+    # distinct segment pairs per component (two pools may join the same two segments)
+    key = np.unique(k1[in_large & (k1 < k2)] * comp.size + k2[in_large & (k1 < k2)])
+    n_pairs = np.bincount(comp[key // comp.size], minlength=sizes.size)
+    n_edges = np.bincount(comp[pb.segment], minlength=sizes.size)
+    direct = np.array(
+        [
+            factor_directly(int(s), int(m), int(p))
+            for s, m, p in zip(sizes, n_edges, n_pairs, strict=True)
+        ]
+    )
+    blocks: list[tuple[Schur, IntArray]] = []
+    for kind, chosen in ((DirectSchur, large & direct), (ForestCG, large & ~direct)):
+        if not chosen.any():
+            continue
+        segs = np.flatnonzero(chosen[comp])
+        pairs = np.flatnonzero(chosen[comp[k1]])
+        block_comp = (np.cumsum(chosen) - 1)[comp[segs]]
+        pattern = SchurPattern.build(segs, block_comp, k1[pairs], k2[pairs], comp.size)
+        blocks.append((kind(pattern), pairs))
+    return blocks
+
+
 def _runs(labels: IntArray, n_comp: int) -> tuple[IntArray, IntArray]:
     """Positions sorted by component and where each component's run starts."""
     order = np.argsort(labels, kind="stable")
@@ -264,10 +357,7 @@ def _runs(labels: IntArray, n_comp: int) -> tuple[IntArray, IntArray]:
     return order, starts
 
 
-def solve_coupled(
-    pb: CoupledProblem,
-    start: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None,
-) -> CoupledSolution:
+def solve_coupled(pb: CoupledProblem, start: Start | None = None) -> CoupledSolution:
     """Clear every component of ``pb``: interior point, then an active-set polish.
 
     On an extreme component (a band draw with a tiny elasticity) an iterate can overflow
@@ -280,51 +370,56 @@ def solve_coupled(
         return _polish(pb, _interior_point(pb, classes, start), classes)
 
 
-def _interior_point(
-    pb: CoupledProblem,
-    classes: _Classes,
-    start: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None,
-    budget: int = MAX_ITERATIONS,
-) -> CoupledSolution:
-    """Clear every component of ``pb`` (module docstring); never raises on hard inputs.
+class _Rows:
+    """The dual's constraint rows — edges (home edges included), then caps, then floors —
+    with the maps between rows, segments and pools, and the functions of the module
+    docstring that every iteration evaluates on them."""
 
-    ``classes`` are its components' classes (:func:`_classify`); ``start`` is a strictly
-    feasible (rates, wages, multipliers, slacks) to continue from and ``budget`` the
-    iterations left; both serve the compaction below.
-    """
-    st = _Structure(pb, classes)
-    comp, seg, pool, tau = pb.component, pb.segment, pb.pool, pb.friction
-    n, n_comp = comp.size, st.n_comp
-    eps, eta, ps, hs = pb.eps, pb.eta, pb.p_star, pb.h_star
-    money = hs * ps
-    ic, jf = st.has_cap, st.has_floor
-    e1, e2 = st.pair_e1, st.pair_e2
-    # constraint rows: edges, then caps, then floors; each with its segment and weight
-    row_seg = np.concatenate([seg, ic, jf])
-    row_comp = comp[row_seg]
-    weight = money[row_seg]
-    weight_sum = np.bincount(row_comp, weight, minlength=n_comp)
-    scale = np.bincount(comp, money, minlength=n_comp)
-    me, mc = seg.size, ic.size
+    def __init__(self, pb: CoupledProblem, classes: _Classes) -> None:
+        self.pb = pb
+        self.st = st = _Structure(pb, classes)
+        self.comp, self.seg, self.pool = pb.component, pb.segment, pb.pool
+        self.n, self.n_comp = pb.component.size, st.n_comp
+        self.money = pb.h_star * pb.p_star
+        self.ic, self.jf = st.has_cap, st.has_floor
+        self.me, self.mc = pb.segment.size, st.has_cap.size
+        self.row_seg = np.concatenate([pb.segment, self.ic, self.jf])
+        self.row_comp = self.comp[self.row_seg]
+        # barrier weights: each row's money scale (module docstring)
+        self.weight = self.money[self.row_seg]
+        self.weight_sum = np.bincount(self.row_comp, self.weight, minlength=self.n_comp)
+        self.scale = np.bincount(self.comp, self.money, minlength=self.n_comp)
 
-    def slack(p: FloatArray, w: FloatArray) -> FloatArray:
-        return np.concatenate([w[pool] - p[seg] + tau, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]])
+    def slack(self, p: FloatArray, w: FloatArray) -> FloatArray:
+        pb, ic, jf = self.pb, self.ic, self.jf
+        return np.concatenate(
+            [w[self.pool] - p[self.seg] + pb.friction, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]]
+        )
 
-    def adjoint(u: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def adjoint(self, u: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Aᵀu split into its rate and wage parts."""
-        a_p: FloatArray = -np.bincount(seg, u[:me], minlength=n).astype(np.float64)
-        a_p[ic] -= u[me : me + mc]
-        a_p[jf] += u[me + mc :]
-        return a_p, np.bincount(pool, u[:me], minlength=n).astype(np.float64)
+        me, mc = self.me, self.mc
+        a_p: FloatArray = -np.bincount(self.seg, u[:me], minlength=self.n).astype(np.float64)
+        a_p[self.ic] -= u[me : me + mc]
+        a_p[self.jf] += u[me + mc :]
+        return a_p, np.bincount(self.pool, u[:me], minlength=self.n).astype(np.float64)
 
-    def scatter_bounds(lam: FloatArray) -> FloatArray:
-        """Shortage plus surplus per segment (the cap and floor multipliers)."""
-        out = np.zeros(n)
-        out[ic] += lam[me : me + mc]
-        out[jf] += lam[me + mc :]
-        return out
+    def bounds(self, lam: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Shortage and surplus per segment: the cap and floor multipliers."""
+        shortage, surplus = np.zeros(self.n), np.zeros(self.n)
+        shortage[self.ic] = lam[self.me : self.me + self.mc]
+        surplus[self.jf] = lam[self.me + self.mc :]
+        return shortage, surplus
+
+    def hours(self, p: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Demand D(p) and supply S(w) of every segment and pool."""
+        pb = self.pb
+        demand = pb.h_star * np.exp(pb.eps * np.log(p / pb.p_star))
+        supply = pb.h_star * np.exp(pb.eta * np.log(w / pb.p_star))
+        return demand, supply
 
     def merit(
+        self,
         p: FloatArray,
         w: FloatArray,
         sl: FloatArray,
@@ -334,15 +429,17 @@ def _interior_point(
         """The surplus and barrier parts of φ_μ = surplus − μ·barrier per component, at
         rates p and wages w of the segments ``segs`` and slacks sl of the rows ``rows``
         (default all; other components get 0); the surplus is +inf outside the domain."""
-        at_seg, at_row = comp[segs], row_comp[rows]
-        log_pi = np.log(np.maximum(p, 1e-300) / ps[segs])
-        log_om = np.log(w / ps[segs])
-        b = eps[segs] + 1.0
+        pb, n_comp = self.pb, self.n_comp
+        at_seg, at_row = self.comp[segs], self.row_comp[rows]
+        ps = pb.p_star[segs]
+        log_pi = np.log(np.maximum(p, 1e-300) / ps)
+        log_om = np.log(w / ps)
+        b = pb.eps[segs] + 1.0
         safe_b = np.where(b == 0.0, 1.0, b)
         cs = np.where(b == 0.0, -log_pi, -np.expm1(safe_b * log_pi) / safe_b)
-        eta1 = eta[segs] + 1.0
-        surplus = money[segs] * (cs + np.expm1(eta1 * log_om) / eta1)
-        log_sl = weight[rows] * np.log(np.maximum(sl, 1e-300))
+        eta1 = pb.eta[segs] + 1.0
+        surplus = self.money[segs] * (cs + np.expm1(eta1 * log_om) / eta1)
+        log_sl = self.weight[rows] * np.log(np.maximum(sl, 1e-300))
         barrier: FloatArray = np.bincount(at_row, log_sl, minlength=n_comp).astype(np.float64)
         value: FloatArray = np.bincount(at_seg, surplus, minlength=n_comp).astype(np.float64)
         bad = np.zeros(n_comp, bool)
@@ -351,170 +448,273 @@ def _interior_point(
         value[bad | ~np.isfinite(value) | ~np.isfinite(barrier)] = np.inf
         return value, barrier
 
-    def rhs(
-        u: FloatArray, r_p: FloatArray, r_w: FloatArray, he: FloatArray, dw_pool: FloatArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """Right-hand side of the rate system, and the wage part, for target u."""
-        b_p, b_w = adjoint(u)
-        rhs_p, rhs_w = -r_p - b_p, -r_w - b_w
-        return rhs_p + np.bincount(seg, he * rhs_w[pool] / dw_pool, minlength=n), rhs_w
+    def row_hours(self) -> FloatArray:
+        """The hours a row's multiplier is rounded against: a flow is the difference of
+        its pool's hours (the larger of its two ends), a bound's its segment's."""
+        hs = self.pb.h_star
+        return np.concatenate([np.maximum(hs[self.seg], hs[self.pool]), hs[self.ic], hs[self.jf]])
 
-    def slack_step(
-        dp: FloatArray,
-        rhs_w: FloatArray,
-        u: FloatArray,
-        h: FloatArray,
-        h_other: FloatArray,
-        cw_pool: FloatArray,
-        dw_pool: FloatArray,
-    ) -> tuple[FloatArray, FloatArray]:
-        """Slack and multiplier steps that go with the rate step ``dp`` (``h_other``: h of
-        the second edge of every pair, ``cw_pool`` and ``dw_pool`` c_w and d_w of every
-        edge's pool)."""
-        # Δs on edges written so that the large h of active edges cancels exactly
-        spread = np.bincount(e1, h_other * (dp[st.pair_seg2] - dp[st.pair_seg1]), minlength=me)
-        ds_e = (rhs_w[pool] - cw_pool * dp[seg] + spread) / dw_pool
-        ds = np.concatenate([ds_e, -dp[ic], dp[jf]]) + r_s
-        return ds, -u - h * ds
-
-    if start is None:
-        # strictly feasible start: uncoupled rates inside their bounds, wages just above
+    def cold_start(self) -> Start:
+        """A strictly feasible start: uncoupled rates inside their bounds, wages just
+        above the best edge, multipliers on the central path at μ = 0.1."""
+        pb = self.pb
+        ps = pb.p_star
         lo = np.where(np.isfinite(pb.floor), pb.floor, 0.0)
         gap = np.where(np.isfinite(pb.cap), pb.cap - lo, np.inf)
         p = np.clip(ps, lo + np.minimum(0.01 * gap, 0.01 * lo), lo + 0.99 * gap)
-        w = _pool_max(pool, p[seg] - tau, n) + 0.1 * ps
-        s = slack(p, w)
-        lam = _MU_START * weight / s
-    else:
-        p, w, lam, s = start
-    iterations = np.zeros(n_comp, np.int64)
-    converged = np.zeros(n_comp, bool)
-    parts: tuple[FloatArray, FloatArray] | None = None  # φ parts at the current iterate
-    best = np.full(n_comp, np.inf)
-    stalled = np.zeros(n_comp, np.int64)
+        w = _pool_max(self.pool, p[self.seg] - pb.friction, self.n) + 0.1 * ps
+        s = self.slack(p, w)
+        return p, w, _MU_START * self.weight / s, s
 
-    for _ in range(budget):
-        demand = hs * np.exp(eps * np.log(p / ps))
-        supply = hs * np.exp(eta * np.log(w / ps))
-        a_p, a_w = adjoint(lam)
-        r_p, r_w = -demand - a_p, supply - a_w  # ∇f − Aᵀλ: minus the clearing residuals
-        # the slacks are variables of their own (w − p + τ of an active edge is far below
-        # the rounding of w and p); r_s is their drift from the rates, kept at rounding
-        r_s = slack(p, w) - s
-        mu = np.bincount(row_comp, lam * s, minlength=n_comp) / weight_sum
-        # each balance against the size of its own terms (a floor or a big pool can put
-        # far more hours through a segment than its H*), so rounding is never "residual"
-        size_p, size_w = adjoint(lam)
-        size_p = demand + np.abs(size_p) + 2.0 * scatter_bounds(lam)
-        size_w = supply + size_w
-        residual = st.seg_max(np.maximum(np.abs(r_p) / size_p, np.abs(r_w) / size_w))
-        # rounding in the barrier Hessian limits the attainable accuracy; a component
-        # whose residual has stopped improving below _ACCEPT_TOL is done
-        stalled = np.where(residual < 0.5 * best, 0, stalled + 1)
-        best = np.minimum(best, residual)
-        converged = ((mu <= _MU_FINAL) & (residual <= _RESIDUAL_TOL)) | (
-            (mu <= _MU_ACCEPT) & (residual <= _ACCEPT_TOL) & (stalled >= 5)
+
+@dataclass(frozen=True)
+class _Newton:
+    """The Newton system at one iterate: h = λ/s per row, the pools' diagonal
+    d_w = S′ + Σ h, and the factored K of every component."""
+
+    h: FloatArray
+    c_w: FloatArray
+    d_w: FloatArray
+    cw_pool: FloatArray  # c_w and d_w of every edge's pool
+    dw_pool: FloatArray
+    h_other: FloatArray  # h of the second edge of every pair
+    factor: _Factor
+
+    @property
+    def he(self) -> FloatArray:
+        return self.h[: self.cw_pool.size]
+
+
+def _newton(rows: _Rows, p: FloatArray, w: FloatArray, lam: FloatArray, s: FloatArray,
+            demand: FloatArray, supply: FloatArray) -> _Newton:  # fmt: skip
+    """Assemble and factor the Newton system (module docstring) at an iterate."""
+    st, seg, pool, n, me, mc = rows.st, rows.seg, rows.pool, rows.n, rows.me, rows.mc
+    h = lam / s
+    he = h[:me]
+    c_p = -rows.pb.eps * demand / p  # −D′ and S′, the curvature of the surplus terms
+    c_w = rows.pb.eta * supply / w
+    d_w = c_w + np.bincount(pool, he, minlength=n)
+    cw_pool, dw_pool, h_other = c_w[pool], d_w[pool], he[st.pair_e2]
+    others = np.bincount(st.pair_e1, h_other, minlength=me)  # Σ h over the pool's other edges
+    k_diag = c_p + np.bincount(seg, he * (cw_pool + others) / dw_pool, minlength=n)
+    k_diag[rows.ic] += h[me : me + mc]
+    k_diag[rows.jf] += h[me + mc :]
+    ground = None
+    if st.needs_ground:  # K's diagonal without the pairs' weights, summed apart
+        ground = c_p + np.bincount(seg, he * cw_pool / dw_pool, minlength=n)
+        ground[rows.ic] += h[me : me + mc]
+        ground[rows.jf] += h[me + mc :]
+    factor = _schur(st, he, k_diag, d_w, ground)
+    return _Newton(h, c_w, d_w, cw_pool, dw_pool, h_other, factor)
+
+
+def _rhs(
+    rows: _Rows, nt: _Newton, u: FloatArray, r_p: FloatArray, r_w: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Right-hand side of the rate system, and the wage part, for target u."""
+    b_p, b_w = rows.adjoint(u)
+    rhs_p, rhs_w = -r_p - b_p, -r_w - b_w
+    spread = np.bincount(rows.seg, nt.he * rhs_w[rows.pool] / nt.dw_pool, minlength=rows.n)
+    return rhs_p + spread, rhs_w
+
+
+def _slack_step(
+    rows: _Rows, nt: _Newton, dp: FloatArray, rhs_w: FloatArray, u: FloatArray, r_s: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Slack and multiplier steps that go with the rate step ``dp``."""
+    st = rows.st
+    # Δs on edges written so that the large h of active edges cancels exactly
+    moved = nt.h_other * (dp[st.pair_seg2] - dp[st.pair_seg1])
+    spread = np.bincount(st.pair_e1, moved, minlength=rows.me)
+    ds_e = (rhs_w[rows.pool] - nt.cw_pool * dp[rows.seg] + spread) / nt.dw_pool
+    ds = np.concatenate([ds_e, -dp[rows.ic], dp[rows.jf]]) + r_s
+    return ds, -u - nt.h * ds
+
+
+@dataclass
+class _Progress:
+    """Per component: iterations, the best clearing residual so far and for how many
+    iterations it has not halved, and the φ parts at the current iterate (if known)."""
+
+    iterations: IntArray
+    best: FloatArray
+    stalled: IntArray
+    parts: tuple[FloatArray, FloatArray] | None = None
+
+
+@dataclass(frozen=True)
+class _Assessment:
+    """An iterate's clearing residuals r = ∇f − Aᵀλ, slack drift, μ and convergence."""
+
+    demand: FloatArray
+    supply: FloatArray
+    r_p: FloatArray
+    r_w: FloatArray
+    r_s: FloatArray
+    mu: FloatArray
+    residual: FloatArray  # worst relative clearing residual per component
+    converged: BoolArray
+
+
+def _assess(
+    rows: _Rows, p: FloatArray, w: FloatArray, lam: FloatArray, s: FloatArray, pr: _Progress
+) -> _Assessment:
+    """Residuals and the convergence test of the module docstring (updates ``pr``)."""
+    demand, supply = rows.hours(p, w)
+    a_p, a_w = rows.adjoint(lam)
+    r_p, r_w = -demand - a_p, supply - a_w  # ∇f − Aᵀλ: minus the clearing residuals
+    # the slacks are variables of their own (w − p + τ of an active edge is far below
+    # the rounding of w and p); r_s is their drift from the rates, kept at rounding
+    r_s = rows.slack(p, w) - s
+    mu = np.bincount(rows.row_comp, lam * s, minlength=rows.n_comp) / rows.weight_sum
+    # each balance against the size of its own terms (a floor or a big pool can put
+    # far more hours through a segment than its H*), so rounding is never "residual"
+    shortage, surplus = rows.bounds(lam)
+    size_p = demand + np.abs(a_p) + 2.0 * (shortage + surplus)
+    size_w = supply + a_w
+    residual = rows.st.seg_max(np.maximum(np.abs(r_p) / size_p, np.abs(r_w) / size_w))
+    # rounding in the barrier Hessian limits the attainable accuracy; a component
+    # whose residual has stopped improving below _ACCEPT_TOL is done
+    pr.stalled = np.where(residual < 0.5 * pr.best, 0, pr.stalled + 1)
+    pr.best = np.minimum(pr.best, residual)
+    converged = ((mu <= _MU_FINAL) & (residual <= _RESIDUAL_TOL)) | (
+        (mu <= _MU_ACCEPT) & (residual <= _ACCEPT_TOL) & (pr.stalled >= 5)
+    )
+    return _Assessment(demand, supply, r_p, r_w, r_s, mu, residual, converged)
+
+
+def _direction(
+    rows: _Rows, p: FloatArray, w: FloatArray, lam: FloatArray, s: FloatArray, a: _Assessment
+) -> tuple[FloatArray, ...]:
+    """Mehrotra's direction (dp, dw, ds, dλ) and its centring target μ_t per component.
+    The step is affine in the target: one solve for u = λ and one for the unit centring
+    direction m/s, mixed for Mehrotra's σ without refactoring."""
+    nt = _newton(rows, p, w, lam, s, a.demand, a.supply)
+    comp, row_comp, n = rows.comp, rows.row_comp, rows.n
+    zero = np.zeros(n)
+    rhs_a, rhs_w_a = _rhs(rows, nt, lam + nt.h * a.r_s, a.r_p, a.r_w)
+    rhs_c, rhs_w_c = _rhs(rows, nt, rows.weight / s, zero, zero)
+    # inexact Newton where K is solved by CG: the direction needs a residual well below
+    # the complementarity still to remove, 1e-13 of the right-hand side in the end
+    rtol = float(np.clip(_CG_FORCING * a.mu.max(initial=0.0), CG_RTOL, _CG_RTOL_MAX))
+    dp_a, dp_c = _solve(rows.st, nt.factor, rhs_a, rhs_c, rtol=rtol)
+    # predictor: the affine step sets the centring target (σ = (μ_aff/μ)³)
+    ds, dl = _slack_step(rows, nt, dp_a, rhs_w_a, lam, a.r_s)
+    a_pri = rows.st.step(rows.st.rows, s, ds, 1.0)
+    a_dual = rows.st.step(rows.st.rows, lam, dl, 1.0)
+    s_aff = s + a_pri[row_comp] * ds
+    l_aff = lam + a_dual[row_comp] * dl
+    mu_aff = np.bincount(row_comp, s_aff * l_aff, minlength=rows.n_comp) / rows.weight_sum
+    sigma = np.clip((mu_aff / np.maximum(a.mu, 1e-300)) ** 3, 0.0, 1.0)
+    mu_t = np.maximum(sigma * a.mu, 0.1 * _MU_FINAL)
+    target = mu_t[row_comp] * rows.weight / s
+    dp = dp_a - mu_t[comp] * dp_c
+    rhs_w = rhs_w_a - mu_t[comp] * rhs_w_c
+    dw = (rhs_w + np.bincount(rows.pool, nt.he * dp[rows.seg], minlength=n)) / nt.d_w
+    ds, dl = _slack_step(rows, nt, dp, rhs_w, lam - target, a.r_s)
+    return dp, dw, ds, dl, mu_t, target
+
+
+def _line_search(
+    rows: _Rows,
+    it: Start,
+    d: tuple[FloatArray, ...],
+    a: _Assessment,
+    pr: _Progress,
+) -> tuple[FloatArray, FloatArray]:
+    """Primal and dual step lengths per component: a fraction of the way to the
+    boundary, then Armijo backtracking on φ_μt for the rates and wages (the direction
+    is a descent direction of φ_μt because the primal–dual Hessian is positive definite).
+    Near the solution φ differences drown in rounding and the full step is taken
+    untested. Updates ``pr.parts`` to φ's parts at the step taken (None if unknown)."""
+    p, w, lam, s = it
+    dp, dw, ds, dl, mu_t, target = d
+    st, comp, row_comp = rows.st, rows.comp, rows.row_comp
+    fraction = np.maximum(_BOUNDARY, 1.0 - 10.0 * a.mu)  # → 1 as μ → 0: full final steps
+    a_pri = np.minimum(st.step(st.rows, s, ds, fraction), st.step(st.segs, p, dp, fraction))
+    a_dual = st.step(st.rows, lam, dl, fraction)
+    g_p, g_w = rows.adjoint(target)
+    slope = np.bincount(comp, (-a.demand - g_p) * dp + (a.supply - g_w) * dw, minlength=rows.n_comp)
+    tested = ~a.converged & (slope < -1e-9 * rows.scale)
+    if not tested.any():
+        pr.parts = None
+        return a_pri, a_dual
+    if pr.parts is None:
+        pr.parts = rows.merit(p, w, s)
+    phi0 = pr.parts[0] - mu_t * pr.parts[1]
+    a_seg = a_pri[comp]
+    value, barrier = rows.merit(p + a_seg * dp, w + a_seg * dw, s + a_pri[row_comp] * ds)
+    failed = tested & (value - mu_t * barrier > phi0 + _ARMIJO * a_pri * slope)
+    for _ in range(50):
+        if not failed.any():
+            pr.parts = value, barrier
+            return a_pri, a_dual
+        a_pri[failed] *= 0.5
+        a_dual[failed] = np.minimum(a_dual[failed], a_pri[failed])
+        # only the components that failed are tried again
+        segs, rws = np.flatnonzero(failed[comp]), np.flatnonzero(failed[row_comp])
+        a_seg = a_pri[comp[segs]]
+        trial = rows.merit(
+            p[segs] + a_seg * dp[segs],
+            w[segs] + a_seg * dw[segs],
+            s[rws] + a_pri[row_comp[rws]] * ds[rws],
+            segs,
+            rws,
         )
-        if converged.all():
+        value[failed], barrier[failed] = trial[0][failed], trial[1][failed]
+        failed &= value - mu_t * barrier > phi0 + _ARMIJO * a_pri * slope
+    pr.parts = None  # the last trial was not the step taken
+    return a_pri, a_dual
+
+
+def _interior_point(
+    pb: CoupledProblem,
+    classes: _Classes,
+    start: Start | None = None,
+    budget: int = MAX_ITERATIONS,
+) -> CoupledSolution:
+    """Clear every component of ``pb`` (module docstring); never raises on hard inputs.
+
+    ``classes`` are its components' classes (:func:`_classify`); ``start`` is a strictly
+    feasible (rates, wages, multipliers, slacks) to continue from and ``budget`` the
+    iterations left; both serve the compaction below.
+    """
+    rows = _Rows(pb, classes)
+    p, w, lam, s = rows.cold_start() if start is None else start
+    n_comp = rows.n_comp
+    pr = _Progress(np.zeros(n_comp, np.int64), np.full(n_comp, np.inf), np.zeros(n_comp, np.int64))
+    a = _assess(rows, p, w, lam, s, pr)
+    for _ in range(budget):
+        if a.converged.all():
             break
-        if 2 * converged.sum() >= n_comp > 1:
+        if 2 * a.converged.sum() >= n_comp > 1:
             # most components are done: continue with the rest only, so a few slow
             # components do not keep the finished ones in every batched solve
-            rest = _continue(pb, classes, ~converged, p, w, lam, s, budget - int(iterations.max()))
-            return _merge(pb, converged, p, w, lam, iterations, rest, me, mc)
-        iterations[~converged] += 1
-
-        h = lam / s
-        he = h[:me]
-        c_p = -eps * demand / p  # −D′ and S′, the curvature of the surplus terms
-        c_w = eta * supply / w
-        d_w = c_w + np.bincount(pool, he, minlength=n)
-        cw_pool, dw_pool, h_other = c_w[pool], d_w[pool], he[e2]
-        others = np.bincount(e1, h_other, minlength=me)  # Σ h over the pool's other edges
-        k_diag = c_p + np.bincount(seg, he * (cw_pool + others) / dw_pool, minlength=n)
-        k_diag[ic] += h[me : me + mc]
-        k_diag[jf] += h[me + mc :]
-        factor = _schur(st, he, k_diag, d_w)
-
-        # the step is affine in the target: solve once for u = λ and for the unit
-        # centring direction m/s, then mix for Mehrotra's σ without refactoring
-        zero = np.zeros(n)
-        rhs_a, rhs_w_a = rhs(lam + h * r_s, r_p, r_w, he, dw_pool)
-        rhs_c, rhs_w_c = rhs(weight / s, zero, zero, he, dw_pool)
-        dp_a, dp_c = _solve(st, factor, rhs_a, rhs_c)
-
-        # predictor: the affine step sets the centring target (Mehrotra's σ = (μ_aff/μ)³)
-        ds, dl = slack_step(dp_a, rhs_w_a, lam, h, h_other, cw_pool, dw_pool)
-        a_pri = st.step(st.rows, s, ds, 1.0)
-        a_dual = st.step(st.rows, lam, dl, 1.0)
-        s_aff = s + a_pri[row_comp] * ds
-        l_aff = lam + a_dual[row_comp] * dl
-        mu_aff = np.bincount(row_comp, s_aff * l_aff, minlength=n_comp) / weight_sum
-        sigma = np.clip((mu_aff / np.maximum(mu, 1e-300)) ** 3, 0.0, 1.0)
-        mu_t = np.maximum(sigma * mu, 0.1 * _MU_FINAL)
-        target = mu_t[row_comp] * weight / s
-        dp = dp_a - mu_t[comp] * dp_c
-        rhs_w = rhs_w_a - mu_t[comp] * rhs_w_c
-        dw = (rhs_w + np.bincount(pool, he * dp[seg], minlength=n)) / d_w
-        ds, dl = slack_step(dp, rhs_w, lam - target, h, h_other, cw_pool, dw_pool)
-
-        fraction = np.maximum(_BOUNDARY, 1.0 - 10.0 * mu)  # → 1 as μ → 0: full final steps
-        a_pri = np.minimum(st.step(st.rows, s, ds, fraction), st.step(st.segs, p, dp, fraction))
-        a_dual = st.step(st.rows, lam, dl, fraction)
-        # Armijo backtracking on φ_μt for the rates and wages; the direction is a descent
-        # direction of φ_μt because the primal–dual Hessian is positive definite. Near the
-        # solution φ differences drown in rounding and the full step is taken untested.
-        g_p, g_w = adjoint(target)
-        slope = np.bincount(comp, (-demand - g_p) * dp + (supply - g_w) * dw, minlength=n_comp)
-        tested = ~converged & (slope < -1e-9 * scale)
-        if tested.any():
-            if parts is None:
-                parts = merit(p, w, s)
-            phi0 = parts[0] - mu_t * parts[1]
-            a_seg = a_pri[comp]
-            value, barrier = merit(p + a_seg * dp, w + a_seg * dw, s + a_pri[row_comp] * ds)
-            failed = tested & (value - mu_t * barrier > phi0 + _ARMIJO * a_pri * slope)
-            for _ in range(50):
-                if not failed.any():
-                    parts = value, barrier  # φ's parts at the step taken
-                    break
-                a_pri[failed] *= 0.5
-                a_dual[failed] = np.minimum(a_dual[failed], a_pri[failed])
-                # only the components that failed are tried again
-                segs, rows = np.flatnonzero(failed[comp]), np.flatnonzero(failed[row_comp])
-                a_seg = a_pri[comp[segs]]
-                trial = merit(
-                    p[segs] + a_seg * dp[segs],
-                    w[segs] + a_seg * dw[segs],
-                    s[rows] + a_pri[row_comp[rows]] * ds[rows],
-                    segs,
-                    rows,
-                )
-                value[failed], barrier[failed] = trial[0][failed], trial[1][failed]
-                failed &= value - mu_t * barrier > phi0 + _ARMIJO * a_pri * slope
-            else:
-                parts = None  # the last trial was not the step taken
-        else:
-            parts = None
-        a_pri[converged] = 0.0
-        a_dual[converged] = 0.0
-        p = p + a_pri[comp] * dp
-        w = w + a_pri[comp] * dw
-        lam = lam + a_dual[row_comp] * dl
-        s = s + a_pri[row_comp] * ds
-
-    shortage = np.zeros(n)
-    shortage[ic] = lam[me : me + mc]
-    surplus = np.zeros(n)
-    surplus[jf] = lam[me + mc :]
+            used = budget - int(pr.iterations.max())
+            rest = _continue(pb, classes, ~a.converged, (p, w, lam, s), used)
+            return _merge(pb, a.converged, p, w, lam, pr.iterations, rest, rows.me, rows.mc)
+        pr.iterations[~a.converged] += 1
+        d = _direction(rows, p, w, lam, s, a)
+        a_pri, a_dual = _line_search(rows, (p, w, lam, s), d, a, pr)
+        a_pri[a.converged] = 0.0
+        a_dual[a.converged] = 0.0
+        dp, dw, ds, dl = d[:4]
+        p = p + a_pri[rows.comp] * dp
+        w = w + a_pri[rows.comp] * dw
+        lam = lam + a_dual[rows.row_comp] * dl
+        s = s + a_pri[rows.row_comp] * ds
+        a = _assess(rows, p, w, lam, s, pr)
+    shortage, surplus = rows.bounds(lam)
     reason = [
         ""
         if ok
         else f"interior point did not converge in {MAX_ITERATIONS} iterations "
         f"(clearing residual {r:.1e} of the segment's hours)"
-        for ok, r in zip(converged, residual, strict=True)
+        for ok, r in zip(a.converged, a.residual, strict=True)
     ]
-    return CoupledSolution(p, w, lam[:me], shortage, surplus, converged, iterations, reason)
+    return CoupledSolution(
+        p, w, lam[: rows.me], shortage, surplus, a.converged, pr.iterations, reason
+    )
 
 
 def warm_start(
@@ -548,6 +748,17 @@ def warm_start(
     return p, w, np.maximum(earlier, centred), slack
 
 
+def _row_scale(pb: CoupledProblem) -> FloatArray:
+    """The hours a row's multiplier is judged against when the polish decides whether
+    the row is active: a bound's segment's H*, and the smaller end's for an edge, which
+    carries at most that much (against the segment alone, a thin pool's flow into a
+    segment 10^7 times its size looked negligible while it was a 1e-3 share of the
+    pool, and the component was never polished)."""
+    hs = pb.h_star
+    ic, jf = np.flatnonzero(np.isfinite(pb.cap)), np.flatnonzero(np.isfinite(pb.floor))
+    return np.concatenate([np.minimum(hs[pb.segment], hs[pb.pool]), hs[ic], hs[jf]])
+
+
 def _pool_max(pool: IntArray, values: FloatArray, n: int) -> FloatArray:
     """The largest of ``values`` over each pool's edges (each pool has its home edge)."""
     order = np.argsort(pool, kind="stable")
@@ -556,17 +767,11 @@ def _pool_max(pool: IntArray, values: FloatArray, n: int) -> FloatArray:
 
 
 def _continue(
-    pb: CoupledProblem,
-    classes: _Classes,
-    keep_comp: BoolArray,
-    p: FloatArray,
-    w: FloatArray,
-    lam: FloatArray,
-    s: FloatArray,
-    budget: int,
+    pb: CoupledProblem, classes: _Classes, keep_comp: BoolArray, it: Start, budget: int
 ) -> CoupledSolution:
-    """Solve the components ``keep_comp`` of ``pb`` from the current iterate."""
+    """Solve the components ``keep_comp`` of ``pb`` from the iterate ``it``."""
     sub, keep, keep_row = _subproblem(pb, keep_comp)
+    p, w, lam, s = it
     start = (p[keep], w[keep], lam[keep_row], s[keep_row])
     return _interior_point(sub, classes.subset(keep_comp), start, max(budget, 0))
 
@@ -635,7 +840,8 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> Coup
         minimize Σ CS + Σ PS   subject to   s_i(p, w) = 0 on the active rows,
 
     one Newton step on the augmented Lagrangian per round,
-    (∇²f + ρ AᵀA) Δv = −(∇f − Aᵀ(λ − ρ s)), then λ ← λ − ρ s. With ρ = 1e6 × H*/p* a round
+    (∇²f + ρ AᵀA) Δv = −(∇f − Aᵀ(λ − ρ s)), then λ ← λ − ρ s. With ρ = 1e6 × H/p* (H the
+    row's scale, :func:`_row_scale`: its update ρ s must stay above the rounding of s) a round
     gains about six digits where a row's pool and segment are alike, fewer where a big pool
     serves a small segment, so it runs up to 12 rounds, stopping at rounding level (once
     no component's clearing residual gains tenfold any more); the same class batches
@@ -652,7 +858,7 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> Coup
     slack = np.concatenate(
         [w[pb.pool] - p[pb.segment] + pb.friction, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]]
     )
-    undecided = np.minimum(lam / pb.h_star[row_seg], slack / pb.p_star[row_seg]) > _UNDECIDED
+    undecided = np.minimum(lam / _row_scale(pb), slack / pb.p_star[row_seg]) > _UNDECIDED
     needs = np.zeros(sol.converged.size, bool)
     needs[pb.component[row_seg[undecided]]] = True
     if not needs.any():
@@ -675,48 +881,47 @@ def _polish(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> Coup
 
 
 def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> CoupledSolution:
-    """The polish (:func:`_polish`) of components that each have an undecided row."""
-    st = _Structure(pb, classes)
-    comp, seg, pool, tau = pb.component, pb.segment, pb.pool, pb.friction
-    n, n_comp = comp.size, st.n_comp
-    eps, eta, ps, hs = pb.eps, pb.eta, pb.p_star, pb.h_star
-    ic, jf = st.has_cap, st.has_floor
-    me, mc = seg.size, ic.size
-    e1, e2 = st.pair_e1, st.pair_e2
-    row_seg = np.concatenate([seg, ic, jf])
-    row_comp = comp[row_seg]
+    """The polish (:func:`_polish`) of components that each have an undecided row.
 
-    def slack(p: FloatArray, w: FloatArray) -> FloatArray:
-        return np.concatenate([w[pool] - p[seg] + tau, pb.cap[ic] - p[ic], p[jf] - pb.floor[jf]])
-
-    def clearing(
-        p: FloatArray, w: FloatArray, lam: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-        """∇f − Aᵀλ (minus the clearing residuals of segments and pools), demand and
-        supply, and the worst relative clearing residual per component (each node
-        against its own hours)."""
-        inflow: FloatArray = np.bincount(seg, lam[:me], minlength=n).astype(np.float64)
-        inflow[ic] += lam[me : me + mc]
-        inflow[jf] -= lam[me + mc :]
-        outflow = np.bincount(pool, lam[:me], minlength=n)
-        demand = hs * np.exp(eps * np.log(p / ps))
-        supply = hs * np.exp(eta * np.log(w / ps))
-        r_p, r_w = inflow - demand, supply - outflow
-        worst = st.seg_max(np.maximum(np.abs(r_p) / demand, np.abs(r_w) / supply))
-        return r_p, r_w, demand, supply, worst
-
+    The first active set is the rows whose multiplier outweighs their slack. Where a
+    row is degenerate (a bound at the clearing rate: multiplier and slack both ~√μ) that
+    guess can be wrong either way, which shows after the rounds as a multiplier below 0
+    or an inactive row's slack below 0; such rows change sides and the rounds run again
+    from there, up to :data:`_POLISH_PASSES` times (an active-set method)."""
+    rows = _Rows(pb, classes)
+    ps, row_seg = pb.p_star, rows.row_seg
     p, w = sol.rate.copy(), sol.wage.copy()
-    lam = np.concatenate([sol.flow, sol.shortage[ic], sol.surplus[jf]])
-    active = lam / hs[row_seg] > slack(p, w) / ps[row_seg]
-    before = clearing(p, w, lam)[4]
+    lam = np.concatenate([sol.flow, sol.shortage[rows.ic], sol.surplus[rows.jf]])
+    active = lam / _row_scale(pb) > rows.slack(p, w) / ps[row_seg]
+    before = _clearing(rows, p, w, lam)[4]
     lam = np.where(active, lam, 0.0)
-    rho = np.where(active, _POLISH_RHO * (hs / ps)[row_seg], 0.0)
-    best = np.full(n_comp, np.inf)
-    stalled = np.zeros(n_comp, np.int64)
-    done = np.zeros(n_comp, bool)
+    row_hours = rows.row_hours()
+    for _ in range(_POLISH_PASSES):
+        rounds = _polish_rounds(rows, p, w, lam, active)
+        if rounds is None:
+            return sol
+        p, w, lam = rounds
+        wrong = np.where(active, lam < -1e-10 * row_hours, rows.slack(p, w) < -1e-12 * ps[row_seg])
+        if not wrong.any():
+            break
+        active = active ^ wrong
+        lam = np.where(active, np.maximum(lam, 0.0), 0.0)
+    return _polished(rows, sol, p, w, lam, active, before)
+
+
+def _polish_rounds(
+    rows: _Rows, p: FloatArray, w: FloatArray, lam: FloatArray, active: BoolArray
+) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """The method of multipliers on the rows ``active`` (:func:`_polish`) until rounding
+    level; None if a rate or wage leaves the domain."""
+    hs, ps, row_seg = rows.pb.h_star, rows.pb.p_star, rows.row_seg
+    rho = np.where(active, _POLISH_RHO * _row_scale(rows.pb) / ps[row_seg], 0.0)
+    best = np.full(rows.n_comp, np.inf)
+    stalled = np.zeros(rows.n_comp, np.int64)
+    done = np.zeros(rows.n_comp, bool)
     for _ in range(_POLISH_ROUNDS):
-        g = np.where(active, slack(p, w), 0.0)
-        r_p, r_w, demand, supply, worst = clearing(p, w, lam - rho * g)
+        g = np.where(active, rows.slack(p, w), 0.0)
+        r_p, r_w, demand, supply, worst = _clearing(rows, p, w, lam - rho * g)
         # rounding level: the residuals vanish, or every component's has once gone two
         # rounds without a tenfold gain (a working round gains several digits; rounding
         # noise scatters the residual by a few times, so a lower bar would restart it)
@@ -728,29 +933,78 @@ def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> 
             and (np.abs(g) <= 1e-15 * ps[row_seg]).all()
         ):
             break
-        he = rho[:me]
-        c_w = eta * supply / w
-        d_w = c_w + np.bincount(pool, he, minlength=n)
-        others = np.bincount(e1, he[e2], minlength=me)
-        k_diag = -eps * demand / p + np.bincount(
-            seg, he * (c_w[pool] + others) / d_w[pool], minlength=n
-        )
-        k_diag[ic] += rho[me : me + mc]
-        k_diag[jf] += rho[me + mc :]
-        factor = _schur(st, he, k_diag, d_w)
-        rhs = -r_p + np.bincount(seg, he * -r_w[pool] / d_w[pool], minlength=n)
-        (dp,) = _solve(st, factor, rhs)
-        dw = (-r_w + np.bincount(pool, he * dp[seg], minlength=n)) / d_w
+        dp, dw = _augmented_step(rows, rho, r_p, r_w, demand, supply, p, w)
         p, w = p + dp, w + dw
         if not ((p > 0).all() and (w > 0).all()):
-            return sol
-        lam = lam - rho * np.where(active, slack(p, w), 0.0)
-    s = slack(p, w)
-    after = clearing(p, w, lam)[4]
-    # rounding: a flow is the difference of its pool's hours, a slack of two rates
-    row_hours = np.concatenate([np.maximum(hs[seg], hs[pool]), hs[ic], hs[jf]])
-    bad_row = np.where(active, lam < -1e-10 * row_hours, s < -1e-12 * ps[row_seg])
-    bad = np.zeros(n_comp, bool)
+            return None
+        lam = lam - rho * np.where(active, rows.slack(p, w), 0.0)
+    return p, w, lam
+
+
+def _clearing(
+    rows: _Rows, p: FloatArray, w: FloatArray, lam: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """∇f − Aᵀλ (minus the clearing residuals of segments and pools), demand and supply,
+    and the worst relative clearing residual per component (each node against its own
+    hours)."""
+    a_p, outflow = rows.adjoint(lam)
+    demand, supply = rows.hours(p, w)
+    r_p, r_w = -a_p - demand, supply - outflow
+    worst = rows.st.seg_max(np.maximum(np.abs(r_p) / demand, np.abs(r_w) / supply))
+    return r_p, r_w, demand, supply, worst
+
+
+def _augmented_step(
+    rows: _Rows,
+    rho: FloatArray,
+    r_p: FloatArray,
+    r_w: FloatArray,
+    demand: FloatArray,
+    supply: FloatArray,
+    p: FloatArray,
+    w: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """One Newton step (Δp, Δw) on the augmented Lagrangian: the interior point's system
+    with ρ in place of h = λ/s (0 on the inactive rows)."""
+    pb, st, seg, pool, n, me, mc = rows.pb, rows.st, rows.seg, rows.pool, rows.n, rows.me, rows.mc
+    he = rho[:me]
+    c_p = -pb.eps * demand / p
+    c_w = pb.eta * supply / w
+    d_w = c_w + np.bincount(pool, he, minlength=n)
+    others = np.bincount(st.pair_e1, he[st.pair_e2], minlength=me)
+    k_diag = c_p + np.bincount(seg, he * (c_w[pool] + others) / d_w[pool], minlength=n)
+    k_diag[rows.ic] += rho[me : me + mc]
+    k_diag[rows.jf] += rho[me + mc :]
+    ground = None
+    if st.needs_ground:
+        ground = c_p + np.bincount(seg, he * c_w[pool] / d_w[pool], minlength=n)
+        ground[rows.ic] += rho[me : me + mc]
+        ground[rows.jf] += rho[me + mc :]
+    factor = _schur(st, he, k_diag, d_w, ground)
+    rhs = -r_p + np.bincount(seg, he * -r_w[pool] / d_w[pool], minlength=n)
+    (dp,) = _solve(st, factor, rhs)
+    dw = (-r_w + np.bincount(pool, he * dp[seg], minlength=n)) / d_w
+    return dp, dw
+
+
+def _polished(
+    rows: _Rows,
+    sol: CoupledSolution,
+    p: FloatArray,
+    w: FloatArray,
+    lam: FloatArray,
+    active: BoolArray,
+    before: FloatArray,
+) -> CoupledSolution:
+    """The polish's answer, component by component where it is one: no negative
+    multiplier or slack beyond rounding, and clearing no worse than the interior point
+    (or than :data:`_POLISH_CLEAR_TOL`)."""
+    pb, comp, me, mc, ic, jf = rows.pb, rows.comp, rows.me, rows.mc, rows.ic, rows.jf
+    ps, row_seg, row_comp = pb.p_star, rows.row_seg, rows.row_comp
+    s = rows.slack(p, w)
+    after = _clearing(rows, p, w, lam)[4]
+    bad_row = np.where(active, lam < -1e-10 * rows.row_hours(), s < -1e-12 * ps[row_seg])
+    bad = np.zeros(rows.n_comp, bool)
     bad[row_comp[bad_row]] = True
     # the polish trades the interior point's √μ complementarity error for exactness;
     # its clearing residual may end a little above the interior point's tiny one, but a
@@ -766,10 +1020,13 @@ def _active_set(pb: CoupledProblem, sol: CoupledSolution, classes: _Classes) -> 
     return CoupledSolution(p, w, flow, shortage, surplus, sol.converged, sol.iterations, sol.reason)
 
 
-def _schur(st: _Structure, he: FloatArray, k_diag: FloatArray, d_w: FloatArray) -> _Factor:
+def _schur(
+    st: _Structure, he: FloatArray, k_diag: FloatArray, d_w: FloatArray, ground: FloatArray | None
+) -> _Factor:
     """K = diag(d_p) − B diag(d_w)⁻¹ Bᵀ (B_kj = h_jk) of every component, ``k_diag`` its
-    diagonal (already reduced): the dense classes' matrices, the sparse classes' Cholesky
-    factors."""
+    diagonal (already reduced) and ``ground`` its diagonal without the pairs' weights
+    (needed by the CG blocks only): the dense classes' matrices, the sparse classes'
+    Cholesky factors and the sparse Schur blocks' factors."""
     # every iteration writes the same entries (pairs off the diagonal, the diagonal, the
     # padding), so the rest of the buffer keeps the zeros it was created with: no
     # refill of the whole (mostly zero) buffer, which dominated large batches
@@ -777,7 +1034,7 @@ def _schur(st: _Structure, he: FloatArray, k_diag: FloatArray, d_w: FloatArray) 
     if st.asm_runs.size:
         values = -he[st.asm_e1] * he[st.asm_e2] / d_w[st.asm_pool]
         k_flat[st.asm_entry] = np.add.reduceat(values, st.asm_runs)
-    k_flat[st.diag] = k_diag
+    k_flat[st.diag] = k_diag[st.small]
     k_flat[st.pad_diag] = 1.0
     matrices = [
         k_flat[start : start + count * size * size].reshape(count, size, size)
@@ -788,16 +1045,27 @@ def _schur(st: _Structure, he: FloatArray, k_diag: FloatArray, d_w: FloatArray) 
         _cholesky(pattern, k_flat[start : start + count * pattern.nnz].reshape(-1, count).copy())
         for pattern, count, start, _ in st.sparse
     ]
-    return matrices, factors
+    blocks: list[Schur] = []
+    for block, pairs in st.schur:
+        e1, e2 = st.pair_e1[pairs], st.pair_e2[pairs]
+        values = -he[e1] * he[e2] / d_w[st.pair_pool[pairs]]
+        segs = block.pattern.segs
+        blocks.append(
+            block.factor(values, k_diag[segs], ground[segs] if ground is not None else k_diag[segs])
+        )
+    return matrices, factors, blocks
 
 
-def _solve(st: _Structure, factor: _Factor, *rhs: FloatArray) -> tuple[FloatArray, ...]:
+def _solve(
+    st: _Structure, factor: _Factor, *rhs: FloatArray, rtol: float = CG_RTOL
+) -> tuple[FloatArray, ...]:
     """K⁻¹ b for each b in ``rhs``: one batched LU per dense class, two triangular solves
-    per sparse class."""
-    matrices, factors = factor
+    per sparse class, and each sparse Schur block's solve (CG to ``rtol``)."""
+    matrices, factors, blocks = factor
     k = len(rhs)
+    b_all = np.stack(rhs, axis=1)
     padded = np.zeros((st.rhs_total, k))
-    padded[st.rhs_index] = np.stack(rhs, axis=1)
+    padded[st.rhs_index] = b_all[st.small]
     for mats, (size, count, _, start) in zip(matrices, st.buckets, strict=True):
         b = padded[start : start + count * size].reshape(count, size, k)
         padded[start : start + count * size] = np.linalg.solve(mats, b).reshape(-1, k)
@@ -807,8 +1075,12 @@ def _solve(st: _Structure, factor: _Factor, *rhs: FloatArray) -> tuple[FloatArra
         y = np.ascontiguousarray(region.transpose(0, 2, 1))
         _substitute(pattern, values, y)
         region[...] = y.transpose(0, 2, 1)
-    picked = padded[st.rhs_index]
-    return tuple(picked[:, j] for j in range(k))
+    out = np.empty_like(b_all)
+    out[st.small] = padded[st.rhs_index]
+    for block in blocks:
+        segs = block.pattern.segs
+        out[segs] = block.solve(b_all[segs], rtol)
+    return tuple(out[:, j] for j in range(k))
 
 
 # --------------------------------------------------------------------------- sparse classes
@@ -851,7 +1123,12 @@ class _Pattern:
     levels: list[_Level]
 
 
-_Factor = tuple[list[FloatArray], list[FloatArray]]
+#: the factored K of every component: dense classes' matrices, sparse classes' factors,
+#: the sparse Schur blocks
+_Factor = tuple[list[FloatArray], list[FloatArray], list[Schur]]
+
+#: ``_Classes.of`` of a component above :data:`MAX_DENSE`: a sparse Schur block
+_LARGE = -2
 
 #: a pattern of K shared by at least this many components is factored sparse: the
 #: symbolic work and the per-level array calls are then spread over its copies
@@ -885,9 +1162,9 @@ def _classify(pb: CoupledProblem) -> _Classes:
     form a sparse class; every other component goes to a dense size class."""
     comp = pb.component
     n_comp = int(comp.max()) + 1 if comp.size else 0
-    of = np.full(n_comp, -1, np.int64)
     patterns: list[_Pattern] = []
     sizes = np.bincount(comp, minlength=n_comp)
+    of = np.where(sizes > MAX_DENSE, _LARGE, -1).astype(np.int64)
     local = _local(comp, sizes)
     edge_comp = comp[pb.segment]
     by_comp = np.argsort(edge_comp, kind="stable")
@@ -898,10 +1175,10 @@ def _classify(pb: CoupledProblem) -> _Classes:
     by_shape = np.argsort(shape, kind="stable")
     bounds = np.flatnonzero(np.r_[True, np.diff(shape[by_shape]) != 0, True])
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        if hi - lo < _SPARSE_COPIES:
-            continue
         comps = by_shape[lo:hi]
         size, k = int(sizes[comps[0]]), int(n_edges[comps[0]])
+        if hi - lo < _SPARSE_COPIES or size > MAX_DENSE:
+            continue
         rows = code[first[comps][:, None] + np.arange(k)]
         # equal rows have equal fingerprints (wrapping integer arithmetic); rows that
         # only share a fingerprint with the run's first are left out by the check

@@ -65,6 +65,70 @@ def random_market(
     return Market(segments, edges)
 
 
+#: ranges of the fees of :func:`connected_market` (fractions of the listed rate)
+CLIENT_FEE = (0.0, 0.1)
+FREELANCER_FEE = (0.05, 0.2)
+
+
+def connected_market(
+    n_segments: int,
+    seed: int = 0,
+    component_size: int | None = None,
+    extra_edges: float = 1.0,
+    max_friction_share: float = 0.15,
+    bounded_share: float = 0.0,
+) -> Market:
+    """A market of ``n_segments`` segments in one connected component (issue 18's test
+    market): a random spanning tree of directed edges plus ``extra_edges`` × n random
+    extra edges, client fees uniform in :data:`CLIENT_FEE`, freelancer fees in
+    :data:`FREELANCER_FEE`, frictions uniform up to ``max_friction_share`` of the
+    segment's observed rate; ``bounded_share`` of the segments get a floor or a cap.
+
+    ``component_size``: the same segments (curves, fees, bounds drawn from the same
+    stream) cut into components of that many consecutive segments instead, each a
+    spanning tree plus extra edges of its own; the baseline of the connected market in
+    benchmarks. Deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    n = n_segments
+    rate = np.exp(rng.normal(3.6, 0.5, n))
+    hours = np.exp(rng.normal(6.0, 1.5, n))
+    eps = rng.uniform(*DEMAND_ELASTICITY, n)
+    eta = rng.uniform(*SUPPLY_ELASTICITY, n)
+    imbalance = np.exp(rng.normal(0.0, 0.3, n))
+    client_fee = rng.uniform(*CLIENT_FEE, n)
+    freelancer_fee = rng.uniform(*FREELANCER_FEE, n)
+    bounded = rng.random(n) < bounded_share
+    as_cap = rng.random(n) < 0.5
+    level = rate * np.exp(rng.normal(0.0, 0.15, n))
+    # the curves pass through (rate, hours) in what clients pay and freelancers receive
+    segments = pd.DataFrame(
+        {
+            "category": [f"c{i}" for i in range(n)],
+            "tier": "t",
+            "demand_elasticity": eps,
+            "log_demand_level": np.log(hours) - eps * np.log(rate * (1 + client_fee)),
+            "supply_elasticity": eta,
+            "log_supply_level": np.log(hours * imbalance)
+            - eta * np.log(rate * (1 - freelancer_fee)),
+            "observed_rate": rate,
+            "client_fee": client_fee,
+            "freelancer_fee": freelancer_fee,
+            "rate_cap": np.where(bounded & as_cap, level, np.nan),
+            "rate_floor": np.where(bounded & ~as_cap, level, np.nan),
+        }
+    )
+    # the adjacency from its own stream, so that cutting it keeps the segments
+    edge_rng = np.random.default_rng([seed, 1])
+    size = n if component_size is None else component_size
+    comp = np.arange(n) // size
+    sizes = np.bincount(comp)
+    starts = np.cumsum(sizes) - sizes
+    edges = _edges(edge_rng, comp, starts, sizes, np.arange(n) - starts[comp], extra_edges)
+    share = edge_rng.uniform(0, max_friction_share, len(edges))
+    edges["friction"] = share * rate[edges["segment"]]
+    return Market(segments, edges)
+
+
 def _edges(
     rng: np.random.Generator,
     comp: np.ndarray,
