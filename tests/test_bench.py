@@ -1,5 +1,6 @@
-"""The benchmark harness (timing against a baseline, history, comparison, rendering) and
-`pricing bench --quick` as CI's smoke test (no timing assertions: machines are shared)."""
+"""The benchmark harness (timing against a baseline, history, comparison, rendering),
+`pricing bench --quick` as CI's smoke test (no timing assertions: machines are shared),
+and `pricing bench` run from the package alone, outside a checkout."""
 
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ def test_size_needs_one_stage_with_sizes() -> None:
     for args, message in (
         (["--size", "1e4"], "--size needs --only naming one stage"),
         (["--only", "e", "--size", "1e4"], "--size needs --only naming one stage"),
-        (["--only", "interventions", "--size", "1e4"], "runs named markets, not sizes"),
+        (["--only", "interventions", "--size", "1e4"], "has fixed markets, no size to set"),
         (["--only", "load", "--size", "0.5"], "whole numbers of at least 1"),
     ):
         result = CliRunner().invoke(main, ["bench", "--quick", *args])
@@ -226,7 +227,6 @@ def test_an_installed_package_writes_to_its_own_folder() -> None:
     assert machine(None)["commit"] == "" and not machine(None)["dirty"]
 
 
-@pytest.mark.slow
 def test_pricing_bench_runs_from_an_installed_package(tmp_path: Path) -> None:
     """The package alone (copied out of the checkout, as pip installs it), run from
     another folder: the suite comes with the package, setups are cached in

@@ -123,9 +123,9 @@ def cluster(sizes: Sizes) -> Iterator[Case]:
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage of the suite: its cases, what ``--size`` counts for it (None: it runs
-    named markets, not sizes) and the modules it needs beyond pricing's dependencies
-    (the ``bench`` extra)."""
+    """A stage of the suite: its cases, what ``--size`` counts for it (None: its markets
+    are fixed) and the modules it needs beyond pricing's dependencies (the ``bench``
+    extra)."""
 
     cases: Callable[[Sizes], Iterator[Case]]
     size: str | None = None
@@ -141,7 +141,7 @@ STAGES: dict[str, Stage] = {
     "guidance": Stage(guidance),
     "interventions": Stage(interventions),
     "run": Stage(run, "job rows"),
-    "report": Stage(report, "segments (36: the sample)", ("playwright",)),
+    "report": Stage(report, "segments; 36 is the sample", ("playwright",)),
     "cluster": Stage(cluster, None, ("dask", "distributed")),
 }
 

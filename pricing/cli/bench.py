@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pricing.bench import paths
-from pricing.bench.suite import STAGES, Sizes, missing, stages
+from pricing.bench.suite import STAGES, Sizes, cases, missing, stages
 from pricing.cli.options import json_option, quiet_option
 from pricing.cli.progress import Progress, solver_output_to_stderr
 
 if TYPE_CHECKING:
     from pricing.bench.harness import Entry, Record, Regression
 
-_SIZED = "; ".join(f"{name}: {stage.size}" for name, stage in STAGES.items() if stage.size)
+_SIZED = ", ".join(f"{name} ({stage.size})" for name, stage in STAGES.items() if stage.size)
 
 
 def _sizes(_: click.Context, __: click.Parameter, values: tuple[float, ...]) -> tuple[int, ...]:
     """--size takes 1e6 as well as 1000000; sizes are whole numbers."""
-    if any(v < 1 or v != int(v) for v in values):
+    if any(not math.isfinite(v) or v < 1 or v != int(v) for v in values):
         raise click.BadParameter(f"sizes are whole numbers of at least 1, got {values}")
     return tuple(int(v) for v in values)
 
@@ -45,7 +46,7 @@ def _sizes(_: click.Context, __: click.Parameter, values: tuple[float, ...]) -> 
     callback=_sizes,
     metavar="N",
     help="Run the stage named by --only at size N instead of its own sizes (repeatable; "
-    f"1e7 is fine). N counts {_SIZED}.",
+    f"1e7 is fine). N counts, by stage: {_SIZED}.",
 )
 @click.option("--repeat", default=5, show_default=True, help="Timed repetitions per benchmark.")
 @click.option(
@@ -143,8 +144,8 @@ def _check(only: str | None, sizes: tuple[int, ...], repeat: int) -> None:
             raise click.UsageError("--size needs --only naming one stage")
         if STAGES[chosen[0]].size is None:
             raise click.UsageError(
-                f"--size: the {chosen[0]} stage runs named markets, not sizes; sizes are "
-                f"for {_SIZED}"
+                f"--size: the {chosen[0]} stage has fixed markets, no size to set; stages "
+                f"with a size: {_SIZED}"
             )
     lacking = missing(chosen)
     if lacking:
@@ -156,7 +157,6 @@ def _check(only: str | None, sizes: tuple[int, ...], repeat: int) -> None:
 
 def _measure(sizes: Sizes, only: str | None, repeat: int, quiet: bool) -> list[Record]:
     from pricing.bench.harness import measure
-    from pricing.bench.suite import cases
 
     progress = Progress(quiet)
     records = []
