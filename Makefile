@@ -33,8 +33,8 @@ browser:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
 test: $(STAMP) browser
-	$(BIN)/ruff check pricing tests benchmarks
-	$(BIN)/ruff format --check pricing tests benchmarks
+	$(BIN)/ruff check pricing tests
+	$(BIN)/ruff format --check pricing tests
 	$(BIN)/mypy
 	$(BIN)/pytest
 

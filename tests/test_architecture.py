@@ -149,3 +149,26 @@ def test_the_layers_name_every_package() -> None:
     named = {prefix for layer in LAYERS for prefix in layer}
     assert packages <= named, sorted(packages - named)
     assert named <= MODULES.keys(), sorted(named - MODULES.keys())
+
+
+def test_nothing_in_the_package_touches_sys_path() -> None:
+    """The package finds its own modules as the package's (the benchmark stages are
+    ``pricing.bench.*``), never by putting a folder on ``sys.path``: it must run as
+    installed."""
+    touching = []
+    for name, path in sorted(MODULES.items()):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            attribute = (
+                isinstance(node, ast.Attribute)
+                and node.attr == "path"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "sys"
+            )
+            imported = (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "sys"
+                and any(a.name == "path" for a in node.names)
+            )
+            if attribute or imported:
+                touching.append(f"{name} (line {getattr(node, 'lineno', '?')})")
+    assert not touching, f"sys.path used in {touching}"

@@ -1,10 +1,15 @@
-"""The benchmark harness (timing against a baseline, history, comparison, rendering) and
-`pricing bench --quick` as CI's smoke test (no timing assertions: machines are shared)."""
+"""The benchmark harness (timing against a baseline, history, comparison, rendering),
+`pricing bench --quick` as CI's smoke test (no timing assertions: machines are shared),
+and `pricing bench` run from the package alone, outside a checkout."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,11 +24,13 @@ from pricing.bench.harness import (
     Record,
     append_history,
     compare,
+    machine,
     markdown,
     measure,
     read_history,
     update_results,
 )
+from pricing.bench.paths import ENV, INSTALLED
 from pricing.cli import main
 from pricing.cli.exits import ExitCode
 
@@ -167,9 +174,12 @@ def test_pricing_bench_quick_runs_every_stage(tmp_path: Path) -> None:
         "load",
         "estimate",
         "equilibrium",
+        "connected",
         "whatif",
+        "guidance",
         "interventions",
         "run",
+        "report",
         "cluster",
     }
     for r in records:
@@ -197,3 +207,48 @@ def test_pricing_bench_only_one_stage_records_nothing_by_default_when_quick(
     assert result.exit_code == 0, result.output
     assert [r["name"] for r in json.loads(result.stdout)] == ["equilibrium.uncoupled.auto"]
     assert not history.exists()
+
+
+def test_size_needs_one_stage_with_sizes() -> None:
+    for args, message in (
+        (["--size", "1e4"], "--size needs --only naming one stage"),
+        (["--only", "e", "--size", "1e4"], "--size needs --only naming one stage"),
+        (["--only", "interventions", "--size", "1e4"], "has fixed markets, no size to set"),
+        (["--only", "load", "--size", "0.5"], "whole numbers of at least 1"),
+    ):
+        result = CliRunner().invoke(main, ["bench", "--quick", *args])
+        assert result.exit_code == ExitCode.USAGE, args
+        assert message in result.output, result.output
+
+
+def test_an_installed_package_writes_to_its_own_folder() -> None:
+    m = {"cpu": "EPYC", "cpu_count": 2, "python": "3.11", "commit": "", "date": "today"}
+    installed = Entry(m | {"versions": {"pricing": "0.1.0"}}, True, [record("load", 1.5)])
+    assert "pricing 0.1.0 (installed, no checkout)" in markdown(installed)
+    assert machine(None)["commit"] == "" and not machine(None)["dirty"]
+
+
+def test_pricing_bench_runs_from_an_installed_package(tmp_path: Path) -> None:
+    """The package alone (copied out of the checkout, as pip installs it), run from
+    another folder: the suite comes with the package, setups are cached in
+    ./pricing-bench/.data and the history read from ./pricing-bench/results."""
+    site, work = tmp_path / "site", tmp_path / "work"
+    package = Path(bench.__file__).resolve().parents[1]
+    shutil.copytree(package, site / "pricing", ignore=shutil.ignore_patterns("__pycache__"))
+    folder = work / INSTALLED
+    history = folder / "results" / "history.json"
+    # an earlier run on this machine with a far better ratio: the run compares with it
+    append_history(
+        history, Entry(machine(None), True, [record("load", 1e-9, {"job_rows": 10_000})])
+    )
+    before = history.read_text()
+    env = {k: v for k, v in os.environ.items() if k != ENV} | {"PYTHONPATH": str(site)}
+    command = [sys.executable, "-c", "from pricing.cli import main; main()", "bench"]
+    command += ["--quick", "--only", "load", "--no-record", "--json", "-q"]
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (load,) = json.loads(done.stdout)
+    assert load["name"] == "load" and load["regression"] is not None
+    assert "slower than before: load job_rows=10,000" in done.stderr
+    assert (folder / ".data" / "market_1e04" / "jobs.parquet").is_file()
+    assert history.read_text() == before  # --no-record

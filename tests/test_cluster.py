@@ -45,9 +45,9 @@ from pricing.decisions.guidance import rate_guidance
 from pricing.errors import ClusterError
 from pricing.estimation.curves import MIN_BATCH, fit_curves
 from pricing.inputs.panel import build_panel
-from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.inputs.validation import check_inputs
 from pricing.market.equilibrium import solve
+from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.market.synthetic import random_market
 from pricing.runs.pipeline import run_batch
 from pricing.runs.run import Run, load_run

@@ -13,8 +13,8 @@ import pytest
 from pricing.config import EstimationConfig
 from pricing.estimation.curves import _empirical_bayes, fit_curves
 from pricing.inputs.panel import Panel, build_panel
-from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.inputs.validation import check_inputs
+from pricing.market.simulate import SimulationSpec, simulate_market
 
 # ------------------------------------------------------------------- shrinkage
 

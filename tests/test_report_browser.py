@@ -159,7 +159,7 @@ def test_the_large_market_report_stays_usable(
     assert page.locator("section#guidance tbody tr").count() == 200
     assert page.locator("img").count() == 3
     page.close()
-    # no timing assertion on a shared machine: benchmarks/bench_report.py measures it
+    # no timing assertion on a shared machine: `pricing bench --only report` measures it
 
 
 def test_a_stored_scenario_report_matches_a_fresh_render(stored: Run) -> None:

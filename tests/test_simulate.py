@@ -19,6 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pricing.config import load_config
+from pricing.market.market import segment_edges
 from pricing.market.simulate import (
     FAMILY_SIZE,
     SimulatedMarket,
@@ -26,7 +27,6 @@ from pricing.market.simulate import (
     _sequential_ids,
     simulate_market,
 )
-from pricing.market.market import segment_edges
 
 SMALL = SimulationSpec(segments=12, weeks=30, seed=7)
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"

@@ -153,8 +153,10 @@ def measure(case: Case, repeat: int) -> Record:
 
 
 # ------------------------------------------------------------------- history
-def machine(root: Path) -> dict[str, Any]:
-    """The machine, versions and commit a history entry was measured on."""
+def machine(checkout: Path | None) -> dict[str, Any]:
+    """The machine, versions and commit a history entry was measured on; the commit
+    (and whether ``pricing/`` has uncommitted changes) of the source ``checkout``, none
+    for an installed package (its version says what ran)."""
     from importlib.metadata import version
 
     cpu = platform.processor()
@@ -167,8 +169,10 @@ def machine(root: Path) -> dict[str, Any]:
         pass
 
     def git(*args: str) -> str:
+        if checkout is None:
+            return ""
         try:
-            done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=root)
+            done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=checkout)
         except OSError:
             return ""
         return done.stdout.strip()
@@ -289,9 +293,13 @@ def _seconds(value: float | None) -> str:
 def markdown(entry: Entry) -> str:
     """The entry as a Markdown table, grouped by stage in suite order."""
     m = entry.machine
+    built = (
+        f"commit {m['commit']}{' (uncommitted changes)' if m.get('dirty') else ''}"
+        if m["commit"]
+        else f"pricing {m['versions']['pricing']} (installed, no checkout)"
+    )
     head = (
-        f"Machine: {m['cpu']} ({m['cpu_count']} CPUs), Python {m['python']}, "
-        f"commit {m['commit']}{' (uncommitted changes)' if m.get('dirty') else ''}, "
+        f"Machine: {m['cpu']} ({m['cpu_count']} CPUs), Python {m['python']}, {built}, "
         f"{m['date']}{'; --quick' if entry.quick else ''}"
     )
     lines = [

@@ -52,8 +52,10 @@ class Scores(Display):
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
 
-    def row(self, group: str = "all") -> pd.Series:
-        return self.frame.set_index("group").loc[group]
+    def row(self, group: str = "all") -> dict[str, float]:
+        """The scores of one group (``all``, ``thin``, ``thick``)."""
+        row = self.frame[self.frame["group"] == group].iloc[0]
+        return {k: float(row[k]) for k in (*SCORES, *BAND_SCORES)}
 
     def meets(self, floors: bool = True, group: str = "all") -> dict[str, bool]:
         """Whether each judged score is within its floor (or, ``floors=False``, its goal)."""
@@ -70,12 +72,13 @@ class Scores(Display):
 
     def summary(self, max_rows: int = 3) -> str:
         lines = [f"Scores against the truth{f' ({self.label})' if self.label else ''}"]
-        for r in self.frame.head(max_rows).itertuples():
+        for group in self.frame["group"].head(max_rows):
+            r = self.row(group)
             lines.append(
-                f"  {r.group:<6} {int(r.segments):>6,} segments: error {r.error:.3f} vs "
-                f"{r.baseline_error:.3f} keeping today's rate ({r.relative_error:.2f}×); "
-                f"direction {r.direction:.1%} of {int(r.moved):,} that moved; coverage "
-                f"{r.coverage:.1%} of {int(r.banded):,}, width {r.width:.1%}"
+                f"  {group:<6} {r['segments']:>6,.0f} segments: error {r['error']:.3f} vs "
+                f"{r['baseline_error']:.3f} keeping today's rate ({r['relative_error']:.2f}×); "
+                f"direction {r['direction']:.1%} of {r['moved']:,.0f} that moved; coverage "
+                f"{r['coverage']:.1%} of {r['banded']:,.0f}, width {r['width']:.1%}"
             )
         return "\n".join(lines)
 

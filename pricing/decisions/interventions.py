@@ -52,7 +52,7 @@ IntArray = npt.NDArray[np.int64]
 
 #: re-anchoring stops when the model predicts less than this share over its anchor: on
 #: 1,000-segment markets the rounds after it traded plans within 0.1 % of each other
-#: (benchmarks/bench_interventions.py), each costing a full round of re-solves
+#: (pricing bench --only interventions), each costing a full round of re-solves
 ROUND_GAIN = 2e-3
 
 

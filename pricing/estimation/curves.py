@@ -151,7 +151,8 @@ def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCA
     anchored = anchor_levels(frame, keys, fits, _controls_of(frame, config))
     out = []
     for side in SIDES:
-        part = fits[side].drop(columns=[c for c in fits[side] if c.startswith(COEF)])
+        coefficients = [c for c in fits[side].columns if str(c).startswith(COEF)]
+        part = fits[side].drop(columns=coefficients)
         part = part.merge(anchored[side], on=keys, how="left")
         part.insert(len(keys), "side", side)
         out.append(part)

@@ -22,6 +22,8 @@ no band.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -103,7 +105,9 @@ def _side(
     }
 
 
-def _anchor(frame: pd.DataFrame, keys: list[str], segments: pd.DataFrame) -> dict[str, object]:
+def _anchor(
+    frame: pd.DataFrame, keys: list[str], segments: pd.DataFrame
+) -> dict[str, npt.NDArray[Any]]:
     """The as-of rate and its week per segment (the last week with hires), and the
     reference point of the segments without a fitted curve."""
     hired = frame[frame["rate"].notna() & (frame["hours_hired"] > 0)].sort_values("week")
@@ -127,7 +131,11 @@ def _anchor(frame: pd.DataFrame, keys: list[str], segments: pd.DataFrame) -> dic
     return {
         "ref_rate": at["rate"].to_numpy(np.float64),
         "ref_week": at["week"].to_numpy(),
-        **{c: fallback[c].to_numpy(np.float64) for c in fallback if c.startswith("fallback_")},
+        **{
+            str(c): fallback[c].to_numpy(np.float64)
+            for c in fallback.columns
+            if str(c).startswith("fallback_")
+        },
     }
 
 

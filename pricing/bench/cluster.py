@@ -1,41 +1,44 @@
-"""Benchmark: the nightly run on a Dask LocalCluster against the same run in this process.
+"""Stage ``cluster``: the nightly run on a Dask LocalCluster against the same run in this
+process.
 
-Each side is `pricing run --json --no-report` as a fresh process (bench_run.one_run), on
-the same simulated market written as a partitioned dataset (jobs and supply in 16 Parquet
-files each), without the intervention plan (it runs in the calling process either way).
-The cluster side adds `--workers N`: a LocalCluster of N single-threaded worker
-processes, started and stopped inside the run, so its start-up is in its wall time. N is
-1 and 2: one worker shows what distribution costs, and the step from 1 to 2 how the
-distributed steps scale with workers (where more workers would start to pay off).
+Each side is ``pricing run --json --no-report`` as a fresh process (the run stage's
+:func:`~pricing.bench.run.one_run`), on the same simulated market written as a
+partitioned dataset (jobs and supply in :data:`FILES` Parquet files each), without the
+intervention plan (it runs in the calling process either way). The cluster side adds
+``--workers N``: a LocalCluster of N single-threaded worker processes, started and
+stopped inside the run, so its start-up is in its wall time. N is 1 and 2: one worker
+shows what distribution costs, and the step from 1 to 2 how the distributed steps scale
+with workers (where more workers would start to pay off).
 
     ratio_to_baseline = median wall (cluster) / median wall (this process)
 
 Below 1 the cluster pays off. The baseline is the right one because it is the run the
 cluster replaces: same data, same answers (tests/test_cluster.py), same process start.
+The steps of both sides are recorded (``details``, ``baseline_details``), with "other"
+for the wall time outside the steps (interpreter, imports, starting and stopping the
+cluster).
 
-Markets (cached under benchmarks/.data/):
+Markets (cached):
 
-- ``rows`` 10^6 and 10^7: bench_run's markets (104 weeks, 40 jobs per segment-week;
-  ~280 and ~2,800 segments): the data grows, the segments stay few;
+- ``job_rows`` 10^6 and 10^7: the load stage's markets (104 weeks, 40 jobs per
+  segment-week; ~280 and ~2,800 segments): the data grows, the segments stay few;
 - ``segments`` 10^4: 10,000 thin segments (2 jobs per segment-week, 2.2M rows), where
   estimation and the band draws dominate.
 
-    .venv/bin/python -m pricing.cli bench --only cluster
+``--quick`` runs 10^4 job rows in 4 files on 2 workers.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from bench_run import WEEKS, market_dir, no_plan_config, one_run  # noqa: E402
-
-from pricing.bench.harness import Case  # noqa: E402
-from pricing.market.simulate import SimulationSpec, simulate_market  # noqa: E402
+from pricing.bench.harness import Case
+from pricing.bench.load import WEEKS, market_dir
+from pricing.bench.paths import cache_dir
+from pricing.bench.run import no_plan_config, one_run
+from pricing.market.simulate import SimulationSpec, simulate_market
 
 FILES = 16
 WORKERS = 2
@@ -43,7 +46,7 @@ WORKERS = 2
 
 def thin_market_dir(segments: int) -> Path:
     """``segments`` thin segments (2 jobs per segment-week), partitioned in FILES files."""
-    target = HERE / ".data" / f"thin_{segments:.0e}_files{FILES}".replace("+", "")
+    target = cache_dir() / f"thin_{segments:.0e}_files{FILES}".replace("+", "")
     if not target.exists():
         spec = SimulationSpec(segments=segments, weeks=WEEKS, seed=7, jobs_per_week=2.0)
         simulate_market(spec).write(target, files=FILES)

@@ -22,34 +22,22 @@ interior point's time).
   category of the connected 10^5 market, warm-started; baseline: a cold solve of the
   same shifted market; target under 0.5 s.
 
-Every solve is checked (``ok`` and max residual ≤ 1e-6) before it is timed. Records go
-to ``results/connected.json``; ``--markdown`` prints the table for RESULTS.md.
-
-    .venv/bin/python benchmarks/bench_connected.py --repeat 3 --markdown
+Every solve is checked (``ok`` and max residual ≤ 1e-6) before it is timed.
+``pricing bench --only connected`` runs it; ``--quick`` the cut case at 10^3 only.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Iterator
-from dataclasses import asdict
 from functools import cache
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pricing.bench.harness import Case, measure
+from pricing.bench.equilibrium import closed_form_kernel, kernel_inputs
+from pricing.bench.harness import Case
 from pricing.market.equilibrium import VERIFY_TOL, EquilibriumResult, solve
 from pricing.market.market import Market
 from pricing.market.synthetic import connected_market, random_market
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from bench_equilibrium import closed_form_kernel, kernel_inputs  # noqa: E402  (script folder)
-from bench_load import append_record, machine  # noqa: E402
 
 SEED = 11
 CUT = 10  # segments per component of the cut baseline
@@ -137,49 +125,3 @@ def cases(quick: bool) -> Iterator[Case]:
         details=details,
         baseline_details=details,
     )
-
-
-def markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    lines = [
-        f"Machine: {m['cpu']} ({m['cpu_count']} CPUs), Python {m['python']}; {m['date']}, "
-        f"commit {m['commit']}",
-        "",
-        "| case | parameters | median s (min–max) | baseline | baseline median s | ratio "
-        "| max residual | iterations |",
-        "|---|---|---:|---|---:|---:|---:|---:|",
-    ]
-    for r in result["records"]:
-        params = ", ".join(
-            f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in r["params"].items()
-        )
-        lo, hi = r["spread_s"]
-        d = r["details"]
-        lines.append(
-            f"| {r['name']} | {params} | {r['median_s']:.3g} ({lo:.3g}–{hi:.3g}) | {r['baseline']} "
-            f"| {r['baseline_median_s']:.3g} | {r['ratio_to_baseline']:.3g}× "
-            f"| {d.get('max_residual', float('nan')):.1e} | {d.get('iterations', 0):.0f} |"
-        )
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="The cut case at 1,000 segments.")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--markdown", action="store_true", help="Print a Markdown table.")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "connected.json")
-    args = parser.parse_args()
-    records = []
-    for case in cases(args.quick):
-        record = asdict(measure(case, args.repeat))
-        print(json.dumps(record, default=str), flush=True)
-        records.append(record)
-    result = {"machine": machine(), "repeat": args.repeat, "records": records}
-    append_record(args.out, result)
-    if args.markdown:
-        print(markdown(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,86 @@
+"""Stage ``guidance``: rate guidance (bands from curve draws) on uncoupled and coupled
+markets.
+
+Markets come from :func:`pricing.market.synthetic.random_market` (seeded, no fees; setup,
+not timed): 10,000 uncoupled segments, and 1,000 segments in coupled components of 2–20.
+Every elasticity carries a standard error of :data:`STD_ERROR` on both sides (attached
+to the market in setup, :meth:`Market.with_uncertainty`), and the market is solved once
+in setup: that equilibrium is where guidance starts. The benchmark times
+:func:`pricing.decisions.guidance.rate_guidance` with :data:`DRAWS` draws: every drawn
+market cleared (copies stacked, one ``solve`` per chunk of about 250,000 segments),
+quantiles, labels and the result table.
+
+The baseline, measured in the same run, is the naive approach: per draw, the drawn curves
+(ε, η ~ N(fitted, 0.1²)) rotated around the observed rate, a new :class:`Market` and one
+``solve`` call. It is timed on :data:`LOOP_DRAWS` draws and scaled to :data:`DRAWS`: its
+cost per draw does not depend on the number of draws. The loop only clears the markets
+(it computes no bands), so a ratio below 1 is what stacking the draws saves at the
+least.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pricing.bench.harness import Case
+from pricing.config import GuidanceConfig
+from pricing.decisions.guidance import rate_guidance
+from pricing.estimation.curves import CurveSet
+from pricing.market.equilibrium import solve
+from pricing.market.market import Market
+from pricing.market.synthetic import random_market
+
+SEED = 5
+STD_ERROR = 0.1
+DRAWS = 200
+#: draws the naive loop is timed on (then scaled to DRAWS)
+LOOP_DRAWS = 20
+#: segments and segments per component of each market
+MARKETS = {"uncoupled": (10_000, (1, 1)), "coupled": (1_000, (2, 20))}
+
+
+def curves_of(market: Market, std_error: float) -> CurveSet:
+    """Curves with the same standard error on every side of every segment."""
+    keys = list(market.segment_keys)
+    sides = [
+        market.segments[keys].assign(side=side, std_error=std_error, flags="")
+        for side in ("demand", "supply")
+    ]
+    return CurveSet(pd.concat(sides, ignore_index=True), tuple(keys), 0.9)
+
+
+def draw_loop(market: Market, draws: int) -> None:
+    """One drawn market built and cleared per draw (ε, η ~ N(fitted, 0.1²), rotated
+    around the observed rate)."""
+    rng = np.random.default_rng(SEED)
+    seg = market.segments
+    log_o = np.log(seg["observed_rate"])
+    for _ in range(draws):
+        eps = np.minimum(
+            seg["demand_elasticity"] + STD_ERROR * rng.standard_normal(len(seg)), -1e-3
+        )
+        eta = np.maximum(seg["supply_elasticity"] + STD_ERROR * rng.standard_normal(len(seg)), 1e-3)
+        drawn = seg.assign(
+            demand_elasticity=eps,
+            log_demand_level=seg["log_demand_level"] + (seg["demand_elasticity"] - eps) * log_o,
+            supply_elasticity=eta,
+            log_supply_level=seg["log_supply_level"] + (seg["supply_elasticity"] - eta) * log_o,
+        )
+        solve(Market(drawn, market.edges, market.segment_keys))
+
+
+def case(kind: str) -> Case:
+    """Guidance with DRAWS draws on the ``kind`` market, against the loop of solves."""
+    segments, components = MARKETS[kind]
+    market = random_market(segments, components, seed=SEED)  # no fees: rotations about log o
+    start = solve(market.with_uncertainty(curves_of(market, STD_ERROR)))
+    config = GuidanceConfig(draws=DRAWS)
+    return Case(
+        f"guidance.{kind}",
+        {"segments": segments, "draws": DRAWS},
+        lambda: rate_guidance(start, config),
+        "one solve per draw",
+        lambda: draw_loop(market, LOOP_DRAWS),
+        baseline_scale=DRAWS / LOOP_DRAWS,
+    )
