@@ -267,47 +267,93 @@ def solve(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     n = len(market)
-    comp = market.component
-    usable = market.usable
-    sizes = np.bincount(comp, minlength=int(comp.max()) + 1 if n else 0)
-    coupled = sizes[comp] > 1
     state = _State(market)
     # where each edge sits in the baseline's market (−1: not there)
     match = None
     if baseline is not None and len(baseline.market) == n:
         match = _edge_match(baseline.market.edges, market.edges, n)
+    usable = market.usable
     reused = _reuse(market, baseline, method, state, match) if baseline is not None else None
     if reused is not None:
         usable = usable & ~reused
         timings["reused_segments"] = float(reused.sum())
-
     if method == "auto":
-        alone = usable & ~coupled
-        _closed_form(market, alone, state)
-        timings["closed_form"] = time.perf_counter() - t0
-        todo = usable & coupled
-        if todo.any():
-            t1 = time.perf_counter()
-            _interior(market, todo, state, baseline, match, executor)
-            timings["interior"] = time.perf_counter() - t1
-        todo &= state.status != _SOLVED
-        if not fallback:
-            todo[:] = False
-        beyond = todo & (sizes[comp] > CONVEX_MAX)
-        if beyond.any():
-            state.note(comp[beyond], f"convex program not tried above {CONVEX_MAX} segments")
-            todo &= ~beyond
+        todo = _fast(market, usable, state, baseline, match, fallback, executor, timings, t0)
     else:
         todo = usable.copy()
+    _convex(market, todo, state, method, timings)
+    state.withdraw()
+    timings["total"] = time.perf_counter() - t0
+    return EquilibriumResult(
+        market=market,
+        method=method,
+        rate=state.rate,
+        wage=state.wage,
+        flow=state.flow,
+        home_flow=state.home_flow,
+        shortage=state.shortage,
+        surplus=state.surplus,
+        status_code=state.status,
+        path_code=state.path,
+        residual=state.residual,
+        iterations=state.iterations,
+        reasons={c: "; ".join(notes) for c, notes in state.reasons.items()},
+        timings=timings,
+    )
 
+
+def _fast(
+    market: Market,
+    usable: npt.NDArray[np.bool_],
+    state: _State,
+    baseline: EquilibriumResult | None,
+    match: IntArray | None,
+    fallback: bool,
+    executor: Executor,
+    timings: dict[str, float],
+    t0: float,
+) -> npt.NDArray[np.bool_]:
+    """The closed form for uncoupled segments and the interior point for coupled ones;
+    the segments left for the convex program (none without ``fallback``)."""
+    comp = market.component
+    sizes = np.bincount(comp, minlength=int(comp.max()) + 1 if len(market) else 0)
+    coupled = sizes[comp] > 1
+    _closed_form(market, usable & ~coupled, state)
+    timings["closed_form"] = time.perf_counter() - t0
+    todo = usable & coupled
     if todo.any():
-        p_star = market.uncoupled_rate()
-        h_star = market.demand_hours(p_star)
+        t1 = time.perf_counter()
+        _interior(market, todo, state, baseline, match, executor)
+        timings["interior"] = time.perf_counter() - t1
+    todo &= state.status != _SOLVED
+    if not fallback:
+        todo[:] = False
+    beyond = todo & (sizes[comp] > CONVEX_MAX)
+    if beyond.any():
+        state.note(comp[beyond], f"convex program not tried above {CONVEX_MAX} segments")
+        todo &= ~beyond
+    return todo
+
+
+def _convex(
+    market: Market,
+    todo: npt.NDArray[np.bool_],
+    state: _State,
+    method: Method,
+    timings: dict[str, float],
+) -> None:
+    """The convex program on the segments ``todo``: Clarabel, then SCS on what fails,
+    one vectorized program per batch of whole components, each result verified."""
+    from pricing.market.welfare import solve_welfare
+
+    if not todo.any():
+        return
+    comp = market.component
+    p_star = market.uncoupled_rate()
+    h_star = market.demand_hours(p_star)
     for solver in ("CLARABEL", "SCS"):
         if not todo.any():
             break
-        from pricing.market.welfare import solve_welfare
-
         t1 = time.perf_counter()
         key = solver.lower()
         timings[f"{key}_compile"] = timings[f"{key}_solve"] = 0.0
@@ -334,25 +380,6 @@ def solve(
         first_choice = method == "cvxpy" and solver == "CLARABEL"
         state.verify(todo, _SOLVED if first_choice else _FALLBACK)
         todo &= state.status == _FAILED
-
-    state.withdraw()
-    timings["total"] = time.perf_counter() - t0
-    return EquilibriumResult(
-        market=market,
-        method=method,
-        rate=state.rate,
-        wage=state.wage,
-        flow=state.flow,
-        home_flow=state.home_flow,
-        shortage=state.shortage,
-        surplus=state.surplus,
-        status_code=state.status,
-        path_code=state.path,
-        residual=state.residual,
-        iterations=state.iterations,
-        reasons={c: "; ".join(notes) for c, notes in state.reasons.items()},
-        timings=timings,
-    )
 
 
 def _reuse(

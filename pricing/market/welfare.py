@@ -107,31 +107,110 @@ def solve_welfare(pb: CoupledProblem, solver: str = "CLARABEL") -> WelfareSoluti
     """Solve the welfare program of the module docstring; never raises on solver failure."""
     if solver not in _OPTIONS:
         raise ValueError(f"solver must be one of {sorted(_OPTIONS)}, got {solver!r}")
-    n, m = pb.p_star.size, pb.pool.size
-    hs = pb.h_star
-    money = pb.p_star * hs
-    norm = _component_scale(pb.component, money)
-    weight = money / norm
-    capped = np.flatnonzero(np.isfinite(pb.cap))
-    floored = np.flatnonzero(np.isfinite(pb.floor))
-    h_edge = hs[pb.segment]
+    program = _Program.build(pb)
+    problem = program.problem
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # an inaccurate solve is reported through the status string instead
+            warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
+            problem.solve(solver=solver, **_OPTIONS[solver])  # type: ignore[no-untyped-call]
+        status = str(problem.status)
+    except cp.error.SolverError as exc:
+        status = f"error: {exc}"
+    compile_seconds = float(problem.compilation_time or 0.0)
+    stats = problem.solver_stats
+    if stats is not None and stats.solve_time is not None:
+        solve_seconds = float(stats.solve_time)
+    else:
+        solve_seconds = time.perf_counter() - start - compile_seconds
+    # the last iterate of an unsolved program (e.g. user_limit) is no answer: NaN instead
+    solved = status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+    return program.solution(solved, status, solver, compile_seconds, solve_seconds)
 
-    # q̃, s̃ ≥ 0 is implied by the cones; stating it keeps Clarabel's early iterates
-    # better centred (fewer stalls measured)
-    q = cp.Variable(n, nonneg=True)
-    s = cp.Variable(n, nonneg=True)
-    x = cp.Variable(m, nonneg=True)
-    z = cp.Variable(capped.size, nonneg=True)
-    y = cp.Variable(floored.size, nonneg=True)
-    segment_rows = q - _incidence(pb.segment, np.ones(m), n) @ x
-    if capped.size:
-        segment_rows = segment_rows - _incidence(capped, np.ones(capped.size), n) @ z
-    if floored.size:
-        segment_rows = segment_rows + _incidence(floored, np.ones(floored.size), n) @ y
-    segment_balance = segment_rows == 0
-    pool_balance = _incidence(pb.pool, h_edge / hs[pb.pool], n) @ x - s == 0
 
-    constraints: list[cp.Constraint] = [segment_balance, pool_balance]
+@dataclass(frozen=True)
+class _Program:
+    """The program of one problem in scaled variables, with what its solution is read from."""
+
+    pb: CoupledProblem
+    problem: cp.Problem
+    x: cp.Variable
+    z: cp.Variable
+    y: cp.Variable
+    segment_balance: cp.Constraint
+    pool_balance: cp.Constraint
+    norm: FloatArray
+    capped: IntArray
+    floored: IntArray
+
+    @classmethod
+    def build(cls, pb: CoupledProblem) -> _Program:
+        """Variables, balances, cones and objective of the module docstring."""
+        n, m = pb.p_star.size, pb.pool.size
+        hs = pb.h_star
+        norm = _component_scale(pb.component, pb.p_star * hs)
+        capped = np.flatnonzero(np.isfinite(pb.cap))
+        floored = np.flatnonzero(np.isfinite(pb.floor))
+        h_edge = hs[pb.segment]
+        # q̃, s̃ ≥ 0 is implied by the cones; stating it keeps Clarabel's early iterates
+        # better centred (fewer stalls measured)
+        q = cp.Variable(n, nonneg=True)
+        s = cp.Variable(n, nonneg=True)
+        x = cp.Variable(m, nonneg=True)
+        z = cp.Variable(capped.size, nonneg=True)
+        y = cp.Variable(floored.size, nonneg=True)
+        segment_rows = q - _incidence(pb.segment, np.ones(m), n) @ x
+        if capped.size:
+            segment_rows = segment_rows - _incidence(capped, np.ones(capped.size), n) @ z
+        if floored.size:
+            segment_rows = segment_rows + _incidence(floored, np.ones(floored.size), n) @ y
+        segment_balance = segment_rows == 0
+        pool_balance = _incidence(pb.pool, h_edge / hs[pb.pool], n) @ x - s == 0
+        weight = pb.p_star * hs / norm
+        constraints, utility = _utility(pb, q, weight)
+        r = 1.0 + 1.0 / pb.eta
+        t_supply = cp.Variable(n)
+        constraints.append(PowCone3D(t_supply, np.ones(n), s, 1 / r))
+        objective = (
+            utility - (weight / r) @ t_supply - (pb.friction * h_edge / norm[pb.segment]) @ x
+        )
+        if capped.size:
+            objective = objective - (pb.cap[capped] * hs[capped] / norm[capped]) @ z
+        if floored.size:
+            objective = objective + (pb.floor[floored] * hs[floored] / norm[floored]) @ y
+        problem = cp.Problem(cp.Maximize(objective), [segment_balance, pool_balance, *constraints])
+        return cls(pb, problem, x, z, y, segment_balance, pool_balance, norm, capped, floored)
+
+    def solution(
+        self, solved: bool, status: str, solver: str, compile_s: float, solve_s: float
+    ) -> WelfareSolution:
+        """Rates and wages from the balances' duals, flows and bound hours rescaled."""
+        pb, n, hs = self.pb, self.pb.p_star.size, self.pb.h_star
+        shortage = np.zeros(n)
+        shortage[self.capped] = _value(self.z.value, self.capped.size, solved) * hs[self.capped]
+        surplus = np.zeros(n)
+        surplus[self.floored] = _value(self.y.value, self.floored.size, solved) * hs[self.floored]
+        return WelfareSolution(
+            rate=_value(self.segment_balance.dual_value, n, solved) * self.norm / hs,
+            wage=_value(self.pool_balance.dual_value, n, solved) * self.norm / hs,
+            flow=_value(self.x.value, pb.pool.size, solved) * hs[pb.segment],
+            shortage=shortage if solved else np.full(n, np.nan),
+            surplus=surplus if solved else np.full(n, np.nan),
+            status=status,
+            solver=solver,
+            compile_seconds=compile_s,
+            solve_seconds=solve_s,
+        )
+
+
+def _utility(
+    pb: CoupledProblem, q: cp.Variable, weight: FloatArray
+) -> tuple[list[cp.Constraint], Any]:
+    """The clients' utility terms: power cones with an array of exponents, an exponential
+    cone where ε is within A_MIN of −1 (module docstring)."""
+    n = pb.p_star.size
+    constraints: list[cp.Constraint] = []
     a = 1.0 + 1.0 / pb.eps
     blended = np.abs(a) < A_MIN
     a_cone = np.where(blended, np.sign(a) * A_MIN, a)
@@ -153,50 +232,7 @@ def solve_welfare(pb: CoupledProblem, solver: str = "CLARABEL") -> WelfareSoluti
         t = cp.Variable(idx.size)
         constraints.append(ExpCone(t, np.ones(idx.size), q[idx]))
         utility = utility + (weight * (1 - share))[idx] @ t
-
-    r = 1.0 + 1.0 / pb.eta
-    t_supply = cp.Variable(n)
-    constraints.append(PowCone3D(t_supply, np.ones(n), s, 1 / r))
-    objective = utility - (weight / r) @ t_supply - (pb.friction * h_edge / norm[pb.segment]) @ x
-    if capped.size:
-        objective = objective - (pb.cap[capped] * hs[capped] / norm[capped]) @ z
-    if floored.size:
-        objective = objective + (pb.floor[floored] * hs[floored] / norm[floored]) @ y
-    problem = cp.Problem(cp.Maximize(objective), constraints)
-
-    start = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            # an inaccurate solve is reported through the status string instead
-            warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
-            problem.solve(solver=solver, **_OPTIONS[solver])  # type: ignore[no-untyped-call]
-        status = str(problem.status)
-    except cp.error.SolverError as exc:
-        status = f"error: {exc}"
-    compile_seconds = float(problem.compilation_time or 0.0)
-    stats = problem.solver_stats
-    if stats is not None and stats.solve_time is not None:
-        solve_seconds = float(stats.solve_time)
-    else:
-        solve_seconds = time.perf_counter() - start - compile_seconds
-
-    # the last iterate of an unsolved program (e.g. user_limit) is no answer: NaN instead
-    solved = status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
-    shortage = np.zeros(n)
-    shortage[capped] = _value(z.value, capped.size, solved) * hs[capped]
-    surplus = np.zeros(n)
-    surplus[floored] = _value(y.value, floored.size, solved) * hs[floored]
-    return WelfareSolution(
-        rate=_value(segment_balance.dual_value, n, solved) * norm / hs,
-        wage=_value(pool_balance.dual_value, n, solved) * norm / hs,
-        flow=_value(x.value, m, solved) * h_edge,
-        shortage=shortage if solved else np.full(n, np.nan),
-        surplus=surplus if solved else np.full(n, np.nan),
-        status=status,
-        solver=solver,
-        compile_seconds=compile_seconds,
-        solve_seconds=solve_seconds,
-    )
+    return constraints, utility
 
 
 def _component_scale(component: IntArray, money: FloatArray) -> FloatArray:
