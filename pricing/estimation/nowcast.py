@@ -68,6 +68,8 @@ FloatArray = npt.NDArray[np.float64]
 #: segments the parameters are estimated on, at most (evenly chosen): the likelihood's
 #: value per segment settles long before, and the filter then runs on every segment
 FIT_SEGMENTS = 2_000
+#: weeks over which a segment's mean job size is taken (module docstring)
+SIZE_WEEKS = 13
 #: counts below this are taken as this (a week with one job is noisy, not infinitely so)
 MIN_COUNT = 1.0
 _SIDES = ("demand", "supply")
@@ -135,12 +137,15 @@ def fit_nowcast(series: Series) -> Nowcast:
         fit = fit[np.linspace(0, fit.size - 1, FIT_SEGMENTS).astype(np.int64)]
     sample = _subset(series, fit)
 
-    def loss(v: FloatArray) -> float:
-        value = -_filter(sample, Parameters.from_vector(v)).log_likelihood
-        return value if np.isfinite(value) else 1e300
-
-    best = minimize(loss, _START, method="Nelder-Mead", options={"maxiter": 3000, "xatol": 1e-4})
-    parameters = Parameters.from_vector(best.x)
+    # two stages: the levels' own dynamics and noise from the hours alone (the rate's
+    # equation, read through the curves' own crossing, would otherwise bend them to fit
+    # its misfit where freelancers move between segments), then the rate's adjustment
+    # given them
+    without_rate = _moments(sample)
+    without_rate[6:] = [_START[6], math.log(1e12)]
+    first = _maximize(sample, without_rate, np.arange(6))
+    second = _maximize(sample, np.r_[first.x[:6], _START[6:]], np.array([6, 7]))
+    parameters = Parameters.from_vector(second.x)
     rows = np.flatnonzero(usable)
     out = _filter(_subset(series, rows), parameters, slope=True)
 
@@ -156,8 +161,59 @@ def fit_nowcast(series: Series) -> Nowcast:
         cov_next=scatter(out.cov_next),
         slope_gain=scatter(out.slope_gain),
         parameters=parameters,
-        log_likelihood=float(-best.fun) * rows.size / max(fit.size, 1),
+        log_likelihood=float(-second.fun) * rows.size / max(fit.size, 1),
     )
+
+
+def _moments(series: Series) -> FloatArray:
+    """θ's level parameters by the method of moments, where the likelihood's search starts:
+    with r_t the level residuals about each segment's mean, pooled over segments,
+    γ_k = E[r_t r_{t−k}] gives ρ = γ₂/γ₁, Var(s) = γ₁/ρ, q = Var(s)(1 − ρ²) and
+    h = (γ₀ − Var(s)) / E[1/n_t]."""
+    v = _START.copy()
+    for side in range(2):
+        y = series.y[:, :, side]
+        r = y - _nanmean(y)
+        seen = np.isfinite(r)
+        r0 = np.where(seen, r, 0.0)
+        lags = [
+            float(
+                np.sum(r0[k:] * r0[: r.shape[0] - k])
+                / max(np.sum(seen[k:] & seen[: -k or None]), 1)
+            )
+            for k in range(3)
+        ]
+        rho = float(np.clip(lags[2] / lags[1], 0.05, 0.95)) if lags[1] > 0 else 0.5
+        var_state = max(lags[1] / rho, 1e-6) if lags[1] > 0 else max(lags[0] / 2, 1e-6)
+        inverse = float(np.mean(1.0 / np.maximum(series.count[:, :, side][seen], MIN_COUNT)))
+        h = max((lags[0] - var_state) / inverse, 1e-6)
+        v[side] = math.log(rho / (1 - rho))
+        v[2 + side] = math.log(var_state * (1 - rho**2))
+        v[4 + side] = math.log(h)
+    return v
+
+
+@dataclass(frozen=True)
+class _Optimum:
+    x: FloatArray
+    fun: float
+
+
+def _maximize(sample: Series, start: FloatArray, free: npt.NDArray[np.int64]) -> _Optimum:
+    """The likelihood's maximum over the parameters ``free`` of θ, the others held."""
+
+    def loss(v: FloatArray) -> float:
+        full = start.copy()
+        full[free] = v
+        value = -_filter(sample, Parameters.from_vector(full)).log_likelihood
+        return value if np.isfinite(value) else 1e300
+
+    best = minimize(
+        loss, start[free], method="Nelder-Mead", options={"maxiter": 3000, "xatol": 1e-4}
+    )
+    full = start.copy()
+    full[free] = best.x
+    return _Optimum(full, float(best.fun))
 
 
 def _subset(series: Series, rows: npt.NDArray[np.int64]) -> Series:
@@ -315,6 +371,8 @@ def arrange(
         fit = fits[side]
         eps = fit["elasticity"].to_numpy(np.float64)
         hours = grid(rows["hours_demanded" if side == "demand" else "hours_supplied"])
+        if side == "demand":
+            hours = _jobs_times_size(grid(rows["jobs_posted"]), hours)
         fitted = np.zeros(shape)
         for name in controls[side]:
             fitted += fit[f"coef_{name}"].to_numpy(np.float64) * grid(rows[name])
@@ -330,6 +388,23 @@ def arrange(
     count = np.stack([grid(rows["jobs_posted"]), grid(rows["active_freelancers"])], axis=2)
     gap = (level_controls["demand"] - level_controls["supply"]) / spread
     return segments, Series(y, count, x, gap, spread, mu, x_mean)
+
+
+def _jobs_times_size(jobs: FloatArray, hours: FloatArray) -> FloatArray:
+    """A week's demand read as its jobs posted times their mean size over the last
+    :data:`SIZE_WEEKS` weeks (module docstring)."""
+    total_jobs, total_hours = (_trailing_sum(np.nan_to_num(a), SIZE_WEEKS) for a in (jobs, hours))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: FloatArray = jobs * total_hours / total_jobs
+    return out
+
+
+def _trailing_sum(values: FloatArray, weeks: int) -> FloatArray:
+    """The sum over each week and the ``weeks`` − 1 before it (fewer at the start)."""
+    total = np.cumsum(values, axis=0)
+    out: FloatArray = total.copy()
+    out[weeks:] -= total[:-weeks]
+    return out
 
 
 def _nanmean(values: FloatArray) -> FloatArray:
