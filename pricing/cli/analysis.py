@@ -154,8 +154,9 @@ def guidance(
     progress(f"clearing {len(fitted.market):,} segments")
     with solver_output_to_stderr():
         equilibrium_ = solve(fitted.market)
+        forecast = solve(fitted.next_market, baseline=equilibrium_)
         progress(f"rate bands from {settings.draws} curve draws")
-        result = rate_guidance(equilibrium_, settings, previous_frame)
+        result = rate_guidance(equilibrium_, settings, previous_frame, forecast=forecast)
     if out is not None:
         write_table(result.to_frame(), out, progress)
     progress.done()

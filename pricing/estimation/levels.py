@@ -42,6 +42,7 @@ LEVEL_COLUMNS = (
     "level_corr",
     "log_level_next",
     "level_se_next",
+    "level_corr_next",
 )
 
 
@@ -58,22 +59,25 @@ def anchor_levels(
     last = frame[frame["week"] == frame["week"].max()]
     latest = segments.merge(last, on=keys, how="left")
     forecast = _shifter_forecasts(frame, keys, segments, controls)
+    next_var = {side: _control_variance(fits[side], controls[side], forecast) for side in SIDES}
+    # the shifters' forecast errors are the sides' own: they add to the variances only
+    corr_next = now.cov_next[:, 0, 1] / np.sqrt(
+        (now.cov_next[:, 0, 0] + next_var["demand"]) * (now.cov_next[:, 1, 1] + next_var["supply"])
+    )
     out = {}
     for i, side in enumerate(SIDES):
         fit = fits[side]
         gamma_w = np.zeros(len(segments))
         gamma_next = np.zeros(len(segments))
-        next_var = np.zeros(len(segments))
         for name in controls[side]:
             g = fit[f"coef_{name}"].to_numpy(np.float64)
             gamma_w += g * latest[name].to_numpy(np.float64)
-            value, var = forecast[name]
-            gamma_next += g * value
-            next_var += g**2 * var
+            gamma_next += g * forecast[name][0]
         eps = fit["elasticity"].to_numpy(np.float64)
         se = fit["std_error"].to_numpy(np.float64)
         log_level = now.level[:, i] + gamma_w
-        columns = _side(now, i, log_level, now.level_next[:, i] + gamma_next, next_var, se)
+        columns = _side(now, i, log_level, now.level_next[:, i] + gamma_next, next_var[side], se)
+        columns["level_corr_next"] = corr_next
         part = segments.assign(**anchor, **columns)
         with np.errstate(invalid="ignore", divide="ignore"):
             reference = np.log(part[f"fallback_hours_{side}"]) - eps * np.log(part["fallback_rate"])
@@ -103,6 +107,16 @@ def _side(
         "log_level_next": log_level_next,
         "level_se_next": np.sqrt(now.cov_next[:, i, i] + next_var),
     }
+
+
+def _control_variance(
+    fit: pd.DataFrame, names: list[str], forecast: dict[str, tuple[FloatArray, FloatArray]]
+) -> FloatArray:
+    """Σ_z γ_z² σ²_z: the variance the controls' forecasts add to next week's level."""
+    total = np.zeros(len(fit))
+    for name in names:
+        total += fit[f"coef_{name}"].to_numpy(np.float64) ** 2 * forecast[name][1]
+    return total
 
 
 def _anchor(

@@ -67,7 +67,7 @@ FloatArray = npt.NDArray[np.float64]
 
 #: segments the parameters are estimated on, at most (evenly chosen): the likelihood's
 #: value per segment settles long before, and the filter then runs on every segment
-FIT_SEGMENTS = 2_000
+FIT_SEGMENTS = 400
 #: weeks over which a segment's mean job size is taken (module docstring)
 SIZE_WEEKS = 13
 #: counts below this are taken as this (a week with one job is noisy, not infinitely so)
@@ -142,9 +142,11 @@ def fit_nowcast(series: Series) -> Nowcast:
     # its misfit where freelancers move between segments), then the rate's adjustment
     # given them
     without_rate = _moments(sample)
-    without_rate[6:] = [_START[6], math.log(1e12)]
-    first = _maximize(sample, without_rate, np.arange(6))
-    second = _maximize(sample, np.r_[first.x[:6], _START[6:]], np.array([6, 7]))
+    without_rate[6:] = [_START[6], math.inf]
+    for side in range(2):
+        free = np.array([side, 2 + side, 4 + side])
+        without_rate[free] = _fit_side(sample, side, without_rate[free])
+    second = _maximize(sample, np.r_[without_rate[:6], _START[6:]], np.array([6, 7]))
     parameters = Parameters.from_vector(second.x)
     rows = np.flatnonzero(usable)
     out = _filter(_subset(series, rows), parameters, slope=True)
@@ -193,6 +195,35 @@ def _moments(series: Series) -> FloatArray:
     return v
 
 
+def _fit_side(series: Series, side: int, start: FloatArray) -> FloatArray:
+    """ρ, q and h of one side (logit, log, log) by maximum likelihood without the rate's
+    equation, when the sides' filters are independent: a scalar filter per segment."""
+    y = series.y[:, :, side] - series.mu[:, side]
+    seen = np.isfinite(y)
+    y = np.where(seen, y, 0.0)
+    inverse = 1.0 / np.maximum(series.count[:, :, side], MIN_COUNT)
+
+    def loss(v: FloatArray) -> float:
+        rho, q, h = 1.0 / (1.0 + math.exp(-v[0])), math.exp(v[1]), math.exp(v[2])
+        state, var = np.zeros(y.shape[1]), np.full(y.shape[1], q / (1 - rho**2))
+        total = 0.0
+        for t in range(y.shape[0]):
+            if t:
+                state, var = rho * state, rho * rho * var + q
+            s = var + np.where(seen[t], h * inverse[t], 1.0)
+            innovation = y[t] - state
+            gain = np.where(seen[t], var / s, 0.0)
+            state, var = state + gain * innovation, var - gain * var
+            total += float(np.sum(np.where(seen[t], np.log(s) + innovation**2 / s, 0.0)))
+        return 0.5 * total if math.isfinite(total) else 1e300
+
+    best = minimize(
+        loss, start, method="Nelder-Mead", options={"maxiter": 1000, "xatol": 1e-3, "fatol": 0.5}
+    )
+    out: FloatArray = best.x
+    return out
+
+
 @dataclass(frozen=True)
 class _Optimum:
     x: FloatArray
@@ -208,8 +239,13 @@ def _maximize(sample: Series, start: FloatArray, free: npt.NDArray[np.int64]) ->
         value = -_filter(sample, Parameters.from_vector(full)).log_likelihood
         return value if np.isfinite(value) else 1e300
 
+    # the likelihood is a sum over weeks and segments: half a unit of it is far below
+    # what the data can tell apart, and θ on its log/logit scales to 1e-3 is plenty
     best = minimize(
-        loss, start[free], method="Nelder-Mead", options={"maxiter": 3000, "xatol": 1e-4}
+        loss,
+        start[free],
+        method="Nelder-Mead",
+        options={"maxiter": 2000, "xatol": 1e-3, "fatol": 0.5},
     )
     full = start.copy()
     full[free] = best.x
@@ -242,94 +278,92 @@ def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered
     """The Kalman filter of the module docstring over every segment at once.
 
     The state is the deviation s_t = (u_t, v_t) from the intercepts, starting at its
-    stationary distribution. With ``slope`` the same gains also filter the rates
-    (the linearity of the filter, module docstring) to give g."""
-    x = series.x
-    weeks, n = x.shape
-    rho = np.array(theta.rho)
-    q = np.array(theta.q)
-    lam = theta.adjustment
-    state = np.zeros((n, 2))
-    cov = np.broadcast_to(np.diag(q / (1 - rho**2)), (n, 2, 2)).copy()
-    # the rates' images under the same gains: d s_T / d ε and d s_T / d η
-    dstate = np.zeros((n, 2, 2))
+    stationary distribution; its covariance is kept as its three entries (every step is
+    elementwise over segments). Each week is updated one observation at a time (their
+    noises are independent). With ``slope`` the same gains also filter the rates (the
+    linearity of the filter, module docstring) to give g."""
+    weeks, n = series.x.shape
+    (r0, r1), (q0, q1), lam = theta.rho, theta.q, theta.adjustment
+    s = [np.zeros(n), np.zeros(n)]
+    p00, p01, p11 = np.full(n, q0 / (1 - r0**2)), np.zeros(n), np.full(n, q1 / (1 - r1**2))
+    # d s_k / d ε (b = 0) and d s_k / d η (b = 1): the rates' images under the same gains
+    d = [[np.zeros(n), np.zeros(n)], [np.zeros(n), np.zeros(n)]]
+    rate_row = (lam / series.spread, -lam / series.spread)
     loglik = 0.0
-    row = np.stack([lam / series.spread, -lam / series.spread], axis=1)  # (S, 2)
     for t in range(weeks):
         if t:
-            state = rho * state
-            dstate = rho[None, :, None] * dstate
-            cov = rho[None, :, None] * cov * rho[None, None, :] + np.diag(q)
-        obs, design, noise, dobs = _observations(series, theta, t, row)
-        state, cov, dstate, ll = _update(state, cov, dstate, obs, design, noise, dobs)
-        loglik += ll
-    level = series.mu + state
-    level_next = series.mu + rho * state
+            s = [r0 * s[0], r1 * s[1]]
+            d = [[r0 * d[0][0], r0 * d[0][1]], [r1 * d[1][0], r1 * d[1][1]]]
+            p00, p01, p11 = r0 * r0 * p00 + q0, r0 * r1 * p01, r1 * r1 * p11 + q1
+        for h0, h1, obs, noise, dobs in _readings(series, theta, t, rate_row):
+            seen = np.isfinite(noise)
+            ph0, ph1 = p00 * h0 + p01 * h1, p01 * h0 + p11 * h1
+            var = h0 * ph0 + h1 * ph1 + np.where(seen, noise, 1.0)
+            k0, k1 = np.where(seen, ph0 / var, 0.0), np.where(seen, ph1 / var, 0.0)
+            innovation = obs - h0 * s[0] - h1 * s[1]
+            s = [s[0] + k0 * innovation, s[1] + k1 * innovation]
+            for b in range(2):
+                dv = dobs[b] - h0 * d[0][b] - h1 * d[1][b]
+                d[0][b] = d[0][b] + k0 * dv
+                d[1][b] = d[1][b] + k1 * dv
+            p00, p01, p11 = p00 - k0 * ph0, p01 - k0 * ph1, p11 - k1 * ph1
+            terms = np.log(2 * np.pi * var) + innovation**2 / var
+            loglik -= 0.5 * float(np.sum(np.where(seen, terms, 0.0)))
+    state = np.stack(s, axis=1)
+    cov = np.stack([np.stack([p00, p01], axis=1), np.stack([p01, p11], axis=1)], axis=1)
+    rho, q = np.array(theta.rho), np.array(theta.q)
     cov_next = rho[None, :, None] * cov * rho[None, None, :] + np.diag(q)
-    anchor = _last(x)[:, None] - series.x_mean
-    gain = anchor + np.stack([dstate[:, 0, 0], dstate[:, 1, 1]], axis=1)
-    return _Filtered(level, cov, level_next, cov_next, gain if slope else gain * 0, loglik)
+    anchor = _last(series.x)[:, None] - series.x_mean
+    gain = anchor + np.stack([d[0][0], d[1][1]], axis=1)
+    return _Filtered(
+        series.mu + state, cov, series.mu + rho * state, cov_next, gain if slope else gain * 0,
+        loglik,
+    )  # fmt: skip
 
 
-def _observations(
-    series: Series, theta: Parameters, t: int, row: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Week t's observations of the state (deviations: the intercepts taken out), their
-    design rows, noise variances (infinite where unobserved: the update ignores them) and
-    the observations' derivatives with respect to ε and η (for g)."""
+_Reading = tuple[
+    FloatArray | float, FloatArray | float, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
+]
+
+
+def _readings(
+    series: Series, theta: Parameters, t: int, rate_row: tuple[FloatArray, FloatArray]
+) -> list[_Reading]:
+    """Week t's observations as (design row h0, h1; the reading net of the intercepts;
+    its noise variance, infinite where unobserved; its derivatives with respect to ε and
+    η, for g). The rate's is left out when its noise is infinite (the first stage)."""
     y, x = series.y[t], series.x[t]
-    n = x.shape[0]
-    obs = np.zeros((n, 3))
-    design = np.zeros((n, 3, 2))
-    noise = np.full((n, 3), np.inf)
-    dobs = np.zeros((n, 3, 2))
+    zero = np.zeros(x.shape[0])
+    out: list[_Reading] = []
     for side in range(2):
         seen = np.isfinite(y[:, side])
-        obs[:, side] = np.where(seen, y[:, side] - series.mu[:, side], 0.0)
-        design[:, side, side] = 1.0
         count = np.maximum(series.count[t, :, side], MIN_COUNT)
-        noise[:, side] = np.where(seen, theta.h[side] / count, np.inf)
         # the intercept moves with the slope too: μ = ȳ − ε x̄ on the weeks it was fit on
-        dobs[:, side, side] = np.where(seen, series.x_mean[:, side] - x, 0.0)
-    if t:
-        previous = series.x[t - 1]
+        slope = np.where(seen, series.x_mean[:, side] - x, 0.0)
+        out.append(
+            (
+                1.0 if side == 0 else 0.0,
+                0.0 if side == 0 else 1.0,
+                np.where(seen, y[:, side] - series.mu[:, side], 0.0),
+                np.where(seen, theta.h[side] / count, np.inf),
+                (slope, zero) if side == 0 else (zero, slope),
+            )
+        )
+    if t and np.isfinite(theta.rate_noise):
         lam = theta.adjustment
-        reading = x - (1 - lam) * previous - lam * series.control_gap[t]
+        reading = x - (1 - lam) * series.x[t - 1] - lam * series.control_gap[t]
         mean = lam * (series.mu[:, 0] - series.mu[:, 1]) / series.spread
         seen = np.isfinite(reading)
-        obs[:, 2] = np.where(seen, reading - mean, 0.0)
-        design[:, 2] = row
-        noise[:, 2] = np.where(seen, theta.rate_noise, np.inf)
-    return obs, design, noise, dobs
-
-
-def _update(
-    state: FloatArray,
-    cov: FloatArray,
-    dstate: FloatArray,
-    obs: FloatArray,
-    design: FloatArray,
-    noise: FloatArray,
-    dobs: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray, float]:
-    """One measurement update, observation by observation (the noises are independent):
-    the new state, covariance and rate images, and the log likelihood of the readings."""
-    loglik = 0.0
-    for j in range(obs.shape[1]):
-        seen = np.isfinite(noise[:, j])
-        h = design[:, j]  # (S, 2)
-        ph = np.einsum("skl,sl->sk", cov, h)
-        s = np.einsum("sk,sk->s", h, ph) + np.where(seen, noise[:, j], 1.0)
-        gain = np.where(seen[:, None], ph / s[:, None], 0.0)
-        innovation = obs[:, j] - np.einsum("sk,sk->s", h, state)
-        state = state + gain * innovation[:, None]
-        dinnovation = dobs[:, j] - np.einsum("sk,skb->sb", h, dstate)
-        dstate = dstate + gain[:, :, None] * dinnovation[:, None, :]
-        cov = cov - gain[:, :, None] * ph[:, None, :]
-        loglik += float(
-            -0.5 * np.sum(np.where(seen, np.log(2 * np.pi * s) + innovation**2 / s, 0.0))
+        out.append(
+            (
+                rate_row[0],
+                rate_row[1],
+                np.where(seen, reading - mean, 0.0),
+                np.where(seen, theta.rate_noise, np.inf),
+                (zero, zero),
+            )
         )
-    return state, cov, dstate, loglik
+    return out
 
 
 def _last(x: FloatArray) -> FloatArray:

@@ -24,11 +24,13 @@ that changes a fee moves the rate along them.
 
 **Uncertainty.** A market from fitted curves carries, per segment and side, the standard
 error of the elasticity and the degrees of freedom of its interval (``*_elasticity_se``,
-``*_dof``), the standard error of the curve's level at its anchor — log hours at the
-anchor rate, the point the level was fitted through (``anchor_rate``) — and the
-covariance of slope and level there (``*_level_se``, ``*_slope_level_cov``), and the
-curve's estimation flags (``*_flags``). Guidance draws its bands from these, so a market
-read back from the store, or edited by a scenario, still has them.
+``*_dof``); the uncertainty of the curve's level at its anchor — log hours at the anchor
+rate a (``anchor_rate``, the as-of week's rate) — given the elasticity (``*_level_se``,
+the nowcast filter's; NaN where unknown), and how that level moves with the elasticity,
+as the covariance of the two (``*_slope_level_cov`` = g·se(ε)², g the level's gain per
+unit of elasticity); the correlation of the demand and supply levels (``level_corr``);
+and the curve's estimation flags (``*_flags``). Guidance draws its bands from these, so
+a market read back from the store, or edited by a scenario, still has them.
 
 **Edits.** Every change a scenario, a band draw or a lever makes is one of these methods,
 each returning a new market:
@@ -95,9 +97,12 @@ UNCERTAINTY: dict[str, float] = {
     "supply_level_se": 0.0,
     "demand_slope_level_cov": 0.0,
     "supply_slope_level_cov": 0.0,
+    "level_corr": 0.0,
 }
 #: The curves' estimation flags (comma-separated names; "" for none).
 FLAG_COLUMNS = ("demand_flags", "supply_flags")
+#: The week the anchor rate was observed in (the segment's as-of week; NaT: unknown).
+ANCHOR_WEEK = "anchor_week"
 Side = Literal["demand", "supply"]
 SIDES: tuple[Side, Side] = ("demand", "supply")
 
@@ -134,6 +139,10 @@ class Market(Display):
             segments[name] = segments[name].astype(np.float64) if name in segments else value
         for name in FLAG_COLUMNS:
             segments[name] = segments[name].fillna("").astype(str) if name in segments else ""
+        if ANCHOR_WEEK in segments:
+            segments[ANCHOR_WEEK] = pd.to_datetime(segments[ANCHOR_WEEK])
+        else:
+            segments[ANCHOR_WEEK] = pd.NaT
         missing = [k for k in self.segment_keys if k not in segments.columns]
         if missing:
             raise MarketError(f"segments lack the key column(s) {missing}")
@@ -158,13 +167,18 @@ class Market(Display):
         curves: CurveSet,
         adjacency: pd.DataFrame | None = None,
         config: MarketConfig | None = None,
+        week: Literal["as_of", "next"] = "as_of",
     ) -> Market:
         """The market of fitted ``curves``, the ``adjacency`` table (``from_category,
-        to_category, friction``) and the ``[market]`` settings."""
+        to_category, friction``) and the ``[market]`` settings, in the as-of week or, with
+        ``week="next"``, the week after it (the curves' forecast levels and their
+        uncertainty)."""
         config = config or MarketConfig()
         keys = list(curves.segment_keys)
         demand = curves.side("demand")
         supply = curves.side("supply").reindex(demand.index)
+        if week == "next":
+            demand, supply = (_next_week(fit) for fit in (demand, supply))
         frame = demand.index.to_frame(index=False)
         categories = frame["category"].astype(str)
         problems = _unknown_categories(config, set(categories))
@@ -197,7 +211,7 @@ class Market(Display):
         # a segment without a usable curve is carried with NaN parameters (reported)
         unusable = ~np.isfinite(frame[list(CURVE_PARAMETERS)].to_numpy()).all(axis=1)
         frame.loc[unusable, list(CURVE_PARAMETERS)] = np.nan
-        frame = frame.assign(**_uncertainty(curves, frame[keys]))
+        frame = frame.assign(**_uncertainty(curves, frame[keys], week))
         edges = segment_edges(frame, keys, adjacency)
         return cls(frame, edges, tuple(keys))
 
@@ -409,6 +423,8 @@ class Market(Display):
         check((observed <= 0) | np.isinf(observed), "observed_rate must be positive (NaN: none)")
         anchor = s["anchor_rate"].to_numpy()
         check((anchor <= 0) | np.isinf(anchor), "anchor_rate must be positive (NaN: none)")
+        corr = s["level_corr"].to_numpy()
+        check(~(np.abs(corr) <= 1), "level_corr must be in [−1, 1]")
         for side in SIDES:
             for what in ("elasticity_se", "level_se"):
                 v = s[f"{side}_{what}"].to_numpy()
@@ -568,24 +584,46 @@ class Market(Display):
         return "\n".join(lines)
 
 
-def _uncertainty(curves: CurveSet, segments: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
+def _uncertainty(
+    curves: CurveSet, segments: pd.DataFrame, week: Literal["as_of", "next"] = "as_of"
+) -> dict[str, npt.NDArray[Any]]:
     """The uncertainty columns (module docstring) of ``curves`` for ``segments`` (their
     key columns): the elasticities' standard errors and degrees of freedom, the flags,
     and the anchor, the reference rate the levels were fitted through."""
     keys = list(segments.columns)
     out: dict[str, npt.NDArray[Any]] = {}
     for side in SIDES:
-        fit = curves.side(side).reset_index()
+        fit = curves.side(side)
+        fit = (_next_week(fit) if week == "next" else fit).reset_index()
         for name, default in (("dof", np.inf), ("ref_rate", np.nan), ("flags", "")):
             if name not in fit:
                 fit[name] = default
         aligned = segments.merge(fit, on=keys, how="left", validate="one_to_one")
         if side == "demand":
             out["anchor_rate"] = aligned["ref_rate"].to_numpy(np.float64)
+            if "ref_week" in aligned:
+                out[ANCHOR_WEEK] = pd.to_datetime(aligned["ref_week"]).to_numpy()
+            if "level_corr" in aligned:
+                out["level_corr"] = aligned["level_corr"].fillna(0.0).to_numpy(np.float64)
         out[f"{side}_elasticity_se"] = aligned["std_error"].to_numpy(np.float64)
         out[f"{side}_dof"] = aligned["dof"].to_numpy(np.float64)
         out[f"{side}_flags"] = aligned["flags"].fillna("").astype(str).to_numpy()
+        if "level_se" in aligned:  # NaN: a level whose uncertainty is unknown (no band)
+            out[f"{side}_level_se"] = aligned["level_se"].to_numpy(np.float64)
+            cov = aligned["slope_level_cov"].fillna(0.0)
+            out[f"{side}_slope_level_cov"] = cov.to_numpy(np.float64)
     return out
+
+
+def _next_week(fit: pd.DataFrame) -> pd.DataFrame:
+    """A side's fitted curves with the next week's levels and level uncertainty in place
+    of the as-of week's (the slope's uncertainty and its covariance with the level are
+    carried over: the forecast moves the level, not the slope)."""
+    return fit.assign(
+        log_level=fit["log_level_next"],
+        level_se=fit["level_se_next"],
+        level_corr=fit["level_corr_next"],
+    )
 
 
 def curve_hours(log_level: ArrayLike, elasticity: ArrayLike, log_price: ArrayLike) -> FloatArray:

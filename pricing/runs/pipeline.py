@@ -54,7 +54,13 @@ from pricing.inputs.validation import (
     check_inputs,
 )
 from pricing.market.equilibrium import EquilibriumResult, equilibrium_table, solve
-from pricing.market.market import FLAG_COLUMNS, PARAMETERS, UNCERTAINTY, Market
+from pricing.market.market import (
+    ANCHOR_WEEK,
+    FLAG_COLUMNS,
+    PARAMETERS,
+    UNCERTAINTY,
+    Market,
+)
 from pricing.report.report import report_path
 from pricing.runs.provenance import fingerprints, peak_memory_mb, versions
 from pricing.runs.run import Run, save_whatif
@@ -157,6 +163,7 @@ class FittedMarket:
     panel: Panel
     curves: CurveSet
     market: Market
+    next_market: Market  # the week after the as-of week: the curves' forecast levels
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -221,8 +228,10 @@ def fitted_market(
     with clock("estimate"):
         curves = fit_curves(panel, inputs.config.estimation, executor)
     with clock("market"):
-        market = Market.from_curves(curves, inputs.table("adjacency"), inputs.config.market)
-    return FittedMarket(inputs, panel, curves, market, dict(clock.timings))
+        adjacency, settings = inputs.table("adjacency"), inputs.config.market
+        market = Market.from_curves(curves, adjacency, settings)
+        following = Market.from_curves(curves, adjacency, settings, week="next")
+    return FittedMarket(inputs, panel, curves, market, following, dict(clock.timings))
 
 
 def run_batch(
@@ -253,10 +262,13 @@ def run_batch(
     clock = _Clock(reporter, timings)
     with clock("equilibrium"):
         equilibrium = solve(fitted.market, executor=executor)
+        forecast = solve(fitted.next_market, baseline=equilibrium, executor=executor)
     with clock("guidance"):
         previous_path = store.previous(inputs.through)
         previous = _previous_guidance(previous_path, fitted.config)
-        guidance = rate_guidance(equilibrium, fitted.config.guidance, previous, executor)
+        guidance = rate_guidance(
+            equilibrium, fitted.config.guidance, previous, executor, forecast=forecast
+        )
     with clock("interventions"):
         plan, plan_status, plan_error = _plan(fitted, equilibrium, reporter)
     degraded = _degraded(equilibrium, plan_error)
@@ -491,7 +503,8 @@ def _tables(
     }
     if plan is not None:
         tables["interventions"] = plan.to_frame()
-    tables["market"] = fitted.market.segments[[*keys, *PARAMETERS, *UNCERTAINTY, *FLAG_COLUMNS]]
+    stored = [*keys, *PARAMETERS, *UNCERTAINTY, *FLAG_COLUMNS, ANCHOR_WEEK]
+    tables["market"] = fitted.market.segments[stored]
     tables["edges"] = fitted.market.edges
     if fitted.inputs.catalogue is not None:
         tables["catalogue"] = fitted.inputs.catalogue
