@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -112,6 +113,10 @@ class Series:
     spread: FloatArray  # (S,) η − ε
     mu: FloatArray  # (S, 2) fitted intercepts μ^D, μ^S
     x_mean: FloatArray  # (S, 2) the mean log rate of the weeks each side was fitted on
+
+    @cached_property
+    def readings(self) -> _Readings:
+        return _Readings.of(self)
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,49 @@ class _Filtered:
     log_likelihood: float
 
 
+@dataclass(frozen=True)
+class _Readings:
+    """A series' observations as the filter reads them, computed once: per side the
+    readings net of the intercepts (0 where unseen), whether seen, 1/n, and their
+    derivative with respect to the side's elasticity; the rate's reading as a + λ b
+    (module docstring) and whether seen. All (weeks, segments)."""
+
+    y: tuple[FloatArray, FloatArray]
+    seen: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]
+    inverse: tuple[FloatArray, FloatArray]
+    slope: tuple[FloatArray, FloatArray]
+    rate_a: FloatArray
+    rate_b: FloatArray
+    rate_seen: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, series: Series) -> _Readings:
+        x = series.x
+        ys, seens, inverses, slopes = [], [], [], []
+        for side in range(2):
+            raw = series.y[:, :, side] - series.mu[:, side]
+            seen = np.isfinite(raw)
+            ys.append(np.where(seen, raw, 0.0))
+            seens.append(seen)
+            inverses.append(1.0 / np.maximum(series.count[:, :, side], MIN_COUNT))
+            # the intercept moves with the slope too: μ = ȳ − ε x̄ on its weeks
+            slopes.append(np.where(seen, series.x_mean[:, side] - x, 0.0))
+        previous = np.vstack([np.full((1, x.shape[1]), np.nan), x[:-1]])
+        # x_t − (1 − λ) x_{t−1} − λ gap_t − λ (μ_D − μ_S)/(η − ε) = a + λ b
+        a = x - previous
+        b = previous - series.control_gap - (series.mu[:, 0] - series.mu[:, 1]) / series.spread
+        rate_seen = np.isfinite(a) & np.isfinite(b)
+        return cls(
+            (ys[0], ys[1]),
+            (seens[0], seens[1]),
+            (inverses[0], inverses[1]),
+            (slopes[0], slopes[1]),
+            np.where(rate_seen, a, 0.0),
+            np.where(rate_seen, b, 0.0),
+            rate_seen,
+        )
+
+
 def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered:
     """The Kalman filter of the module docstring over every segment at once.
 
@@ -282,88 +330,71 @@ def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered
     elementwise over segments). Each week is updated one observation at a time (their
     noises are independent). With ``slope`` the same gains also filter the rates (the
     linearity of the filter, module docstring) to give g."""
+    r = series.readings
     weeks, n = series.x.shape
     (r0, r1), (q0, q1), lam = theta.rho, theta.q, theta.adjustment
-    s = [np.zeros(n), np.zeros(n)]
+    s0, s1 = np.zeros(n), np.zeros(n)
     p00, p01, p11 = np.full(n, q0 / (1 - r0**2)), np.zeros(n), np.full(n, q1 / (1 - r1**2))
-    # d s_k / d ε (b = 0) and d s_k / d η (b = 1): the rates' images under the same gains
+    # d[k][b] = d s_k / d (ε, η)[b]: the rates' images under the same gains
     d = [[np.zeros(n), np.zeros(n)], [np.zeros(n), np.zeros(n)]]
-    rate_row = (lam / series.spread, -lam / series.spread)
+    with_rate = math.isfinite(theta.rate_noise)
+    h0, h1 = lam / series.spread, -lam / series.spread
     loglik = 0.0
     for t in range(weeks):
         if t:
-            s = [r0 * s[0], r1 * s[1]]
+            s0, s1 = r0 * s0, r1 * s1
             d = [[r0 * d[0][0], r0 * d[0][1]], [r1 * d[1][0], r1 * d[1][1]]]
             p00, p01, p11 = r0 * r0 * p00 + q0, r0 * r1 * p01, r1 * r1 * p11 + q1
-        for h0, h1, obs, noise, dobs in _readings(series, theta, t, rate_row):
-            seen = np.isfinite(noise)
-            ph0, ph1 = p00 * h0 + p01 * h1, p01 * h0 + p11 * h1
-            var = h0 * ph0 + h1 * ph1 + np.where(seen, noise, 1.0)
+        for side in range(2):  # the hours: design rows (1, 0) and (0, 1)
+            seen = r.seen[side][t]
+            var = (p00 if side == 0 else p11) + np.where(
+                seen, theta.h[side] * r.inverse[side][t], 1
+            )
+            innovation = r.y[side][t] - (s0 if side == 0 else s1)
+            ph0, ph1 = (p00, p01) if side == 0 else (p01, p11)
             k0, k1 = np.where(seen, ph0 / var, 0.0), np.where(seen, ph1 / var, 0.0)
-            innovation = obs - h0 * s[0] - h1 * s[1]
-            s = [s[0] + k0 * innovation, s[1] + k1 * innovation]
-            for b in range(2):
-                dv = dobs[b] - h0 * d[0][b] - h1 * d[1][b]
-                d[0][b] = d[0][b] + k0 * dv
-                d[1][b] = d[1][b] + k1 * dv
+            s0, s1 = s0 + k0 * innovation, s1 + k1 * innovation
+            if slope:
+                d = _carry(d, k0, k1, side, r.slope[side][t])
             p00, p01, p11 = p00 - k0 * ph0, p01 - k0 * ph1, p11 - k1 * ph1
-            terms = np.log(2 * np.pi * var) + innovation**2 / var
-            loglik -= 0.5 * float(np.sum(np.where(seen, terms, 0.0)))
-    state = np.stack(s, axis=1)
+            loglik += _loglik(seen, var, innovation)
+        if with_rate and t:
+            seen = r.rate_seen[t]
+            ph0, ph1 = p00 * h0 + p01 * h1, p01 * h0 + p11 * h1
+            var = h0 * ph0 + h1 * ph1 + np.where(seen, theta.rate_noise, 1.0)
+            innovation = r.rate_a[t] + lam * r.rate_b[t] - h0 * s0 - h1 * s1
+            k0, k1 = np.where(seen, ph0 / var, 0.0), np.where(seen, ph1 / var, 0.0)
+            s0, s1 = s0 + k0 * innovation, s1 + k1 * innovation
+            if slope:
+                for b in range(2):
+                    dv = -(h0 * d[0][b] + h1 * d[1][b])
+                    d[0][b], d[1][b] = d[0][b] + k0 * dv, d[1][b] + k1 * dv
+            p00, p01, p11 = p00 - k0 * ph0, p01 - k0 * ph1, p11 - k1 * ph1
+            loglik += _loglik(seen, var, innovation)
+    state = np.stack([s0, s1], axis=1)
     cov = np.stack([np.stack([p00, p01], axis=1), np.stack([p01, p11], axis=1)], axis=1)
     rho, q = np.array(theta.rho), np.array(theta.q)
     cov_next = rho[None, :, None] * cov * rho[None, None, :] + np.diag(q)
-    anchor = _last(series.x)[:, None] - series.x_mean
-    gain = anchor + np.stack([d[0][0], d[1][1]], axis=1)
-    return _Filtered(
-        series.mu + state, cov, series.mu + rho * state, cov_next, gain if slope else gain * 0,
-        loglik,
-    )  # fmt: skip
+    gain = _last(series.x)[:, None] - series.x_mean + np.stack([d[0][0], d[1][1]], axis=1)
+    return _Filtered(series.mu + state, cov, series.mu + rho * state, cov_next, gain, loglik)
 
 
-_Reading = tuple[
-    FloatArray | float, FloatArray | float, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
-]
-
-
-def _readings(
-    series: Series, theta: Parameters, t: int, rate_row: tuple[FloatArray, FloatArray]
-) -> list[_Reading]:
-    """Week t's observations as (design row h0, h1; the reading net of the intercepts;
-    its noise variance, infinite where unobserved; its derivatives with respect to ε and
-    η, for g). The rate's is left out when its noise is infinite (the first stage)."""
-    y, x = series.y[t], series.x[t]
-    zero = np.zeros(x.shape[0])
-    out: list[_Reading] = []
-    for side in range(2):
-        seen = np.isfinite(y[:, side])
-        count = np.maximum(series.count[t, :, side], MIN_COUNT)
-        # the intercept moves with the slope too: μ = ȳ − ε x̄ on the weeks it was fit on
-        slope = np.where(seen, series.x_mean[:, side] - x, 0.0)
-        out.append(
-            (
-                1.0 if side == 0 else 0.0,
-                0.0 if side == 0 else 1.0,
-                np.where(seen, y[:, side] - series.mu[:, side], 0.0),
-                np.where(seen, theta.h[side] / count, np.inf),
-                (slope, zero) if side == 0 else (zero, slope),
-            )
-        )
-    if t and np.isfinite(theta.rate_noise):
-        lam = theta.adjustment
-        reading = x - (1 - lam) * series.x[t - 1] - lam * series.control_gap[t]
-        mean = lam * (series.mu[:, 0] - series.mu[:, 1]) / series.spread
-        seen = np.isfinite(reading)
-        out.append(
-            (
-                rate_row[0],
-                rate_row[1],
-                np.where(seen, reading - mean, 0.0),
-                np.where(seen, theta.rate_noise, np.inf),
-                (zero, zero),
-            )
-        )
+def _carry(
+    d: list[list[FloatArray]], k0: FloatArray, k1: FloatArray, side: int, slope: FloatArray
+) -> list[list[FloatArray]]:
+    """The rates' images after side ``side``'s hours reading (design row e_side), whose
+    derivative is ``slope`` with respect to that side's elasticity and 0 otherwise."""
+    out = [[d[0][0], d[0][1]], [d[1][0], d[1][1]]]
+    for b in range(2):
+        dv = (slope if b == side else 0.0) - d[side][b]
+        out[0][b], out[1][b] = d[0][b] + k0 * dv, d[1][b] + k1 * dv
     return out
+
+
+def _loglik(seen: npt.NDArray[np.bool_], var: FloatArray, innovation: FloatArray) -> float:
+    """The Gaussian log likelihood of the seen readings."""
+    terms = np.log(2 * np.pi * var) + innovation**2 / var
+    return -0.5 * float(np.sum(terms, where=seen))
 
 
 def _last(x: FloatArray) -> FloatArray:
