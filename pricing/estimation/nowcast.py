@@ -33,7 +33,14 @@ no observation there; the filter carries the levels through it.
 **Estimation.** θ = (ρ_D, ρ_S, q_D, q_S, h_D, h_S, λ, σ²_R) is shared by the segments and
 estimated by maximum likelihood (the prediction-error decomposition of the Kalman filter,
 summed over segments; on at most :data:`FIT_SEGMENTS` segments, chosen evenly, when there
-are more). The filter then gives every segment's levels in the as-of week T, their
+are more): first the levels' dynamics and noise from the hours alone, one side at a time,
+then λ and σ²_R given them. How sticky a rate is differs between segments, so each
+segment then gets its own λ_s, by empirical Bayes on a grid: with L_s(λ) the segment's
+likelihood at λ (θ's other parameters held) and logit λ_s ~ N(c, τ²), c and τ maximize
+Σ_s log ∫ L_s(λ) N(logit λ; c, τ²) dlogit λ, and λ_s is the posterior mean of logit λ_s
+(a thin segment's few rate moves leave it near c, a thick one's set it).
+
+The filter then gives every segment's levels in the as-of week T, their
 covariance P_T (how sure the data are about them), and the one-week-ahead forecast
 
     ℓ_{T+1} = μ + ρ (ℓ_T − μ),    P_{T+1} = diag(ρ) P_T diag(ρ) + diag(q),
@@ -51,6 +58,12 @@ g = log a − x̄_T, which is small where the anchor is where the data are. The 
 carries, per side, the filter's standard error √P (``level_se``), the covariance of slope
 and level g·se(ε)² (``slope_level_cov``), and the correlation of the two sides' levels
 (``level_corr``: the rate measures their difference, so it can be large).
+
+**Intercepts.** μ is itself estimated, from the segment's m_k weeks on side k, with
+variance about (q_k/(1 − ρ_k)² + h_k·mean(1/n))/m_k (the long-run variance of an AR(1)
+level read with noise, over m_k weeks). The level moves with μ_j by G_kj = δ_kj + ∂s_k/∂μ_j
+(the same linearity: ∂s/∂μ is the filter run on the readings' derivatives), so P_T gains
+G diag(Var μ̂) G' (and P_{T+1} the same with ρ ∂s/∂μ).
 """
 
 from __future__ import annotations
@@ -63,16 +76,20 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import minimize
+from scipy.special import logsumexp
 
 FloatArray = npt.NDArray[np.float64]
 
 #: segments the parameters are estimated on, at most (evenly chosen): the likelihood's
 #: value per segment settles long before, and the filter then runs on every segment
 FIT_SEGMENTS = 400
-#: weeks over which a segment's mean job size is taken (module docstring)
-SIZE_WEEKS = 13
 #: counts below this are taken as this (a week with one job is noisy, not infinitely so)
 MIN_COUNT = 1.0
+#: logit λ_s values each segment's likelihood is read at (λ from 0.05 to 0.95)
+ADJUSTMENT_GRID = np.linspace(-3.0, 3.0, 13)
+# spreads of the prior on logit λ_s tried (its centre is tried on the grid; narrower than
+# half the grid's step would not be resolved)
+_PRIOR_SPREADS = np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
 _SIDES = ("demand", "supply")
 # θ on unconstrained scales: logit for ρ and λ, log for the variances
 _START = np.array([1.0, 1.0, math.log(0.01), math.log(0.01), 0.0, 0.0, 0.0, math.log(4e-4)])
@@ -154,7 +171,9 @@ def fit_nowcast(series: Series) -> Nowcast:
     second = _maximize(sample, np.r_[without_rate[:6], _START[6:]], np.array([6, 7]))
     parameters = Parameters.from_vector(second.x)
     rows = np.flatnonzero(usable)
-    out = _filter(_subset(series, rows), parameters, slope=True)
+    everyone = _subset(series, rows)
+    adjustment = _adjustments(everyone, parameters)
+    out = _filter(everyone, parameters, slope=True, adjustment=adjustment)
 
     def scatter(values: FloatArray) -> FloatArray:
         full = np.full((n, *values.shape[1:]), np.nan)
@@ -170,6 +189,29 @@ def fit_nowcast(series: Series) -> Nowcast:
         parameters=parameters,
         log_likelihood=float(-second.fun) * rows.size / max(fit.size, 1),
     )
+
+
+def _adjustments(series: Series, theta: Parameters) -> FloatArray:
+    """Each segment's λ_s: the posterior mean of logit λ_s on a grid (module docstring),
+    under the normal prior whose centre and spread maximize the segments' marginal
+    likelihood."""
+    n = series.y.shape[1]
+    loglik = np.stack(
+        [
+            _filter(series, theta, adjustment=np.full(n, lam)).log_likelihood
+            for lam in 1.0 / (1.0 + np.exp(-ADJUSTMENT_GRID))
+        ]
+    )  # (grid, S)
+    centres, spreads = np.meshgrid(ADJUSTMENT_GRID, _PRIOR_SPREADS, indexing="ij")
+    log_prior = -0.5 * ((ADJUSTMENT_GRID - centres[..., None]) / spreads[..., None]) ** 2
+    log_prior -= logsumexp(log_prior, axis=-1, keepdims=True)  # (centre, spread, grid)
+    joint = log_prior[..., None] + loglik  # (centre, spread, grid, S)
+    marginal = logsumexp(joint, axis=2).sum(axis=-1)
+    best = np.unravel_index(int(np.argmax(marginal)), marginal.shape)
+    posterior = np.exp(joint[best] - logsumexp(joint[best], axis=0))
+    logit = (ADJUSTMENT_GRID[:, None] * posterior).sum(axis=0)
+    out: FloatArray = 1.0 / (1.0 + np.exp(-logit))
+    return out
 
 
 def _moments(series: Series) -> FloatArray:
@@ -241,7 +283,7 @@ def _maximize(sample: Series, start: FloatArray, free: npt.NDArray[np.int64]) ->
     def loss(v: FloatArray) -> float:
         full = start.copy()
         full[free] = v
-        value = -_filter(sample, Parameters.from_vector(full)).log_likelihood
+        value = -float(_filter(sample, Parameters.from_vector(full)).log_likelihood.sum())
         return value if np.isfinite(value) else 1e300
 
     # the likelihood is a sum over weeks and segments: half a unit of it is far below
@@ -276,7 +318,7 @@ class _Filtered:
     level_next: FloatArray
     cov_next: FloatArray
     slope_gain: FloatArray
-    log_likelihood: float
+    log_likelihood: FloatArray  # (S,)
 
 
 @dataclass(frozen=True)
@@ -322,7 +364,9 @@ class _Readings:
         )
 
 
-def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered:
+def _filter(
+    series: Series, theta: Parameters, slope: bool = False, adjustment: FloatArray | None = None
+) -> _Filtered:
     """The Kalman filter of the module docstring over every segment at once.
 
     The state is the deviation s_t = (u_t, v_t) from the intercepts, starting at its
@@ -332,18 +376,19 @@ def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered
     linearity of the filter, module docstring) to give g."""
     r = series.readings
     weeks, n = series.x.shape
-    (r0, r1), (q0, q1), lam = theta.rho, theta.q, theta.adjustment
+    (r0, r1), (q0, q1) = theta.rho, theta.q
+    lam = theta.adjustment if adjustment is None else adjustment
     s0, s1 = np.zeros(n), np.zeros(n)
     p00, p01, p11 = np.full(n, q0 / (1 - r0**2)), np.zeros(n), np.full(n, q1 / (1 - r1**2))
-    # d[k][b] = d s_k / d (ε, η)[b]: the rates' images under the same gains
-    d = [[np.zeros(n), np.zeros(n)], [np.zeros(n), np.zeros(n)]]
+    # d[k][b] = d s_k / d (ε, η, μ^D, μ^S)[b]: the readings' images under the same gains
+    d = [[np.zeros(n) for _ in range(4)] for _ in range(2)]
     with_rate = math.isfinite(theta.rate_noise)
     h0, h1 = lam / series.spread, -lam / series.spread
-    loglik = 0.0
+    loglik = np.zeros(n)
     for t in range(weeks):
         if t:
             s0, s1 = r0 * s0, r1 * s1
-            d = [[r0 * d[0][0], r0 * d[0][1]], [r1 * d[1][0], r1 * d[1][1]]]
+            d = [[r0 * v for v in d[0]], [r1 * v for v in d[1]]]
             p00, p01, p11 = r0 * r0 * p00 + q0, r0 * r1 * p01, r1 * r1 * p11 + q1
         for side in range(2):  # the hours: design rows (1, 0) and (0, 1)
             seen = r.seen[side][t]
@@ -366,8 +411,9 @@ def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered
             k0, k1 = np.where(seen, ph0 / var, 0.0), np.where(seen, ph1 / var, 0.0)
             s0, s1 = s0 + k0 * innovation, s1 + k1 * innovation
             if slope:
-                for b in range(2):
-                    dv = -(h0 * d[0][b] + h1 * d[1][b])
+                # the reading holds −λ(μ^D − μ^S)/(η − ε) = −h0 μ^D − h1 μ^S
+                for b, own in ((0, 0.0), (1, 0.0), (2, -h0), (3, -h1)):
+                    dv = own - (h0 * d[0][b] + h1 * d[1][b])
                     d[0][b], d[1][b] = d[0][b] + k0 * dv, d[1][b] + k1 * dv
             p00, p01, p11 = p00 - k0 * ph0, p01 - k0 * ph1, p11 - k1 * ph1
             loglik += _loglik(seen, var, innovation)
@@ -375,26 +421,49 @@ def _filter(series: Series, theta: Parameters, slope: bool = False) -> _Filtered
     cov = np.stack([np.stack([p00, p01], axis=1), np.stack([p01, p11], axis=1)], axis=1)
     rho, q = np.array(theta.rho), np.array(theta.q)
     cov_next = rho[None, :, None] * cov * rho[None, None, :] + np.diag(q)
+    if slope:
+        # the intercepts are estimates too: the levels move with them by e_j + ∂s/∂μ_j
+        images = np.array([[d[k][2 + j] for j in range(2)] for k in range(2)])  # (2, 2, S)
+        moves = np.moveaxis(images, -1, 0)
+        spread = _intercept_variance(r, theta)[:, None, :]
+        for out, factor in ((cov, np.ones(2)), (cov_next, rho)):
+            g = np.eye(2) + factor[None, :, None] * moves
+            out += np.einsum("sij,sj,skj->sik", g, spread[:, 0, :], g)
     gain = _last(series.x)[:, None] - series.x_mean + np.stack([d[0][0], d[1][1]], axis=1)
     return _Filtered(series.mu + state, cov, series.mu + rho * state, cov_next, gain, loglik)
+
+
+def _intercept_variance(readings: _Readings, theta: Parameters) -> FloatArray:
+    """Var(μ̂) per segment and side (S, 2): a mean of m weekly readings whose levels are
+    AR(1) (long-run variance q/(1 − ρ)²) read with noise h/n: (q/(1 − ρ)² + h·mean(1/n))/m."""
+    out = np.empty((readings.y[0].shape[1], 2))
+    for side in range(2):
+        seen = readings.seen[side]
+        m = np.maximum(seen.sum(axis=0), 1)
+        noise = theta.h[side] * np.where(seen, readings.inverse[side], 0.0).sum(axis=0) / m
+        out[:, side] = (theta.q[side] / (1 - theta.rho[side]) ** 2 + noise) / m
+    return out
 
 
 def _carry(
     d: list[list[FloatArray]], k0: FloatArray, k1: FloatArray, side: int, slope: FloatArray
 ) -> list[list[FloatArray]]:
-    """The rates' images after side ``side``'s hours reading (design row e_side), whose
-    derivative is ``slope`` with respect to that side's elasticity and 0 otherwise."""
-    out = [[d[0][0], d[0][1]], [d[1][0], d[1][1]]]
-    for b in range(2):
-        dv = (slope if b == side else 0.0) - d[side][b]
+    """The images after side ``side``'s hours reading (design row e_side), whose
+    derivative is ``slope`` with respect to that side's elasticity, −1 with respect to its
+    intercept and 0 otherwise."""
+    out = [list(d[0]), list(d[1])]
+    for b in range(4):
+        own = slope if b == side else (-1.0 if b == 2 + side else 0.0)
+        dv = own - d[side][b]
         out[0][b], out[1][b] = d[0][b] + k0 * dv, d[1][b] + k1 * dv
     return out
 
 
-def _loglik(seen: npt.NDArray[np.bool_], var: FloatArray, innovation: FloatArray) -> float:
-    """The Gaussian log likelihood of the seen readings."""
+def _loglik(seen: npt.NDArray[np.bool_], var: FloatArray, innovation: FloatArray) -> FloatArray:
+    """Each segment's Gaussian log likelihood of its seen readings."""
     terms = np.log(2 * np.pi * var) + innovation**2 / var
-    return -0.5 * float(np.sum(terms, where=seen))
+    out: FloatArray = -0.5 * np.where(seen, terms, 0.0)
+    return out
 
 
 def _last(x: FloatArray) -> FloatArray:
@@ -436,8 +505,6 @@ def arrange(
         fit = fits[side]
         eps = fit["elasticity"].to_numpy(np.float64)
         hours = grid(rows["hours_demanded" if side == "demand" else "hours_supplied"])
-        if side == "demand":
-            hours = _jobs_times_size(grid(rows["jobs_posted"]), hours)
         fitted = np.zeros(shape)
         for name in controls[side]:
             fitted += fit[f"coef_{name}"].to_numpy(np.float64) * grid(rows[name])
@@ -453,23 +520,6 @@ def arrange(
     count = np.stack([grid(rows["jobs_posted"]), grid(rows["active_freelancers"])], axis=2)
     gap = (level_controls["demand"] - level_controls["supply"]) / spread
     return segments, Series(y, count, x, gap, spread, mu, x_mean)
-
-
-def _jobs_times_size(jobs: FloatArray, hours: FloatArray) -> FloatArray:
-    """A week's demand read as its jobs posted times their mean size over the last
-    :data:`SIZE_WEEKS` weeks (module docstring)."""
-    total_jobs, total_hours = (_trailing_sum(np.nan_to_num(a), SIZE_WEEKS) for a in (jobs, hours))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: FloatArray = jobs * total_hours / total_jobs
-    return out
-
-
-def _trailing_sum(values: FloatArray, weeks: int) -> FloatArray:
-    """The sum over each week and the ``weeks`` − 1 before it (fewer at the start)."""
-    total = np.cumsum(values, axis=0)
-    out: FloatArray = total.copy()
-    out[weeks:] -= total[:-weeks]
-    return out
 
 
 def _nanmean(values: FloatArray) -> FloatArray:
