@@ -39,7 +39,11 @@ estimate. A drawn copy that fails to clear is left out of its segments' quantile
 counted. In a coupled component every segment with a band is drawn at once, so a band
 includes its neighbours' uncertainty; a neighbour without a band keeps its fitted curve.
 The forecast's band is drawn the same way from the next week's market, whose level
-uncertainty adds a week of shocks and the shifters' forecast errors.
+uncertainty adds a week of shocks and the shifters' forecast errors. The shifters' errors
+are common to the segments that share the shifters (``*_common_se``, ``common_corr``,
+``common_group``): each copy draws one shock per group and side, with the sides'
+correlation, and adds σ_C z_C to every level of the group, so a market-wide surprise moves
+a whole coupled component, as it does in the market.
 
 What a band covers: the estimation uncertainty of slopes and levels under the model. It
 does not cover a wrong curve form. A segment without a standard error on either side,
@@ -318,7 +322,7 @@ class _Bands:
 
 
 #: the uncertainty a band is drawn from, per side (rows: demand, supply)
-_DRAWN = ("elasticity_se", "dof", "level_se", "slope_level_cov")
+_DRAWN = ("elasticity_se", "dof", "level_se", "slope_level_cov", "common_se")
 
 
 def _bands(
@@ -356,6 +360,8 @@ def _bands(
     spread = {k: np.where(bandable, np.nan_to_num(v), 0.0) for k, v in drawn.items()}
     spread["dof"] = drawn["dof"]
     corr = np.where(bandable, market.array("level_corr"), 0.0)
+    common_corr = np.where(bandable, market.array("common_corr"), 0.0)
+    group = market.array("common_group")
     blocks = _blocks(comp, rows, max(1, CHUNK_SEGMENTS // config.draws))
     seed = np.random.SeedSequence(config.seed, spawn_key=(stream,) if stream else ())
     streams = seed.spawn(len(blocks))
@@ -368,6 +374,8 @@ def _bands(
             bare.stack(block, np.zeros(block.size, np.int64))[0],  # noqa: PD013
             {k: v[:, block] for k, v in spread.items()},
             corr[block],
+            common_corr[block],
+            np.unique(group[block], return_inverse=True)[1].ravel(),
             block_stream,
             config.draws,
             max(1, CHUNK_SEGMENTS // block.size),
@@ -397,11 +405,14 @@ def _bands(
 class _Block:
     """The whole components of one block of band draws: the block's own market (rows
     in block order, with the anchors the drawn curves turn around), what is drawn per
-    side (:data:`_DRAWN`, each (2, rows)) and the levels' correlation."""
+    side (:data:`_DRAWN`, each (2, rows)), the levels' correlation, and the common
+    shocks' correlation and groups (codes 0 … G − 1 within the block)."""
 
     market: Market
     spread: dict[str, FloatArray]
     corr: FloatArray
+    common_corr: FloatArray
+    group: IntArray
     stream: np.random.SeedSequence
     draws: int
     per_call: int  # draws stacked into one solve
@@ -448,6 +459,12 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
     z = rng.standard_normal((2, rows.size))
     corr = task.corr[rows]
     level_z = np.stack([z[0], corr * z[0] + np.sqrt(1 - corr**2) * z[1]])
+    level = [s["level_se"][i] * level_z[i] for i in range(2)]
+    if (s["common_se"] > 0).any():  # one shock per copy and group, shared by its segments
+        shared = rng.standard_normal((k, int(task.group.max()) + 1, 2))[copy, task.group[rows]]
+        c = task.common_corr[rows]
+        common = (shared[:, 0], c * shared[:, 0] + np.sqrt(1 - c**2) * shared[:, 1])
+        level = [level[i] + s["common_se"][i] * common[i] for i in range(2)]
     slopes, shifts, clipped = {}, {}, 0
     for i, side in enumerate(SIDES):
         fitted = stacked.array(f"{side}_elasticity")
@@ -462,7 +479,7 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
         with np.errstate(invalid="ignore", divide="ignore"):
             gain = np.where(sd > 0, s["slope_level_cov"][i] / sd**2, 0.0)
         slopes[side] = drawn
-        shifts[side] = np.exp(gain * (drawn - fitted) + s["level_se"][i] * level_z[i])
+        shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
     # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost

@@ -10,9 +10,18 @@ anchored at the as-of week's rate a (``ref_rate``: the segment's hours-weighted 
 rate in its last week with hires, ``ref_week``), where it gives ``ref_hours``. The next
 week's curve has ``log_level_next`` = ℓ_{T+1} + γ'ŵ_{T+1}: the seasonal terms as they
 fall, each shifter z forecast by an AR(1) fitted to its own history (pooled over the
-segments that share it), z_{T+1} = m + φ (z_T − m) with innovation variance σ²_z, so
-
-    level_se_next² = P_{T+1} + Σ_z γ_z² σ²_z.
+segments that share it), z_{T+1} = m + φ (z_T − m) with innovation variance σ²_z. The
+level's forecast error has two parts. The segment's own, with standard error
+``level_se_next`` = √P_{T+1} (and the sides' correlation ``level_corr_next`` from P_{T+1}),
+is independent between segments. The shifters', Σ_z γ_z e_z, is common: one innovation
+e_z moves every segment that shares the shifter's series at once, which in a coupled
+component no flow of freelancers can smooth away. It is carried as its standard error
+``common_se_next`` = √(Σ_z γ_z² σ²_z), the correlation of the two sides' common parts
+``common_corr_next`` = Σ_z γ_D,z γ_S,z σ²_z / (common_se_D common_se_S), and
+``common_group``, a code shared by the segments whose shifter series are the same (all of
+them when the shifters are market-wide, a category's when they are per category); a
+band draws one common innovation per group (exact with one shifter per side, as
+perfectly correlated across the group's segments otherwise).
 
 A segment without a fitted curve (no raw estimate: too few weeks) is anchored at its
 reference point instead — the hours-weighted rate and mean hours of its last
@@ -43,6 +52,9 @@ LEVEL_COLUMNS = (
     "log_level_next",
     "level_se_next",
     "level_corr_next",
+    "common_se_next",
+    "common_corr_next",
+    "common_group",
 )
 
 
@@ -58,12 +70,9 @@ def anchor_levels(
     anchor = _anchor(frame, keys, segments)
     last = frame[frame["week"] == frame["week"].max()]
     latest = segments.merge(last, on=keys, how="left")
-    forecast = _shifter_forecasts(frame, keys, segments, controls)
-    next_var = {side: _control_variance(fits[side], controls[side], forecast) for side in SIDES}
-    # the shifters' forecast errors are the sides' own: they add to the variances only
-    corr_next = now.cov_next[:, 0, 1] / np.sqrt(
-        (now.cov_next[:, 0, 0] + next_var["demand"]) * (now.cov_next[:, 1, 1] + next_var["supply"])
-    )
+    forecast, group = _shifter_forecasts(frame, keys, segments, controls)
+    common = _common(fits, controls, forecast)
+    corr_next = now.cov_next[:, 0, 1] / np.sqrt(now.cov_next[:, 0, 0] * now.cov_next[:, 1, 1])
     out = {}
     for i, side in enumerate(SIDES):
         fit = fits[side]
@@ -76,8 +85,13 @@ def anchor_levels(
         eps = fit["elasticity"].to_numpy(np.float64)
         se = fit["std_error"].to_numpy(np.float64)
         log_level = now.level[:, i] + gamma_w
-        columns = _side(now, i, log_level, now.level_next[:, i] + gamma_next, next_var[side], se)
-        columns["level_corr_next"] = corr_next
+        columns = _side(now, i, log_level, now.level_next[:, i] + gamma_next, se)
+        columns.update(
+            level_corr_next=corr_next,
+            common_se_next=common[side],
+            common_corr_next=common["corr"],
+            common_group=group,
+        )
         part = segments.assign(**anchor, **columns)
         with np.errstate(invalid="ignore", divide="ignore"):
             reference = np.log(part[f"fallback_hours_{side}"]) - eps * np.log(part["fallback_rate"])
@@ -94,7 +108,6 @@ def _side(
     i: int,
     log_level: FloatArray,
     log_level_next: FloatArray,
-    next_var: FloatArray,
     se: FloatArray,
 ) -> dict[str, FloatArray]:
     variance = now.cov[:, i, i]
@@ -105,18 +118,35 @@ def _side(
         "slope_level_cov": now.slope_gain[:, i] * se**2,
         "level_corr": corr,
         "log_level_next": log_level_next,
-        "level_se_next": np.sqrt(now.cov_next[:, i, i] + next_var),
+        "level_se_next": np.sqrt(now.cov_next[:, i, i]),
     }
 
 
-def _control_variance(
-    fit: pd.DataFrame, names: list[str], forecast: dict[str, tuple[FloatArray, FloatArray]]
-) -> FloatArray:
-    """Σ_z γ_z² σ²_z: the variance the controls' forecasts add to next week's level."""
-    total = np.zeros(len(fit))
-    for name in names:
-        total += fit[f"coef_{name}"].to_numpy(np.float64) ** 2 * forecast[name][1]
-    return total
+def _common(
+    fits: dict[str, pd.DataFrame],
+    controls: dict[str, list[str]],
+    forecast: dict[str, tuple[FloatArray, FloatArray]],
+) -> dict[str, FloatArray]:
+    """The common part of next week's level errors (module docstring): per side its
+    standard error √(Σ_z γ_z² σ²_z), and the sides' correlation (``corr``)."""
+    n = len(fits["demand"])
+    variance = {side: np.zeros(n) for side in SIDES}
+    covariance = np.zeros(n)
+    for name, (_, var) in forecast.items():
+        gamma = {
+            side: fits[side][f"coef_{name}"].to_numpy(np.float64)
+            if name in controls[side]
+            else np.zeros(n)
+            for side in SIDES
+        }
+        for side in SIDES:
+            variance[side] += gamma[side] ** 2 * var
+        covariance += gamma["demand"] * gamma["supply"] * var
+    se = {side: np.sqrt(variance[side]) for side in SIDES}
+    both = se["demand"] * se["supply"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(both > 0, covariance / both, 0.0)
+    return {**se, "corr": np.clip(corr, -1.0, 1.0)}
 
 
 def _anchor(
@@ -155,29 +185,33 @@ def _anchor(
 
 def _shifter_forecasts(
     frame: pd.DataFrame, keys: list[str], segments: pd.DataFrame, controls: dict[str, list[str]]
-) -> dict[str, tuple[FloatArray, FloatArray]]:
+) -> tuple[dict[str, tuple[FloatArray, FloatArray]], FloatArray]:
     """Each control's value next week per segment and the variance of that forecast
-    (module docstring): exact for the seasonal terms, an AR(1) for the shifters."""
+    (module docstring): exact for the seasonal terms, an AR(1) for the shifters; and each
+    segment's common group (the same code where every shifter's series is the same)."""
     names = sorted({c for side in SIDES for c in controls[side]})
     weeks = np.sort(frame["week"].unique())
     following = pd.Timestamp(weeks[-1]) + pd.Timedelta(days=7)
     angle = 2 * np.pi * following.isocalendar().week / 52.0
-    wide = {name: frame.pivot_table(index="week", columns=keys, values=name) for name in names}
     out: dict[str, tuple[FloatArray, FloatArray]] = {}
+    codes = [np.zeros(len(segments), np.int64)]
+    index = segments.set_index(keys).index
     for name in names:
         if name.startswith("season_"):
             h = int(name.removeprefix("season_sin").removeprefix("season_cos"))
             value = np.sin(h * angle) if name.startswith("season_sin") else np.cos(h * angle)
             out[name] = (np.full(len(segments), value), np.zeros(len(segments)))
             continue
-        series = wide[name].to_numpy(np.float64)  # weeks × segments
+        wide = frame.pivot_table(index="week", columns=keys, values=name, dropna=False)
+        wide = wide.reindex(columns=index)
+        series = wide.to_numpy(np.float64)  # weeks × segments, in the segments' order
         now, before = series[1:].ravel(), series[:-1].ravel()
         ok = np.isfinite(now) & np.isfinite(before)
         phi, m, var = _ar1(before[ok], now[ok])
-        last = pd.Series(series[-1], index=wide[name].columns)
-        values = segments.set_index(keys).index.map(last.to_dict()).to_numpy(np.float64)
-        out[name] = (m + phi * (values - m), np.full(len(segments), var))
-    return out
+        out[name] = (m + phi * (series[-1] - m), np.full(len(segments), var))
+        codes.append(np.unique(np.nan_to_num(series.T, nan=np.inf), axis=0, return_inverse=True)[1])
+    group = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)[1]
+    return out, np.asarray(group, np.float64).ravel()
 
 
 def _ar1(before: FloatArray, now: FloatArray) -> tuple[float, float, float]:

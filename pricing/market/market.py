@@ -29,7 +29,10 @@ rate a (``anchor_rate``, the as-of week's rate) — given the elasticity (``*_le
 the nowcast filter's; NaN where unknown), and how that level moves with the elasticity,
 as the covariance of the two (``*_slope_level_cov`` = g·se(ε)², g the level's gain per
 unit of elasticity); the correlation of the demand and supply levels (``level_corr``);
-and the curve's estimation flags (``*_flags``). Guidance draws its bands from these, so
+for a forecast, the part of the levels' error that a market-wide shock shares between
+segments (``*_common_se``, the sides' correlation ``common_corr``, and ``common_group``:
+segments with the same code share one shock; :mod:`pricing.estimation.levels`); and the
+curve's estimation flags (``*_flags``). Guidance draws its bands from these, so
 a market read back from the store, or edited by a scenario, still has them.
 
 **Edits.** Every change a scenario, a band draw or a lever makes is one of these methods,
@@ -98,6 +101,10 @@ UNCERTAINTY: dict[str, float] = {
     "demand_slope_level_cov": 0.0,
     "supply_slope_level_cov": 0.0,
     "level_corr": 0.0,
+    "demand_common_se": 0.0,
+    "supply_common_se": 0.0,
+    "common_corr": 0.0,
+    "common_group": 0.0,
 }
 #: The curves' estimation flags (comma-separated names; "" for none).
 FLAG_COLUMNS = ("demand_flags", "supply_flags")
@@ -423,9 +430,11 @@ class Market(Display):
         check((observed <= 0) | np.isinf(observed), "observed_rate must be positive (NaN: none)")
         anchor = s["anchor_rate"].to_numpy()
         check((anchor <= 0) | np.isinf(anchor), "anchor_rate must be positive (NaN: none)")
-        corr = s["level_corr"].to_numpy()
-        check(~(np.abs(corr) <= 1), "level_corr must be in [−1, 1]")
+        for name in ("level_corr", "common_corr"):
+            check(~(np.abs(s[name].to_numpy()) <= 1), f"{name} must be in [−1, 1]")
         for side in SIDES:
+            v = s[f"{side}_common_se"].to_numpy()
+            check(~(v >= 0) | np.isinf(v), f"{side}_common_se must be ≥ 0 and finite")
             for what in ("elasticity_se", "level_se"):
                 v = s[f"{side}_{what}"].to_numpy()
                 check((v < 0) | np.isinf(v), f"{side}_{what} must be ≥ 0 and finite (NaN: unknown)")
@@ -603,8 +612,9 @@ def _uncertainty(
             out["anchor_rate"] = aligned["ref_rate"].to_numpy(np.float64)
             if "ref_week" in aligned:
                 out[ANCHOR_WEEK] = pd.to_datetime(aligned["ref_week"]).to_numpy()
-            if "level_corr" in aligned:
-                out["level_corr"] = aligned["level_corr"].fillna(0.0).to_numpy(np.float64)
+            for name in ("level_corr", "common_corr", "common_group"):
+                if name in aligned:
+                    out[name] = aligned[name].fillna(0.0).to_numpy(np.float64)
         out[f"{side}_elasticity_se"] = aligned["std_error"].to_numpy(np.float64)
         out[f"{side}_dof"] = aligned["dof"].to_numpy(np.float64)
         out[f"{side}_flags"] = aligned["flags"].fillna("").astype(str).to_numpy()
@@ -612,17 +622,22 @@ def _uncertainty(
             out[f"{side}_level_se"] = aligned["level_se"].to_numpy(np.float64)
             cov = aligned["slope_level_cov"].fillna(0.0)
             out[f"{side}_slope_level_cov"] = cov.to_numpy(np.float64)
+        if "common_se" in aligned:
+            out[f"{side}_common_se"] = aligned["common_se"].fillna(0.0).to_numpy(np.float64)
     return out
 
 
 def _next_week(fit: pd.DataFrame) -> pd.DataFrame:
     """A side's fitted curves with the next week's levels and level uncertainty in place
     of the as-of week's (the slope's uncertainty and its covariance with the level are
-    carried over: the forecast moves the level, not the slope)."""
+    carried over: the forecast moves the level, not the slope), with the common part of
+    the levels' error (the as-of week's has none: its shifters are observed)."""
     return fit.assign(
         log_level=fit["log_level_next"],
         level_se=fit["level_se_next"],
         level_corr=fit["level_corr_next"],
+        common_se=fit["common_se_next"],
+        common_corr=fit["common_corr_next"],
     )
 
 
