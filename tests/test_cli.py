@@ -188,7 +188,7 @@ def test_simulate_writes_a_valid_directory(runner: CliRunner, tmp_path: Path) ->
     assert result.exit_code == ExitCode.OK, result.output
     payload = json.loads(result.stdout)
     assert payload["jobs_rows"] > 0 and payload["supply_rows"] > 0
-    expected = {"jobs", "supply", "shifters", "adjacency", "interventions", "truth"}
+    expected = {"jobs", "supply", "shifters", "adjacency", "interventions", "truth", "truth_weekly"}
     assert {p.stem for p in out.glob("*.parquet")} == expected
     assert (out / "pricing.toml").is_file()
     check = runner.invoke(main, ["validate", str(out), "--json", "-q"])

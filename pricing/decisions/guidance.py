@@ -33,9 +33,9 @@ components stacked side by side with :meth:`Market.stack`, one call per chunk of
 :data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. Each block
 of components draws from its own random stream, so blocks can run anywhere, in any
 order (:func:`_bands`). At level L the band is the (1 − L)/2 and (1 + L)/2 quantiles of
-p*_r over the draws that solved (``rate_low``, ``rate_high``; times 1 − f_f and 1 + f_c
-for the freelancer and client bands), widened where needed to contain the point
-estimate. A drawn copy that fails to clear is left out of its segments' quantiles and
+p*_r over the draws that solved (``listed_rate_low``, ``listed_rate_high``; times 1 − f_f
+and 1 + f_c for the freelancer and client bands), widened where needed to contain the
+point estimate. A drawn copy that fails to clear is left out of its segments' quantiles and
 counted. In a coupled component every segment with a band is drawn at once, so a band
 includes its neighbours' uncertainty; a neighbour without a band keeps its fitted curve.
 The forecast's band is drawn the same way from the next week's market, whose level
@@ -119,9 +119,9 @@ COLUMNS = (
     "status",
     "band_draws",
     "observed_week",
-    "rate",
-    "rate_low",
-    "rate_high",
+    "listed_rate",
+    "listed_rate_low",
+    "listed_rate_high",
     "forecast_rate",
     "forecast_rate_low",
     "forecast_rate_high",
@@ -295,9 +295,9 @@ def _guidance(
         "status": equilibrium.status,
         "band_draws": now.used,
         "observed_week": market.segments[ANCHOR_WEEK].to_numpy(),
-        "rate": p,
-        "rate_low": now.low,
-        "rate_high": now.high,
+        "listed_rate": p,
+        "listed_rate_low": now.low,
+        "listed_rate_high": now.high,
         "forecast_rate": nan if forecast is None else forecast.rate,
         "forecast_rate_low": nan if later is None else later.low,
         "forecast_rate_high": nan if later is None else later.high,

@@ -124,8 +124,11 @@ class CurveSet(Display):
         return "\n".join(lines)
 
 
-def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCAL) -> CurveSet:
-    """Estimate, shrink and anchor the curves of every segment of ``panel``.
+def fit_curves(
+    panel: Panel, config: EstimationConfig, executor: Executor = LOCAL, ahead: int = 1
+) -> CurveSet:
+    """Estimate, shrink and anchor the curves of every segment of ``panel``, with their
+    levels forecast ``ahead`` weeks after the as-of week (the ``*_next`` columns).
 
     The per-segment regressions run in batches of whole segments (at least
     :data:`MIN_BATCH`), one task each on a remote ``executor`` (locally one batch);
@@ -148,7 +151,7 @@ def fit_curves(panel: Panel, config: EstimationConfig, executor: Executor = LOCA
         result["flags"] = result["flags"].fillna("no_usable_weeks")
         result["method"] = result["method"].fillna("none")
         fits[side] = _shrink(result, side, keys, config)
-    anchored = anchor_levels(frame, keys, fits, _controls_of(frame, config))
+    anchored = anchor_levels(frame, keys, fits, _controls_of(frame, config), ahead)
     out = []
     for side in SIDES:
         coefficients = [c for c in fits[side].columns if str(c).startswith(COEF)]

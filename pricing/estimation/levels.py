@@ -7,10 +7,11 @@ coefficients γ and values w_T, the curve in the as-of week is
     log Q = log_level + ε log p,    log_level = ℓ_T + γ'w_T,
 
 anchored at the as-of week's rate a (``ref_rate``: the segment's hours-weighted hired
-rate in its last week with hires, ``ref_week``), where it gives ``ref_hours``. The next
-week's curve has ``log_level_next`` = ℓ_{T+1} + γ'ŵ_{T+1}: the seasonal terms as they
-fall, each shifter z forecast by an AR(1) fitted to its own history (pooled over the
-segments that share it), z_{T+1} = m + φ (z_T − m) with innovation variance σ²_z. The
+rate in its last week with hires, ``ref_week``), where it gives ``ref_hours``. The curve
+h weeks on (``ahead``: 1, the next week, unless a backtest asks for more) has
+``log_level_next`` = ℓ_{T+h} + γ'ŵ_{T+h}: the seasonal terms as they fall, each shifter z
+forecast by an AR(1) fitted to its own history (pooled over the segments that share it),
+z_{T+h} = m + φ^h (z_T − m) with variance σ²_z Σ_{j<h} φ^{2j} (σ²_z: the innovations'). The
 level's forecast error has two parts. The segment's own, with standard error
 ``level_se_next`` = √P_{T+1} (and the sides' correlation ``level_corr_next`` from P_{T+1}),
 is independent between segments. The shifters', Σ_z γ_z e_z, is common: one innovation
@@ -63,14 +64,16 @@ def anchor_levels(
     keys: list[str],
     fits: dict[str, pd.DataFrame],
     controls: dict[str, list[str]],
+    ahead: int = 1,
 ) -> dict[str, pd.DataFrame]:
-    """Per side, the segment keys and :data:`LEVEL_COLUMNS` (module docstring)."""
+    """Per side, the segment keys and :data:`LEVEL_COLUMNS` (module docstring), the
+    forecast ``ahead`` weeks after the as-of week."""
     segments, series = arrange(frame, keys, fits, controls)
-    now = fit_nowcast(series)
+    now = fit_nowcast(series, ahead)
     anchor = _anchor(frame, keys, segments)
     last = frame[frame["week"] == frame["week"].max()]
     latest = segments.merge(last, on=keys, how="left")
-    forecast, group = _shifter_forecasts(frame, keys, segments, controls)
+    forecast, group = _shifter_forecasts(frame, keys, segments, controls, ahead)
     common = _common(fits, controls, forecast)
     corr_next = now.cov_next[:, 0, 1] / np.sqrt(now.cov_next[:, 0, 0] * now.cov_next[:, 1, 1])
     out = {}
@@ -184,14 +187,18 @@ def _anchor(
 
 
 def _shifter_forecasts(
-    frame: pd.DataFrame, keys: list[str], segments: pd.DataFrame, controls: dict[str, list[str]]
+    frame: pd.DataFrame,
+    keys: list[str],
+    segments: pd.DataFrame,
+    controls: dict[str, list[str]],
+    ahead: int,
 ) -> tuple[dict[str, tuple[FloatArray, FloatArray]], FloatArray]:
-    """Each control's value next week per segment and the variance of that forecast
+    """Each control's value ``ahead`` weeks on per segment and the variance of that forecast
     (module docstring): exact for the seasonal terms, an AR(1) for the shifters; and each
     segment's common group (the same code where every shifter's series is the same)."""
     names = sorted({c for side in SIDES for c in controls[side]})
     weeks = np.sort(frame["week"].unique())
-    following = pd.Timestamp(weeks[-1]) + pd.Timedelta(days=7)
+    following = pd.Timestamp(weeks[-1]) + pd.Timedelta(days=7 * ahead)
     angle = 2 * np.pi * following.isocalendar().week / 52.0
     out: dict[str, tuple[FloatArray, FloatArray]] = {}
     codes = [np.zeros(len(segments), np.int64)]
@@ -208,7 +215,8 @@ def _shifter_forecasts(
         now, before = series[1:].ravel(), series[:-1].ravel()
         ok = np.isfinite(now) & np.isfinite(before)
         phi, m, var = _ar1(before[ok], now[ok])
-        out[name] = (m + phi * (series[-1] - m), np.full(len(segments), var))
+        steps = sum(phi ** (2 * j) for j in range(ahead))
+        out[name] = (m + phi**ahead * (series[-1] - m), np.full(len(segments), var * steps))
         codes.append(np.unique(np.nan_to_num(series.T, nan=np.inf), axis=0, return_inverse=True)[1])
     group = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)[1]
     return out, np.asarray(group, np.float64).ravel()

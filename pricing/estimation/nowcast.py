@@ -41,13 +41,12 @@ likelihood at λ (θ's other parameters held) and logit λ_s ~ N(c, τ²), c and
 (a thin segment's few rate moves leave it near c, a thick one's set it).
 
 The filter then gives every segment's levels in the as-of week T, their
-covariance P_T (how sure the data are about them), and the one-week-ahead forecast
+covariance P_T (how sure the data are about them), and the forecast h weeks ahead (one
+for a run, the week guidance is acted on; a backtest may ask for more)
 
-    ℓ_{T+1} = μ + ρ (ℓ_T − μ),    P_{T+1} = diag(ρ) P_T diag(ρ) + diag(q),
+    ℓ_{T+h} = μ + ρ^h (ℓ_T − μ),    P_{T+h} = diag(ρ^h) P_T diag(ρ^h) + diag(q Σ_{j<h} ρ^{2j}),
 
-with the controls of week T+1: the seasonal terms as they fall, each shifter by its own
-AR(1) fitted to its history (z_{T+1} = m + φ (z_T − m), its innovation variance added
-through γ²).
+with the controls of week T+h (:mod:`pricing.estimation.levels`).
 
 **Slope and level together.** A level is read through the fitted slope: were ε different
 by dε, every y^D_t would shift by −x_t dε and the filtered level by −x̄_T dε, with x̄_T the
@@ -138,20 +137,21 @@ class Series:
 
 @dataclass(frozen=True)
 class Nowcast:
-    """Levels net of the controls in the as-of week and the next one, per segment and
-    side, with their covariances; ``slope_gain`` is g of the module docstring."""
+    """Levels net of the controls in the as-of week and ``ahead`` weeks later, per segment
+    and side, with their covariances; ``slope_gain`` is g of the module docstring."""
 
     level: FloatArray  # (S, 2) ℓ_T
     cov: FloatArray  # (S, 2, 2) P_T
-    level_next: FloatArray  # (S, 2) ℓ_{T+1}
-    cov_next: FloatArray  # (S, 2, 2) P_{T+1}
+    level_next: FloatArray  # (S, 2) ℓ_{T+h}
+    cov_next: FloatArray  # (S, 2, 2) P_{T+h}
     slope_gain: FloatArray  # (S, 2): d(log hours at the anchor)/d(elasticity)
     parameters: Parameters
     log_likelihood: float
 
 
-def fit_nowcast(series: Series) -> Nowcast:
-    """Estimate θ by maximum likelihood and filter every segment (module docstring)."""
+def fit_nowcast(series: Series, ahead: int = 1) -> Nowcast:
+    """Estimate θ by maximum likelihood, filter every segment and forecast its levels
+    ``ahead`` weeks after the as-of week (module docstring)."""
     n = series.y.shape[1]
     usable = np.isfinite(series.mu).all(axis=1) & np.isfinite(series.spread)
     fit = np.flatnonzero(usable)
@@ -174,6 +174,7 @@ def fit_nowcast(series: Series) -> Nowcast:
     everyone = _subset(series, rows)
     adjustment = _adjustments(everyone, parameters)
     out = _filter(everyone, parameters, slope=True, adjustment=adjustment)
+    level, cov, level_next, cov_next = _forecast(out, everyone, parameters, ahead)
 
     def scatter(values: FloatArray) -> FloatArray:
         full = np.full((n, *values.shape[1:]), np.nan)
@@ -181,10 +182,10 @@ def fit_nowcast(series: Series) -> Nowcast:
         return full
 
     return Nowcast(
-        level=scatter(out.level),
-        cov=scatter(out.cov),
-        level_next=scatter(out.level_next),
-        cov_next=scatter(out.cov_next),
+        level=scatter(level),
+        cov=scatter(cov),
+        level_next=scatter(level_next),
+        cov_next=scatter(cov_next),
         slope_gain=scatter(out.slope_gain),
         parameters=parameters,
         log_likelihood=float(-second.fun) * rows.size / max(fit.size, 1),
@@ -265,7 +266,7 @@ def _fit_side(series: Series, side: int, start: FloatArray) -> FloatArray:
         return 0.5 * total if math.isfinite(total) else 1e300
 
     best = minimize(
-        loss, start, method="Nelder-Mead", options={"maxiter": 1000, "xatol": 1e-3, "fatol": 0.5}
+        loss, start, method="Nelder-Mead", options={"maxiter": 1000, "xatol": 1e-2, "fatol": 0.5}
     )
     out: FloatArray = best.x
     return out
@@ -287,12 +288,12 @@ def _maximize(sample: Series, start: FloatArray, free: npt.NDArray[np.int64]) ->
         return value if np.isfinite(value) else 1e300
 
     # the likelihood is a sum over weeks and segments: half a unit of it is far below
-    # what the data can tell apart, and θ on its log/logit scales to 1e-3 is plenty
+    # what the data can tell apart, and θ on its log/logit scales to 1e-2 is plenty
     best = minimize(
         loss,
         start[free],
         method="Nelder-Mead",
-        options={"maxiter": 2000, "xatol": 1e-3, "fatol": 0.5},
+        options={"maxiter": 2000, "xatol": 1e-2, "fatol": 0.5},
     )
     full = start.copy()
     full[free] = best.x
@@ -313,12 +314,15 @@ def _subset(series: Series, rows: npt.NDArray[np.int64]) -> Series:
 
 @dataclass(frozen=True)
 class _Filtered:
-    level: FloatArray
+    """The filter's state s_T (deviations from μ) and covariance P_T, how the state moves
+    with the intercepts (∂s_k/∂μ_j, (S, 2, 2); zero without ``slope``), g, and each
+    segment's log likelihood."""
+
+    state: FloatArray
     cov: FloatArray
-    level_next: FloatArray
-    cov_next: FloatArray
+    intercept_images: FloatArray
     slope_gain: FloatArray
-    log_likelihood: FloatArray  # (S,)
+    log_likelihood: FloatArray
 
 
 @dataclass(frozen=True)
@@ -419,18 +423,28 @@ def _filter(
             loglik += _loglik(seen, var, innovation)
     state = np.stack([s0, s1], axis=1)
     cov = np.stack([np.stack([p00, p01], axis=1), np.stack([p01, p11], axis=1)], axis=1)
-    rho, q = np.array(theta.rho), np.array(theta.q)
-    cov_next = rho[None, :, None] * cov * rho[None, None, :] + np.diag(q)
-    if slope:
-        # the intercepts are estimates too: the levels move with them by e_j + ∂s/∂μ_j
-        images = np.array([[d[k][2 + j] for j in range(2)] for k in range(2)])  # (2, 2, S)
-        moves = np.moveaxis(images, -1, 0)
-        spread = _intercept_variance(r, theta)[:, None, :]
-        for out, factor in ((cov, np.ones(2)), (cov_next, rho)):
-            g = np.eye(2) + factor[None, :, None] * moves
-            out += np.einsum("sij,sj,skj->sik", g, spread[:, 0, :], g)
+    images = np.moveaxis(np.array([[d[k][2 + j] for j in range(2)] for k in range(2)]), -1, 0)
     gain = _last(series.x)[:, None] - series.x_mean + np.stack([d[0][0], d[1][1]], axis=1)
-    return _Filtered(series.mu + state, cov, series.mu + rho * state, cov_next, gain, loglik)
+    return _Filtered(state, cov, images, gain, loglik)
+
+
+def _forecast(
+    out: _Filtered, series: Series, theta: Parameters, ahead: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The levels and their covariances in the as-of week and h = ``ahead`` weeks on:
+    ℓ_{T+h} = μ + ρ^h s_T, P_{T+h} = ρ^h P_T ρ^h + diag(q Σ_{j<h} ρ^{2j}); each with the
+    intercepts' variance carried by G = I + ρ^h ∂s/∂μ (module docstring)."""
+    rho, q = np.array(theta.rho), np.array(theta.q)
+    decay = rho**ahead
+    cov = out.cov.copy()
+    cov_next = decay[None, :, None] * out.cov * decay[None, None, :] + np.diag(
+        q * sum(rho ** (2 * j) for j in range(ahead))
+    )
+    spread = _intercept_variance(series.readings, theta)
+    for target, factor in ((cov, np.ones(2)), (cov_next, decay)):
+        g = np.eye(2) + factor[None, :, None] * out.intercept_images
+        target += np.einsum("sij,sj,skj->sik", g, spread, g)
+    return series.mu + out.state, cov, series.mu + decay * out.state, cov_next
 
 
 def _intercept_variance(readings: _Readings, theta: Parameters) -> FloatArray:

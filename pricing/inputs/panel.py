@@ -66,6 +66,21 @@ class Panel(Display):
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
 
+    def through(self, as_of: dt.date) -> Panel:
+        """The panel as :func:`build_panel` aggregates it when cut at the Sunday
+        ``as_of``: the weeks up to the one ``as_of`` ends, and the segments with a job
+        posted or hours offered by then. (A segment whose only rows by then offer zero
+        hours is left out here, and kept with empty weeks by :func:`build_panel`; it has
+        no curve either way.)"""
+        if as_of.isoweekday() != 7:
+            raise ValueError(f"a panel ends on a Sunday, not on {as_of.isoformat()}")
+        keys = list(self.segment_keys)
+        cut = self.frame[self.frame["week"] <= pd.Timestamp(as_of - dt.timedelta(days=6))]
+        active = (cut["jobs_posted"] > 0) | (cut["hours_supplied"] > 0)
+        seen = cut.loc[active, keys].drop_duplicates()
+        kept = cut.merge(seen, on=keys, how="inner")
+        return Panel(kept.reset_index(drop=True), self.segment_keys, self.shifter_columns, as_of)
+
     def segments(self) -> pd.DataFrame:
         """One row per segment: totals over the panel and its most recent observed rate.
 

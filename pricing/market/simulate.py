@@ -133,7 +133,7 @@ latter equals that week's sum of available_hours), and the week after the last o
 forecast; it is simulated but not logged).
 
 truth_weekly (one row per segment and week, the T logged weeks and the next one with
-``logged`` false): ``observed_rate`` p_st, ``clearing_rate`` p*_st,
+``logged`` false): ``thin``, ``observed_rate`` p_st, ``clearing_rate`` p*_st,
 ``demand_hours_at_observed`` D_st(p_st), ``supply_hours_at_observed`` S_st(p_st),
 ``demand_shock`` u_st and ``supply_shock`` v_st: what a backtest scores every origin
 against.
@@ -236,6 +236,7 @@ TRUTH_WEEKLY_SCHEMA = pa.schema(
         ("category", pa.string()),
         ("tier", pa.string()),
         ("week", pa.date32()),
+        ("thin", pa.bool_()),
         ("logged", pa.bool_()),
         ("observed_rate", pa.float64()),
         ("clearing_rate", pa.float64()),
@@ -494,7 +495,7 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
             ),
             interventions=catalogue,
             truth=_truth_table(spec, seg, every, segment_category, segment_tier),
-            truth_weekly=_weekly_truth(spec, every, segment_category, segment_tier),
+            truth_weekly=_weekly_truth(spec, seg, every, segment_category, segment_tier),
             config=RunConfig(
                 estimation=EstimationConfig(
                     demand_instruments=(SUPPLY_SHIFTER,), supply_instruments=(DEMAND_SHIFTER,)
@@ -911,11 +912,15 @@ def _truth_table(
 
 
 def _weekly_truth(
-    spec: SimulationSpec, paths: _Paths, segment_category: pa.Array, segment_tier: pa.Array
+    spec: SimulationSpec,
+    seg: _Segments,
+    paths: _Paths,
+    segment_category: pa.Array,
+    segment_tier: pa.Array,
 ) -> pa.Table:
-    """Per segment and week, the logged weeks and the next one (``logged`` false): the
-    latent sticky rate, the clearing rate, the hours the true curves give at the sticky
-    rate, and the shocks."""
+    """Per segment and week, the logged weeks and the next one (``logged`` false): whether
+    the segment is thin, the latent sticky rate, the clearing rate, the hours the true
+    curves give at the sticky rate, and the shocks."""
     n_weeks, n = paths.p.shape
     week = np.repeat(np.arange(n_weeks, dtype=np.int32), n)
     segment = pa.array(np.tile(np.arange(n), n_weeks))
@@ -924,6 +929,7 @@ def _weekly_truth(
             segment_category.take(segment),
             segment_tier.take(segment),
             _dates(spec, week * _DAYS_PER_WEEK),
+            np.tile(seg.thin, n_weeks),
             week < spec.weeks,
             paths.p.ravel(),
             np.exp(paths.log_p_star).ravel(),

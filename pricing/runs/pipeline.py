@@ -163,7 +163,7 @@ class FittedMarket:
     panel: Panel
     curves: CurveSet
     market: Market
-    next_market: Market  # the week after the as-of week: the curves' forecast levels
+    next_market: Market  # a week (or ``ahead`` weeks) after the as-of week: forecast levels
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -225,8 +225,22 @@ def fitted_market(
         inputs = checked_inputs(data_dir, config, as_of, progress)
     with clock("aggregate"):
         panel = build_panel(inputs.checked, inputs.through, executor)
+    return fit_market(inputs, panel, executor, clock=clock)
+
+
+def fit_market(
+    inputs: Inputs,
+    panel: Panel,
+    executor: Executor = LOCAL,
+    ahead: int = 1,
+    clock: _Clock | None = None,
+) -> FittedMarket:
+    """Estimate the curves of ``panel`` and build the market of its as-of week and the
+    one ``ahead`` weeks on (``next_market``): the steps every run, analyst's command and
+    backtest origin shares."""
+    clock = clock or _Clock(_Silent(), {})
     with clock("estimate"):
-        curves = fit_curves(panel, inputs.config.estimation, executor)
+        curves = fit_curves(panel, inputs.config.estimation, executor, ahead)
     with clock("market"):
         adjacency, settings = inputs.table("adjacency"), inputs.config.market
         market = Market.from_curves(curves, adjacency, settings)
