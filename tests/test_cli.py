@@ -276,8 +276,8 @@ def test_guidance_exits_4_when_a_component_failed(
 ) -> None:
     real = equilibrium.solve
 
-    def fails_component_zero(market):  # type: ignore[no-untyped-def]
-        result = real(market)
+    def fails_component_zero(market, **options):  # type: ignore[no-untyped-def]
+        result = real(market, **options)
         fail = market.component == 0
         code = np.where(fail, equilibrium.STATUSES.index("failed"), result.status_code)
         rate = np.where(fail, np.nan, result.rate)

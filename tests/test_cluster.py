@@ -16,7 +16,13 @@ Tolerances, from what can differ between the two:
 - a whole run on partitioned files feeds the panel's rounding through 2SLS, whose weak
   first stages in thin segments amplify it (measured 1.1e-9 on 600 segments):
   ``RUN_RTOL`` = 1e-7 on every number of every stored table, relative to the number or
-  to its column's largest value (changes and gaps are differences of such numbers).
+  to its column's largest value (changes and gaps are differences of such numbers);
+- except the bands of a segment whose component had a drawn copy stop at the interior
+  point's iteration limit in one run and just inside it in the other (rounding of 1e-12
+  decides): that copy is left out of one band and not the other, so the band reads one
+  draw more or fewer. Bands are compared where the draws used are equal; the others are
+  counted (measured on the 1,500-segment market: 84 segments, each 1–4 draws of 200
+  apart, from copies with nearly flat drawn curves).
 """
 
 from __future__ import annotations
@@ -56,6 +62,20 @@ from pricing.store.store import read_table
 PANEL_RTOL = 1e-12
 RATE_RTOL = 1e-8
 RUN_RTOL = 1e-7
+#: bands whose draws differ (see the module docstring): at most this share of segments,
+#: each at most this many draws apart
+DRAWS_APART_SHARE, DRAWS_APART = 0.1, 5
+_BAND_COLUMNS = {
+    "band_draws": (
+        "freelancer_rate_low",
+        "freelancer_rate_high",
+        "client_rate_low",
+        "client_rate_high",
+        "listed_rate_low",
+        "listed_rate_high",
+    ),
+    "forecast_band_draws": ("forecast_rate_low", "forecast_rate_high"),
+}
 TABLES = ("curves", "equilibrium", "guidance", "market", "edges", "interventions")
 PRICING = str(Path(sys.executable).with_name("pricing"))
 
@@ -116,13 +136,31 @@ def assert_same_tables(local: Run, remote: Run, rtol: float) -> None:
     a, b = stored(local), stored(remote)
     assert a.keys() == b.keys()
     for name in a:
+        if name == "guidance":
+            a[name], b[name] = same_draws(a[name], b[name])
         assert_same_frame(a[name], b[name], rtol, name)
+
+
+def same_draws(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The guidance tables with the bands of segments whose draws differ blanked (the
+    as-of week's and the forecast's apart), after checking there are few such segments
+    and they differ by a few draws."""
+    for count, columns in _BAND_COLUMNS.items():
+        apart = (a[count] - b[count]).abs().to_numpy()
+        assert (apart > 0).mean() <= DRAWS_APART_SHARE, (count, (apart > 0).mean())
+        assert apart.max(initial=0) <= DRAWS_APART, (count, apart.max())
+        a = a.assign(**{c: a[c].where(apart == 0) for c in (*columns, count)})
+        b = b.assign(**{c: b[c].where(apart == 0) for c in (*columns, count)})
+    return a, b
 
 
 def assert_same_statuses(local: Run, remote: Run) -> None:
     """The same statuses and counts; the largest clearing residual is rounding apart."""
     a, b = (run.manifest.statuses.model_dump() for run in (local, remote))
     worst = [s["components"].pop("max_residual") for s in (a, b)]
+    # copies at the iteration limit (module docstring): a few draws either way
+    failed = [s["guidance"].pop("failed_draws") for s in (a, b)]
+    assert abs(failed[0] - failed[1]) <= 0.01 * max(failed)
     assert a == b
     assert max(worst) < 1e-8  # verification accepts 1e-6; the interior point ends ~1e-10
 

@@ -125,6 +125,7 @@ COLUMNS = (
     "forecast_rate",
     "forecast_rate_low",
     "forecast_rate_high",
+    "forecast_band_draws",
 )
 _SOLVED = ("solved", "solved_fallback")
 
@@ -301,6 +302,7 @@ def _guidance(
         "forecast_rate": nan if forecast is None else forecast.rate,
         "forecast_rate_low": nan if later is None else later.low,
         "forecast_rate_high": nan if later is None else later.high,
+        "forecast_band_draws": 0 if later is None else later.used,
     }
     out = market.segments[keys].assign(**{name: columns[name] for name in COLUMNS})
     failed = now.failed + (later.failed if later is not None else 0)

@@ -155,6 +155,12 @@ def fit_nowcast(series: Series, ahead: int = 1) -> Nowcast:
     n = series.y.shape[1]
     usable = np.isfinite(series.mu).all(axis=1) & np.isfinite(series.spread)
     fit = np.flatnonzero(usable)
+    if fit.size == 0:  # no segment has both curves: nothing to filter
+        empty = np.full((n, 2), np.nan)
+        covariance = np.full((n, 2, 2), np.nan)
+        return Nowcast(
+            empty, covariance, empty, covariance, empty, Parameters.from_vector(_START), np.nan
+        )
     if fit.size > FIT_SEGMENTS:
         fit = fit[np.linspace(0, fit.size - 1, FIT_SEGMENTS).astype(np.int64)]
     sample = _subset(series, fit)
@@ -225,6 +231,8 @@ def _moments(series: Series) -> FloatArray:
         y = series.y[:, :, side]
         r = y - _nanmean(y)
         seen = np.isfinite(r)
+        if not seen.any():  # no segment has a reading on this side: the search starts as set
+            continue
         r0 = np.where(seen, r, 0.0)
         lags = [
             float(

@@ -272,7 +272,7 @@ def solve(
     match = None
     if baseline is not None and len(baseline.market) == n:
         match = _edge_match(baseline.market.edges, market.edges, n)
-    usable = market.usable
+    usable = _representable(market, state)
     reused = _reuse(market, baseline, method, state, match) if baseline is not None else None
     if reused is not None:
         usable = usable & ~reused
@@ -300,6 +300,25 @@ def solve(
         reasons={c: "; ".join(notes) for c, notes in state.reasons.items()},
         timings=timings,
     )
+
+
+def _representable(market: Market, state: _State) -> npt.NDArray[np.bool_]:
+    """The usable segments of the components whose every segment clears alone at a rate
+    and hours that floats represent; the others (a band's drawn copy with nearly flat
+    curves, say) are left failed with a note."""
+    usable = market.usable
+    with np.errstate(all="ignore"):
+        rate = market.uncoupled_rate()
+        hours = market.demand_hours(rate)
+    beyond = usable & ~(np.isfinite(rate) & (rate > 0) & np.isfinite(hours) & (hours > 0))
+    if not beyond.any():
+        return usable
+    comp = market.component
+    hit = np.zeros(int(comp.max()) + 1, bool)
+    hit[comp[beyond]] = True
+    out = usable & hit[comp]
+    state.note(comp[out], "its curves clear beyond the range of floating-point numbers")
+    return usable & ~out
 
 
 def _fast(
@@ -599,8 +618,9 @@ def _interior(
     from ``baseline`` when it has the same segments (``match``: each edge's position
     among its edges; an edge it lacks starts empty). Parts of whole components run
     through ``executor``: components are independent."""
-    p_star = market.uncoupled_rate()
-    h_star = market.demand_hours(p_star)
+    with np.errstate(all="ignore"):  # segments beyond the floats are not chosen
+        p_star = market.uncoupled_rate()
+        h_star = market.demand_hours(p_star)
     runner, chunks = _chunks(market.component, chosen, executor)
     problems = [_coupled_problem(market, chunk, p_star, h_star) for chunk in chunks]
     earlier = None
