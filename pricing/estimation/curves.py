@@ -15,22 +15,48 @@ config names no instrument for that side. A week enters a curve only when it has
 (so a rate) and positive hours on that side.
 
 **Shrinkage** (empirical Bayes, per side). With raw estimates b_s, standard errors σ_s,
-segments s in category c:
+segments s in category c and tier t:
 
-    b_s ~ N(θ_s, σ_s²),   θ_s ~ N(μ_c, τ²),   μ_c ~ N(μ, κ²)
+    b_s ~ N(θ_s, σ_s²),   θ_s ~ N(μ_c + α_t, τ²),   μ_c ~ N(μ, κ²),   Σ_t α_t = 0
 
-τ² and κ² are estimated by the method of moments (τ²: the within-category spread of b_s
-beyond its sampling noise; κ²: the spread of category means beyond theirs), iterated
-with the weights they imply. Each category mean m_c (precision-weighted, weights
-1/(σ_s² + τ²), variance v_c) is first pulled to the global mean: μ̃_c = (κ² m_c + v_c μ̂)
-/ (κ² + v_c), V_c ≈ κ² v_c / (κ² + v_c); then each segment:
+Tiers are few and each has many segments, so the tier effects α_t are fixed. When
+``tier`` is not a segment key all segments are one tier, α ≡ 0: the category-only model.
+With weights w_s = 1/(σ_s² + τ²) the category means and tier effects are fitted jointly
+by weighted least squares, b_s ≈ m_c + α_t. Per category: W_c = Σ_{s∈c} w_s, v_c = 1/W_c,
+the weighted mean m⁰_c = Σ_{s∈c} w_s b_s / W_c and q_c, the shares of W_c by tier. With
+m_c = m⁰_c − q_c'α, the T tier equations left are (e_t: the unit vector of s's tier)
 
-    B_s = σ_s² / (σ_s² + τ²),   θ̂_s = (1 − B_s) b_s + B_s μ̃_c,
-    var(θ̂_s − θ_s) ≈ (1 − B_s) σ_s² + B_s² V_c                (Morris 1983)
+    S α = r,   S = Σ_s w_s e_t e_t' − Σ_c W_c q_c q_c',   r = Σ_s w_s b_s e_t − Σ_c W_c m⁰_c q_c
 
-A segment without a usable raw estimate gets μ̃_c with variance τ² + V_c. If the shrunk
-value still has the wrong sign, the category mean, then the global mean, replaces it
-(flag ``wrong_sign_replaced``).
+of rank T − 1; α̂ = S⁺r (the pseudo-inverse) sums to zero and has covariance S⁺. m⁰_c is
+uncorrelated with α̂, so the fit m̂_c + α̂_t has variance v_c + d_s'S⁺d_s, d_s = e_t − q_c.
+A tier without any usable estimate gets α = 0, the average tier.
+
+τ² and κ² are estimated by the method of moments, iterated with the weights they imply.
+τ² is the spread of the residuals r_s = b_s − m̂_c − α̂_t beyond sampling noise: the mean
+of r_s² k_c / (k_c − 1 − k_c h_s) − σ_s² over the segments of categories with k_c ≥ 2
+usable ones, h_s = w_s d_s'S⁺d_s being the tier effects' leverage (without tiers h_s = 0:
+the factor k_c / (k_c − 1)). With unequal σ_s it leans high in small categories, by about
+(arithmetic − harmonic mean of σ_s² + τ² in c) / (k_c − 1), so the intervals err wide
+there. κ² is the spread of the m̂_c around μ̂ = Σ_c ω_c m̂_c (ω_c ∝ 1/(v_c + κ²)) beyond
+their mean v_c. Each category mean is then pulled to the global mean, λ_c = v_c/(κ² + v_c):
+
+    μ̃_c = (1 − λ_c) m̂_c + λ_c μ̂,   V_c ≈ κ² v_c / (κ² + v_c)
+
+The segment's prior mean μ̃_c + α̂_t misses μ_c + α_t with variance V_c plus that of the
+tier effects it carries, through the contrast d̃_s (its entries sum to zero, so how α is
+centred does not matter; the sampling variance of μ̂, of order κ²/C, is left out):
+
+    P_s = V_c + d̃_s'S⁺d̃_s,   d̃_s = e_t − (1 − λ_c) q_c − λ_c q̄,   q̄ = Σ_c ω_c q_c
+
+Then each segment:
+
+    B_s = σ_s² / (σ_s² + τ²),   θ̂_s = (1 − B_s) b_s + B_s (μ̃_c + α̂_t),
+    var(θ̂_s − θ_s) ≈ (1 − B_s) σ_s² + B_s² P_s                (Morris 1983)
+
+A segment without a usable raw estimate gets μ̃_c + α̂_t with variance τ² + P_s. If the
+shrunk value still has the wrong sign, the prior mean μ̃_c + α̂_t, else the global mean
+μ̂, replaces it (flag ``wrong_sign_replaced``).
 
 **Levels** put each curve through the segment's reference point: the rate p̄_s
 (hours-weighted geometric mean of hired rates over the last ``reference_weeks`` weeks
@@ -75,6 +101,9 @@ _QUANTITY = {"demand": "hours_demanded", "supply": "hours_supplied"}
 _SIGN = {"demand": -1.0, "supply": 1.0}
 # variance components are floored here so that no segment is pooled completely
 _MIN_VARIANCE = 1e-6
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 #: segments per task on a cluster, at least: 500 take ~0.2 s to estimate
 MIN_BATCH = 500
 
@@ -244,11 +273,13 @@ def _reference_point(frame: pd.DataFrame, keys: list[str], weeks: int) -> pd.Dat
 def _shrink(
     result: pd.DataFrame, side: str, keys: list[str], config: EstimationConfig
 ) -> pd.DataFrame:
-    """Empirical-Bayes shrinkage toward category then global means (module docstring)."""
+    """Empirical-Bayes shrinkage toward category (plus tier) then global means (module
+    docstring)."""
     sign = _SIGN[side]
     b = result["elasticity"].to_numpy(np.float64)
     se = result["std_error"].to_numpy(np.float64)
     category = pd.factorize(result["category"])[0]
+    tier = pd.factorize(result["tier"])[0] if "tier" in keys else None
     usable = np.isfinite(b) & np.isfinite(se) & (se > 0)
     flags = result["flags"].to_numpy(dtype=object)
     flags = _add_flag(flags, np.isfinite(b) & (sign * b <= 0), "wrong_sign")
@@ -261,15 +292,15 @@ def _shrink(
     out["elasticity_raw"] = b
     out["std_error_raw"] = se
     if config.shrinkage and usable.sum() >= 2:
-        theta, var, cat_mean, global_mean = _empirical_bayes(b, se**2, category, usable)
+        theta, var, prior_mean, global_mean = _empirical_bayes(b, se**2, category, usable, tier)
     else:
         theta, var = np.where(usable, b, np.nan), np.where(usable, se**2, np.nan)
-        cat_mean = np.full(len(b), np.nan)
+        prior_mean = np.full(len(b), np.nan)
         global_mean = np.nan
     flags = _add_flag(flags, ~usable & np.isfinite(theta), "borrowed_category_mean")
     flags = _add_flag(flags, ~usable & ~np.isfinite(theta), "unestimated")
     wrong = np.isfinite(theta) & (sign * theta <= 0)
-    replacement = np.where(sign * cat_mean > 0, cat_mean, global_mean)
+    replacement = np.where(sign * prior_mean > 0, prior_mean, global_mean)
     theta = np.where(wrong, np.where(sign * replacement > 0, replacement, np.nan), theta)
     flags = _add_flag(flags, wrong, "wrong_sign_replaced")
     sd = np.sqrt(var)
@@ -296,33 +327,82 @@ def _add_flag(
 
 
 def _empirical_bayes(
-    b: npt.NDArray[np.float64],
-    s2: npt.NDArray[np.float64],
-    category: npt.NDArray[np.int64],
-    usable: npt.NDArray[np.bool_],
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
-    """Posterior means and variances of θ_s, category means μ̃_c per segment, and μ̂."""
-    n_cat = int(category.max()) + 1
-    cu, bu, s2u = category[usable], b[usable], s2[usable]
-    tau2 = kappa2 = float(np.var(bu))
+    b: FloatArray,
+    s2: FloatArray,
+    category: IntArray,
+    usable: BoolArray,
+    tier: IntArray | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, float]:
+    """Posterior means and variances of θ_s, each segment's prior mean μ̃_c + α̂_t, and μ̂
+    (module docstring). Without ``tier`` every segment is in one tier: α ≡ 0."""
+    tier = np.zeros_like(category) if tier is None else tier
+    n_cat, n_tier = int(category.max()) + 1, int(tier.max()) + 1
+    p = _fit_prior(b[usable], s2[usable], category[usable], tier[usable], n_cat, n_tier)
+    kappa2, m, v, mu = p.kappa2, p.fit.mean, p.fit.var, p.mu
+    # category means pulled to the global mean; a category with no usable segment gets μ̂
+    has = np.isfinite(m)
+    m_shrunk = np.where(has, (kappa2 * m + v * mu) / (kappa2 + v), mu)
+    V = np.where(has, kappa2 * v / (kappa2 + v), kappa2)
+    pull = np.where(has, v / (kappa2 + v), 1.0)[category, None]
+    # the α̂ contrast the prior mean carries; its entries sum to zero
+    contrast = np.eye(n_tier)[tier] - (1 - pull) * p.fit.share[category] - pull * p.share_mean
+    prior = m_shrunk[category] + p.fit.alpha[tier]
+    P = V[category] + _quadratic(contrast, p.fit.alpha_cov)
+    B = s2 / (s2 + p.tau2)
+    theta = np.where(usable, (1 - B) * b + B * prior, prior)
+    var = np.where(usable, (1 - B) * s2 + B**2 * P, p.tau2 + P)
+    return theta, var, prior, mu
+
+
+@dataclass(frozen=True)
+class _AdditiveFit:
+    """b_s ≈ m_c + α_t by weighted least squares (module docstring)."""
+
+    mean: FloatArray  # m̂_c; NaN for a category without usable segments
+    var: FloatArray  # v_c = 1 / Σ_{s∈c} w_s
+    alpha: FloatArray  # α̂_t, summing to zero over the tiers with usable segments
+    alpha_cov: FloatArray  # S⁺
+    share: FloatArray  # q_ct, category × tier
+
+
+@dataclass(frozen=True)
+class _Prior:
+    """The estimated prior: τ², κ², μ̂, the additive fit at those weights, and q̄."""
+
+    tau2: float
+    kappa2: float
+    mu: float
+    fit: _AdditiveFit
+    share_mean: FloatArray  # q̄ = Σ_c ω_c q_c
+
+
+def _fit_prior(
+    b: FloatArray, s2: FloatArray, category: IntArray, tier: IntArray, n_cat: int, n_tier: int
+) -> _Prior:
+    """τ² and κ² by the method of moments, iterated with the weights they imply, on the
+    usable segments (module docstring)."""
+    tau2 = kappa2 = float(np.var(b))
+    count = np.bincount(category, minlength=n_cat)[category]
+    unit = np.eye(n_tier)[tier]
     for _ in range(20):
-        w = 1.0 / (s2u + tau2)
-        sw = np.bincount(cu, weights=w, minlength=n_cat)
-        has = sw > 0
-        m = np.where(
-            has, np.bincount(cu, weights=w * bu, minlength=n_cat) / np.where(has, sw, 1), np.nan
-        )
-        v = np.where(has, 1.0 / np.where(has, sw, 1), np.nan)
-        # τ²: within-category excess dispersion (categories with ≥ 2 segments)
-        count = np.bincount(cu, minlength=n_cat)
-        multi = count[cu] >= 2
-        resid2 = (bu - m[cu]) ** 2 * count[cu] / np.maximum(count[cu] - 1, 1)
+        w = 1.0 / (s2 + tau2)
+        fit = _additive_fit(b, w, category, tier, n_cat, n_tier)
+        m, v = fit.mean, fit.var
+        has = np.isfinite(m)
+        # τ²: within-category excess dispersion of the residuals, per residual degree of
+        # freedom: 1 − 1/k_c for the category mean, less the tier effects' leverage h_s
+        leverage = w * _quadratic(unit - fit.share[category], fit.alpha_cov)
+        residual_dof = count - 1 - count * leverage
+        multi = (count >= 2) & (residual_dof > 0)
+        resid = b - m[category] - fit.alpha[tier]
+        resid2 = resid**2 * count / np.where(multi, residual_dof, 1)
         tau2_new = max(
-            float(np.mean(resid2[multi] - s2u[multi])) if multi.any() else 0.0, _MIN_VARIANCE
+            float(np.mean(resid2[multi] - s2[multi])) if multi.any() else 0.0, _MIN_VARIANCE
         )
         # κ²: between-category excess dispersion
         wc = 1.0 / (v[has] + kappa2)
         mu = float(np.sum(wc * m[has]) / np.sum(wc))
+        share_mean = wc @ fit.share[has] / np.sum(wc)
         n_has = int(has.sum())
         kappa2_new = (
             max(
@@ -336,10 +416,37 @@ def _empirical_bayes(
         tau2, kappa2 = tau2_new, kappa2_new
         if converged:
             break
-    # category means pulled to the global mean; a category with no usable segment gets μ̂
-    m_shrunk = np.where(has, (kappa2 * m + v * mu) / (kappa2 + v), mu)
-    V = np.where(has, kappa2 * v / (kappa2 + v), kappa2)
-    B = s2 / (s2 + tau2)
-    theta = np.where(usable, (1 - B) * b + B * m_shrunk[category], m_shrunk[category])
-    var = np.where(usable, (1 - B) * s2 + B**2 * V[category], tau2 + V[category])
-    return theta, var, m_shrunk[category], mu
+    return _Prior(tau2, kappa2, mu, fit, share_mean)
+
+
+def _additive_fit(
+    b: FloatArray, w: FloatArray, category: IntArray, tier: IntArray, n_cat: int, n_tier: int
+) -> _AdditiveFit:
+    """Category means and tier effects jointly by weighted least squares: the tier effects
+    from the Schur complement S α = r, then m̂_c = m⁰_c − q_c'α̂ (module docstring)."""
+    sw = np.bincount(category, weights=w, minlength=n_cat)
+    has = sw > 0
+    rc = np.bincount(category, weights=w * b, minlength=n_cat)
+    m0 = np.where(has, rc / np.where(has, sw, 1), np.nan)
+    v = np.where(has, 1.0 / np.where(has, sw, 1), np.nan)
+    cell = np.bincount(category * n_tier + tier, weights=w, minlength=n_cat * n_tier)
+    weight = cell.reshape(n_cat, n_tier)
+    share = weight / np.where(has, sw, 1)[:, None]
+    alpha, cov = np.zeros(n_tier), np.zeros((n_tier, n_tier))
+    present = np.flatnonzero(weight.sum(axis=0) > 0)
+    if present.size > 1:
+        # S has the constant in its null space: invert it with the first tier held at
+        # zero, then centre; that is the pseudo-inverse S⁺ when the design is connected
+        schur = (np.diag(weight.sum(axis=0)) - weight.T @ share)[np.ix_(present, present)]
+        rhs = np.bincount(tier, weights=w * b, minlength=n_tier) - share.T @ rc
+        g = np.zeros_like(schur)
+        g[1:, 1:] = np.linalg.pinv(schur[1:, 1:], rcond=1e-10, hermitian=True)
+        centre = np.eye(present.size) - 1.0 / present.size
+        cov[np.ix_(present, present)] = centre @ g @ centre
+        alpha[present] = cov[np.ix_(present, present)] @ rhs[present]
+    return _AdditiveFit(m0 - share @ alpha, v, alpha, cov, share)
+
+
+def _quadratic(x: FloatArray, a: FloatArray) -> FloatArray:
+    """x_s' A x_s for each row x_s of ``x``."""
+    return np.asarray(((x @ a) * x).sum(axis=1), dtype=np.float64)
