@@ -395,38 +395,49 @@ def solve_coupled(pb: CoupledProblem, start: Start | None = None) -> CoupledSolu
     """
     classes = _classify(pb)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        if start is not None:
-            rows = _Rows(pb, classes)
-            everyone = np.ones(rows.n_comp, bool)
-            settled, start = _forest_try(rows, Network.build(pb), start, everyone)
-            if settled.any():
-                p, w, lam, _ = start
-                zero = np.zeros(rows.n_comp, np.int64)
-                rest = _continue(pb, classes, ~settled, start, MAX_ITERATIONS)
-                return _polish(
-                    pb, _merge(pb, settled, p, w, lam, zero, rest, rows.me, rows.mc), classes
-                )
-        return _polish(pb, _interior_point(pb, classes, start), classes)
+        if start is None:
+            return _polish(pb, _interior_point(pb, classes), classes)
+        n_comp = int(pb.component.max()) + 1
+        settled, start = _forest_try(pb, np.ones(n_comp, bool), start)
+        if settled.all():
+            p, w, lam, _ = start
+            return _iterate_solution(
+                pb, p, w, lam, np.ones(n_comp, bool), np.zeros(n_comp, np.int64)
+            )
+        if not settled.any():
+            return _polish(pb, _interior_point(pb, classes, start), classes)
+        p, w, lam, _ = start
+        rest = _continue(pb, classes, ~settled, start, MAX_ITERATIONS)
+        zero = np.zeros(n_comp, np.int64)
+        me, mc = pb.segment.size, int(np.isfinite(pb.cap).sum())
+        return _polish(pb, _merge(pb, settled, p, w, lam, zero, rest, me, mc), classes)
 
 
-def _forest_try(rows: _Rows, net: Network, it: Start, ready: BoolArray) -> tuple[BoolArray, Start]:
-    """The iterate's active set — the rows whose multiplier outweighs their slack, each
-    relative to its scale — as a forest (:mod:`pricing.market.forest`): the components
-    of ``ready`` that it settles exactly, and the iterate with their answer (rates,
-    wages and multipliers; the slacks stay, positive, for the batched solves)."""
+def _forest_try(pb: CoupledProblem, ready: BoolArray, it: Start) -> tuple[BoolArray, Start]:
+    """The iterate's active set in the components ``ready`` — the rows whose multiplier
+    outweighs their slack, each relative to its scale — as a forest
+    (:mod:`pricing.market.forest`), on those components only: the ones it settles
+    exactly, and the iterate with their answer (rates, wages and multipliers; the
+    slacks stay, positive, for the batched solves)."""
+    sub, keep, keep_row = _subproblem(pb, ready)
+    net = Network.build(sub)
     p, w, lam, s = it
-    score = lam / net.hours - s / net.rate
+    score = lam[keep_row] / net.hours - s[keep_row] / net.rate
     guess = np.flatnonzero(score > 0)
     forest = spanning_forest(net, guess, score[guess])
-    answer = finish(net, forest, np.concatenate([w, p, [0.0]]), _FOREST_ROUNDS)
-    settled = answer.settled & ready
+    answer = finish(net, forest, np.concatenate([w[keep], p[keep], [0.0]]), _FOREST_ROUNDS)
+    settled = np.zeros(ready.size, bool)
+    settled[ready] = answer.settled
     if not settled.any():
         return settled, it
-    n = rows.n
-    seg, row = settled[rows.comp], settled[rows.row_comp]
-    p = np.where(seg, answer.price[n : 2 * n], p)
-    w = np.where(seg, answer.price[:n], w)
-    return settled, (p, w, np.where(row, answer.flow, lam), s)
+    n = net.n
+    seg = answer.settled[sub.component]
+    row = answer.settled[net.comp]
+    p, w, lam = p.copy(), w.copy(), lam.copy()
+    at = np.flatnonzero(keep)[seg]
+    p[at], w[at] = answer.price[n : 2 * n][seg], answer.price[:n][seg]
+    lam[np.flatnonzero(keep_row)[row]] = answer.flow[row]
+    return settled, (p, w, lam, s)
 
 
 class _Rows:
@@ -797,14 +808,12 @@ def _interior_point(
     n_comp = rows.n_comp
     pr = _Progress(np.zeros(n_comp, np.int64), np.full(n_comp, np.inf), np.zeros(n_comp, np.int64))
     a = _assess(rows, p, w, lam, s, pr)
-    net: Network | None = None
     tried = np.full(n_comp, np.inf)  # μ of each component's last forest try
     settled = np.zeros(n_comp, bool)
     for _ in range(budget):
         ready = ~a.converged & (a.mu <= _FOREST_MU) & (a.mu <= 0.01 * tried)
         if ready.any():
-            net = Network.build(pb) if net is None else net
-            done, (p, w, lam, s) = _forest_try(rows, net, (p, w, lam, s), ready)
+            done, (p, w, lam, s) = _forest_try(pb, ready, (p, w, lam, s))
             tried[ready] = a.mu[ready]
             settled |= done
         a = replace(a, converged=a.converged | settled)
@@ -827,7 +836,6 @@ def _interior_point(
         lam = lam + np.where(still, l_step, 0.0) * dl
         s = s + np.where(still, s_step, 0.0) * ds
         a = _assess(rows, p, w, lam, s, pr)
-    shortage, surplus = rows.bounds(lam)
     reason = [
         ""
         if ok
@@ -835,9 +843,25 @@ def _interior_point(
         f"(clearing residual {r:.1e} of the segment's hours)"
         for ok, r in zip(a.converged, a.residual, strict=True)
     ]
-    return CoupledSolution(
-        p, w, lam[: rows.me], shortage, surplus, a.converged, pr.iterations, reason
-    )
+    return _iterate_solution(pb, p, w, lam, a.converged, pr.iterations, reason)
+
+
+def _iterate_solution(
+    pb: CoupledProblem,
+    p: FloatArray,
+    w: FloatArray,
+    lam: FloatArray,
+    converged: BoolArray,
+    iterations: IntArray,
+    reason: list[str] | None = None,
+) -> CoupledSolution:
+    """An iterate as a solution: the multipliers as flows, shortages and surpluses."""
+    ic, jf = np.flatnonzero(np.isfinite(pb.cap)), np.flatnonzero(np.isfinite(pb.floor))
+    me, mc = pb.segment.size, ic.size
+    shortage, surplus = np.zeros(p.size), np.zeros(p.size)
+    shortage[ic], surplus[jf] = lam[me : me + mc], lam[me + mc :]
+    why = [""] * converged.size if reason is None else reason
+    return CoupledSolution(p, w, lam[:me], shortage, surplus, converged, iterations, why)
 
 
 def warm_start(
