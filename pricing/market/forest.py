@@ -277,6 +277,8 @@ def _clear_trees(net: Network, tr: _Trees, offset: FloatArray, guess: FloatArray
     segment = net.sign > 0
     lo = np.full(n_trees, -np.inf)  # g > 0 at lo: the cheapest segment's rate at 0
     np.maximum.at(lo, tree[segment], -offset[segment])
+    # a tree without a segment is the lone ground's (a forest leaves no pool alone)
+    lo[~np.isfinite(lo)] = 0.0
     hi = np.full(n_trees, np.inf)
     weight = net.h_star
     t = np.bincount(tree, weight * (guess - offset), n_trees) / np.maximum(
