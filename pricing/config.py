@@ -267,11 +267,18 @@ class BoundChange(_Selector):
 
 
 class AdjacencyChange(_Section):
-    """``[[adjacency]]``: open or re-price (``friction``, USD/h) or ``remove`` the edge
-    from one category's pools to another category, in every tier (and region)."""
+    """``[[adjacency]]``: open or re-price (``friction``, USD/h) or ``remove`` the edges
+    from one category's pools to another category, read as a row of the adjacency table
+    (contract v1.1, :mod:`pricing.inputs.adjacency`): in every tier (and region), or
+    from the pools of ``from_tier`` (``from_region``) — into the same tier (region), or
+    into ``to_tier`` (``to_region``) when named."""
 
     from_category: str = Field(min_length=1)
     to_category: str = Field(min_length=1)
+    from_tier: str | None = Field(default=None, min_length=1)
+    to_tier: str | None = Field(default=None, min_length=1)
+    from_region: str | None = Field(default=None, min_length=1)
+    to_region: str | None = Field(default=None, min_length=1)
     friction: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     remove: bool = False
 
@@ -279,9 +286,23 @@ class AdjacencyChange(_Section):
     def _one_action(self) -> AdjacencyChange:
         if (self.friction is None) == (not self.remove):
             raise ValueError("an adjacency entry takes friction or remove = true (exactly one)")
-        if self.from_category == self.to_category:
-            raise ValueError(f"an edge joins two categories, not '{self.from_category}' to itself")
+        # a segment end named apart from the pool end leads elsewhere, even in one category
+        across = any(
+            to is not None and to != source
+            for source, to in ((self.from_tier, self.to_tier), (self.from_region, self.to_region))
+        )
+        if self.from_category == self.to_category and not across:
+            raise ValueError(
+                f"an edge joins two segments, not '{self.from_category}' to itself: name "
+                "another to_category, or a to_tier (to_region) other than the pool's"
+            )
         return self
+
+    def row(self) -> dict[str, Any]:
+        """The entry as a row of the adjacency table (friction NaN when it removes)."""
+        fields = self.model_dump(exclude={"remove"})
+        fields["friction"] = float("nan") if self.remove else self.friction
+        return fields
 
 
 class FeeTarget(_Selector):
@@ -359,6 +380,12 @@ class Scenario(_Section):
         from_category = "design"
         to_category = "writing"
         friction = 2.5
+        [[adjacency]]               # across tiers: experts taking intermediate work
+        from_category = "legal"     # (from_region/to_region likewise)
+        to_category = "legal"
+        from_tier = "expert"
+        to_tier = "intermediate"
+        friction = 5.0
 
         [interventions]             # plan levers: the budget, and overrides of the run's
         budget = 50000              # other [interventions] keys

@@ -238,6 +238,49 @@ def test_removing_the_adjacency_clears_the_segments_on_their_own() -> None:
     assert w.summary().count("4 edge(s)") == 1
 
 
+def test_an_edge_across_tiers_opens_only_that_pair_and_is_the_market_built_with_it() -> None:
+    """``from_tier``/``to_tier`` (contract v1.1) open b/t1 → a/t0 alone — within one
+    category too — and the what-if equals the market built with that adjacency row
+    (both verified to VERIFY_TOL relative)."""
+    market = two_tier_market([])
+    entries = [
+        {"from_category": "b", "to_category": "a", "from_tier": "t1", "to_tier": "t0",
+         "friction": 1.5},
+        {"from_category": "a", "to_category": "a", "from_tier": "t1", "to_tier": "t0",
+         "friction": 0.5},
+    ]  # fmt: skip
+    w = run(market, scenario(adjacency=entries))
+    labels = np.asarray(market.labels)
+    edges = w.market.edges
+    opened = list(zip(labels[edges["pool"]], labels[edges["segment"]], strict=True))
+    assert opened == [("a/t1", "a/t0"), ("b/t1", "a/t0")]
+    segments = market.segments
+    by_hand = Market(segments, segment_edges(segments, list(KEYS), pd.DataFrame(entries)), KEYS)
+    reference = solve(by_hand)
+    np.testing.assert_allclose(w.result.rate, reference.rate, rtol=VERIFY_TOL)
+    assert not np.allclose(w.baseline.rate, w.result.rate, rtol=1e-3)  # the edges mattered
+
+
+def test_an_adjacency_entry_across_an_unknown_tier_or_a_missing_key_is_reported() -> None:
+    market = two_tier_market([])
+    sc = parse_scenario(
+        {
+            "adjacency": [
+                {"from_category": "a", "to_category": "a", "from_tier": "t0", "to_tier": "t7",
+                 "friction": 1.0},
+                {"from_category": "a", "to_category": "b", "to_region": "eu", "friction": 1.0},
+            ]
+        },
+        "s.toml",
+        "s",
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        apply_scenario(market, sc)
+    text = str(err.value)
+    assert "[[adjacency]] #1: tier 't7' is not in the market" in text
+    assert "[[adjacency]] #2: selects region 'eu', but region is not a segment key" in text
+
+
 def test_adding_an_edge_is_the_market_built_with_it() -> None:
     """An opened edge gives the segment edges and the equilibrium of the market built
     with that adjacency from the start (both verified to VERIFY_TOL relative)."""
@@ -542,6 +585,10 @@ def test_rules_of_the_entries() -> None:
     assert "to itself" in problems(
         {"adjacency": [{"from_category": "a", "to_category": "a", "friction": 1.0}]}
     )
+    assert "to itself" in problems(
+        {"adjacency": [{"from_category": "a", "to_category": "a", "from_tier": "x",
+                        "to_tier": "x", "friction": 1.0}]}
+    )  # fmt: skip
     assert "0 <= low < high < 1" in problems(
         {
             "solve_for": {

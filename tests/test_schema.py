@@ -798,6 +798,123 @@ def test_adjacency_unknown_category(
     )
 
 
+# ------------------------------------------------------- adjacency across tiers (v1.1)
+
+
+def with_keys(tables: Tables, rows: list[dict[str, Any]]) -> None:
+    """Append adjacency rows that name tiers or regions (contract v1.1); a v1 row leaves
+    the new columns blank."""
+    tables["adjacency"] = pd.concat([tables["adjacency"], pd.DataFrame(rows)], ignore_index=True)
+
+
+def both_regions(tables: Tables) -> None:
+    """Freelancers in both regions the jobs have (na and eu), so that segments keyed by
+    region have both sides."""
+    supply = tables["supply"]
+    na = supply.assign(region="na", freelancer_id=supply["freelancer_id"] + "n")
+    tables["supply"] = pd.concat([supply, na], ignore_index=True)
+
+
+@FORMATS
+def test_adjacency_across_tiers_and_regions_is_valid(
+    tables: Tables, make_dir: MakeDir, fmt: str
+) -> None:
+    """Experts serving their own category's entry clients, a v1 row overridden for
+    one tier, and a row into every tier's segment: all valid, blanks included."""
+    with_keys(
+        tables,
+        [
+            {"from_category": "web", "to_category": "web", "friction": 1.0,
+             "from_tier": "expert", "to_tier": "entry"},
+            {"from_category": "web", "to_category": "design", "friction": 0.5,
+             "from_tier": "expert", "to_tier": None},
+            {"from_category": "design", "to_category": "design", "friction": 4.0,
+             "from_tier": None, "to_tier": "expert"},
+        ],
+    )  # fmt: skip
+    assert check(make_dir(tables, fmt)).ok
+    # by region as well: EU pools serving NA clients
+    both_regions(tables)
+    with_keys(
+        tables,
+        [{"from_category": "web", "to_category": "web", "friction": 1.0,
+          "from_region": "eu", "to_region": "na"}],
+    )  # fmt: skip
+    assert check(make_dir(tables, fmt), config=REGION).ok
+
+
+@FORMATS
+def test_adjacency_tier_not_allowed(tables: Tables, make_dir: MakeDir, fmt: str) -> None:
+    with_keys(tables, [{"from_category": "web", "to_category": "web", "friction": 1.0,
+                        "from_tier": "senior", "to_tier": "entry"}])  # fmt: skip
+    directory = make_dir(tables, fmt)
+    example = single_example(only(check(directory), "adjacency", "from_tier", "not_allowed"))
+    assert example == Example(data_file(directory, "adjacency", fmt), 3, "web", "'senior'")
+
+
+@FORMATS
+def test_adjacency_region_when_region_is_no_segment_key(
+    tables: Tables, make_dir: MakeDir, fmt: str
+) -> None:
+    with_keys(tables, [{"from_category": "web", "to_category": "design", "friction": 1.0,
+                        "to_region": "eu"}])  # fmt: skip
+    directory = make_dir(tables, fmt)
+    problem = only(check(directory), "adjacency", "to_region", "not_a_segment_key")
+    assert single_example(problem) == Example(
+        data_file(directory, "adjacency", fmt), 3, "web", "'eu'"
+    )
+    assert "segment_keys" in problem.message
+
+
+@FORMATS
+def test_adjacency_unknown_region(tables: Tables, make_dir: MakeDir, fmt: str) -> None:
+    both_regions(tables)
+    with_keys(tables, [{"from_category": "web", "to_category": "web", "friction": 1.0,
+                        "from_region": "eu", "to_region": "apac"}])  # fmt: skip
+    directory = make_dir(tables, fmt)
+    problem = only(check(directory, config=REGION), "adjacency", "to_region", "unknown_region")
+    assert single_example(problem) == Example(
+        data_file(directory, "adjacency", fmt), 3, "web", "'apac'"
+    )
+
+
+@FORMATS
+def test_adjacency_self_loop_across_no_tier(tables: Tables, make_dir: MakeDir, fmt: str) -> None:
+    """Naming the same tier on both ends (or the pool's only) still joins a segment to
+    itself."""
+    with_keys(tables, [{"from_category": "web", "to_category": "web", "friction": 1.0,
+                        "from_tier": "expert", "to_tier": "expert"}])  # fmt: skip
+    directory = make_dir(tables, fmt)
+    only(check(directory), "adjacency", "to_category", "self_loop")
+
+
+@FORMATS
+def test_adjacency_equally_specific_rows_for_one_edge(
+    tables: Tables, make_dir: MakeDir, fmt: str
+) -> None:
+    """'expert → same tier' and 'every tier → expert' both name web/expert → design/expert,
+    each with one key column: a duplicate; a row naming both ends would settle it."""
+    with_keys(
+        tables,
+        [
+            {"from_category": "web", "to_category": "design", "friction": 1.0,
+             "from_tier": "expert", "to_tier": None},
+            {"from_category": "web", "to_category": "design", "friction": 2.0,
+             "from_tier": None, "to_tier": "expert"},
+        ],
+    )  # fmt: skip
+    directory = make_dir(tables, fmt)
+    columns = "from_category/to_category/from_tier/to_tier"
+    problem = only(check(directory), "adjacency", columns, "duplicate")
+    example = single_example(problem)
+    assert example == Example(
+        data_file(directory, "adjacency", fmt), None, "web/design/expert/*", "2 rows: 3, 4"
+    )
+    with_keys(tables, [{"from_category": "web", "to_category": "design", "friction": 1.5,
+                        "from_tier": "expert", "to_tier": "expert"}])  # fmt: skip
+    assert check(make_dir(tables, fmt)).ok
+
+
 # ---------------------------------------------------------------------- interventions
 
 

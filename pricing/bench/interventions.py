@@ -11,7 +11,12 @@ Markets (seeded; setup, not timed):
 - ``tiers``: 100 categories × 10 tiers with random curves and 50 category adjacency edges
   (each joins the same tier of two categories), the same kind of catalogue: the shape of
   a real marketplace, where levers act on every tier of a category and groups hold up to
-  ~90 segments. Its plan takes minutes, so it is timed once, without a warm-up.
+  ~90 segments. Its plan takes minutes, so it is timed once, without a warm-up;
+- ``connected``: :func:`pricing.market.synthetic.connected_market` (1,000 segments in one
+  component, issue 18) and the same kind of catalogue: every lever's group is the whole
+  market, so each valuation round solves ~1,100 copies of it (10^6 segments) warm-started
+  from the anchor, most settled by the forest finisher from the anchor's active set.
+  Timed once, without a warm-up (half a minute).
 
 The random catalogues' budget is a tenth of their full cost. The benchmark times
 :func:`pricing.decisions.interventions.plan_interventions`, with the CP-SAT build and
@@ -39,7 +44,7 @@ from pricing.decisions.interventions import InterventionPlan, plan_interventions
 from pricing.decisions.levers import Levers
 from pricing.market.equilibrium import solve
 from pricing.market.market import Market, segment_edges
-from pricing.market.synthetic import random_catalogue, random_market
+from pricing.market.synthetic import connected_market, random_catalogue, random_market
 
 #: levers in each random catalogue
 LEVERS = 200
@@ -112,11 +117,18 @@ def tiers() -> Planned:
     return _with_catalogue(tiered_market(100, 10, 50, 0))
 
 
+def connected() -> Planned:
+    return _with_catalogue(connected_market(1000, seed=11))
+
+
 MARKETS: dict[str, Callable[[], Planned]] = {
     "uncoupled": uncoupled,
     "tiers": tiers,
+    "connected": connected,
     "sample": sample,
 }
+#: the markets whose plan takes long enough to be timed once, without a warm-up
+SLOW = ("tiers", "connected")
 
 
 def naive_round(market: Market, catalogue: pd.DataFrame, n_options: int) -> int:
@@ -145,7 +157,7 @@ def case(name: str) -> Case:
     market, catalogue, config = MARKETS[name]()
     options = int(catalogue["max_units"].sum())
     shown = min(NAIVE_OPTIONS, int((catalogue["max_units"] > 0).sum()))
-    slow = name == "tiers"
+    slow = name in SLOW
     return Case(
         "interventions",
         {"market": name, "segments": len(market), "levers": len(catalogue)},

@@ -16,8 +16,10 @@ entry changes the segments it selects (a later entry overrides an earlier one):
 - fees f_c, f_f set: the curves stay the same functions of P and W, so the listed rate
   moves along them;
 - bounds: a floor and/or cap set, or both removed;
-- adjacency a → b: the edges pool (a, t) → segment (b, t) of every tier t (and region)
-  get friction τ (opened where absent), or are removed.
+- adjacency a → b: the edges pool (a, t) → segment (b, t) of every tier t (and region),
+  or of the tiers (regions) the entry names — from_tier and to_tier as in the adjacency
+  table (contract v1.1: a pool may serve another tier's or region's segments) — get
+  friction τ (opened where absent), or are removed.
 
 A segment without a curve (NaN) keeps none. An uncoupled, unbounded segment clears at
 
@@ -62,6 +64,7 @@ from scipy.optimize import brentq
 
 from pricing.cluster import LOCAL, Executor
 from pricing.config import (
+    AdjacencyChange,
     BudgetTarget,
     FeeTarget,
     InterventionsConfig,
@@ -475,33 +478,42 @@ def _labels(market: Market, mask: BoolArray, shown: int = 5) -> str:
 
 
 def _edge_edits(market: Market, scenario: Scenario, match: _Matcher) -> pd.DataFrame:
-    """The ``[[adjacency]]`` entries as segment edges (same tier and region) with the
-    friction to set, NaN to close (a later entry wins over an earlier one)."""
+    """The ``[[adjacency]]`` entries as segment edges (:func:`segment_edges`: every tier
+    and region, or the ones named) with the friction to set, NaN to close (a later entry
+    wins over an earlier one)."""
     keys = list(market.segment_keys)
-    others = [k for k in keys if k != "category"]
     n = len(market)
     have = market.edges["pool"].to_numpy() * n + market.edges["segment"].to_numpy()
     edits = [pd.DataFrame({"pool": [], "segment": [], "friction": []})]
     for i, entry in enumerate(scenario.adjacency):
         label = f"[[adjacency]] #{i + 1}"
-        a, b = entry.from_category, entry.to_category
-        # & rather than `and`: both ends are checked, so both are reported
-        if not (match.known("category", a, label) & match.known("category", b, label)):
+        row = entry.row()
+        named = [
+            (column.split("_", 1)[1], value)
+            for column, value in row.items()
+            if column != "friction" and value is not None
+        ]
+        # a list rather than all(): every end is checked, so every problem is reported
+        if not all([match.known(key, value, label) for key, value in named]):
             continue
-        friction = np.nan if entry.remove else entry.friction
-        table = pd.DataFrame({"from_category": [a], "to_category": [b], "friction": [friction]})
-        pairs = segment_edges(market.segments, keys, table)
+        pairs = segment_edges(market.segments, keys, pd.DataFrame([row]))
         key = pairs["pool"].to_numpy() * n + pairs["segment"].to_numpy()
+        pool, to = _ends(entry)
         if pairs.empty:
-            match.problems.append(
-                f"{label}: no {'/'.join(others) or 'segment'} has segments of both '{a}' and '{b}'"
-            )
+            match.problems.append(f"{label}: the market has no segments {pool} and {to} to join")
         elif entry.remove and not np.isin(key, have).any():
-            match.problems.append(f"{label}: there is no edge {a} → {b} to remove")
+            match.problems.append(f"{label}: there is no edge {pool} → {to} to remove")
         edits.append(pairs)
     return pd.concat(edits, ignore_index=True).astype(
         {"pool": np.int64, "segment": np.int64, "friction": np.float64}
     )
+
+
+def _ends(entry: AdjacencyChange) -> tuple[str, str]:
+    """The entry's pool and segment ends as text: ``design/expert``, ``writing``."""
+    pool = [entry.from_category, entry.from_tier, entry.from_region]
+    to = [entry.to_category, entry.to_tier, entry.to_region]
+    return "/".join(v for v in pool if v), "/".join(v for v in to if v)
 
 
 def _check_targets(market: Market, scenario: Scenario, match: _Matcher) -> None:

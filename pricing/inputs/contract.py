@@ -1,4 +1,4 @@
-"""The input data contract (v1), stated once: the tables, their columns, types and rules.
+"""The input data contract (v1.1), stated once: the tables, their columns, types and rules.
 
 Validation checks data against it (:mod:`pricing.inputs.validation`), the simulator writes
 its tables in it (:func:`arrow_schema`), and the intervention catalogue is read by it
@@ -59,10 +59,15 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column("ask_rate", "number", positive=True),
     ),
     "shifters": (Column("week", "date", monday=True),),
+    # v1.1: a pool may serve another tier's or region's segments (pricing.inputs.adjacency)
     "adjacency": (
         Column("from_category", "string"),
         Column("to_category", "string"),
         Column("friction", "number", non_negative=True),
+        Column("from_tier", "string", optional=True, nullable=True, allowed=TIERS),
+        Column("to_tier", "string", optional=True, nullable=True, allowed=TIERS),
+        Column("from_region", "string", optional=True, nullable=True),
+        Column("to_region", "string", optional=True, nullable=True),
     ),
     "interventions": (
         Column("intervention_id", "string"),

@@ -28,6 +28,9 @@ import pandas as pd
 from pricing.config import RunConfig
 from pricing.display import Display
 from pricing.errors import DataError, suggest
+from pricing.inputs.adjacency import COLUMNS as ADJACENCY_COLUMNS
+from pricing.inputs.adjacency import blank as adjacency_blank
+from pricing.inputs.adjacency import duplicates as adjacency_duplicates
 from pricing.inputs.contract import (
     OPTIONAL_TABLES,
     REQUIRED_TABLES,
@@ -580,10 +583,9 @@ class _Checker:
             "jobs": ["job_id"],
             "supply": ["freelancer_id", "week"],
             "shifters": ["week", "category"] if "category" in usable else ["week"],
-            "adjacency": ["from_category", "to_category"],
             "interventions": ["intervention_id"],
-        }[name]
-        if not set(keys) <= set(usable):
+        }.get(name)  # adjacency: by the edges its rows name (_adjacency_duplicates)
+        if keys is None or not set(keys) <= set(usable):
             return
         exprs = [cast(k, column_spec(name, k, self.config).type, types[k]) for k in keys]
         group = ", ".join(exprs)
@@ -640,6 +642,8 @@ class _Checker:
         if "shifters" in loaded:
             self._shifter_coverage(con, loaded, categories)
         self._configured_shifters(loaded)
+        if "adjacency" in loaded:
+            self._adjacency_keys(con, loaded)
 
     def _segments(
         self, con: duckdb.DuckDBPyConnection, name: str, keys: tuple[str, ...]
@@ -800,6 +804,110 @@ class _Checker:
                     ),
                 )
 
+    # ------------------------------------------------------- adjacency (v1.1)
+
+    def _adjacency_keys(self, con: duckdb.DuckDBPyConnection, loaded: set[str]) -> None:
+        """The adjacency's tier and region columns (contract v1.1) name segment keys
+        with values the data has, and no two equally specific rows name one edge
+        (:mod:`pricing.inputs.adjacency`)."""
+        usable = self.columns["adjacency"]
+        base = ("from_category", "to_category", "friction")
+        if not set(base) <= set(usable):
+            return
+        types = self.raw_types["adjacency"]
+        optional = [c for pair in ADJACENCY_COLUMNS.values() for c in pair if c in usable]
+        select = ", ".join(
+            f"{cast(c, column_spec('adjacency', c, self.config).type, types[c])} AS {_quote(c)}"
+            for c in (*base, *optional)
+        )
+        rows = con.execute(f"SELECT {select}, _file, _row FROM raw_adjacency").df()
+        rows = rows[rows["from_category"].notna() & rows["to_category"].notna()]
+        values: dict[str, list[str]] = {}
+        misread = pd.Series(False, rows.index)  # rows naming a key that is no segment key
+        for key, pair in ADJACENCY_COLUMNS.items():
+            named = [c for c in pair if c in optional and (~adjacency_blank(rows[c])).any()]
+            if key not in self.config.segment_keys:
+                for column in named:
+                    misread |= ~adjacency_blank(rows[column])
+                    message = (
+                        f"{column} names a {key}, but {key} is not a segment key: add it to "
+                        "[data] segment_keys or leave the column empty"
+                    )
+                    given = ~adjacency_blank(rows[column])
+                    self._adjacency_problem(rows, column, given, "not_a_segment_key", message)
+                continue
+            known = self._key_values(con, loaded, key)
+            values[key] = sorted(known)
+            for column in named:
+                text = rows[column].astype("string").str.strip()
+                valid = text.isin(TIERS) if key == "tier" else text.notna()  # else not_allowed
+                unknown = (~adjacency_blank(rows[column]) & valid & ~text.isin(known)).fillna(False)
+                message = f"{column} names {key}s that appear in neither jobs nor supply"
+                self._adjacency_problem(rows, column, unknown, f"unknown_{key}", message)
+        self._adjacency_duplicates(rows[~misread].reset_index(drop=True), values)
+
+    def _key_values(self, con: duckdb.DuckDBPyConnection, loaded: set[str], key: str) -> set[str]:
+        """The values segment key ``key`` takes in jobs and supply."""
+        parts = [
+            f'SELECT DISTINCT {cast(key, "string", self.raw_types[n][key])} AS v FROM "raw_{n}"'
+            for n in ("jobs", "supply")
+            if n in loaded and key in self.columns[n]
+        ]
+        if not parts:
+            return set()
+        return {r[0] for r in con.execute(" UNION ".join(parts)).fetchall() if r[0] is not None}
+
+    def _adjacency_problem(
+        self, rows: pd.DataFrame, column: str, bad: pd.Series, rule: str, message: str
+    ) -> None:
+        """One problem for the adjacency ``rows`` where ``bad``, with their first rows."""
+        if not bad.any():
+            return
+        shown = rows[bad.to_numpy()].head(self.max_examples)
+        self.add(
+            "adjacency",
+            column,
+            rule,
+            int(bad.sum()),
+            message,
+            [
+                Example(file=f, row=int(r), id=str(i), value=_show(v))
+                for f, r, i, v in zip(
+                    shown["_file"],
+                    shown["_row"],
+                    shown["from_category"],
+                    shown[column],
+                    strict=True,
+                )
+            ],
+        )
+
+    def _adjacency_duplicates(self, rows: pd.DataFrame, values: dict[str, list[str]]) -> None:
+        """Rows that name one edge equally specifically (the v1 rule ``from_category,
+        to_category unique``, read through the tier and region columns)."""
+        tied = adjacency_duplicates(rows, values) if not rows.empty else []
+        if not tied:
+            return
+        keyed = [c for key in values for c in ADJACENCY_COLUMNS[key] if c in rows]
+        columns = ["from_category", "to_category", *keyed]
+        examples = []
+        for positions in tied[: self.max_examples]:
+            where = rows.iloc[positions]
+            first = where.iloc[0]
+            # a blank tier or region shows as '*' (every one, or the pool's)
+            key = "/".join("*" if pd.isna(first[c]) else str(first[c]) for c in columns)
+            pairs = list(zip(where["_file"], where["_row"].astype(int), strict=True))
+            examples.append(_duplicate_example(key, len(pairs), where["_file"].nunique(), pairs))
+        self.add(
+            "adjacency",
+            "/".join(columns),
+            "duplicate",
+            len(tied),
+            "rows name the same edge (pool → segment), none more specifically than the "
+            "other: keep one, or name the tier or region where they differ",
+            examples,
+        )
+
 
 @dataclass(frozen=True)
 class _RowRule:
@@ -851,15 +959,32 @@ def _across_columns(name: str, usable: set[str], types: dict[str, str]) -> list[
             )
         )
     if name == "adjacency" and {"from_category", "to_category"} <= usable:
-        rules.append(
-            _RowRule(
-                "to_category",
-                "self_loop",
-                f"{_typed('from_category')} = {_typed('to_category')}",
-                "an edge must join two different categories; remove the row",
-            )
-        )
+        rules.append(_adjacency_self_loop(usable, types))
     return rules
+
+
+def _adjacency_self_loop(usable: set[str], types: dict[str, str]) -> _RowRule:
+    """A row whose every edge joins a pool to its own segment: one category, and no tier
+    (or region) named on the segment end that differs from the pool end's
+    (:mod:`pricing.inputs.adjacency`)."""
+    same = [f"{_typed('from_category')} = {_typed('to_category')}"]
+    for src, dst in ADJACENCY_COLUMNS.values():
+        if {src, dst} <= usable:
+            dst_blank = _blank(dst, "string", types[dst], _typed(dst))
+            src_blank = _blank(src, "string", types[src], _typed(src))
+            # across: the segment end is named, and the pool end is blank or another value
+            same.append(
+                f"NOT (NOT {dst_blank} AND ({src_blank} OR {_typed(src)} <> {_typed(dst)}))"
+            )
+        elif dst in usable:
+            same.append(_blank(dst, "string", types[dst], _typed(dst)))
+    return _RowRule(
+        "to_category",
+        "self_loop",
+        "(" + " AND ".join(same) + ")",
+        "an edge must join two different segments (another category, or another tier or "
+        "region named in to_tier/to_region); remove the row",
+    )
 
 
 def cast(column: str, logical: str, raw_type: str) -> str:

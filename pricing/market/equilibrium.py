@@ -363,10 +363,11 @@ def _convex(
 ) -> None:
     """The convex program on the segments ``todo``: Clarabel, then SCS on what fails,
     one vectorized program per batch of whole components, each result verified."""
-    from pricing.market.welfare import solve_welfare
-
     if not todo.any():
         return
+    # cvxpy takes ~1.5 s to import: only when a component needs it
+    from pricing.market.welfare import solve_welfare
+
     comp = market.component
     p_star = market.uncoupled_rate()
     h_star = market.demand_hours(p_star)

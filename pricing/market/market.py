@@ -62,6 +62,7 @@ from pricing.config import MarketConfig
 from pricing.display import Display
 from pricing.errors import MarketError, suggest
 from pricing.estimation.curves import CurveSet
+from pricing.inputs.adjacency import edges as adjacency_edges
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -717,7 +718,10 @@ def _bounds(
 def segment_edges(
     frame: pd.DataFrame, keys: list[str], adjacency: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """Category edges → segment edges: pool (from, other keys) → segment (to, other keys)."""
+    """Adjacency rows → segment edges: the pool of (from_category, from_tier,
+    from_region) → the segment of (to_category, to_tier, to_region), a blank tier or
+    region meaning every one (pool end) or the pool's (segment end); the most specific
+    row wins an edge (:mod:`pricing.inputs.adjacency`, contract v1.1)."""
     if adjacency is None or adjacency.empty:
         return pd.DataFrame(
             {
@@ -727,14 +731,14 @@ def segment_edges(
             }
         )
     others = [k for k in keys if k != "category"]
-    position = frame[keys].assign(_pos=np.arange(len(frame)))
-    pools = position.rename(columns={"category": "from_category", "_pos": "pool"})
-    segments = position.rename(columns={"category": "to_category", "_pos": "segment"})
-    adj = adjacency[["from_category", "to_category", "friction"]].astype(
-        {"from_category": str, "to_category": str}
-    )
-    joined = adj.merge(pools, on="from_category").merge(
-        segments, on=["to_category", *others] if others else ["to_category"]
+    values = {k: sorted(frame[k].astype(str).unique()) for k in others}
+    named = adjacency_edges(adjacency, values)
+    position = frame[keys].astype(str).assign(_pos=np.arange(len(frame)))
+    ends = {}
+    for end, label in (("from", "pool"), ("to", "segment")):
+        ends[end] = position.rename(columns={k: f"{end}_{k}" for k in keys} | {"_pos": label})
+    joined = named.merge(ends["from"], on=[f"from_{k}" for k in keys]).merge(
+        ends["to"], on=[f"to_{k}" for k in keys]
     )
     out = joined[["pool", "segment", "friction"]].sort_values(["pool", "segment"])
     return out.reset_index(drop=True)

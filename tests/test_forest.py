@@ -1,0 +1,250 @@
+"""The forest finisher (:mod:`pricing.market.forest`): the exact equilibrium on a forest of
+used rows, the active-set rounds, and the two solver paths that use it — the interior
+point's finisher on large components and the warm start of what-ifs — against the
+interior point alone, a hand-solved market and the convex program.
+
+Tolerances (relative): the forest solves each tree's balance to its last digits, so its
+rates sit at rounding (~1e-15); the interior point alone reaches ~1e-10 (its
+complementarity stops at ~1e-13 of a row's money scale). Two such answers are held to
+1e-9, a 10× margin on the interior point's error; the convex program (Clarabel at 1e-12)
+to 1e-8, as in ``tests/test_connected.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from scipy.optimize import brentq
+
+import pricing.market.interior as interior
+from pricing.market.equilibrium import (
+    VERIFY_TOL,
+    EquilibriumResult,
+    _coupled_problem,
+    residuals,
+    solve,
+)
+from pricing.market.forest import Network, finish, solve_forest
+from pricing.market.market import Market
+from pricing.market.synthetic import connected_market
+
+# the forest at rounding against the interior point at ~1e-10: a 10× margin
+RATE_TOL = 1e-9
+# a row's flow against its larger end's hours, the same margin
+FLOW_TOL = 1e-8
+# the forest's answer clears to rounding: verification's residuals sit far below its bar
+EXACT = 1e-9
+
+SETTINGS = settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+SIZES = st.integers(200, 2000)
+SEEDS = st.integers(0, 10_000)
+BOUNDED = st.sampled_from([0.0, 0.1])
+
+
+@contextmanager
+def interior_point_alone() -> Iterator[None]:
+    """Solve without the forest finisher: the interior point and its polish only."""
+    keep = interior._FOREST_MU
+    interior._FOREST_MU = 0.0
+    try:
+        yield
+    finally:
+        interior._FOREST_MU = keep
+
+
+def verified(result: EquilibriumResult) -> EquilibriumResult:
+    assert (result.status == "solved").all(), result.summary()
+    assert residuals(result.market, result).max() <= VERIFY_TOL
+    return result
+
+
+def shifted(market: Market, category: str = "c0", factor: float = 1.1) -> Market:
+    """Demand × ``factor`` in one category: a what-if that moves a few rows."""
+    segments = market.segments.copy()
+    segments.loc[segments["category"] == category, "log_demand_level"] += np.log(factor)
+    return Market(segments, market.edges)
+
+
+# --------------------------------------------------------------------------- by hand
+def _two_segments(friction: float) -> Market:
+    """Segment 0 with cheap supply, segment 1 with rich demand; pool 0 may serve 1."""
+    segments = pd.DataFrame(
+        {
+            "category": ["c0", "c1"],
+            "tier": "t",
+            "demand_elasticity": [-1.0, -0.5],
+            "log_demand_level": np.log([200.0, 400.0]) + np.log([20.0, 40.0]) * [1.0, 0.5],
+            "supply_elasticity": [1.5, 0.8],
+            "log_supply_level": np.log([400.0, 200.0]) - np.log([20.0, 40.0]) * [1.5, 0.8],
+        }
+    )
+    edges = pd.DataFrame({"pool": [0], "segment": [1], "friction": [friction]})
+    return Market(segments, edges)
+
+
+def test_one_tree_clears_at_its_hand_solved_rate_from_the_uncoupled_rows() -> None:
+    """Pool 0 serving segment 1 at τ = 3 joins both segments into one tree with
+    p_0 = w_0 = t, p_1 = w_1 = t + 3, clearing where D_0(t) + D_1(t + 3) = S_0(t) +
+    S_1(t + 3) (brentq to 1e-15). Started from the uncoupled rows (home edges only),
+    the edge pays, enters in the first round, and the answer is that t to rounding
+    (1e-12 relative), with the edge carrying D_1 − S_1 at t + 3."""
+    market = _two_segments(3.0)
+
+    def excess(t: float) -> float:
+        p = np.array([t, t + 3.0])
+        return float(market.demand_hours(p).sum() - market.supply_hours(p).sum())
+
+    t = brentq(excess, 1.0, 100.0, xtol=1e-15, rtol=1e-15)
+    p_star = market.uncoupled_rate()
+    problem, _, _ = _coupled_problem(market, np.ones(2, bool), p_star, market.demand_hours(p_star))
+    net = Network.build(problem)
+    home = np.flatnonzero(net.head - net.tail == net.n)  # the home edges' rows
+    answer = finish(net, home, np.r_[p_star, p_star, 0.0], rounds=3)
+    assert answer.settled.all() and answer.rounds == 1
+    np.testing.assert_allclose(answer.price[2:4], [t, t + 3.0], rtol=1e-12)
+    np.testing.assert_allclose(answer.price[:2], [t, t + 3.0], rtol=1e-12)
+    at = np.array([t, t + 3.0])
+    carried = market.demand_hours(at)[1] - market.supply_hours(at)[1]
+    np.testing.assert_allclose(answer.flow[0], carried, rtol=1e-12)
+
+
+def test_a_binding_cap_fixes_its_tree_through_the_ground() -> None:
+    """A cap below the tree's clearing rate on segment 1: the cap row joins the tree to
+    the ground, whose price is fixed, so p_1 = cap and p_0 = cap − τ exactly, and the
+    ground takes up the shortage D − S of the whole tree."""
+    cap = 20.0
+    market = _two_segments(3.0)
+    segments = market.segments.assign(rate_cap=[np.nan, cap])
+    capped = Market(segments, market.edges)
+    result = verified(solve(capped))
+    np.testing.assert_allclose(result.rate, [cap - 3.0, cap], rtol=1e-12)
+    prices = np.array([cap - 3.0, cap])
+    gap = capped.demand_hours(prices).sum() - capped.supply_hours(prices).sum()
+    np.testing.assert_allclose(result.shortage[1], gap, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- properties
+@SETTINGS
+@given(n=SIZES, seed=SEEDS, bounded=BOUNDED)
+def test_the_equilibriums_own_rows_solve_to_it(n: int, seed: int, bounded: float) -> None:
+    """The rows the interior point alone leaves used, given to the forest with every
+    rate 5 % off: one solve (or a round or two for a degenerate row the interior point
+    left undecided) returns its rates to 1e-9 and its flows to 1e-8 of their hours."""
+    market = connected_market(n, seed=seed, bounded_share=bounded)
+    note(f"connected_market({n}, seed={seed}, bounded_share={bounded})")
+    with interior_point_alone():
+        reference = verified(solve(market))
+    p_star = market.uncoupled_rate()
+    problem, _, edge_ids = _coupled_problem(
+        market, np.ones(n, bool), p_star, market.demand_hours(p_star)
+    )
+    net = Network.build(problem)
+    ic, jf = np.flatnonzero(np.isfinite(problem.cap)), np.flatnonzero(np.isfinite(problem.floor))
+    flow = np.r_[reference.flow[edge_ids], reference.home_flow, reference.shortage[ic],
+                 reference.surplus[jf]]  # fmt: skip
+    used = np.flatnonzero(flow > 1e-9 * net.hours)
+    guess = 1.05 * np.r_[reference.wage, reference.rate, 0.0]
+    answer = finish(net, used, guess, rounds=5)
+    assert answer.settled.all()
+    np.testing.assert_allclose(answer.price[n : 2 * n], reference.rate, rtol=RATE_TOL)
+    np.testing.assert_allclose(answer.price[:n], reference.wage, rtol=RATE_TOL)
+    assert np.abs(answer.flow - flow).max() <= FLOW_TOL * net.hours.max()
+    assert (np.abs(answer.flow - flow) <= FLOW_TOL * net.hours).all()
+
+
+@SETTINGS
+@given(n=st.integers(600, 2000), seed=SEEDS, bounded=BOUNDED)
+def test_the_finisher_agrees_with_the_interior_point_alone(
+    n: int, seed: int, bounded: float
+) -> None:
+    """Above 512 segments the interior point hands its active set to the forest; the
+    answer is the interior point's own (1e-9), reached in fewer iterations, and exact:
+    every verification residual at rounding (≤ 1e-9; the interior point's reach ~1e-8)."""
+    market = connected_market(n, seed=seed, bounded_share=bounded)
+    note(f"connected_market({n}, seed={seed}, bounded_share={bounded})")
+    finished = verified(solve(market))
+    with interior_point_alone():
+        alone = verified(solve(market))
+    np.testing.assert_allclose(finished.rate, alone.rate, rtol=RATE_TOL)
+    assert residuals(market, finished).max() <= EXACT
+    assert finished.iterations.max() < alone.iterations.max()
+
+
+@SETTINGS
+@given(n=SIZES, seed=SEEDS, bounded=BOUNDED, factor=st.sampled_from([0.7, 1.1, 1.5]))
+def test_a_whatif_settles_as_a_forest_at_the_cold_answer(
+    n: int, seed: int, bounded: float, factor: float
+) -> None:
+    """Demand × 0.7, 1.1 or 1.5 in one category: the baseline's forest settles the
+    changed component without an interior-point iteration, at the cold solve's rates
+    (1e-9) — the cold one by the interior point alone, an independent path."""
+    market = connected_market(n, seed=seed, bounded_share=bounded)
+    note(f"connected_market({n}, seed={seed}, bounded_share={bounded}); demand × {factor}")
+    base = verified(solve(market))
+    what = shifted(market, factor=factor)
+    warm = verified(solve(what, baseline=base))
+    with interior_point_alone():
+        cold = verified(solve(what))
+    np.testing.assert_allclose(warm.rate, cold.rate, rtol=RATE_TOL)
+    assert warm.iterations.max() == 0
+    assert residuals(what, warm).max() <= EXACT
+
+
+# --------------------------------------------------------------------------- oracle
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_whatif_by_the_forest_agrees_with_the_convex_program(seed: int) -> None:
+    """200 connected segments (seed 1: 10 % bounded), demand +10 % in one category,
+    solved from the baseline's forest and by the convex program: where Clarabel solves
+    the rates agree to 1e-8 (Clarabel at 1e-12 reaches ~1e-9), where SCS answers to
+    verification's 1e-6 (as in ``tests/test_connected.py``)."""
+    market = connected_market(200, seed=seed, bounded_share=0.1 * seed)
+    what = shifted(market)
+    ours = verified(solve(what, baseline=solve(market)))
+    assert ours.iterations.max() == 0
+    reference = solve(what, method="cvxpy")
+    assert reference.ok
+    for status, rtol in {"solved": 1e-8, "solved_fallback": 1e-6}.items():
+        chosen = reference.status == status
+        np.testing.assert_allclose(ours.rate[chosen], reference.rate[chosen], rtol=rtol)
+
+
+# --------------------------------------------------------------------------- the solve
+def test_a_forest_with_a_long_path_is_solved_level_by_level() -> None:
+    """A path of 3,001 nodes (a chain market: pool i serves segment i + 1 and its own)
+    is one tree 3,000 levels deep; its prices climb by τ per step and its flows are the
+    subtree sums, each node balanced to rounding."""
+    n = 1500
+    segments = pd.DataFrame(
+        {
+            "category": [f"c{i}" for i in range(n)],
+            "tier": "t",
+            "demand_elasticity": -1.0,
+            "log_demand_level": np.log(1000.0),
+            "supply_elasticity": 1.0,
+            "log_supply_level": np.log(10.0) + np.linspace(1.0, 0.0, n),
+        }
+    )
+    a = np.arange(n - 1)
+    market = Market(segments, pd.DataFrame({"pool": a, "segment": a + 1, "friction": 1e-3}))
+    p_star = market.uncoupled_rate()
+    problem, _, _ = _coupled_problem(market, np.ones(n, bool), p_star, market.demand_hours(p_star))
+    net = Network.build(problem)
+    every = np.arange(net.tail.size)  # the chain's rows and the home rows: one tree
+    price, flow, _ = solve_forest(net, every, np.r_[p_star, p_star, 0.0])
+    reduced = price[net.tail] - price[net.head] + net.const
+    assert np.abs(reduced).max() <= 1e-12 * price.max()
+    node = np.arange(net.nodes - 1)
+    need = net.requirement(price[node], node)[0]  # D of a segment, −S of a pool
+    inflow = np.bincount(net.head, flow, net.nodes) - np.bincount(net.tail, flow, net.nodes)
+    np.testing.assert_allclose(inflow[:-1], need, rtol=1e-9, atol=1e-9 * np.abs(need).max())
