@@ -21,7 +21,7 @@ from pricing.cli.options import (
     data_argument,
     result_options,
 )
-from pricing.cli.output import write_table
+from pricing.cli.output import echo, write_table
 from pricing.cli.progress import Progress, solver_output_to_stderr
 
 if TYPE_CHECKING:
@@ -102,9 +102,9 @@ def equilibrium(
     if as_json:
         timings = {**progress.timings, **{f"solve.{k}": v for k, v in result.timings.items()}}
         body = {**result.to_dict(), "timings_s": timings}
-        click.echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
+        echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
     _degraded(result)
 
 
@@ -170,9 +170,9 @@ def guidance(
             "previous": str(previous) if previous else None,
             "timings_s": timings,
         }
-        click.echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
+        echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
     _degraded(equilibrium_)
 
 
@@ -243,9 +243,9 @@ def plan(
             "out": str(out) if out else None,
             "timings_s": timings,
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
     if not result.feasible:
         raise Infeasible(result.explanation.splitlines()[0] if result.explanation else "")
     _degraded(baseline)

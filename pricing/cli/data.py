@@ -18,7 +18,7 @@ from pricing.cli.options import (
     quiet_option,
     result_options,
 )
-from pricing.cli.output import load_config, write_table
+from pricing.cli.output import echo, load_config, write_table
 from pricing.cli.progress import Progress
 
 
@@ -27,7 +27,11 @@ from pricing.cli.progress import Progress
 @config_option
 @as_of_option
 @click.option(
-    "--max-examples", default=5, show_default=True, help="Offending rows shown per problem."
+    "--max-examples",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Offending rows shown per problem.",
 )
 @json_option("Print the report as JSON on stdout.")
 @quiet_option
@@ -55,7 +59,7 @@ def validate(
         data_dir, config, as_of.date() if as_of else None, max_examples, progress
     )
     progress.done()
-    click.echo(report.to_json() if as_json else report.summary())
+    echo(report.to_json() if as_json else report.summary())
     if not report.ok:
         ctx.exit(ExitCode.INVALID_INPUT)
 
@@ -97,9 +101,9 @@ def panel(
             "out": str(out) if out else None,
             "timings_s": progress.timings,
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
 
 
 @click.command()
@@ -188,10 +192,10 @@ def simulate(
             "supply_rows": market.supply.num_rows,
             "timings_s": progress.timings,
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(market.summary())
-        click.echo(f"written to {out}")
+        echo(market.summary())
+        echo(f"written to {out}")
 
 
 COMMANDS = (validate, panel, simulate)

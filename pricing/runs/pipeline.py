@@ -28,10 +28,10 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ from pricing.decisions.scenario import WhatIf, check_scenario
 from pricing.errors import ConfigError, DataError, MarketError, RunError
 from pricing.estimation.curves import CurveSet, fit_curves
 from pricing.inputs import SAMPLE_DIR
+from pricing.inputs.contract import EARLIEST_DATE
 from pricing.inputs.panel import Panel, build_panel, last_complete_week, rows_after
 from pricing.inputs.validation import (
     DEFAULT_MAX_EXAMPLES,
@@ -67,9 +68,9 @@ from pricing.store.manifest import (
     PlanSummary,
     Statuses,
     Weeks,
-    read_manifest,
 )
-from pricing.store.store import DEFAULT_STORE, RunStore, read_table
+from pricing.store.store import DEFAULT_STORE, ReaderHold, RunStore
+from pricing.store.stored import latest_before
 
 STEPS = (
     "validate",
@@ -94,11 +95,17 @@ _LABELS = {
 
 
 class Reporter(Protocol):
-    """Where a run reports its steps (``step``) and their sub-steps (call)."""
+    """Where a run reports its steps (``step``), their sub-steps (call), what it had to
+    skip (``warn``) and what it committed to the store (``stored``, as the commit
+    happens: an interrupt right after it can still say what was stored)."""
 
     def step(self, label: str) -> None: ...
 
     def __call__(self, label: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def stored(self, what: str, path: Path) -> None: ...
 
 
 class _Silent:
@@ -106,6 +113,12 @@ class _Silent:
         pass
 
     def __call__(self, label: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def stored(self, what: str, path: Path) -> None:
         pass
 
 
@@ -179,6 +192,23 @@ def validation_report(
     )
 
 
+def check_as_of(as_of: dt.date) -> None:
+    """A :class:`ConfigError` unless ``as_of`` lies between the contract's earliest date
+    and today: a run as of a future date would stay the store's ``latest`` run until
+    that date, and no marketplace data is older than :data:`EARLIEST_DATE`."""
+    today = dt.date.today()
+    if as_of > today:
+        raise ConfigError(
+            f"the as-of date {as_of.isoformat()} is after today ({today.isoformat()}): a "
+            "run covers weeks that have happened; leave --as-of out for the latest week"
+        )
+    if as_of < EARLIEST_DATE:
+        raise ConfigError(
+            f"the as-of date {as_of.isoformat()} is before {EARLIEST_DATE.isoformat()}, "
+            "the earliest date the data contract accepts"
+        )
+
+
 def checked_inputs(
     data_dir: str | Path = SAMPLE_DIR,
     config: RunConfig | str | Path | None = None,
@@ -191,6 +221,8 @@ def checked_inputs(
     present, else defaults). Raises :class:`DataError` (with the full report) or
     :class:`ConfigError`."""
     data_dir = Path(data_dir)
+    if as_of is not None:
+        check_as_of(as_of)
     settings, source = _settings(data_dir, config)
     report = validation_report(data_dir, settings, as_of, progress=progress)
     if not report.ok:
@@ -246,6 +278,7 @@ def run_batch(
     """
     reporter = progress or _Silent()
     store = store if isinstance(store, RunStore) else RunStore(store)
+    store.check_writable()
     created = dt.datetime.now(dt.UTC)
     timings: dict[str, float] = {}
     fitted = fitted_market(data_dir, config, as_of, executor, reporter, timings)
@@ -254,9 +287,16 @@ def run_batch(
     with clock("equilibrium"):
         equilibrium = solve(fitted.market, executor=executor)
     with clock("guidance"):
-        previous_path = store.previous(inputs.through)
-        previous = _previous_guidance(previous_path, fitted.config)
-        guidance = rate_guidance(equilibrium, fitted.config.guidance, previous, executor)
+        previous = latest_before(store, inputs.through, reporter.warn)
+        previous_guidance = None if previous is None else previous.guidance
+        guidance = rate_guidance(
+            equilibrium,
+            fitted.config.guidance,
+            None
+            if previous_guidance is None
+            else check_previous(previous_guidance, list(fitted.config.segment_keys)),
+            executor,
+        )
     with clock("interventions"):
         plan, plan_status, plan_error = _plan(fitted, equilibrium, reporter)
     degraded = _degraded(equilibrium, plan_error)
@@ -286,7 +326,7 @@ def run_batch(
         counts=_counts(fitted.curves, equilibrium),
         statuses=_statuses(equilibrium, guidance, plan_status, plan_error),
         plan=PlanSummary.of(plan),
-        previous_run=read_manifest(previous_path).run_id if previous_path else None,
+        previous_run=None if previous is None else previous.run_id,
         tables={name: len(frame) for name, frame in tables.items()},
         versions=versions(),
         machine={"platform": platform.platform(), "cpus": LOCAL.threads},
@@ -294,11 +334,31 @@ def run_batch(
         timings_s=dict(timings),
         peak_memory_mb=peak_memory_mb(),
     )
-    run = Run.open(store.write_run(inputs.through, tables, manifest), store, executor=executor)
-    if report:
+    if previous is not None:
+        previous.close()  # its build may be removed once superseded, by this commit too
+    hold = ReaderHold()  # taken by the commit: the new build cannot go before it is read
+    path = store.write_run(
+        inputs.through,
+        tables,
+        manifest,
+        finish=_report_writer(store, reporter) if report else None,
+        on_commit=lambda committed: reporter.stored(f"run {inputs.through}", committed),
+        hold=hold,
+    )
+    return Run.open(path, store, hold, executor=executor)
+
+
+def _report_writer(store: RunStore, reporter: Reporter) -> Callable[[Path], None]:
+    """Write the report into a build before its commit: it is part of the build, never
+    added to a folder a concurrent re-run may already have replaced."""
+
+    def write(folder: Path) -> None:
         reporter("writing the report")
-        run.report().write(report_path(run.path))
-    return run
+        # the folder is not committed yet: no writer can remove it, so no hold is needed
+        unheld = Run.open(folder, store, ReaderHold())
+        unheld.report().write(report_path(folder))
+
+    return write
 
 
 @dataclass(frozen=True)
@@ -345,7 +405,8 @@ def run_whatifs(
         result = baseline.whatif(scenario, progress=reporter)
         reporter("storing the result")
         start = time.perf_counter()
-        path = save_whatif(baseline, result)
+        what = f"scenario {scenario.name} against run {baseline.run_id}"
+        path = save_whatif(baseline, result, partial(reporter.stored, what))
         seconds = round(time.perf_counter() - start, 3)
         page = None
         if report:
@@ -399,13 +460,6 @@ def _through(checked: CheckedInputs, as_of: dt.date | None) -> dt.date:
             f"{as_of.isoformat()}): the jobs start on {first.isoformat()}; pass a later --as-of"
         )
     return through
-
-
-def _previous_guidance(path: Path | None, config: RunConfig) -> pd.DataFrame | None:
-    if path is None:
-        return None
-    frame = read_table(path, "guidance")
-    return None if frame is None else check_previous(frame, list(config.segment_keys))
 
 
 def _plan(
