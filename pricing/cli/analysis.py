@@ -52,6 +52,15 @@ def _payload(
     }
 
 
+def _budget(value: float | None) -> float | None:
+    """--budget must lie in [0, MAX_MONEY] USD (NaN, which passes range checks, does not)."""
+    from pricing.config import MAX_MONEY
+
+    if value is not None and not 0 <= value <= MAX_MONEY:
+        raise click.BadParameter(f"must be a number of USD in [0, {MAX_MONEY:g}], not {value}")
+    return value
+
+
 def _degraded(result: EquilibriumResult) -> None:
     if not result.ok:
         failed = result.components
@@ -182,7 +191,8 @@ def guidance(
 @as_of_option
 @click.option(
     "--budget",
-    type=click.FloatRange(min=0),
+    type=float,
+    callback=lambda _ctx, _param, value: _budget(value),
     default=None,
     help="USD to spend (default: the config's interventions.budget).",
 )
@@ -227,7 +237,7 @@ def plan(
             "(see data/README.md) to plan supply levers"
         )
     chosen = {k: v for k, v in (("budget", budget), ("objective", objective)) if v is not None}
-    settings = fitted.config.interventions.model_copy(update=chosen)
+    settings = fitted.config.interventions.model_copy(update=chosen)  # both checked already
     progress(f"clearing {len(fitted.market):,} segments")
     with solver_output_to_stderr():
         baseline = solve(fitted.market)
