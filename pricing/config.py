@@ -50,8 +50,9 @@ MAX_MONEY = 1e12
 #: a what-if multiplies hours demanded or offered by at most this much, or divides them
 #: by it: beyond, the market is no longer the one the curves were fitted on
 MAX_MULTIPLIER = 1e3
-#: largest |elasticity| a scenario may set (and the smallest, the guidance draws' clip):
-#: published labour-market elasticities lie well inside
+#: largest |elasticity| a scenario may set, and the smallest (drawn elasticities of the
+#: guidance bands are clipped to it, so that their signs stay valid): published
+#: labour-market elasticities lie well inside
 MAX_ABS_ELASTICITY = 100.0
 MIN_ABS_ELASTICITY = 1e-3
 #: most band draws: the Monte Carlo error of a 90 % quantile is below 1 % of the band's
@@ -184,6 +185,9 @@ class GuidanceConfig(_Section):
     balanced_pct: float = Field(default=5.0, gt=0, allow_inf_nan=False)  # |gap| ≤ this
     thin_data_flags: tuple[str, ...] = ("thin_data",)  # curve flags that mean thin_data
     max_change_pct: float = Field(default=10.0, gt=0, allow_inf_nan=False)  # vs previous run
+    # a clearing rate more than this many times today's observed rate, or less than its
+    # inverse, is withheld as implausible (pricing.decisions.guidance, "Plausibility")
+    plausible_ratio: float = Field(default=10.0, gt=1, le=1e6, allow_inf_nan=False)
 
 
 Share = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # may exceed 1

@@ -143,9 +143,11 @@ def guidance(
 
     Per segment: the rate to ask (freelancer) and to budget (client) with bands from the
     elasticities' uncertainty, today's observed rate, the gap and the market state
-    (balanced, supply_short, demand_short, thin_data). Settings come from the config's
-    [guidance] section. With no DATA_DIR, uses the shipped sample market. Exits 3 when
-    --previous cannot be used, 4 when some component could not be cleared.
+    (balanced, supply_short, demand_short, thin_data). A rate more than [guidance]
+    plausible_ratio (10) times today's, or less than its inverse, is withheld (status
+    implausible). Settings come from the config's [guidance] section. With no DATA_DIR,
+    uses the shipped sample market. Exits 3 when --previous cannot be used, 4 when some
+    component could not be cleared or a rate was withheld.
     """
     from pricing.cli.output import load_config
     from pricing.decisions.guidance import load_previous, rate_guidance
@@ -183,6 +185,9 @@ def guidance(
     else:
         echo(result.summary(max_rows=rows))
     _degraded(equilibrium_)
+    withheld = int((result.frame["status"] == "implausible").sum())
+    if withheld:
+        raise Degraded(f"{withheld} segment(s) with a rate withheld as implausible (listed above)")
 
 
 @click.command()

@@ -51,6 +51,19 @@ capped ones.
     demand_short   gap_pct < −balanced_pct     (it clears below)
     balanced       |gap_pct| ≤ balanced_pct
 
+**Plausibility.** A rate is published only if it lies within a factor
+K = ``plausible_ratio`` (default 10) of today's observed rate o:
+
+    o / K ≤ p* ≤ K o;   otherwise status ``implausible``, rates and band withheld (NaN).
+
+The curves are constant-elasticity fits around the rates a segment has traded at: in
+the sample, weekly rates of a segment span a factor 2.5 over two years (median), and the
+clearing rates lie within 0.7–2.6 times today's. A clearing rate ten times today's, or a
+tenth of it, comes from nearly flat curves (|η − ε| near 0) extrapolated far beyond any
+rate observed — with no instruments the sample once gave $201,140/h and $6·10⁻¹²/h, each
+"solved". Such a segment is labelled ``thin_data`` (reason "equilibrium implausible";
+``gap_pct`` says how far), and the equilibrium columns keep the number for inspection.
+
 **Stability cap.** With the previous run's published rates W₀, P₀ and c =
 ``max_change_pct`` / 100, the published rates are
 
@@ -72,7 +85,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, Local, plan_parts
-from pricing.config import GuidanceConfig
+from pricing.config import MIN_ABS_ELASTICITY, GuidanceConfig
 from pricing.display import Display, records
 from pricing.errors import DataError
 from pricing.estimation.curves import CurveSet
@@ -85,8 +98,6 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Segments per stacked market of drawn copies (memory and batch size of one solve).
 CHUNK_SEGMENTS = 250_000
-#: Drawn elasticities are kept this far from zero so that their signs stay valid.
-MIN_ABS_ELASTICITY = 1e-3
 
 STATES = ("balanced", "supply_short", "demand_short", "thin_data")
 RATE_COLUMNS = ("freelancer_rate", "client_rate")
@@ -250,7 +261,8 @@ def _guidance(
     flagged = _flagged(market, config.thin_data_flags)
     p = equilibrium.rate
     observed = market.array("observed_rate")
-    solved = np.isin(equilibrium.status, _SOLVED)
+    status = _plausible(equilibrium.status, p, observed, config.plausible_ratio)
+    solved = np.isin(status, _SOLVED)
     anchored = np.isfinite(market.array("anchor_rate"))
     bandable = solved & np.isfinite(se).all(axis=0) & np.isfinite(observed) & anchored
     low, high, used, clipped_share = _bands(market, se, dof, bandable, config, executor)
@@ -260,12 +272,14 @@ def _guidance(
     factors = {"freelancer_rate": 1 - ff, "client_rate": 1 + fc}
     with np.errstate(invalid="ignore"):
         gap = 100.0 * (p / observed - 1.0)
-    state, reason = _market_state(gap, equilibrium.status, se, flagged, observed, config)
+    state, reason = _market_state(gap, status, se, flagged, observed, config)
     columns: dict[str, npt.NDArray[Any] | float] = {}
     capped = np.zeros(len(market), dtype=bool)
     for name, factor in factors.items():
         before = prev[name] if prev is not None else np.full(len(market), np.nan)
-        published, clipped = _cap(p * factor, before, config.max_change_pct)
+        published, clipped = _cap(
+            np.where(solved, p, np.nan) * factor, before, config.max_change_pct
+        )
         capped |= clipped
         columns[name] = published
         columns[f"{name}_low"] = np.minimum(low, p) * factor
@@ -279,7 +293,7 @@ def _guidance(
         "state_reason": reason,
         "capped": capped,
         "band_level": config.band_level,
-        "status": equilibrium.status,
+        "status": status,
         "band_draws": used,
     }
     out = market.segments[keys].assign(**{name: columns[name] for name in COLUMNS})
@@ -558,6 +572,17 @@ def _market_state(
         f"equilibrium within ±{b:g} % of the observed rate",
     ).astype(object)
     return state, reason
+
+
+def _plausible(
+    status: npt.NDArray[np.object_], p: FloatArray, observed: FloatArray, ratio: float
+) -> npt.NDArray[np.object_]:
+    """``status`` with ``implausible`` where a cleared rate lies beyond ``ratio`` times
+    today's observed rate either way (module docstring, "Plausibility")."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        far = np.abs(np.log(p / observed)) > np.log(ratio)
+    out: npt.NDArray[np.object_] = np.where(np.isin(status, _SOLVED) & far, "implausible", status)
+    return out
 
 
 def _cap(

@@ -300,8 +300,10 @@ def _design(
     _fail(
         reasons,
         n <= most,
-        lambda g: f"too_few_observations: {n[g]:.0f} rows, {most[g]} parameters (a residual "
-        "variance needs more rows than parameters)",
+        lambda g: (
+            f"too_few_observations: {n[g]:.0f} rows, {most[g]} parameters (a residual "
+            "variance needs more rows than parameters)"
+        ),
     )
     if spec.clusters is not None:
         clusters = layout.cells_per_group(layout.cell_codes(frame[spec.clusters]))

@@ -299,7 +299,7 @@ def run_batch(
         )
     with clock("interventions"):
         plan, plan_status, plan_error = _plan(fitted, equilibrium, reporter)
-    degraded = _degraded(equilibrium, plan_error)
+    degraded = _degraded(equilibrium, guidance, plan_error)
     if strict and degraded:
         raise RunError(
             "--strict: the run is degraded, nothing was stored:\n"
@@ -492,11 +492,17 @@ def _counts(curves: CurveSet, equilibrium: EquilibriumResult) -> Counts:
     )
 
 
-def _degraded(equilibrium: EquilibriumResult, plan_error: str | None) -> list[str]:
+def _degraded(
+    equilibrium: EquilibriumResult, guidance: Guidance, plan_error: str | None
+) -> list[str]:
     out = []
-    frame = equilibrium.to_frame()
+    frame = guidance.frame  # the equilibrium's statuses, and implausible rates withheld
     keys = list(equilibrium.market.segment_keys)
-    for status, why in (("no_curve", "no usable curve"), ("failed", "not cleared")):
+    for status, why in (
+        ("no_curve", "no usable curve"),
+        ("failed", "not cleared"),
+        ("implausible", "a rate withheld as implausible"),
+    ):
         bad = frame[frame["status"] == status]
         if len(bad):
             names = ["/".join(map(str, r)) for r in bad[keys].head(10).itertuples(index=False)]
