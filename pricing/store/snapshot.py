@@ -74,13 +74,19 @@ def check_build(
     except StoreError as exc:
         return None, [str(exc).replace(str(path / MANIFEST), MANIFEST)]
     problems = _identity(manifest, expected)
-    # the store records every table it writes; results stored before it did: the
-    # tables every one has, rows unknown
-    required = REQUIRED_RUN_TABLES if kind == "run" else REQUIRED_SCENARIO_TABLES
-    rows: dict[str, int | None] = dict(manifest.tables) or {name: None for name in required}
-    for name, count in rows.items():
+    for name, count in _tables(manifest).items():
         problems += _table_problems(path / f"{name}.parquet", count, deep)
     return manifest, problems
+
+
+def _tables(manifest: Manifest | ScenarioManifest) -> dict[str, int | None]:
+    """The tables of a build and their rows, as its manifest records them (the store
+    records every table it writes); for a result stored before it did, the tables every
+    such result has, rows unknown."""
+    if manifest.tables:
+        return dict(manifest.tables)
+    required = REQUIRED_RUN_TABLES if isinstance(manifest, Manifest) else REQUIRED_SCENARIO_TABLES
+    return dict.fromkeys(required)
 
 
 def _identity(
@@ -264,18 +270,18 @@ class Snapshot:
                 con.close()
 
     def _leave_out_damaged(self, error: duckdb.Error) -> bool:
-        """Leave out the build whose file ``error`` names, if any (it is damaged)."""
-        text = str(error)
-        damaged = [
-            b for b in (*self._runs.values(), *self._scenarios.values()) if str(b.path) in text
-        ]
-        if not damaged:
-            return False
-        build = damaged[0]
-        self._runs = {k: b for k, b in self._runs.items() if b is not build}
-        self._scenarios = {k: b for k, b in self._scenarios.items() if b is not build}
-        self.damage.append(Damage(build.path, build.what, _first_line(error)))
-        return True
+        """Leave out the builds ``error`` shows damaged: the one whose file it names, or,
+        when it names none and is not about the query itself, every build whose tables
+        do not all read (DuckDB does not always say which file it failed on)."""
+        builds = [*self._runs.values(), *self._scenarios.values()]
+        named = [b for b in builds if str(b.path) in str(error)]
+        if not named and not isinstance(error, _QUERY_ERRORS):
+            named = [b for b in builds if _unreadable(b)]
+        for build in named:
+            self._runs = {k: b for k, b in self._runs.items() if b is not build}
+            self._scenarios = {k: b for k, b in self._scenarios.items() if b is not build}
+            self.damage.append(Damage(build.path, build.what, _first_line(error)))
+        return bool(named)
 
     def segment_keys(self) -> list[str]:
         """The segment keys of the stored guidance (category, tier[, region]); a
@@ -335,6 +341,25 @@ def _checked(
     manifest, problems = check_build(path, kind, expected, deep)
     damage += [Damage(path, what, problem) for problem in problems]
     return None if problems else _Build(path, manifest, what)
+
+
+#: DuckDB's errors about a query itself (its text, names, types), never about a file
+_QUERY_ERRORS = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.CatalogException,
+    duckdb.ConversionException,
+    duckdb.PermissionException,
+    duckdb.OutOfRangeException,
+)
+
+
+def _unreadable(build: _Build) -> bool:
+    """Whether some table of ``build`` fails to read in full."""
+    return any(
+        _table_problems(build.path / f"{name}.parquet", None, True)
+        for name in _tables(build.manifest)
+    )
 
 
 def _one_select(sql: str) -> None:
