@@ -31,6 +31,7 @@ CLI = [sys.executable, "-c", "from pricing.cli import main; main()"]
 FAULTS = [sys.executable, str(Path(__file__).with_name("faults.py"))]
 #: the tiny market's as-of dates (Sundays): its last complete week and two before
 TINY_DATES = ("2024-07-14", "2024-07-21", "2024-07-28")
+LAST_TINY = TINY_DATES[-1]
 
 
 def tiny_market(directory: Path) -> Path:

@@ -358,6 +358,9 @@ def atomic_file(final: Path) -> Iterator[Path]:
     ``final``; nothing is left behind."""
     final = Path(final)
     tmp: Path | None = None
+    blocker = next((p for p in final.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"cannot write {final}: {blocker} is a file, not a folder")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)

@@ -157,10 +157,10 @@ class Snapshot:
     @classmethod
     def open(cls, store: RunStore, deep: bool = False) -> Snapshot:
         """Hold ``store``, list its current builds and check each (``deep``: every row)."""
-        if not store.root.is_dir():
+        if not store.root.exists():
             raise StoreError(f"run store {store.root} does not exist; run `pricing run` first")
         hold = store.hold()
-        listing = store.listing()
+        listing = store.listing()  # a StoreError when the root or its runs is not a folder
         damage = list(listing.stray)
         runs = {}
         for as_of, path in listing.runs.items():

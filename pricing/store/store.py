@@ -194,9 +194,9 @@ class RunStore:
 
     def resolve(self, run_id: str) -> Path:
         """The folder of run ``run_id``: ``latest`` or an as-of date (YYYY-MM-DD)."""
-        if not self.root.is_dir():
+        if not self.root.exists():
             raise StoreError(f"run store {self.root} does not exist; run `pricing run` first")
-        runs = self.run_paths()
+        runs = self.run_paths()  # a StoreError when the root or its runs is not a folder
         if not runs:
             raise StoreError(f"run store {self.root} holds no runs yet; run `pricing run` first")
         if run_id == "latest":
