@@ -34,12 +34,14 @@ TINY_DATES = ("2024-07-14", "2024-07-21", "2024-07-28")
 LAST_TINY = TINY_DATES[-1]
 
 
-def tiny_market(directory: Path) -> Path:
-    """A 3-segment, 30-week simulated market with quick settings (20 band draws, no
-    intervention budget): a whole `pricing run` on it takes a few seconds."""
-    market = simulate_market(
-        SimulationSpec(segments=3, weeks=30, seed=1, start=dt.date(2024, 1, 1), jobs_per_week=10)
+def tiny_market(directory: Path, segments: int = 3) -> Path:
+    """A simulated market of 30 weeks, by default of 3 segments (one category), with
+    quick settings (20 band draws, no intervention budget): a whole `pricing run` on it
+    takes a few seconds."""
+    spec = SimulationSpec(
+        segments=segments, weeks=30, seed=1, start=dt.date(2024, 1, 1), jobs_per_week=10
     )
+    market = simulate_market(spec)
     market.write(directory)
     toml = (directory / "pricing.toml").read_text()
     toml = toml.replace("draws = 200", "draws = 20")

@@ -134,7 +134,7 @@ def test_a_crafted_shifter_column_name_is_rejected_and_never_reaches_sql(tmp_pat
     tables = valid_tables()
     tables["shifters"][evil] = 1.0
     data = write_tables(tmp_path / "data", tables, fmt="parquet")
-    checked = cli("validate", str(data), "--as-of", "2024-02-01", "--json", "-q")
+    checked = cli("validate", str(data), "--json", "-q")
     assert checked.returncode == ExitCode.INVALID_INPUT, checked.stderr
     (problem,) = [
         p for p in json.loads(checked.stdout)["problems"] if p["rule"] == "bad_column_name"

@@ -25,7 +25,6 @@ from pricing.cli.progress import Progress
 @click.command()
 @data_argument
 @config_option
-@as_of_option
 @click.option(
     "--max-examples",
     type=click.IntRange(min=1),
@@ -40,24 +39,21 @@ def validate(
     ctx: click.Context,
     data_dir: Path,
     config_path: Path | None,
-    as_of: dt.datetime | None,
     max_examples: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Check DATA_DIR against the data contract and report every problem.
 
-    Dates are checked against today, or --as-of if later. With no DATA_DIR, checks the
-    shipped sample. Exits 0 when the data are valid and 3 when they are not (or the
-    config is invalid).
+    Dates are checked against today (a run as of an earlier date leaves later rows out;
+    they are not wrong). With no DATA_DIR, checks the shipped sample. Exits 0 when the
+    data are valid and 3 when they are not (or the config is invalid).
     """
-    from pricing.runs.pipeline import validation_report
+    from pricing.inputs.validation import check_inputs
 
     config = load_config(data_dir, config_path)
     progress = Progress(quiet)
-    report = validation_report(
-        data_dir, config, as_of.date() if as_of else None, max_examples, progress
-    )
+    report = check_inputs(data_dir, config, max_examples=max_examples, progress=progress)
     progress.done()
     echo(report.to_json() if as_json else report.summary())
     if not report.ok:

@@ -47,6 +47,8 @@ from pricing.errors import DataError, PricingError, os_reason
 JSON_KEY = "pricing.json"
 #: ``click.Context.meta`` key: the command's progress display (ended before an error shows)
 PROGRESS_KEY = "pricing.progress"
+#: ``click.Context.meta`` key: the shipped sample used by default, and whether to warn
+SAMPLE_KEY = "pricing.sample"
 
 
 class ExitCode(IntEnum):

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from pricing.cli.exits import JSON_KEY
+from pricing.cli.exits import JSON_KEY, SAMPLE_KEY
 from pricing.cli.progress import Progress
 from pricing.inputs import SAMPLE_DIR
 
@@ -42,13 +42,11 @@ quiet_option = click.option(
 
 
 def _sample_note(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
-    """Say on stderr when the data directory is the shipped sample by default: a run on
-    it is a demonstration, not the user's market."""
+    """Remember when the data directory is the shipped sample by default: the command's
+    progress says so on stderr (:class:`~pricing.cli.progress.Progress`) — a note, or for
+    ``run``, which stores its result, a warning that --quiet does not silence."""
     if param.name and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
-        click.echo(
-            f"note: no data directory given: using the shipped sample market, {value}",
-            err=True,
-        )
+        ctx.meta[SAMPLE_KEY] = (value, isinstance(param, click.Option))
     return value
 
 

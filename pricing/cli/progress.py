@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pricing.cli.exits import PROGRESS_KEY
+from pricing.cli.exits import PROGRESS_KEY, SAMPLE_KEY
 from pricing.display import escape_controls
 
 
@@ -39,6 +39,13 @@ class Progress:
         ctx = click.get_current_context(silent=True)
         if ctx is not None:
             ctx.meta[PROGRESS_KEY] = self
+            if SAMPLE_KEY in ctx.meta:
+                sample, warn = ctx.meta[SAMPLE_KEY]
+                text = f"no data directory given: using the shipped sample market, {sample}"
+                if warn:
+                    self.warn(text)
+                else:
+                    self._echo(f"note: {text}")
 
     def step(self, label: str) -> None:
         self.done()

@@ -524,8 +524,8 @@ class _Checker:
                     column,
                     "future_date",
                     f"{value} > DATE '{self.as_of.isoformat()}'",
-                    f"{column} lies after the as-of date {self.as_of.isoformat()}; "
-                    "fix the date or pass a later --as-of",
+                    f"{column} lies after {self.as_of.isoformat()}, the latest date the data "
+                    "may hold (today, for a run); fix the date",
                 )
             )
         rules += _date_window(column, col.type, value)

@@ -13,7 +13,7 @@ The command line calls these and prints what they return; a notebook calls the s
 ending the last week the jobs table covers to its final day; ``as_of=D`` (``--as-of D``
 everywhere on the command line) takes the Sunday on or before D. Later rows are left
 out of the panel and counted (``rows_after_as_of``); they are still validated, against
-today (or D, if later).
+today. An as-of date after today, or before the contract's earliest date, is rejected.
 
 **Degraded, not dead.** A segment without a usable curve or whose component no solver
 clears is reported (``failed``) and the rest of the run goes on; so does a plan that
@@ -49,9 +49,7 @@ from pricing.inputs import SAMPLE_DIR
 from pricing.inputs.contract import EARLIEST_DATE
 from pricing.inputs.panel import Panel, build_panel, last_complete_week, rows_after
 from pricing.inputs.validation import (
-    DEFAULT_MAX_EXAMPLES,
     CheckedInputs,
-    ValidationReport,
     check_inputs,
 )
 from pricing.market.equilibrium import EquilibriumResult, equilibrium_table, solve
@@ -177,21 +175,6 @@ class FittedMarket:
         return self.inputs.config
 
 
-def validation_report(
-    data_dir: str | Path,
-    config: RunConfig,
-    as_of: dt.date | None = None,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    progress: Reporter | None = None,
-) -> ValidationReport:
-    """Every problem of ``data_dir`` against the contract. Dates are checked against today,
-    or ``as_of`` if later (rows after the as-of week are allowed: a run leaves them out)."""
-    today = dt.date.today()
-    return check_inputs(
-        data_dir, config, max(today, as_of or today), max_examples=max_examples, progress=progress
-    )
-
-
 def check_as_of(as_of: dt.date) -> None:
     """A :class:`ConfigError` unless ``as_of`` lies between the contract's earliest date
     and today: a run as of a future date would stay the store's ``latest`` run until
@@ -224,7 +207,8 @@ def checked_inputs(
     if as_of is not None:
         check_as_of(as_of)
     settings, source = _settings(data_dir, config)
-    report = validation_report(data_dir, settings, as_of, progress=progress)
+    # rows after the as-of week are left out, not wrong: dates are checked against today
+    report = check_inputs(data_dir, settings, progress=progress)
     if not report.ok:
         raise DataError(report.summary(), report=report)
     checked = report.checked()
