@@ -38,6 +38,36 @@ from pricing.errors import ConfigError, suggest
 #: Columns that may form a segment key, in the order they are shown.
 SEGMENT_KEY_COLUMNS = ("category", "tier", "region")
 
+# Bounds on numbers given in settings, scenarios and data (README "Bounds on numbers").
+# Each keeps a value where the arithmetic stays exact enough and the result means
+# something; past it a value is a mistake, rejected with the bound in the message.
+#: highest rate (USD per hour) of a floor, cap, target or data row: no marketplace
+#: publishes more, and rates times hours stay far inside a double
+MAX_RATE = 1e5
+#: most money (USD) of a budget, cap or catalogue cost: in cents it stays an exact
+#: integer for CP-SAT (< 2^53) with room for sums
+MAX_MONEY = 1e12
+#: a what-if multiplies hours demanded or offered by at most this much, or divides them
+#: by it: beyond, the market is no longer the one the curves were fitted on
+MAX_MULTIPLIER = 1e3
+#: largest |elasticity| a scenario may set, and the smallest (drawn elasticities of the
+#: guidance bands are clipped to it, so that their signs stay valid): published
+#: labour-market elasticities lie well inside
+MAX_ABS_ELASTICITY = 100.0
+MIN_ABS_ELASTICITY = 1e-3
+#: most band draws: the Monte Carlo error of a 90 % quantile is below 1 % of the band's
+#: width from about 2,000 draws on; more only cost memory (segments × draws)
+MAX_DRAWS = 10_000
+
+#: the names a shifter column may have (the data contract's and the configuration's)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+COLUMN_NAME_RULE = "a letter or _, then up to 62 letters, digits or _ (e.g. fx_index)"
+
+
+def column_name_ok(name: str) -> bool:
+    """Whether ``name`` may name a shifter column (:data:`COLUMN_NAME_RULE`)."""
+    return _IDENTIFIER.fullmatch(name) is not None
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -89,6 +119,14 @@ class EstimationConfig(_Section):
     reference_weeks: int = Field(default=4, ge=1)  # trailing window of the reference point
     shrinkage: bool = True
 
+    @field_validator("demand_instruments", "supply_instruments", "controls")
+    @classmethod
+    def _column_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [n for n in names if not _IDENTIFIER.fullmatch(n)]
+        if bad:
+            raise ValueError(f"shifter column names {bad} are not {COLUMN_NAME_RULE}")
+        return names
+
     @property
     def shifter_columns(self) -> tuple[str, ...]:
         """Every shifter column the configuration names, each once."""
@@ -107,8 +145,8 @@ class RateBound(_Section):
     category: str | None = None
     tier: str | None = None
     region: str | None = None
-    floor: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    cap: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    floor: float | None = Field(default=None, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    cap: float | None = Field(default=None, gt=0, le=MAX_RATE, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _floor_below_cap(self) -> RateBound:
@@ -142,15 +180,18 @@ class GuidanceConfig(_Section):
     """How rate guidance is derived from the equilibrium (see :mod:`pricing.decisions.guidance`)."""
 
     band_level: float = Field(default=0.90, gt=0, lt=1)  # probability of the rate bands
-    draws: int = Field(default=200, ge=20)  # curve draws behind the bands
-    seed: int = 0  # of the curve draws: the same inputs give the same bands
+    draws: int = Field(default=200, ge=20, le=MAX_DRAWS)  # curve draws behind the bands
+    seed: int = Field(default=0, ge=0)  # of the curve draws: the same inputs give the same bands
     balanced_pct: float = Field(default=5.0, gt=0, allow_inf_nan=False)  # |gap| ≤ this
     thin_data_flags: tuple[str, ...] = ("thin_data",)  # curve flags that mean thin_data
     max_change_pct: float = Field(default=10.0, gt=0, allow_inf_nan=False)  # vs previous run
+    # a clearing rate more than this many times today's observed rate, or less than its
+    # inverse, is withheld as implausible (pricing.decisions.guidance, "Plausibility")
+    plausible_ratio: float = Field(default=10.0, gt=1, le=1e6, allow_inf_nan=False)
 
 
 Share = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # may exceed 1
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 
 
 class InterventionsConfig(_Section):
@@ -161,10 +202,11 @@ class InterventionsConfig(_Section):
     objective: Literal["hours", "gmv", "surplus"] = "hours"
     spend_caps: dict[str, Money] = {}  # category → most USD spent on its levers
     min_fill: dict[str, Share] = {}  # category → least fill (equilibrium hours / demand today)
-    budget_step: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # None: 5 %
-    enumerate_limit: int = Field(default=64, ge=1)  # joint unit combinations per exact group
-    max_rounds: int = Field(default=6, ge=1)  # re-anchoring rounds of the separable model
-    time_limit_seconds: float = Field(default=20.0, gt=0, allow_inf_nan=False)  # per CP-SAT
+    budget_step: float | None = Field(default=None, gt=0, le=MAX_MONEY, allow_inf_nan=False)
+    # joint unit combinations per exact group (each is an equilibrium solve)
+    enumerate_limit: int = Field(default=64, ge=1, le=100_000)
+    max_rounds: int = Field(default=6, ge=1, le=100)  # re-anchoring rounds of the separable model
+    time_limit_seconds: float = Field(default=20.0, gt=0, le=86_400, allow_inf_nan=False)
 
 
 class RunConfig(_Section):
@@ -216,7 +258,7 @@ class _Selector(_Section):
 class LevelShift(_Selector):
     """``[[demand]]`` / ``[[supply]]``: hours demanded (offered) at every rate × multiplier."""
 
-    multiplier: float = Field(gt=0, allow_inf_nan=False)
+    multiplier: float = Field(ge=1 / MAX_MULTIPLIER, le=MAX_MULTIPLIER, allow_inf_nan=False)
 
 
 class ElasticityOverride(_Selector):
@@ -231,6 +273,11 @@ class ElasticityOverride(_Selector):
             raise ValueError(f"a demand elasticity must be negative, not {self.value}")
         if self.side == "supply" and self.value <= 0:
             raise ValueError(f"a supply elasticity must be positive, not {self.value}")
+        if not MIN_ABS_ELASTICITY <= abs(self.value) <= MAX_ABS_ELASTICITY:
+            raise ValueError(
+                f"|elasticity| must lie in [{MIN_ABS_ELASTICITY:g}, {MAX_ABS_ELASTICITY:g}], "
+                f"not {abs(self.value):g}"
+            )
         return self
 
 
@@ -250,8 +297,8 @@ class FeeChange(_Selector):
 class BoundChange(_Selector):
     """``[[bounds]]``: set a rate floor and/or cap (listed USD/h), or ``remove`` both."""
 
-    floor: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    cap: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    floor: float | None = Field(default=None, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    cap: float | None = Field(default=None, gt=0, le=MAX_RATE, allow_inf_nan=False)
     remove: bool = False
 
     @model_validator(mode="after")
@@ -309,7 +356,7 @@ class FeeTarget(_Selector):
     """``[solve_for.fee]``: the fee (``side``) at which one segment clears at ``rate``."""
 
     side: Literal["freelancer", "client"]
-    rate: float = Field(gt=0, allow_inf_nan=False)  # target listed rate, USD/h
+    rate: float = Field(gt=0, le=MAX_RATE, allow_inf_nan=False)  # target listed rate, USD/h
     range: tuple[float, float] = (0.0, 0.9)
 
     @field_validator("range")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -57,3 +58,23 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         frame.to_json(orient="records", date_format="iso", double_precision=10)
     )
     return out
+
+
+#: Characters that change how a terminal or a page shows the text around them: control
+#: characters (C0 but the newline, DEL, C1), bidirectional embeddings, overrides, isolates
+#: and marks, and the line and paragraph separators. A category named with an escape
+#: sequence or a right-to-left override must show as what it is, not act.
+_UNSAFE = "\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_BETWEEN_LINES = re.compile(f"[{_UNSAFE}]")
+_IN_A_LINE = re.compile(f"[{_UNSAFE}\n]")
+
+
+def escape_controls(text: str, newlines: bool = True) -> str:
+    """``text`` with every unsafe character (:data:`_UNSAFE`; the newline too unless
+    ``newlines``) written as its Python escape, ``\\x1b`` or ``\\u202e``."""
+    return (_BETWEEN_LINES if newlines else _IN_A_LINE).sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"

@@ -69,14 +69,25 @@ class StoreError(PricingError, ValueError):
 
 
 class StoreWriteError(StoreError):
-    """The run store cannot be written: nothing was stored."""
+    """The run store cannot be written (read-only, full, not a folder): nothing was stored."""
+
+    exit_code = 6
+
+
+class QueryError(PricingError, ValueError):
+    """A query over the run store is not one read-only SELECT, or DuckDB rejects it."""
+
+    exit_code = 2
+
+
+class OutputError(PricingError, OSError):
+    """An output file (``--out``, a report) cannot be written: nothing was written."""
 
     exit_code = 6
 
 
 class RunError(PricingError, RuntimeError):
-    """A nightly run stopped without storing anything (``--strict`` and degraded segments),
-    or a stored run lacks a table it must have."""
+    """A nightly run stopped without storing anything (``--strict`` and degraded segments)."""
 
     exit_code = 6
 
@@ -95,3 +106,12 @@ def suggest(name: str, candidates: list[str]) -> str | None:
         return lowered[name.lower()]
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[match[0]] if match else None
+
+
+def os_reason(exc: OSError) -> str:
+    """What went wrong in an operating system's error, in one line: its strerror and the
+    file it names, else its text."""
+    if exc.strerror:
+        return exc.strerror + (f" ({exc.filename})" if exc.filename else "")
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

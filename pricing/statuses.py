@@ -13,6 +13,9 @@ class SegmentStatus(StrEnum):
     SOLVED_FALLBACK = "solved_fallback"  # cleared and verified by the fallback solver
     FAILED = "failed"  # no path cleared and verified its component: numbers left empty
     NO_CURVE = "no_curve"  # no usable demand or supply curve: not solved
+    # guidance only: cleared, but the rate lies beyond [guidance] plausible_ratio of
+    # today's observed rate, so it is withheld (pricing.decisions.guidance)
+    IMPLAUSIBLE = "implausible"
 
 
 #: statuses whose numbers are a verified equilibrium

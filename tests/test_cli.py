@@ -56,18 +56,18 @@ def test_help_lists_commands_and_exit_codes(runner: CliRunner) -> None:
     assert result.exit_code == ExitCode.OK
     for command in ("validate", "panel", "simulate"):
         assert command in result.output
-    assert "3 invalid input" in result.output
+    assert "3  invalid input" in result.output
 
 
 def test_validate_valid(runner: CliRunner, valid_dir: Path) -> None:
-    result = runner.invoke(main, ["validate", str(valid_dir), *AS_OF])
+    result = runner.invoke(main, ["validate", str(valid_dir)])
     assert result.exit_code == ExitCode.OK, result.output
     assert "OK" in result.stdout
     assert "reading and checking jobs (jobs.csv)" in result.stderr  # progress on stderr
 
 
 def test_validate_invalid_reports_all_and_exits_3(runner: CliRunner, invalid_dir: Path) -> None:
-    result = runner.invoke(main, ["validate", str(invalid_dir), *AS_OF])
+    result = runner.invoke(main, ["validate", str(invalid_dir)])
     assert result.exit_code == ExitCode.INVALID_INPUT
     assert "jobs.hours [not_positive]" in result.stdout
     assert "supply.week [not_monday]" in result.stdout
@@ -75,7 +75,7 @@ def test_validate_invalid_reports_all_and_exits_3(runner: CliRunner, invalid_dir
 
 
 def test_validate_json(runner: CliRunner, invalid_dir: Path) -> None:
-    result = runner.invoke(main, ["validate", str(invalid_dir), *AS_OF, "--json", "--quiet"])
+    result = runner.invoke(main, ["validate", str(invalid_dir), "--json", "--quiet"])
     assert result.exit_code == ExitCode.INVALID_INPUT
     payload = json.loads(result.stdout)
     assert payload["ok"] is False
@@ -86,11 +86,11 @@ def test_validate_json(runner: CliRunner, invalid_dir: Path) -> None:
     assert result.stderr == ""
 
 
-def test_validate_future_dates_depend_on_as_of(
+def test_future_dates_are_invalid_and_a_future_as_of_is_a_usage_error(
     runner: CliRunner, make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]
 ) -> None:
-    """Dates are checked against today, or against --as-of when it is later (--as-of means
-    what it means for a run: the week it ends on; later rows are left out, not wrong)."""
+    """Dates are checked against today; an --as-of after today would make its run the
+    store's latest until that day, so it is refused (issue 19 §10)."""
     soon = dt.date.today() + dt.timedelta(days=3)
     del tables["shifters"]  # they would have to cover the new job's week too
     jobs = tables["jobs"]
@@ -101,12 +101,12 @@ def test_validate_future_dates_depend_on_as_of(
     rules = {p["rule"] for p in json.loads(result.stdout)["problems"]}
     assert rules == {"future_date"}
     later = (soon + dt.timedelta(days=7)).isoformat()
-    result = runner.invoke(main, ["validate", str(data), "--as-of", later, "--json", "-q"])
-    assert result.exit_code == ExitCode.OK, result.stdout
+    result = runner.invoke(main, ["panel", str(data), "--as-of", later, "-q"])
+    assert result.exit_code == ExitCode.USAGE and "is after today" in result.stderr
 
 
 def test_missing_data_dir_is_invalid_input(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(main, ["validate", str(tmp_path / "nope"), *AS_OF])
+    result = runner.invoke(main, ["validate", str(tmp_path / "nope")])
     assert result.exit_code == ExitCode.INVALID_INPUT
     assert "is not a directory" in result.stdout
 
@@ -115,14 +115,14 @@ def test_bad_config_is_invalid_input(
     runner: CliRunner, make_dir: Callable[..., Path], tables: dict[str, pd.DataFrame]
 ) -> None:
     directory = make_dir(tables, config='[estimation]\ndemand_instrument = ["fx_index"]\n')
-    result = runner.invoke(main, ["validate", str(directory), *AS_OF])
+    result = runner.invoke(main, ["validate", str(directory)])
     assert result.exit_code == ExitCode.INVALID_INPUT
     assert "did you mean 'demand_instruments'" in result.output
     assert "Traceback" not in result.output
 
 
 def test_bad_option_is_usage_error(runner: CliRunner, valid_dir: Path) -> None:
-    result = runner.invoke(main, ["validate", str(valid_dir), "--as-of", "yesterday"])
+    result = runner.invoke(main, ["panel", str(valid_dir), "--as-of", "yesterday"])
     assert result.exit_code == ExitCode.USAGE
 
 

@@ -57,7 +57,7 @@ from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.market.synthetic import random_market
 from pricing.runs.pipeline import run_batch
 from pricing.runs.run import Run, load_run
-from pricing.store.store import read_table
+from pricing.store.stored import read_table
 
 PANEL_RTOL = 1e-12
 RATE_RTOL = 1e-8
@@ -322,7 +322,7 @@ def test_cli_run_and_whatif_with_workers_match_local(split_sample: Path, tmp_pat
     assert_same_tables(here, there, RUN_RTOL)
     for table in ("segments", "totals", "equilibrium"):
         a, b = (
-            read_table(next(iter(run.store.scenario_paths().values())), table)
+            read_table(next(iter(run.store.scenario_paths().values())), table, "scenario")
             for run in (here, there)
         )
         assert a is not None and b is not None

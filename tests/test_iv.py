@@ -139,16 +139,36 @@ def test_first_stage_f_is_the_wald_test_of_the_instruments(cov: str) -> None:
         assert fit.to_frame().iloc[0]["first_stage_f"] == pytest.approx(f, rel=RTOL)
 
 
+@pytest.mark.parametrize("cov", ["HC1", "unadjusted", "cluster", "HAC"])
+def test_intervals_are_linearmodels_own(cov: str) -> None:
+    """A debiased covariance (HC1, cluster, HAC: n/(n−k)) gives t(n−k) intervals, the
+    unadjusted one normal intervals, as linearmodels' ``conf_int`` (1e-8, as above)."""
+    frame = random_panel(1, seed=5).sort_values("t")
+    fit = estimate_curve(
+        frame,
+        "q",
+        "p",
+        ["z1"],
+        ["c1"],
+        cov=cov,  # type: ignore[arg-type]
+        clusters="cluster" if cov == "cluster" else None,
+        level=0.9,
+    )
+    row = fit.to_frame().iloc[0]
+    expected = oracle(frame, ["z1"], ["c1"], cov, None).conf_int(0.9).loc["log_p"]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (expected["lower"], expected["upper"]), rel=RTOL
+    )
+    assert np.isnan(row["dof"]) == (cov == "unadjusted")
+
+
 def test_no_groups_means_one_fit_and_intervals() -> None:
     frame = random_panel(1, seed=5)
     fit = estimate_curve(frame, "q", "p", ["z1"], level=0.9)
     row = fit.to_frame().iloc[0]
     expected = oracle(frame, ["z1"], [], "HC1", None)
     assert row["elasticity"] == pytest.approx(expected.params["log_p"], rel=RTOL)
-    half = 1.6448536269514722 * row["std_error"]  # z_0.95
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
-        (row["elasticity"] - half, row["elasticity"] + half), rel=1e-12
-    )
+    assert row["dof"] == len(frame) - 2  # HC1 is debiased: t(n − k)
     assert fit.conf_int(0.95).iloc[0]["upper"] > row["ci_high"]
     assert "2SLS" in fit.summary() and "<table" in fit._repr_html_()
 
@@ -261,3 +281,98 @@ def test_categorical_keys_with_unused_levels() -> None:
     group = frame[frame["segment"] == "s02"]
     expected = oracle(group, ["z1"], [], "HC1", None)
     assert fit.iloc[2]["elasticity"] == pytest.approx(expected.params["log_p"], rel=RTOL)
+
+
+# ------------------------------------------------------------ issue 19 §7: edge cases
+def test_as_many_rows_as_parameters_is_too_few() -> None:
+    """OLS with n = k fits exactly: no residual variance, so no standard error (it was
+    1e-16 and a zero-width interval). It fails, and with one more row it estimates."""
+    frame = random_panel(1, seed=7).head(3)  # intercept, c1, log p: k = 3
+    with pytest.raises(EstimationError, match=r"too_few_observations: 3 rows, 3 parameters"):
+        estimate_curve(frame, "q", "p", controls=["c1"])
+    row = estimate_curve(frame, "q", "p", controls=["c1"], on_error="flag").to_frame().iloc[0]
+    assert np.isnan(row["std_error"]) and row["flags"].startswith("too_few_observations")
+    four = random_panel(1, seed=7).head(4)
+    ok = estimate_curve(four, "q", "p", controls=["c1"]).to_frame().iloc[0]
+    assert ok["std_error"] > 1e-6 and ok["ci_high"] > ok["ci_low"]
+
+
+def test_a_single_cluster_cannot_give_a_clustered_variance() -> None:
+    """One cluster's scores sum to zero (the normal equations): SE was 1e-14, F 8e27."""
+    frame = random_panel(2, seed=8).assign(cluster=0)
+    frame.loc[frame["segment"] == "s01", "cluster"] = np.arange((frame["segment"] == "s01").sum())
+    fit = estimate_curve(
+        frame, "q", "p", ["z1"], by=["segment"], cov="cluster", clusters="cluster", on_error="flag"
+    ).to_frame()
+    flags = fit.set_index("segment")["flags"]
+    assert flags["s00"].startswith("too_few_clusters: 1")
+    assert np.isnan(fit.set_index("segment").loc["s00", "std_error"])
+    assert flags["s01"] in ("", "weak_instrument")
+    with pytest.raises(EstimationError, match="too_few_clusters"):
+        estimate_curve(frame, "q", "p", ["z1"], by=["segment"], cov="cluster", clusters="cluster")
+
+
+def test_a_first_stage_f_on_a_singular_covariance_is_nan_and_weak() -> None:
+    """Two clusters leave the clustered covariance of two instruments rank 1: its Wald
+    statistic is noise (it came out negative or ~1e27), so F is NaN and flagged weak;
+    on many random panels F is never negative."""
+    frame = random_panel(6, seed=9).assign(cluster=lambda f: f["t"] % 2)
+    fit = estimate_curve(
+        frame, "q", "p", ["z1", "z2"], by=["segment"], cov="cluster", clusters="cluster"
+    ).to_frame()
+    assert fit["first_stage_f"].isna().all()
+    assert (fit["flags"] == "weak_instrument").all()
+    for seed in range(5):
+        some = random_panel(8, seed=seed).assign(cluster=lambda f: f["t"] % 3)
+        f = estimate_curve(
+            some, "q", "p", ["z1"], by=["segment"], cov="cluster", clusters="cluster"
+        ).to_frame()["first_stage_f"]
+        assert ((f >= 0) | f.isna()).all()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("q", np.inf, r"not_finite in q \(1 rows\)"),
+        ("q", np.nan, r"missing_value in q \(1 rows\)"),
+        ("p", -np.inf, r"not_finite in p \(1 rows\)"),
+        ("p", np.nan, r"missing_value in p \(1 rows\)"),
+        ("q", 0.0, r"non_positive_quantity \(1 rows\)"),
+    ],
+)
+def test_bad_quantities_and_prices_raise_with_their_own_reason(
+    column: str, value: float, reason: str
+) -> None:
+    """A +inf quantity gave a NaN elasticity, no flag and no error under "raise"; a NaN
+    was labelled non_positive."""
+    frame = random_panel(2, seed=10)
+    frame.loc[frame.index[frame["segment"] == "s01"][0], column] = value
+    with pytest.raises(EstimationError, match=f"segment=s01: {reason}"):
+        estimate_curve(frame, "q", "p", ["z1"], by=["segment"])
+    fit = estimate_curve(frame, "q", "p", ["z1"], by=["segment"], on_error="flag").to_frame()
+    assert fit["elasticity"].notna().tolist() == [True, False]
+
+
+@pytest.mark.parametrize("role", ["clusters", "fixed_effects"])
+def test_missing_cluster_ids_and_levels_are_not_a_level_of_their_own(role: str) -> None:
+    frame = random_panel(2, seed=11).astype({"cluster": "float64", "month": "float64"})
+    column = "cluster" if role == "clusters" else "month"
+    frame.loc[frame.index[frame["segment"] == "s00"][:2], column] = np.nan
+    kwargs = (
+        {"clusters": "cluster", "cov": "cluster"}
+        if role == "clusters"
+        else {"fixed_effects": "month"}
+    )
+    with pytest.raises(
+        EstimationError, match=rf"segment=s00: missing_value in {column} \(2 rows\)"
+    ):
+        estimate_curve(frame, "q", "p", ["z1"], by=["segment"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bandwidth_longer_than_the_sample_is_cut_to_it() -> None:
+    """bandwidth = 10^9 would loop 10^9 lags; a group has at most n − 1."""
+    frame = random_panel(1, seed=12).sort_values("t")
+    long = estimate_curve(frame, "q", "p", ["z1"], cov="HAC", bandwidth=10**9).to_frame()
+    cut = estimate_curve(frame, "q", "p", ["z1"], cov="HAC", bandwidth=len(frame) - 1).to_frame()
+    # the same sums in the same order: equal up to rounding, 1e-12 is far above it
+    assert long["std_error"].iloc[0] == pytest.approx(cut["std_error"].iloc[0], rel=1e-12)

@@ -11,6 +11,7 @@ from conftest import stub_manifest, stub_scenario_manifest
 
 from pricing.errors import StoreError
 from pricing.store.manifest import read_manifest
+from pricing.store.snapshot import Snapshot
 from pricing.store.store import RunStore
 
 D1, D2 = dt.date(2025, 12, 21), dt.date(2025, 12, 28)
@@ -36,11 +37,13 @@ def test_commit_lists_and_resolves_runs(tmp_path: Path) -> None:
     p2 = store.write_run(D2, _tables(20.0), _manifest(D2))
     assert store.run_paths() == {D1: p1, D2: p2}
     assert store.resolve("latest") == p2 and store.resolve("2025-12-21") == p1
-    assert store.previous(D2) == p1 and store.previous(D1) is None
+    assert store.earlier(D2) == [p1] and store.earlier(D1) == []
     manifest = read_manifest(p2)
     assert manifest.path == str(p2) and p2.name == f"build={manifest.build}"
     assert "store" in manifest.timings_s  # the store's own step is timed in its manifest
-    assert list(store.runs()["run_id"]) == ["2025-12-21", "2025-12-28"]
+    assert manifest.tables == {"equilibrium": 2, "guidance": 2}  # set by the store
+    with Snapshot.open(store) as snapshot:
+        assert list(snapshot.runs()["run_id"]) == ["2025-12-21", "2025-12-28"]
 
 
 def test_rerun_of_an_as_of_replaces_it_and_removes_the_old_build(tmp_path: Path) -> None:
@@ -67,8 +70,8 @@ def test_newest_build_wins_and_leftovers_are_invisible_then_cleaned(tmp_path: Pa
     stale.mkdir()
     (stale / "equilibrium.parquet").write_bytes(b"half a file")
     assert store.run_paths() == {D1: first}
-    con = store.connect()
-    assert con.execute("SELECT count(*) FROM equilibrium").fetchone() == (2,)
+    with Snapshot.open(store) as snapshot:
+        assert snapshot.query("SELECT count(*) AS n FROM equilibrium")["n"].tolist() == [2]
     second = store.write_run(D1, _tables(12.0), _manifest(D1))
     assert sorted(p.name for p in folder.iterdir()) == [second.name]
 
@@ -94,7 +97,7 @@ def test_views_carry_the_as_of_and_scenario_partitions(tmp_path: Path) -> None:
         stub_scenario_manifest("boom", D2),
         files={"scenario.toml": 'name = "boom"\n'},
     )
-    con = store.connect()
+    con = Snapshot.open(store).connect()
     rows = con.execute(
         "SELECT as_of, avg(rate) FROM equilibrium GROUP BY as_of ORDER BY as_of"
     ).fetchall()
@@ -127,7 +130,7 @@ def test_missing_or_empty_store(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="holds no runs"):
         RunStore(tmp_path / "empty").resolve("latest")
-    assert RunStore(tmp_path / "empty").runs().empty
+    assert Snapshot.open(RunStore(tmp_path / "empty")).runs().empty
 
 
 def test_unwritable_store_is_a_store_error(tmp_path: Path) -> None:

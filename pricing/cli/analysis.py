@@ -21,7 +21,7 @@ from pricing.cli.options import (
     data_argument,
     result_options,
 )
-from pricing.cli.output import write_table
+from pricing.cli.output import echo, write_table
 from pricing.cli.progress import Progress, solver_output_to_stderr
 
 if TYPE_CHECKING:
@@ -50,6 +50,15 @@ def _payload(
         **body,
         "out": str(out) if out else None,
     }
+
+
+def _budget(value: float | None) -> float | None:
+    """--budget must lie in [0, MAX_MONEY] USD (NaN, which passes range checks, does not)."""
+    from pricing.config import MAX_MONEY
+
+    if value is not None and not 0 <= value <= MAX_MONEY:
+        raise click.BadParameter(f"must be a number of USD in [0, {MAX_MONEY:g}], not {value}")
+    return value
 
 
 def _degraded(result: EquilibriumResult) -> None:
@@ -102,9 +111,9 @@ def equilibrium(
     if as_json:
         timings = {**progress.timings, **{f"solve.{k}": v for k, v in result.timings.items()}}
         body = {**result.to_dict(), "timings_s": timings}
-        click.echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
+        echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
     _degraded(result)
 
 
@@ -134,9 +143,11 @@ def guidance(
 
     Per segment: the rate to ask (freelancer) and to budget (client) with bands from the
     elasticities' uncertainty, today's observed rate, the gap and the market state
-    (balanced, supply_short, demand_short, thin_data). Settings come from the config's
-    [guidance] section. With no DATA_DIR, uses the shipped sample market. Exits 3 when
-    --previous cannot be used, 4 when some component could not be cleared.
+    (balanced, supply_short, demand_short, thin_data). A rate more than [guidance]
+    plausible_ratio (10) times today's, or less than its inverse, is withheld (status
+    implausible). Settings come from the config's [guidance] section. With no DATA_DIR,
+    uses the shipped sample market. Exits 3 when --previous cannot be used, 4 when some
+    component could not be cleared or a rate was withheld.
     """
     from pricing.cli.output import load_config
     from pricing.decisions.guidance import load_previous, rate_guidance
@@ -171,10 +182,13 @@ def guidance(
             "previous": str(previous) if previous else None,
             "timings_s": timings,
         }
-        click.echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
+        echo(json.dumps(_payload(data_dir, fitted, out, body), indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
     _degraded(equilibrium_)
+    withheld = int((result.frame["status"] == "implausible").sum())
+    if withheld:
+        raise Degraded(f"{withheld} segment(s) with a rate withheld as implausible (listed above)")
 
 
 @click.command()
@@ -183,7 +197,8 @@ def guidance(
 @as_of_option
 @click.option(
     "--budget",
-    type=click.FloatRange(min=0),
+    type=float,
+    callback=lambda _ctx, _param, value: _budget(value),
     default=None,
     help="USD to spend (default: the config's interventions.budget).",
 )
@@ -228,7 +243,7 @@ def plan(
             "(see data/README.md) to plan supply levers"
         )
     chosen = {k: v for k, v in (("budget", budget), ("objective", objective)) if v is not None}
-    settings = fitted.config.interventions.model_copy(update=chosen)
+    settings = fitted.config.interventions.model_copy(update=chosen)  # both checked already
     progress(f"clearing {len(fitted.market):,} segments")
     with solver_output_to_stderr():
         baseline = solve(fitted.market)
@@ -244,9 +259,9 @@ def plan(
             "out": str(out) if out else None,
             "timings_s": timings,
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
     if not result.feasible:
         raise Infeasible(result.explanation.splitlines()[0] if result.explanation else "")
     _degraded(baseline)

@@ -15,6 +15,7 @@ import click
 from pricing.bench import paths
 from pricing.bench.suite import STAGES, Sizes, cases, missing, stages
 from pricing.cli.options import json_option, quiet_option
+from pricing.cli.output import echo
 from pricing.cli.progress import Progress, solver_output_to_stderr
 
 if TYPE_CHECKING:
@@ -185,11 +186,11 @@ def _print(entry: Entry, regressions: list[Regression], as_json: bool) -> None:
                 else {"previous_ratio": hit.previous_ratio, "commit": hit.previous_commit}
             )
             out.append({**r.to_dict(), "regression": flag})
-        click.echo(json.dumps(out, indent=2))
+        echo(json.dumps(out, indent=2))
     else:
-        click.echo(markdown(entry))
+        echo(markdown(entry))
     for regression in regressions:
-        click.echo(f"slower than before: {regression}", err=True)
+        echo(f"slower than before: {regression}", err=True)
 
 
 COMMANDS = (bench,)

@@ -18,16 +18,19 @@ from pricing.cli.options import (
     quiet_option,
     result_options,
 )
-from pricing.cli.output import load_config, write_table
+from pricing.cli.output import echo, load_config, write_table
 from pricing.cli.progress import Progress
 
 
 @click.command()
 @data_argument
 @config_option
-@as_of_option
 @click.option(
-    "--max-examples", default=5, show_default=True, help="Offending rows shown per problem."
+    "--max-examples",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Offending rows shown per problem.",
 )
 @json_option("Print the report as JSON on stdout.")
 @quiet_option
@@ -36,26 +39,23 @@ def validate(
     ctx: click.Context,
     data_dir: Path,
     config_path: Path | None,
-    as_of: dt.datetime | None,
     max_examples: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Check DATA_DIR against the data contract and report every problem.
 
-    Dates are checked against today, or --as-of if later. With no DATA_DIR, checks the
-    shipped sample. Exits 0 when the data are valid and 3 when they are not (or the
-    config is invalid).
+    Dates are checked against today (a run as of an earlier date leaves later rows out;
+    they are not wrong). With no DATA_DIR, checks the shipped sample. Exits 0 when the
+    data are valid and 3 when they are not (or the config is invalid).
     """
-    from pricing.runs.pipeline import validation_report
+    from pricing.inputs.validation import check_inputs
 
     config = load_config(data_dir, config_path)
     progress = Progress(quiet)
-    report = validation_report(
-        data_dir, config, as_of.date() if as_of else None, max_examples, progress
-    )
+    report = check_inputs(data_dir, config, max_examples=max_examples, progress=progress)
     progress.done()
-    click.echo(report.to_json() if as_json else report.summary())
+    echo(report.to_json() if as_json else report.summary())
     if not report.ok:
         ctx.exit(ExitCode.INVALID_INPUT)
 
@@ -97,9 +97,9 @@ def panel(
             "out": str(out) if out else None,
             "timings_s": progress.timings,
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(result.summary(max_rows=rows))
+        echo(result.summary(max_rows=rows))
 
 
 @click.command()
@@ -188,10 +188,10 @@ def simulate(
             "supply_rows": market.supply.num_rows,
             "timings_s": progress.timings,
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(market.summary())
-        click.echo(f"written to {out}")
+        echo(market.summary())
+        echo(f"written to {out}")
 
 
 COMMANDS = (validate, panel, simulate)

@@ -1,5 +1,6 @@
 """The ``pricing`` command group: options shared by every command, and the one place
-where library errors become exit codes (:mod:`pricing.cli.exits`).
+where library errors, failures to write and interrupts become exit codes
+(:mod:`pricing.cli.exits`).
 
 Heavy libraries are imported inside the commands so that ``--help`` stays fast.
 """
@@ -12,7 +13,7 @@ import click
 
 from pricing._version import __version__
 from pricing.cli import analysis, bench, data, runs, store
-from pricing.cli.exits import PROGRESS_KEY, exit_for
+from pricing.cli.exits import MEANINGS, PROGRESS_KEY, exit_for, interrupted
 from pricing.errors import PricingError
 
 
@@ -22,23 +23,35 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except PricingError as error:
-            progress = ctx.meta.get(PROGRESS_KEY)
-            if progress is not None:
-                progress.done()
+        except (PricingError, OSError) as error:
+            self._end_progress(ctx)
             raise exit_for(error, ctx.meta) from None
+        except KeyboardInterrupt:
+            progress = self._end_progress(ctx)
+            raise interrupted([] if progress is None else progress.committed) from None
+
+    @staticmethod
+    def _end_progress(ctx: click.Context) -> Any:
+        progress = ctx.meta.get(PROGRESS_KEY)
+        if progress is not None:
+            progress.done()
+        return progress
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+_EXIT_CODES = "\n".join(f"  {int(code):>3}  {text}" for code, text in MEANINGS.items())
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog='\b\nExit codes (README "Exit codes"):\n' + _EXIT_CODES,
+)
 @click.version_option(__version__, prog_name="pricing")
 def main() -> None:
     """Equilibrium pricing engine for a two-sided services marketplace.
 
     DATA_DIR holds jobs and supply tables (and optionally shifters, adjacency,
     interventions) as .parquet or .csv; see data/README.md for the contract.
-    Exit codes: 0 ok, 1 internal error, 2 usage error, 3 invalid input, 4 completed
-    with degraded segments, 5 infeasible request (plan, inverse scenario), 6 run failed
-    (nothing stored), 7 the Dask cluster cannot run the work.
     """
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from pricing.cli.exits import JSON_KEY
+from pricing.cli.exits import JSON_KEY, SAMPLE_KEY
 from pricing.cli.progress import Progress
 from pricing.inputs import SAMPLE_DIR
 
@@ -34,13 +36,36 @@ def json_option(help: str = "Print a JSON summary on stdout.") -> Decorator:
     return click.option("--json", "as_json", is_flag=True, callback=_remember_json, help=help)
 
 
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="No progress on stderr (warnings still show)."
+)
+
+
+def _sample_note(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """Remember when the data directory is the shipped sample by default: the command's
+    progress says so on stderr (:class:`~pricing.cli.progress.Progress`) — a note, or for
+    ``run``, which stores its result, a warning that --quiet does not silence."""
+    if param.name and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
+        ctx.meta[SAMPLE_KEY] = (value, isinstance(param, click.Option))
+    return value
+
 
 data_argument = click.argument(
     "data_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=SAMPLE_DIR,
     required=False,
+    callback=_sample_note,
+)
+
+data_option = click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SAMPLE_DIR,
+    show_default="the shipped sample, data/sample (said on stderr)",
+    callback=_sample_note,
+    help="Data directory.",
 )
 
 config_option = click.option(
@@ -51,13 +76,30 @@ config_option = click.option(
     help="Configuration TOML. Default: DATA_DIR/pricing.toml if present, else defaults.",
 )
 
+
+def _checked_as_of(
+    _: click.Context, __: click.Parameter, value: dt.datetime | None
+) -> dt.datetime | None:
+    """--as-of must lie between the contract's earliest date and today (a usage error)."""
+    if value is not None:
+        from pricing.errors import ConfigError
+        from pricing.runs.pipeline import check_as_of
+
+        try:
+            check_as_of(value.date())
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 as_of_option = click.option(
     "--as-of",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="Run as of this date: the week ending on the Sunday on or before it is the last "
-    "one used; later rows are left out (and counted). Default: the last complete week in "
-    "the data.",
+    callback=_checked_as_of,
+    help="Run as of this date, today at the latest: the week ending on the Sunday on or "
+    "before it is the last one used; later rows are left out (and counted). Default: the "
+    "last complete week in the data.",
 )
 
 store_option = click.option(
@@ -74,6 +116,13 @@ no_report_option = click.option(
 )
 
 
+def rows_option(default: int, help: str) -> Decorator:
+    """--rows: how many rows a text output shows, at least 1."""
+    return click.option(
+        "--rows", type=click.IntRange(min=1), default=default, show_default=True, help=help
+    )
+
+
 def result_options(table: str, rows: int = 40, shown: str = "Segments") -> Decorator:
     """--out (``table``, written atomically), --rows, --json and --quiet of a command
     that prints a result table."""
@@ -84,9 +133,7 @@ def result_options(table: str, rows: int = 40, shown: str = "Segments") -> Decor
             default=None,
             help=f"Write {table} here (.parquet or .csv), atomically.",
         ),
-        click.option(
-            "--rows", default=rows, show_default=True, help=f"{shown} shown in the text summary."
-        ),
+        rows_option(rows, f"{shown} shown in the text summary."),
         json_option(),
         quiet_option,
     )

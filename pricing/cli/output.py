@@ -1,16 +1,27 @@
-"""Small things commands share: reading the configuration, writing a table for --out."""
+"""Small things commands share: printing, reading the configuration, writing a table for
+--out."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
+
 from pricing.cli.progress import Progress
+from pricing.display import escape_controls
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from pricing.config import RunConfig
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    """Print a command's output (stdout, or stderr with ``err``), every control character
+    and bidirectional override in it escaped: names and values come from data, and must
+    show as what they are, not move the cursor, recolour or reorder the terminal."""
+    click.echo(escape_controls(text), err=err)
 
 
 def load_config(data_dir: Path, config_path: Path | None) -> RunConfig:

@@ -14,14 +14,16 @@ from pricing.cli.options import (
     as_of_option,
     cluster_options,
     config_option,
+    data_option,
     executor_for,
     json_option,
     no_report_option,
     quiet_option,
+    rows_option,
     store_option,
 )
+from pricing.cli.output import echo
 from pricing.cli.progress import Progress, solver_output_to_stderr
-from pricing.inputs import SAMPLE_DIR
 
 
 def _outcome(statuses: set[str]) -> None:
@@ -33,14 +35,7 @@ def _outcome(statuses: set[str]) -> None:
 
 
 @click.command("run")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=SAMPLE_DIR,
-    show_default="the shipped sample, data/sample",
-    help="Data directory.",
-)
+@data_option
 @config_option
 @store_option
 @as_of_option
@@ -92,11 +87,11 @@ def run_command(
     report_file = None if no_report else report_path(result.path)
     if as_json:
         payload = {**result.to_dict(), "report": None if report_file is None else str(report_file)}
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(result.summary())
+        echo(result.summary())
         if report_file is not None:
-            click.echo(f"  report: {report_file}")
+            echo(f"  report: {report_file}")
     _outcome({result.status})
 
 
@@ -114,7 +109,7 @@ def run_command(
     help="The run to start from: 'latest' or its as-of date (YYYY-MM-DD).",
 )
 @store_option
-@click.option("--rows", default=15, show_default=True, help="Changed segments shown per scenario.")
+@rows_option(15, "Changed segments shown per scenario.")
 @no_report_option
 @cluster_options
 @json_option("Print one JSON document on stdout.")
@@ -170,12 +165,12 @@ def whatif(
                 for r in batch.results
             ],
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
         for r in batch.results:
-            click.echo(r.result.summary(max_rows=rows))
-            click.echo(f"stored in {r.path}")
-            click.echo("" if r.report is None else f"report: {r.report}\n")
+            echo(r.result.summary(max_rows=rows))
+            echo(f"stored in {r.path}")
+            echo("" if r.report is None else f"report: {r.report}\n")
     _outcome({r.result.status for r in batch.results})
 
 
@@ -193,9 +188,7 @@ def whatif(
     default=None,
     help="Write the report here (atomically). Default: report.html beside the stored tables.",
 )
-@click.option(
-    "--rows", default=200, show_default=True, help="Rows of each long table in the report."
-)
+@rows_option(200, "Rows of each long table in the report.")
 @json_option("Print the report's path and size as JSON.")
 @quiet_option
 def report(
@@ -220,8 +213,6 @@ def report(
     from pricing.report.report import report_path
     from pricing.runs.run import load_run
 
-    if rows < 1:
-        raise click.UsageError("--rows must be at least 1")
     progress = Progress(quiet)
     started = time.perf_counter()
     run = load_run(run_id, store_dir)
@@ -240,9 +231,9 @@ def report(
             "sections": list(rendered.sections),
             "seconds": round(time.perf_counter() - started, 3),
         }
-        click.echo(json.dumps(payload, indent=2))
+        echo(json.dumps(payload, indent=2))
     else:
-        click.echo(f"{rendered.title}: {path} ({size / 1024:,.0f} KiB)")
+        echo(f"{rendered.title}: {path} ({size / 1024:,.0f} KiB)")
 
 
 COMMANDS = (run_command, whatif, report)

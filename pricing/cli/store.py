@@ -1,4 +1,9 @@
-"""Reading the run store: ``history`` and ``sql``."""
+"""Reading and looking after the run store: ``history``, ``sql`` and ``store check``.
+
+Each reads a :class:`~pricing.store.snapshot.Snapshot`: the store held for reading (a
+re-run meanwhile removes nothing it reads) and every current build checked. A damaged
+run is left out and named on stderr, and the command reads the others.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,47 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pricing.cli.options import json_option, store_option
+from pricing.cli.exits import InvalidInput
+from pricing.cli.options import json_option, quiet_option, store_option
+from pricing.cli.output import echo
+from pricing.cli.progress import Progress
 
 if TYPE_CHECKING:
+    from pricing.store.snapshot import Snapshot
+
+#: rows of a table shown whole; longer text is cut in the middle (--json has it all)
+_CELL = 60
+
+
+def _open(store_dir: Path, progress: Progress, deep: bool = False) -> Snapshot:
+    """The store at ``store_dir``, held and checked; a StoreError (exit 3) when it does
+    not exist or is not a run store."""
+    from pricing.store.snapshot import Snapshot
     from pricing.store.store import RunStore
 
+    progress(f"checking the run store {store_dir}" + (" (every row)" if deep else ""))
+    snapshot = Snapshot.open(RunStore(store_dir), deep)
+    progress.done()
+    return snapshot
 
-def _open_store(store_dir: Path) -> RunStore:
-    """The store at ``store_dir``; a StoreError (exit 3) when the folder does not exist."""
-    from pricing.errors import StoreError
-    from pricing.store.store import RunStore
 
-    if not store_dir.is_dir():
-        raise StoreError(f"run store {store_dir} does not exist; run `pricing run` first")
-    return RunStore(store_dir)
+def _left_out(snapshot: Snapshot, progress: Progress) -> None:
+    for damage in snapshot.damage:
+        progress.warn(f"{damage}; left out (`pricing store check` lists all damage)")
+
+
+def _table(frame: object) -> str:
+    """A frame as text, long cells cut in the middle (…) so that rows stay rows."""
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    shown = frame.map(lambda v: v if not isinstance(v, str) or len(v) <= _CELL else _cut(v))
+    return shown.to_string(index=False)
+
+
+def _cut(text: str) -> str:
+    half = (_CELL - 1) // 2
+    return text[:half] + "…" + text[-half:]
 
 
 @click.command()
@@ -33,74 +65,116 @@ def _open_store(store_dir: Path) -> RunStore:
     "and equilibrium over the runs.",
 )
 @json_option("Print the table as JSON on stdout.")
-def history(store_dir: Path, segment: str | None, as_json: bool) -> None:
+@quiet_option
+def history(store_dir: Path, segment: str | None, as_json: bool, quiet: bool) -> None:
     """List the runs in the store (and the scenarios solved against them), or one
-    segment's guidance over time. Exits 3 when the store or the segment does not exist."""
-    store = _open_store(store_dir)
-    if segment is not None:
-        keys = store.segment_keys()
-        parts = segment.split("/")
-        if len(parts) != len(keys):
-            raise click.UsageError(
-                f"--segment {segment!r} must name {'/'.join(k.upper() for k in keys)}"
-            )
-        frame = store.segment_history(dict(zip(keys, parts, strict=True)))
-        if as_json:
-            click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+    segment's guidance over time. A damaged run is left out and named on stderr. Exits
+    3 when the store or the segment does not exist."""
+    progress = Progress(quiet)
+    with _open(store_dir, progress) as snapshot:
+        if segment is not None:
+            keys = snapshot.segment_keys()
+            parts = segment.split("/")
+            if len(parts) != len(keys):
+                raise click.UsageError(
+                    f"--segment {segment!r} must name {'/'.join(k.upper() for k in keys)}"
+                )
+            frame = snapshot.segment_history(dict(zip(keys, parts, strict=True)))
         else:
-            click.echo(f"Segment {segment} over {len(frame)} run(s):")
-            click.echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+            runs, scenarios = snapshot.runs(), snapshot.scenarios()
+        _left_out(snapshot, progress)
+    if segment is not None:
+        if as_json:
+            echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        else:
+            echo(f"Segment {segment} over {len(frame)} run(s):")
+            echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
         return
-    runs, scenarios = store.runs(), store.scenarios()
     if as_json:
         payload = {
             "runs": json.loads(runs.to_json(orient="records", date_format="iso")),
             "scenarios": json.loads(scenarios.to_json(orient="records", date_format="iso")),
         }
-        click.echo(json.dumps(payload, indent=2))
-        return
-    if runs.empty:
-        click.echo(f"No runs in {store_dir} yet.")
-        return
-    click.echo(f"{len(runs)} run(s) in {store_dir}:")
-    click.echo(runs.drop(columns=["path", "data_dir"]).to_string(index=False))
-    if not scenarios.empty:
-        click.echo(f"\n{len(scenarios)} scenario result(s):")
-        click.echo(scenarios.drop(columns=["path"]).to_string(index=False))
+        echo(json.dumps(payload, indent=2))
+    elif runs.empty:
+        echo(f"No runs in {store_dir} yet.")
+    else:
+        echo(f"{len(runs)} run(s) in {store_dir}:")
+        echo(_table(runs.drop(columns=["path", "data_dir"])))
+        if not scenarios.empty:
+            echo(f"\n{len(scenarios)} scenario result(s):")
+            echo(_table(scenarios.drop(columns=["path"])))
 
 
 @click.command()
 @click.argument("query")
 @store_option
-@click.option("--rows", default=100, show_default=True, help="Rows shown in the text output.")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Rows shown in the text output.",
+)
 @json_option("Print the result as JSON records.")
-def sql(query: str, store_dir: Path, rows: int, as_json: bool) -> None:
-    """Run DuckDB SQL over the run store.
+@quiet_option
+def sql(query: str, store_dir: Path, rows: int, as_json: bool, quiet: bool) -> None:
+    """Run one read-only DuckDB SELECT over the run store.
 
     Views: runs, curves, equilibrium, guidance, interventions, market, edges, catalogue
     (one row per segment and run, with its as_of), and scenarios, scenario_segments,
     scenario_totals, scenario_equilibrium, scenario_interventions (with baseline and
     scenario). Example: pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
-    Exits 2 on a query DuckDB rejects, 3 when the store does not exist.
+    The query reads those views only: no other file, no writing, no ATTACH, no settings.
+    A damaged run is left out and named on stderr. Exits 2 on a query that is not one
+    SELECT or that DuckDB rejects, 3 when the store does not exist.
     """
-    import duckdb
-
-    store = _open_store(store_dir)
-    con = store.connect()
-    try:
-        frame = con.execute(query).df()
-    except duckdb.Error as exc:
-        views = sorted(r[0] for r in con.execute("SHOW TABLES").fetchall())
-        raise click.UsageError(
-            f"DuckDB rejected the query: {str(exc).strip().splitlines()[0]}\n"
-            f"Views in {store_dir}: {', '.join(views) or 'none (no runs yet)'}"
-        ) from None
+    progress = Progress(quiet)
+    with _open(store_dir, progress) as snapshot:
+        frame = snapshot.query(query, read_only=True)
+        _left_out(snapshot, progress)
     if as_json:
-        click.echo(frame.to_json(orient="records", date_format="iso", indent=2))
+        echo(frame.to_json(orient="records", date_format="iso", indent=2))
         return
-    click.echo(frame.head(rows).to_string(index=False))
+    echo(_table(frame.head(rows)))
     if len(frame) > rows:
-        click.echo(f"... {len(frame) - rows:,} more rows (--rows, or --json for all)")
+        echo(f"... {len(frame) - rows:,} more rows (--rows, or --json for all)")
 
 
-COMMANDS = (history, sql)
+@click.group("store")
+def store_group() -> None:
+    """Look after the run store."""
+
+
+@store_group.command("check")
+@store_option
+@click.option(
+    "--quick", is_flag=True, help="Read each table's footer only, not every row (faster)."
+)
+@json_option("Print what was found as one JSON document on stdout.")
+@quiet_option
+def check(store_dir: Path, quick: bool, as_json: bool, quiet: bool) -> None:
+    """List every damage in the run store: a manifest that is missing or does not parse,
+    a table missing, unreadable or holding other rows than its manifest says, a folder or
+    file that does not belong (e.g. as_of=2025-12-28.bak). Changes nothing. Exits 0 when
+    there is none, 3 when there is some (each listed) or the store does not exist."""
+    progress = Progress(quiet)
+    with _open(store_dir, progress, deep=not quick) as snapshot:
+        found = snapshot.to_dict()
+    if as_json:
+        echo(json.dumps(found, indent=2))
+    else:
+        echo(
+            f"{store_dir}: {found['runs']} readable run(s), {found['scenarios']} readable "
+            f"scenario result(s), {found['superseded_builds']} superseded build(s) "
+            "awaiting removal"
+        )
+        for damage in snapshot.damage:
+            echo(f"damaged: {damage}")
+    if snapshot.damage:
+        raise InvalidInput(f"{len(snapshot.damage)} damaged item(s) in {store_dir}")
+    if not as_json:
+        echo("OK: no damage found.")
+
+
+COMMANDS = (history, sql, store_group)

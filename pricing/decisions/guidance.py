@@ -58,6 +58,19 @@ has no band (NaN). Bands are around the equilibrium rates, not the capped ones.
     demand_short   gap_pct < −balanced_pct     (it clears below)
     balanced       |gap_pct| ≤ balanced_pct
 
+**Plausibility.** A rate is published only if it lies within a factor
+K = ``plausible_ratio`` (default 10) of today's observed rate o:
+
+    o / K ≤ p* ≤ K o;   otherwise status ``implausible``, rates and band withheld (NaN).
+
+The curves are constant-elasticity fits around the rates a segment has traded at: in
+the sample, weekly rates of a segment span a factor 2.5 over two years (median), and the
+clearing rates lie within 0.7–2.6 times today's. A clearing rate ten times today's, or a
+tenth of it, comes from nearly flat curves (|η − ε| near 0) extrapolated far beyond any
+rate observed — with no instruments the sample once gave $201,140/h and $6·10⁻¹²/h, each
+"solved". Such a segment is labelled ``thin_data`` (reason "equilibrium implausible";
+``gap_pct`` says how far), and the equilibrium columns keep the number for inspection.
+
 **Stability cap.** With the previous run's published rates W₀, P₀ and c =
 ``max_change_pct`` / 100, the published rates are
 
@@ -79,7 +92,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, Local, plan_parts
-from pricing.config import GuidanceConfig
+from pricing.config import MIN_ABS_ELASTICITY, GuidanceConfig
 from pricing.display import Display, records
 from pricing.errors import DataError
 from pricing.estimation.curves import CurveSet
@@ -92,8 +105,6 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Segments per stacked market of drawn copies (memory and batch size of one solve).
 CHUNK_SEGMENTS = 250_000
-#: Drawn elasticities are kept this far from zero so that their signs stay valid.
-MIN_ABS_ELASTICITY = 1e-3
 
 STATES = ("balanced", "supply_short", "demand_short", "thin_data")
 RATE_COLUMNS = ("freelancer_rate", "client_rate")
@@ -268,17 +279,25 @@ def _guidance(
     timings = {"bands": time.perf_counter() - t0}
     p = equilibrium.rate
     observed = market.array("observed_rate")
+    status = _plausible(equilibrium.status, p, observed, config.plausible_ratio)
+    solved = np.isin(status, _SOLVED)
+    withheld = ~solved & np.isin(equilibrium.status, _SOLVED)  # implausible: no band either
+    for band in (now, later):
+        if band is not None:
+            band.low[withheld] = band.high[withheld] = np.nan
     fc, ff = market.array("client_fee"), market.array("freelancer_fee")
     with np.errstate(invalid="ignore"):
         gap = 100.0 * (p / observed - 1.0)
     se = np.stack([market.array(f"{side}_elasticity_se") for side in SIDES])
     flagged = _flagged(market, config.thin_data_flags)
-    state, reason = _market_state(gap, equilibrium.status, se, flagged, observed, config)
+    state, reason = _market_state(gap, status, se, flagged, observed, config)
     columns: dict[str, npt.NDArray[Any] | float] = {}
     capped = np.zeros(len(market), dtype=bool)
     for name, factor in {"freelancer_rate": 1 - ff, "client_rate": 1 + fc}.items():
         before = prev[name] if prev is not None else np.full(len(market), np.nan)
-        published, clipped = _cap(p * factor, before, config.max_change_pct)
+        published, clipped = _cap(
+            np.where(solved, p, np.nan) * factor, before, config.max_change_pct
+        )
         capped |= clipped
         columns[name] = published
         columns[f"{name}_low"] = now.low * factor
@@ -293,16 +312,16 @@ def _guidance(
         "state_reason": reason,
         "capped": capped,
         "band_level": config.band_level,
-        "status": equilibrium.status,
-        "band_draws": now.used,
+        "status": status,
+        "band_draws": np.where(withheld, 0, now.used),
         "observed_week": market.segments[ANCHOR_WEEK].to_numpy(),
-        "listed_rate": p,
+        "listed_rate": np.where(solved, p, np.nan),
         "listed_rate_low": now.low,
         "listed_rate_high": now.high,
-        "forecast_rate": nan if forecast is None else forecast.rate,
+        "forecast_rate": nan if forecast is None else np.where(solved, forecast.rate, np.nan),
         "forecast_rate_low": nan if later is None else later.low,
         "forecast_rate_high": nan if later is None else later.high,
-        "forecast_band_draws": 0 if later is None else later.used,
+        "forecast_band_draws": 0 if later is None else np.where(withheld, 0, later.used),
     }
     out = market.segments[keys].assign(**{name: columns[name] for name in COLUMNS})
     failed = now.failed + (later.failed if later is not None else 0)
@@ -639,6 +658,17 @@ def _market_state(
         f"equilibrium within ±{b:g} % of the observed rate",
     ).astype(object)
     return state, reason
+
+
+def _plausible(
+    status: npt.NDArray[np.object_], p: FloatArray, observed: FloatArray, ratio: float
+) -> npt.NDArray[np.object_]:
+    """``status`` with ``implausible`` where a cleared rate lies beyond ``ratio`` times
+    today's observed rate either way (module docstring, "Plausibility")."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        far = np.abs(np.log(p / observed)) > np.log(ratio)
+    out: npt.NDArray[np.object_] = np.where(np.isin(status, _SOLVED) & far, "implausible", status)
+    return out
 
 
 def _cap(

@@ -31,13 +31,28 @@ with persistent weekly shocks and shifters, Newey–West intervals with the plug
 bandwidth under-cover badly at n ≈ 100, and EWC with t critical values is their
 recommended remedy.
 
-Intervals are β̂ ± c se with c the normal quantile z_{1−α/2} (as linearmodels does) or,
-for EWC, the Student-t quantile with B degrees of freedom (column ``dof``).
+Intervals are β̂ ± c se (column ``dof`` says which c, as linearmodels does with
+``debiased`` for the covariances corrected by n/(n−k)):
+
+    "unadjusted"              c = z_{1−α/2}, the normal quantile (dof NaN)
+    "HC1", "cluster", "HAC"   c = t_{1−α/2}(n − k), Student t on the residual d.f.
+    "EWC"                     c = t_{1−α/2}(B)
 
 The first-stage F tests the excluded instruments in the regression of log p on Z, with the
 same kind of covariance: F = π̂_I' V̂_I⁻¹ π̂_I / q, V̂ the df-corrected estimate (for
 "unadjusted" this is the classic (RSS_r − RSS_u)/q ÷ RSS_u/(n − k_z)). F < 10 flags a weak
-instrument (Staiger and Stock's rule of thumb).
+instrument (Staiger and Stock's rule of thumb). F is NaN, and the group flagged
+``weak_instrument``, when V̂_I is not positive definite (its smallest eigenvalue at most
+10⁻¹² of its largest, e.g. fewer clusters than instruments): the instruments' strength
+cannot be measured then, and a Wald statistic on a singular covariance is noise (it came
+out as 8·10²⁷, or negative).
+
+A group cannot be estimated (and fails with its reason) when it has no more rows than
+parameters (n ≤ max(k, k_z): no residual degree of freedom, so no variance — a perfect
+fit reported a standard error of 10⁻¹⁶), fewer than two clusters (a single cluster's
+score sums to zero), or a row with a quantity or price that is missing, infinite or not
+positive, or a missing instrument, control, fixed-effect level or cluster id (a missing
+level is not a level of its own).
 
 All groups are solved together: rows are laid out in a padded (G, T, ·) array whose
 padding rows are zero (they add nothing to any cross-product), and every step is a
@@ -51,7 +66,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +84,9 @@ WEAK_INSTRUMENT_F = 10.0
 COEF = "coef_"
 # |r_ii| below this fraction of the largest |r_jj| of a QR factor counts as rank deficient
 _RANK_TOL = 1e-10
+# a covariance whose smallest eigenvalue is at most this fraction of its largest is not
+# positive definite (rounding of a singular one lands on either side of zero)
+_DEFINITE_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -158,7 +176,7 @@ def estimate_curve(
     )  # fmt: skip
     spec.check(frame)
     layout = _Layout.build(frame, spec.by)
-    reasons = layout.row_problems(frame, quantity, price, spec.instruments + spec.controls)
+    reasons = layout.row_problems(frame, spec)
     d = _design(frame, spec, layout, reasons)
     Qz, Rz = np.linalg.qr(d.Z)
     Xhat = Qz @ np.einsum("gtk,gtl->gkl", Qz, d.X) if spec.instruments else d.X
@@ -185,8 +203,7 @@ def estimate_curve(
     first_stage_f = np.full(layout.groups, np.nan)
     if spec.instruments:
         first_stage_f = _first_stage_f(spec, d, Qz, Rz, ok, dependence, layout.mask)
-    ewc = cov == "EWC"
-    dof = dependence.ewc_terms.astype(np.float64) if ewc else np.full(layout.groups, np.nan)
+    dof = _interval_dof(cov, d, dependence)
     std_error = np.sqrt(np.maximum(V[:, -1, -1], 0.0))
     fit = _fit(spec, layout, beta[:, -1], std_error, first_stage_f, dof, ok, reasons)
     included = ([] if fixed_effects is not None else ["intercept"]) + list(spec.controls)
@@ -279,7 +296,22 @@ def _design(
     n = layout.counts.astype(np.float64)
     k = X.shape[2] + absorbed
     kz = Z.shape[2] + absorbed
-    _fail(reasons, n <= kz, lambda g: f"too_few_observations: {n[g]:.0f} rows, {kz[g]} parameters")
+    most = np.maximum(k, kz)
+    _fail(
+        reasons,
+        n <= most,
+        lambda g: (
+            f"too_few_observations: {n[g]:.0f} rows, {most[g]} parameters (a residual "
+            "variance needs more rows than parameters)"
+        ),
+    )
+    if spec.clusters is not None:
+        clusters = layout.cells_per_group(layout.cell_codes(frame[spec.clusters]))
+        _fail(
+            reasons,
+            clusters < 2,
+            lambda g: f"too_few_clusters: {clusters[g]} (a clustered variance needs two or more)",
+        )
     for arr in (X, Z, Y, P):
         arr[reasons != ""] = 0.0
     return _Design(X, Z, Y, P, n, k, kz)
@@ -287,14 +319,26 @@ def _design(
 
 def _dependence(frame: pd.DataFrame, spec: _Spec, layout: _Layout, n: Array) -> _Dependence:
     """Clusters, HAC lags and EWC terms per group (``bandwidth`` or the rules of thumb
-    ⌈4(n/100)^(2/9)⌉ and round(0.4 n^(2/3)))."""
+    ⌈4(n/100)^(2/9)⌉ and round(0.4 n^(2/3))), at most n − 1: a group has no longer lag
+    and no more cosine terms than that."""
     cluster_ids = layout.cluster_ids(frame[spec.clusters]) if spec.clusters is not None else None
     if spec.bandwidth is not None:
         lags = terms = np.full(layout.groups, spec.bandwidth, dtype=np.int64)
     else:
         lags = np.ceil(4 * (n / 100) ** (2 / 9)).astype(np.int64)
         terms = np.maximum(np.round(0.4 * n ** (2 / 3)), 1).astype(np.int64)
-    return _Dependence(cluster_ids, lags, terms, layout.mask)
+    most = np.maximum(n.astype(np.int64) - 1, 1)
+    return _Dependence(cluster_ids, np.minimum(lags, most), np.minimum(terms, most), layout.mask)
+
+
+def _interval_dof(cov: str, d: _Design, dependence: _Dependence) -> Array:
+    """Degrees of freedom of each group's interval (module docstring): NaN (normal) for
+    "unadjusted", B for EWC, n − k for the covariances corrected by n/(n − k)."""
+    if cov == "unadjusted":
+        return np.full(len(d.n), np.nan)
+    if cov == "EWC":
+        return dependence.ewc_terms.astype(np.float64)
+    return np.maximum(d.n - d.k, 1.0)
 
 
 def _first_stage_f(
@@ -313,9 +357,11 @@ def _first_stage_f(
     Vz = _covariance(spec.cov, _inverse_gram(Rz), d.Z, e, d.n, d.kz, dependence, True)
     q = len(spec.instruments)
     pi_i, V_i = pi[:, -q:], Vz[:, -q:, -q:]
-    V_i = np.where(ok[:, None, None], V_i, np.eye(q))
-    f: Array = np.einsum("gk,gk->g", pi_i, np.linalg.solve(V_i, pi_i[..., None])[..., 0]) / q
-    return f
+    eigen = np.linalg.eigvalsh(np.where(ok[:, None, None], V_i, np.eye(q)))
+    definite = eigen[:, 0] > _DEFINITE_TOL * np.abs(eigen[:, -1])
+    V_i = np.where((ok & definite)[:, None, None], V_i, np.eye(q))
+    f = np.einsum("gk,gk->g", pi_i, np.linalg.solve(V_i, pi_i[..., None])[..., 0]) / q
+    return np.where(definite, f, np.nan)
 
 
 def _fit(
@@ -333,7 +379,8 @@ def _fit(
     elasticity, std_error, first_stage_f = (
         np.where(ok, a, np.nan) for a in (elasticity, std_error, first_stage_f)
     )
-    weak = ok & (first_stage_f < WEAK_INSTRUMENT_F)
+    # an F that cannot be measured (NaN) does not show a strong instrument either
+    weak = ok & bool(spec.instruments) & ~(first_stage_f >= WEAK_INSTRUMENT_F)
     method = "2SLS" if spec.instruments else "OLS"
     out = layout.keys.copy()
     out["elasticity"] = elasticity
@@ -395,18 +442,27 @@ class _Layout:
             return "(all rows)"
         return ", ".join(f"{c}={self.keys.iloc[g][c]}" for c in self.by)
 
-    def row_problems(
-        self, frame: pd.DataFrame, quantity: str, price: str, others: tuple[str, ...]
-    ) -> npt.NDArray[np.object_]:
-        """Per group, the first reason found in its rows ('' when none)."""
-        checks = [
-            ("non_positive_quantity", ~(frame[quantity] > 0)),
-            ("non_positive_price", ~(frame[price] > 0)),
-            *(
-                (f"missing_value in {c}", ~np.isfinite(frame[c].to_numpy(np.float64)))
-                for c in others
-            ),
-        ]
+    def row_problems(self, frame: pd.DataFrame, spec: _Spec) -> npt.NDArray[np.object_]:
+        """Per group, the first reason found in its rows ('' when none): a missing,
+        infinite or non-positive quantity or price, a missing or infinite regressor, a
+        missing fixed-effect level or cluster id."""
+        checks: list[tuple[str, Any]] = []
+        for side, column in (("quantity", spec.quantity), ("price", spec.price)):
+            values = frame[column].to_numpy(np.float64)
+            checks += [
+                (f"missing_value in {column}", np.isnan(values)),
+                (f"not_finite in {column}", np.isinf(values)),
+                (f"non_positive_{side}", values <= 0),
+            ]
+        for column in spec.instruments + spec.controls:
+            values = frame[column].to_numpy(np.float64)
+            checks += [
+                (f"missing_value in {column}", np.isnan(values)),
+                (f"not_finite in {column}", np.isinf(values)),
+            ]
+        for levels in (spec.fixed_effects, spec.clusters):
+            if levels is not None:
+                checks.append((f"missing_value in {levels}", frame[levels].isna().to_numpy()))
         reasons = np.full(self.groups, "", dtype=object)
         for name, bad_rows in checks:
             bad = np.bincount(

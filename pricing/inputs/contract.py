@@ -7,8 +7,11 @@ its tables in it (:func:`arrow_schema`), and the intervention catalogue is read 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from pricing.config import MAX_MONEY, MAX_RATE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -19,6 +22,16 @@ TIERS = ("entry", "intermediate", "expert")
 INTERVENTION_KINDS = ("recruit", "reskill", "fee_discount")
 REQUIRED_TABLES = ("jobs", "supply")
 OPTIONAL_TABLES = ("shifters", "adjacency", "interventions")
+#: no date of the data (nor an as-of date) is earlier: online freelance marketplaces
+#: began in the late 1990s, and an earlier date is a typo or a zero date (1970-01-01,
+#: 0001-01-01) that would stretch the panel over centuries of empty weeks
+EARLIEST_DATE = dt.date(1990, 1, 1)
+#: most hours one row may hold, a job's or a freelancer's week (50 person-years of
+#: full-time work; a profile may be an agency's, so not the 168 hours of one week): sums
+#: over billions of rows stay exact to far below an hour
+MAX_HOURS = 1e5
+#: most units of one lever in a catalogue
+MAX_UNITS = 1e6
 
 
 @dataclass(frozen=True)
@@ -46,17 +59,17 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column("job_id", "string"),
         Column("posted_at", "date", not_after_as_of=True),
         *_SEGMENT,
-        Column("hours", "number", positive=True),
-        Column("budget_rate", "number", positive=True),
+        Column("hours", "number", positive=True, at_most=MAX_HOURS),
+        Column("budget_rate", "number", positive=True, at_most=MAX_RATE),
         Column("hired", "bool"),
-        Column("hired_rate", "number", nullable=True, positive=True),
+        Column("hired_rate", "number", nullable=True, positive=True, at_most=MAX_RATE),
     ),
     "supply": (
         Column("freelancer_id", "string"),
         Column("week", "date", monday=True, not_after_as_of=True),
         *_SEGMENT,
-        Column("available_hours", "number", non_negative=True),
-        Column("ask_rate", "number", positive=True),
+        Column("available_hours", "number", non_negative=True, at_most=MAX_HOURS),
+        Column("ask_rate", "number", positive=True, at_most=MAX_RATE),
     ),
     "shifters": (Column("week", "date", monday=True),),
     # v1.1: a pool may serve another tier's or region's segments (pricing.inputs.adjacency)
@@ -73,8 +86,8 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
         Column("intervention_id", "string"),
         Column("category", "string"),
         Column("kind", "string", allowed=INTERVENTION_KINDS),
-        Column("cost_per_unit", "number", positive=True),
-        Column("max_units", "number", non_negative=True, integer=True),
+        Column("cost_per_unit", "number", positive=True, at_most=MAX_MONEY),
+        Column("max_units", "number", non_negative=True, integer=True, at_most=MAX_UNITS),
         Column("effect_per_unit", "number", non_negative=True),
         Column("to_category", "string", optional=True, nullable=True),
         Column("decay", "number", optional=True, nullable=True, positive=True, at_most=1.0),

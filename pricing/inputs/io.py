@@ -9,7 +9,9 @@ failing on the first.
 
 Outputs are written under a temporary name next to their destination and renamed into
 place only when complete: a crash or kill at any moment leaves the previous output intact
-and never a half-written one.
+and never a half-written one. Before the rename every file written and the temporary
+folder are fsynced, and after it the folder that holds the result, so that a power loss
+after the commit cannot leave an empty or truncated file behind a committed name.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+
+from pricing.errors import OutputError, os_reason
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
 
@@ -175,12 +179,12 @@ def _parquet_view(
 ) -> ReadFailure | None:
     for path in source.paths:  # reading the footers names the file that is corrupt
         try:
-            con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(str(path))})").fetchall()
+            con.execute(f"SELECT count(*) FROM read_parquet({sql_string(str(path))})").fetchall()
         except duckdb.Error as exc:
             return ReadFailure(
                 source.name, path, "unreadable", f"{source.relative(path)}: {_first_line(exc)}"
             )
-    files = "[" + ", ".join(_sql_str(str(p)) for p in source.paths) + "]"
+    files = "[" + ", ".join(sql_string(str(p)) for p in source.paths) + "]"
     prefix = len(str(source.root)) + 2
     try:
         con.execute(
@@ -220,13 +224,13 @@ def _read_csv(
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise csv.Error(f"the header repeats column(s) {repeated}; give each column one name")
-    columns = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in header) + "}"
+    columns = "{" + ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in header) + "}"
     scan = (
-        f"read_csv({_sql_str(str(path))}, columns = {columns}, header = true, "
+        f"read_csv({sql_string(str(path))}, columns = {columns}, header = true, "
         "auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
         f"store_rejects = true, rejects_table = '{table}_rej', rejects_scan = '{table}_rejscan')"
     )
-    name = _sql_str(source.relative(path))
+    name = sql_string(source.relative(path))
     try:
         con.execute(f'CREATE TABLE "{table}_raw" AS SELECT * FROM {scan}')
         con.execute(
@@ -274,12 +278,20 @@ def _read_csv(
     return True
 
 
+def quote_identifier(name: str) -> str:
+    """``name`` as a DuckDB identifier: in double quotes, a double quote doubled. Every
+    identifier that comes from data or configuration goes through here, so that no name
+    can end the identifier and continue as SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _sql_str(value: str) -> str:
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal (single quotes, a quote doubled)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -290,7 +302,8 @@ def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
     The temporary directory sits next to ``final`` (same filesystem, so the rename is
     atomic). An existing ``final`` is replaced only when ``overwrite`` is true, and only
     after the new content is complete; on any error the temporary directory is removed and
-    ``final`` is untouched.
+    ``final`` is untouched. The content is fsynced before the rename and the parent
+    folder after it (module docstring).
     """
     final = Path(final)
     if final.exists() and not overwrite:
@@ -300,6 +313,7 @@ def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
     try:
         yield tmp
+        sync_tree(tmp)
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
             os.replace(final, old / final.name)
@@ -307,9 +321,27 @@ def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(old)
         else:
             os.replace(tmp, final)
+        fsync(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's or a folder's contents (a folder: its entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file under ``folder``, each folder after its entries, ``folder`` last."""
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in (*files, *dirs):
+            fsync(Path(root) / name)
+    fsync(folder)
 
 
 def _umask() -> int:
@@ -320,16 +352,27 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path that replaces ``final`` atomically if the block succeeds."""
+    """Yield a temporary path that replaces ``final`` atomically if the block succeeds
+    (fsynced before the rename, the folder after it). Any failure to write (a full disk,
+    a read-only or missing folder) is an :class:`~pricing.errors.OutputError` naming
+    ``final``; nothing is left behind."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result should not be
+    tmp: Path | None = None
+    blocker = next((p for p in final.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"cannot write {final}: {blocker} is a file, not a folder")
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+        os.close(fd)
+        tmp = Path(name)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result should not be
         yield tmp
+        fsync(tmp)
         os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        fsync(final.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {final}: {os_reason(exc)}; nothing was written") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)

@@ -40,7 +40,7 @@ import pandas as pd
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import RunConfig
 from pricing.display import Display, records
-from pricing.inputs.io import TableSource
+from pricing.inputs.io import TableSource, quote_identifier
 from pricing.inputs.validation import CheckedInputs, typed_views
 
 FLAGS = ("no_jobs", "no_hires", "no_supply")
@@ -251,7 +251,8 @@ def _combine_sql(inputs: CheckedInputs) -> str:
     if shifters:
         on = "sh.week = g.week" + (" AND sh.category = g.category" if by_category else "")
         shifter_join = f"LEFT JOIN shifters sh ON {on}"
-        shifter_select = ", " + ", ".join(f'sh."{c}"' for c in shifters)
+        # names from the data: quoted, whatever validation allowed
+        shifter_select = ", " + ", ".join(f"sh.{quote_identifier(c)}" for c in shifters)
     return f"""
     WITH d AS (
         SELECT {k}, CAST(week AS DATE) AS week,

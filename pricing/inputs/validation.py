@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pricing.config import RunConfig
+from pricing.config import COLUMN_NAME_RULE, RunConfig, column_name_ok
 from pricing.display import Display
 from pricing.errors import DataError, suggest
 from pricing.inputs.adjacency import COLUMNS as ADJACENCY_COLUMNS
 from pricing.inputs.adjacency import blank as adjacency_blank
 from pricing.inputs.adjacency import duplicates as adjacency_duplicates
 from pricing.inputs.contract import (
+    EARLIEST_DATE,
     OPTIONAL_TABLES,
     REQUIRED_TABLES,
     ROW_ID,
@@ -378,8 +380,23 @@ class _Checker:
         self._run_row_rules(con, name, table, rules)
         self._duplicates(con, name, table, usable, types)
         if name == "shifters":
-            self.columns[name] += self._numeric_extras(con, table, usable, types)
+            self.columns[name] += self._named(self._numeric_extras(con, table, usable, types))
         return TableInfo(name, source.label, int(rows))
+
+    def _named(self, shifters: tuple[str, ...]) -> tuple[str, ...]:
+        """The shifter columns whose names the contract allows (they become panel columns
+        and SQL identifiers); each other one is a problem, with a name that would do."""
+        bad = [c for c in shifters if not column_name_ok(c)]
+        for column in bad:
+            self.add(
+                "shifters",
+                column,
+                "bad_column_name",
+                1,
+                f"a shifter column's name must be {COLUMN_NAME_RULE}; rename it, "
+                f"e.g. to {_fixed_name(column)!r}",
+            )
+        return tuple(c for c in shifters if c not in bad)
 
     @staticmethod
     def _numeric_extras(
@@ -510,10 +527,11 @@ class _Checker:
                     column,
                     "future_date",
                     f"{value} > DATE '{self.as_of.isoformat()}'",
-                    f"{column} lies after the as-of date {self.as_of.isoformat()}; "
-                    "fix the date or pass a later --as-of",
+                    f"{column} lies after {self.as_of.isoformat()}, the latest date the data "
+                    "may hold (today, for a run); fix the date",
                 )
             )
+        rules += _date_window(column, col.type, value)
         if col.allowed:
             allowed = ", ".join(f"'{a}'" for a in col.allowed)
             rules.append(
@@ -985,6 +1003,28 @@ def _adjacency_self_loop(usable: set[str], types: dict[str, str]) -> _RowRule:
         "an edge must join two different segments (another category, or another tier or "
         "region named in to_tier/to_region); remove the row",
     )
+
+
+def _date_window(column: str, logical: str, value: str) -> list[_RowRule]:
+    """A date column's lower bound, :data:`EARLIEST_DATE` (its upper one is the as-of)."""
+    if logical != "date":
+        return []
+    earliest = EARLIEST_DATE.isoformat()
+    return [
+        _RowRule(
+            column,
+            "too_early",
+            f"{value} < DATE '{earliest}'",
+            f"{column} must be on or after {earliest} (earlier dates are typos or zero "
+            "dates such as 1970-01-01); fix the date",
+        )
+    ]
+
+
+def _fixed_name(column: str) -> str:
+    """A name like ``column`` that :func:`column_name_ok` accepts."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", column).strip("_") or "shifter"
+    return ("_" + name if name[0].isdigit() else name)[:63]
 
 
 def cast(column: str, logical: str, raw_type: str) -> str:

@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from pricing.display import escape_controls
 from pricing.market.market import curve_hours
 
 FloatArray = npt.NDArray[np.float64]
@@ -56,7 +57,22 @@ def _style() -> Any:  # matplotlib types rc keys as literals
         "axes.titlesize": 10,
         "axes.spines.top": False,
         "axes.spines.right": False,
+        "text.parse_math": False,  # a $ in a category name is a dollar sign, not math
     }
+
+
+#: longest name drawn in a figure; longer ones keep their start and end around "…"
+NAME_CHARS = 40
+
+
+def name_text(name: object) -> str:
+    """A name from the data as a figure draws it: control characters and bidirectional
+    overrides escaped, cut to :data:`NAME_CHARS` in the middle."""
+    text = escape_controls(str(name), newlines=False)
+    if len(text) <= NAME_CHARS:
+        return text
+    half = (NAME_CHARS - 1) // 2
+    return text[:half] + "…" + text[-half:]
 
 
 # ----------------------------------------------------------------------- heatmaps
@@ -93,8 +109,8 @@ def _heatmap(fig: Figure, ax: Axes, grid: Grid) -> None:
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     cmap = mpl.colormaps[DIVERGING].with_extremes(bad=MISSING_COLOUR)
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
-    ax.set_xticks(range(values.shape[1]), [str(c) for c in grid.cells.columns])
-    ax.set_yticks(range(values.shape[0]), [str(r) for r in grid.cells.index])
+    ax.set_xticks(range(values.shape[1]), [name_text(c) for c in grid.cells.columns])
+    ax.set_yticks(range(values.shape[0]), [name_text(r) for r in grid.cells.index])
     ax.tick_params(length=0)
     ax.spines[:].set_visible(False)
     ax.set_title(grid.title)
@@ -188,7 +204,7 @@ def _curves(ax: Axes, c: CurvePanel) -> None:
         ax.plot(c.hours, c.rate, marker="*", ms=11, color="#111", ls="none", label="equilibrium")
     ax.set_ylim(low, high)
     ax.set_xlim(left=0)
-    ax.set_title(f"{c.title}\n{c.subtitle}", loc="left", fontsize=9)
+    ax.set_title(f"{name_text(c.title)}\n{c.subtitle}", loc="left", fontsize=9)
     ax.set_xlabel("hours / week")
     ax.set_ylabel("listed rate, USD/h")
 

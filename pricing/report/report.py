@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.cluster import compute_text
-from pricing.display import Display
+from pricing.display import Display, escape_controls
 from pricing.inputs.io import atomic_file
 from pricing.statuses import PlanStatus, RunStatus
 from pricing.store.stored import plan_text
@@ -834,6 +834,10 @@ def _render(
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # every value shown, names from the data among them: control characters and
+        # bidirectional overrides escaped before HTML escaping (they would reorder or
+        # hide the text around them)
+        finalize=lambda v: escape_controls(v, newlines=False) if isinstance(v, str) else v,
     )
     page = env.get_template(template).render(**context, sections=sections)
     return Report(str(context["title"]), page, sections, images)

@@ -13,7 +13,7 @@ The command line calls these and prints what they return; a notebook calls the s
 ending the last week the jobs table covers to its final day; ``as_of=D`` (``--as-of D``
 everywhere on the command line) takes the Sunday on or before D. Later rows are left
 out of the panel and counted (``rows_after_as_of``); they are still validated, against
-today (or D, if later).
+today. An as-of date after today, or before the contract's earliest date, is rejected.
 
 **Degraded, not dead.** A segment without a usable curve or whose component no solver
 clears is reported (``failed``) and the rest of the run goes on; so does a plan that
@@ -28,10 +28,10 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,11 +46,10 @@ from pricing.decisions.scenario import WhatIf, check_scenario
 from pricing.errors import ConfigError, DataError, MarketError, RunError
 from pricing.estimation.curves import CurveSet, fit_curves
 from pricing.inputs import SAMPLE_DIR
+from pricing.inputs.contract import EARLIEST_DATE
 from pricing.inputs.panel import Panel, build_panel, last_complete_week, rows_after
 from pricing.inputs.validation import (
-    DEFAULT_MAX_EXAMPLES,
     CheckedInputs,
-    ValidationReport,
     check_inputs,
 )
 from pricing.market.equilibrium import EquilibriumResult, equilibrium_table, solve
@@ -73,9 +72,9 @@ from pricing.store.manifest import (
     PlanSummary,
     Statuses,
     Weeks,
-    read_manifest,
 )
-from pricing.store.store import DEFAULT_STORE, RunStore, read_table
+from pricing.store.store import DEFAULT_STORE, ReaderHold, RunStore
+from pricing.store.stored import latest_before
 
 STEPS = (
     "validate",
@@ -100,11 +99,17 @@ _LABELS = {
 
 
 class Reporter(Protocol):
-    """Where a run reports its steps (``step``) and their sub-steps (call)."""
+    """Where a run reports its steps (``step``), their sub-steps (call), what it had to
+    skip (``warn``) and what it committed to the store (``stored``, as the commit
+    happens: an interrupt right after it can still say what was stored)."""
 
     def step(self, label: str) -> None: ...
 
     def __call__(self, label: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def stored(self, what: str, path: Path) -> None: ...
 
 
 class _Silent:
@@ -112,6 +117,12 @@ class _Silent:
         pass
 
     def __call__(self, label: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def stored(self, what: str, path: Path) -> None:
         pass
 
 
@@ -171,19 +182,21 @@ class FittedMarket:
         return self.inputs.config
 
 
-def validation_report(
-    data_dir: str | Path,
-    config: RunConfig,
-    as_of: dt.date | None = None,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    progress: Reporter | None = None,
-) -> ValidationReport:
-    """Every problem of ``data_dir`` against the contract. Dates are checked against today,
-    or ``as_of`` if later (rows after the as-of week are allowed: a run leaves them out)."""
+def check_as_of(as_of: dt.date) -> None:
+    """A :class:`ConfigError` unless ``as_of`` lies between the contract's earliest date
+    and today: a run as of a future date would stay the store's ``latest`` run until
+    that date, and no marketplace data is older than :data:`EARLIEST_DATE`."""
     today = dt.date.today()
-    return check_inputs(
-        data_dir, config, max(today, as_of or today), max_examples=max_examples, progress=progress
-    )
+    if as_of > today:
+        raise ConfigError(
+            f"the as-of date {as_of.isoformat()} is after today ({today.isoformat()}): a "
+            "run covers weeks that have happened; leave --as-of out for the latest week"
+        )
+    if as_of < EARLIEST_DATE:
+        raise ConfigError(
+            f"the as-of date {as_of.isoformat()} is before {EARLIEST_DATE.isoformat()}, "
+            "the earliest date the data contract accepts"
+        )
 
 
 def checked_inputs(
@@ -198,8 +211,11 @@ def checked_inputs(
     present, else defaults). Raises :class:`DataError` (with the full report) or
     :class:`ConfigError`."""
     data_dir = Path(data_dir)
+    if as_of is not None:
+        check_as_of(as_of)
     settings, source = _settings(data_dir, config)
-    report = validation_report(data_dir, settings, as_of, progress=progress)
+    # rows after the as-of week are left out, not wrong: dates are checked against today
+    report = check_inputs(data_dir, settings, progress=progress)
     if not report.ok:
         raise DataError(report.summary(), report=report)
     checked = report.checked()
@@ -269,6 +285,7 @@ def run_batch(
     """
     reporter = progress or _Silent()
     store = store if isinstance(store, RunStore) else RunStore(store)
+    store.check_writable()
     created = dt.datetime.now(dt.UTC)
     timings: dict[str, float] = {}
     fitted = fitted_market(data_dir, config, as_of, executor, reporter, timings)
@@ -278,14 +295,20 @@ def run_batch(
         equilibrium = solve(fitted.market, executor=executor)
         forecast = solve(fitted.next_market, baseline=equilibrium, executor=executor)
     with clock("guidance"):
-        previous_path = store.previous(inputs.through)
-        previous = _previous_guidance(previous_path, fitted.config)
+        previous = latest_before(store, inputs.through, reporter.warn)
+        previous_guidance = None if previous is None else previous.guidance
         guidance = rate_guidance(
-            equilibrium, fitted.config.guidance, previous, executor, forecast=forecast
+            equilibrium,
+            fitted.config.guidance,
+            None
+            if previous_guidance is None
+            else check_previous(previous_guidance, list(fitted.config.segment_keys)),
+            executor,
+            forecast=forecast,
         )
     with clock("interventions"):
         plan, plan_status, plan_error = _plan(fitted, equilibrium, reporter)
-    degraded = _degraded(equilibrium, plan_error)
+    degraded = _degraded(equilibrium, guidance, plan_error)
     if strict and degraded:
         raise RunError(
             "--strict: the run is degraded, nothing was stored:\n"
@@ -312,7 +335,7 @@ def run_batch(
         counts=_counts(fitted.curves, equilibrium),
         statuses=_statuses(equilibrium, guidance, plan_status, plan_error),
         plan=PlanSummary.of(plan),
-        previous_run=read_manifest(previous_path).run_id if previous_path else None,
+        previous_run=None if previous is None else previous.run_id,
         tables={name: len(frame) for name, frame in tables.items()},
         versions=versions(),
         machine={"platform": platform.platform(), "cpus": LOCAL.threads},
@@ -320,11 +343,31 @@ def run_batch(
         timings_s=dict(timings),
         peak_memory_mb=peak_memory_mb(),
     )
-    run = Run.open(store.write_run(inputs.through, tables, manifest), store, executor=executor)
-    if report:
+    if previous is not None:
+        previous.close()  # its build may be removed once superseded, by this commit too
+    hold = ReaderHold()  # taken by the commit: the new build cannot go before it is read
+    path = store.write_run(
+        inputs.through,
+        tables,
+        manifest,
+        finish=_report_writer(store, reporter) if report else None,
+        on_commit=lambda committed: reporter.stored(f"run {inputs.through}", committed),
+        hold=hold,
+    )
+    return Run.open(path, store, hold, executor=executor)
+
+
+def _report_writer(store: RunStore, reporter: Reporter) -> Callable[[Path], None]:
+    """Write the report into a build before its commit: it is part of the build, never
+    added to a folder a concurrent re-run may already have replaced."""
+
+    def write(folder: Path) -> None:
         reporter("writing the report")
-        run.report().write(report_path(run.path))
-    return run
+        # the folder is not committed yet: no writer can remove it, so no hold is needed
+        unheld = Run.open(folder, store, ReaderHold())
+        unheld.report().write(report_path(folder))
+
+    return write
 
 
 @dataclass(frozen=True)
@@ -371,7 +414,8 @@ def run_whatifs(
         result = baseline.whatif(scenario, progress=reporter)
         reporter("storing the result")
         start = time.perf_counter()
-        path = save_whatif(baseline, result)
+        what = f"scenario {scenario.name} against run {baseline.run_id}"
+        path = save_whatif(baseline, result, partial(reporter.stored, what))
         seconds = round(time.perf_counter() - start, 3)
         page = None
         if report:
@@ -427,13 +471,6 @@ def _through(checked: CheckedInputs, as_of: dt.date | None) -> dt.date:
     return through
 
 
-def _previous_guidance(path: Path | None, config: RunConfig) -> pd.DataFrame | None:
-    if path is None:
-        return None
-    frame = read_table(path, "guidance")
-    return None if frame is None else check_previous(frame, list(config.segment_keys))
-
-
 def _plan(
     fitted: FittedMarket, baseline: EquilibriumResult, progress: Reporter
 ) -> tuple[InterventionPlan | None, PlanStatus, str | None]:
@@ -464,11 +501,17 @@ def _counts(curves: CurveSet, equilibrium: EquilibriumResult) -> Counts:
     )
 
 
-def _degraded(equilibrium: EquilibriumResult, plan_error: str | None) -> list[str]:
+def _degraded(
+    equilibrium: EquilibriumResult, guidance: Guidance, plan_error: str | None
+) -> list[str]:
     out = []
-    frame = equilibrium.to_frame()
+    frame = guidance.frame  # the equilibrium's statuses, and implausible rates withheld
     keys = list(equilibrium.market.segment_keys)
-    for status, why in (("no_curve", "no usable curve"), ("failed", "not cleared")):
+    for status, why in (
+        ("no_curve", "no usable curve"),
+        ("failed", "not cleared"),
+        ("implausible", "a rate withheld as implausible"),
+    ):
         bad = frame[frame["status"] == status]
         if len(bad):
             names = ["/".join(map(str, r)) for r in bad[keys].head(10).itertuples(index=False)]

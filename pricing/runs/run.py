@@ -72,14 +72,18 @@ def load_run(
     executor: Executor = LOCAL,
 ) -> Run:
     """A stored run: ``latest`` or its as-of date (YYYY-MM-DD); its what-ifs solve
-    through ``executor``."""
+    through ``executor``. The store is held for reading before the run is looked up, so
+    a re-run of its date meanwhile cannot remove it (:meth:`RunStore.hold`)."""
     store = store if isinstance(store, RunStore) else RunStore(store)
-    return Run.open(store.resolve(run_id), store, executor=executor)
+    hold = store.hold()
+    return Run.open(store.resolve(run_id), store, hold, executor=executor)
 
 
-def save_whatif(run: StoredRun, result: WhatIf) -> Path:
+def save_whatif(
+    run: StoredRun, result: WhatIf, on_commit: Callable[[Path], None] | None = None
+) -> Path:
     """Commit a what-if result to the run's store, tagged with its scenario's name;
-    returns the folder it is stored in."""
+    returns the folder it is stored in (``on_commit``: :meth:`RunStore.write_run`)."""
     tables = {
         "segments": result.to_frame(),
         "totals": result.totals,
@@ -105,4 +109,5 @@ def save_whatif(run: StoredRun, result: WhatIf) -> Path:
         tables,
         manifest,
         files={"scenario.toml": result.scenario.to_toml()},
+        on_commit=on_commit,
     )

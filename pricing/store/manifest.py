@@ -112,8 +112,9 @@ class PlanSummary(_Record):
 
 
 class Manifest(_Record):
-    """The manifest of a stored run. ``build`` and ``path`` are set by the store at the
-    commit; ``timings_s`` holds every step's seconds, the store's included."""
+    """The manifest of a stored run. ``build``, ``path`` and ``tables`` (rows per table
+    written) are set by the store at the commit; ``timings_s`` holds every step's
+    seconds, the store's included."""
 
     run_id: str
     as_of: dt.date
@@ -157,6 +158,7 @@ class ScenarioManifest(_Record):
     timings_s: dict[str, float]
     versions: dict[str, str]
     compute: dict[str, Any] | None = None
+    tables: dict[str, int] = {}  # rows per table, set by the store (older results: unknown)
     build: str = ""
     path: str = ""
 

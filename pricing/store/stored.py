@@ -1,7 +1,11 @@
 """A run and a scenario as stored: manifest, tables (read on first use) and the market.
 
 These are the records the report renders and :class:`pricing.runs.run.Run` builds on
-(adding what a stored run can do: re-solve, what-ifs, its report).
+(adding what a stored run can do: re-solve, what-ifs, its report). Each holds the store
+for reading while it lives (:meth:`RunStore.hold`), so the build it reads cannot be
+removed under it by a re-run of its date, and is checked when opened
+(:func:`~pricing.store.snapshot.check_build`): a damaged run is a :class:`StoreError`
+naming it and what is wrong, never a traceback half-way through.
 """
 
 from __future__ import annotations
@@ -10,14 +14,15 @@ import datetime as dt
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import pandas as pd
+import pyarrow as pa
 
 from pricing.cluster import compute_text
 from pricing.config import RunConfig, parse_config
 from pricing.display import Display
-from pricing.errors import RunError, StoreError, suggest
+from pricing.errors import StoreError, suggest
 from pricing.market.market import Market
 from pricing.store.manifest import (
     Manifest,
@@ -25,7 +30,11 @@ from pricing.store.manifest import (
     read_manifest,
     read_scenario_manifest,
 )
-from pricing.store.store import RunStore, read_table
+from pricing.store.snapshot import check_build
+from pricing.store.store import ReaderHold, RunStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,11 +46,23 @@ class StoredRun(Display):
     manifest: Manifest
     store: RunStore = field(repr=False)
     _tables: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False)
+    #: the store held for reading while this object lives (module docstring)
+    hold: ReaderHold = field(default_factory=ReaderHold, repr=False)
 
     @classmethod
-    def open(cls, path: Path, store: RunStore, **fields: Any) -> Self:
-        """The stored run in folder ``path`` (``fields``: a subclass's own)."""
-        return cls(path, read_manifest(path), store, **fields)
+    def open(
+        cls, path: Path, store: RunStore, hold: ReaderHold | None = None, **fields: Any
+    ) -> Self:
+        """The stored run in folder ``path``, checked, holding the store for reading
+        (``hold``: one already taken; ``fields``: a subclass's own). A
+        :class:`StoreError` names the run when it is gone or damaged."""
+        hold = hold or store.hold()
+        manifest = read_manifest(_checked(path, "run", None))
+        return cls(path, manifest, store, hold=hold, **fields)
+
+    def close(self) -> None:
+        """Let writers remove this build once superseded (also when garbage-collected)."""
+        self.hold.release()
 
     @property
     def run_id(self) -> str:
@@ -60,17 +81,18 @@ class StoredRun(Display):
         return parse_config(self.manifest.config, source=f"{self.path}/manifest.json")
 
     def table(self, name: str) -> pd.DataFrame | None:
-        """A stored table (a copy), or None when the run has none of that name."""
+        """A stored table (a copy), or None when the run has none of that name; a
+        :class:`StoreError` naming the run when the file cannot be read."""
         if name not in self._tables:
-            self._tables[name] = read_table(self.path, name)
+            self._tables[name] = read_table(self.path, name, f"run {self.run_id}")
         frame = self._tables[name]
         return None if frame is None else frame.copy()
 
     def required(self, name: str) -> pd.DataFrame:
-        """A stored table every run has; a :class:`RunError` naming the run if it is gone."""
+        """A stored table every run has; a :class:`StoreError` naming the run if it is gone."""
         frame = self.table(name)
         if frame is None:
-            raise RunError(f"run {self.run_id} at {self.path} has no {name} table")
+            raise StoreError(f"run {self.run_id} at {self.path} is damaged: it has no {name} table")
         return frame
 
     @property
@@ -112,7 +134,8 @@ class StoredRun(Display):
                 + (f"; did you mean {hint!r}?" if hint else "")
                 + (f" (stored: {', '.join(known)})" if known else "; run `pricing whatif` first")
             )
-        return StoredScenario(path, read_scenario_manifest(path))
+        manifest = read_scenario_manifest(_checked(path, "scenario", name))
+        return StoredScenario(path, manifest, self.hold)
 
     def to_frame(self) -> pd.DataFrame:
         """The stored guidance, one row per segment."""
@@ -178,9 +201,11 @@ class StoredScenario:
 
     path: Path
     manifest: ScenarioManifest
+    #: the store held for reading (shared with the run it was read from)
+    hold: ReaderHold = field(default_factory=ReaderHold, repr=False)
 
     def table(self, name: str) -> pd.DataFrame | None:
-        return read_table(self.path, name)
+        return read_table(self.path, name, f"scenario {self.manifest.scenario}")
 
     def required(self, name: str) -> pd.DataFrame:
         frame = self.table(name)
@@ -192,3 +217,51 @@ class StoredScenario:
     def settings(self) -> str:
         """The scenario's resolved TOML."""
         return (self.path / "scenario.toml").read_text(encoding="utf-8")
+
+
+def latest_before(store: RunStore, as_of: dt.date, warn: Callable[[str], None]) -> StoredRun | None:
+    """The latest run before ``as_of`` whose guidance reads, held; damaged runs are
+    skipped, each named through ``warn``. None when there is none."""
+    hold = store.hold()
+    for path in store.earlier(as_of):
+        try:
+            run = StoredRun.open(path, store, hold)
+            run.required("guidance")
+        except StoreError as exc:
+            warn(f"{exc}; skipped, the previous run is an earlier one")
+            continue
+        return run
+    hold.release()
+    return None
+
+
+def read_table(path: Path, name: str, what: str) -> pd.DataFrame | None:
+    """Table ``name`` of a run or scenario folder (``what``: which, for messages), or
+    None if the folder lacks it; a :class:`StoreError` when the file cannot be read."""
+    file = path / f"{name}.parquet"
+    if not file.exists():
+        return None
+    try:
+        return pd.read_parquet(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(
+            f"{what} at {path} is damaged: {file.name} cannot be read ({exc}); "
+            "`pricing store check` lists all damage"
+        ) from None
+
+
+def _checked(path: Path, kind: str, scenario: str | None) -> Path:
+    """``path``, after :func:`check_build`; a :class:`StoreError` naming the build when
+    it is gone (replaced by a newer one and removed) or damaged."""
+    dated = path.parent if kind == "run" else path.parent.parent  # as_of= / baseline=
+    date = dt.date.fromisoformat(dated.name.split("=", 1)[1])
+    what = f"run {date}" if kind == "run" else f"scenario {scenario} of run {date}"
+    if not path.is_dir():
+        raise StoreError(f"{what} at {path} is gone: a newer build replaced it; read it again")
+    _, problems = check_build(path, kind, (date, scenario))
+    if problems:
+        raise StoreError(
+            f"{what} at {path} is damaged: {'; '.join(problems)}; "
+            "`pricing store check` lists all damage"
+        )
+    return path
