@@ -80,7 +80,7 @@ def hand_panel() -> Panel:
     return Panel(frame, ("category", "tier"), ("z",), dt.date(2024, 12, 1))
 
 
-def test_exact_curves_are_recovered_and_pass_through_the_reference_point() -> None:
+def test_exact_curves_are_recovered_and_anchored_at_the_latest_week() -> None:
     panel = hand_panel()
     config = EstimationConfig(
         demand_instruments=("z",), supply_instruments=("z",), reference_weeks=3
@@ -89,14 +89,16 @@ def test_exact_curves_are_recovered_and_pass_through_the_reference_point() -> No
     # noiseless data: 2SLS returns the exponents to rounding
     assert curves.loc["demand", "elasticity_raw"] == pytest.approx(-1.2, abs=1e-9)
     assert curves.loc["supply", "elasticity_raw"] == pytest.approx(0.8, abs=1e-9)
-    last = panel.frame.tail(3)
-    w = last["hours_hired"]
-    ref_rate = np.exp((w * np.log(last["rate"])).sum() / w.sum())
+    last = panel.frame.iloc[-1]
     for side, column in (("demand", "hours_demanded"), ("supply", "hours_supplied")):
         row = curves.loc[side]
-        assert row["ref_rate"] == pytest.approx(ref_rate, rel=1e-12)
-        assert row["ref_hours"] == pytest.approx(last[column].mean(), rel=1e-12)
-        # log Q̄ = log A + ε log p̄: the curve passes through the reference point
+        # the anchor is the latest week's own rate (levels.py), not a trailing mean
+        assert row["ref_week"] == last["week"]
+        assert row["ref_rate"] == pytest.approx(last["rate"], rel=1e-12)
+        # the level is constant here, so the filtered level is it whatever the filter's
+        # gains: the latest hours to rounding (measured 5e-15 after 40 filter steps)
+        assert row["ref_hours"] == pytest.approx(last[column], rel=1e-12)
+        # log Q = log A + ε log a: the curve passes through its anchor
         fitted = row["log_level"] + row["elasticity"] * np.log(row["ref_rate"])
         assert fitted == pytest.approx(np.log(row["ref_hours"]), abs=1e-12)
 

@@ -58,11 +58,9 @@ A segment without a usable raw estimate gets μ̃_c + α̂_t with variance τ² 
 shrunk value still has the wrong sign, the prior mean μ̃_c + α̂_t, else the global mean
 μ̂, replaces it (flag ``wrong_sign_replaced``).
 
-**Levels** put each curve through the segment's reference point: the rate p̄_s
-(hours-weighted geometric mean of hired rates over the last ``reference_weeks`` weeks
-that had hires) and the mean hours demanded / supplied over the same weeks:
-
-    log A_s = log Q̄D_s − ε̂_s log p̄_s,    log B_s = log Q̄S_s − η̂_s log p̄_s
+**Levels** anchor each curve in the as-of week: the segment's latest rate and the hours
+its nowcast puts there, with their uncertainty and next week's forecast
+(:mod:`pricing.estimation.levels`, :mod:`pricing.estimation.nowcast`).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def anchor_levels(
     latest = segments.merge(last, on=keys, how="left")
     forecast, group = _shifter_forecasts(frame, keys, segments, controls, ahead)
     common = _common(fits, controls, forecast)
-    corr_next = now.cov_next[:, 0, 1] / np.sqrt(now.cov_next[:, 0, 0] * now.cov_next[:, 1, 1])
+    corr_next = _correlation(now.cov_next)
     out = {}
     for i, side in enumerate(SIDES):
         fit = fits[side]
@@ -106,6 +106,17 @@ def anchor_levels(
     return out
 
 
+def _correlation(cov: FloatArray) -> FloatArray:
+    """The sides' correlation from each segment's 2×2 covariance: 0 where a side's level
+    is known exactly (a variance of 0, as when its curve has no filter noise), NaN where
+    a variance is NaN."""
+    scale = np.sqrt(cov[:, 0, 0] * cov[:, 1, 1])
+    out: FloatArray = np.divide(
+        cov[:, 0, 1], scale, out=np.where(np.isnan(scale), np.nan, 0.0), where=scale > 0
+    )
+    return out
+
+
 def _side(
     now: Nowcast,
     i: int,
@@ -114,7 +125,7 @@ def _side(
     se: FloatArray,
 ) -> dict[str, FloatArray]:
     variance = now.cov[:, i, i]
-    corr = now.cov[:, 0, 1] / np.sqrt(now.cov[:, 0, 0] * now.cov[:, 1, 1])
+    corr = _correlation(now.cov)
     return {
         "log_level": log_level,
         "level_se": np.sqrt(variance),

@@ -59,8 +59,10 @@ and level g·se(ε)² (``slope_level_cov``), and the correlation of the two side
 (``level_corr``: the rate measures their difference, so it can be large).
 
 **Intercepts.** μ is itself estimated, from the segment's m_k weeks on side k, with
-variance about (q_k/(1 − ρ_k)² + h_k·mean(1/n))/m_k (the long-run variance of an AR(1)
-level read with noise, over m_k weeks). The level moves with μ_j by G_kj = δ_kj + ∂s_k/∂μ_j
+variance (σ²_k (1 + 2 Σ_{j<m_k} (1 − j/m_k) ρ_k^j) + h_k·mean(1/n))/m_k, σ²_k =
+q_k/(1 − ρ_k²): the variance of the mean of an AR(1) level over its m_k weeks, read with
+noise (exact for any m_k, so a level that barely moves, ρ_k → 1, is not given an
+unbounded intercept variance). The level moves with μ_j by G_kj = δ_kj + ∂s_k/∂μ_j
 (the same linearity: ∂s/∂μ is the filter run on the readings' derivatives), so P_T gains
 G diag(Var μ̂) G' (and P_{T+1} the same with ρ ∂s/∂μ).
 """
@@ -78,6 +80,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 #: segments the parameters are estimated on, at most (evenly chosen): the likelihood's
 #: value per segment settles long before, and the filter then runs on every segment
@@ -263,14 +266,15 @@ def _fit_side(series: Series, side: int, start: FloatArray) -> FloatArray:
         rho, q, h = 1.0 / (1.0 + math.exp(-v[0])), math.exp(v[1]), math.exp(v[2])
         state, var = np.zeros(y.shape[1]), np.full(y.shape[1], q / (1 - rho**2))
         total = 0.0
-        for t in range(y.shape[0]):
-            if t:
-                state, var = rho * state, rho * rho * var + q
-            s = var + np.where(seen[t], h * inverse[t], 1.0)
-            innovation = y[t] - state
-            gain = np.where(seen[t], var / s, 0.0)
-            state, var = state + gain * innovation, var - gain * var
-            total += float(np.sum(np.where(seen[t], np.log(s) + innovation**2 / s, 0.0)))
+        with np.errstate(all="ignore"):  # variances that underflow: the loss is not finite
+            for t in range(y.shape[0]):
+                if t:
+                    state, var = rho * state, rho * rho * var + q
+                s = var + np.where(seen[t], h * inverse[t], 1.0)
+                innovation = y[t] - state
+                gain = np.where(seen[t], var / s, 0.0)
+                state, var = state + gain * innovation, var - gain * var
+                total += float(np.sum(np.where(seen[t], np.log(s) + innovation**2 / s, 0.0)))
         return 0.5 * total if math.isfinite(total) else 1e300
 
     best = minimize(
@@ -457,13 +461,26 @@ def _forecast(
 
 def _intercept_variance(readings: _Readings, theta: Parameters) -> FloatArray:
     """Var(μ̂) per segment and side (S, 2): a mean of m weekly readings whose levels are
-    AR(1) (long-run variance q/(1 − ρ)²) read with noise h/n: (q/(1 − ρ)² + h·mean(1/n))/m."""
+    AR(1) (stationary variance σ² = q/(1 − ρ²)) read with noise h/n (module docstring)."""
     out = np.empty((readings.y[0].shape[1], 2))
     for side in range(2):
         seen = readings.seen[side]
         m = np.maximum(seen.sum(axis=0), 1)
         noise = theta.h[side] * np.where(seen, readings.inverse[side], 0.0).sum(axis=0) / m
-        out[:, side] = (theta.q[side] / (1 - theta.rho[side]) ** 2 + noise) / m
+        rho, q = theta.rho[side], theta.q[side]
+        out[:, side] = q / (1 - rho**2) * _ar1_mean_factor(rho, m) + noise / m
+    return out
+
+
+def _ar1_mean_factor(rho: float, m: IntArray) -> FloatArray:
+    """Var(mean of m consecutive AR(1) values) / σ² = (1 + 2 Σ_{k<m} (1 − k/m) ρ^k) / m,
+    exact for every m (the long-run form (1 + ρ)/((1 − ρ) m) is its limit for m ≫ 1/(1 − ρ)
+    and is unbounded as ρ → 1, where the exact factor tends to 1)."""
+    k = np.arange(1, int(m.max()))
+    power = rho**k
+    below = np.concatenate([[0.0], np.cumsum(power)])  # Σ_{k<m} ρ^k, indexed by m − 1
+    weighted = np.concatenate([[0.0], np.cumsum(k * power)])  # Σ_{k<m} k ρ^k
+    out: FloatArray = (1 + 2 * (below[m - 1] - weighted[m - 1] / m)) / m
     return out
 
 

@@ -80,6 +80,12 @@ VERIFY_TOL = 1e-6
 _IDLE_FLOW = 1e-9
 _PRICED_OUT = 1e-6
 
+#: |log| of a rate or hours beyond which a component is not cleared: 1e±30, so that the
+#: interior point's products and ratios of rates, hours and their powers (Hessian entries
+#: such as h/p², across a component whose rates span that range) stay far inside the
+#: floats. No market trades there (rates in any currency, hours of any platform are
+#: within 1e±12); such curves come from extreme band draws (a drawn level of e^226).
+_REPRESENTABLE = 30 * np.log(10.0)
 STATUSES = ("solved", "solved_fallback", "failed", "no_curve")
 PATHS = ("", "closed_form", "interior", "clarabel", "scs")
 _SOLVED, _FALLBACK, _FAILED, _NO_CURVE = range(4)
@@ -304,13 +310,14 @@ def solve(
 
 def _representable(market: Market, state: _State) -> npt.NDArray[np.bool_]:
     """The usable segments of the components whose every segment clears alone at a rate
-    and hours that floats represent; the others (a band's drawn copy with nearly flat
-    curves, say) are left failed with a note."""
+    and hours within :data:`_REPRESENTABLE` of 1 either way; the others (a band's drawn
+    copy with an extreme drawn slope or level, say) are left failed with a note."""
     usable = market.usable
     with np.errstate(all="ignore"):
         rate = market.uncoupled_rate()
         hours = market.demand_hours(rate)
-    beyond = usable & ~(np.isfinite(rate) & (rate > 0) & np.isfinite(hours) & (hours > 0))
+        inside = (np.abs(np.log(rate)) < _REPRESENTABLE) & (np.abs(np.log(hours)) < _REPRESENTABLE)
+    beyond = usable & ~inside
     if not beyond.any():
         return usable
     comp = market.component
