@@ -153,9 +153,11 @@ def test_iv_recovers_elasticities_and_beats_ols(
     for side in ("demand", "supply"):
         iv_err = _errors(iv, truth, side, "elasticity_raw")["error"].median()
         ols_err = _errors(ols, truth, side, "elasticity_raw")["error"].median()
-        # measured over seeds 1–8 (150 segments): IV raw median |error| 0.20–0.33 (demand),
-        # 0.11–0.19 (supply); OLS 0.6–0.7 on both sides
-        assert iv_err < 0.30 if side == "demand" else iv_err < 0.20
+        # measured over seeds 1–8 (150 segments) since the simulator clears its truth as a
+        # coupled market (its logged rates and hours changed then): IV raw median |error|
+        # 0.20–0.29 (demand), 0.12–0.21 (supply; 0.21 is this seed, 4); OLS 0.48–0.74.
+        # The bounds sit just above each side's worst seed
+        assert iv_err < 0.30 if side == "demand" else iv_err < 0.23
         assert ols_err > 2 * iv_err
 
 

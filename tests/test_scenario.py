@@ -19,6 +19,7 @@ from scipy.optimize import brentq
 
 import pricing.decisions.scenario as scenario_module
 from pricing.config import (
+    MAX_MULTIPLIER,
     AdjacencyChange,
     BoundChange,
     BudgetTarget,
@@ -547,7 +548,7 @@ def test_every_problem_in_a_scenario_file_is_reported_at_once(tmp_path: Path) ->
     assert text.startswith(f"{path} has 7 problem(s)")
     for expected in (
         "unknown setting 'descripton'; did you mean 'description'?",
-        "demand.0.multiplier: Input should be greater than 0",
+        "demand.0.multiplier: Input should be greater than or equal to 0.001",
         "fees.0: Value error, a fees entry needs client_fee, freelancer_fee or both",
         "bounds.0: Value error, floor 50.0 must be below cap 40.0",
         "adjacency.0: Value error, an adjacency entry takes friction or remove = true",
@@ -625,7 +626,8 @@ optional = st.none() | labels
 fee = st.floats(0.0, 0.999)
 positive = st.floats(1e-3, 1e4)
 selectors = {"category": optional, "tier": optional, "region": optional}
-shifts = st.builds(LevelShift, multiplier=positive, **selectors)
+multipliers = st.floats(1 / MAX_MULTIPLIER, MAX_MULTIPLIER)  # the contract's bounds
+shifts = st.builds(LevelShift, multiplier=multipliers, **selectors)
 turns = st.one_of(
     st.builds(
         ElasticityOverride, side=st.just("demand"), value=st.floats(-5.0, -1e-3), **selectors

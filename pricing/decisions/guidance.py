@@ -500,7 +500,10 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
         with np.errstate(invalid="ignore", divide="ignore"):
             gain = np.where(sd > 0, s["slope_level_cov"][i] / sd**2, 0.0)
         slopes[side] = drawn
-        shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
+        # a heavy-tailed slope draw can shift a level beyond the floats: that copy is
+        # left out by the solver (beyond its representable range) and counted as failed
+        with np.errstate(over="ignore"):
+            shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
     # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost

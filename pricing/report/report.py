@@ -837,10 +837,19 @@ def _render(
         # every value shown, names from the data among them: control characters and
         # bidirectional overrides escaped before HTML escaping (they would reorder or
         # hide the text around them)
-        finalize=lambda v: escape_controls(v, newlines=False) if isinstance(v, str) else v,
+        # (a macro's output, already rendered from finalized values, is kept as markup)
+        finalize=_finalize,
     )
     page = env.get_template(template).render(**context, sections=sections)
     return Report(str(context["title"]), page, sections, images)
+
+
+def _finalize(value: Any) -> Any:
+    import markupsafe
+
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return escape_controls(value, newlines=False)
+    return value
 
 
 def report_path(path: Path) -> Path:
