@@ -194,16 +194,15 @@ def _finished(job: _Job, seen: _Seen) -> None:
             assert stderr.startswith("Interrupted: ") and stderr.count("\n") == 1, said
             for path in _STORED.findall(stderr):
                 _note_commit(seen, Path(path))
+        elif job.writer and stdout.rstrip().endswith("}"):  # the signal came after its summary
+            _note_stored(seen, job.kind, stdout)
         return
     assert code in DOCUMENTED, said
     allowed = (0, ExitCode.DEGRADED) if job.writer else (0,)
     assert code in allowed, said  # nothing else can go wrong here
     assert "Traceback" not in stderr and "warning" not in stderr, said  # nothing skipped
-    if job.kind == "run":
-        _note_commit(seen, Path(json.loads(stdout)["run_path"]))
-    elif job.kind == "whatif":
-        (result,) = json.loads(stdout)["scenarios"]
-        _note_commit(seen, Path(result["path"]))
+    if job.writer:
+        _note_stored(seen, job.kind, stdout)
     elif job.kind == "history":
         shown = json.loads(stdout)
         view = {r["run_id"]: Path(r["path"]).name for r in shown["runs"]}
@@ -216,6 +215,16 @@ def _finished(job: _Job, seen: _Seen) -> None:
         assert all(r["n"] == 3 for r in json.loads(stdout)), (seen.seed, stdout)  # whole runs
     elif job.kind == "check":
         assert json.loads(stdout)["damage"] == [], (seen.seed, stdout)
+
+
+def _note_stored(seen: _Seen, kind: str, stdout: str) -> None:
+    """Note the build a writer's JSON summary names."""
+    summary = json.loads(stdout)
+    if kind == "run":
+        _note_commit(seen, Path(summary["run_path"]))
+    else:
+        (result,) = summary["scenarios"]
+        _note_commit(seen, Path(result["path"]))
 
 
 def _note_commit(seen: _Seen, build: Path) -> None:
