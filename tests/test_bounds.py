@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import segment, valid_tables, write_tables
-from storekit import stub_store
+from storekit import store_files, stub_store
 
 from pricing.cli import main
 from pricing.cli.exits import ExitCode
@@ -202,3 +202,51 @@ def test_a_guidance_run_with_a_withheld_rate_exits_4(runner: CliRunner, tmp_path
     assert result.exit_code == ExitCode.DEGRADED, result.output
     rows = json.loads(result.stdout)["segment_guidance"]
     assert any(r["status"] == "implausible" for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [
+        ("hours", "hours must be <= 100000"),
+        ("year_one", "on or after 1990-01-01"),
+        ("draws", "guidance.draws: Input should be less than or equal to 10000"),
+        ("multiplier", "demand.0.multiplier: Input should be less than or equal to 1000"),
+        ("tiny_multiplier", "supply.0.multiplier: Input should be greater than or equal to 0.001"),
+        ("budget", "interventions.budget: Input should be less than or equal to 1000000000000"),
+    ],
+)
+def test_numbers_beyond_their_bounds_stop_the_command_line_before_it_stores(
+    runner: CliRunner, tmp_path: Path, what: str, said: str
+) -> None:
+    """§6 end to end: `pricing run` on data or settings beyond a bound, and `pricing
+    whatif` of a scenario beyond one, exit 3 naming the bound, and store nothing."""
+    tables = valid_tables()
+    if what == "hours":
+        tables["jobs"].loc[1, "hours"] = 1e308
+    elif what == "year_one":
+        tables["jobs"].loc[1, "posted_at"] = dt.date(1, 1, 1)
+    data = write_tables(tmp_path / "data", tables)
+    store = tmp_path / "store"
+    if what in ("hours", "year_one", "draws"):
+        if what == "draws":
+            (data / "pricing.toml").write_text("[guidance]\ndraws = 100000000\n")
+        args = ["run", "--data", str(data), "--as-of", "2024-01-21"]
+    else:
+        stub_store(store)
+        before = store_files(store)
+        scenario = tmp_path / "s.toml"
+        scenario.write_text(
+            {
+                "multiplier": 'name = "s"\n[[demand]]\nmultiplier = 1e308\n',
+                "tiny_multiplier": 'name = "s"\n[[supply]]\nmultiplier = 5e-324\n',
+                "budget": 'name = "s"\n[interventions]\nbudget = 1e308\n',
+            }[what]
+        )
+        args = ["whatif", str(scenario)]
+    result = runner.invoke(main, [*args, "--store", str(store), "-q"])
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert said in result.stderr and "Traceback" not in result.output
+    if args[0] == "run":
+        assert not store.exists()
+    else:
+        assert store_files(store) == before

@@ -15,6 +15,8 @@ point stops at complementarity ~1e-13 of a row's money scale with clearing resid
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -297,6 +299,45 @@ def test_bounds_at_the_clearing_rates_of_a_connected_market_change_no_rate() -> 
     segments["rate_cap"] = np.where(pick & ~as_floor, free.rate, np.nan)
     bounded = fast(Market(segments, market.edges))
     np.testing.assert_allclose(bounded.rate, free.rate, rtol=VERIFY_TOL)
+
+
+@pytest.mark.parametrize("bounded", [False, True], ids=["clearing", "floor-at-the-rate"])
+def test_verification_measures_rates_not_hours(bounded: bool) -> None:
+    """Issue 19 §8a: "verify rates, not only hours". On inelastic curves (ε = −0.05,
+    η = 0.05) a rate 4e-6 off moves the hours by only (|ε| + η)·4e-6 = 4e-7 of them, inside
+    VERIFY_TOL: an hours residual passes it. Two such answers: rate and wage raised by
+    4e-6 with the home flow at the supply (demand unbalanced by 4e-7), and, with a floor
+    exactly at the clearing rate, the same rate with a surplus that balances the hours
+    exactly while the rate sits above the floor. :func:`residuals` measures both in rate
+    terms — 2·4e-6 (the demand row's rate error, 1/|ε| of its hours) and 4e-6 (the gap to
+    the floor that a surplus needs) — and so rejects them (VERIFY_TOL 1e-6)."""
+    delta = 4e-6
+    segments = pd.DataFrame(
+        {
+            "category": ["c0"],
+            "tier": "t",
+            "demand_elasticity": [-0.05],
+            "log_demand_level": [np.log(100.0) + 0.05 * np.log(20.0)],
+            "supply_elasticity": [0.05],
+            "log_supply_level": [np.log(100.0) - 0.05 * np.log(20.0)],
+            "rate_floor": [20.0 if bounded else np.nan],
+        }
+    )
+    no_edges = pd.DataFrame({"pool": [], "segment": [], "friction": []})
+    market = Market(segments, no_edges.astype({"pool": np.int64, "segment": np.int64}))
+    exact = fast(market)
+    np.testing.assert_allclose(exact.rate, 20.0, rtol=RATE_TOL)
+    assert residuals(market, exact).max() <= VERIFY_TOL
+    p = exact.rate * (1 + delta)
+    d, s = market.demand_hours(p), market.supply_hours(p)
+    off = dataclasses.replace(
+        exact, rate=p, wage=p, home_flow=s, surplus=(s - d) if bounded else exact.surplus
+    )
+    hours_residual = float((np.abs(d + off.surplus - s) / d)[0])
+    assert hours_residual <= (1e-12 if bounded else 0.5 * VERIFY_TOL)  # hours alone pass
+    # to first order (the second-order terms are ~δ of these: 1e-3 leaves 250x)
+    rate_residual = delta if bounded else 2 * delta
+    assert residuals(market, off)[0] == pytest.approx(rate_residual, rel=1e-3)
 
 
 @pytest.mark.parametrize("small", [0, 1], ids=["small-pool-first", "small-pool-second"])

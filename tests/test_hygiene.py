@@ -121,8 +121,14 @@ def test_other_commands_note_the_sample_unless_quiet() -> None:
 
 
 def test_history_and_sql_take_quiet(tmp_path: Path) -> None:
+    """Their progress line goes to stderr unless -q/--quiet; the output stays the same."""
     stub_store(tmp_path / "store")
     for args in (["history"], ["sql", "SELECT count(*) AS n FROM runs"]):
+        loud = CliRunner().invoke(main, [*args, "--store", str(tmp_path / "store")])
+        assert loud.exit_code == 0 and "checking the run store" in loud.stderr, loud.output
         for quiet in ("-q", "--quiet"):
             result = CliRunner().invoke(main, [*args, "--store", str(tmp_path / "store"), quiet])
             assert result.exit_code == 0 and result.stderr == "", result.output
+            assert result.stdout == loud.stdout
+    done = cli("history", "--store", str(tmp_path / "store"), "-q")  # as a real process
+    assert done.returncode == 0 and done.stderr == "", done.stderr

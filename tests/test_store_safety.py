@@ -13,6 +13,9 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +65,11 @@ def _build(root: Path, day: str) -> Path:
         ("CREATE TABLE t AS SELECT 1", "CREATE"),
         ("EXPLAIN SELECT 1", "EXPLAIN"),
         ("PRAGMA version", "PRAGMA"),
+        ("EXPORT DATABASE '{out}'", "EXPORT"),
+        ("RESET threads", "SET"),
+        ("CALL pragma_version()", "CALL"),
+        ("SELECT * FROM query('COPY (SELECT 1) TO ''{out}''')", "single SELECT"),
+        ("SELECT * FROM query('SET lock_configuration = false')", "single SELECT"),
         ("", "the query is empty"),
         ("  ;  ", "the query is empty"),
         ("SELEC 1", "cannot parse"),
@@ -342,3 +350,27 @@ def test_a_nightly_run_after_a_damaged_previous_run_skips_it(tmp_path: Path) -> 
     assert f"run {TINY_DATES[1]}" in done.stderr and "skipped" in done.stderr
     assert json.loads(done.stdout)["previous_run"] == TINY_DATES[0]
     assert read_manifest(_build(store, TINY_DATES[2])).previous_run == TINY_DATES[0]
+
+
+def test_ctrl_c_delivered_to_another_thread_during_a_commit_waits_for_on_commit(
+    tmp_path: Path,
+) -> None:
+    """SIGINT right after the rename, delivered to another thread (as the kernel may: BLAS,
+    Arrow and DuckDB run thread pools): it was blocked only in the committing thread, so
+    KeyboardInterrupt came before ``on_commit`` — a stored run reported as "nothing was
+    stored". It must come after ``on_commit`` has learnt of the build, exactly once."""
+    store, told = RunStore(tmp_path / "store"), []
+
+    def on_commit(path: Path) -> None:
+        sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+        sender.start()
+        sender.join()
+        time.sleep(0.05)  # the main thread checks for signals many times meanwhile
+        told.append(path)
+
+    as_of = dt.date(2025, 12, 28)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_run(as_of, stub_tables(1.0), stub_manifest(as_of), on_commit=on_commit)
+    (path,) = told
+    assert RunStore(store.root).run_paths() == {as_of: path} and (path / "manifest.json").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

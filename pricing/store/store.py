@@ -44,12 +44,13 @@ import os
 import re
 import shutil
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 
@@ -369,18 +370,36 @@ def _deferred_interrupts() -> Iterator[Callable[[], None]]:
 
     A commit calls it just before its rename, so that an interrupt either stops the
     commit (nothing stored) or arrives after ``on_commit`` has learnt of the build (and
-    the command line says what was stored); it is never lost in between."""
-    previous: set[int | signal.Signals] | None = None
+    the command line says what was stored); it is never lost in between: it is sent
+    again, to the handlers it would have met, when the block ends.
+
+    The signals are caught by Python handlers that only note them, not blocked with
+    ``pthread_sigmask``: a mask holds only for the thread that sets it, and the kernel
+    delivers a process's signal to any thread that does not block it (BLAS, Arrow and
+    DuckDB pools), whose C handler makes the main thread raise KeyboardInterrupt anyway
+    — after the rename, before ``on_commit``: "nothing was stored" for a stored run.
+    Python runs signal handlers in the main thread only; a commit from another thread
+    cannot be interrupted by them, and holds nothing back."""
+    pending: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def note(signum: int, frame: object) -> None:
+        pending.append(signum)
 
     def hold() -> None:
-        nonlocal previous
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not None:  # None: a handler Python cannot restore
+                previous[signum] = signal.signal(signum, note)
 
     try:
         yield hold
     finally:
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):  # each once, in the order they came
+            signal.raise_signal(signum)
 
 
 #: the columns of :func:`run_row`
