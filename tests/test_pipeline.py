@@ -54,8 +54,8 @@ def test_the_manifest_records_config_inputs_counts_statuses_and_timings(
     assert m.config["market"]["client_fee"] == 0.05
     assert m.config_source is not None and m.config_source.endswith("pricing.toml")
     jobs = m.inputs["jobs"]
-    assert jobs.rows == 40447 and len(jobs.files[0].sha256) == 64
-    assert m.counts.model_dump() == {"segments": 36, "estimated": 36, "flagged": 7, "failed": 0}
+    assert jobs.rows == 42840 and len(jobs.files[0].sha256) == 64
+    assert m.counts.model_dump() == {"segments": 36, "estimated": 36, "flagged": 4, "failed": 0}
     assert m.statuses.equilibrium == {"solved": 36}
     assert m.statuses.interventions == "optimal"
     assert m.plan is not None and m.plan.spend <= m.plan.budget == 135000.0

@@ -94,7 +94,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The sample's full run (with its plan) and two scenarios, a lever budget and an
     inverse one, stored against it."""
     run = run_batch(SAMPLE, store=tmp_path_factory.mktemp("store") / "runs")
-    for name in ("design-boom", "legal-full-fill"):
+    for name in ("design-boom", "legal-fill-85"):
         run.whatif(load_scenario(SCENARIOS / f"{name}.toml"), save=True)
     return run
 
@@ -142,7 +142,7 @@ def test_the_header_shows_the_manifest(stored: Run, page: str) -> None:
     for table in m.inputs.values():
         for f in table.files:
             assert f.sha256 in head
-    assert "36 segments" in head and "7 flagged" in head and "36 solved" in head
+    assert "36 segments" in head and "4 flagged" in head and "36 solved" in head
     for step in m.timings_s:
         assert step in head
 
@@ -254,7 +254,7 @@ def test_the_scenario_report(stored: Run) -> None:
 
 
 def test_an_inverse_scenario_shows_its_answer(stored: Run) -> None:
-    text = section(scenario_report(stored, "legal-full-fill").html, "scenario-totals")
+    text = section(scenario_report(stored, "legal-fill-85").html, "scenario-totals")
     assert "Inverse answer" in text and "budget for the fill of &#39;legal&#39;" in text
 
 

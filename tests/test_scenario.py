@@ -509,22 +509,25 @@ def test_inverse_budget_on_the_sample_market(
     """The answer's plan meets the fill by its joint solve; an independent plan one
     cent cheaper does not."""
     market, baseline, config, catalogue = sample
-    sc = scenario(solve_for={"budget": {"category": "legal", "fill": 1.0}})
+    # legal fills about 78 % today and at most about 87 % with every lever (the example
+    # scenario legal-fill-85 asks the same)
+    target = 0.85
+    sc = scenario(solve_for={"budget": {"category": "legal", "fill": target}})
     w = whatif(market, baseline, sc, config, catalogue)
     answer = w.inverse
     assert answer.status == "solved", answer
     legal = w.plan.categories.set_index("category").loc["legal"]
-    assert legal["fill_after"] >= 1.0 and w.plan.spend == answer.value
+    assert legal["fill_after"] >= target and w.plan.spend == answer.value
     cheaper = plan_interventions(
         market,
         catalogue,
         config.interventions.model_copy(
-            update={"budget": answer.value - 0.01, "min_fill": {"legal": 1.0}}
+            update={"budget": answer.value - 0.01, "min_fill": {"legal": target}}
         ),
         baseline,
     )
     fill = cheaper.categories.set_index("category").loc["legal", "fill_after"]
-    assert not cheaper.feasible or fill < 1.0
+    assert not cheaper.feasible or fill < target
     beyond = scenario(solve_for={"budget": {"category": "legal", "fill": 1.5}})
     assert whatif(market, baseline, beyond, config, catalogue).inverse.status == "unreachable"
 

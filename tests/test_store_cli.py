@@ -56,7 +56,7 @@ def test_run_prints_one_json_summary_and_progress_on_stderr(
     payload = json.loads(result.stdout)  # stdout holds the JSON and nothing else
     assert payload["run_id"] == payload["as_of"] == "2025-12-28"
     assert Path(payload["run_path"]).is_dir()
-    assert payload["counts"] == {"segments": 36, "estimated": 36, "flagged": 7, "failed": 0}
+    assert payload["counts"] == {"segments": 36, "estimated": 36, "flagged": 4, "failed": 0}
     assert payload["statuses"]["equilibrium"] == {"solved": 36}
     assert payload["statuses"]["interventions"] == "optimal"
     assert set(payload["timings_s"]) == set(pipeline.STEPS)
