@@ -77,7 +77,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import logsumexp
+from scipy.special import expit, logsumexp
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -109,13 +109,16 @@ class Parameters:
 
     @classmethod
     def from_vector(cls, v: FloatArray) -> Parameters:
-        logistic = 1.0 / (1.0 + np.exp(-v))
+        logistic = expit(v)
+        # a search may try a variance beyond the floats: inf, whose likelihood is not finite
+        with np.errstate(over="ignore"):
+            scale = np.exp(v)
         return cls(
             rho=(float(logistic[0]), float(logistic[1])),
-            q=(float(np.exp(v[2])), float(np.exp(v[3]))),
-            h=(float(np.exp(v[4])), float(np.exp(v[5]))),
+            q=(float(scale[2]), float(scale[3])),
+            h=(float(scale[4]), float(scale[5])),
             adjustment=float(logistic[6]),
-            rate_noise=float(np.exp(v[7])),
+            rate_noise=float(scale[7]),
         )
 
 
