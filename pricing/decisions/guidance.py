@@ -500,16 +500,23 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
         with np.errstate(invalid="ignore", divide="ignore"):
             gain = np.where(sd > 0, s["slope_level_cov"][i] / sd**2, 0.0)
         slopes[side] = drawn
-        shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
+        with np.errstate(over="ignore", under="ignore"):
+            shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
     # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
+    # a copy whose drawn level overflows or underflows (a heavy-tailed draw of a thin segment's
+    # slope carried onto its level) has no curve to clear: it is left out of the band,
+    # whole (its segments are coupled), and solved with its fitted levels in its place
+    overflow = ~np.logical_and.reduce([np.isfinite(v) & (v > 0) for v in shifts.values()])
+    lost = np.zeros(k, bool)
+    lost[copy[overflow]] = True
     copies = stacked.rotated(slopes, check=False)
     for side in SIDES:
-        copies = copies.scaled(side, shifts[side], check=False)
+        copies = copies.scaled(side, np.where(overflow, 1.0, shifts[side]), check=False)
     result = solve(copies, fallback=False, executor=task.executor)
-    rate = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
+    rate = np.where(np.isin(result.status, _SOLVED) & ~lost[copy], result.rate, np.nan)
     return rate.reshape(k, size), clipped
 
 
