@@ -506,17 +506,18 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
-    # a copy whose drawn level overflows or underflows (a heavy-tailed draw of a thin segment's
-    # slope carried onto its level) has no curve to clear: it is left out of the band,
-    # whole (its segments are coupled), and solved with its fitted levels in its place
+    # a drawn level that overflows or underflows (a heavy-tailed draw of a thin segment's
+    # slope carried onto its level) is no curve to clear: the copy of its component is
+    # left out of the band, solved with the fitted levels in its place
     overflow = ~np.logical_and.reduce([np.isfinite(v) & (v > 0) for v in shifts.values()])
-    lost = np.zeros(k, bool)
-    lost[copy[overflow]] = True
+    comp = stacked.component
+    lost = np.zeros(int(comp.max()) + 1 if comp.size else 0, bool)
+    lost[comp[overflow]] = True
     copies = stacked.rotated(slopes, check=False)
     for side in SIDES:
         copies = copies.scaled(side, np.where(overflow, 1.0, shifts[side]), check=False)
     result = solve(copies, fallback=False, executor=task.executor)
-    rate = np.where(np.isin(result.status, _SOLVED) & ~lost[copy], result.rate, np.nan)
+    rate = np.where(np.isin(result.status, _SOLVED) & ~lost[comp], result.rate, np.nan)
     return rate.reshape(k, size), clipped
 
 
