@@ -923,6 +923,7 @@ def _render(
     template: str, context: dict[str, Any], sections: tuple[str, ...], images: int
 ) -> Report:
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pricing.report", "templates"),
@@ -932,8 +933,13 @@ def _render(
         lstrip_blocks=True,
         # every value shown, names from the data among them: control characters and
         # bidirectional overrides escaped before HTML escaping (they would reorder or
-        # hide the text around them)
-        finalize=lambda v: escape_controls(v, newlines=False) if isinstance(v, str) else v,
+        # hide the text around them); a macro's output (Markup) is HTML whose values were
+        # escaped as they were rendered, and keeps its newlines
+        finalize=lambda v: (
+            escape_controls(v, newlines=False)
+            if isinstance(v, str) and not isinstance(v, markupsafe.Markup)
+            else v
+        ),
     )
     page = env.get_template(template).render(**context, sections=sections)
     return Report(str(context["title"]), page, sections, images)
