@@ -519,10 +519,12 @@ def _truth(
         raise DataError(f"truth table {chosen} cannot be read: {exc}") from None
     problems = [f"missing column {c!r}" for c in (*keys, "week", "clearing_rate") if c not in table]
     if "week" in table and "clearing_rate" in table:
-        problems += _truth_values(table, [k for k in keys if k in table])
+        problems += _truth_values(table, keys if not problems else None)
     if not problems:
         table = table.assign(
-            week=pd.to_datetime(table["week"]).dt.to_period("W-SUN").dt.start_time.dt.date,
+            week=pd.to_datetime(table["week"], format="mixed")
+            .dt.to_period("W-SUN")
+            .dt.start_time.dt.date,
             clearing_rate=pd.to_numeric(table["clearing_rate"]),
         )
         data = panel.frame[[*keys, "week"]].assign(week=panel.frame["week"].dt.date)
@@ -546,11 +548,12 @@ def _truth(
     return table[columns], str(chosen)
 
 
-def _truth_values(table: pd.DataFrame, keys: list[str]) -> list[str]:
+def _truth_values(table: pd.DataFrame, keys: list[str] | None) -> list[str]:
     """The problems of a truth table's values: weeks that are not dates, rates that are
-    not positive numbers, repeated segment-weeks (row numbers from 0, the first five)."""
+    not positive numbers, repeated segment-weeks (row numbers from 0, the first five;
+    ``keys`` None: a key column is missing, so repeats cannot be told)."""
     problems = []
-    week = pd.to_datetime(table["week"], errors="coerce")
+    week = pd.to_datetime(table["week"], errors="coerce", format="mixed")
     rate = pd.to_numeric(table["clearing_rate"], errors="coerce")
     bad_week = np.flatnonzero(week.isna().to_numpy())
     bad_rate = np.flatnonzero(~(rate > 0).to_numpy() & table["clearing_rate"].notna().to_numpy())
@@ -566,6 +569,8 @@ def _truth_values(table: pd.DataFrame, keys: list[str]) -> list[str]:
             f"'clearing_rate' is not a positive number in {bad_rate.size:,} rows (rows "
             f"{bad_rate[:5].tolist()}: {shown})"
         )
+    if keys is None:
+        return problems
     duplicated = table.assign(week=week).duplicated([*keys, "week"])
     if duplicated.any():
         rows = np.flatnonzero(duplicated.to_numpy())[:5].tolist()
