@@ -387,7 +387,10 @@ def _outcomes(
 
     recent = range(-(BASELINE_WEEKS - 1), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_rate = np.exp(np.nanmean([np.log(at(k, "rate")) for k in recent], axis=0))
+        logs = np.array([np.log(at(k, "rate")) for k in recent])
+        seen = np.isfinite(logs)
+        # the geometric mean of the weeks with a rate (NaN for a segment with none)
+        mean_rate = np.exp(np.where(seen, logs, 0.0).sum(axis=0) / seen.sum(axis=0))
     target = following.segments
     realized = at(h, "rate")
     out = segs.assign(
