@@ -39,7 +39,6 @@ is the "how much to trust this run" section of the run report.
 from __future__ import annotations
 
 import datetime as dt
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,9 +59,9 @@ from pricing.inputs import SAMPLE_DIR
 from pricing.inputs.panel import Panel, build_panel
 from pricing.market.equilibrium import solve
 from pricing.market.market import Market, curve_hours
-from pricing.runs.pipeline import Inputs, checked_inputs, fit_market
-from pricing.runs.provenance import fingerprints, peak_memory_mb, versions
-from pricing.store.manifest import BacktestManifest, Provenance, Weeks
+from pricing.runs.pipeline import Inputs, checked_inputs, fit_market, provenance
+from pricing.runs.provenance import peak_memory_mb
+from pricing.store.manifest import BacktestManifest, Provenance
 
 FloatArray = npt.NDArray[np.float64]
 #: the predictors of the observable scores: the engine and the two naive baselines
@@ -285,28 +284,12 @@ def backtest(
         weeks=weeks,
         scores=_scores(segments),
         segments=segments,
-        provenance=_provenance(inputs, panel, executor),
+        provenance=provenance(inputs, panel, executor),
         created=created,
         truth=_truth_scores(segments) if truth_table is not None else {},
         truth_source=source,
         timings={k: round(v, 3) for k, v in timings.items()},
         peak_memory_mb=peak_memory_mb(),
-    )
-
-
-def _provenance(inputs: Inputs, panel: Panel, executor: Executor) -> Provenance:
-    """What the backtest read, recorded as :func:`pricing.runs.pipeline.run_batch`
-    records a run's."""
-    return Provenance(
-        data_dir=str(inputs.data_dir.resolve()),
-        config_source=str(inputs.config_source) if inputs.config_source else None,
-        config=inputs.config.model_dump(mode="json"),
-        inputs=fingerprints(inputs.data_dir, inputs.checked),
-        rows_after_as_of=inputs.rows_after,
-        weeks=Weeks(first=panel.weeks.min().date(), count=len(panel.weeks)),
-        versions=versions(),
-        machine={"platform": platform.platform(), "cpus": LOCAL.threads},
-        compute=executor.describe(),
     )
 
 
