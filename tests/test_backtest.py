@@ -65,7 +65,11 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ob
         "backtest", "--data", str(SAMPLE), "--weeks", "2", "--store", str(store), "--json", "-q"
     )
     assert code == 0, err
-    return store, json.loads(out)
+    return store, json.loads(out, parse_constant=_not_json)
+
+
+def _not_json(name: str) -> None:
+    raise AssertionError(f"--json printed {name}, which is not JSON")
 
 
 # --------------------------------------------------------------------------- no peeking
@@ -229,6 +233,16 @@ def test_too_many_origins_for_the_history_is_refused(tmp_path: Path) -> None:
     assert "Traceback" not in err
     code, _, err = _cli("backtest", "--weeks", "0", "-q")
     assert code == 2
+
+
+def test_a_store_that_is_not_a_store_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "store").write_text("not a store")
+    code, _, err = _cli("backtest", "--store", str(tmp_path / "store"), "-q")
+    assert code == 2 and "is a file" in err  # click's check of --store
+    (tmp_path / "other" / "backtests").mkdir(parents=True)
+    (tmp_path / "other" / "runs").write_text("")
+    code, _, err = _cli("backtest", "--store", str(tmp_path / "other"), "-q")
+    assert code == 3 and "is not a run store" in err
 
 
 # --------------------------------------------------------------------------- report
