@@ -201,13 +201,19 @@ def test_an_unusable_truth_table_is_refused_with_every_problem(tmp_path: Path) -
     broken.loc[0, "week"] = "not a date"
     broken.loc[1, "clearing_rate"] = -3.0
     broken.loc[2, "clearing_rate"] = "abc"
+    broken["thin"] = [True, False, "maybe", 1, 0, False]
     code, out, err = _cli(
         "backtest", "--truth", str(_truth_file(tmp_path / "t.csv", broken)),
         "--store", str(tmp_path / "store"), "-q",
     )  # fmt: skip
     assert code == 3, err
     assert "Traceback" not in err + out
-    for problem in ("missing column 'tier'", "'week' is not a date", "rows [0]", "rows [1, 2]"):
+    for problem in (
+        "missing column 'tier'",
+        "'week' is not a date in 1 rows (rows [0]",
+        "'clearing_rate' is not a positive number in 2 rows (rows [1, 2]",
+        "'thin' is not true/false in 1 rows (rows [2]",
+    ):
         assert problem in err, problem
     assert not (tmp_path / "store" / "backtests").exists()
 

@@ -530,13 +530,25 @@ def _truth(
             + f"\nIt needs {', '.join(keys)}, week (a date in the week) and clearing_rate "
             "(USD per hour, > 0), one row per segment and week; optionally thin."
         )
+    if "thin" in table:  # a CSV's flags are text
+        table = table.assign(thin=_flag(table["thin"]).isin(_TRUE))
     columns = [*keys, "week", "clearing_rate", *(["thin"] if "thin" in table else [])]
     return table[columns], str(chosen)
 
 
+_TRUE = ("true", "1", "1.0")
+_FALSE = ("false", "0", "0.0")
+
+
+def _flag(values: pd.Series) -> pd.Series:
+    """A true/false column as lower-case text, as Parquet's booleans and a CSV's read."""
+    return values.astype(str).str.strip().str.lower()
+
+
 def _truth_values(table: pd.DataFrame, keys: list[str] | None) -> list[str]:
     """The problems of a truth table's values: weeks that are not dates, rates that are
-    not positive numbers, repeated segment-weeks (row numbers from 0, the first five;
+    not positive numbers, a ``thin`` that is not true/false, repeated segment-weeks (row
+    numbers from 0, the first five;
     ``keys`` None: a key column is missing, so repeats cannot be told)."""
     problems = []
     week = pd.to_datetime(table["week"], errors="coerce", format="mixed")
@@ -555,6 +567,14 @@ def _truth_values(table: pd.DataFrame, keys: list[str] | None) -> list[str]:
             f"'clearing_rate' is not a positive number in {bad_rate.size:,} rows (rows "
             f"{bad_rate[:5].tolist()}: {shown})"
         )
+    if "thin" in table:
+        thin = table["thin"]
+        bad_thin = np.flatnonzero(~_flag(thin).isin([*_TRUE, *_FALSE]).to_numpy())
+        if bad_thin.size:
+            problems.append(
+                f"'thin' is not true/false in {bad_thin.size:,} rows (rows "
+                f"{bad_thin[:5].tolist()}: {thin.iloc[bad_thin[:3]].tolist()})"
+            )
     if keys is None:
         return problems
     duplicated = table.assign(week=week).duplicated([*keys, "week"])
