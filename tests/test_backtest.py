@@ -272,6 +272,8 @@ def test_the_report_says_how_to_run_a_backtest_then_shows_the_latest(
     payload = stored[1]
     verdict = "beats both" if payload["beats_baselines"] else "does NOT beat the naive baselines"
     assert verdict in trust
+    if not payload["beats_baselines"]:  # which score lost, with the numbers
+        assert "did as well or better on" in trust and " against " in trust
     assert (
         "2 origins, weekly from the week ending 2025-12-14 to the week ending 2025-12-21" in trust
     )

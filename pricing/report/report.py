@@ -378,7 +378,7 @@ def _backtest_context(b: BacktestManifest, as_of: Any) -> dict[str, Any]:
             ),
             _num(r["relative_error"], "{:.2f}×"),
             _num(r["direction"], "{:.1%}"),
-            _num(r["coverage"], "{:.1%}"),
+            f"{_num(r['coverage'], '{:.1%}')} of {_num(r['banded'], '{:,.0f}')} banded",
             _num(r["width"], "{:.1%}"),
             _num(r["segments"], "{:,.0f}"),
         )
@@ -393,6 +393,7 @@ def _backtest_context(b: BacktestManifest, as_of: Any) -> dict[str, Any]:
         "last": b.origins[-1] if b.origins else None,
         "horizon": b.horizon,
         "beats": b.beats_baselines,
+        "lost": _lost(pooled),
         "headline": headline,
         "truth": Table(
             (
@@ -411,6 +412,26 @@ def _backtest_context(b: BacktestManifest, as_of: Any) -> dict[str, Any]:
         else None,
         "truth_source": b.truth_source,
     }
+
+
+def _lost(pooled: dict[str, dict[str, float | None]]) -> list[str]:
+    """The scores on which the engine does not beat both baselines (the backtest's rule:
+    a lower WAPE, a higher direction share), each with the best baseline's number."""
+    out = []
+    names = {"last_week": "last week", "mean_4_weeks": "the 4-week mean"}
+    for metric, label, fmt in _BACKTEST_ROWS:
+        row = pooled[metric]
+        engine = row["engine"]
+        others = {k: v for k in names if (v := row[k]) is not None}
+        if engine is None or len(others) < len(names):
+            out.append(f"{label} (not measured)")
+            continue
+        sign = 1.0 if metric.endswith("wape") else -1.0  # lower is better for a WAPE
+        best = min(others, key=lambda k: sign * others[k])
+        if sign * engine >= sign * others[best]:
+            shown = f"{fmt.format(engine)} against {fmt.format(others[best])}"
+            out.append(f"{label}: {shown} for {names[best]}")
+    return out
 
 
 def _run_overview(eq: pd.DataFrame, categories: int) -> tuple[Overview, str]:
