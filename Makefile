@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a machine with Python 3.11+ and make:
-#   make run    - create/refresh .venv, then run the nightly job and the example what-ifs on the sample
+#   make run    - create/refresh .venv, then backtest, run the nightly job and the example what-ifs on the sample
 #   make test   - create/refresh .venv, then lint, type-check and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# the nightly run on the shipped sample into ./pricing-runs (curves, equilibrium, guidance,
-# intervention plan), then the example what-if scenarios against it
+# a backtest of the engine on the shipped sample, then the nightly run into the same
+# ./pricing-runs (curves, equilibrium, guidance, intervention plan; its report shows the
+# backtest's headline), then the example what-if scenarios against it
 run: $(STAMP)
+	$(BIN)/pricing backtest
 	$(BIN)/pricing run
 	$(BIN)/pricing whatif data/scenarios/*.toml --rows 8
 

@@ -10,6 +10,7 @@ The public API, in data-flow order (see DESIGN.md §1)::
     market = pricing.Market.from_curves(curves, adjacency, config.market)
     result = pricing.solve(market)                         # clearing rates, verified
     sim = pricing.simulate_market(pricing.SimulationSpec(seed=1))  # known truth
+    trust = pricing.backtest("data/sample", weeks=12)      # engine vs naive baselines
 
 Names are imported on first use, so ``import pricing`` (and ``pricing --help``) stays
 fast: numpy, pandas and DuckDB load only when a function that needs them is touched.
@@ -71,6 +72,8 @@ _EXPORTS = {
     "run_batch": "pricing.runs.pipeline",
     "fitted_market": "pricing.runs.pipeline",
     "run_whatifs": "pricing.runs.pipeline",
+    "backtest": "pricing.runs.backtest",
+    "BacktestResult": "pricing.runs.backtest",
     "Manifest": "pricing.store.manifest",
     "RunStore": "pricing.store.store",
     "StoreError": "pricing.errors",
@@ -80,6 +83,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BacktestResult",
     "CheckedInputs",
     "ClusterError",
     "ConfigError",
@@ -116,6 +120,7 @@ __all__ = [
     "WhatIf",
     "__version__",
     "apply_scenario",
+    "backtest",
     "build_panel",
     "check_inputs",
     "estimate_curve",
@@ -173,6 +178,7 @@ if TYPE_CHECKING:
     from pricing.market.market import Market
     from pricing.market.simulate import SimulatedMarket, SimulationSpec, simulate_market
     from pricing.market.synthetic import random_catalogue, random_market
+    from pricing.runs.backtest import BacktestResult, backtest
     from pricing.runs.pipeline import fitted_market, run_batch, run_whatifs
     from pricing.runs.run import Run, load_run
     from pricing.store.manifest import Manifest

@@ -179,6 +179,7 @@ def test_pricing_bench_quick_runs_every_stage(tmp_path: Path) -> None:
         "guidance",
         "interventions",
         "run",
+        "backtest",
         "report",
         "cluster",
     }

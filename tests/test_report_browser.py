@@ -9,11 +9,13 @@ pipe. Another Chromium can be named with ``PRICING_CHROMIUM=/path/to/chromium``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SAMPLE
@@ -21,6 +23,7 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from pricing.config import load_scenario
 from pricing.report.report import REPORT_FILE, RUN_SECTIONS, SCENARIO_SECTIONS
+from pricing.runs.backtest import PREDICTORS
 from pricing.runs.run import Run, load_run
 
 pytestmark = pytest.mark.slow
@@ -168,3 +171,58 @@ def test_a_stored_scenario_report_matches_a_fresh_render(stored: Run) -> None:
     fresh = stored.report("design-boom").html
     assert (folder / REPORT_FILE).read_text(encoding="utf-8") == fresh
     assert load_scenario(folder / "scenario.toml").name == "design-boom"
+
+
+@pytest.fixture(scope="module")
+def backtested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, dict[str, Any]]:
+    """`pricing backtest --weeks 1 --json`, then `pricing run`, on the sample into one
+    store: the run's report has the backtest's headline."""
+    from click.testing import CliRunner
+
+    from pricing.cli import main
+
+    store = str(tmp_path_factory.mktemp("backtested") / "runs")
+    runner = CliRunner()
+    result = runner.invoke(main, ["backtest", "--weeks", "1", "--store", store, "--json", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert runner.invoke(main, ["run", "--store", store, "-q"]).exit_code == 0
+    return load_run("latest", store), json.loads(result.stdout)
+
+
+def test_the_trust_section_in_chromium(
+    browser: BrowserContext, backtested: tuple[Run, dict[str, Any]]
+) -> None:
+    """ "How much to trust this run" shows the stored backtest: the verdict, the origins,
+    the engine against both baselines on each score (as --json printed them), the truth
+    scores, and which week today's rate is from."""
+    run, payload = backtested
+    path = run.path / REPORT_FILE
+    page, requests, _ = open_page(browser, path)
+    check_page(page, requests, path, RUN_SECTIONS)
+    section = page.locator("section#trust")
+    assert section.locator("h2").inner_text() == "How much to trust this run"
+    text = section.inner_text()
+    assert "the latest complete week" in text and "2025-12-22 – 2025-12-28" in text
+    verdict = "beats both" if payload["beats_baselines"] else "does NOT beat the naive baselines"
+    assert verdict in section.locator("p.verdict").inner_text()
+    assert "1 origins, weekly from the week ending 2025-12-21" in text
+    tables = section.locator("table")
+    assert tables.count() == 2  # the headline, the truth scores
+    headline = tables.nth(0)
+    assert headline.locator("thead th").all_inner_texts()[1:] == [
+        "engine",
+        "last week",
+        "4-week mean",
+    ]
+    rows = headline.locator("tbody tr")
+    assert rows.count() == 3
+    for i, metric in enumerate(("demand_wape", "supply_wape", "direction")):
+        cells = rows.nth(i).locator("td").all_inner_texts()
+        shown = [f"{payload['pooled'][metric][k]:.1%}" for k in PREDICTORS]
+        assert cells[1:] == shown, metric
+    truth = tables.nth(1).locator("tbody tr")
+    assert truth.count() == 2
+    assert truth.nth(0).locator("td").first.inner_text() == "this week's rate (nowcast)"
+    box = section.bounding_box()
+    assert box is not None and box["height"] > 200
+    page.close()

@@ -118,6 +118,15 @@ def run(sizes: Sizes) -> Iterator[Case]:
         yield stage.case(rows, plan, None if sizes.quick else 1)
 
 
+def backtest(sizes: Sizes) -> Iterator[Case]:
+    """12 origins of 1,000 segments (issue 17's size), once: it takes minutes; when
+    quick, 2 origins of 36 segments."""
+    from pricing.bench import backtest as stage
+
+    for segments in sizes.pick((36,), (1_000,)):
+        yield stage.case(segments, 2 if sizes.quick else 12, None if sizes.quick else 1)
+
+
 def report(sizes: Sizes) -> Iterator[Case]:
     """The sample (36 segments), then simulated markets."""
     from pricing.bench import report as stage
@@ -152,6 +161,7 @@ STAGES: dict[str, Stage] = {
     "guidance": Stage(guidance),
     "interventions": Stage(interventions),
     "run": Stage(run, "job rows"),
+    "backtest": Stage(backtest, "segments"),
     "report": Stage(report, "segments; 36 is the sample", ("playwright",)),
     "cluster": Stage(cluster, None, ("dask", "distributed")),
 }

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from pricing._version import __version__
-from pricing.cli import analysis, bench, data, runs, store
+from pricing.cli import analysis, backtest, bench, data, runs, store
 from pricing.cli.exits import MEANINGS, PROGRESS_KEY, exit_for, interrupted
 from pricing.errors import PricingError
 
@@ -55,6 +55,6 @@ def main() -> None:
     """
 
 
-for module in (data, analysis, runs, store, bench):
+for module in (data, analysis, runs, backtest, store, bench):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -124,7 +124,8 @@ def sql(query: str, store_dir: Path, rows: int, as_json: bool, quiet: bool) -> N
     Views: runs, curves, equilibrium, guidance, interventions, market, edges, catalogue
     (one row per segment and run, with its as_of), and scenarios, scenario_segments,
     scenario_totals, scenario_equilibrium, scenario_interventions (with baseline and
-    scenario). Example: pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
+    scenario), and backtest_scores, backtest_segments, backtest_truth (with as_of).
+    Example: pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
     The query reads those views only: no other file, no writing, no ATTACH, no settings.
     A damaged run is left out and named on stderr. Exits 2 on a query that is not one
     SELECT or that DuckDB rejects, 3 when the store does not exist.
@@ -166,8 +167,8 @@ def check(store_dir: Path, quick: bool, as_json: bool, quiet: bool) -> None:
     else:
         echo(
             f"{store_dir}: {found['runs']} readable run(s), {found['scenarios']} readable "
-            f"scenario result(s), {found['superseded_builds']} superseded build(s) "
-            "awaiting removal"
+            f"scenario result(s), {found['backtests']} readable backtest(s), "
+            f"{found['superseded_builds']} superseded build(s) awaiting removal"
         )
         for damage in snapshot.damage:
             echo(f"damaged: {damage}")

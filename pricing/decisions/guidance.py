@@ -502,17 +502,24 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
         slopes[side] = drawn
         # a heavy-tailed slope draw can shift a level beyond the floats: that copy is
         # left out by the solver (beyond its representable range) and counted as failed
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
     # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
+    # a drawn level that overflows or underflows (a heavy-tailed draw of a thin segment's
+    # slope carried onto its level) is no curve to clear: the copy of its component is
+    # left out of the band, solved with the fitted levels in its place
+    overflow = ~np.logical_and.reduce([np.isfinite(v) & (v > 0) for v in shifts.values()])
+    comp = stacked.component
+    lost = np.zeros(int(comp.max()) + 1 if comp.size else 0, bool)
+    lost[comp[overflow]] = True
     copies = stacked.rotated(slopes, check=False)
     for side in SIDES:
-        copies = copies.scaled(side, shifts[side], check=False)
+        copies = copies.scaled(side, np.where(overflow, 1.0, shifts[side]), check=False)
     result = solve(copies, fallback=False, executor=task.executor)
-    rate = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
+    rate = np.where(np.isin(result.status, _SOLVED) & ~lost[comp], result.rate, np.nan)
     return rate.reshape(k, size), clipped
 
 

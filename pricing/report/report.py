@@ -3,13 +3,17 @@ r"""The HTML report of a stored run or of a what-if scenario solved against it.
 One self-contained static file: the figures are PNG data URIs, the style sheet is
 inline, there is no script, and nothing is fetched when the page is opened. The same
 stored run always renders to the same bytes (no clock, no random state, figures without
-a software stamp), so two reports can be compared with ``cmp``.
+a software stamp), so two reports can be compared with ``cmp`` (the ``trust`` section
+reads the store's latest backtest: storing a newer one changes it).
 
 A run's report (:func:`run_report`) has these sections, each with a stable ``id``:
 
     run-header     as-of date, status, data fingerprint, counts, solver statuses,
                    timings, warnings
     findings       the state of the market in a few sentences
+    trust          how much to trust this run: which week "today" is, and the latest
+                   stored backtest as of the run's week or before (engine against the
+                   naive baselines, against the truth when it had one), or how to run one
     overview       category × tier heatmaps of the gap and of the imbalance
     attention      the segments that need attention, with their curves
     guidance       rate guidance, sorted by |gap|
@@ -53,17 +57,24 @@ from pricing.cluster import compute_text
 from pricing.display import Display, escape_controls
 from pricing.inputs.io import atomic_file
 from pricing.statuses import PlanStatus, RunStatus
-from pricing.store.stored import plan_text
+from pricing.store.stored import latest_backtest, plan_text
 
 if TYPE_CHECKING:
     from pricing.config import GuidanceConfig
-    from pricing.store.manifest import InputTable, Manifest, PlanSummary, ScenarioManifest
+    from pricing.store.manifest import (
+        BacktestManifest,
+        InputTable,
+        Manifest,
+        PlanSummary,
+        ScenarioManifest,
+    )
     from pricing.store.stored import StoredRun
 
 REPORT_FILE = "report.html"
 RUN_SECTIONS = (
     "run-header",
     "findings",
+    "trust",
     "overview",
     "attention",
     "guidance",
@@ -312,9 +323,115 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         "diagnostics": _diagnostics(curves, rows),
         "curves_query": f"pricing sql \"SELECT * FROM curves {where} AND flags <> ''\"",
         "plan": _plan(m.plan, plan_text(m), run.interventions, rows),
+        "trust": _trust(run, gd),
     }
     images = 2 + bool(panels)
     return _render("run.html.j2", context, RUN_SECTIONS, images)
+
+
+# ------------------------------------------------------------------- trust
+#: the backtest's pooled metrics shown, with their labels and formats
+_BACKTEST_ROWS = (
+    ("demand_wape", "demand hours WAPE", "{:.1%}"),
+    ("supply_wape", "supply hours WAPE", "{:.1%}"),
+    ("direction", "direction right (rate moved > 5 %)", "{:.1%}"),
+)
+
+
+def _trust(run: StoredRun, guidance: pd.DataFrame) -> dict[str, Any]:
+    """The "How much to trust this run" section: which week today's rate is from, and
+    the latest backtest stored as of the run's week or before (None: how to run one)."""
+    weeks = pd.to_datetime(guidance.get("observed_week", pd.Series(dtype="datetime64[ns]")))
+    today = weeks.dropna()
+    week = None if today.empty else today.mode().iloc[0].date()
+    m = run.manifest
+    context: dict[str, Any] = {
+        "today_week": None if week is None else f"{week} – {week + pd.Timedelta(days=6)}",
+        "today_other": int((today.dt.date != week).sum()) if week is not None else 0,
+        "command": f"pricing backtest --data {m.data_dir} --store {run.store.root}",
+        "backtest": None,
+    }
+    stored = latest_backtest(run.store, run.as_of, lambda _: None)
+    if stored is None:
+        return context
+    with stored.hold:
+        b = stored.manifest
+        context["backtest"] = _backtest_context(b, run.as_of)
+    return context
+
+
+def _backtest_context(b: BacktestManifest, as_of: Any) -> dict[str, Any]:
+    """The headline of a stored backtest, ready for the page."""
+    pooled = b.headline["pooled"]
+    rows = tuple(
+        (label, *(_num(pooled[metric][k], fmt) for k in ("engine", "last_week", "mean_4_weeks")))
+        for metric, label, fmt in _BACKTEST_ROWS
+    )
+    headline = Table(
+        ("", "engine", "last week", "4-week mean"), (False, True, True, True), rows, len(rows)
+    )
+    truth = b.headline.get("truth") or {}
+    truth_rows = tuple(
+        (
+            {"nowcast": "this week's rate (nowcast)", "forecast": "next week's (forecast)"}.get(
+                name, name
+            ),
+            _num(r["relative_error"], "{:.2f}×"),
+            _num(r["direction"], "{:.1%}"),
+            f"{_num(r['coverage'], '{:.1%}')} of {_num(r['banded'], '{:,.0f}')} banded",
+            _num(r["width"], "{:.1%}"),
+            _num(r["segments"], "{:,.0f}"),
+        )
+        for name, r in truth.items()
+    )
+    return {
+        "as_of": b.as_of,
+        "older": b.as_of != as_of,
+        "build": b.build,
+        "origins": len(b.origins),
+        "first": b.origins[0] if b.origins else None,
+        "last": b.origins[-1] if b.origins else None,
+        "horizon": b.horizon,
+        "beats": b.beats_baselines,
+        "lost": _lost(pooled),
+        "headline": headline,
+        "truth": Table(
+            (
+                "against the truth",
+                "error vs keeping today's rate",
+                "direction right",
+                "90 % band coverage",
+                "band width",
+                "segment-weeks",
+            ),
+            (False, True, True, True, True, True),
+            truth_rows,
+            len(truth_rows),
+        )
+        if truth_rows
+        else None,
+        "truth_source": b.truth_source,
+    }
+
+
+def _lost(pooled: dict[str, dict[str, float | None]]) -> list[str]:
+    """The scores on which the engine does not beat both baselines (the backtest's rule:
+    a lower WAPE, a higher direction share), each with the best baseline's number."""
+    out = []
+    names = {"last_week": "last week", "mean_4_weeks": "the 4-week mean"}
+    for metric, label, fmt in _BACKTEST_ROWS:
+        row = pooled[metric]
+        engine = row["engine"]
+        others = {k: v for k in names if (v := row[k]) is not None}
+        if engine is None or len(others) < len(names):
+            out.append(f"{label} (not measured)")
+            continue
+        sign = 1.0 if metric.endswith("wape") else -1.0  # lower is better for a WAPE
+        best = min(others, key=lambda k: sign * others[k])
+        if sign * engine >= sign * others[best]:
+            shown = f"{fmt.format(engine)} against {fmt.format(others[best])}"
+            out.append(f"{label}: {shown} for {names[best]}")
+    return out
 
 
 def _run_overview(eq: pd.DataFrame, categories: int) -> tuple[Overview, str]:
@@ -827,6 +944,7 @@ def _render(
     template: str, context: dict[str, Any], sections: tuple[str, ...], images: int
 ) -> Report:
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pricing.report", "templates"),
@@ -836,20 +954,16 @@ def _render(
         lstrip_blocks=True,
         # every value shown, names from the data among them: control characters and
         # bidirectional overrides escaped before HTML escaping (they would reorder or
-        # hide the text around them)
-        # (a macro's output, already rendered from finalized values, is kept as markup)
-        finalize=_finalize,
+        # hide the text around them); a macro's output (Markup) is HTML whose values were
+        # escaped as they were rendered, and keeps its newlines
+        finalize=lambda v: (
+            escape_controls(v, newlines=False)
+            if isinstance(v, str) and not isinstance(v, markupsafe.Markup)
+            else v
+        ),
     )
     page = env.get_template(template).render(**context, sections=sections)
     return Report(str(context["title"]), page, sections, images)
-
-
-def _finalize(value: Any) -> Any:
-    import markupsafe
-
-    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
-        return escape_controls(value, newlines=False)
-    return value
 
 
 def report_path(path: Path) -> Path:

@@ -59,7 +59,9 @@ from pricing.inputs import SAMPLE_DIR
 from pricing.inputs.panel import Panel, build_panel
 from pricing.market.equilibrium import solve
 from pricing.market.market import Market, curve_hours
-from pricing.runs.pipeline import Inputs, checked_inputs, fit_market
+from pricing.runs.pipeline import Inputs, checked_inputs, fit_market, provenance
+from pricing.runs.provenance import peak_memory_mb
+from pricing.store.manifest import BacktestManifest, Provenance
 
 FloatArray = npt.NDArray[np.float64]
 #: the predictors of the observable scores: the engine and the two naive baselines
@@ -86,16 +88,21 @@ class BacktestResult(Display):
     (:data:`METRICS`), a column per predictor (:data:`PREDICTORS`) and ``segments``, the
     segment-weeks it read; ``segments`` one row per origin, horizon and segment with what
     each predictor said and what happened; ``truth`` the scores against the truth
-    (``nowcast``, ``forecast``), when there was one."""
+    (``nowcast``, ``forecast``), when there was one; ``weeks`` the origins asked for;
+    ``provenance`` what it read, as a run's manifest records it."""
 
     as_of: dt.date
     origins: tuple[dt.date, ...]
     horizon: int
+    weeks: int
     scores: pd.DataFrame
     segments: pd.DataFrame
+    provenance: Provenance
+    created: str
     truth: dict[str, Scores] = field(default_factory=dict)
     truth_source: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float = 0.0
 
     def pooled(self, horizon: int = 1) -> dict[str, dict[str, float]]:
         """The scores pooled over the origins, ``horizon`` weeks ahead: per metric, per
@@ -129,12 +136,44 @@ class BacktestResult(Display):
             "pooled": {m: {k: _number(p[m][k]) for k in PREDICTORS} for m in METRICS},
         }
         if self.truth:
-            out["truth"] = {name: s.row("all") for name, s in self.truth.items()}
+            out["truth"] = {
+                name: {k: _number(v) for k, v in s.row("all").items()}
+                for name, s in self.truth.items()
+            }
             out["truth_source"] = self.truth_source
         return out
 
     def to_frame(self) -> pd.DataFrame:
         return self.scores.copy()
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """What the store writes (:meth:`pricing.store.store.RunStore.write_backtest`):
+        the scores, the segment rows, and the scores against the truth when there was
+        one (one row per predictor, ``nowcast`` or ``forecast``, and group)."""
+        out = {"scores": self.scores, "segments": self.segments}
+        if self.truth:
+            out["truth"] = pd.concat(
+                [s.to_frame().assign(predictor=name) for name, s in self.truth.items()],
+                ignore_index=True,
+            )
+        return out
+
+    def manifest(self) -> BacktestManifest:
+        """The stored backtest's manifest (its build, path and tables' rows are set by
+        the store)."""
+        return BacktestManifest(
+            as_of=self.as_of,
+            created=self.created,
+            origins=self.origins,
+            horizon=self.horizon,
+            weeks=self.weeks,
+            beats_baselines=self.beats_baselines(),
+            headline=self.headline(),
+            truth_source=self.truth_source,
+            provenance=self.provenance,
+            timings_s=self.timings,
+            peak_memory_mb=self.peak_memory_mb,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,9 +207,10 @@ class BacktestResult(Display):
         for name, scores in self.truth.items():
             r = scores.row("all")
             lines.append(
-                f"  against the truth, {name}: error {r['relative_error']:.2f}× today's rate's, "
-                f"direction {r['direction']:.1%}, 90% band coverage {r['coverage']:.1%} "
-                f"(width {r['width']:.1%})"
+                f"  against the truth, {name}: error {_format('ratio', r['relative_error'])}× "
+                f"today's rate's, direction {_format('direction', r['direction'])}, 90% band "
+                f"coverage {_format('direction', r['coverage'])} "
+                f"(width {_format('direction', r['width'])})"
             )
         if max_rows:
             shown = self.scores[self.scores["scope"] != "pooled"].head(max_rows)
@@ -190,6 +230,8 @@ _LABELS = {
 def _format(metric: str, value: float) -> str:
     if not np.isfinite(value):
         return "n/a"
+    if metric == "ratio":
+        return f"{value:.2f}"
     return f"{value:.1%}" if metric in ("direction",) or "wape" in metric else f"{value:.3f}"
 
 
@@ -218,12 +260,13 @@ def backtest(
     if weeks < 1 or horizon < 1:
         raise DataError(f"--weeks and --horizon must be ≥ 1 (got {weeks} and {horizon})")
     say = progress or (lambda _: None)
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     inputs = checked_inputs(data_dir, config, as_of)
     panel = build_panel(inputs.checked, inputs.through, executor)
     origins = _origins(panel, weeks, horizon)
     keys = list(panel.segment_keys)
-    truth_table, source = _truth(inputs.data_dir, truth, keys)
+    truth_table, source = _truth(inputs.data_dir, truth, keys, panel)
     timings = {"prepare": time.perf_counter() - start}
     parts = []
     for i, origin in enumerate(origins, 1):
@@ -234,28 +277,39 @@ def backtest(
     segments = pd.concat(parts, ignore_index=True)
     if truth_table is not None:
         segments = _with_truth(segments, truth_table, keys)
-    result = BacktestResult(
+    return BacktestResult(
         as_of=inputs.through,
         origins=tuple(origins),
         horizon=horizon,
+        weeks=weeks,
         scores=_scores(segments),
         segments=segments,
+        provenance=provenance(inputs, panel, executor),
+        created=created,
         truth=_truth_scores(segments) if truth_table is not None else {},
         truth_source=source,
         timings={k: round(v, 3) for k, v in timings.items()},
+        peak_memory_mb=peak_memory_mb(),
     )
-    return result
 
 
 def _origins(panel: Panel, weeks: int, horizon: int) -> list[dt.date]:
     """The last ``weeks`` Sundays of the panel that have ``horizon`` weeks after them and
-    at least :data:`BASELINE_WEEKS` weeks up to them."""
+    at least :data:`BASELINE_WEEKS` weeks up to them; a :class:`DataError` saying how
+    many there are when there are fewer."""
     mondays = panel.weeks
     usable = mondays[BASELINE_WEEKS - 1 : len(mondays) - horizon]
-    if len(usable) == 0:
+    if len(usable) < weeks:
+        fix = (
+            f"pass --weeks {len(usable)} or less"
+            if len(usable)
+            else "it needs more weeks of data, or a smaller --horizon"
+        )
         raise DataError(
-            f"a backtest {horizon} week(s) ahead needs at least {BASELINE_WEEKS + horizon} "
-            f"weeks of data; the panel has {len(mondays)}"
+            f"too little history for {weeks} origins: each origin needs {BASELINE_WEEKS - 1} "
+            f"weeks before it (the 4-week baseline) and {horizon} after it (--horizon), so "
+            f"the {len(mondays)} weeks of data through {panel.as_of} allow "
+            f"{len(usable)}; {fix}"
         )
     return [(m + pd.Timedelta(days=6)).date() for m in usable[-weeks:]]
 
@@ -316,7 +370,10 @@ def _outcomes(
 
     recent = range(-(BASELINE_WEEKS - 1), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_rate = np.exp(np.nanmean([np.log(at(k, "rate")) for k in recent], axis=0))
+        logs = np.array([np.log(at(k, "rate")) for k in recent])
+        seen = np.isfinite(logs)
+        # the geometric mean of the weeks with a rate (NaN for a segment with none)
+        mean_rate = np.exp(np.where(seen, logs, 0.0).sum(axis=0) / seen.sum(axis=0))
     target = following.segments
     realized = at(h, "rate")
     out = segs.assign(
@@ -431,10 +488,12 @@ def _direction(part: pd.DataFrame) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- truth
 def _truth(
-    data_dir: Path, path: str | Path | None, keys: list[str]
+    data_dir: Path, path: str | Path | None, keys: list[str], panel: Panel
 ) -> tuple[pd.DataFrame | None, str | None]:
     """The weekly truth table (module docstring) and where it came from; None without one.
-    A :class:`DataError` lists every problem of a table that cannot be used."""
+    A :class:`DataError` lists every problem of a table that cannot be used: a missing
+    column, a week that is not a date, a clearing rate that is not a positive number, a
+    repeated segment-week, no segment-week in common with the data."""
     chosen = Path(path) if path is not None else data_dir / TRUTH_FILE
     if path is None and not chosen.is_file():
         return None, None
@@ -445,35 +504,84 @@ def _truth(
     except Exception as exc:  # a file that is not a table: say so, whatever the reader raised
         raise DataError(f"truth table {chosen} cannot be read: {exc}") from None
     problems = [f"missing column {c!r}" for c in (*keys, "week", "clearing_rate") if c not in table]
+    if "week" in table and "clearing_rate" in table:
+        problems += _truth_values(table, keys if not problems else None)
     if not problems:
-        week = pd.to_datetime(table["week"], errors="coerce")
-        rate = pd.to_numeric(table["clearing_rate"], errors="coerce")
-        bad_week = np.flatnonzero(week.isna().to_numpy())
-        bad_rate = np.flatnonzero(
-            ~(rate > 0).to_numpy() & table["clearing_rate"].notna().to_numpy()
+        table = table.assign(
+            week=pd.to_datetime(table["week"], format="mixed")
+            .dt.to_period("W-SUN")
+            .dt.start_time.dt.date,
+            clearing_rate=pd.to_numeric(table["clearing_rate"]),
         )
-        if bad_week.size:
-            problems.append(f"'week' is not a date in rows {bad_week[:5].tolist()}")
-        if bad_rate.size:
+        data = panel.frame[[*keys, "week"]].assign(week=panel.frame["week"].dt.date)
+        common = table[[*keys, "week"]].astype({k: str for k in keys})
+        common = common.merge(data.astype({k: str for k in keys}), on=[*keys, "week"])
+        if common.empty:
+            first, last = panel.weeks.min().date(), panel.weeks.max().date()
             problems.append(
-                f"'clearing_rate' is not a positive number in rows {bad_rate[:5].tolist()}"
+                f"no segment-week in common with the data ({len(table):,} rows, weeks "
+                f"{min(table['week'])} .. {max(table['week'])}; the data's weeks "
+                f"{first} .. {last}): is it the truth of another market?"
             )
-        duplicated = table.assign(week=week).duplicated([*keys, "week"])
-        if duplicated.any():
-            rows = np.flatnonzero(duplicated.to_numpy())[:5].tolist()
-            problems.append(f"{int(duplicated.sum())} repeated segment-weeks (rows {rows})")
     if problems:
         raise DataError(
-            f"truth table {chosen} cannot be used: "
-            + "; ".join(problems)
-            + f" (it needs {', '.join(keys)}, week and clearing_rate; optionally thin)"
+            f"truth table {chosen} cannot be used:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + f"\nIt needs {', '.join(keys)}, week (a date in the week) and clearing_rate "
+            "(USD per hour, > 0), one row per segment and week; optionally thin."
         )
-    table = table.assign(
-        week=pd.to_datetime(table["week"]).dt.to_period("W-SUN").dt.start_time.dt.date,
-        clearing_rate=pd.to_numeric(table["clearing_rate"]),
-    )
+    if "thin" in table:  # a CSV's flags are text
+        table = table.assign(thin=_flag(table["thin"]).isin(_TRUE))
     columns = [*keys, "week", "clearing_rate", *(["thin"] if "thin" in table else [])]
     return table[columns], str(chosen)
+
+
+_TRUE = ("true", "1", "1.0")
+_FALSE = ("false", "0", "0.0")
+
+
+def _flag(values: pd.Series) -> pd.Series:
+    """A true/false column as lower-case text, as Parquet's booleans and a CSV's read."""
+    return values.astype(str).str.strip().str.lower()
+
+
+def _truth_values(table: pd.DataFrame, keys: list[str] | None) -> list[str]:
+    """The problems of a truth table's values: weeks that are not dates, rates that are
+    not positive numbers, a ``thin`` that is not true/false, repeated segment-weeks (row
+    numbers from 0, the first five;
+    ``keys`` None: a key column is missing, so repeats cannot be told)."""
+    problems = []
+    week = pd.to_datetime(table["week"], errors="coerce", format="mixed")
+    rate = pd.to_numeric(table["clearing_rate"], errors="coerce")
+    bad_week = np.flatnonzero(week.isna().to_numpy())
+    bad_rate = np.flatnonzero(~(rate > 0).to_numpy() & table["clearing_rate"].notna().to_numpy())
+    if bad_week.size:
+        shown = table["week"].iloc[bad_week[:3]].tolist()
+        problems.append(
+            f"'week' is not a date in {bad_week.size:,} rows (rows {bad_week[:5].tolist()}: "
+            f"{shown})"
+        )
+    if bad_rate.size:
+        shown = table["clearing_rate"].iloc[bad_rate[:3]].tolist()
+        problems.append(
+            f"'clearing_rate' is not a positive number in {bad_rate.size:,} rows (rows "
+            f"{bad_rate[:5].tolist()}: {shown})"
+        )
+    if "thin" in table:
+        thin = table["thin"]
+        bad_thin = np.flatnonzero(~_flag(thin).isin([*_TRUE, *_FALSE]).to_numpy())
+        if bad_thin.size:
+            problems.append(
+                f"'thin' is not true/false in {bad_thin.size:,} rows (rows "
+                f"{bad_thin[:5].tolist()}: {thin.iloc[bad_thin[:3]].tolist()})"
+            )
+    if keys is None:
+        return problems
+    duplicated = table.assign(week=week).duplicated([*keys, "week"])
+    if duplicated.any():
+        rows = np.flatnonzero(duplicated.to_numpy())[:5].tolist()
+        problems.append(f"{int(duplicated.sum())} repeated segment-weeks (rows {rows})")
+    return problems
 
 
 def _with_truth(segments: pd.DataFrame, truth: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

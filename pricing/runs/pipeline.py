@@ -70,6 +70,7 @@ from pricing.store.manifest import (
     GuidanceCounts,
     Manifest,
     PlanSummary,
+    Provenance,
     Statuses,
     Weeks,
 )
@@ -320,26 +321,14 @@ def run_batch(
         run_id=inputs.through.isoformat(),
         as_of=inputs.through,
         created=created.isoformat(timespec="seconds"),
-        status=RunStatus.DEGRADED
-        if degraded
-        else RunStatus.INFEASIBLE
-        if plan_status == PlanStatus.INFEASIBLE
-        else RunStatus.OK,
+        status=_status(degraded, plan_status),
         degraded=tuple(degraded),
-        data_dir=str(inputs.data_dir.resolve()),
-        config_source=str(inputs.config_source) if inputs.config_source else None,
-        config=inputs.config.model_dump(mode="json"),
-        inputs=fingerprints(inputs.data_dir, inputs.checked),
-        rows_after_as_of=inputs.rows_after,
-        weeks=Weeks(first=fitted.panel.weeks.min().date(), count=len(fitted.panel.weeks)),
         counts=_counts(fitted.curves, equilibrium),
         statuses=_statuses(equilibrium, guidance, plan_status, plan_error),
         plan=PlanSummary.of(plan),
         previous_run=None if previous is None else previous.run_id,
         tables={name: len(frame) for name, frame in tables.items()},
-        versions=versions(),
-        machine={"platform": platform.platform(), "cpus": LOCAL.threads},
-        compute=executor.describe(),
+        **dict(provenance(inputs, fitted.panel, executor)),
         timings_s=dict(timings),
         peak_memory_mb=peak_memory_mb(),
     )
@@ -355,6 +344,22 @@ def run_batch(
         hold=hold,
     )
     return Run.open(path, store, hold, executor=executor)
+
+
+def provenance(inputs: Inputs, panel: Panel, executor: Executor) -> Provenance:
+    """What a run or a backtest read and with what, for its manifest: the data folder,
+    settings, input fingerprints, rows left out, the panel's weeks, versions, machine."""
+    return Provenance(
+        data_dir=str(inputs.data_dir.resolve()),
+        config_source=str(inputs.config_source) if inputs.config_source else None,
+        config=inputs.config.model_dump(mode="json"),
+        inputs=fingerprints(inputs.data_dir, inputs.checked),
+        rows_after_as_of=inputs.rows_after,
+        weeks=Weeks(first=panel.weeks.min().date(), count=len(panel.weeks)),
+        versions=versions(),
+        machine={"platform": platform.platform(), "cpus": LOCAL.threads},
+        compute=executor.describe(),
+    )
 
 
 def _report_writer(store: RunStore, reporter: Reporter) -> Callable[[Path], None]:
@@ -487,6 +492,13 @@ def _plan(
     except Exception as exc:  # a failure of the plan must not lose the rest of the run
         return None, PlanStatus.FAILED, f"{type(exc).__name__}: {exc}"
     return plan, plan.status, None
+
+
+def _status(degraded: list[str], plan: PlanStatus) -> RunStatus:
+    """Degraded above infeasible above ok."""
+    if degraded:
+        return RunStatus.DEGRADED
+    return RunStatus.INFEASIBLE if plan == PlanStatus.INFEASIBLE else RunStatus.OK
 
 
 def _counts(curves: CurveSet, equilibrium: EquilibriumResult) -> Counts:

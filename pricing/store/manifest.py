@@ -1,12 +1,15 @@
-"""The manifests of stored runs and scenarios: typed, written and read here only.
+"""The manifests of stored runs, scenarios and backtests: typed, written and read here
+only.
 
 A run folder's ``manifest.json`` says what the run read (data, configuration, input
 fingerprints), what it found (counts, statuses, the plan's headline) and how it ran
 (versions, machine, where the parts ran, step timings including the store's own, peak
 memory). A scenario folder's says which scenario was solved against which build of which
-run, and how it came out. Both are pydantic models at this file boundary: frozen, with
-status enums, and :func:`read_manifest` / :func:`read_scenario_manifest` turn a file that
-does not parse into a :class:`~pricing.errors.StoreError` naming it.
+run, and how it came out. A backtest folder's says which origins were scored on which
+data, and whether the engine beat the naive baselines. All are pydantic models at this
+file boundary: frozen, with status enums, and :func:`read_manifest`,
+:func:`read_scenario_manifest` and :func:`read_backtest_manifest` turn a file that does
+not parse into a :class:`~pricing.errors.StoreError` naming it.
 
 Manifests written before the statuses were typed recorded a failed plan as
 ``"failed: <reason>"``; they are read as :attr:`PlanStatus.FAILED` with that reason.
@@ -166,6 +169,48 @@ class ScenarioManifest(_Record):
         return json.dumps(self.model_dump(mode="json"), indent=2)
 
 
+class Provenance(_Record):
+    """What a stored backtest read and with what, recorded as a run records it: the data
+    folder, the settings, the input files' fingerprints, the rows left out after the
+    as-of week, the panel's weeks, the versions and the machine."""
+
+    data_dir: str
+    config_source: str | None
+    config: dict[str, Any]
+    inputs: dict[str, InputTable]
+    rows_after_as_of: dict[str, int]
+    weeks: Weeks
+    versions: dict[str, str]
+    machine: dict[str, Any]
+    compute: dict[str, Any] | None = None
+
+
+class BacktestManifest(_Record):
+    """The manifest of a stored backtest (:mod:`pricing.runs.backtest`): its as-of week,
+    origins and horizon, the origins asked for (``weeks``), what it read
+    (``provenance``), its headline (pooled scores, the scores against the truth when
+    there was one) and verdict, and how long it took. ``build``, ``path`` and
+    ``tables``: set by the store at the commit, as for a run."""
+
+    as_of: dt.date
+    created: str
+    origins: tuple[dt.date, ...]
+    horizon: int
+    weeks: int
+    beats_baselines: bool
+    headline: dict[str, Any]
+    truth_source: str | None
+    provenance: Provenance
+    timings_s: dict[str, float]
+    peak_memory_mb: float
+    tables: dict[str, int] = {}
+    build: str = ""
+    path: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2)
+
+
 def read_manifest(path: Path) -> Manifest:
     """The manifest of the run folder ``path``."""
     return _read(Manifest, path)
@@ -174,6 +219,11 @@ def read_manifest(path: Path) -> Manifest:
 def read_scenario_manifest(path: Path) -> ScenarioManifest:
     """The manifest of the scenario folder ``path``."""
     return _read(ScenarioManifest, path)
+
+
+def read_backtest_manifest(path: Path) -> BacktestManifest:
+    """The manifest of the backtest folder ``path``."""
+    return _read(BacktestManifest, path)
 
 
 def _read(model: type[_R], path: Path) -> _R:

@@ -23,6 +23,7 @@ out: the query is run again without it, and the run is named.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,15 @@ from pricing.errors import QueryError, StoreError, suggest
 from pricing.inputs.io import connect, quote_identifier, sql_string
 from pricing.store.manifest import (
     MANIFEST,
+    BacktestManifest,
     Manifest,
     ScenarioManifest,
+    read_backtest_manifest,
     read_manifest,
     read_scenario_manifest,
 )
 from pricing.store.store import (
+    BACKTEST_TABLES,
     RUN_COLUMNS,
     RUN_TABLES,
     SCENARIO_TABLES,
@@ -55,22 +59,30 @@ from pricing.store.store import (
 REQUIRED_RUN_TABLES = ("curves", "equilibrium", "guidance", "market", "edges")
 #: tables every scenario result has
 REQUIRED_SCENARIO_TABLES = ("segments", "totals", "equilibrium")
+#: tables every backtest has
+REQUIRED_BACKTEST_TABLES = ("scores", "segments")
+#: any stored build's manifest
+Manifests = Manifest | ScenarioManifest | BacktestManifest
+_READERS: dict[str, Callable[[Path], Manifests]] = {
+    "run": read_manifest,
+    "scenario": read_scenario_manifest,
+    "backtest": read_backtest_manifest,
+}
 _SCENARIO_COLUMNS = ("baseline", "scenario", "created", "status", "description", "path")
 
 
 # --------------------------------------------------------------------------- checks
 def check_build(
     path: Path, kind: str, expected: tuple[dt.date, str | None], deep: bool = False
-) -> tuple[Manifest | ScenarioManifest | None, list[str]]:
-    """The manifest of a run (``kind`` "run") or scenario folder and its problems: the
+) -> tuple[Manifests | None, list[str]]:
+    """The manifest of a run, scenario or backtest folder (``kind``: "run", "scenario",
+    "backtest") and its problems: the
     manifest cannot be read or names another run (``expected``: the folder's date and
     scenario name), a table it lists (in a manifest without the list: one every such
     build has) is missing, unreadable or holds other rows than it says. ``deep`` reads
     every row, not only the footers."""
     try:
-        manifest: Manifest | ScenarioManifest = (
-            read_manifest(path) if kind == "run" else read_scenario_manifest(path)
-        )
+        manifest: Manifests = _READERS[kind](path)
     except StoreError as exc:
         return None, [str(exc).replace(str(path / MANIFEST), MANIFEST)]
     problems = _identity(manifest, expected)
@@ -79,23 +91,31 @@ def check_build(
     return manifest, problems
 
 
-def _tables(manifest: Manifest | ScenarioManifest) -> dict[str, int | None]:
+def _tables(manifest: Manifests) -> dict[str, int | None]:
     """The tables of a build and their rows, as its manifest records them (the store
     records every table it writes); for a result stored before it did, the tables every
     such result has, rows unknown."""
     if manifest.tables:
         return dict(manifest.tables)
-    required = REQUIRED_RUN_TABLES if isinstance(manifest, Manifest) else REQUIRED_SCENARIO_TABLES
+    required = (
+        REQUIRED_RUN_TABLES
+        if isinstance(manifest, Manifest)
+        else REQUIRED_BACKTEST_TABLES
+        if isinstance(manifest, BacktestManifest)
+        else REQUIRED_SCENARIO_TABLES
+    )
     return dict.fromkeys(required)
 
 
-def _identity(
-    manifest: Manifest | ScenarioManifest, expected: tuple[dt.date, str | None]
-) -> list[str]:
+def _identity(manifest: Manifests, expected: tuple[dt.date, str | None]) -> list[str]:
     as_of, scenario = expected
     if isinstance(manifest, Manifest):
         if manifest.as_of != as_of:
             return [f"{MANIFEST} is the manifest of run {manifest.run_id}, not of {as_of}"]
+        return []
+    if isinstance(manifest, BacktestManifest):
+        if manifest.as_of != as_of:
+            return [f"{MANIFEST} is the manifest of the backtest of {manifest.as_of}, not {as_of}"]
         return []
     if manifest.baseline != as_of.isoformat() or manifest.scenario != scenario:
         return [
@@ -126,7 +146,7 @@ def _table_problems(file: Path, rows: int | None, deep: bool) -> list[str]:
 @dataclass(frozen=True)
 class _Build:
     path: Path
-    manifest: Any  # Manifest of a run, ScenarioManifest of a scenario
+    manifest: Any  # Manifest of a run, ScenarioManifest of a scenario, BacktestManifest
     what: str  # "run 2025-12-28", "scenario boom of run 2025-12-28"
 
 
@@ -143,6 +163,7 @@ class Snapshot:
         hold: ReaderHold,
         runs: dict[dt.date, _Build],
         scenarios: dict[tuple[dt.date, str], _Build],
+        backtests: dict[dt.date, _Build],
         damage: list[Damage],
         superseded: int,
     ) -> None:
@@ -150,6 +171,7 @@ class Snapshot:
         self._hold = hold
         self._runs = runs
         self._scenarios = scenarios
+        self._backtests = backtests
         self.damage = damage
         #: superseded builds still in the store (removed by a commit when no reader reads)
         self.superseded = superseded
@@ -173,7 +195,13 @@ class Snapshot:
             build = _checked(path, "scenario", (as_of, name), deep, what, damage)
             if build is not None:
                 scenarios[(as_of, name)] = build
-        return cls(store, hold, runs, scenarios, damage, len(listing.superseded))
+        backtests = {}
+        for as_of, path in listing.backtests.items():
+            what = f"backtest {as_of}"
+            build = _checked(path, "backtest", (as_of, None), deep, what, damage)
+            if build is not None:
+                backtests[as_of] = build
+        return cls(store, hold, runs, scenarios, backtests, damage, len(listing.superseded))
 
     def close(self) -> None:
         self._hold.release()
@@ -216,8 +244,9 @@ class Snapshot:
         """An in-memory DuckDB database with a view per table over the checked builds:
         ``runs``, ``curves``, ``equilibrium``, ``guidance``, ``interventions``, ``market``,
         ``edges``, ``catalogue``, ``scenarios``, ``scenario_segments``, ``scenario_totals``,
-        ``scenario_equilibrium``, ``scenario_interventions`` (a view exists once some
-        build has the table). ``read_only``: it can then read only those files and change
+        ``scenario_equilibrium``, ``scenario_interventions``, ``backtest_scores``,
+        ``backtest_segments``, ``backtest_truth`` (a view exists once some build has the
+        table). ``read_only``: it can then read only those files and change
         no setting (module docstring)."""
         con = connect()
         files = []
@@ -226,6 +255,9 @@ class Snapshot:
         for name in SCENARIO_TABLES:
             paths = [b.path / f"{name}.parquet" for b in self._scenarios.values()]
             files += _view(con, f"scenario_{name}", paths)
+        for name in BACKTEST_TABLES:
+            paths = [b.path / f"{name}.parquet" for b in self._backtests.values()]
+            files += _view(con, f"backtest_{name}", paths)
         for name, frame, date in (
             ("runs", self.runs(), "as_of"),
             ("scenarios", self.scenarios(), "baseline"),
@@ -273,13 +305,14 @@ class Snapshot:
         """Leave out the builds ``error`` shows damaged: the one whose file it names, or,
         when it names none and is not about the query itself, every build whose tables
         do not all read (DuckDB does not always say which file it failed on)."""
-        builds = [*self._runs.values(), *self._scenarios.values()]
+        builds = [*self._runs.values(), *self._scenarios.values(), *self._backtests.values()]
         named = [b for b in builds if str(b.path) in str(error)]
         if not named and not isinstance(error, _QUERY_ERRORS):
             named = [b for b in builds if _unreadable(b)]
         for build in named:
             self._runs = {k: b for k, b in self._runs.items() if b is not build}
             self._scenarios = {k: b for k, b in self._scenarios.items() if b is not build}
+            self._backtests = {k: b for k, b in self._backtests.items() if b is not build}
             self.damage.append(Damage(build.path, build.what, _first_line(error)))
         return bool(named)
 
@@ -325,6 +358,7 @@ class Snapshot:
             "store": str(self.store.root),
             "runs": len(self._runs),
             "scenarios": len(self._scenarios),
+            "backtests": len(self._backtests),
             "superseded_builds": self.superseded,
             "damage": [d.to_dict() for d in self.damage],
         }

@@ -8,13 +8,16 @@ Layout under the store root (``./pricing-runs`` by default)::
     scenarios/baseline=2025-12-28/scenario=design-boom/build=…/
         segments.parquet  totals.parquet  equilibrium.parquet  [interventions.parquet]
         scenario.toml  manifest.json  [report.html]
+    backtests/as_of=2025-12-28/build=…/
+        scores.parquet  segments.parquet  [truth.parquet]  manifest.json
 
-**Atomic commits.** A run is written into a hidden temporary folder next to its final
-place and renamed to a fresh ``build=`` folder only when every table, file (the report
-included) and the manifest are complete. The rename is the commit: a crash or SIGKILL at
-any moment leaves either no new build (the temporary folder is invisible to readers and
-removed by the next writer) or a complete one. Readers take the **newest build** of each
-as-of date (and of each scenario): re-running an as-of replaces the run in one step.
+**Atomic commits.** A run (a scenario result, a backtest) is written into a hidden
+temporary folder next to its final place and renamed to a fresh ``build=`` folder only
+when every table, file (the report included) and the manifest are complete. The rename
+is the commit: a crash or SIGKILL at any moment leaves either no new build (the temporary
+folder is invisible to readers and removed by the next writer) or a complete one. Readers
+take the **newest build** of each as-of date (and of each scenario): re-running an as-of
+replaces the run (or backtest) in one step.
 
 **Durable.** Every file and the temporary folder are fsynced before the rename and the
 folder holding the build after it (:func:`pricing.inputs.io.atomic_directory`).
@@ -50,13 +53,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import pandas as pd
 
 from pricing.errors import StoreError, StoreWriteError, os_reason
 from pricing.inputs.io import atomic_directory
-from pricing.store.manifest import MANIFEST, Manifest, ScenarioManifest
+from pricing.store.manifest import MANIFEST, BacktestManifest, Manifest, ScenarioManifest
 
 DEFAULT_STORE = Path("pricing-runs")
 #: Tables of a run folder, in the order they are written (the manifest comes last).
@@ -71,6 +74,8 @@ RUN_TABLES = (
 )
 #: Tables of a scenario folder; as views they are prefixed ``scenario_``.
 SCENARIO_TABLES = ("segments", "totals", "equilibrium", "interventions")
+#: Tables of a backtest folder; as views they are prefixed ``backtest_``.
+BACKTEST_TABLES = ("scores", "segments", "truth")
 
 _DATE = r"(\d{4}-\d{2}-\d{2})"
 _AS_OF = re.compile(rf"as_of={_DATE}")
@@ -107,6 +112,7 @@ class Listing:
 
     runs: dict[dt.date, Path] = field(default_factory=dict)
     scenarios: dict[tuple[dt.date, str], Path] = field(default_factory=dict)
+    backtests: dict[dt.date, Path] = field(default_factory=dict)
     superseded: list[Path] = field(default_factory=list)
     leftovers: list[Path] = field(default_factory=list)
     stray: list[Damage] = field(default_factory=list)
@@ -149,8 +155,19 @@ class ReaderHold:
         self.release()
 
 
+class BacktestRecord(Protocol):
+    """What the store writes of a backtest (:class:`pricing.runs.backtest.BacktestResult`)."""
+
+    @property
+    def as_of(self) -> dt.date: ...
+
+    def tables(self) -> dict[str, pd.DataFrame]: ...
+
+    def manifest(self) -> BacktestManifest: ...
+
+
 class RunStore:
-    """A folder of runs and scenario results (see the module docstring)."""
+    """A folder of runs, scenario results and backtests (see the module docstring)."""
 
     def __init__(self, root: str | Path = DEFAULT_STORE) -> None:
         self.root = Path(root)
@@ -171,7 +188,7 @@ class RunStore:
         """The store's folders by name (:class:`Listing`); a :class:`StoreError` when the
         root or its ``runs``/``scenarios`` is not a folder."""
         found = Listing()
-        for kind in ("runs", "scenarios"):
+        for kind in ("runs", "scenarios", "backtests"):
             folder = self.root / kind
             if folder.exists() and not folder.is_dir():
                 raise StoreError(
@@ -189,9 +206,26 @@ class RunStore:
                 build = _current_build(folder, found)
                 if build is not None:
                     found.scenarios[(as_of, folder.name.removeprefix("scenario="))] = build
+        for as_of, folder in _dated(self.root / "backtests", _AS_OF, found):
+            build = _current_build(folder, found)
+            if build is not None:
+                found.backtests[as_of] = build
         found.runs = dict(sorted(found.runs.items()))
         found.scenarios = dict(sorted(found.scenarios.items()))
+        found.backtests = dict(sorted(found.backtests.items()))
         return found
+
+    def backtest_paths(self) -> dict[dt.date, Path]:
+        """The current build of every backtest's as-of date, oldest first."""
+        return self.listing().backtests
+
+    def latest_backtests(self, as_of: dt.date) -> list[Path]:
+        """The current builds of the backtests as of ``as_of`` or before, latest first
+        (an empty list when the store does not exist)."""
+        if not self.root.is_dir():
+            return []
+        stored = self.backtest_paths()
+        return [stored[d] for d in sorted(stored, reverse=True) if d <= as_of]
 
     def resolve(self, run_id: str) -> Path:
         """The folder of run ``run_id``: ``latest`` or an as-of date (YYYY-MM-DD)."""
@@ -272,11 +306,22 @@ class RunStore:
         folder = self.root / "scenarios" / f"baseline={baseline.isoformat()}" / f"scenario={name}"
         return self._commit(folder, tables, manifest, files or {}, (finish, on_commit, hold))
 
+    def write_backtest(
+        self,
+        result: BacktestRecord,
+        on_commit: Callable[[Path], None] | None = None,
+        hold: ReaderHold | None = None,
+    ) -> Path:
+        """Commit a backtest (its tables and manifest) for its as-of date; it replaces an
+        earlier backtest of that date (``on_commit``, ``hold``: as :meth:`write_run`)."""
+        folder = self.root / "backtests" / f"as_of={result.as_of.isoformat()}"
+        return self._commit(folder, result.tables(), result.manifest(), {}, (None, on_commit, hold))
+
     def _commit(
         self,
         folder: Path,
         tables: dict[str, pd.DataFrame],
-        manifest: Manifest | ScenarioManifest,
+        manifest: Manifest | ScenarioManifest | BacktestManifest,
         files: dict[str, str],
         hooks: tuple[
             Callable[[Path], None] | None, Callable[[Path], None] | None, ReaderHold | None

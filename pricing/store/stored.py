@@ -1,4 +1,5 @@
-"""A run and a scenario as stored: manifest, tables (read on first use) and the market.
+"""A run, a scenario and a backtest as stored: manifest, tables (read on first use) and
+the market.
 
 These are the records the report renders and :class:`pricing.runs.run.Run` builds on
 (adding what a stored run can do: re-solve, what-ifs, its report). Each holds the store
@@ -25,8 +26,10 @@ from pricing.display import Display
 from pricing.errors import StoreError, suggest
 from pricing.market.market import Market
 from pricing.store.manifest import (
+    BacktestManifest,
     Manifest,
     ScenarioManifest,
+    read_backtest_manifest,
     read_manifest,
     read_scenario_manifest,
 )
@@ -235,6 +238,64 @@ def latest_before(store: RunStore, as_of: dt.date, warn: Callable[[str], None]) 
     return None
 
 
+@dataclass(frozen=True, eq=False)
+class StoredBacktest(Display):
+    """A backtest read back from the store (:mod:`pricing.runs.backtest`): its manifest,
+    which carries the headline and verdict, and its tables (``scores``, ``segments``,
+    ``truth`` when it had a truth table), holding the store for reading while it lives."""
+
+    path: Path
+    manifest: BacktestManifest
+    hold: ReaderHold = field(default_factory=ReaderHold, repr=False)
+
+    @classmethod
+    def open(cls, path: Path, store: RunStore, hold: ReaderHold | None = None) -> Self:
+        """The backtest in folder ``path``, checked; a :class:`StoreError` naming it when
+        it is gone or damaged."""
+        hold = hold or store.hold()
+        return cls(path, read_backtest_manifest(_checked(path, "backtest", None)), hold)
+
+    def close(self) -> None:
+        self.hold.release()
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        return read_table(self.path, name, f"backtest {self.manifest.as_of}")
+
+    def to_frame(self) -> pd.DataFrame:
+        """The scores, one row per scope (origin or ``pooled``), horizon and metric."""
+        frame = self.table("scores")
+        if frame is None:
+            raise StoreError(f"backtest at {self.path} is damaged: it has no scores table")
+        return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.manifest.headline, "path": str(self.path), "build": self.manifest.build}
+
+    def summary(self, max_rows: int = 0) -> str:
+        m = self.manifest
+        verdict = "beats" if m.beats_baselines else "does NOT beat"
+        return (
+            f"Backtest as of {m.as_of} ({len(m.origins)} origins, {m.origins[0]} .. "
+            f"{m.origins[-1]}, {m.horizon} week(s) ahead): the engine {verdict} the naive "
+            f"baselines; stored in {self.path}"
+        )
+
+
+def latest_backtest(
+    store: RunStore, as_of: dt.date, warn: Callable[[str], None]
+) -> StoredBacktest | None:
+    """The latest readable backtest as of ``as_of`` or before, held; damaged ones are
+    skipped, each named through ``warn``. None when there is none."""
+    hold = store.hold()
+    for path in store.latest_backtests(as_of):
+        try:
+            return StoredBacktest.open(path, store, hold)
+        except StoreError as exc:
+            warn(f"{exc}; skipped, an earlier backtest is used")
+    hold.release()
+    return None
+
+
 def read_table(path: Path, name: str, what: str) -> pd.DataFrame | None:
     """Table ``name`` of a run or scenario folder (``what``: which, for messages), or
     None if the folder lacks it; a :class:`StoreError` when the file cannot be read."""
@@ -253,9 +314,9 @@ def read_table(path: Path, name: str, what: str) -> pd.DataFrame | None:
 def _checked(path: Path, kind: str, scenario: str | None) -> Path:
     """``path``, after :func:`check_build`; a :class:`StoreError` naming the build when
     it is gone (replaced by a newer one and removed) or damaged."""
-    dated = path.parent if kind == "run" else path.parent.parent  # as_of= / baseline=
+    dated = path.parent if kind != "scenario" else path.parent.parent  # as_of= / baseline=
     date = dt.date.fromisoformat(dated.name.split("=", 1)[1])
-    what = f"run {date}" if kind == "run" else f"scenario {scenario} of run {date}"
+    what = f"scenario {scenario} of run {date}" if kind == "scenario" else f"{kind} {date}"
     if not path.is_dir():
         raise StoreError(f"{what} at {path} is gone: a newer build replaced it; read it again")
     _, problems = check_build(path, kind, (date, scenario))
