@@ -6,24 +6,32 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pricing.cli.exits import Degraded, Infeasible
 from pricing.cli.options import (
+    EXPORT_MARK,
     as_of_option,
     cluster_options,
     config_option,
     data_option,
     executor_for,
+    export_folder,
+    force_option,
+    format_option,
     json_option,
     no_report_option,
     quiet_option,
     rows_option,
     store_option,
 )
-from pricing.cli.output import echo
+from pricing.cli.output import echo, write_frame
 from pricing.cli.progress import Progress, solver_output_to_stderr
+
+if TYPE_CHECKING:
+    from pricing.decisions.scenario import WhatIf
 
 
 def _outcome(statuses: set[str]) -> None:
@@ -110,6 +118,16 @@ def run_command(
 )
 @store_option
 @rows_option(15, "Changed segments shown per scenario.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write every scenario's tables to this folder (one sub-folder per "
+    "scenario), atomically. An existing folder is replaced only with --force, and only "
+    f"if an earlier export wrote it ({EXPORT_MARK}).",
+)
+@format_option
+@force_option
 @no_report_option
 @cluster_options
 @json_option("Print one JSON document on stdout.")
@@ -119,6 +137,9 @@ def whatif(
     baseline: str,
     store_dir: Path,
     rows: int,
+    out: Path | None,
+    fmt: str | None,
+    force: bool,
     no_report: bool,
     scheduler: str | None,
     workers: int | None,
@@ -134,13 +155,18 @@ def whatif(
     stores each result under STORE/scenarios/, with its HTML report (report.html) unless
     --no-report. Every file is checked before anything is solved. With --workers or
     --scheduler the baseline's and scenarios' coupled components are cleared on a Dask
-    cluster. Exits 3 on a malformed scenario or unknown baseline, 4 when some segment
-    of a scenario is not cleared, 5 when a plan or inverse target is out of reach, 7
-    when the cluster cannot run it.
+    cluster. --out DIR also writes each scenario's tables (segments, totals,
+    equilibrium, flows, the plan's) as DIR/NAME/TABLE.csv (or --format parquet|json),
+    with the resolved scenario.toml, and DIR/export.json listing them. Exits 2 on a bad
+    --out (a file, an existing folder without --force), 3 on a malformed scenario or
+    unknown baseline, 4 when some segment of a scenario is not cleared, 5 when a plan or
+    inverse target is out of reach, 6 when --out cannot be written, 7 when the cluster
+    cannot run it.
     """
     from pricing.runs.pipeline import run_whatifs
     from pricing.runs.run import load_run
 
+    fmt = export_folder(out, fmt, force)
     started = time.perf_counter()
     progress = Progress(quiet)
     with solver_output_to_stderr(), executor_for(scheduler, workers, None, progress) as chosen:
@@ -148,9 +174,13 @@ def whatif(
         run = load_run(baseline, store_dir, chosen)
         loaded = time.perf_counter()
         batch = run_whatifs(scenario_files, run, progress, report=not no_report)
+    exported = None
+    if out is not None and fmt is not None:
+        exported = _export(out, fmt, run.run_id, [r.result for r in batch.results], progress)
     progress.done()
     if as_json:
         payload = {
+            "out": exported,
             "baseline": run.run_id,
             "baseline_path": str(run.path),
             "segments": len(run.market),
@@ -171,7 +201,43 @@ def whatif(
             echo(r.result.summary(max_rows=rows))
             echo(f"stored in {r.path}")
             echo("" if r.report is None else f"report: {r.report}\n")
+        if exported is not None:
+            echo(f"tables of {len(batch.results)} scenario(s) written to {out} ({fmt})")
     _outcome({r.result.status for r in batch.results})
+
+
+def _export(
+    out: Path, fmt: str, baseline: str, results: list[WhatIf], progress: Progress
+) -> dict[str, Any]:
+    """Write every scenario's tables under ``out`` in one atomic step (a folder that
+    appears complete or not at all), and ``out``/export.json listing them; what was
+    written. A failure to write is an OutputError (exit 6)."""
+    from pricing.errors import OutputError, os_reason
+    from pricing.inputs.io import atomic_directory
+    from pricing.runs.run import whatif_tables
+
+    listing: dict[str, Any] = {"baseline": baseline, "format": fmt, "scenarios": {}}
+    progress(f"writing {out}")
+    try:
+        with atomic_directory(out, overwrite=True) as tmp:
+            for result in results:
+                name = result.scenario.name
+                folder = tmp / name
+                folder.mkdir()
+                tables = whatif_tables(result)
+                for table, frame in tables.items():
+                    write_frame(frame, folder / f"{table}.{fmt}", fmt)
+                (folder / "scenario.toml").write_text(result.scenario.to_toml(), encoding="utf-8")
+                listing["scenarios"][name] = {
+                    "status": result.status,
+                    "tables": {t: len(f) for t, f in tables.items()},
+                }
+            (tmp / EXPORT_MARK).write_text(json.dumps(listing, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write {out}: {os_reason(exc)}; nothing was written") from None
+    return {"path": str(out), **listing}
 
 
 @click.command()

@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING
 import click
 
 from pricing.cli.exits import InvalidInput
-from pricing.cli.options import json_option, quiet_option, store_option
-from pricing.cli.output import echo
+from pricing.cli.options import (
+    export_file,
+    force_option,
+    format_option,
+    json_option,
+    quiet_option,
+    store_option,
+)
+from pricing.cli.output import echo, write_table
 from pricing.cli.progress import Progress
 
 if TYPE_CHECKING:
@@ -116,9 +123,27 @@ def history(store_dir: Path, segment: str | None, as_json: bool, quiet: bool) ->
     show_default=True,
     help="Rows shown in the text output.",
 )
-@json_option("Print the result as JSON records.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write every row of the result to this file (atomically) instead of printing "
+    "it; an existing file is replaced only with --force.",
+)
+@format_option
+@force_option
+@json_option("Print the result as JSON records (with --out: what was written).")
 @quiet_option
-def sql(query: str, store_dir: Path, rows: int, as_json: bool, quiet: bool) -> None:
+def sql(
+    query: str,
+    store_dir: Path,
+    rows: int,
+    out: Path | None,
+    fmt: str | None,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Run one read-only DuckDB SELECT over the run store.
 
     Views: runs, curves, equilibrium, guidance, interventions, market, edges, catalogue
@@ -128,11 +153,26 @@ def sql(query: str, store_dir: Path, rows: int, as_json: bool, quiet: bool) -> N
     The query reads those views only: no other file, no writing, no ATTACH, no settings.
     A damaged run is left out and named on stderr. Exits 2 on a query that is not one
     SELECT or that DuckDB rejects, 3 when the store does not exist.
+
+    --out FILE writes every row as CSV, Parquet or JSON (--format, else the suffix):
+    pricing sql "SELECT * FROM guidance" --out guidance.csv. Exits 2 on a bad --out
+    (unknown format, a folder, an existing file without --force), 6 when it cannot be
+    written (nothing is left behind).
     """
+    fmt = export_file(out, fmt, force)
     progress = Progress(quiet)
     with _open(store_dir, progress) as snapshot:
         frame = snapshot.query(query, read_only=True)
         _left_out(snapshot, progress)
+    if out is not None and fmt is not None:
+        write_table(frame, out, progress, fmt)
+        progress.done()
+        written = {"out": str(out), "format": fmt, "rows": len(frame), "columns": list(frame)}
+        if as_json:
+            echo(json.dumps(written, indent=2))
+        else:
+            echo(f"wrote {len(frame):,} row(s) × {frame.shape[1]} column(s) to {out} ({fmt})")
+        return
     if as_json:
         echo(frame.to_json(orient="records", date_format="iso", indent=2))
         return

@@ -113,6 +113,15 @@ class InterventionPlan(Display):
         out["at_max"] = (self.units == cat["max_units"].to_numpy()) & (self.units > 0)
         return out
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The plan as the run store keeps it: ``interventions`` (one row per lever),
+        ``plan_categories`` and ``plan_constraints``."""
+        return {
+            "interventions": self.to_frame(),
+            "plan_categories": self.categories,
+            "plan_constraints": self.constraints,
+        }
+
     def headline(self) -> dict[str, Any]:
         """The plan's headline numbers (manifests, JSON output, the report)."""
         return {

@@ -71,6 +71,7 @@ from pricing.config import (
     RunConfig,
     Scenario,
 )
+from pricing.decisions.flows import Flows
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
 from pricing.display import Display, records
 from pricing.errors import ConfigError, MarketError, suggest
@@ -202,6 +203,11 @@ class WhatIf(Display):
         ):
             return "infeasible"
         return "ok" if self.result.ok else "degraded"
+
+    @cached_property
+    def flows(self) -> Flows:
+        """Where each pool's hours go in the scenario's equilibrium (:class:`Flows`)."""
+        return Flows.of(self.result)
 
     @cached_property
     def _values(self) -> dict[str, dict[str, FloatArray]]:

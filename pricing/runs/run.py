@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import pandas as pd
+
 from pricing.cluster import LOCAL, Executor
 from pricing.config import Scenario, load_scenario
+from pricing.decisions.flows import Flows, flows_table
 from pricing.decisions.scenario import WhatIf, whatif
 from pricing.market.equilibrium import EquilibriumResult, equilibrium_table, solve
 from pricing.report.report import Report, run_report, scenario_report
@@ -35,6 +38,15 @@ class Run(StoredRun):
     @cached_property
     def baseline(self) -> EquilibriumResult:
         return solve(self.market, executor=self.executor)
+
+    @cached_property
+    def flows(self) -> Flows:
+        """Where each pool's hours go at the run's equilibrium: the stored ``flows``
+        table, or for a run stored before it was kept, the baseline's flows."""
+        frame = self.table("flows")
+        if frame is None:
+            return Flows.of(self.baseline)
+        return Flows(frame, self.config.segment_keys)
 
     def whatif(
         self,
@@ -79,18 +91,26 @@ def load_run(
     return Run.open(store.resolve(run_id), store, hold, executor=executor)
 
 
+def whatif_tables(result: WhatIf) -> dict[str, pd.DataFrame]:
+    """A what-if's tables, as the store keeps them and ``whatif --out`` writes them:
+    ``segments``, ``totals``, ``equilibrium``, ``flows`` and, with a plan, its tables."""
+    tables = {
+        "segments": result.to_frame(),
+        "totals": result.totals,
+        "equilibrium": equilibrium_table(result.result),
+        "flows": flows_table(result.result),
+    }
+    if result.plan is not None:
+        tables.update(result.plan.tables())
+    return tables
+
+
 def save_whatif(
     run: StoredRun, result: WhatIf, on_commit: Callable[[Path], None] | None = None
 ) -> Path:
     """Commit a what-if result to the run's store, tagged with its scenario's name;
     returns the folder it is stored in (``on_commit``: :meth:`RunStore.write_run`)."""
-    tables = {
-        "segments": result.to_frame(),
-        "totals": result.totals,
-        "equilibrium": equilibrium_table(result.result),
-    }
-    if result.plan is not None:
-        tables["interventions"] = result.plan.to_frame()
+    tables = whatif_tables(result)
     manifest = ScenarioManifest(
         scenario=result.scenario.name,
         description=result.scenario.description,
