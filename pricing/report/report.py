@@ -11,7 +11,9 @@ A run's report (:func:`run_report`) has these sections, each with a stable ``id`
                    timings, warnings
     findings       the state of the market in a few sentences
     overview       category × tier heatmaps of the gap and of the imbalance
-    attention      the segments that need attention, with their curves
+    flows          where each category's freelancers work (pool → segment hours)
+    attention      the segments that need attention, with their curves and the flows
+                   in and out that move each equilibrium off its own curves' crossing
     guidance       rate guidance, sorted by |gap|
     diagnostics    elasticities raw vs shrunk, flagged curves
     interventions  the plan: spend, predicted and verified gain, marginal value
@@ -65,6 +67,7 @@ RUN_SECTIONS = (
     "run-header",
     "findings",
     "overview",
+    "flows",
     "attention",
     "guidance",
     "diagnostics",
@@ -284,12 +287,16 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         on="segment",
         how="left",
     )
+    gd = gd.merge(market[["segment", "client_fee", "freelancer_fee"]], on="segment", how="left")
     gd["flags"] = gd["segment"].map(flags).fillna("")
     gd["abs_gap"] = gd["gap_pct"].abs()
     by_gap = gd.sort_values(["abs_gap", "segment"], ascending=[False, True], na_position="last")
     solved = by_gap[by_gap["status"].eq("solved") & by_gap["gap_pct"].notna()]
-    panels = _curve_panels(solved.head(attention), market)
+    flows = run.table("flows")
+    balance = None if flows is None else _flow_balance(flows, keys)
+    panels = _curve_panels(solved.head(attention), market, balance)
     where = f"WHERE as_of = '{run.run_id}'"
+    flow_view = _flows_section(flows, rows, categories, f"flows {where}")
     context = {
         "title": f"Market report, as of {run.run_id}",
         "m": m,
@@ -301,6 +308,7 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         "overview_note": _overview_note(
             overview, "gap", f'pricing sql "SELECT * FROM equilibrium {where}"'
         ),
+        "flows": flow_view,
         "attention_figure": plots.curve_grid(panels) if panels else None,
         "attention_count": len(panels),
         "attention": _attention_table(by_gap),
@@ -308,12 +316,13 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         "guidance_query": f'pricing sql "SELECT * FROM guidance {where} '
         'ORDER BY abs(gap_pct) DESC"',
         "band_level": f"{run.config.guidance.band_level:.0%}",
+        "today_week": _today_week(run.guidance, run.as_of),
         "diagnostics_figure": plots.elasticity_histograms(curves),
         "diagnostics": _diagnostics(curves, rows),
         "curves_query": f"pricing sql \"SELECT * FROM curves {where} AND flags <> ''\"",
         "plan": _plan(m.plan, plan_text(m), run.interventions, rows),
     }
-    images = 2 + bool(panels)
+    images = 2 + bool(panels) + bool(flow_view["figure"])
     return _render("run.html.j2", context, RUN_SECTIONS, images)
 
 
@@ -361,33 +370,73 @@ def _attention_table(by_gap: pd.DataFrame) -> Table:
 
 
 def _guidance_table(by_gap: pd.DataFrame, rows: int) -> Table:
+    """Guidance on three bases, each beside today's rate on the same basis: the listed
+    rate (what the marketplace shows), the freelancer's rate (listed less the freelancer
+    fee: what they receive) and the client's (listed plus the client fee: what they
+    pay). Today's rate o is the as-of week's listed rate, so today's freelancer rate is
+    o (1 − f_f) and today's client rate o (1 + f_c)."""
+    frame = _with_bands(by_gap)
+    today = frame["observed_rate"]
+    frame = frame.assign(
+        listed_move=_move(today, frame["listed_rate"]),
+        freelancer_move=_move(today * (1 - frame["freelancer_fee"]), frame["freelancer_rate"]),
+        client_move=_move(today * (1 + frame["client_fee"]), frame["client_rate"]),
+        notes=(frame["capped_text"] + ", " + frame["flags"]).str.strip(", "),
+    )
     return _table(
-        _with_bands(by_gap),
+        frame,
         {
             "segment": ("segment", None),
             "market_state": ("state", None),
-            "observed_rate": ("today", _num),
-            "freelancer_rate": ("freelancer asks", _num),
-            "freelancer_band": ("band", str),
-            "client_rate": ("client budgets", _num),
-            "client_band": ("band", str),
+            "listed_move": ("listed rate: today → guidance", str),
             "gap_pct": ("gap", _pct),
-            "capped_text": ("capped", None),
-            "flags": ("flags", None),
+            "listed_band": ("band", str),
+            "freelancer_move": ("freelancer receives: today → asks", str),
+            "freelancer_band": ("band", str),
+            "client_move": ("client pays: today → budgets", str),
+            "client_band": ("band", str),
+            "notes": ("capped, flags", None),
         },
         limit=rows,
         row_class=lambda r: str(r["market_state"]),
     )
 
 
-def _curve_panels(top: pd.DataFrame, market: pd.DataFrame) -> list[Any]:
-    """One curve panel per row of ``top`` (guidance rows with their equilibrium)."""
+def _today_week(guidance: pd.DataFrame, as_of: Any) -> str:
+    """Which week "today" is: the as-of week, or each segment's latest observed week."""
+    weeks = pd.to_datetime(guidance["observed_week"]).dt.date.dropna().unique()
+    if len(weeks) == 1:
+        return f"the week of {weeks[0]} (the as-of week, ending {as_of})"
+    return (
+        f"each segment's latest observed week ({min(weeks)} to {max(weeks)}; the as-of "
+        f"week ends {as_of})"
+    )
+
+
+def _move(today: pd.Series, guided: pd.Series) -> pd.Series:
+    """``35.88 → 48.61``: today's rate and the guidance, on one basis (USD/h)."""
+    return today.map(_num) + " → " + guided.map(_num)
+
+
+def _curve_panels(
+    top: pd.DataFrame, market: pd.DataFrame, balance: pd.DataFrame | None
+) -> list[Any]:
+    """One curve panel per row of ``top`` (guidance rows with their equilibrium), with
+    the segment's inflow and outflow (``balance``, by segment label; None: not stored)."""
     from pricing.report.plots import CurvePanel
 
     mk = market.set_index("segment")
     panels = []
     for _, g in top.iterrows():
         s = mk.loc[g["segment"]]
+        moved = (
+            (math.nan, math.nan)
+            if balance is None
+            else (
+                float(balance.loc[g["segment"], "inflow_hours"]),
+                float(balance.loc[g["segment"], "outflow_hours"]),
+            )
+        )
         ff = float(s["freelancer_fee"])
         state = str(g["market_state"]).replace("_", " ")
         # one line of flags at most: the full list is in the table below the figure
@@ -412,9 +461,130 @@ def _curve_panels(top: pd.DataFrame, market: pd.DataFrame) -> list[Any]:
                 band_high=float(g["freelancer_rate_high"]) / (1 - ff),
                 rate_floor=float(s["rate_floor"]),
                 rate_cap=float(s["rate_cap"]),
+                inflow_hours=moved[0],
+                outflow_hours=moved[1],
             )
         )
     return panels
+
+
+# ---------------------------------------------------------------------- flows
+def _flow_balance(flows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per segment label: hours kept home, taken in from other pools, sent out."""
+    from pricing.decisions.flows import segment_balance
+
+    balance = segment_balance(flows, keys)
+    return balance.set_index(_label(balance, keys))
+
+
+def _flows_section(
+    flows: pd.DataFrame | None, rows: int, categories: int, source: str
+) -> dict[str, Any]:
+    """Where each category's freelancers work: the pool category × work category matrix
+    (% of the pool's hours, a figure) and, per category, the hours its freelancers work
+    at home and elsewhere and the hours it buys from other categories (a table).
+    ``source``: the ``pricing sql`` view and filter that list every flow."""
+    from pricing.decisions.flows import category_matrix
+    from pricing.report import plots
+
+    query = f'pricing sql "SELECT * FROM {source} AND hours > 0 ORDER BY hours DESC"'
+    if flows is None:
+        return {
+            "figure": None,
+            "table": None,
+            "query": query,
+            "note": "This run was stored before flows were kept; re-run it to see them "
+            "(run.flows re-solves them in Python).",
+        }
+    matrix = category_matrix(flows)
+    supplied = matrix.sum(axis=1)  # each pool category's hours, wherever worked
+    bought = matrix.sum(axis=0)
+    home = pd.Series(np.diag(matrix.to_numpy()), index=matrix.index)
+    away = matrix.to_numpy() - np.diag(home.to_numpy())
+    outside = pd.DataFrame(away, index=matrix.index, columns=matrix.columns)
+    moved = (supplied - home) + (bought - home)
+    keep = matrix.index
+    if len(keep) > categories:
+        keep = moved.sort_values(ascending=False, kind="stable").index[:categories]
+        keep = pd.Index(sorted(keep))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = 100 * matrix.loc[keep, keep].div(
+            supplied.loc[keep].where(supplied.loc[keep] > 0), axis=0
+        )
+    per_category = pd.DataFrame(
+        {
+            "category": matrix.index,
+            "supplied": supplied.to_numpy(),
+            "home": home.to_numpy(),
+            "out": (supplied - home).to_numpy(),
+            "out_to": _main_partner(outside),
+            "bought": bought.to_numpy(),
+            "in": (bought - home).to_numpy(),
+            "in_from": _main_partner(outside.T),
+        }
+    )
+    per_category["out_text"] = _with_share(per_category["out"], per_category["supplied"])
+    per_category["in_text"] = _with_share(per_category["in"], per_category["bought"])
+    per_category = per_category.assign(moved=moved.to_numpy()).sort_values(
+        ["moved", "category"], ascending=[False, True]
+    )
+    total = float(supplied.sum())
+    away_total = float(away.sum())
+    hours = _hours_fmt
+    return {
+        "figure": plots.flow_matrix(shares, supplied),
+        "shown": len(keep),
+        "categories": len(matrix),
+        "away_pct": _share(away_total, total),
+        "away_hours": hours(away_total),
+        "table": _table(
+            per_category,
+            {
+                "category": ("category", None),
+                "supplied": ("its freelancers work, hours/week", hours),
+                "home": ("at home", hours),
+                "out_text": ("elsewhere", str),
+                "out_to": ("mostly in", None),
+                "bought": ("its clients buy, hours/week", hours),
+                "in_text": ("from other categories", str),
+                "in_from": ("mostly from", None),
+            },
+            limit=rows,
+        ),
+        "query": query,
+        "note": "",
+    }
+
+
+def _main_partner(hours: pd.DataFrame) -> list[str]:
+    """Per row, the column with the most hours (with its hours), or "–" for none."""
+    values = hours.to_numpy(np.float64)
+    best = values.argmax(axis=1) if values.size else np.zeros(len(hours), dtype=np.int64)
+    out = []
+    for i, j in enumerate(best):
+        v = values[i, j] if values.size else 0.0
+        # less than half an hour shows as 0: no partner worth naming
+        out.append(f"{hours.columns[j]} ({_hours_fmt(v)})" if v >= 0.5 else "–")
+    return out
+
+
+def _with_share(part: pd.Series, whole: pd.Series) -> pd.Series:
+    """``1,008 (63.6 %)``: hours with their share of ``whole``."""
+    share = 100 * part / whole.where(whole > 0)
+    return part.map(_hours_fmt) + " (" + share.map(_share_fmt) + ")"
+
+
+def _hours_fmt(value: Any) -> str:
+    return _num(value, "{:,.0f}")
+
+
+def _share(part: float, whole: float) -> str:
+    return _share_fmt(100 * part / whole if whole > 0 else math.nan)
+
+
+def _share_fmt(value: Any) -> str:
+    """A share in % (no sign: it is not a change)."""
+    return _num(value, "{:.1f} %")
 
 
 def _attention(by_gap: pd.DataFrame) -> pd.DataFrame:
@@ -440,6 +610,7 @@ def _with_bands(frame: pd.DataFrame) -> pd.DataFrame:
         return text.where(low.notna() & high.notna(), "–")
 
     return frame.assign(
+        listed_band=band(frame["listed_rate_low"], frame["listed_rate_high"]),
         freelancer_band=band(frame["freelancer_rate_low"], frame["freelancer_rate_high"]),
         client_band=band(frame["client_rate_low"], frame["client_rate_high"]),
         capped_text=np.where(frame["capped"].fillna(False).astype(bool), "capped", ""),
@@ -827,6 +998,7 @@ def _render(
     template: str, context: dict[str, Any], sections: tuple[str, ...], images: int
 ) -> Report:
     import jinja2
+    from markupsafe import Markup
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pricing.report", "templates"),
@@ -835,9 +1007,14 @@ def _render(
         trim_blocks=True,
         lstrip_blocks=True,
         # every value shown, names from the data among them: control characters and
-        # bidirectional overrides escaped before HTML escaping (they would reorder or
-        # hide the text around them)
-        finalize=lambda v: escape_controls(v, newlines=False) if isinstance(v, str) else v,
+        # bidirectional overrides escaped before HTML escaping (they would hide or
+        # reorder the text around them); markup a macro made (a table) is left as it
+        # is: its values went through here one by one
+        finalize=lambda v: (
+            escape_controls(v, newlines=False)
+            if isinstance(v, str) and not isinstance(v, Markup)
+            else v
+        ),
     )
     page = env.get_template(template).render(**context, sections=sections)
     return Report(str(context["title"]), page, sections, images)
