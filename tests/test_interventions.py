@@ -989,7 +989,7 @@ def test_plan_results_objects_and_a_tampered_plan() -> None:
     frame = plan.to_frame()
     assert list(frame.columns) == [
         "intervention_id", "category", "kind", "to_category", "units", "max_units",
-        "cost_per_unit", "spend", "effect_per_unit", "decay", "at_max",
+        "cost_per_unit", "spend", "effect_per_unit", "decay", "at_max", "predicted_gain",
     ]  # fmt: skip
     assert frame["units"].tolist() == plan.units.tolist()
     assert frame["spend"].sum() == pytest.approx(plan.spend)
@@ -1146,3 +1146,20 @@ def test_an_empty_catalogue_plans_nothing() -> None:
     plan = plan_interventions(market, catalogue, InterventionsConfig(budget=1_000.0))
     assert plan.units.size == 0 and plan.spend == 0.0 and plan.verified_gain == 0.0
     assert evaluate(plan).ok
+
+
+def test_per_lever_and_per_category_gains_add_up_without_interactions() -> None:
+    """Levers in two uncoupled segments do not interact, so each lever's gain (the
+    model's V(u) − V(u without it)) adds up to the plan's predicted gain, and each
+    category's predicted hours to its verified ones, to the solver's accuracy."""
+    market = market_of([segment("a", rate=40.0), segment("b", rate=30.0)], [])
+    catalogue = pd.DataFrame(
+        [lever("RA", "a", "recruit", cost=100.0), lever("RB", "b", "recruit", cost=120.0)]
+    )
+    plan = plan_interventions(market, catalogue, InterventionsConfig(budget=500.0))
+    levers = plan.to_frame()
+    assert (levers["units"] > 0).all()
+    assert (levers["predicted_gain"] > 0).all()
+    assert levers["predicted_gain"].sum() == pytest.approx(plan.predicted_gain, rel=1e-9)
+    cats = plan.categories
+    np.testing.assert_allclose(cats["hours_predicted"], cats["hours_after"], rtol=1e-8)

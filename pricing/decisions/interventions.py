@@ -92,6 +92,9 @@ class InterventionPlan(Display):
     config: InterventionsConfig
     market: Market = field(repr=False)
     timings: dict[str, float] = field(default_factory=dict)
+    #: per lever, the model's gain of its units with the other levers as chosen,
+    #: V(u) − V(u with the lever at 0) (:func:`_lever_gains`); NaN when not planned
+    lever_gain: FloatArray | None = None
 
     @property
     def spend(self) -> float:
@@ -111,6 +114,9 @@ class InterventionPlan(Display):
         out["effect_per_unit"] = cat["effect_per_unit"].to_numpy()
         out["decay"] = cat["decay"].to_numpy()
         out["at_max"] = (self.units == cat["max_units"].to_numpy()) & (self.units > 0)
+        out["predicted_gain"] = (
+            np.full(len(cat), np.nan) if self.lever_gain is None else self.lever_gain
+        )
         return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -134,6 +140,10 @@ class InterventionPlan(Display):
             "verified_gain": self.verified_gain,
             "marginal_value_per_usd": self.marginal_value,
             "explanation": self.explanation,
+            "budget_step": self.budget_step,
+            "value_rounding": self.value_rounding,
+            "cost_rounding": self.cost_rounding,
+            "rounds": len(self.rounds),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -504,6 +514,7 @@ def _finish(ctx: _Planning, choice: _Choice, rounds: pd.DataFrame) -> Interventi
     categories = _categories_frame(
         ctx.levers, ctx.config, spend_by_cat, ctx.demand_today, before, after
     )
+    categories["hours_predicted"] = model.value(units)[1]  # what the model said
     spend = float((units * cost).sum())
     budget_row = {
         "constraint": "budget",
@@ -532,7 +543,22 @@ def _finish(ctx: _Planning, choice: _Choice, rounds: pd.DataFrame) -> Interventi
         relaxations=pd.DataFrame(columns=["relax", "category", "requested", "needed"]),
         explanation="",
         equilibrium=choice.joint,
+        lever_gain=_lever_gains(model, units),
     )
+
+
+def _lever_gains(model: ValueModel, units: IntArray) -> FloatArray:
+    """Per lever, what the model says its units add with the other levers as chosen:
+    V(u) − V(u with lever l at 0), 0 for a lever not bought. Interactions make these
+    differ from the plan's predicted gain, which is V(u) − V(anchor) for all at once;
+    only the plan as a whole is verified by a joint solve."""
+    value = model.value(units)[0]
+    gains = np.zeros(units.size)
+    for lever in np.flatnonzero(units):  # bought levers, each one table look-up
+        without = units.copy()
+        without[lever] = 0
+        gains[lever] = value - model.value(without)[0]
+    return gains
 
 
 def _constraint_rows(

@@ -320,7 +320,7 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         "diagnostics_figure": plots.elasticity_histograms(curves),
         "diagnostics": _diagnostics(curves, rows),
         "curves_query": f"pricing sql \"SELECT * FROM curves {where} AND flags <> ''\"",
-        "plan": _plan(m.plan, plan_text(m), run.interventions, rows),
+        "plan": _plan(m.plan, plan_text(m), run.table, rows),
     }
     images = 2 + bool(panels) + bool(flow_view["figure"])
     return _render("run.html.j2", context, RUN_SECTIONS, images)
@@ -789,10 +789,13 @@ def _diagnostics(curves: pd.DataFrame, rows: int) -> dict[str, Any]:
 def _plan(
     plan: PlanSummary | None,
     status: str,
-    levers: pd.DataFrame | None,
+    table: Callable[[str], pd.DataFrame | None],
     rows: int,
 ) -> dict[str, Any]:
-    """The intervention section: headline numbers and the levers the plan buys."""
+    """The intervention section: what `pricing plan` prints — headline numbers, the
+    marginal value of budget, binding constraints, rounding — and the gains per category
+    (predicted by the plan's model, verified by the joint re-solve) and per lever, the
+    constraints and the levers bought. ``table``: the stored table of that name."""
     if plan is None:
         why = (
             "No plan: the run had no interventions catalogue or no [interventions] budget."
@@ -801,49 +804,135 @@ def _plan(
         )
         return {"status": status, "note": why, "kpis": None, "levers": None}
     unit = _OBJECTIVES.get(plan.objective, plan.objective)
-    base = plan.base_value
-    kpis = [
-        ("objective", unit),
-        ("budget", _usd(plan.budget)),
-        ("spend", _usd(plan.spend)),
-        ("lever units", f"{plan.units:,}"),
-        ("baseline value", _num(base, "{:,.1f}")),
-        ("predicted gain", _num(plan.predicted_gain, "{:+,.1f}")),
-        (
-            "verified gain (joint re-solve)",
-            _num(plan.verified_gain, "{:+,.1f}")
-            + (f" ({100 * plan.verified_gain / base:+.2f} %)" if base else ""),
-        ),
-        (
-            "marginal value of budget",
-            _num(1000 * plan.marginal_value_per_usd, "{:+,.2f}") + f" {unit} per $1,000",
-        ),
-    ]
-    chosen = None
-    if levers is not None:
-        bought = levers[levers["units"] > 0].sort_values(
-            ["spend", "intervention_id"], ascending=[False, True]
-        )
-        chosen = _table(
-            bought.assign(to_category=bought["to_category"].fillna("")),
-            {
-                "intervention_id": ("lever", None),
-                "kind": ("kind", None),
-                "category": ("category", None),
-                "to_category": ("to", None),
-                "units": ("units", lambda v: _num(v, "{:,.0f}")),
-                "max_units": ("of", lambda v: _num(v, "{:,.0f}")),
-                "cost_per_unit": ("USD per unit", _usd),
-                "spend": ("spend", _usd),
-            },
-            limit=rows,
-        )
+    constraints = table("plan_constraints")
     return {
         "status": status,
         "note": plan.explanation,
-        "kpis": Table(("", ""), (False, True), tuple(kpis), len(kpis)),
-        "levers": chosen,
+        "kpis": _plan_kpis(plan, unit, constraints),
+        "categories": _plan_categories(table("plan_categories"), rows),
+        "constraints": None if constraints is None else _plan_constraints(constraints, unit),
+        "levers": _plan_levers(table("interventions"), unit, rows),
     }
+
+
+def _plan_kpis(plan: PlanSummary, unit: str, constraints: pd.DataFrame | None) -> Table:
+    base = plan.base_value
+    share = f" ({_pct(100 * plan.verified_gain / base)})" if base else ""
+    step = "" if plan.budget_step is None else f" (step {_usd(plan.budget_step)})"
+    kpis = [
+        ("objective", unit),
+        ("budget", f"{_usd(plan.budget)} in total for the units bought (not a weekly budget)"),
+        ("spend", f"{_usd(plan.spend)} ({_share(plan.spend, plan.budget)} of the budget)"),
+        ("lever units", f"{plan.units:,}"),
+        ("baseline value", f"{_num(base, '{:,.1f}')} {unit}"),
+        ("predicted gain (the plan's model)", f"{_num(plan.predicted_gain, '{:+,.1f}')} {unit}"),
+        (
+            "verified gain (joint re-solve)",
+            f"{_num(plan.verified_gain, '{:+,.1f}')} {unit}{share}",
+        ),
+        (
+            "marginal value of budget",
+            f"{_num(1000 * plan.marginal_value_per_usd, '{:+,.2f}')} {unit} per $1,000 more" + step,
+        ),
+    ]
+    if constraints is not None:
+        binding = constraints.loc[constraints["binding"].astype(bool), "constraint"]
+        kpis.append(("binding constraints", ", ".join(binding) or "none"))
+    if plan.value_rounding is not None and plan.cost_rounding is not None:
+        kpis.append(
+            (
+                "rounding",
+                f"value {plan.value_rounding:.2g}, cost {_num(plan.cost_rounding, '${:,.2f}')}; "
+                f"{plan.rounds} round(s)",
+            )
+        )
+    return Table(("", ""), (False, True), tuple(kpis), len(kpis))
+
+
+def _plan_categories(categories: pd.DataFrame | None, rows: int) -> Table | None:
+    """Per category the plan touches: spend, hours a week before, as predicted and as
+    verified, the gains, and the fill before and after with its target."""
+    if categories is None:
+        return None
+    frame = categories.assign(
+        predicted=categories["hours_predicted"] - categories["hours_before"],
+        verified=categories["hours_after"] - categories["hours_before"],
+        fill_move=_fill(categories["fill_before"]) + " → " + _fill(categories["fill_after"]),
+    )
+    frame = frame[(frame["spend"] > 0) | (frame["verified"].abs() >= 0.005)]
+    frame = frame.sort_values(["verified", "category"], ascending=[False, True])
+    hours = _hours_fmt
+    return _table(
+        frame,
+        {
+            "category": ("category", None),
+            "spend": ("spend, USD", _usd),
+            "hours_before": ("hours/week before", hours),
+            "predicted": ("gain predicted, hours/week", lambda v: _num(v, "{:+,.1f}")),
+            "verified": ("gain verified, hours/week", lambda v: _num(v, "{:+,.1f}")),
+            "fill_move": ("fill before → after", str),
+            "min_fill": ("fill target", _fill_one),
+            "spend_cap": ("spend cap, USD", _usd),
+        },
+        limit=rows,
+    )
+
+
+def _plan_constraints(constraints: pd.DataFrame, unit: str) -> Table:
+    money = ~constraints["constraint"].str.startswith("min_fill")
+    frame = constraints.assign(
+        limit_text=np.where(money, constraints["limit"].map(_usd), _fill(constraints["limit"])),
+        used_text=np.where(money, constraints["used"].map(_usd), _fill(constraints["used"])),
+        slack_text=np.where(money, constraints["slack"].map(_usd), _fill(constraints["slack"])),
+        binding_text=np.where(constraints["binding"].astype(bool), "binding", ""),
+    )
+    return _table(
+        frame,
+        {
+            "constraint": ("constraint", None),
+            "limit_text": ("limit", str),
+            "used_text": ("used", str),
+            "slack_text": ("slack", str),
+            "binding_text": ("binds", None),
+            "gain_if_relaxed": (f"gain if relaxed one step, {unit}", lambda v: _num(v, "{:+,.2f}")),
+        },
+        limit=len(frame),
+    )
+
+
+def _plan_levers(levers: pd.DataFrame | None, unit: str, rows: int) -> Table | None:
+    if levers is None:
+        return None
+    bought = levers[levers["units"] > 0].sort_values(
+        ["spend", "intervention_id"], ascending=[False, True]
+    )
+    if "predicted_gain" not in bought:  # stored before per-lever gains were kept
+        bought = bought.assign(predicted_gain=np.nan)
+    return _table(
+        bought.assign(to_category=bought["to_category"].fillna("")),
+        {
+            "intervention_id": ("lever", None),
+            "kind": ("kind", None),
+            "category": ("category", None),
+            "to_category": ("to", None),
+            "units": ("units", lambda v: _num(v, "{:,.0f}")),
+            "max_units": ("of", lambda v: _num(v, "{:,.0f}")),
+            "cost_per_unit": ("USD per unit", _usd),
+            "spend": ("spend, USD", _usd),
+            "predicted_gain": (f"gain predicted, {unit}", lambda v: _num(v, "{:+,.1f}")),
+        },
+        limit=rows,
+    )
+
+
+def _fill(values: pd.Series) -> pd.Series:
+    return values.map(_fill_one)
+
+
+def _fill_one(value: Any) -> str:
+    """A fill (a ratio) as a percentage, the one way fills show on the page and in the
+    CLI: ``103.2 %``."""
+    return _num(100 * value if isinstance(value, (int, float)) else value, "{:.1f} %")
 
 
 # ------------------------------------------------------------------ a scenario
@@ -883,7 +972,6 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
     )
     changed = changed.sort_values(["abs_change", "segment"], ascending=[False, True])
     where = f"WHERE baseline = '{run.run_id}' AND scenario = '{name}'"
-    interventions = stored.table("interventions")
     context = {
         "title": f"Scenario {name} against the run of {run.run_id}",
         "m": m,
@@ -911,7 +999,7 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
         "unchanged": len(segments) - len(changed),
         "segments_query": f'pricing sql "SELECT * FROM scenario_segments {where}"',
         "plan": _plan(
-            m.plan, "not_configured" if m.plan is None else str(m.status), interventions, rows
+            m.plan, "not_configured" if m.plan is None else str(m.status), stored.table, rows
         ),
         "settings": stored.settings,
     }
