@@ -73,7 +73,7 @@ from pricing.config import (
 )
 from pricing.decisions.flows import Flows
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
-from pricing.display import Display, records
+from pricing.display import MISSING, Display, number, percent, records
 from pricing.errors import ConfigError, MarketError, suggest
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import PARAMETERS, SIDES, Market, segment_edges
@@ -293,11 +293,8 @@ class WhatIf(Display):
             f"What-if '{s.name}' ({self.status})" + (f": {s.description}" if s.description else ""),
             f"  the scenario changes {int(params.sum()):,} segment(s) and {n_edges:,} edge(s) "
             f"of {len(self.market):,} segments",
-            "  totals:",
-            "    "
-            + self.totals.to_string(index=False, float_format=lambda v: f"{v:,.3f}").replace(
-                "\n", "\n    "
-            ),
+            "  totals (a week):",
+            "    " + totals_text(self.totals).to_string(index=False).replace("\n", "\n    "),
         ]
         if self.inverse is not None:
             lines.append(f"  inverse: {self.inverse.summary()}")
@@ -323,13 +320,48 @@ class WhatIf(Display):
             ]
             lines.append(f"  {len(moved):,} segment(s) changed, largest hours change first:")
             lines.append(
-                moved[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+                moved[cols]
+                .head(max_rows)
+                .to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep=MISSING)
             )
         return "\n".join(lines)
 
     def html_frame(self) -> pd.DataFrame:
         frame = self.to_frame()
         return frame[frame["changed"]]
+
+
+#: each total's label, with its unit (the CLI and the report alike)
+TOTAL_LABELS = {
+    "rate": "listed rate, USD/h (hours-weighted mean)",
+    "hours": "hours/week",
+    "gmv": "GMV, USD/week",
+    "fee_revenue": "fee revenue, USD/week",
+    "fill": "fill, % of hours asked at today's rates",
+    "shortage_hours": "shortage at rate bounds, hours/week",
+}
+#: how each total's values print
+_TOTAL_FORMATS = {"rate": "{:,.2f}", "hours": "{:,.1f}", "shortage_hours": "{:,.1f}"}
+
+
+def totals_text(totals: pd.DataFrame) -> pd.DataFrame:
+    """:attr:`WhatIf.totals` as text, printed the one way the CLI and the report show
+    them: units in the labels, money in whole dollars, the fill (a fraction in the
+    tables and JSON) in % with its change in percentage points, changes signed,
+    missing values as :data:`~pricing.display.MISSING`."""
+    rows = []
+    values = totals[["baseline", "scenario", "change", "change_pct"]].to_numpy(np.float64)
+    for measure, (base, scen, change, change_pct) in zip(totals["measure"], values, strict=True):
+        if measure == "fill":  # six measures: a loop over rows, not segments
+            level = [percent(100 * v) for v in (base, scen)]
+            moved = number(100 * change, "{:+.1f} pp")
+        else:
+            fmt = _TOTAL_FORMATS.get(str(measure), "{:,.0f}")
+            level = [number(v, fmt) for v in (base, scen)]
+            moved = number(change, fmt.replace("{:", "{:+"))
+        label = TOTAL_LABELS.get(str(measure), str(measure))
+        rows.append((label, *level, moved, percent(change_pct, signed=True)))
+    return pd.DataFrame(rows, columns=["measure", "baseline", "scenario", "change", "change, %"])
 
 
 def _measures(result: EquilibriumResult) -> dict[str, FloatArray]:

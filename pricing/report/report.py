@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.cluster import compute_text
-from pricing.display import Display, escape_controls
+from pricing.display import Display, escape_controls, number, percent
 from pricing.inputs.io import atomic_file
 from pricing.statuses import PlanStatus, RunStatus
 from pricing.store.stored import plan_text
@@ -139,13 +139,11 @@ class Report(Display):
 
 # ------------------------------------------------------------------ formatting
 def _num(value: Any, fmt: str = "{:,.2f}") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return fmt.format(value)
+    return number(value, fmt)
 
 
 def _pct(value: Any) -> str:
-    return _num(value, "{:+.1f} %")
+    return percent(value, signed=True)
 
 
 def _usd(value: Any) -> str:
@@ -584,7 +582,7 @@ def _share(part: float, whole: float) -> str:
 
 def _share_fmt(value: Any) -> str:
     """A share in % (no sign: it is not a change)."""
-    return _num(value, "{:.1f} %")
+    return percent(value)
 
 
 def _attention(by_gap: pd.DataFrame) -> pd.DataFrame:
@@ -932,12 +930,13 @@ def _fill(values: pd.Series) -> pd.Series:
 def _fill_one(value: Any) -> str:
     """A fill (a ratio) as a percentage, the one way fills show on the page and in the
     CLI: ``103.2 %``."""
-    return _num(100 * value if isinstance(value, (int, float)) else value, "{:.1f} %")
+    return percent(100 * value if isinstance(value, (int, float)) else value)
 
 
 # ------------------------------------------------------------------ a scenario
 def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int = 30) -> Report:
     """The report of the scenario ``name`` stored against ``run``."""
+    from pricing.decisions.scenario import totals_text
     from pricing.report import plots
 
     stored = run.scenario(name)
@@ -977,19 +976,7 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
         "m": m,
         "findings": _scenario_findings(m, totals, changed, len(segments)),
         "header": _scenario_header(m, run),
-        "totals": _table(
-            _percent_fill(totals).assign(
-                measure=totals["measure"].map(lambda k: _MEASURES.get(k, k))
-            ),
-            {
-                "measure": ("measure", None),
-                "baseline": ("baseline", _num),
-                "scenario": ("scenario", _num),
-                "change": ("change", lambda v: _num(v, "{:+,.2f}")),
-                "change_pct": ("change, %", _pct),
-            },
-            limit=len(totals),
-        ),
+        "totals": _text_table(totals_text(totals)),
         "inverse": m.inverse,
         "overview_figure": figure,
         "overview_note": _overview_note(
@@ -1008,32 +995,23 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
 
 _SCENARIO_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "segment": ("segment", None),
-    "rate_baseline": ("rate, baseline", _num),
-    "rate_scenario": ("rate, scenario", _num),
+    "rate_baseline": ("listed rate, baseline, USD/h", _num),
+    "rate_scenario": ("listed rate, scenario, USD/h", _num),
     "rate_change_pct": ("rate change", _pct),
-    "hours_baseline": ("hours, baseline", lambda v: _num(v, "{:,.1f}")),
-    "hours_scenario": ("hours, scenario", lambda v: _num(v, "{:,.1f}")),
-    "gmv_change": ("GMV change", lambda v: _num(v, "{:+,.0f}")),
-    "fill_scenario": ("fill", lambda v: _num(100 * v, "{:.1f} %")),
+    "hours_baseline": ("hours/week, baseline", lambda v: _num(v, "{:,.1f}")),
+    "hours_scenario": ("hours/week, scenario", lambda v: _num(v, "{:,.1f}")),
+    "gmv_change": ("GMV change, USD/week", lambda v: _num(v, "{:+,.0f}")),
+    "fill_scenario": ("fill", _fill_one),
     "status_scenario": ("status", None),
 }
 
-_MEASURES = {
-    "rate": "mean listed rate, USD/h (hours-weighted)",
-    "hours": "hours a week",
-    "gmv": "GMV, USD a week",
-    "fee_revenue": "fee revenue, USD a week",
-    "fill": "fill, % (hours ÷ hours demanded at today's rates)",
-    "shortage_hours": "shortage at rate bounds, hours a week",
-}
 
-
-def _percent_fill(totals: pd.DataFrame) -> pd.DataFrame:
-    """Totals with the fill (a ratio) in percent, as the segments table shows it."""
-    out = totals.copy()
-    fill = out["measure"].eq("fill")
-    out.loc[fill, ["baseline", "scenario", "change"]] *= 100
-    return out
+def _text_table(frame: pd.DataFrame) -> Table:
+    """A frame of text, shown as it is (numbers right-aligned after the first column)."""
+    columns: dict[str, tuple[str, Callable[[Any], str] | None]] = {
+        c: (c, None if i == 0 else str) for i, c in enumerate(frame.columns)
+    }
+    return _table(frame, columns, limit=len(frame))
 
 
 def _scenario_header(m: ScenarioManifest, run: StoredRun) -> Table:

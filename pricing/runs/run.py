@@ -105,11 +105,10 @@ def whatif_tables(result: WhatIf) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def save_whatif(
-    run: StoredRun, result: WhatIf, on_commit: Callable[[Path], None] | None = None
-) -> Path:
-    """Commit a what-if result to the run's store, tagged with its scenario's name;
-    returns the folder it is stored in (``on_commit``: :meth:`RunStore.write_run`)."""
+def save_whatif(run: Run, result: WhatIf, on_commit: Callable[[Path], None] | None = None) -> Path:
+    """Commit a what-if result to the run's store, tagged with its scenario's name and
+    where it was solved (the run's executor); returns the folder it is stored in
+    (``on_commit``: :meth:`RunStore.write_run`)."""
     tables = whatif_tables(result)
     manifest = ScenarioManifest(
         scenario=result.scenario.name,
@@ -122,6 +121,7 @@ def save_whatif(
         plan=PlanSummary.of(result.plan),
         timings_s=result.timings,
         versions=versions(),
+        compute=run.executor.describe(),
     )
     return run.store.write_scenario(
         run.as_of,
