@@ -62,19 +62,26 @@ def flows_table(result: EquilibriumResult) -> pd.DataFrame:
     return out
 
 
+def category_pairs(flows: pd.DataFrame) -> pd.DataFrame:
+    """Hours a week from each pool category to each category it works in, one row per
+    pair that carries hours (``pool_category``, ``category``, ``hours``), summed over
+    tiers and regions; unsolved flows left out."""
+    used = flows[flows["hours"] > 0]
+    pairs: pd.DataFrame = used.groupby(["pool_category", "category"], as_index=False, sort=True)[
+        ["hours"]
+    ].sum()
+    return pairs
+
+
 def category_matrix(flows: pd.DataFrame) -> pd.DataFrame:
-    """Hours a week from each pool category (rows) to each segment category (columns),
-    summed over tiers and regions; unsolved flows count as 0."""
-    matrix = flows.pivot_table(
-        index="pool_category",
-        columns="category",
-        values="hours",
-        aggfunc="sum",
-        fill_value=0.0,
-        observed=True,
+    """:func:`category_pairs` as a matrix: pool category (rows) × category worked in
+    (columns), every category on both axes, 0 where no hours flow."""
+    pairs = category_pairs(flows)
+    names = sorted(set(flows["pool_category"]) | set(flows["category"]))
+    matrix = pairs.pivot_table(
+        index="pool_category", columns="category", values="hours", aggfunc="sum"
     )
-    names = sorted(set(matrix.index) | set(matrix.columns))
-    return matrix.reindex(index=names, columns=names, fill_value=0.0)
+    return matrix.reindex(index=names, columns=names).fillna(0.0)
 
 
 def segment_balance(flows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from pricing.config import InterventionsConfig
 from pricing.decisions.levers import Levers, segment_values
 from pricing.decisions.selection import Limits, Selection, UnitProgram
 from pricing.decisions.valuation import NOISE, ValueModel, Valuer
-from pricing.display import Display, records
+from pricing.display import Display, percent, records
 from pricing.errors import MarketError
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import Market
@@ -54,6 +54,10 @@ IntArray = npt.NDArray[np.int64]
 #: 1,000-segment markets the rounds after it traded plans within 0.1 % of each other
 #: (pricing bench --only interventions), each costing a full round of re-solves
 ROUND_GAIN = 2e-3
+
+
+#: the unit of each objective's value and gains: a week of the as-of week's market
+OBJECTIVE_UNITS = {"hours": "hours/week", "gmv": "USD/week", "surplus": "USD/week"}
 
 
 # --------------------------------------------------------------------------- the plan
@@ -176,7 +180,8 @@ class InterventionPlan(Display):
         ]
         if self.feasible:
             lines += [
-                f"  gain: predicted {self.predicted_gain:,.2f}, verified "
+                f"  gain, {OBJECTIVE_UNITS.get(self.objective, self.objective)}: predicted "
+                f"{self.predicted_gain:,.2f}, verified "
                 f"{self.verified_gain:,.2f} (base {self.base_value:,.2f}); marginal value "
                 f"{self.marginal_value:.4g} per $ (step ${self.budget_step:,.0f})",
                 f"  rounding: value {self.value_rounding:.2g}, cost ${self.cost_rounding:,.2f}; "
@@ -189,11 +194,15 @@ class InterventionPlan(Display):
         )
         moved = moved[moved["change"].abs() > 0].sort_values("change", key=np.abs, ascending=False)
         if self.feasible and len(moved):
+            top = moved.head(5)
+            fills = 100 * top[["fill_before", "fill_after"]].to_numpy(np.float64)
             lines.append(
-                "  hours: "
+                "  hours/week: "
                 + ", ".join(
-                    f"{r.category} {r.change:+,.0f} (fill {r.fill_before:.0%} → {r.fill_after:.0%})"
-                    for r in moved.head(5).itertuples()
+                    f"{name} {change:+,.0f} (fill {percent(before)} → {percent(after)})"
+                    for name, change, (before, after) in zip(
+                        top["category"], top["change"], fills, strict=True
+                    )
                 )
             )
         binding = self.constraints[self.constraints["binding"]]

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.cluster import compute_text
-from pricing.display import Display, escape_controls, number, percent
+from pricing.display import MISSING, Display, escape_controls, number, percent
 from pricing.inputs.io import atomic_file
 from pricing.statuses import PlanStatus, RunStatus
 from pricing.store.stored import plan_text
@@ -482,7 +482,7 @@ def _flows_section(
     (% of the pool's hours, a figure) and, per category, the hours its freelancers work
     at home and elsewhere and the hours it buys from other categories (a table).
     ``source``: the ``pricing sql`` view and filter that list every flow."""
-    from pricing.decisions.flows import category_matrix
+    from pricing.decisions.flows import category_pairs
     from pricing.report import plots
 
     query = f'pricing sql "SELECT * FROM {source} AND hours > 0 ORDER BY hours DESC"'
@@ -494,31 +494,37 @@ def _flows_section(
             "note": "This run was stored before flows were kept; re-run it to see them "
             "(run.flows re-solves them in Python).",
         }
-    matrix = category_matrix(flows)
-    supplied = matrix.sum(axis=1)  # each pool category's hours, wherever worked
-    bought = matrix.sum(axis=0)
-    home = pd.Series(np.diag(matrix.to_numpy()), index=matrix.index)
-    away = matrix.to_numpy() - np.diag(home.to_numpy())
-    outside = pd.DataFrame(away, index=matrix.index, columns=matrix.columns)
+    pairs = category_pairs(flows)
+    pool, cat, hours_ = (pairs[c].to_numpy() for c in ("pool_category", "category", "hours"))
+    names = pd.Index(sorted(set(flows["pool_category"]) | set(flows["category"])))
+    supplied = pairs.groupby("pool_category")["hours"].sum().reindex(names, fill_value=0.0)
+    bought = pairs.groupby("category")["hours"].sum().reindex(names, fill_value=0.0)
+    at_home = pool == cat
+    home = pd.Series(hours_[at_home], index=cat[at_home]).reindex(names, fill_value=0.0)
+    away = pairs[~at_home].sort_values(["hours", "pool_category", "category"], ascending=False)
     moved = (supplied - home) + (bought - home)
-    keep = matrix.index
+    keep = names
     if len(keep) > categories:
-        keep = moved.sort_values(ascending=False, kind="stable").index[:categories]
-        keep = pd.Index(sorted(keep))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = 100 * matrix.loc[keep, keep].div(
-            supplied.loc[keep].where(supplied.loc[keep] > 0), axis=0
+        keep = pd.Index(
+            sorted(moved.sort_values(ascending=False, kind="stable").index[:categories])
         )
+    shown = pairs[pairs["pool_category"].isin(keep) & pairs["category"].isin(keep)]
+    matrix = shown.pivot_table(
+        index="pool_category", columns="category", values="hours", aggfunc="sum"
+    )
+    matrix = matrix.reindex(index=keep, columns=keep).fillna(0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = 100 * matrix.div(supplied.loc[keep].where(supplied.loc[keep] > 0), axis=0)
     per_category = pd.DataFrame(
         {
-            "category": matrix.index,
+            "category": names,
             "supplied": supplied.to_numpy(),
             "home": home.to_numpy(),
             "out": (supplied - home).to_numpy(),
-            "out_to": _main_partner(outside),
+            "out_to": _main_partner(away, "pool_category", "category", names),
             "bought": bought.to_numpy(),
             "in": (bought - home).to_numpy(),
-            "in_from": _main_partner(outside.T),
+            "in_from": _main_partner(away, "category", "pool_category", names),
         }
     )
     per_category["out_text"] = _with_share(per_category["out"], per_category["supplied"])
@@ -526,13 +532,13 @@ def _flows_section(
     per_category = per_category.assign(moved=moved.to_numpy()).sort_values(
         ["moved", "category"], ascending=[False, True]
     )
+    away_total = float(away["hours"].sum())
     total = float(supplied.sum())
-    away_total = float(away.sum())
     hours = _hours_fmt
     return {
         "figure": plots.flow_matrix(shares, supplied),
         "shown": len(keep),
-        "categories": len(matrix),
+        "categories": len(names),
         "away_pct": _share(away_total, total),
         "away_hours": hours(away_total),
         "table": _table(
@@ -554,16 +560,13 @@ def _flows_section(
     }
 
 
-def _main_partner(hours: pd.DataFrame) -> list[str]:
-    """Per row, the column with the most hours (with its hours), or "–" for none."""
-    values = hours.to_numpy(np.float64)
-    best = values.argmax(axis=1) if values.size else np.zeros(len(hours), dtype=np.int64)
-    out = []
-    for i, j in enumerate(best):
-        v = values[i, j] if values.size else 0.0
-        # less than half an hour shows as 0: no partner worth naming
-        out.append(f"{hours.columns[j]} ({_hours_fmt(v)})" if v >= 0.5 else "–")
-    return out
+def _main_partner(away: pd.DataFrame, side: str, other: str, names: pd.Index) -> list[str]:
+    """Per category of ``names`` (on ``side`` of the off-home pairs ``away``, sorted by
+    hours, largest first), the ``other`` category with the most hours, ``name (hours)``,
+    or "–" for none worth naming (less than half an hour shows as 0)."""
+    top = away[away["hours"] >= 0.5].drop_duplicates(side).set_index(side)
+    text = top[other].astype(str) + " (" + top["hours"].map(_hours_fmt) + ")"
+    return text.reindex(names).fillna(MISSING).tolist()
 
 
 def _with_share(part: pd.Series, whole: pd.Series) -> pd.Series:
