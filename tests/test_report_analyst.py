@@ -6,6 +6,8 @@ run's own numbers, its figures decode, and nothing overflows horizontally at 128
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from pricing.runs.run import Run
 from pricing.store.store import RunStore
 
 pytestmark = pytest.mark.slow
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +274,24 @@ def test_the_flows_of_a_large_market_stay_readable(
     assert width >= 400 and height >= 200
     _fits(page)
     page.close()
+
+
+def test_make_docs_screenshots_the_top_of_a_report(stored: Run, tmp_path: Path) -> None:
+    """`make docs` runs docs/screenshot.py: a fresh run (as `pricing run` makes it, the
+    step tests/test_report_browser.py covers), then this: the report's top in Chromium."""
+    from PIL import Image
+
+    out = tmp_path / "report.png"
+    report = stored.path / REPORT_FILE
+    done = subprocess.run(
+        [sys.executable, str(DOCS / "screenshot.py"), "--report", str(report), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote {out}"
+    with Image.open(out) as image:
+        assert image.size == (960, 1312)
+        colours = image.convert("L").getcolors(maxcolors=1 << 16)
+    assert colours is not None and len(colours) > 50  # a page of text and figures, not blank
+    assert [p.name for p in tmp_path.iterdir()] == ["report.png"]  # no temporary left
