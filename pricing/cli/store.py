@@ -150,7 +150,8 @@ def sql(
     plan_constraints, market, edges, catalogue (one row per segment and run, with its
     as_of), and scenarios, scenario_segments, scenario_totals, scenario_equilibrium,
     scenario_flows, scenario_interventions, scenario_plan_categories,
-    scenario_plan_constraints (with baseline and scenario). Example: pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
+    scenario_plan_constraints (with baseline and scenario). Example:
+    pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
     The query reads those views only: no other file, no writing, no ATTACH, no settings.
     A damaged run is left out and named on stderr. Exits 2 on a query that is not one
     SELECT or that DuckDB rejects, 3 when the store does not exist.
