@@ -221,6 +221,10 @@ def test_the_scenario_report_says_when_it_ran_and_its_units(
     assert re.fullmatch(r"\d+\.\d %", fill[0]) and fill[2].endswith(" pp")
     assert "exceeds 100 %" in page.locator("section#scenario-totals").inner_text()
     assert all(w >= 400 for w, _ in _figures(page, "body"))
+    # where the scenario's freelancers work, from its stored flows
+    ((width, _),) = _figures(page, "section#scenario-flows")
+    rows = _table(page, "section#scenario-flows table")[1:]
+    assert width >= 400 and len(rows) == stored.required("market")["category"].nunique()
     _fits(page)
     page.close()
 

@@ -19,7 +19,7 @@ A run's report (:func:`run_report`) has these sections, each with a stable ``id`
     interventions  the plan: spend, predicted and verified gain, marginal value
 
 and a scenario's (:func:`scenario_report`): ``scenario-header``, ``findings``,
-``scenario-totals``, ``scenario-overview``, ``scenario-segments``,
+``scenario-totals``, ``scenario-overview``, ``scenario-flows``, ``scenario-segments``,
 ``scenario-interventions``, ``scenario-settings``.
 
 **What the overview shows**, per category × tier (a weighted mean over regions when
@@ -78,6 +78,7 @@ SCENARIO_SECTIONS = (
     "findings",
     "scenario-totals",
     "scenario-overview",
+    "scenario-flows",
     "scenario-segments",
     "scenario-interventions",
     "scenario-settings",
@@ -476,12 +477,13 @@ def _flow_balance(flows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _flows_section(
-    flows: pd.DataFrame | None, rows: int, categories: int, source: str
+    flows: pd.DataFrame | None, rows: int, categories: int, source: str, what: str = "run"
 ) -> dict[str, Any]:
     """Where each category's freelancers work: the pool category × work category matrix
     (% of the pool's hours, a figure) and, per category, the hours its freelancers work
     at home and elsewhere and the hours it buys from other categories (a table).
-    ``source``: the ``pricing sql`` view and filter that list every flow."""
+    ``source``: the ``pricing sql`` view and filter that list every flow; ``what``: a
+    run or a scenario."""
     from pricing.decisions.flows import category_pairs
     from pricing.report import plots
 
@@ -491,8 +493,7 @@ def _flows_section(
             "figure": None,
             "table": None,
             "query": query,
-            "note": "This run was stored before flows were kept; re-run it to see them "
-            "(run.flows re-solves them in Python).",
+            "note": f"This {what} was stored before flows were kept; solve it again to see them.",
         }
     pairs = category_pairs(flows)
     pool, cat, hours_ = (pairs[c].to_numpy() for c in ("pool_category", "category", "hours"))
@@ -974,6 +975,9 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
     )
     changed = changed.sort_values(["abs_change", "segment"], ascending=[False, True])
     where = f"WHERE baseline = '{run.run_id}' AND scenario = '{name}'"
+    flow_view = _flows_section(
+        stored.table("flows"), rows, categories, f"scenario_flows {where}", "scenario"
+    )
     context = {
         "title": f"Scenario {name} against the run of {run.run_id}",
         "m": m,
@@ -988,12 +992,13 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
         "segments": _table(changed, _SCENARIO_SEGMENT_COLUMNS, limit=rows),
         "unchanged": len(segments) - len(changed),
         "segments_query": f'pricing sql "SELECT * FROM scenario_segments {where}"',
+        "flows": flow_view,
         "plan": _plan(
             m.plan, "not_configured" if m.plan is None else str(m.status), stored.table, rows
         ),
         "settings": stored.settings,
     }
-    return _render("scenario.html.j2", context, SCENARIO_SECTIONS, 1)
+    return _render("scenario.html.j2", context, SCENARIO_SECTIONS, 1 + bool(flow_view["figure"]))
 
 
 _SCENARIO_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
