@@ -218,16 +218,14 @@ def export_file(out: Path | None, fmt: str | None, force: bool) -> str | None:
     return fmt
 
 
-#: the file that marks a folder ``whatif --out`` wrote (and that --force may replace)
-EXPORT_MARK = "export.json"
-
-
 def export_folder(out: Path | None, fmt: str | None, force: bool) -> str | None:
     """The format to write ``--out DIR`` in (default csv), checked before any work is
     done (each a usage error, exit 2): ``--format`` needs ``--out``; ``out`` must not be
     a file; an existing folder is replaced only with ``--force`` and only when empty or
-    written by an earlier export (it holds :data:`EXPORT_MARK`), so that --force never
-    deletes a folder of other files."""
+    written by an earlier export (it holds :data:`pricing.runs.run.EXPORT_MARK`), so
+    that --force never deletes a folder of other files."""
+    from pricing.runs.run import EXPORT_MARK
+
     if out is None:
         if fmt is not None:
             raise BadUsage("--format needs --out DIR")

@@ -33,26 +33,9 @@ def load_config(data_dir: Path, config_path: Path | None) -> RunConfig:
 
 
 def write_table(frame: pd.DataFrame, out: Path, progress: Progress, fmt: str | None = None) -> None:
-    """Write ``frame`` to ``out`` atomically, saying so on ``progress`` (:func:`write_frame`)."""
+    """Write ``frame`` to ``out`` atomically, saying so on ``progress``
+    (:func:`pricing.inputs.io.write_frame`)."""
+    from pricing.inputs.io import write_frame
+
     progress(f"writing {out}")
     write_frame(frame, out, fmt)
-
-
-def write_frame(frame: pd.DataFrame, out: Path, fmt: str | None = None) -> None:
-    """Write ``frame`` to ``out`` atomically, as ``fmt`` (default: ``out``'s suffix).
-
-    CSV: a header row, ISO dates, missing values empty. Parquet: the frame's own column
-    types. JSON: one array of records, ISO dates, missing values ``null``, numbers to 15
-    significant digits (as ``--json`` prints, fractions as fractions). A failure to write
-    is an :class:`~pricing.errors.OutputError` (exit 6) and leaves nothing behind."""
-    from pricing.inputs.io import atomic_file
-
-    fmt = fmt or out.suffix.lower().lstrip(".")
-    with atomic_file(out) as tmp:
-        if fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        elif fmt == "json":
-            text = frame.to_json(orient="records", date_format="iso", double_precision=15)
-            tmp.write_text(text + "\n", encoding="utf-8")
-        else:
-            frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")

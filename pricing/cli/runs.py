@@ -6,13 +6,11 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from pricing.cli.exits import Degraded, Infeasible
 from pricing.cli.options import (
-    EXPORT_MARK,
     as_of_option,
     cluster_options,
     config_option,
@@ -27,11 +25,8 @@ from pricing.cli.options import (
     rows_option,
     store_option,
 )
-from pricing.cli.output import echo, write_frame
+from pricing.cli.output import echo
 from pricing.cli.progress import Progress, solver_output_to_stderr
-
-if TYPE_CHECKING:
-    from pricing.decisions.scenario import WhatIf
 
 
 def _outcome(statuses: set[str]) -> None:
@@ -124,7 +119,7 @@ def run_command(
     default=None,
     help="Also write every scenario's tables to this folder (one sub-folder per "
     "scenario), atomically. An existing folder is replaced only with --force, and only "
-    f"if an earlier export wrote it ({EXPORT_MARK}).",
+    "if an earlier export wrote it (export.json).",
 )
 @format_option
 @force_option
@@ -164,7 +159,7 @@ def whatif(
     cannot run it.
     """
     from pricing.runs.pipeline import run_whatifs
-    from pricing.runs.run import load_run
+    from pricing.runs.run import export_whatifs, load_run
 
     fmt = export_folder(out, fmt, force)
     started = time.perf_counter()
@@ -176,7 +171,8 @@ def whatif(
         batch = run_whatifs(scenario_files, run, progress, report=not no_report)
     exported = None
     if out is not None and fmt is not None:
-        exported = _export(out, fmt, run.run_id, [r.result for r in batch.results], progress)
+        progress(f"writing {out}")
+        exported = export_whatifs([r.result for r in batch.results], run, out, fmt)
     progress.done()
     if as_json:
         payload = {
@@ -204,40 +200,6 @@ def whatif(
         if exported is not None:
             echo(f"tables of {len(batch.results)} scenario(s) written to {out} ({fmt})")
     _outcome({r.result.status for r in batch.results})
-
-
-def _export(
-    out: Path, fmt: str, baseline: str, results: list[WhatIf], progress: Progress
-) -> dict[str, Any]:
-    """Write every scenario's tables under ``out`` in one atomic step (a folder that
-    appears complete or not at all), and ``out``/export.json listing them; what was
-    written. A failure to write is an OutputError (exit 6)."""
-    from pricing.errors import OutputError, os_reason
-    from pricing.inputs.io import atomic_directory
-    from pricing.runs.run import whatif_tables
-
-    listing: dict[str, Any] = {"baseline": baseline, "format": fmt, "scenarios": {}}
-    progress(f"writing {out}")
-    try:
-        with atomic_directory(out, overwrite=True) as tmp:
-            for result in results:
-                name = result.scenario.name
-                folder = tmp / name
-                folder.mkdir()
-                tables = whatif_tables(result)
-                for table, frame in tables.items():
-                    write_frame(frame, folder / f"{table}.{fmt}", fmt)
-                (folder / "scenario.toml").write_text(result.scenario.to_toml(), encoding="utf-8")
-                listing["scenarios"][name] = {
-                    "status": result.status,
-                    "tables": {t: len(f) for t, f in tables.items()},
-                }
-            (tmp / EXPORT_MARK).write_text(json.dumps(listing, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        if isinstance(exc, OutputError):
-            raise
-        raise OutputError(f"cannot write {out}: {os_reason(exc)}; nothing was written") from None
-    return {"path": str(out), **listing}
 
 
 @click.command()
