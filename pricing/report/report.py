@@ -509,13 +509,6 @@ def _flows_section(
         keep = pd.Index(
             sorted(moved.sort_values(ascending=False, kind="stable").index[:categories])
         )
-    shown = pairs[pairs["pool_category"].isin(keep) & pairs["category"].isin(keep)]
-    matrix = shown.pivot_table(
-        index="pool_category", columns="category", values="hours", aggfunc="sum"
-    )
-    matrix = matrix.reindex(index=keep, columns=keep).fillna(0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = 100 * matrix.div(supplied.loc[keep].where(supplied.loc[keep] > 0), axis=0)
     per_category = pd.DataFrame(
         {
             "category": names,
@@ -537,7 +530,7 @@ def _flows_section(
     total = float(supplied.sum())
     hours = _hours_fmt
     return {
-        "figure": plots.flow_matrix(shares, supplied),
+        "figure": plots.flow_matrix(_shares(pairs, keep, supplied), supplied),
         "shown": len(keep),
         "categories": len(names),
         "away_pct": _share(away_total, total),
@@ -559,6 +552,18 @@ def _flows_section(
         "query": query,
         "note": "",
     }
+
+
+def _shares(pairs: pd.DataFrame, keep: pd.Index, supplied: pd.Series) -> pd.DataFrame:
+    """The ``keep`` × ``keep`` matrix of the % of each pool category's hours (rows) worked
+    in each category (columns)."""
+    shown = pairs[pairs["pool_category"].isin(keep) & pairs["category"].isin(keep)]
+    matrix = shown.pivot_table(
+        index="pool_category", columns="category", values="hours", aggfunc="sum"
+    )
+    matrix = matrix.reindex(index=keep, columns=keep).fillna(0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100 * matrix.div(supplied.loc[keep].where(supplied.loc[keep] > 0), axis=0)
 
 
 def _main_partner(away: pd.DataFrame, side: str, other: str, names: pd.Index) -> list[str]:
