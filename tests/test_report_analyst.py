@@ -299,3 +299,21 @@ def test_make_docs_screenshots_the_top_of_a_report(stored: Run, tmp_path: Path) 
         colours = image.convert("L").getcolors(maxcolors=1 << 16)
     assert colours is not None and len(colours) > 50  # a page of text and figures, not blank
     assert [p.name for p in tmp_path.iterdir()] == ["report.png"]  # no temporary left
+
+
+def test_a_market_whose_freelancers_all_work_at_home(stored: Run, tmp_path: Path) -> None:
+    """No hours move between categories: the flows section says so ("–" for where else)
+    and the matrix is the diagonal, without failing on the empty off-home pairs."""
+    names = (
+        "curves", "equilibrium", "guidance", "market", "edges", "interventions",
+        "plan_categories", "plan_constraints",
+    )  # fmt: skip
+    tables = {name: stored.required(name) for name in names}
+    flows = stored.required("flows")
+    tables["flows"] = flows[flows["kind"] == "home"]
+    store = RunStore(tmp_path / "home")
+    run = Run.open(store.write_run(stored.as_of, tables, stored.manifest), store)
+    text = run_report(run).html
+    section = text[text.index('<section id="flows">') : text.index('<section id="attention">')]
+    assert "0.0 % of their hours (0 hours/week) are worked outside" in section
+    assert section.count("<td>–</td>") == 2 * stored.required("market")["category"].nunique()

@@ -571,7 +571,7 @@ def _main_partner(away: pd.DataFrame, side: str, other: str, names: pd.Index) ->
     hours, largest first), the ``other`` category with the most hours, ``name (hours)``,
     or "–" for none worth naming (less than half an hour shows as 0)."""
     top = away[away["hours"] >= 0.5].drop_duplicates(side).set_index(side)
-    text = top[other].astype(str) + " (" + top["hours"].map(_hours_fmt) + ")"
+    text = top[other].astype(str) + " (" + top["hours"].map(_hours_fmt).astype(str) + ")"
     return text.reindex(names).fillna(MISSING).tolist()
 
 
