@@ -294,7 +294,7 @@ class WhatIf(Display):
             f"  the scenario changes {int(params.sum()):,} segment(s) and {n_edges:,} edge(s) "
             f"of {len(self.market):,} segments",
             "  totals (a week):",
-            "    " + totals_text(self.totals).to_string(index=False).replace("\n", "\n    "),
+            "    " + _left_labels(totals_text(self.totals)).replace("\n", "\n    "),
         ]
         if self.inverse is not None:
             lines.append(f"  inverse: {self.inverse.summary()}")
@@ -342,6 +342,20 @@ TOTAL_LABELS = {
 }
 #: how each total's values print
 _TOTAL_FORMATS = {"rate": "{:,.2f}", "hours": "{:,.1f}", "shortage_hours": "{:,.1f}"}
+
+
+def _left_labels(frame: pd.DataFrame) -> str:
+    """A frame of text as a table: its first column (labels) left-aligned, the rest
+    right-aligned, two spaces apart."""
+    cells = [list(map(str, frame.columns)), *frame.astype(str).to_numpy().tolist()]
+    widths = [max(len(row[i]) for row in cells) for i in range(frame.shape[1])]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    )
 
 
 def totals_text(totals: pd.DataFrame) -> pd.DataFrame:
