@@ -73,7 +73,7 @@ from pricing.config import (
 )
 from pricing.decisions.flows import Flows
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
-from pricing.display import MISSING, Display, number, percent, records
+from pricing.display import Display, number, percent, records
 from pricing.errors import ConfigError, MarketError, suggest
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import PARAMETERS, SIDES, Market, segment_edges
@@ -308,22 +308,8 @@ class WhatIf(Display):
         frame = self.to_frame()
         moved = frame[frame["changed"]].sort_values("hours_change", key=np.abs, ascending=False)
         if max_rows and len(moved):
-            cols = [
-                *self.market.segment_keys,
-                "rate_baseline",
-                "rate_scenario",
-                "rate_change_pct",
-                "hours_baseline",
-                "hours_scenario",
-                "hours_change",
-                "status_scenario",
-            ]
             lines.append(f"  {len(moved):,} segment(s) changed, largest hours change first:")
-            lines.append(
-                moved[cols]
-                .head(max_rows)
-                .to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep=MISSING)
-            )
+            lines.append(_left_labels(_changed_text(moved.head(max_rows), self.market)))
         return "\n".join(lines)
 
     def html_frame(self) -> pd.DataFrame:
@@ -356,6 +342,31 @@ def _left_labels(frame: pd.DataFrame) -> str:
         )
         for row in cells
     )
+
+
+def _changed_text(moved: pd.DataFrame, market: Market) -> pd.DataFrame:
+    """Changed segments as text: baseline → scenario listed rate (USD/h) and hours
+    (hours/week), the rate change in %, the scenario's status."""
+    out = pd.DataFrame({"segment": _segment_labels(moved, market)})
+    rate = [
+        f"{number(b)} → {number(s)}"
+        for b, s in moved[["rate_baseline", "rate_scenario"]].to_numpy()
+    ]
+    hours = [
+        f"{number(b, '{:,.1f}')} → {number(s, '{:,.1f}')}"
+        for b, s in moved[["hours_baseline", "hours_scenario"]].to_numpy()
+    ]
+    out["listed rate, USD/h"] = rate
+    out["rate change"] = [percent(v, signed=True) for v in moved["rate_change_pct"].to_numpy()]
+    out["hours/week"] = hours
+    out["hours change"] = [number(v, "{:+,.1f}") for v in moved["hours_change"].to_numpy()]
+    out["status"] = moved["status_scenario"].astype(str).to_numpy()
+    return out
+
+
+def _segment_labels(frame: pd.DataFrame, market: Market) -> list[str]:
+    keys = list(market.segment_keys)
+    return ["/".join(map(str, row)) for row in frame[keys].itertuples(index=False)]
 
 
 def totals_text(totals: pd.DataFrame) -> pd.DataFrame:
