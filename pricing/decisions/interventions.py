@@ -38,7 +38,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.config import InterventionsConfig
-from pricing.decisions.levers import Levers, segment_values
+from pricing.decisions.levers import Levers, segment_values, solve_variants
 from pricing.decisions.selection import Limits, Selection, UnitProgram
 from pricing.decisions.valuation import NOISE, ValueModel, Valuer
 from pricing.display import Display, percent, records
@@ -99,6 +99,9 @@ class InterventionPlan(Display):
     #: per lever, the model's gain of its units with the other levers as chosen,
     #: V(u) − V(u with the lever at 0) (:func:`_lever_gains`); NaN when not planned
     lever_gain: FloatArray | None = None
+    #: per lever, the same re-solved: what the joint solve loses without the lever
+    #: (:func:`_verified_lever_gains`); NaN when not planned or a re-solve failed
+    lever_verified_gain: FloatArray | None = None
 
     @property
     def spend(self) -> float:
@@ -118,8 +121,10 @@ class InterventionPlan(Display):
         out["effect_per_unit"] = cat["effect_per_unit"].to_numpy()
         out["decay"] = cat["decay"].to_numpy()
         out["at_max"] = (self.units == cat["max_units"].to_numpy()) & (self.units > 0)
-        out["predicted_gain"] = (
-            np.full(len(cat), np.nan) if self.lever_gain is None else self.lever_gain
+        missing = np.full(len(cat), np.nan)
+        out["predicted_gain"] = missing if self.lever_gain is None else self.lever_gain
+        out["verified_gain"] = (
+            missing if self.lever_verified_gain is None else self.lever_verified_gain
         )
         return out
 
@@ -553,6 +558,7 @@ def _finish(ctx: _Planning, choice: _Choice, rounds: pd.DataFrame) -> Interventi
         explanation="",
         equilibrium=choice.joint,
         lever_gain=_lever_gains(model, units),
+        lever_verified_gain=_verified_lever_gains(ctx, units, choice.joint),
     )
 
 
@@ -567,6 +573,37 @@ def _lever_gains(model: ValueModel, units: IntArray) -> FloatArray:
         without = units.copy()
         without[lever] = 0
         gains[lever] = value - model.value(without)[0]
+    return gains
+
+
+def _verified_lever_gains(ctx: _Planning, units: IntArray, joint: EquilibriumResult) -> FloatArray:
+    """Per bought lever, what the plan's joint solve loses without it: every group the
+    lever touches re-solved with its units at 0 and the other levers as chosen, all in
+    one batched solve warm-started from the joint solve (a copy equal to it keeps it).
+    Groups do not interact, so the sum over a lever's groups is the whole market's
+    difference, V_joint(u) − V_joint(u with the lever at 0); NaN where a copy failed."""
+    t0 = time.perf_counter()
+    gains = np.zeros(units.size)
+    bought = np.flatnonzero(units)
+    if bought.size == 0:
+        return gains
+    touched = ctx.levers.touches[bought].tocoo()
+    lever, groups = bought[touched.row], touched.col.astype(np.int64)
+    chosen = units.astype(np.float64)
+    without = np.tile(chosen, (groups.size, 1))
+    without[np.arange(groups.size), lever] = 0.0
+    ref = np.unique(groups)  # each touched group as chosen: the joint solve's own values
+    value, _, _ = solve_variants(
+        ctx.levers,
+        np.concatenate([ref, groups]),
+        np.vstack([np.tile(chosen, (ref.size, 1)), without]),
+        ctx.valuer.objective,
+        ctx.base_hours,
+        (chosen, joint),
+    )
+    loss = value[np.searchsorted(ref, groups)] - value[ref.size :]
+    np.add.at(gains, lever, loss)
+    ctx.timings["lever_gains"] = time.perf_counter() - t0
     return gains
 
 

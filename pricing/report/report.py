@@ -913,8 +913,9 @@ def _plan_levers(levers: pd.DataFrame | None, unit: str, rows: int) -> Table | N
     bought = levers[levers["units"] > 0].sort_values(
         ["spend", "intervention_id"], ascending=[False, True]
     )
-    if "predicted_gain" not in bought:  # stored before per-lever gains were kept
-        bought = bought.assign(predicted_gain=np.nan)
+    for column in ("predicted_gain", "verified_gain"):  # stored before they were kept
+        if column not in bought:
+            bought = bought.assign(**{column: np.nan})
     return _table(
         bought.assign(to_category=bought["to_category"].fillna("")),
         {
@@ -927,6 +928,7 @@ def _plan_levers(levers: pd.DataFrame | None, unit: str, rows: int) -> Table | N
             "cost_per_unit": ("USD per unit", _usd),
             "spend": ("spend, USD", _usd),
             "predicted_gain": (f"gain predicted, {unit}", lambda v: _num(v, "{:+,.1f}")),
+            "verified_gain": (f"gain verified, {unit}", lambda v: _num(v, "{:+,.1f}")),
         },
         limit=rows,
     )
