@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a machine with Python 3.11+ and make:
 #   make run    - create/refresh .venv, then backtest, run the nightly job and the example what-ifs on the sample
 #   make test   - create/refresh .venv, then lint, type-check and run the whole test suite
+#   make docs   - regenerate docs/report.png from a fresh run of the sample (headless Chromium)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv browser sample clean
+.PHONY: run test venv browser sample docs clean
 
 venv: $(STAMP)
 
@@ -39,6 +40,11 @@ test: $(STAMP) browser
 	$(BIN)/ruff format --check pricing tests
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# the README's picture of the report: a fresh run of the sample in a temporary store, its
+# report opened in the Chromium the browser tests use, the top of the page saved
+docs: $(STAMP) browser
+	$(BIN)/python docs/screenshot.py
 
 # regenerate the committed sample market (documented in data/README.md)
 sample: $(STAMP)

@@ -53,6 +53,7 @@ _EXPORTS = {
     "random_catalogue": "pricing.market.synthetic",
     "GuidanceConfig": "pricing.config",
     "InterventionsConfig": "pricing.config",
+    "Flows": "pricing.decisions.flows",
     "Guidance": "pricing.decisions.guidance",
     "rate_guidance": "pricing.decisions.guidance",
     "InterventionPlan": "pricing.decisions.interventions",
@@ -94,6 +95,7 @@ __all__ = [
     "EquilibriumResult",
     "EstimationConfig",
     "EstimationError",
+    "Flows",
     "Guidance",
     "GuidanceConfig",
     "InterventionPlan",
@@ -156,6 +158,7 @@ if TYPE_CHECKING:
         load_scenario,
         resolve_config,
     )
+    from pricing.decisions.flows import Flows
     from pricing.decisions.guidance import Guidance, rate_guidance
     from pricing.decisions.interventions import InterventionPlan, PlanCheck, plan_interventions
     from pricing.decisions.scenario import InverseAnswer, WhatIf, apply_scenario, whatif

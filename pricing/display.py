@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -50,6 +51,24 @@ class Display(ABC):
     def _repr_html_(self) -> str:
         head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
         return f"<p>{head}</p>" + self.html_frame().head(self.html_rows).to_html(index=False)
+
+
+#: how a missing value shows, in the terminal and on the page alike
+MISSING = "–"
+
+
+def number(value: Any, fmt: str = "{:,.2f}") -> str:
+    """``value`` formatted by ``fmt``, or :data:`MISSING` when it is None or not finite."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return MISSING
+    return fmt.format(value)
+
+
+def percent(value: Any, signed: bool = False) -> str:
+    """A value already in percent, the one way percentages print: ``103.2 %``, or with
+    ``signed`` (a change) ``+1.3 %``; fractions (a fill of 1.032) are multiplied by 100
+    first by the caller, and JSON keeps them as fractions."""
+    return number(value, "{:+.1f} %" if signed else "{:.1f} %")
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

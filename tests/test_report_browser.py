@@ -114,7 +114,7 @@ def test_the_run_report_in_chromium(
     page, requests, _ = open_page(browser, path)
     check_page(page, requests, path, RUN_SECTIONS)
     assert page.title() == f"Market report, as of {stored.run_id}"
-    assert len(page.locator("img").all()) == 3
+    assert len(page.locator("img").all()) == 4  # with where freelancers work (flows)
     rows = page.locator("section#guidance tbody tr")
     assert rows.count() == len(stored.guidance)
     findings = page.locator("section#findings li").all_inner_texts()

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from pricing.cli.exits import JSON_KEY, SAMPLE_KEY
+from pricing.cli.exits import JSON_KEY, SAMPLE_KEY, BadUsage
 from pricing.cli.progress import Progress
 from pricing.inputs import SAMPLE_DIR
 
@@ -182,3 +182,62 @@ def check_out(out: Path | None) -> None:
     """--out must name a .parquet or .csv file."""
     if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
         raise click.UsageError(f"--out must end in .parquet or .csv, got {out.name}")
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "json"]),
+    default=None,
+    help="Format of --out: csv (missing values empty), parquet, or json (records, "
+    "missing values null). Default: --out's suffix for a file, csv for a folder.",
+)
+
+force_option = click.option("--force", is_flag=True, help="Replace --out if it exists (see --out).")
+
+
+def export_file(out: Path | None, fmt: str | None, force: bool) -> str | None:
+    """The format to write ``--out FILE`` in, checked before any work is done (each a
+    usage error, exit 2, in one line): ``--format`` needs ``--out``; without ``--format`` the suffix
+    must be .csv, .parquet or .json; ``out`` must not be a folder, nor exist without
+    ``--force``."""
+    if out is None:
+        if fmt is not None:
+            raise BadUsage("--format needs --out FILE")
+        return None
+    if out.is_dir():
+        raise BadUsage(f"--out {out} is a folder; name a file")
+    fmt = fmt or out.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "parquet", "json"):
+        raise BadUsage(
+            f"--out {out.name}: give --format csv|parquet|json or end the name in "
+            ".csv, .parquet or .json"
+        )
+    if out.exists() and not force:
+        raise BadUsage(f"--out {out} already exists; pass --force to replace it")
+    return fmt
+
+
+def export_folder(out: Path | None, fmt: str | None, force: bool) -> str | None:
+    """The format to write ``--out DIR`` in (default csv), checked before any work is
+    done (each a usage error, exit 2): ``--format`` needs ``--out``; ``out`` must not be
+    a file; an existing folder is replaced only with ``--force`` and only when empty or
+    written by an earlier export (it holds :data:`pricing.runs.run.EXPORT_MARK`), so
+    that --force never deletes a folder of other files."""
+    from pricing.runs.run import EXPORT_MARK
+
+    if out is None:
+        if fmt is not None:
+            raise BadUsage("--format needs --out DIR")
+        return None
+    if out.exists() and not out.is_dir():
+        raise BadUsage(f"--out {out} is a file; name a folder")
+    if out.is_dir():
+        if not force:
+            raise BadUsage(f"--out {out} already exists; pass --force to replace it")
+        if any(out.iterdir()) and not (out / EXPORT_MARK).is_file():
+            raise BadUsage(
+                f"--out {out} holds files that no export wrote (no {EXPORT_MARK}); "
+                "--force replaces only an earlier export: choose another folder"
+            )
+    return fmt or "csv"

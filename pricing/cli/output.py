@@ -1,5 +1,5 @@
 """Small things commands share: printing, reading the configuration, writing a table for
---out."""
+--out (CSV, Parquet or JSON)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,10 @@ def load_config(data_dir: Path, config_path: Path | None) -> RunConfig:
     return resolve_config(data_dir, config_path)[0]
 
 
-def write_table(frame: pd.DataFrame, out: Path, progress: Progress) -> None:
-    """Write ``frame`` to ``out`` (.parquet or .csv) atomically."""
-    from pricing.inputs.io import atomic_file
+def write_table(frame: pd.DataFrame, out: Path, progress: Progress, fmt: str | None = None) -> None:
+    """Write ``frame`` to ``out`` atomically, saying so on ``progress``
+    (:func:`pricing.inputs.io.write_frame`)."""
+    from pricing.inputs.io import write_frame
 
     progress(f"writing {out}")
-    with atomic_file(out) as tmp:
-        if out.suffix.lower() == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+    write_frame(frame, out, fmt)

@@ -16,6 +16,9 @@ from pricing.cli.options import (
     config_option,
     data_option,
     executor_for,
+    export_folder,
+    force_option,
+    format_option,
     json_option,
     no_report_option,
     quiet_option,
@@ -110,6 +113,16 @@ def run_command(
 )
 @store_option
 @rows_option(15, "Changed segments shown per scenario.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write every scenario's tables to this folder (one sub-folder per "
+    "scenario), atomically. An existing folder is replaced only with --force, and only "
+    "if an earlier export wrote it (export.json).",
+)
+@format_option
+@force_option
 @no_report_option
 @cluster_options
 @json_option("Print one JSON document on stdout.")
@@ -119,6 +132,9 @@ def whatif(
     baseline: str,
     store_dir: Path,
     rows: int,
+    out: Path | None,
+    fmt: str | None,
+    force: bool,
     no_report: bool,
     scheduler: str | None,
     workers: int | None,
@@ -134,13 +150,18 @@ def whatif(
     stores each result under STORE/scenarios/, with its HTML report (report.html) unless
     --no-report. Every file is checked before anything is solved. With --workers or
     --scheduler the baseline's and scenarios' coupled components are cleared on a Dask
-    cluster. Exits 3 on a malformed scenario or unknown baseline, 4 when some segment
-    of a scenario is not cleared, 5 when a plan or inverse target is out of reach, 7
-    when the cluster cannot run it.
+    cluster. --out DIR also writes each scenario's tables (segments, totals,
+    equilibrium, flows, the plan's) as DIR/NAME/TABLE.csv (or --format parquet|json),
+    with the resolved scenario.toml, and DIR/export.json listing them. Exits 2 on a bad
+    --out (a file, an existing folder without --force), 3 on a malformed scenario or
+    unknown baseline, 4 when some segment of a scenario is not cleared, 5 when a plan or
+    inverse target is out of reach, 6 when --out cannot be written, 7 when the cluster
+    cannot run it.
     """
     from pricing.runs.pipeline import run_whatifs
-    from pricing.runs.run import load_run
+    from pricing.runs.run import export_whatifs, load_run
 
+    fmt = export_folder(out, fmt, force)
     started = time.perf_counter()
     progress = Progress(quiet)
     with solver_output_to_stderr(), executor_for(scheduler, workers, None, progress) as chosen:
@@ -148,9 +169,14 @@ def whatif(
         run = load_run(baseline, store_dir, chosen)
         loaded = time.perf_counter()
         batch = run_whatifs(scenario_files, run, progress, report=not no_report)
+    exported = None
+    if out is not None and fmt is not None:
+        progress(f"writing {out}")
+        exported = export_whatifs([r.result for r in batch.results], run, out, fmt)
     progress.done()
     if as_json:
         payload = {
+            "out": exported,
             "baseline": run.run_id,
             "baseline_path": str(run.path),
             "segments": len(run.market),
@@ -171,6 +197,8 @@ def whatif(
             echo(r.result.summary(max_rows=rows))
             echo(f"stored in {r.path}")
             echo("" if r.report is None else f"report: {r.report}\n")
+        if exported is not None:
+            echo(f"tables of {len(batch.results)} scenario(s) written to {out} ({fmt})")
     _outcome({r.result.status for r in batch.results})
 
 

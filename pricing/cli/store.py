@@ -14,9 +14,17 @@ from typing import TYPE_CHECKING
 import click
 
 from pricing.cli.exits import InvalidInput
-from pricing.cli.options import json_option, quiet_option, store_option
-from pricing.cli.output import echo
+from pricing.cli.options import (
+    export_file,
+    force_option,
+    format_option,
+    json_option,
+    quiet_option,
+    store_option,
+)
+from pricing.cli.output import echo, write_table
 from pricing.cli.progress import Progress
+from pricing.display import MISSING
 
 if TYPE_CHECKING:
     from pricing.store.snapshot import Snapshot
@@ -48,7 +56,7 @@ def _table(frame: object) -> str:
 
     assert isinstance(frame, pd.DataFrame)
     shown = frame.map(lambda v: v if not isinstance(v, str) or len(v) <= _CELL else _cut(v))
-    return shown.to_string(index=False)
+    return shown.to_string(index=False, na_rep=MISSING)
 
 
 def _cut(text: str) -> str:
@@ -88,7 +96,7 @@ def history(store_dir: Path, segment: str | None, as_json: bool, quiet: bool) ->
             echo(frame.to_json(orient="records", date_format="iso", indent=2))
         else:
             echo(f"Segment {segment} over {len(frame)} run(s):")
-            echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+            echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.2f}", na_rep=MISSING))
         return
     if as_json:
         payload = {
@@ -116,24 +124,59 @@ def history(store_dir: Path, segment: str | None, as_json: bool, quiet: bool) ->
     show_default=True,
     help="Rows shown in the text output.",
 )
-@json_option("Print the result as JSON records.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write every row of the result to this file (atomically) instead of printing "
+    "it; an existing file is replaced only with --force.",
+)
+@format_option
+@force_option
+@json_option("Print the result as JSON records (with --out: what was written).")
 @quiet_option
-def sql(query: str, store_dir: Path, rows: int, as_json: bool, quiet: bool) -> None:
+def sql(
+    query: str,
+    store_dir: Path,
+    rows: int,
+    out: Path | None,
+    fmt: str | None,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Run one read-only DuckDB SELECT over the run store.
 
-    Views: runs, curves, equilibrium, guidance, interventions, market, edges, catalogue
-    (one row per segment and run, with its as_of), and scenarios, scenario_segments,
-    scenario_totals, scenario_equilibrium, scenario_interventions (with baseline and
-    scenario), and backtest_scores, backtest_segments, backtest_truth (with as_of).
-    Example: pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
+    Views: runs, curves, equilibrium, flows, guidance, interventions, plan_categories,
+    plan_constraints, market, edges, catalogue (one row per segment and run, with its
+    as_of), and scenarios, scenario_segments, scenario_totals, scenario_equilibrium,
+    scenario_flows, scenario_interventions, scenario_plan_categories,
+    scenario_plan_constraints (with baseline and scenario), and backtest_scores,
+    backtest_segments, backtest_truth (with as_of). Example:
+    pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
     The query reads those views only: no other file, no writing, no ATTACH, no settings.
     A damaged run is left out and named on stderr. Exits 2 on a query that is not one
     SELECT or that DuckDB rejects, 3 when the store does not exist.
+
+    --out FILE writes every row as CSV, Parquet or JSON (--format, else the suffix):
+    pricing sql "SELECT * FROM guidance" --out guidance.csv. Exits 2 on a bad --out
+    (unknown format, a folder, an existing file without --force), 6 when it cannot be
+    written (nothing is left behind).
     """
+    fmt = export_file(out, fmt, force)
     progress = Progress(quiet)
     with _open(store_dir, progress) as snapshot:
         frame = snapshot.query(query, read_only=True)
         _left_out(snapshot, progress)
+    if out is not None and fmt is not None:
+        write_table(frame, out, progress, fmt)
+        progress.done()
+        written = {"out": str(out), "format": fmt, "rows": len(frame), "columns": list(frame)}
+        if as_json:
+            echo(json.dumps(written, indent=2))
+        else:
+            echo(f"wrote {len(frame):,} row(s) × {frame.shape[1]} column(s) to {out} ({fmt})")
+        return
     if as_json:
         echo(frame.to_json(orient="records", date_format="iso", indent=2))
         return

@@ -38,10 +38,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.config import InterventionsConfig
-from pricing.decisions.levers import Levers, segment_values
+from pricing.decisions.levers import Levers, segment_values, solve_variants
 from pricing.decisions.selection import Limits, Selection, UnitProgram
 from pricing.decisions.valuation import NOISE, ValueModel, Valuer
-from pricing.display import Display, records
+from pricing.display import Display, percent, records
 from pricing.errors import MarketError
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import Market
@@ -54,6 +54,10 @@ IntArray = npt.NDArray[np.int64]
 #: 1,000-segment markets the rounds after it traded plans within 0.1 % of each other
 #: (pricing bench --only interventions), each costing a full round of re-solves
 ROUND_GAIN = 2e-3
+
+
+#: the unit of each objective's value and gains: a week of the as-of week's market
+OBJECTIVE_UNITS = {"hours": "hours/week", "gmv": "USD/week", "surplus": "USD/week"}
 
 
 # --------------------------------------------------------------------------- the plan
@@ -92,6 +96,12 @@ class InterventionPlan(Display):
     config: InterventionsConfig
     market: Market = field(repr=False)
     timings: dict[str, float] = field(default_factory=dict)
+    #: per lever, the model's gain of its units with the other levers as chosen,
+    #: V(u) − V(u with the lever at 0) (:func:`_lever_gains`); NaN when not planned
+    lever_gain: FloatArray | None = None
+    #: per lever, the same re-solved: what the joint solve loses without the lever
+    #: (:func:`_verified_lever_gains`); NaN when not planned or a re-solve failed
+    lever_verified_gain: FloatArray | None = None
 
     @property
     def spend(self) -> float:
@@ -111,7 +121,21 @@ class InterventionPlan(Display):
         out["effect_per_unit"] = cat["effect_per_unit"].to_numpy()
         out["decay"] = cat["decay"].to_numpy()
         out["at_max"] = (self.units == cat["max_units"].to_numpy()) & (self.units > 0)
+        missing = np.full(len(cat), np.nan)
+        out["predicted_gain"] = missing if self.lever_gain is None else self.lever_gain
+        out["verified_gain"] = (
+            missing if self.lever_verified_gain is None else self.lever_verified_gain
+        )
         return out
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The plan as the run store keeps it: ``interventions`` (one row per lever),
+        ``plan_categories`` and ``plan_constraints``."""
+        return {
+            "interventions": self.to_frame(),
+            "plan_categories": self.categories,
+            "plan_constraints": self.constraints,
+        }
 
     def headline(self) -> dict[str, Any]:
         """The plan's headline numbers (manifests, JSON output, the report)."""
@@ -125,6 +149,10 @@ class InterventionPlan(Display):
             "verified_gain": self.verified_gain,
             "marginal_value_per_usd": self.marginal_value,
             "explanation": self.explanation,
+            "budget_step": self.budget_step,
+            "value_rounding": self.value_rounding,
+            "cost_rounding": self.cost_rounding,
+            "rounds": len(self.rounds),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,7 +185,8 @@ class InterventionPlan(Display):
         ]
         if self.feasible:
             lines += [
-                f"  gain: predicted {self.predicted_gain:,.2f}, verified "
+                f"  gain, {OBJECTIVE_UNITS.get(self.objective, self.objective)}: predicted "
+                f"{self.predicted_gain:,.2f}, verified "
                 f"{self.verified_gain:,.2f} (base {self.base_value:,.2f}); marginal value "
                 f"{self.marginal_value:.4g} per $ (step ${self.budget_step:,.0f})",
                 f"  rounding: value {self.value_rounding:.2g}, cost ${self.cost_rounding:,.2f}; "
@@ -170,11 +199,15 @@ class InterventionPlan(Display):
         )
         moved = moved[moved["change"].abs() > 0].sort_values("change", key=np.abs, ascending=False)
         if self.feasible and len(moved):
+            top = moved.head(5)
+            fills = 100 * top[["fill_before", "fill_after"]].to_numpy(np.float64)
             lines.append(
-                "  hours: "
+                "  hours/week: "
                 + ", ".join(
-                    f"{r.category} {r.change:+,.0f} (fill {r.fill_before:.0%} → {r.fill_after:.0%})"
-                    for r in moved.head(5).itertuples()
+                    f"{name} {change:+,.0f} (fill {percent(before)} → {percent(after)})"
+                    for name, change, (before, after) in zip(
+                        top["category"], top["change"], fills, strict=True
+                    )
                 )
             )
         binding = self.constraints[self.constraints["binding"]]
@@ -495,6 +528,7 @@ def _finish(ctx: _Planning, choice: _Choice, rounds: pd.DataFrame) -> Interventi
     categories = _categories_frame(
         ctx.levers, ctx.config, spend_by_cat, ctx.demand_today, before, after
     )
+    categories["hours_predicted"] = model.value(units)[1]  # what the model said
     spend = float((units * cost).sum())
     budget_row = {
         "constraint": "budget",
@@ -523,7 +557,54 @@ def _finish(ctx: _Planning, choice: _Choice, rounds: pd.DataFrame) -> Interventi
         relaxations=pd.DataFrame(columns=["relax", "category", "requested", "needed"]),
         explanation="",
         equilibrium=choice.joint,
+        lever_gain=_lever_gains(model, units),
+        lever_verified_gain=_verified_lever_gains(ctx, units, choice.joint),
     )
+
+
+def _lever_gains(model: ValueModel, units: IntArray) -> FloatArray:
+    """Per lever, what the model says its units add with the other levers as chosen:
+    V(u) − V(u with lever l at 0), 0 for a lever not bought. Interactions make these
+    differ from the plan's predicted gain, which is V(u) − V(anchor) for all at once;
+    only the plan as a whole is verified by a joint solve."""
+    value = model.value(units)[0]
+    gains = np.zeros(units.size)
+    for lever in np.flatnonzero(units):  # bought levers, each one table look-up
+        without = units.copy()
+        without[lever] = 0
+        gains[lever] = value - model.value(without)[0]
+    return gains
+
+
+def _verified_lever_gains(ctx: _Planning, units: IntArray, joint: EquilibriumResult) -> FloatArray:
+    """Per bought lever, what the plan's joint solve loses without it: every group the
+    lever touches re-solved with its units at 0 and the other levers as chosen, all in
+    one batched solve warm-started from the joint solve (a copy equal to it keeps it).
+    Groups do not interact, so the sum over a lever's groups is the whole market's
+    difference, V_joint(u) − V_joint(u with the lever at 0); NaN where a copy failed."""
+    t0 = time.perf_counter()
+    gains = np.zeros(units.size)
+    bought = np.flatnonzero(units)
+    if bought.size == 0:
+        return gains
+    touched = ctx.levers.touches[bought].tocoo()
+    lever, groups = bought[touched.row], touched.col.astype(np.int64)
+    chosen = units.astype(np.float64)
+    without = np.tile(chosen, (groups.size, 1))
+    without[np.arange(groups.size), lever] = 0.0
+    ref = np.unique(groups)  # each touched group as chosen: the joint solve's own values
+    value, _, _ = solve_variants(
+        ctx.levers,
+        np.concatenate([ref, groups]),
+        np.vstack([np.tile(chosen, (ref.size, 1)), without]),
+        ctx.valuer.objective,
+        ctx.base_hours,
+        (chosen, joint),
+    )
+    loss = value[np.searchsorted(ref, groups)] - value[ref.size :]
+    np.add.at(gains, lever, loss)
+    ctx.timings["lever_gains"] = time.perf_counter() - t0
+    return gains
 
 
 def _constraint_rows(

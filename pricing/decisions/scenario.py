@@ -71,8 +71,9 @@ from pricing.config import (
     RunConfig,
     Scenario,
 )
+from pricing.decisions.flows import Flows
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
-from pricing.display import Display, records
+from pricing.display import Display, number, percent, records
 from pricing.errors import ConfigError, MarketError, suggest
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import PARAMETERS, SIDES, Market, segment_edges
@@ -204,6 +205,11 @@ class WhatIf(Display):
         return "ok" if self.result.ok else "degraded"
 
     @cached_property
+    def flows(self) -> Flows:
+        """Where each pool's hours go in the scenario's equilibrium (:class:`Flows`)."""
+        return Flows.of(self.result)
+
+    @cached_property
     def _values(self) -> dict[str, dict[str, FloatArray]]:
         """The measures of both sides, each in its own market (fees, demand today)."""
         return {"baseline": _measures(self.baseline), "scenario": _measures(self.result)}
@@ -287,11 +293,8 @@ class WhatIf(Display):
             f"What-if '{s.name}' ({self.status})" + (f": {s.description}" if s.description else ""),
             f"  the scenario changes {int(params.sum()):,} segment(s) and {n_edges:,} edge(s) "
             f"of {len(self.market):,} segments",
-            "  totals:",
-            "    "
-            + self.totals.to_string(index=False, float_format=lambda v: f"{v:,.3f}").replace(
-                "\n", "\n    "
-            ),
+            "  totals (a week):",
+            "    " + _left_labels(totals_text(self.totals)).replace("\n", "\n    "),
         ]
         if self.inverse is not None:
             lines.append(f"  inverse: {self.inverse.summary()}")
@@ -305,25 +308,85 @@ class WhatIf(Display):
         frame = self.to_frame()
         moved = frame[frame["changed"]].sort_values("hours_change", key=np.abs, ascending=False)
         if max_rows and len(moved):
-            cols = [
-                *self.market.segment_keys,
-                "rate_baseline",
-                "rate_scenario",
-                "rate_change_pct",
-                "hours_baseline",
-                "hours_scenario",
-                "hours_change",
-                "status_scenario",
-            ]
             lines.append(f"  {len(moved):,} segment(s) changed, largest hours change first:")
-            lines.append(
-                moved[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.2f}")
-            )
+            lines.append(_left_labels(_changed_text(moved.head(max_rows), self.market)))
         return "\n".join(lines)
 
     def html_frame(self) -> pd.DataFrame:
         frame = self.to_frame()
         return frame[frame["changed"]]
+
+
+#: each total's label, with its unit (the CLI and the report alike)
+TOTAL_LABELS = {
+    "rate": "listed rate, USD/h (hours-weighted mean)",
+    "hours": "hours/week",
+    "gmv": "GMV, USD/week",
+    "fee_revenue": "fee revenue, USD/week",
+    "fill": "fill, % of hours asked at today's rates",
+    "shortage_hours": "shortage at rate bounds, hours/week",
+}
+#: how each total's values print
+_TOTAL_FORMATS = {"rate": "{:,.2f}", "hours": "{:,.1f}", "shortage_hours": "{:,.1f}"}
+
+
+def _left_labels(frame: pd.DataFrame) -> str:
+    """A frame of text as a table: its first column (labels) left-aligned, the rest
+    right-aligned, two spaces apart."""
+    cells = [list(map(str, frame.columns)), *frame.astype(str).to_numpy().tolist()]
+    widths = [max(len(row[i]) for row in cells) for i in range(frame.shape[1])]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    )
+
+
+def _changed_text(moved: pd.DataFrame, market: Market) -> pd.DataFrame:
+    """Changed segments as text: baseline → scenario listed rate (USD/h) and hours
+    (hours/week), the rate change in %, the scenario's status."""
+    out = pd.DataFrame({"segment": _segment_labels(moved, market)})
+    rate = [
+        f"{number(b)} → {number(s)}"
+        for b, s in moved[["rate_baseline", "rate_scenario"]].to_numpy()
+    ]
+    hours = [
+        f"{number(b, '{:,.1f}')} → {number(s, '{:,.1f}')}"
+        for b, s in moved[["hours_baseline", "hours_scenario"]].to_numpy()
+    ]
+    out["listed rate, USD/h"] = rate
+    out["rate change"] = [percent(v, signed=True) for v in moved["rate_change_pct"].to_numpy()]
+    out["hours/week"] = hours
+    out["hours change"] = [number(v, "{:+,.1f}") for v in moved["hours_change"].to_numpy()]
+    out["status"] = moved["status_scenario"].astype(str).to_numpy()
+    return out
+
+
+def _segment_labels(frame: pd.DataFrame, market: Market) -> list[str]:
+    keys = list(market.segment_keys)
+    return ["/".join(map(str, row)) for row in frame[keys].itertuples(index=False)]
+
+
+def totals_text(totals: pd.DataFrame) -> pd.DataFrame:
+    """:attr:`WhatIf.totals` as text, printed the one way the CLI and the report show
+    them: units in the labels, money in whole dollars, the fill (a fraction in the
+    tables and JSON) in % with its change in percentage points, changes signed,
+    missing values as :data:`~pricing.display.MISSING`."""
+    rows = []
+    values = totals[["baseline", "scenario", "change", "change_pct"]].to_numpy(np.float64)
+    for measure, (base, scen, change, change_pct) in zip(totals["measure"], values, strict=True):
+        if measure == "fill":  # six measures: a loop over rows, not segments
+            level = [percent(100 * v) for v in (base, scen)]
+            moved = number(100 * change, "{:+.1f} pp")
+        else:
+            fmt = _TOTAL_FORMATS.get(str(measure), "{:,.0f}")
+            level = [number(v, fmt) for v in (base, scen)]
+            moved = number(change, fmt.replace("{:", "{:+"))
+        label = TOTAL_LABELS.get(str(measure), str(measure))
+        rows.append((label, *level, moved, percent(change_pct, signed=True)))
+    return pd.DataFrame(rows, columns=["measure", "baseline", "scenario", "change", "change, %"])
 
 
 def _measures(result: EquilibriumResult) -> dict[str, FloatArray]:

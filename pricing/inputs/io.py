@@ -24,10 +24,14 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from pricing.errors import OutputError, os_reason
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
 
@@ -376,3 +380,21 @@ def atomic_file(final: Path) -> Iterator[Path]:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def write_frame(frame: pd.DataFrame, out: Path, fmt: str | None = None) -> None:
+    """Write ``frame`` to ``out`` atomically, as ``fmt`` (default: ``out``'s suffix).
+
+    CSV: a header row, ISO dates, missing values empty. Parquet: the frame's own column
+    types. JSON: one array of records, ISO dates, missing values ``null``, numbers to 15
+    significant digits (as ``--json`` prints, fractions as fractions). A failure to write
+    is an :class:`~pricing.errors.OutputError` (exit 6) and leaves nothing behind."""
+    fmt = fmt or out.suffix.lower().lstrip(".")
+    with atomic_file(out) as tmp:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        elif fmt == "json":
+            text = frame.to_json(orient="records", date_format="iso", double_precision=15)
+            tmp.write_text(text + "\n", encoding="utf-8")
+        else:
+            frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")

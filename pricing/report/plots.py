@@ -159,6 +159,11 @@ class CurvePanel:
     band_high: float
     rate_floor: float
     rate_cap: float
+    #: hours a week the segment buys from other pools, and its own pool sells to other
+    #: segments (:mod:`pricing.decisions.flows`): what moves the equilibrium off the
+    #: crossing of its own curves
+    inflow_hours: float = float("nan")
+    outflow_hours: float = float("nan")
 
 
 def curve_grid(panels: Sequence[CurvePanel], columns: int = 3) -> str:
@@ -202,11 +207,105 @@ def _curves(ax: Axes, c: CurvePanel) -> None:
         )
     if np.isfinite(c.rate):
         ax.plot(c.hours, c.rate, marker="*", ms=11, color="#111", ls="none", label="equilibrium")
+        _net_flow(ax, c)
     ax.set_ylim(low, high)
     ax.set_xlim(left=0)
     ax.set_title(f"{name_text(c.title)}\n{c.subtitle}", loc="left", fontsize=9)
     ax.set_xlabel("hours / week")
     ax.set_ylabel("listed rate, USD/h")
+
+
+def _net_flow(ax: Axes, c: CurvePanel) -> None:
+    """The hours that separate the equilibrium (★) from the own-pool supply: at the
+    equilibrium rate the own pool sells ``home + outflow`` hours (◆, on or near its
+    supply curve) and the segment buys ``home + inflow`` (★); the arrow between them is
+    the net inflow, and the box says both flows."""
+    if not (np.isfinite(c.inflow_hours) and np.isfinite(c.outflow_hours)):
+        return
+    if c.inflow_hours <= 0 and c.outflow_hours <= 0:
+        ax.text(
+            0.98,
+            0.04,
+            "no flows: own pool only",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=7,
+            color="#444",
+        )
+        return
+    own = c.hours - c.inflow_hours + c.outflow_hours
+    ax.plot(
+        own,
+        c.rate,
+        marker="D",
+        ms=5,
+        color=SUPPLY_COLOUR,
+        ls="none",
+        label="own pool's hours at ★'s rate",
+    )
+    ax.annotate(
+        "",
+        xy=(c.hours, c.rate),
+        xytext=(own, c.rate),
+        arrowprops={"arrowstyle": "->", "color": "#111", "lw": 1.0},
+    )
+    ax.text(
+        0.98,
+        0.04,
+        f"in from other pools {_hours(c.inflow_hours)} h/wk\n"
+        f"out to other segments {_hours(c.outflow_hours)} h/wk",
+        transform=ax.transAxes,
+        ha="right",
+        fontsize=7,
+        color="#111",
+        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "#ccc", "alpha": 0.85},
+    )
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+# ---------------------------------------------------------------------- flows
+def flow_matrix(shares: pd.DataFrame, hours: pd.Series) -> str:
+    """Where each category's freelancers work: ``shares`` is pool category (rows) ×
+    work category (columns), % of the pool's hours; ``hours`` the pool's hours a week,
+    written beside each row. The diagonal is the hours worked at home."""
+    rows, cols = shares.shape
+    values = shares.to_numpy(np.float64)
+    width = max(4.5, 1.8 + 0.62 * cols) + 1.2
+    height = max(2.6, 0.3 * rows + 1.8)
+    with mpl.rc_context(_style()):
+        fig = Figure(figsize=(min(width, 11.5), height), layout="constrained")
+        ax = fig.subplots()
+        cmap = mpl.colormaps["Blues"].with_extremes(bad="white")
+        image = ax.imshow(
+            np.ma.masked_where(~(values > 0), values), cmap=cmap, vmin=0, vmax=100, aspect="auto"
+        )
+        ax.set_xticks(range(cols), [name_text(c) for c in shares.columns], rotation=35, ha="right")
+        ax.set_yticks(
+            range(rows),
+            [f"{name_text(r)} ({hours.get(r, 0.0):,.0f} h/wk)" for r in shares.index],
+        )
+        ax.tick_params(length=0)
+        ax.spines[:].set_visible(False)
+        ax.set_xlabel("category they work in")
+        ax.set_ylabel("freelancers' own category (their hours a week)")
+        if values.size <= 900:
+            for (i, j), v in np.ndenumerate(values):
+                if v >= 0.5:
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if v > 60 else "#111",
+                    )
+        bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
+        bar.set_label("% of the category's freelancer hours")
+        return data_uri(fig)
 
 
 # ------------------------------------------------------------------- histograms

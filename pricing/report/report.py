@@ -15,13 +15,15 @@ A run's report (:func:`run_report`) has these sections, each with a stable ``id`
                    stored backtest as of the run's week or before (engine against the
                    naive baselines, against the truth when it had one), or how to run one
     overview       category × tier heatmaps of the gap and of the imbalance
-    attention      the segments that need attention, with their curves
+    flows          where each category's freelancers work (pool → segment hours)
+    attention      the segments that need attention, with their curves and the flows
+                   in and out that move each equilibrium off its own curves' crossing
     guidance       rate guidance, sorted by |gap|
     diagnostics    elasticities raw vs shrunk, flagged curves
     interventions  the plan: spend, predicted and verified gain, marginal value
 
 and a scenario's (:func:`scenario_report`): ``scenario-header``, ``findings``,
-``scenario-totals``, ``scenario-overview``, ``scenario-segments``,
+``scenario-totals``, ``scenario-overview``, ``scenario-flows``, ``scenario-segments``,
 ``scenario-interventions``, ``scenario-settings``.
 
 **What the overview shows**, per category × tier (a weighted mean over regions when
@@ -54,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.cluster import compute_text
-from pricing.display import Display, escape_controls
+from pricing.display import MISSING, Display, escape_controls, number, percent
 from pricing.inputs.io import atomic_file
 from pricing.statuses import PlanStatus, RunStatus
 from pricing.store.stored import latest_backtest, plan_text
@@ -76,6 +78,7 @@ RUN_SECTIONS = (
     "findings",
     "trust",
     "overview",
+    "flows",
     "attention",
     "guidance",
     "diagnostics",
@@ -86,6 +89,7 @@ SCENARIO_SECTIONS = (
     "findings",
     "scenario-totals",
     "scenario-overview",
+    "scenario-flows",
     "scenario-segments",
     "scenario-interventions",
     "scenario-settings",
@@ -147,13 +151,11 @@ class Report(Display):
 
 # ------------------------------------------------------------------ formatting
 def _num(value: Any, fmt: str = "{:,.2f}") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return fmt.format(value)
+    return number(value, fmt)
 
 
 def _pct(value: Any) -> str:
-    return _num(value, "{:+.1f} %")
+    return percent(value, signed=True)
 
 
 def _usd(value: Any) -> str:
@@ -295,12 +297,16 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         on="segment",
         how="left",
     )
+    gd = gd.merge(market[["segment", "client_fee", "freelancer_fee"]], on="segment", how="left")
     gd["flags"] = gd["segment"].map(flags).fillna("")
     gd["abs_gap"] = gd["gap_pct"].abs()
     by_gap = gd.sort_values(["abs_gap", "segment"], ascending=[False, True], na_position="last")
     solved = by_gap[by_gap["status"].eq("solved") & by_gap["gap_pct"].notna()]
-    panels = _curve_panels(solved.head(attention), market)
+    flows = run.table("flows")
+    balance = None if flows is None else _flow_balance(flows, keys)
+    panels = _curve_panels(solved.head(attention), market, balance)
     where = f"WHERE as_of = '{run.run_id}'"
+    flow_view = _flows_section(flows, rows, categories, f"flows {where}")
     context = {
         "title": f"Market report, as of {run.run_id}",
         "m": m,
@@ -312,6 +318,7 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         "overview_note": _overview_note(
             overview, "gap", f'pricing sql "SELECT * FROM equilibrium {where}"'
         ),
+        "flows": flow_view,
         "attention_figure": plots.curve_grid(panels) if panels else None,
         "attention_count": len(panels),
         "attention": _attention_table(by_gap),
@@ -319,13 +326,14 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         "guidance_query": f'pricing sql "SELECT * FROM guidance {where} '
         'ORDER BY abs(gap_pct) DESC"',
         "band_level": f"{run.config.guidance.band_level:.0%}",
+        "today_week": _today_week(run.guidance, run.as_of),
         "diagnostics_figure": plots.elasticity_histograms(curves),
         "diagnostics": _diagnostics(curves, rows),
         "curves_query": f"pricing sql \"SELECT * FROM curves {where} AND flags <> ''\"",
-        "plan": _plan(m.plan, plan_text(m), run.interventions, rows),
+        "plan": _plan(m.plan, plan_text(m), run.table, rows),
         "trust": _trust(run, gd),
     }
-    images = 2 + bool(panels)
+    images = 2 + bool(panels) + bool(flow_view["figure"])
     return _render("run.html.j2", context, RUN_SECTIONS, images)
 
 
@@ -478,33 +486,73 @@ def _attention_table(by_gap: pd.DataFrame) -> Table:
 
 
 def _guidance_table(by_gap: pd.DataFrame, rows: int) -> Table:
+    """Guidance on three bases, each beside today's rate on the same basis: the listed
+    rate (what the marketplace shows), the freelancer's rate (listed less the freelancer
+    fee: what they receive) and the client's (listed plus the client fee: what they
+    pay). Today's rate o is the as-of week's listed rate, so today's freelancer rate is
+    o (1 − f_f) and today's client rate o (1 + f_c)."""
+    frame = _with_bands(by_gap)
+    today = frame["observed_rate"]
+    frame = frame.assign(
+        listed_move=_move(today, frame["listed_rate"]),
+        freelancer_move=_move(today * (1 - frame["freelancer_fee"]), frame["freelancer_rate"]),
+        client_move=_move(today * (1 + frame["client_fee"]), frame["client_rate"]),
+        notes=(frame["capped_text"] + ", " + frame["flags"]).str.strip(", "),
+    )
     return _table(
-        _with_bands(by_gap),
+        frame,
         {
             "segment": ("segment", None),
             "market_state": ("state", None),
-            "observed_rate": ("today", _num),
-            "freelancer_rate": ("freelancer asks", _num),
-            "freelancer_band": ("band", str),
-            "client_rate": ("client budgets", _num),
-            "client_band": ("band", str),
+            "listed_move": ("listed rate: today → guidance", str),
             "gap_pct": ("gap", _pct),
-            "capped_text": ("capped", None),
-            "flags": ("flags", None),
+            "listed_band": ("band", str),
+            "freelancer_move": ("freelancer receives: today → asks", str),
+            "freelancer_band": ("band", str),
+            "client_move": ("client pays: today → budgets", str),
+            "client_band": ("band", str),
+            "notes": ("capped, flags", None),
         },
         limit=rows,
         row_class=lambda r: str(r["market_state"]),
     )
 
 
-def _curve_panels(top: pd.DataFrame, market: pd.DataFrame) -> list[Any]:
-    """One curve panel per row of ``top`` (guidance rows with their equilibrium)."""
+def _today_week(guidance: pd.DataFrame, as_of: Any) -> str:
+    """Which week "today" is: the as-of week, or each segment's latest observed week."""
+    weeks = pd.to_datetime(guidance["observed_week"]).dt.date.dropna().unique()
+    if len(weeks) == 1:
+        return f"the week of {weeks[0]} (the as-of week, ending {as_of})"
+    return (
+        f"each segment's latest observed week ({min(weeks)} to {max(weeks)}; the as-of "
+        f"week ends {as_of})"
+    )
+
+
+def _move(today: pd.Series, guided: pd.Series) -> pd.Series:
+    """``35.88 → 48.61``: today's rate and the guidance, on one basis (USD/h)."""
+    return today.map(_num) + " → " + guided.map(_num)
+
+
+def _curve_panels(
+    top: pd.DataFrame, market: pd.DataFrame, balance: pd.DataFrame | None
+) -> list[Any]:
+    """One curve panel per row of ``top`` (guidance rows with their equilibrium), with
+    the segment's inflow and outflow (``balance``, by segment label; None: not stored)."""
     from pricing.report.plots import CurvePanel
 
     mk = market.set_index("segment")
     panels = []
     for _, g in top.iterrows():
         s = mk.loc[g["segment"]]
+        moved = (
+            (math.nan, math.nan)
+            if balance is None
+            else (
+                float(balance.loc[g["segment"], "inflow_hours"]),
+                float(balance.loc[g["segment"], "outflow_hours"]),
+            )
+        )
         ff = float(s["freelancer_fee"])
         state = str(g["market_state"]).replace("_", " ")
         # one line of flags at most: the full list is in the table below the figure
@@ -529,9 +577,138 @@ def _curve_panels(top: pd.DataFrame, market: pd.DataFrame) -> list[Any]:
                 band_high=float(g["freelancer_rate_high"]) / (1 - ff),
                 rate_floor=float(s["rate_floor"]),
                 rate_cap=float(s["rate_cap"]),
+                inflow_hours=moved[0],
+                outflow_hours=moved[1],
             )
         )
     return panels
+
+
+# ---------------------------------------------------------------------- flows
+def _flow_balance(flows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per segment label: hours kept home, taken in from other pools, sent out."""
+    from pricing.decisions.flows import segment_balance
+
+    balance = segment_balance(flows, keys)
+    return balance.set_index(_label(balance, keys))
+
+
+def _flows_section(
+    flows: pd.DataFrame | None, rows: int, categories: int, source: str, what: str = "run"
+) -> dict[str, Any]:
+    """Where each category's freelancers work: the pool category × work category matrix
+    (% of the pool's hours, a figure) and, per category, the hours its freelancers work
+    at home and elsewhere and the hours it buys from other categories (a table).
+    ``source``: the ``pricing sql`` view and filter that list every flow; ``what``: a
+    run or a scenario."""
+    from pricing.decisions.flows import category_pairs
+    from pricing.report import plots
+
+    query = f'pricing sql "SELECT * FROM {source} AND hours > 0 ORDER BY hours DESC"'
+    if flows is None:
+        return {
+            "figure": None,
+            "table": None,
+            "query": query,
+            "note": f"This {what} was stored before flows were kept; solve it again to see them.",
+        }
+    pairs = category_pairs(flows)
+    pool, cat, hours_ = (pairs[c].to_numpy() for c in ("pool_category", "category", "hours"))
+    names = pd.Index(sorted(set(flows["pool_category"]) | set(flows["category"])))
+    supplied = pairs.groupby("pool_category")["hours"].sum().reindex(names, fill_value=0.0)
+    bought = pairs.groupby("category")["hours"].sum().reindex(names, fill_value=0.0)
+    at_home = pool == cat
+    home = pd.Series(hours_[at_home], index=cat[at_home]).reindex(names, fill_value=0.0)
+    away = pairs[~at_home].sort_values(["hours", "pool_category", "category"], ascending=False)
+    moved = (supplied - home) + (bought - home)
+    keep = names
+    if len(keep) > categories:
+        keep = pd.Index(
+            sorted(moved.sort_values(ascending=False, kind="stable").index[:categories])
+        )
+    per_category = pd.DataFrame(
+        {
+            "category": names,
+            "supplied": supplied.to_numpy(),
+            "home": home.to_numpy(),
+            "out": (supplied - home).to_numpy(),
+            "out_to": _main_partner(away, "pool_category", "category", names),
+            "bought": bought.to_numpy(),
+            "in": (bought - home).to_numpy(),
+            "in_from": _main_partner(away, "category", "pool_category", names),
+        }
+    )
+    per_category["out_text"] = _with_share(per_category["out"], per_category["supplied"])
+    per_category["in_text"] = _with_share(per_category["in"], per_category["bought"])
+    per_category = per_category.assign(moved=moved.to_numpy()).sort_values(
+        ["moved", "category"], ascending=[False, True]
+    )
+    away_total = float(away["hours"].sum())
+    total = float(supplied.sum())
+    hours = _hours_fmt
+    return {
+        "figure": plots.flow_matrix(_shares(pairs, keep, supplied), supplied),
+        "shown": len(keep),
+        "categories": len(names),
+        "away_pct": _share(away_total, total),
+        "away_hours": hours(away_total),
+        "table": _table(
+            per_category,
+            {
+                "category": ("category", None),
+                "supplied": ("its freelancers work, hours/week", hours),
+                "home": ("at home", hours),
+                "out_text": ("elsewhere", str),
+                "out_to": ("mostly in", None),
+                "bought": ("its clients buy, hours/week", hours),
+                "in_text": ("from other categories", str),
+                "in_from": ("mostly from", None),
+            },
+            limit=rows,
+        ),
+        "query": query,
+        "note": "",
+    }
+
+
+def _shares(pairs: pd.DataFrame, keep: pd.Index, supplied: pd.Series) -> pd.DataFrame:
+    """The ``keep`` × ``keep`` matrix of the % of each pool category's hours (rows) worked
+    in each category (columns)."""
+    shown = pairs[pairs["pool_category"].isin(keep) & pairs["category"].isin(keep)]
+    matrix = shown.pivot_table(
+        index="pool_category", columns="category", values="hours", aggfunc="sum"
+    )
+    matrix = matrix.reindex(index=keep, columns=keep).fillna(0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100 * matrix.div(supplied.loc[keep].where(supplied.loc[keep] > 0), axis=0)
+
+
+def _main_partner(away: pd.DataFrame, side: str, other: str, names: pd.Index) -> list[str]:
+    """Per category of ``names`` (on ``side`` of the off-home pairs ``away``, sorted by
+    hours, largest first), the ``other`` category with the most hours, ``name (hours)``,
+    or "–" for none worth naming (less than half an hour shows as 0)."""
+    top = away[away["hours"] >= 0.5].drop_duplicates(side).set_index(side)
+    text = top[other].astype(str) + " (" + top["hours"].map(_hours_fmt).astype(str) + ")"
+    return text.reindex(names).fillna(MISSING).tolist()
+
+
+def _with_share(part: pd.Series, whole: pd.Series) -> pd.Series:
+    """``1,008 (63.6 %)``: hours with their share of ``whole``."""
+    share = 100 * part / whole.where(whole > 0)
+    return part.map(_hours_fmt) + " (" + share.map(_share_fmt) + ")"
+
+
+def _hours_fmt(value: Any) -> str:
+    return _num(value, "{:,.0f}")
+
+
+def _share(part: float, whole: float) -> str:
+    return _share_fmt(100 * part / whole if whole > 0 else math.nan)
+
+
+def _share_fmt(value: Any) -> str:
+    """A share in % (no sign: it is not a change)."""
+    return percent(value)
 
 
 def _attention(by_gap: pd.DataFrame) -> pd.DataFrame:
@@ -557,6 +734,7 @@ def _with_bands(frame: pd.DataFrame) -> pd.DataFrame:
         return text.where(low.notna() & high.notna(), "–")
 
     return frame.assign(
+        listed_band=band(frame["listed_rate_low"], frame["listed_rate_high"]),
         freelancer_band=band(frame["freelancer_rate_low"], frame["freelancer_rate_high"]),
         client_band=band(frame["client_rate_low"], frame["client_rate_high"]),
         capped_text=np.where(frame["capped"].fillna(False).astype(bool), "capped", ""),
@@ -735,10 +913,13 @@ def _diagnostics(curves: pd.DataFrame, rows: int) -> dict[str, Any]:
 def _plan(
     plan: PlanSummary | None,
     status: str,
-    levers: pd.DataFrame | None,
+    table: Callable[[str], pd.DataFrame | None],
     rows: int,
 ) -> dict[str, Any]:
-    """The intervention section: headline numbers and the levers the plan buys."""
+    """The intervention section: what `pricing plan` prints — headline numbers, the
+    marginal value of budget, binding constraints, rounding — and the gains per category
+    (predicted by the plan's model, verified by the joint re-solve) and per lever, the
+    constraints and the levers bought. ``table``: the stored table of that name."""
     if plan is None:
         why = (
             "No plan: the run had no interventions catalogue or no [interventions] budget."
@@ -747,54 +928,143 @@ def _plan(
         )
         return {"status": status, "note": why, "kpis": None, "levers": None}
     unit = _OBJECTIVES.get(plan.objective, plan.objective)
-    base = plan.base_value
-    kpis = [
-        ("objective", unit),
-        ("budget", _usd(plan.budget)),
-        ("spend", _usd(plan.spend)),
-        ("lever units", f"{plan.units:,}"),
-        ("baseline value", _num(base, "{:,.1f}")),
-        ("predicted gain", _num(plan.predicted_gain, "{:+,.1f}")),
-        (
-            "verified gain (joint re-solve)",
-            _num(plan.verified_gain, "{:+,.1f}")
-            + (f" ({100 * plan.verified_gain / base:+.2f} %)" if base else ""),
-        ),
-        (
-            "marginal value of budget",
-            _num(1000 * plan.marginal_value_per_usd, "{:+,.2f}") + f" {unit} per $1,000",
-        ),
-    ]
-    chosen = None
-    if levers is not None:
-        bought = levers[levers["units"] > 0].sort_values(
-            ["spend", "intervention_id"], ascending=[False, True]
-        )
-        chosen = _table(
-            bought.assign(to_category=bought["to_category"].fillna("")),
-            {
-                "intervention_id": ("lever", None),
-                "kind": ("kind", None),
-                "category": ("category", None),
-                "to_category": ("to", None),
-                "units": ("units", lambda v: _num(v, "{:,.0f}")),
-                "max_units": ("of", lambda v: _num(v, "{:,.0f}")),
-                "cost_per_unit": ("USD per unit", _usd),
-                "spend": ("spend", _usd),
-            },
-            limit=rows,
-        )
+    constraints = table("plan_constraints")
     return {
         "status": status,
         "note": plan.explanation,
-        "kpis": Table(("", ""), (False, True), tuple(kpis), len(kpis)),
-        "levers": chosen,
+        "kpis": _plan_kpis(plan, unit, constraints),
+        "categories": _plan_categories(table("plan_categories"), rows),
+        "constraints": None if constraints is None else _plan_constraints(constraints, unit),
+        "levers": _plan_levers(table("interventions"), unit, rows),
     }
+
+
+def _plan_kpis(plan: PlanSummary, unit: str, constraints: pd.DataFrame | None) -> Table:
+    base = plan.base_value
+    share = f" ({_pct(100 * plan.verified_gain / base)})" if base else ""
+    step = "" if plan.budget_step is None else f" (step {_usd(plan.budget_step)})"
+    kpis = [
+        ("objective", unit),
+        ("budget", f"{_usd(plan.budget)} in total for the units bought (not a weekly budget)"),
+        ("spend", f"{_usd(plan.spend)} ({_share(plan.spend, plan.budget)} of the budget)"),
+        ("lever units", f"{plan.units:,}"),
+        ("baseline value", f"{_num(base, '{:,.1f}')} {unit}"),
+        ("predicted gain (the plan's model)", f"{_num(plan.predicted_gain, '{:+,.1f}')} {unit}"),
+        (
+            "verified gain (joint re-solve)",
+            f"{_num(plan.verified_gain, '{:+,.1f}')} {unit}{share}",
+        ),
+        (
+            "marginal value of budget",
+            f"{_num(1000 * plan.marginal_value_per_usd, '{:+,.2f}')} {unit} per $1,000 more" + step,
+        ),
+    ]
+    if constraints is not None:
+        binding = constraints.loc[constraints["binding"].astype(bool), "constraint"]
+        kpis.append(("binding constraints", ", ".join(binding) or "none"))
+    if plan.value_rounding is not None and plan.cost_rounding is not None:
+        kpis.append(
+            (
+                "rounding",
+                f"value {plan.value_rounding:.2g}, cost {_num(plan.cost_rounding, '${:,.2f}')}; "
+                f"{plan.rounds} round(s)",
+            )
+        )
+    return Table(("", ""), (False, True), tuple(kpis), len(kpis))
+
+
+def _plan_categories(categories: pd.DataFrame | None, rows: int) -> Table | None:
+    """Per category the plan touches: spend, hours a week before, as predicted and as
+    verified, the gains, and the fill before and after with its target."""
+    if categories is None:
+        return None
+    frame = categories.assign(
+        predicted=categories["hours_predicted"] - categories["hours_before"],
+        verified=categories["hours_after"] - categories["hours_before"],
+        fill_move=_fill(categories["fill_before"]) + " → " + _fill(categories["fill_after"]),
+    )
+    frame = frame[(frame["spend"] > 0) | (frame["verified"].abs() >= 0.005)]
+    frame = frame.sort_values(["verified", "category"], ascending=[False, True])
+    hours = _hours_fmt
+    return _table(
+        frame,
+        {
+            "category": ("category", None),
+            "spend": ("spend, USD", _usd),
+            "hours_before": ("hours/week before", hours),
+            "predicted": ("gain predicted, hours/week", lambda v: _num(v, "{:+,.1f}")),
+            "verified": ("gain verified, hours/week", lambda v: _num(v, "{:+,.1f}")),
+            "fill_move": ("fill before → after", str),
+            "min_fill": ("fill target", _fill_one),
+            "spend_cap": ("spend cap, USD", _usd),
+        },
+        limit=rows,
+    )
+
+
+def _plan_constraints(constraints: pd.DataFrame, unit: str) -> Table:
+    money = ~constraints["constraint"].str.startswith("min_fill")
+    frame = constraints.assign(
+        limit_text=np.where(money, constraints["limit"].map(_usd), _fill(constraints["limit"])),
+        used_text=np.where(money, constraints["used"].map(_usd), _fill(constraints["used"])),
+        slack_text=np.where(money, constraints["slack"].map(_usd), _fill(constraints["slack"])),
+        binding_text=np.where(constraints["binding"].astype(bool), "binding", ""),
+    )
+    return _table(
+        frame,
+        {
+            "constraint": ("constraint", None),
+            "limit_text": ("limit", str),
+            "used_text": ("used", str),
+            "slack_text": ("slack", str),
+            "binding_text": ("binds", None),
+            "gain_if_relaxed": (f"gain if relaxed one step, {unit}", lambda v: _num(v, "{:+,.2f}")),
+        },
+        limit=len(frame),
+    )
+
+
+def _plan_levers(levers: pd.DataFrame | None, unit: str, rows: int) -> Table | None:
+    if levers is None:
+        return None
+    bought = levers[levers["units"] > 0].sort_values(
+        ["spend", "intervention_id"], ascending=[False, True]
+    )
+    for column in ("predicted_gain", "verified_gain"):  # stored before they were kept
+        if column not in bought:
+            bought = bought.assign(**{column: np.nan})
+    return _table(
+        bought.assign(to_category=bought["to_category"].fillna("")),
+        {
+            "intervention_id": ("lever", None),
+            "kind": ("kind", None),
+            "category": ("category", None),
+            "to_category": ("to", None),
+            "units": ("units", lambda v: _num(v, "{:,.0f}")),
+            "max_units": ("of", lambda v: _num(v, "{:,.0f}")),
+            "cost_per_unit": ("USD per unit", _usd),
+            "spend": ("spend, USD", _usd),
+            "predicted_gain": (f"gain predicted, {unit}", lambda v: _num(v, "{:+,.1f}")),
+            "verified_gain": (f"gain verified, {unit}", lambda v: _num(v, "{:+,.1f}")),
+        },
+        limit=rows,
+    )
+
+
+def _fill(values: pd.Series) -> pd.Series:
+    return values.map(_fill_one)
+
+
+def _fill_one(value: Any) -> str:
+    """A fill (a ratio) as a percentage, the one way fills show on the page and in the
+    CLI: ``103.2 %``."""
+    return percent(100 * value if isinstance(value, (int, float)) else value)
 
 
 # ------------------------------------------------------------------ a scenario
 def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int = 30) -> Report:
     """The report of the scenario ``name`` stored against ``run``."""
+    from pricing.decisions.scenario import totals_text
     from pricing.report import plots
 
     stored = run.scenario(name)
@@ -829,25 +1099,15 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
     )
     changed = changed.sort_values(["abs_change", "segment"], ascending=[False, True])
     where = f"WHERE baseline = '{run.run_id}' AND scenario = '{name}'"
-    interventions = stored.table("interventions")
+    flow_view = _flows_section(
+        stored.table("flows"), rows, categories, f"scenario_flows {where}", "scenario"
+    )
     context = {
         "title": f"Scenario {name} against the run of {run.run_id}",
         "m": m,
         "findings": _scenario_findings(m, totals, changed, len(segments)),
         "header": _scenario_header(m, run),
-        "totals": _table(
-            _percent_fill(totals).assign(
-                measure=totals["measure"].map(lambda k: _MEASURES.get(k, k))
-            ),
-            {
-                "measure": ("measure", None),
-                "baseline": ("baseline", _num),
-                "scenario": ("scenario", _num),
-                "change": ("change", lambda v: _num(v, "{:+,.2f}")),
-                "change_pct": ("change, %", _pct),
-            },
-            limit=len(totals),
-        ),
+        "totals": _text_table(totals_text(totals)),
         "inverse": m.inverse,
         "overview_figure": figure,
         "overview_note": _overview_note(
@@ -856,42 +1116,34 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
         "segments": _table(changed, _SCENARIO_SEGMENT_COLUMNS, limit=rows),
         "unchanged": len(segments) - len(changed),
         "segments_query": f'pricing sql "SELECT * FROM scenario_segments {where}"',
+        "flows": flow_view,
         "plan": _plan(
-            m.plan, "not_configured" if m.plan is None else str(m.status), interventions, rows
+            m.plan, "not_configured" if m.plan is None else str(m.status), stored.table, rows
         ),
         "settings": stored.settings,
     }
-    return _render("scenario.html.j2", context, SCENARIO_SECTIONS, 1)
+    return _render("scenario.html.j2", context, SCENARIO_SECTIONS, 1 + bool(flow_view["figure"]))
 
 
 _SCENARIO_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[Any], str] | None]] = {
     "segment": ("segment", None),
-    "rate_baseline": ("rate, baseline", _num),
-    "rate_scenario": ("rate, scenario", _num),
+    "rate_baseline": ("listed rate, baseline, USD/h", _num),
+    "rate_scenario": ("listed rate, scenario, USD/h", _num),
     "rate_change_pct": ("rate change", _pct),
-    "hours_baseline": ("hours, baseline", lambda v: _num(v, "{:,.1f}")),
-    "hours_scenario": ("hours, scenario", lambda v: _num(v, "{:,.1f}")),
-    "gmv_change": ("GMV change", lambda v: _num(v, "{:+,.0f}")),
-    "fill_scenario": ("fill", lambda v: _num(100 * v, "{:.1f} %")),
+    "hours_baseline": ("hours/week, baseline", lambda v: _num(v, "{:,.1f}")),
+    "hours_scenario": ("hours/week, scenario", lambda v: _num(v, "{:,.1f}")),
+    "gmv_change": ("GMV change, USD/week", lambda v: _num(v, "{:+,.0f}")),
+    "fill_scenario": ("fill", _fill_one),
     "status_scenario": ("status", None),
 }
 
-_MEASURES = {
-    "rate": "mean listed rate, USD/h (hours-weighted)",
-    "hours": "hours a week",
-    "gmv": "GMV, USD a week",
-    "fee_revenue": "fee revenue, USD a week",
-    "fill": "fill, % (hours ÷ hours demanded at today's rates)",
-    "shortage_hours": "shortage at rate bounds, hours a week",
-}
 
-
-def _percent_fill(totals: pd.DataFrame) -> pd.DataFrame:
-    """Totals with the fill (a ratio) in percent, as the segments table shows it."""
-    out = totals.copy()
-    fill = out["measure"].eq("fill")
-    out.loc[fill, ["baseline", "scenario", "change"]] *= 100
-    return out
+def _text_table(frame: pd.DataFrame) -> Table:
+    """A frame of text, shown as it is (numbers right-aligned after the first column)."""
+    columns: dict[str, tuple[str, Callable[[Any], str] | None]] = {
+        c: (c, None if i == 0 else str) for i, c in enumerate(frame.columns)
+    }
+    return _table(frame, columns, limit=len(frame))
 
 
 def _scenario_header(m: ScenarioManifest, run: StoredRun) -> Table:
@@ -944,7 +1196,7 @@ def _render(
     template: str, context: dict[str, Any], sections: tuple[str, ...], images: int
 ) -> Report:
     import jinja2
-    import markupsafe
+    from markupsafe import Markup
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pricing.report", "templates"),
@@ -953,12 +1205,12 @@ def _render(
         trim_blocks=True,
         lstrip_blocks=True,
         # every value shown, names from the data among them: control characters and
-        # bidirectional overrides escaped before HTML escaping (they would reorder or
-        # hide the text around them); a macro's output (Markup) is HTML whose values were
-        # escaped as they were rendered, and keeps its newlines
+        # bidirectional overrides escaped before HTML escaping (they would hide or
+        # reorder the text around them); markup a macro made (a table) is left as it
+        # is: its values went through here one by one
         finalize=lambda v: (
             escape_controls(v, newlines=False)
-            if isinstance(v, str) and not isinstance(v, markupsafe.Markup)
+            if isinstance(v, str) and not isinstance(v, Markup)
             else v
         ),
     )

@@ -40,6 +40,7 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor
 from pricing.config import RunConfig, Scenario, load_scenario, resolve_config
+from pricing.decisions.flows import flows_table
 from pricing.decisions.guidance import Guidance, check_previous, rate_guidance
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
 from pricing.decisions.scenario import WhatIf, check_scenario
@@ -568,10 +569,11 @@ def _tables(
     tables = {
         "curves": fitted.curves.to_frame(),
         "equilibrium": equilibrium_table(equilibrium),
+        "flows": flows_table(equilibrium),
         "guidance": guidance.to_frame(),
     }
     if plan is not None:
-        tables["interventions"] = plan.to_frame()
+        tables.update(plan.tables())
     stored = [*keys, *PARAMETERS, *UNCERTAINTY, *FLAG_COLUMNS, ANCHOR_WEEK]
     tables["market"] = fitted.market.segments[stored]
     tables["edges"] = fitted.market.edges

@@ -7,14 +7,21 @@ the same :meth:`Run.whatif`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from pricing.cluster import LOCAL, Executor
 from pricing.config import Scenario, load_scenario
+from pricing.decisions.flows import Flows, flows_table
 from pricing.decisions.scenario import WhatIf, whatif
+from pricing.errors import OutputError, os_reason
+from pricing.inputs.io import atomic_directory, write_frame
 from pricing.market.equilibrium import EquilibriumResult, equilibrium_table, solve
 from pricing.report.report import Report, run_report, scenario_report
 from pricing.runs.provenance import versions
@@ -35,6 +42,15 @@ class Run(StoredRun):
     @cached_property
     def baseline(self) -> EquilibriumResult:
         return solve(self.market, executor=self.executor)
+
+    @cached_property
+    def flows(self) -> Flows:
+        """Where each pool's hours go at the run's equilibrium: the stored ``flows``
+        table, or for a run stored before it was kept, the baseline's flows."""
+        frame = self.table("flows")
+        if frame is None:
+            return Flows.of(self.baseline)
+        return Flows(frame, self.config.segment_keys)
 
     def whatif(
         self,
@@ -79,18 +95,25 @@ def load_run(
     return Run.open(store.resolve(run_id), store, hold, executor=executor)
 
 
-def save_whatif(
-    run: StoredRun, result: WhatIf, on_commit: Callable[[Path], None] | None = None
-) -> Path:
-    """Commit a what-if result to the run's store, tagged with its scenario's name;
-    returns the folder it is stored in (``on_commit``: :meth:`RunStore.write_run`)."""
+def whatif_tables(result: WhatIf) -> dict[str, pd.DataFrame]:
+    """A what-if's tables, as the store keeps them and ``whatif --out`` writes them:
+    ``segments``, ``totals``, ``equilibrium``, ``flows`` and, with a plan, its tables."""
     tables = {
         "segments": result.to_frame(),
         "totals": result.totals,
         "equilibrium": equilibrium_table(result.result),
+        "flows": flows_table(result.result),
     }
     if result.plan is not None:
-        tables["interventions"] = result.plan.to_frame()
+        tables.update(result.plan.tables())
+    return tables
+
+
+def save_whatif(run: Run, result: WhatIf, on_commit: Callable[[Path], None] | None = None) -> Path:
+    """Commit a what-if result to the run's store, tagged with its scenario's name and
+    where it was solved (the run's executor); returns the folder it is stored in
+    (``on_commit``: :meth:`RunStore.write_run`)."""
+    tables = whatif_tables(result)
     manifest = ScenarioManifest(
         scenario=result.scenario.name,
         description=result.scenario.description,
@@ -102,6 +125,7 @@ def save_whatif(
         plan=PlanSummary.of(result.plan),
         timings_s=result.timings,
         versions=versions(),
+        compute=run.executor.describe(),
     )
     return run.store.write_scenario(
         run.as_of,
@@ -111,3 +135,39 @@ def save_whatif(
         files={"scenario.toml": result.scenario.to_toml()},
         on_commit=on_commit,
     )
+
+
+#: the file that lists an export's scenarios, and marks a folder an export wrote
+EXPORT_MARK = "export.json"
+
+
+def export_whatifs(results: list[WhatIf], run: StoredRun, out: Path, fmt: str) -> dict[str, Any]:
+    """Write every what-if's tables (:func:`whatif_tables`) as ``out``/NAME/TABLE.``fmt``
+    (csv, parquet or json; :func:`pricing.inputs.io.write_frame`) with its resolved
+    scenario.toml, and ``out``/export.json naming the baseline, the format and each
+    scenario's status and tables with their rows; returns that listing with the path.
+    One atomic step: the folder appears complete or not at all, replacing an existing
+    ``out`` (the caller decides whether one may be replaced). A failure to write is an
+    :class:`OutputError` (exit 6) and leaves nothing behind."""
+    listing: dict[str, Any] = {"baseline": run.run_id, "format": fmt, "scenarios": {}}
+    try:
+        with atomic_directory(out, overwrite=True) as tmp:
+            for result in results:
+                name = result.scenario.name
+                folder = tmp / name
+                folder.mkdir()
+                tables = whatif_tables(result)
+                for table, frame in tables.items():
+                    write_frame(frame, folder / f"{table}.{fmt}", fmt)
+                (folder / "scenario.toml").write_text(result.scenario.to_toml(), encoding="utf-8")
+                listing["scenarios"][name] = {
+                    "status": result.status,
+                    "tables": {t: len(f) for t, f in tables.items()},
+                }
+            text = json.dumps(listing, indent=2) + "\n"
+            (tmp / EXPORT_MARK).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write {out}: {os_reason(exc)}; nothing was written") from None
+    return {"path": str(out), **listing}

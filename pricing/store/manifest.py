@@ -107,6 +107,11 @@ class PlanSummary(_Record):
     verified_gain: float
     marginal_value_per_usd: float
     explanation: str
+    # what `pricing plan` prints besides (older manifests: unknown)
+    budget_step: float | None = None
+    value_rounding: float | None = None
+    cost_rounding: float | None = None
+    rounds: int | None = None
 
     @classmethod
     def of(cls, plan: InterventionPlan | None) -> PlanSummary | None:

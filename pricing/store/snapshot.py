@@ -242,11 +242,11 @@ class Snapshot:
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB database with a view per table over the checked builds:
-        ``runs``, ``curves``, ``equilibrium``, ``guidance``, ``interventions``, ``market``,
-        ``edges``, ``catalogue``, ``scenarios``, ``scenario_segments``, ``scenario_totals``,
-        ``scenario_equilibrium``, ``scenario_interventions``, ``backtest_scores``,
-        ``backtest_segments``, ``backtest_truth`` (a view exists once some build has the
-        table). ``read_only``: it can then read only those files and change
+        ``runs``, ``scenarios`` and one per table of
+        :data:`~pricing.store.store.RUN_TABLES` (``curves``, ``flows``, …), of
+        :data:`~pricing.store.store.SCENARIO_TABLES` prefixed ``scenario_`` and of
+        :data:`~pricing.store.store.BACKTEST_TABLES` prefixed ``backtest_`` (a view exists
+        once some build has the table). ``read_only``: it can then read only those files and change
         no setting (module docstring)."""
         con = connect()
         files = []

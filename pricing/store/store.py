@@ -3,10 +3,12 @@
 Layout under the store root (``./pricing-runs`` by default)::
 
     runs/as_of=2025-12-28/build=20261127T110019123456Z/
-        curves.parquet  equilibrium.parquet  guidance.parquet  [interventions.parquet]
+        curves.parquet  equilibrium.parquet  flows.parquet  guidance.parquet
+        [interventions.parquet  plan_categories.parquet  plan_constraints.parquet]
         market.parquet  edges.parquet  [catalogue.parquet]  manifest.json  [report.html]
     scenarios/baseline=2025-12-28/scenario=design-boom/build=…/
-        segments.parquet  totals.parquet  equilibrium.parquet  [interventions.parquet]
+        segments.parquet  totals.parquet  equilibrium.parquet  flows.parquet
+        [interventions.parquet  plan_categories.parquet  plan_constraints.parquet]
         scenario.toml  manifest.json  [report.html]
     backtests/as_of=2025-12-28/build=…/
         scores.parquet  segments.parquet  [truth.parquet]  manifest.json
@@ -66,14 +68,25 @@ DEFAULT_STORE = Path("pricing-runs")
 RUN_TABLES = (
     "curves",
     "equilibrium",
+    "flows",
     "guidance",
     "interventions",
+    "plan_categories",
+    "plan_constraints",
     "market",
     "edges",
     "catalogue",
 )
 #: Tables of a scenario folder; as views they are prefixed ``scenario_``.
-SCENARIO_TABLES = ("segments", "totals", "equilibrium", "interventions")
+SCENARIO_TABLES = (
+    "segments",
+    "totals",
+    "equilibrium",
+    "flows",
+    "interventions",
+    "plan_categories",
+    "plan_constraints",
+)
 #: Tables of a backtest folder; as views they are prefixed ``backtest_``.
 BACKTEST_TABLES = ("scores", "segments", "truth")
 
