@@ -122,7 +122,7 @@ def test_the_report_is_self_contained(page: str) -> None:
 
 def test_every_figure_is_a_png_that_decodes(page: str) -> None:
     images = Page(page).images
-    assert len(images) == 3  # overview, attention curves, diagnostics
+    assert len(images) == 4  # overview, flows, attention curves, diagnostics
     for uri in images:
         png = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
         png.load()
@@ -166,16 +166,27 @@ def test_the_findings_count_the_market_states(stored: Run, page: str) -> None:
 def test_the_guidance_table_is_every_segment_sorted_by_gap(stored: Run, page: str) -> None:
     (table,) = Page(section(page, "guidance")).tables
     header, rows = table[0], table[1:]
-    assert header[:4] == ["segment", "state", "today", "freelancer asks"]
+    assert header[:6] == [
+        "segment",
+        "state",
+        "listed rate: today → guidance",
+        "gap",
+        "band",
+        "freelancer receives: today → asks",
+    ]
     g = stored.guidance.assign(abs_gap=stored.guidance["gap_pct"].abs())
     g = g.sort_values("abs_gap", ascending=False)
     assert [r[0] for r in rows] == [
         f"{c} / {t}" for c, t in zip(g["category"], g["tier"], strict=True)
     ]
-    assert [r[3] for r in rows] == [f"{v:,.2f}" for v in g["freelancer_rate"]]
-    assert [r[7] for r in rows] == [f"{v:+.1f} %" for v in g["gap_pct"]]
+    # each rate beside today's on the same basis: listed, freelancer's, client's
+    assert [r[2] for r in rows] == [
+        f"{o:,.2f} → {p:,.2f}" for o, p in zip(g["observed_rate"], g["listed_rate"], strict=True)
+    ]
+    assert [r[5].split(" → ")[1] for r in rows] == [f"{v:,.2f}" for v in g["freelancer_rate"]]
+    assert [r[3] for r in rows] == [f"{v:+.1f} %" for v in g["gap_pct"]]
     low, high = g["freelancer_rate_low"].iloc[0], g["freelancer_rate_high"].iloc[0]
-    assert rows[0][4] == f"{low:,.2f} – {high:,.2f}"
+    assert rows[0][6] == f"{low:,.2f} – {high:,.2f}"
 
 
 def test_long_tables_are_capped_and_say_how_to_get_the_rest(stored: Run) -> None:
@@ -195,7 +206,7 @@ def test_the_plan_section_reports_spend_gains_and_marginal_value(stored: Run, pa
     assert f"{1000 * plan.marginal_value_per_usd:+,.2f} filled hours a week per $1,000" in text
     levers = stored.interventions
     assert levers is not None
-    (_, table) = Page(text).tables
+    *_, table = Page(text).tables  # the plan, by category, constraints, then the levers
     bought = levers[levers["units"] > 0]
     assert len(table) == 1 + len(bought)
     assert sum(int(r[4]) for r in table[1:]) == plan.units
@@ -219,7 +230,7 @@ def test_capped_guidance_is_a_finding_and_marked_in_the_table(tmp_path: Path) ->
         "from run 2025-12-14&#39;s" in section(text, "findings")
     )
     (table,) = Page(section(text, "guidance")).tables
-    assert sum(r[8] == "capped" for r in table[1:]) == capped
+    assert sum(r[9].startswith("capped") for r in table[1:]) == capped
 
 
 @pytest.mark.usefixtures("fail_component_zero")
@@ -238,16 +249,16 @@ def test_the_scenario_report(stored: Run) -> None:
     text = scenario_report(stored, "design-boom").html
     parsed = Page(text)
     assert [i for i in parsed.ids if i in SCENARIO_SECTIONS] == list(SCENARIO_SECTIONS)
-    assert len(parsed.images) == 1
+    assert len(parsed.images) == 2  # the scenario's changes, where its freelancers work
     totals = pd.read_parquet(
         stored.store.scenario_paths()[(stored.as_of, "design-boom")] / "totals.parquet"
     )
     (table,) = Page(section(text, "scenario-totals")).tables
     hours = totals.set_index("measure").loc["hours"]
     assert table[2][1:4] == [
-        f"{hours['baseline']:,.2f}",
-        f"{hours['scenario']:,.2f}",
-        f"{hours['change']:+,.2f}",
+        f"{hours['baseline']:,.1f}",
+        f"{hours['scenario']:,.1f}",
+        f"{hours['change']:+,.1f}",
     ]
     assert "multiplier = 1.2" in section(text, "scenario-settings")
     assert scenario_report(stored, "design-boom").html == text
