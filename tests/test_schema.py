@@ -503,7 +503,7 @@ def test_jobs_future_date(tables: Tables, make_dir: MakeDir, fmt: str) -> None:
     problem = only(check(directory), "jobs", "posted_at", "future_date")
     example = single_example(problem)
     assert example == Example(data_file(directory, "jobs", fmt), 12, "J012", "'2024-02-02'")
-    assert "as-of date 2024-02-01" in problem.message
+    assert "lies after 2024-02-01, the latest date the data may hold" in problem.message
 
 
 def test_jobs_posted_on_the_as_of_day_is_not_future(tables: Tables, make_dir: MakeDir) -> None:

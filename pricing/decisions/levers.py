@@ -183,12 +183,15 @@ class Levers:
                 "friction": cat["open_friction"].to_numpy()[targeted],
             }
         )
-        wanted = segment_edges(m.segments, keys, pairs).merge(
+        # one row per category pair, at its levers' lowest open friction (segment_edges
+        # keeps one row of a repeated pair, not the cheapest)
+        cheapest = pairs.groupby(["from_category", "to_category"], as_index=False, sort=False)[
+            "friction"
+        ].min()
+        wanted = segment_edges(m.segments, keys, cheapest).merge(
             base[["pool", "segment"]], how="left", on=["pool", "segment"], indicator=True
         )
         new = wanted[wanted["_merge"] == "left_only"].drop(columns="_merge")
-        # when several levers open one edge, it opens at the lowest open friction
-        new = new.sort_values("friction").drop_duplicates(["pool", "segment"])
         unpriced = new[new["friction"].isna()]
         if len(unpriced):
             label = np.asarray(m.labels, dtype=object)
