@@ -186,7 +186,7 @@ class Levers:
         # one row per category pair, at its levers' lowest open friction (segment_edges
         # keeps one row of a repeated pair, not the cheapest)
         cheapest = pairs.groupby(["from_category", "to_category"], as_index=False, sort=False)[
-            "friction"
+            ["friction"]
         ].min()
         wanted = segment_edges(m.segments, keys, cheapest).merge(
             base[["pool", "segment"]], how="left", on=["pool", "segment"], indicator=True
