@@ -522,17 +522,20 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
             sd > 0, np.minimum(raw, bound) if side == "demand" else np.maximum(raw, bound), fitted
         )
         clipped += int(((drawn != raw) & (sd > 0)).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             gain = np.where(sd > 0, s["slope_level_cov"][i] / sd**2, 0.0)
+            # a level drawn beyond the floats (a level standard error of hundreds) makes
+            # its copy clear beyond them: solve leaves it failed, with that reason
+            shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
         slopes[side] = drawn
-        shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
-    # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
+    # drawn signs are clipped valid: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
     copies = stacked.rotated(slopes, check=False)
-    for side in SIDES:
-        copies = copies.scaled(side, shifts[side], check=False)
+    with np.errstate(divide="ignore"):  # log 0: a level drawn below the floats
+        for side in SIDES:
+            copies = copies.scaled(side, shifts[side], check=False)
     start = laid_out(task.point, stacked, rows, edge_ids)
     return _clear(copies, start, task.executor).reshape(k, size), clipped
 
