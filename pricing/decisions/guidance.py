@@ -45,8 +45,10 @@ cold, as every copy did before, since the engine's warm start has no room for it
 slacks, a fraction 10⁻⁵ of the drawn rate, vanish beside rates 10¹¹ times larger). Every
 answer passes the same verification, so the draws, the copies and the bands are those of
 clearing every copy cold, to the solver's tolerance (``tests/test_guidance.py``: band
-ends 6·10⁻¹⁰ apart, the same copies failed). Cold copies that make the interior point's
-dense solve raise are isolated by halving and counted failed (:func:`_cold`).
+ends 6·10⁻¹⁰ apart, the same copies failed), but for the copies that only the warm start
+clears (on the simulated 10,000-segment run they enter 3.6 % of the bands). Cold copies
+that make the interior point's dense solve raise are isolated by halving and counted
+failed (:func:`_cold`).
 
 At level L the band is the (1 − L)/2 and (1 + L)/2 quantiles of
 p*_r over the draws that solved (``listed_rate_low``, ``listed_rate_high``; times 1 − f_f
@@ -416,7 +418,7 @@ def _bands(
         tasks.append(
             _Block(
                 block_market,
-                laid_out(equilibrium, block_market, block, edge_ids),
+                _laid_out(equilibrium, block_market, block, edge_ids),
                 {k: v[:, block] for k, v in spread.items()},
                 corr[block],
                 common_corr[block],
@@ -536,7 +538,7 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
     with np.errstate(divide="ignore"):  # log 0: a level drawn below the floats
         for side in SIDES:
             copies = copies.scaled(side, shifts[side], check=False)
-    start = laid_out(task.point, stacked, rows, edge_ids)
+    start = _laid_out(task.point, stacked, rows, edge_ids)
     return _clear(copies, start, task.executor).reshape(k, size), clipped
 
 
@@ -560,7 +562,7 @@ def _clear(copies: Market, start: EquilibriumResult, executor: Executor) -> Floa
         part, edge_ids = copies.stack(rows, zeros)  # noqa: PD013 (Market.stack)
         # the point solution on the undrawn copies: solve compares the two markets
         undrawn = start.market.stack(rows, zeros)[0]  # noqa: PD013
-        baseline = laid_out(start, undrawn, rows, edge_ids)
+        baseline = _laid_out(start, undrawn, rows, edge_ids)
         rate[rows] = _rates(solve(part, baseline=baseline, fallback=False, executor=executor))
     rows = np.flatnonzero(cold)
     rate[rows] = _cold(copies.stack(rows, np.zeros(rows.size, np.int64))[0], executor)  # noqa: PD013
@@ -595,7 +597,7 @@ def _rates(result: EquilibriumResult) -> FloatArray:
     return rate
 
 
-def laid_out(
+def _laid_out(
     result: EquilibriumResult, market: Market, rows: IntArray, edge_ids: IntArray
 ) -> EquilibriumResult:
     """``result`` laid out on ``market``, whose segment i is ``result``'s segment
