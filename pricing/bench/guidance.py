@@ -16,13 +16,27 @@ The baseline, measured in the same run, is the naive approach: per draw, the dra
 cost per draw does not depend on the number of draws. The loop only clears the markets
 (it computes no bands), so a ratio below 1 is what stacking the draws saves at the
 least.
+
+``guidance.nightly`` times the nightly run's step instead: a simulated market of
+:data:`NIGHTLY_SEGMENTS` thin segments (``simulate_market``, :data:`NIGHTLY_JOBS` jobs per
+segment-week, skill families coupled), fitted and solved in setup as a run does, and
+guidance with both band sets (the as-of week's and next week's forecast), the run's
+configuration. Its baseline, in the same run, is the same draws with every copy cleared
+from a cold start, as bands were drawn before copies started from the point solution
+(:data:`pricing.decisions.guidance.WARM_RATIO` set to 1: no copy starts warm).
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+import pricing.decisions.guidance as guidance
 from pricing.bench.harness import Case
 from pricing.config import GuidanceConfig
 from pricing.decisions.guidance import rate_guidance
@@ -38,6 +52,8 @@ DRAWS = 200
 LOOP_DRAWS = 20
 #: segments and segments per component of each market
 MARKETS = {"uncoupled": (10_000, (1, 1)), "coupled": (1_000, (2, 20))}
+#: the simulated nightly market: segments and mean jobs per segment-week (thin)
+NIGHTLY_SEGMENTS, NIGHTLY_JOBS = 1_500, 2.0
 
 
 def curves_of(market: Market, std_error: float) -> CurveSet:
@@ -83,4 +99,42 @@ def case(kind: str) -> Case:
         "one solve per draw",
         lambda: draw_loop(market, LOOP_DRAWS),
         baseline_scale=DRAWS / LOOP_DRAWS,
+    )
+
+
+@contextmanager
+def cold_draws() -> Iterator[None]:
+    """Band draws with every copy cleared from a cold start (the baseline)."""
+    ratio = guidance.WARM_RATIO
+    guidance.WARM_RATIO = 1.0
+    try:
+        yield
+    finally:
+        guidance.WARM_RATIO = ratio
+
+
+def nightly_case() -> Case:
+    """The nightly run's guidance step on a simulated thin market, against cold draws."""
+    from pricing.market.simulate import SimulationSpec, simulate_market
+    from pricing.runs.pipeline import fitted_market
+
+    spec = SimulationSpec(segments=NIGHTLY_SEGMENTS, seed=1, jobs_per_week=NIGHTLY_JOBS)
+    with tempfile.TemporaryDirectory() as folder:
+        data = simulate_market(spec).write(Path(folder) / "data")
+        fitted = fitted_market(data)
+    now = solve(fitted.market)
+    later = solve(fitted.next_market, baseline=now)
+    config = fitted.config.guidance
+
+    def cold() -> guidance.Guidance:
+        with cold_draws():
+            return rate_guidance(now, config, forecast=later)
+
+    return Case(
+        "guidance.nightly",
+        {"segments": NIGHTLY_SEGMENTS, "draws": config.draws, "band_sets": 2},
+        lambda: rate_guidance(now, config, forecast=later),
+        "the same draws, every copy cleared cold",
+        cold,
+        repeat=3,
     )

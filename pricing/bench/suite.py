@@ -93,11 +93,14 @@ def whatif(sizes: Sizes) -> Iterator[Case]:
 
 
 def guidance(sizes: Sizes) -> Iterator[Case]:
-    """Both markets; the uncoupled one only when quick (the coupled one takes longer)."""
+    """Both markets and the nightly run's step; the uncoupled one only when quick (the
+    others take longer)."""
     from pricing.bench import guidance as stage
 
     for kind in ("uncoupled",) if sizes.quick else ("uncoupled", "coupled"):
         yield stage.case(kind)
+    if not sizes.quick:
+        yield stage.nightly_case()
 
 
 def interventions(sizes: Sizes) -> Iterator[Case]:

@@ -32,7 +32,25 @@ Every drawn market is cleared by :func:`pricing.market.equilibrium.solve` (copie
 components stacked side by side with :meth:`Market.stack`, one call per chunk of about
 :data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. Each block
 of components draws from its own random stream, so blocks can run anywhere, in any
-order (:func:`_bands`). At level L the band is the (1 − L)/2 and (1 + L)/2 quantiles of
+order (:func:`_bands`).
+
+**Clearing the copies.** A copy is the point market with other curves, so its
+equilibrium is usually the point's with the same edges in use: each copy starts from the
+point solution (``solve(copies, baseline=…)``), which the engine first tries as a forest
+of the point's used edges — exact, no linear algebra, settling about 99 % of the simulated
+market's drawn components at once — and hands the rest to the interior point, warm. A
+start is only as good as its scale: a component one of whose drawn curves clears alone
+more than :data:`WARM_RATIO` away from its point rate (a nearly flat drawn curve) starts
+cold, as every copy did before, since the engine's warm start has no room for it (its
+slacks, a fraction 10⁻⁵ of the drawn rate, vanish beside rates 10¹¹ times larger). Every
+answer passes the same verification, so the draws, the copies and the bands are those of
+clearing every copy cold, to the solver's tolerance (``tests/test_guidance.py``: band
+ends 6·10⁻¹⁰ apart, the same copies failed), but for the copies that only the warm start
+clears (on the simulated 10,000-segment run they enter 3.6 % of the bands). Cold copies
+that make the interior point's dense solve raise are isolated by halving and counted
+failed (:func:`_cold`).
+
+At level L the band is the (1 − L)/2 and (1 + L)/2 quantiles of
 p*_r over the draws that solved (``listed_rate_low``, ``listed_rate_high``; times 1 − f_f
 and 1 + f_c for the freelancer and client bands), widened where needed to contain the
 point estimate. A drawn copy that fails to clear is left out of its segments' quantiles and
@@ -105,6 +123,10 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Segments per stacked market of drawn copies (memory and batch size of one solve).
 CHUNK_SEGMENTS = 250_000
+
+#: A drawn component starts from the point solution when each of its segments' drawn
+#: curves clear alone within this factor of its point rate (module docstring).
+WARM_RATIO = 1e6
 
 STATES = ("balanced", "supply_short", "demand_short", "thin_data")
 RATE_COLUMNS = ("freelancer_rate", "client_rate")
@@ -390,21 +412,24 @@ def _bands(
     # every core, and a block's solve runs on one thread when blocks run side by side
     runner, _ = plan_parts(executor, len(blocks), 1)
     inner: Executor = LOCAL if len(blocks) == 1 else Local(1)
-    tasks = [
-        _Block(
-            bare.stack(block, np.zeros(block.size, np.int64))[0],  # noqa: PD013
-            {k: v[:, block] for k, v in spread.items()},
-            corr[block],
-            common_corr[block],
-            np.unique(group[block], return_inverse=True)[1].ravel(),
-            block_stream,
-            config.draws,
-            max(1, CHUNK_SEGMENTS // block.size),
-            config.band_level,
-            inner,
+    tasks = []
+    for block, block_stream in zip(blocks, streams, strict=True):
+        block_market, edge_ids = bare.stack(block, np.zeros(block.size, np.int64))  # noqa: PD013
+        tasks.append(
+            _Block(
+                block_market,
+                _laid_out(equilibrium, block_market, block, edge_ids),
+                {k: v[:, block] for k, v in spread.items()},
+                corr[block],
+                common_corr[block],
+                np.unique(group[block], return_inverse=True)[1].ravel(),
+                block_stream,
+                config.draws,
+                max(1, CHUNK_SEGMENTS // block.size),
+                config.band_level,
+                inner,
+            )
         )
-        for block, block_stream in zip(blocks, streams, strict=True)
-    ]
     low, high = np.full(n, np.nan), np.full(n, np.nan)
     used = np.zeros(n, np.int64)
     clipped = total = 0
@@ -425,11 +450,13 @@ def _bands(
 @dataclass(frozen=True)
 class _Block:
     """The whole components of one block of band draws: the block's own market (rows
-    in block order, with the anchors the drawn curves turn around), what is drawn per
-    side (:data:`_DRAWN`, each (2, rows)), the levels' correlation, and the common
-    shocks' correlation and groups (codes 0 … G − 1 within the block)."""
+    in block order, with the anchors the drawn curves turn around) and its point
+    solution (where every copy starts), what is drawn per side (:data:`_DRAWN`, each
+    (2, rows)), the levels' correlation, and the common shocks' correlation and groups
+    (codes 0 … G − 1 within the block)."""
 
     market: Market
+    point: EquilibriumResult
     spread: dict[str, FloatArray]
     corr: FloatArray
     common_corr: FloatArray
@@ -472,7 +499,7 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
     size = len(task.market)
     rows = np.tile(np.arange(size), k)
     copy = np.repeat(np.arange(k), size)
-    stacked, _ = task.market.stack(rows, copy)  # noqa: PD013 (Market.stack, not pandas)
+    stacked, edge_ids = task.market.stack(rows, copy)  # noqa: PD013 (Market.stack, not pandas)
     s = {name: v[:, rows] for name, v in task.spread.items()}
     nu = s["dof"]
     student = np.isfinite(nu) & (nu > 0)
@@ -497,30 +524,99 @@ def _solve_draws(task: _Block, k: int, rng: np.random.Generator) -> tuple[FloatA
             sd > 0, np.minimum(raw, bound) if side == "demand" else np.maximum(raw, bound), fitted
         )
         clipped += int(((drawn != raw) & (sd > 0)).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             gain = np.where(sd > 0, s["slope_level_cov"][i] / sd**2, 0.0)
-        slopes[side] = drawn
-        # a heavy-tailed slope draw can shift a level beyond the floats: that copy is
-        # left out by the solver (beyond its representable range) and counted as failed
-        with np.errstate(over="ignore", under="ignore"):
+            # a level drawn beyond the floats (a level standard error of hundreds) makes
+            # its copy clear beyond them: solve leaves it failed, with that reason
             shifts[side] = np.exp(gain * (drawn - fitted) + level[i])
-    # drawn signs are clipped valid and levels stay finite: the copies keep every rule.
+        slopes[side] = drawn
+    # drawn signs are clipped valid: the copies keep every rule.
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
-    # a drawn level that overflows or underflows (a heavy-tailed draw of a thin segment's
-    # slope carried onto its level) is no curve to clear: the copy of its component is
-    # left out of the band, solved with the fitted levels in its place
-    overflow = ~np.logical_and.reduce([np.isfinite(v) & (v > 0) for v in shifts.values()])
-    comp = stacked.component
-    lost = np.zeros(int(comp.max()) + 1 if comp.size else 0, bool)
-    lost[comp[overflow]] = True
     copies = stacked.rotated(slopes, check=False)
-    for side in SIDES:
-        copies = copies.scaled(side, np.where(overflow, 1.0, shifts[side]), check=False)
-    result = solve(copies, fallback=False, executor=task.executor)
-    rate = np.where(np.isin(result.status, _SOLVED) & ~lost[comp], result.rate, np.nan)
-    return rate.reshape(k, size), clipped
+    with np.errstate(divide="ignore"):  # log 0: a level drawn below the floats
+        for side in SIDES:
+            copies = copies.scaled(side, shifts[side], check=False)
+    start = _laid_out(task.point, stacked, rows, edge_ids)
+    return _clear(copies, start, task.executor).reshape(k, size), clipped
+
+
+def _clear(copies: Market, start: EquilibriumResult, executor: Executor) -> FloatArray:
+    """The listed rates of the drawn ``copies`` (NaN where a copy failed), each component
+    warm-started from the point solution ``start`` (laid out on the copies) where its
+    drawn curves clear alone within a factor :data:`WARM_RATIO` of the point's rates, the
+    others cold (:func:`_cold`)."""
+    with np.errstate(all="ignore"):
+        far = ~(np.abs(np.log(copies.uncoupled_rate() / start.rate)) <= np.log(WARM_RATIO))
+    comp = copies.component
+    cold_comp = np.zeros(int(comp.max()) + 1 if comp.size else 0, bool)
+    cold_comp[comp[far & copies.usable]] = True
+    cold = cold_comp[comp]
+    if not cold.any():
+        return _rates(solve(copies, baseline=start, fallback=False, executor=executor))
+    rate = np.full(len(copies), np.nan)
+    rows = np.flatnonzero(~cold)
+    if rows.size:
+        zeros = np.zeros(rows.size, np.int64)
+        part, edge_ids = copies.stack(rows, zeros)  # noqa: PD013 (Market.stack)
+        # the point solution on the undrawn copies: solve compares the two markets
+        undrawn = start.market.stack(rows, zeros)[0]  # noqa: PD013
+        baseline = _laid_out(start, undrawn, rows, edge_ids)
+        rate[rows] = _rates(solve(part, baseline=baseline, fallback=False, executor=executor))
+    rows = np.flatnonzero(cold)
+    rate[rows] = _cold(copies.stack(rows, np.zeros(rows.size, np.int64))[0], executor)  # noqa: PD013
+    return rate
+
+
+def _cold(copies: Market, executor: Executor) -> FloatArray:
+    """The listed rates of ``copies`` solved from a cold start (NaN where a copy failed).
+
+    The interior point's dense batched solve raises :class:`numpy.linalg.LinAlgError`
+    on some extreme copies (a segment clearing alone at 10⁻⁹ $/h beside one at 10¹²
+    $/h) instead of failing them; the old draws met them only inside sparse classes of
+    many copies, which fail them quietly. So the copies are halved, by components, until
+    the one that raises is alone: it is a failed copy, the others are solved."""
+    try:
+        return _rates(solve(copies, fallback=False, executor=executor))
+    except np.linalg.LinAlgError:
+        comp = copies.component
+        if comp.max(initial=0) == 0:
+            return np.full(len(copies), np.nan)
+    rate = np.empty(len(copies))
+    for half in (comp <= comp.max() // 2, comp > comp.max() // 2):
+        rows = np.flatnonzero(half)
+        part = copies.stack(rows, np.zeros(rows.size, np.int64))[0]  # noqa: PD013
+        rate[rows] = _cold(part, executor)
+    return rate
+
+
+def _rates(result: EquilibriumResult) -> FloatArray:
+    """The listed rates of a solve, NaN where it failed."""
+    rate: FloatArray = np.where(np.isin(result.status, _SOLVED), result.rate, np.nan)
+    return rate
+
+
+def _laid_out(
+    result: EquilibriumResult, market: Market, rows: IntArray, edge_ids: IntArray
+) -> EquilibriumResult:
+    """``result`` laid out on ``market``, whose segment i is ``result``'s segment
+    ``rows[i]`` and whose edge e its edge ``edge_ids[e]`` (as :meth:`Market.stack` makes
+    them): the start of a solve of ``market``'s variants."""
+    return EquilibriumResult(
+        market=market,
+        method=result.method,
+        rate=result.rate[rows],
+        wage=result.wage[rows],
+        flow=result.flow[edge_ids],
+        home_flow=result.home_flow[rows],
+        shortage=result.shortage[rows],
+        surplus=result.surplus[rows],
+        status_code=result.status_code[rows],
+        path_code=result.path_code[rows],
+        residual=result.residual[rows],
+        iterations=result.iterations[rows],
+    )
 
 
 def _blocks(comp: IntArray, rows: IntArray, size: int) -> list[IntArray]:
