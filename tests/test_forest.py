@@ -275,7 +275,8 @@ def test_a_forest_with_a_long_path_is_solved_level_by_level() -> None:
     problem, _, _ = _coupled_problem(market, np.ones(n, bool), p_star, market.demand_hours(p_star))
     net = Network.build(problem)
     every = np.arange(net.tail.size)  # the chain's rows and the home rows: one tree
-    price, flow, _ = solve_forest(net, every, np.r_[p_star, p_star, 0.0])
+    price, flow, _, cleared = solve_forest(net, every, np.r_[p_star, p_star, 0.0])
+    assert cleared.all()
     reduced = price[net.tail] - price[net.head] + net.const
     assert np.abs(reduced).max() <= 1e-12 * price.max()
     node = np.arange(net.nodes - 1)

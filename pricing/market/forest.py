@@ -311,10 +311,13 @@ def _offsets(net: Network, tr: _Trees) -> tuple[FloatArray, IntArray]:
     return offset, group
 
 
-def _clear_trees(net: Network, tr: _Trees, offset: FloatArray, guess: FloatArray) -> FloatArray:
+def _clear_trees(
+    net: Network, tr: _Trees, offset: FloatArray, guess: FloatArray
+) -> tuple[FloatArray, BoolArray]:
     """The root price t_T of every tree that clears it (module docstring), by Newton's
-    method kept inside a bracket [lo, hi] of the root (bisection when it leaves it);
-    ``guess``: prices to start from. The ground's tree is fixed at t = 0."""
+    method kept inside a bracket [lo, hi] of the root (bisection when it leaves it), and
+    whether it got there within its iterations; ``guess``: prices to start from. The
+    ground's tree is fixed at t = 0."""
     tree, n_trees = tr.tree, tr.n_trees
     segment = net.sign > 0
     lo = np.full(n_trees, -np.inf)  # g > 0 at lo: the cheapest segment's rate at 0
@@ -350,7 +353,9 @@ def _clear_trees(net: Network, tr: _Trees, offset: FloatArray, guess: FloatArray
         moving = todo & ~(np.abs(g) <= 1e-15 * size)
         todo = moving & (np.abs(t_next - t) > 1e-15 * np.abs(t))
         t = np.where(moving, t_next, t)
-    return t
+    # a tree still moving (curves so flat that its rate sits orders of magnitude away)
+    # is not cleared: its root's imbalance goes to no row, so its flows look right
+    return t, ~todo
 
 
 def _flows(net: Network, tr: _Trees, price: FloatArray) -> FloatArray:
@@ -377,16 +382,17 @@ def _flows(net: Network, tr: _Trees, price: FloatArray) -> FloatArray:
 
 def solve_forest(
     net: Network, rows: IntArray, guess: FloatArray
-) -> tuple[FloatArray, FloatArray, Layout]:
+) -> tuple[FloatArray, FloatArray, Layout, BoolArray]:
     """Prices (per node) and flows (per row) of the forest ``rows`` (module docstring),
-    and where every node sits in it; ``guess``: prices per node to start the trees'
-    Newton iterations from."""
+    where every node sits in it, and whether its tree cleared (per node);  ``guess``:
+    prices per node to start the trees' Newton iterations from."""
     tr = _trees(net, rows)
     offset, group = _offsets(net, tr)
-    price = _clear_trees(net, tr, offset, guess)[tr.tree] + offset
+    root, cleared = _clear_trees(net, tr, offset, guess)
+    price = root[tr.tree] + offset
     price[-1] = 0.0
     layout = Layout(group, tr.tree, tr.parent, tr.parent_row, tr.depth)
-    return price, _flows(net, tr, price), layout
+    return price, _flows(net, tr, price), layout, cleared[tr.tree]
 
 
 @dataclass(frozen=True)
@@ -410,7 +416,7 @@ def finish(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
     or branches of the ground's tree), and the rest of the forest, its prices and flows
     stay as they are, so only the touched groups' nodes are solved again (a what-if on
     10^5 connected segments: a few hundred nodes a round instead of 2·10^5)."""
-    price, flow, at = solve_forest(net, rows, guess)
+    price, flow, at, cleared = solve_forest(net, rows, guess)
     active = np.zeros(net.tail.size, bool)
     active[rows] = True
     ground = net.nodes - 1
@@ -421,11 +427,12 @@ def finish(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
         paying = ~active & (reduced < -ROUNDING * net.rate)
         unsettled = np.zeros(net.n_comp, bool)
         unsettled[net.comp[negative | paying]] = True
+        unsettled[net.comp[~cleared[net.tail] | ~cleared[net.head]]] = True
         count = int((negative | paying).sum())
         fewest, since = (count, 0) if count < fewest else (fewest, since + 1)
         # stalled: a few rows left that keep changing one another (a cycle of pivots
         # the random rule has not broken), for the caller's other method
-        if not unsettled.any() or used == rounds or since > _STALL:
+        if not count or used == rounds or since > _STALL:
             break
         # how far each wrong row is from right, in the units of its rounding
         wrong = np.flatnonzero(negative | paying)
@@ -456,8 +463,9 @@ def finish(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
                                              0.0, 0.99), 2.0,
         )  # fmt: skip
         forest = spanning_forest(sub, candidates, priority)
-        sub_price, sub_flow, sub_layout = solve_forest(sub, forest, price[node])
+        sub_price, sub_flow, sub_layout, sub_cleared = solve_forest(sub, forest, price[node])
         price[node[:-1]] = sub_price[:-1]
+        cleared[node[:-1]] = sub_cleared[:-1]
         in_forest = np.zeros(row.size, bool)
         in_forest[forest] = True
         flow[row] = np.where(in_forest, sub_flow, 0.0)

@@ -844,6 +844,10 @@ def _interior_point(
     large = classes.of == _LARGE
     tried = np.full(n_comp, np.inf)  # μ of each component's last forest try
     settled = np.zeros(n_comp, bool)
+    # an iterate that overflowed (NaN residual) never recovers: its component stops
+    # there, unconverged, instead of spending the rest of the budget (a band draw with
+    # an elasticity near 0 in a connected component: 200 iterations of the whole block)
+    lost = np.zeros(n_comp, bool)
     for _ in range(budget):
         ready = large & ~a.converged & (a.mu <= _FOREST_MU) & (a.mu <= _FOREST_AGAIN * tried)
         if ready.any():
@@ -854,19 +858,25 @@ def _interior_point(
             tried[ready] = a.mu[ready]
             settled |= done
         a = replace(a, converged=a.converged | settled)
-        if a.converged.all():
+        lost |= np.isnan(a.residual) & ~a.converged
+        done = a.converged | lost
+        if done.all():
             break
-        if 2 * a.converged.sum() >= n_comp > 1:
+        if 2 * done.sum() >= n_comp > 1:
             # most components are done: continue with the rest only, so a few slow
             # components do not keep the finished ones in every batched solve
             used = budget - int(pr.iterations.max())
-            rest = _continue(pb, classes, ~a.converged, (p, w, lam, s), used)
-            return _merge(pb, a.converged, p, w, lam, pr.iterations, rest, rows.me, rows.mc)
-        pr.iterations[~a.converged] += 1
+            rest = _continue(pb, classes, ~done, (p, w, lam, s), used)
+            out = _merge(pb, done, p, w, lam, pr.iterations, rest, rows.me, rows.mc)
+            out.converged[lost] = False
+            for c in np.flatnonzero(lost).tolist():
+                out.reason[c] = _LOST
+            return out
+        pr.iterations[~done] += 1
         d = _direction(rows, p, w, lam, s, a)
         a_pri, s_step, l_step = _line_search(rows, (p, w, lam, s), d, a, pr)
-        a_pri[a.converged] = 0.0
-        still = ~a.converged[rows.row_comp]
+        a_pri[done] = 0.0
+        still = ~done[rows.row_comp]
         dp, dw, ds, dl = d[:4]
         p = p + a_pri[rows.comp] * dp
         w = w + a_pri[rows.comp] * dw
@@ -876,11 +886,16 @@ def _interior_point(
     reason = [
         ""
         if ok
+        else _LOST
+        if gone
         else f"interior point did not converge in {MAX_ITERATIONS} iterations "
         f"(clearing residual {r:.1e} of the segment's hours)"
-        for ok, r in zip(a.converged, a.residual, strict=True)
+        for ok, gone, r in zip(a.converged, lost, a.residual, strict=True)
     ]
     return _iterate_solution(pb, p, w, lam, a.converged, pr.iterations, reason)
+
+
+_LOST = "interior point: its iterate overflowed (curves too flat or steep for floating point)"
 
 
 def _iterate_solution(
