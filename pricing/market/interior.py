@@ -112,8 +112,8 @@ _DRIFT = 1e-9  # slack drift |w − p + τ − s| / p* beyond rounding (:func:`_
 _FOREST_MU = 1e-4
 _FOREST_ROUNDS = 40
 _FOREST_AGAIN = 0.01  # tried again once μ has fallen this much since the last try
-# rounds of a cold solve's forest, from the uncoupled solution: issue 18's markets settle
-# in 30–55 (10^4–10^5 segments, connected or in components of 2–50, 10 % bounded or not);
+# rounds of a cold solve's forest (components above the dense limit), from the uncoupled
+# solution: issue 18's markets settle in 30–55 (10^4–10^5 segments, 10 % bounded or not);
 # 0: no forest first, the interior point from its own cold start (the path the tests
 # hold the forest against)
 _COLD_ROUNDS = 100
@@ -389,18 +389,23 @@ def _runs(labels: IntArray, n_comp: int) -> tuple[IntArray, IntArray]:
 
 
 def solve_coupled(pb: CoupledProblem, start: Start | None = None) -> CoupledSolution:
-    """Clear every component of ``pb``: first as a forest (:mod:`pricing.market.forest`)
-    from the uncoupled solution — every segment served by its own pool — or from
-    ``start`` (a what-if's baseline, :func:`warm_start`: its active set is mostly the
-    answer's); the components that do not settle within their rounds go to the interior
-    point (finished on a forest where its active set is decided), then an active-set
-    polish.
+    """Clear every component of ``pb``. Cold, the components above the dense limit are
+    first solved as a forest (:mod:`pricing.market.forest`) from the uncoupled solution —
+    every segment served by its own pool — and the rest, with those the forest leaves
+    unsettled, by the interior point (finished on a forest where its active set is
+    decided), then an active-set polish. From a ``start`` (a what-if's baseline,
+    :func:`warm_start`: its active set is mostly the answer's) every component is tried
+    as a forest first, and the ones it leaves resume in the interior point from the
+    forest's last state.
 
-    Why the forest first: from the uncoupled rows it settles issue 18's markets in 30–50
-    rounds of local work (10^5 connected segments 1.6–1.9 s, the interior point 10–14 s;
-    10^5 in components of 2–50 1.2–1.5 s against 3.5 s, on the same loaded machine),
-    and exactly. It is a heuristic (an active-set method without a proof of convergence),
-    so the interior point stays the method that always answers.
+    Why the forest first above the dense limit: there an interior-point iteration is a
+    sparse factorization or a CG solve, and from the uncoupled rows the forest settles
+    issue 18's markets in 30–55 rounds of local work, exactly (10^5 connected segments
+    in 2.6 s against 13 s on the same loaded machine; 10^4 in 0.19 s against 0.9 s). A
+    dense component's batched iterations cost less than the forest's rounds would save,
+    and its answer stays the interior point's. The forest is a heuristic (an active-set
+    method without a proof of convergence), so the interior point stays the method that
+    always answers.
 
     On an extreme component (a band draw with a tiny elasticity) an iterate can overflow
     or divide by zero; its residual is then NaN, which never passes a convergence test,
@@ -412,20 +417,21 @@ def solve_coupled(pb: CoupledProblem, start: Start | None = None) -> CoupledSolu
     everyone = np.ones(n_comp, bool)
     zero = np.zeros(n_comp, np.int64)
     me, mc = pb.segment.size, int(np.isfinite(pb.cap).sum())
+    large = classes.of == _LARGE
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        if start is None and _COLD_ROUNDS == 0:
-            return _polish(pb, _interior_point(pb, classes), classes)
         if start is None:
-            answer = _forest_try(pb, everyone, pb.p_star, pb.p_star, _COLD_ROUNDS)
+            if not large.any() or _COLD_ROUNDS == 0:
+                return _polish(pb, _interior_point(pb, classes), classes)
+            settled, p, w, lam = _forest_try(pb, large, pb.p_star, pb.p_star, _COLD_ROUNDS)
+            resume = None
         else:
             p, w, lam, s = start
-            answer = _forest_try(pb, everyone, p, w, _FOREST_ROUNDS, (lam, s))
-        settled, p, w, lam = answer
+            settled, p, w, lam = _forest_try(pb, everyone, p, w, _FOREST_ROUNDS, (lam, s))
+            # the rest resume from the forest's last state, a few rows from the answer
+            last = _iterate_solution(pb, p, w, np.maximum(lam, 0.0), everyone, zero)
+            resume = warm_start(pb, p, last.flow, last.shortage, last.surplus)
         if settled.all():
             return _iterate_solution(pb, p, w, lam, everyone, zero)
-        # the rest resume from the forest's last state, a few rows from the answer
-        last = _iterate_solution(pb, p, w, np.maximum(lam, 0.0), everyone, zero)
-        resume = warm_start(pb, p, last.flow, last.shortage, last.surplus)
         if resume is None:
             sub, _, _ = _subproblem(pb, ~settled)
             rest = _interior_point(sub, classes.subset(~settled))
