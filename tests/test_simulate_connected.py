@@ -19,14 +19,16 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pricing.config import InterventionsConfig
+from pricing.config import GuidanceConfig, InterventionsConfig
 from pricing.inputs.validation import check_inputs
 from pricing.market.equilibrium import solve
 from pricing.market.market import Market, segment_edges
 from pricing.market.simulate import SimulatedMarket, SimulationSpec, simulate_market
 from pricing.runs.pipeline import run_batch
 
-CONNECTED = SimulationSpec(segments=300, weeks=20, seed=4, cross_family_edges=1.5, tier_moves=0.5)
+CONNECTED = SimulationSpec(
+    segments=300, weeks=104, seed=4, jobs_per_week=5.0, cross_family_edges=1.5, tier_moves=0.5
+)
 RATE_TOL = 1e-9
 
 
@@ -109,11 +111,16 @@ def test_truth_is_the_coupled_equilibrium_of_the_adjacency(market: SimulatedMark
 def test_the_nightly_run_on_a_connected_market_has_no_degraded_segment(
     market: SimulatedMarket, tmp_path: Path
 ) -> None:
-    """The nightly run (estimation, one connected equilibrium, band draws; no plan) on
-    300 connected segments stores a run with every segment cleared: ``strict`` stores
-    nothing and raises if any segment is degraded."""
+    """The nightly run (estimation, one connected equilibrium, band draws; no plan, and
+    40 draws to keep the test short) on 300 connected segments stores a run with every
+    segment cleared: ``strict`` stores nothing and raises if any segment is degraded."""
     data = market.write(tmp_path / "data")
-    config = market.config.model_copy(update={"interventions": InterventionsConfig(budget=0.0)})
+    config = market.config.model_copy(
+        update={
+            "interventions": InterventionsConfig(budget=0.0),
+            "guidance": GuidanceConfig(draws=40),
+        }
+    )
     run = run_batch(data, config, tmp_path / "store", strict=True)
     assert run.manifest.degraded == ()
     assert (run.equilibrium["status"] == "solved").all()
