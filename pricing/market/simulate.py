@@ -94,7 +94,23 @@ coupled component to at most 12 segments, however large C. Each category c of a 
 F_c ≥ 2 categories has one outgoing edge, or two with probability 1/2 when F_c ≥ 3, to
 distinct other categories of its family; a family of one has no edges. friction =
 U(0.05, 0.20) × the category's intermediate reference rate (45 $/h × category factor),
-rounded to cents. The adjacency moves the history through the clearing rates the sticky
+rounded to cents.
+
+Connected markets, on request (both 0 by default, and then nothing below is drawn: the
+stream they use is a sixth child of the seed, so the tables above stay as they were):
+
+- ``cross_family_edges`` R: category c gets Poisson(R) more edges, each to a category
+  drawn uniformly outside its family (repeats of an edge dropped), friction as a family
+  edge's. With R ≈ 1 the families form one giant component, as in a random graph.
+- ``tier_moves`` m: each pool (c, t) below the expert tier also serves (c, t + 1) with
+  probability m, at friction U(0.7, 1.1) × (r_{c,t+1} − r_{c,t}), rounded to cents (some
+  moves pay at the reference point, some do not); the adjacency table then names the
+  tiers of these rows (``from_tier``/``to_tier``, contract v1.1) and leaves the category
+  edges' tiers blank.
+
+The true clearing rates below are the coupled equilibrium of every edge written.
+
+The adjacency moves the history through the clearing rates the sticky
 rates chase; the hours logged are each segment's own: demand D_st(p_st) of its clients,
 supply S_st(p_st) of its pool at the segment's rate.
 
