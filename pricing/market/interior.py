@@ -1250,15 +1250,33 @@ def _schur(
         _cholesky(pattern, k_flat[start : start + count * pattern.nnz].reshape(-1, count).copy())
         for pattern, count, start, _ in st.sparse
     ]
-    blocks: list[Schur] = []
+    blocks: list[Schur | _Unfactored] = []
     for block, pairs in st.schur:
         e1, e2 = st.pair_e1[pairs], st.pair_e2[pairs]
         values = -he[e1] * he[e2] / d_w[st.pair_pool[pairs]]
         segs = block.pattern.segs
-        blocks.append(
-            block.factor(values, k_diag[segs], ground[segs] if ground is not None else k_diag[segs])
-        )
+        try:
+            blocks.append(
+                block.factor(
+                    values, k_diag[segs], ground[segs] if ground is not None else k_diag[segs]
+                )
+            )
+        except RuntimeError:  # qdldl: K is not quasi-definite
+            blocks.append(_Unfactored(block.pattern))
     return matrices, factors, blocks
+
+
+@dataclass(frozen=True)
+class _Unfactored:
+    """A sparse Schur block qdldl could not factor: an iterate that overflowed puts NaN in
+    K (a band draw with an elasticity near 0 in a connected component). Its solves are
+    NaN, so its components' residuals turn NaN and they stop there, unconverged
+    (:func:`_interior_point`), instead of the exception ending the whole solve."""
+
+    pattern: SchurPattern
+
+    def solve(self, b: FloatArray, rtol: float) -> FloatArray:
+        return np.full_like(b, np.nan)
 
 
 def _solve(
@@ -1284,7 +1302,10 @@ def _solve(
     out[st.small] = padded[st.rhs_index]
     for block in blocks:
         segs = block.pattern.segs
-        out[segs] = block.solve(b_all[segs], rtol)
+        try:
+            out[segs] = block.solve(b_all[segs], rtol)
+        except RuntimeError:  # a forest chosen anew that qdldl cannot factor (_Unfactored)
+            out[segs] = np.nan
     return tuple(out[:, j] for j in range(k))
 
 
@@ -1330,7 +1351,7 @@ class _Pattern:
 
 #: the factored K of every component: dense classes' matrices, sparse classes' factors,
 #: the sparse Schur blocks
-_Factor = tuple[list[FloatArray], list[FloatArray], list[Schur]]
+_Factor = tuple[list[FloatArray], list[FloatArray], list[Schur | _Unfactored]]
 
 #: ``_Classes.of`` of a component above :data:`MAX_DENSE`: a sparse Schur block
 _LARGE = -2
