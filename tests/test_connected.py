@@ -170,6 +170,7 @@ def test_direct_factor_and_forest_cg_agree() -> None:
         return blocks
 
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(interior, "_COLD_ROUNDS", 0)  # the interior point, not the cold forest
         mp.setattr(interior, "_schur_blocks", spy)
         direct = fast(market)
         assert kinds[0] is sparse_schur.DirectSchur
@@ -393,13 +394,18 @@ def test_whatif_on_a_connected_market_warm_starts_to_the_cold_answer() -> None:
     """Demand +10 % in one category of a connected market changes its one component:
     the what-if re-solves it from the baseline's solution (warm start, μ ≈ 1e-5) to the
     cold solve's rates (1e-8: two solves of ~1e-10 each, 100× margin) in fewer
-    iterations."""
+    iterations than the interior point's own cold solve."""
+    import pricing.market.interior as interior
+
     market = connected_market(1500, seed=9, bounded_share=0.1)
     base = fast(market)
     segments = market.segments.copy()
     segments.loc[segments["category"] == "c0", "log_demand_level"] += np.log(1.1)
     shifted = Market(segments, market.edges)
-    warm, cold = solve(shifted, baseline=base), fast(shifted)
+    warm = solve(shifted, baseline=base)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(interior, "_COLD_ROUNDS", 0)  # the interior point, not the cold forest
+        cold = fast(shifted)
     assert (warm.status == "solved").all()
     assert warm.timings.get("reused_segments", 0) == 0
     np.testing.assert_allclose(warm.rate, cold.rate, rtol=1e-8)

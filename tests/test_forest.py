@@ -13,7 +13,7 @@ to 1e-8, as in ``tests/test_connected.py``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 import pandas as pd
@@ -53,14 +53,24 @@ BOUNDED = st.sampled_from([0.0, 0.1])
 
 
 @contextmanager
-def interior_point_alone() -> Iterator[None]:
-    """Solve without the forest finisher: the interior point and its polish only."""
-    keep = interior._FOREST_MU
-    interior._FOREST_MU = 0.0
+def forests(cold_rounds: int, finisher_mu: float) -> Iterator[None]:
+    """Solve with the cold forest's rounds and the finisher's μ given."""
+    keep = interior._COLD_ROUNDS, interior._FOREST_MU
+    interior._COLD_ROUNDS, interior._FOREST_MU = cold_rounds, finisher_mu
     try:
         yield
     finally:
-        interior._FOREST_MU = keep
+        interior._COLD_ROUNDS, interior._FOREST_MU = keep
+
+
+def interior_point_alone() -> AbstractContextManager[None]:
+    """Neither the cold forest nor the finisher: the interior point and its polish."""
+    return forests(0, 0.0)
+
+
+def interior_point_first() -> AbstractContextManager[None]:
+    """No cold forest: the interior point, finished on a forest once μ ≤ 1e-4."""
+    return forests(0, interior._FOREST_MU)
 
 
 def verified(result: EquilibriumResult) -> EquilibriumResult:
@@ -165,20 +175,39 @@ def test_the_equilibriums_own_rows_solve_to_it(n: int, seed: int, bounded: float
 
 @SETTINGS
 @given(n=st.integers(600, 2000), seed=SEEDS, bounded=BOUNDED)
-def test_the_finisher_agrees_with_the_interior_point_alone(
+def test_a_cold_solve_settles_as_a_forest_from_the_uncoupled_rows(
     n: int, seed: int, bounded: float
 ) -> None:
-    """Above 512 segments the interior point hands its active set to the forest; the
-    answer is the interior point's own (1e-9), reached in fewer iterations, and exact:
-    every verification residual at rounding (≤ 1e-9; the interior point's reach ~1e-8)."""
+    """Cold, a component above the dense limit (512 segments) starts from the uncoupled
+    solution (every segment on its home edge) as a forest; the random pivot rule
+    settles it without an interior-point iteration, exactly (every verification
+    residual ≤ 1e-9), at the rates of an independent path (1e-9): the interior point
+    from its own cold start, which hands the rows it has decided to the forest once
+    μ ≤ 1e-4 (its finisher; then exact too)."""
     market = connected_market(n, seed=seed, bounded_share=bounded)
     note(f"connected_market({n}, seed={seed}, bounded_share={bounded})")
-    finished = verified(solve(market))
-    with interior_point_alone():
-        alone = verified(solve(market))
-    np.testing.assert_allclose(finished.rate, alone.rate, rtol=RATE_TOL)
-    assert residuals(market, finished).max() <= EXACT
-    assert finished.iterations.max() < alone.iterations.max()
+    forest = verified(solve(market))
+    with interior_point_first():
+        interior_point = verified(solve(market))
+    assert forest.iterations.max() == 0 < interior_point.iterations.max()
+    np.testing.assert_allclose(forest.rate, interior_point.rate, rtol=RATE_TOL)
+    np.testing.assert_allclose(forest.wage, interior_point.wage, rtol=RATE_TOL)
+    assert residuals(market, forest).max() <= EXACT
+    assert residuals(market, interior_point).max() <= EXACT
+
+
+@pytest.mark.parametrize("rounds", [1, 5])
+def test_components_the_cold_forest_leaves_resume_in_the_interior_point(rounds: int) -> None:
+    """Cut short after 1 or 5 rounds, the cold forest leaves its component unsettled; the
+    interior point solves it from its own cold start, to the answer of the interior point
+    alone with its finisher (1e-9)."""
+    market = connected_market(1500, seed=3, bounded_share=0.1)
+    with forests(rounds, interior._FOREST_MU):
+        resumed = verified(solve(market))
+    with interior_point_first():
+        cold = verified(solve(market))
+    assert resumed.iterations.max() > 0  # the hand-off happened
+    np.testing.assert_allclose(resumed.rate, cold.rate, rtol=RATE_TOL)
 
 
 @SETTINGS
@@ -241,7 +270,8 @@ def test_a_forest_with_a_long_path_is_solved_level_by_level() -> None:
     problem, _, _ = _coupled_problem(market, np.ones(n, bool), p_star, market.demand_hours(p_star))
     net = Network.build(problem)
     every = np.arange(net.tail.size)  # the chain's rows and the home rows: one tree
-    price, flow, _ = solve_forest(net, every, np.r_[p_star, p_star, 0.0])
+    price, flow, _, cleared = solve_forest(net, every, np.r_[p_star, p_star, 0.0])
+    assert cleared.all()
     reduced = price[net.tail] - price[net.head] + net.const
     assert np.abs(reduced).max() <= 1e-12 * price.max()
     node = np.arange(net.nodes - 1)

@@ -22,21 +22,35 @@ interior point's time).
   category of the connected 10^5 market, warm-started; baseline: a cold solve of the
   same shifted market; target under 0.5 s.
 
+- ``connected.nightly``: ``pricing run`` (a fresh process, no plan: budget 0) on a
+  connected simulated market of 10^4 segments (``pricing simulate --segments 10000
+  --cross-family-edges 1 --tier-moves 0.5 --jobs-per-week 5``, 104 weeks);
+  baseline: the same run on the same spec without the connections (skill families of
+  12 categories, the market the simulator made before). It raises if the run reports a
+  degraded segment.
+
 Every solve is checked (``ok`` and max residual ≤ 1e-6) before it is timed.
 ``pricing bench --only connected`` runs it; ``--quick`` the cut case at 10^3 only.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pricing.bench.equilibrium import closed_form_kernel, kernel_inputs
 from pricing.bench.harness import Case
+from pricing.bench.paths import cache_dir
+from pricing.bench.run import no_plan_config, one_run
 from pricing.market.equilibrium import VERIFY_TOL, EquilibriumResult, solve
 from pricing.market.market import Market
+from pricing.market.simulate import SimulationSpec, simulate_market
 from pricing.market.synthetic import connected_market, random_market
 
 SEED = 11
@@ -46,6 +60,33 @@ CUT = 10  # segments per component of the cut baseline
 @cache
 def market(n: int, component_size: int | None = None) -> Market:
     return connected_market(n, seed=SEED, component_size=component_size)
+
+
+#: the nightly case's simulated market: 10^4 segments, one component when connected
+NIGHTLY = SimulationSpec(segments=10_000, weeks=104, seed=1, jobs_per_week=5.0)
+NIGHTLY_CONNECTIONS: dict[str, Any] = {"cross_family_edges": 1.0, "tier_moves": 0.5}
+
+
+def nightly_dir(connected: bool) -> Path:
+    """The nightly case's data directory (with a no-plan pricing.toml), written once."""
+    target = cache_dir() / f"nightly_{NIGHTLY.segments}_{'connected' if connected else 'families'}"
+    if not target.exists():
+        spec = replace(NIGHTLY, **(NIGHTLY_CONNECTIONS if connected else {}))
+        start = time.perf_counter()
+        market = simulate_market(spec)
+        market.write(target)
+        print(f"simulated {target.name} in {time.perf_counter() - start:.0f} s -> {target}")
+    no_plan_config(target)
+    return target
+
+
+def clean_run(data: Path) -> dict[str, Any]:
+    """The nightly run on ``data`` without its plan; one that reports a degraded segment
+    is no benchmark of a run that completes."""
+    result = one_run(data, data / "pricing.no-plan.toml")
+    if result["degraded"]:
+        raise RuntimeError(f"the nightly run on {data} is degraded: {result['degraded']}")
+    return result
 
 
 def checked(result: EquilibriumResult) -> EquilibriumResult:
@@ -124,4 +165,17 @@ def cases(quick: bool) -> Iterator[Case]:
         warmup=False,
         details=details,
         baseline_details=details,
+    )
+    connected, families = nightly_dir(True), nightly_dir(False)
+    yield Case(
+        "connected.nightly",
+        {"segments": NIGHTLY.segments, "plan": False},
+        lambda: clean_run(connected),
+        "the same run without the connections (skill families)",
+        lambda: clean_run(families),
+        repeat=1,
+        warmup=False,
+        details=lambda result: dict(result["steps"]),
+        baseline_details=lambda result: dict(result["steps"]),
+        peak_mb=lambda result: float(result["peak_mb"]),
     )

@@ -44,7 +44,8 @@ def no_plan_config(data: Path) -> Path:
 
 def one_run(data: Path, config: Path | None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """``pricing run --json`` (with ``extra`` options) in a fresh process: its wall time
-    (``wall``), steps (``steps``) and peak memory (``peak_mb``)."""
+    (``wall``), steps (``steps``), peak memory (``peak_mb``) and what it reports
+    degraded (``degraded``)."""
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-c", "from pricing.cli import main; main()", "run"]
         command += ["--data", str(data), "--store", f"{scratch}/store", "--json", "--quiet"]
@@ -59,7 +60,12 @@ def one_run(data: Path, config: Path | None, extra: tuple[str, ...] = ()) -> dic
         if code not in (0, 4, 5):
             raise RuntimeError(f"pricing run failed ({code}): {err.read_text()}")
         payload = json.loads(out.read_text())
-    return {"wall": wall, "steps": payload["timings_s"], "peak_mb": payload["peak_memory_mb"]}
+    return {
+        "wall": wall,
+        "steps": payload["timings_s"],
+        "peak_mb": payload["peak_memory_mb"],
+        "degraded": payload["degraded"],
+    }
 
 
 def case(rows: int, plan: bool, repeat: int | None) -> Case:

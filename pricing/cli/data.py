@@ -137,6 +137,22 @@ def panel(
     help="Write jobs and supply as folders of this many Parquet files each (a partitioned "
     "dataset, read in parallel by a cluster run).",
 )
+@click.option(
+    "--cross-family-edges",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Mean adjacency edges per category to categories of other skill families "
+    "(about 1 or more joins the market into one component).",
+)
+@click.option(
+    "--tier-moves",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=0.0,
+    show_default=True,
+    help="Share of entry and intermediate pools that also serve the next tier up "
+    "(adjacency rows with from_tier/to_tier).",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @json_option()
 @quiet_option
@@ -148,6 +164,8 @@ def simulate(
     start: dt.datetime,
     out: Path,
     files: int,
+    cross_family_edges: float,
+    tier_moves: float,
     force: bool,
     as_json: bool,
     quiet: bool,
@@ -156,7 +174,9 @@ def simulate(
 
     The directory gets jobs, supply, shifters, adjacency and interventions tables in the
     data contract, truth.parquet (true elasticities, levels and clearing rates) and a
-    pricing.toml naming the instruments.
+    pricing.toml naming the instruments. Adjacency stays within skill families of 12
+    categories unless --cross-family-edges or --tier-moves connect the market; the true
+    clearing rates are always the coupled equilibrium of the adjacency written.
     """
     from pricing.market.simulate import SimulationSpec, simulate_market
 
@@ -169,6 +189,8 @@ def simulate(
             seed=seed,
             start=start.date(),
             jobs_per_week=jobs_per_week,
+            cross_family_edges=cross_family_edges,
+            tier_moves=tier_moves,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -94,7 +94,23 @@ coupled component to at most 12 segments, however large C. Each category c of a 
 F_c ≥ 2 categories has one outgoing edge, or two with probability 1/2 when F_c ≥ 3, to
 distinct other categories of its family; a family of one has no edges. friction =
 U(0.05, 0.20) × the category's intermediate reference rate (45 $/h × category factor),
-rounded to cents. The adjacency moves the history through the clearing rates the sticky
+rounded to cents.
+
+Connected markets, on request (both 0 by default, and then nothing below is drawn: the
+stream they use is a sixth child of the seed, so the tables above stay as they were):
+
+- ``cross_family_edges`` R: category c gets Poisson(R) more edges, each to a category
+  drawn uniformly outside its family (repeats of an edge dropped), friction as a family
+  edge's. With R ≈ 1 the families form one giant component, as in a random graph.
+- ``tier_moves`` m: each pool (c, t) below the expert tier also serves (c, t + 1) with
+  probability m, at friction U(0.7, 1.1) × (r_{c,t+1} − r_{c,t}), rounded to cents (some
+  moves pay at the reference point, some do not); the adjacency table then names the
+  tiers of these rows (``from_tier``/``to_tier``, contract v1.1) and leaves the category
+  edges' tiers blank.
+
+The true clearing rates below are the coupled equilibrium of every edge written.
+
+The adjacency moves the history through the clearing rates the sticky
 rates chase; the hours logged are each segment's own: demand D_st(p_st) of its clients,
 supply S_st(p_st) of its pool at the segment's rate.
 
@@ -197,6 +213,7 @@ SHIFTERS_SCHEMA = (
     .append(pa.field(SUPPLY_SHIFTER, pa.float64()))
 )
 ADJACENCY_SCHEMA = arrow_schema("adjacency")
+TIERED_ADJACENCY_SCHEMA = arrow_schema("adjacency", optional=("from_tier", "to_tier"))
 INTERVENTIONS_SCHEMA = arrow_schema("interventions", optional=("to_category",))
 TRUTH_SCHEMA = pa.schema(
     [
@@ -264,6 +281,9 @@ _DAYS_PER_WEEK = 7
 #: Adjacency stays within skill families of this many consecutive categories, so coupled
 #: components stay far below the equilibrium solver's size limit however many categories.
 FAMILY_SIZE = 12
+#: most cross-family edges per category a spec may ask for (at 1 the categories form one
+#: giant component already; more only adds cycles)
+_MAX_CROSS_FAMILY_EDGES = 10.0
 #: Tables the data contract lets a market leave out; written only when they have rows.
 _OPTIONAL_TABLES = ("adjacency", "interventions")
 _EPOCH = datetime.date(1970, 1, 1)
@@ -285,6 +305,8 @@ class SimulationSpec:
     jobs_per_week: float = 40.0
     thin_share: float = 0.15
     regions: tuple[str, ...] = ("na", "eu", "apac")
+    cross_family_edges: float = 0.0
+    tier_moves: float = 0.0
 
     def __post_init__(self) -> None:
         if self.segments < 1:
@@ -310,6 +332,19 @@ class SimulationSpec:
             raise ValueError(f"regions must be non-empty names, got {self.regions!r}")
         if len(set(self.regions)) != len(self.regions):
             raise ValueError(f"regions repeat a name: {self.regions!r}")
+        if not 0 <= self.cross_family_edges <= _MAX_CROSS_FAMILY_EDGES:
+            raise ValueError(
+                f"cross_family_edges must be in [0, {_MAX_CROSS_FAMILY_EDGES}] edges per "
+                f"category, got {self.cross_family_edges}"
+            )
+        if not 0 <= self.tier_moves <= 1:
+            raise ValueError(f"tier_moves must be a share in [0, 1], got {self.tier_moves}")
+
+    @property
+    def connected(self) -> bool:
+        """Whether adjacency reaches beyond the skill families (cross-family edges or
+        tier moves), the options that make connected markets."""
+        return self.cross_family_edges > 0 or self.tier_moves > 0
 
     @property
     def categories(self) -> int:
@@ -456,12 +491,20 @@ class _Paths:
 
 def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
     """Simulate the market described in the module docstring."""
-    param_rng, path_rng, job_rng, supply_rng, catalogue_rng = np.random.default_rng(
+    # the sixth stream (connections) is drawn from only when asked for: the first five
+    # are the same as ever, so a spec without connections gives the same tables
+    param_rng, path_rng, job_rng, supply_rng, catalogue_rng, connect_rng = np.random.default_rng(
         spec.seed
-    ).spawn(5)
+    ).spawn(6)
     seg = _draw_segments(spec, param_rng)
     adjacency_from, adjacency_to, friction = _draw_adjacency(seg, catalogue_rng)
-    edges = _segment_edges(spec, adjacency_from, adjacency_to, friction)
+    moves = _Moves.none()
+    if spec.connected:
+        adjacency_from, adjacency_to, friction = _cross_family(
+            spec, seg, adjacency_from, adjacency_to, friction, connect_rng
+        )
+        moves = _draw_tier_moves(spec, seg, connect_rng)
+    edges = _segment_edges(spec, adjacency_from, adjacency_to, friction).add(moves)
     every = _simulate_paths(spec, seg, edges, path_rng)
     paths = every.logged(spec.weeks)
     categories = _category_names(spec.categories)
@@ -489,9 +532,8 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
                 [_dates(spec, np.arange(spec.weeks) * _DAYS_PER_WEEK), paths.zd, paths.zs],
                 schema=SHIFTERS_SCHEMA,
             ),
-            adjacency=pa.Table.from_arrays(
-                [categories.take(adjacency_from), categories.take(adjacency_to), friction],
-                schema=ADJACENCY_SCHEMA,
+            adjacency=_adjacency_table(
+                spec, categories, adjacency_from, adjacency_to, friction, moves
             ),
             interventions=catalogue,
             truth=_truth_table(spec, seg, every, segment_category, segment_tier),
@@ -606,6 +648,28 @@ class _Edges:
     pool: IntArray
     segment: IntArray
     friction: FloatArray
+
+    def add(self, moves: _Moves) -> _Edges:
+        """These edges and the tier moves' (pool (c, t) → segment (c, t + 1))."""
+        pool = moves.category * len(TIERS) + moves.from_tier
+        return _Edges(
+            np.concatenate([self.pool, pool]),
+            np.concatenate([self.segment, pool + 1]),
+            np.concatenate([self.friction, moves.friction]),
+        )
+
+
+@dataclass(frozen=True)
+class _Moves:
+    """Tier moves: the pool of (category, from_tier) serves (category, from_tier + 1)."""
+
+    category: IntArray
+    from_tier: IntArray
+    friction: FloatArray
+
+    @classmethod
+    def none(cls) -> _Moves:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
 
 
 def _segment_edges(
@@ -796,6 +860,81 @@ def _draw_adjacency(
     friction = np.round(rng.uniform(0.05, 0.20, edge_from.size) * intermediate_rate, 2)
     order = np.lexsort((edge_to, edge_from))
     return edge_from[order], edge_to[order], friction[order]
+
+
+def _cross_family(
+    spec: SimulationSpec,
+    seg: _Segments,
+    edge_from: IntArray,
+    edge_to: IntArray,
+    friction: FloatArray,
+    rng: np.random.Generator,
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """The family edges and Poisson(``cross_family_edges``) more per category, each to a
+    category of another family drawn uniformly (repeats dropped), friction as a family
+    edge's; sorted by from then to."""
+    n_cat = seg.category_rate_factor.size
+    if n_cat <= FAMILY_SIZE:  # one family: no other family to reach
+        return edge_from, edge_to, friction
+    count = rng.poisson(spec.cross_family_edges, n_cat)
+    source = np.repeat(np.arange(n_cat, dtype=np.int64), count)
+    # uniform over the categories outside the source's family [start, start + size)
+    start = source - source % FAMILY_SIZE
+    size = np.minimum(FAMILY_SIZE, n_cat - start)
+    pick = (rng.random(source.size) * (n_cat - size)).astype(np.int64)
+    target = np.where(pick < start, pick, pick + size)
+    cost = np.round(
+        rng.uniform(0.05, 0.20, source.size) * _TIER_RATE_USD[1] * seg.category_rate_factor[source],
+        2,
+    )
+    every_from = np.concatenate([edge_from, source])
+    every_to = np.concatenate([edge_to, target])
+    _, first = np.unique(every_from * n_cat + every_to, return_index=True)
+    every_cost = np.concatenate([friction, cost])
+    order = first[np.lexsort((every_to[first], every_from[first]))]
+    return every_from[order], every_to[order], every_cost[order]
+
+
+def _draw_tier_moves(spec: SimulationSpec, seg: _Segments, rng: np.random.Generator) -> _Moves:
+    """Each pool below the expert tier serves the next tier up of its category with
+    probability ``tier_moves``, at a friction of U(0.7, 1.1) × the gap between the two
+    tiers' reference rates: some moves pay, some do not."""
+    n = spec.segments
+    pool = np.flatnonzero(seg.tier < len(TIERS) - 1)
+    pool = pool[(pool + 1 < n) & (rng.random(pool.size) < spec.tier_moves)]
+    gap = seg.reference_rate[pool + 1] - seg.reference_rate[pool]
+    cost = np.round(rng.uniform(0.7, 1.1, pool.size) * np.maximum(gap, 0.0), 2)
+    return _Moves(seg.category[pool], seg.tier[pool], cost)
+
+
+def _adjacency_table(
+    spec: SimulationSpec,
+    categories: pa.Array,
+    edge_from: IntArray,
+    edge_to: IntArray,
+    friction: FloatArray,
+    moves: _Moves,
+) -> pa.Table:
+    """The category edges (every tier), then with ``tier_moves`` the moves as rows that
+    name their tiers (contract v1.1; the category edges' tiers left blank)."""
+    if not spec.tier_moves:
+        return pa.Table.from_arrays(
+            [categories.take(edge_from), categories.take(edge_to), friction],
+            schema=ADJACENCY_SCHEMA,
+        )
+    tiers = pa.array(TIERS)
+    blank = pa.nulls(edge_from.size, pa.string())
+    moved = pa.array(moves.category)
+    return pa.Table.from_arrays(
+        [
+            pa.concat_arrays([categories.take(edge_from), categories.take(moved)]),
+            pa.concat_arrays([categories.take(edge_to), categories.take(moved)]),
+            np.concatenate([friction, moves.friction]),
+            pa.concat_arrays([blank, tiers.take(pa.array(moves.from_tier))]),
+            pa.concat_arrays([blank, tiers.take(pa.array(moves.from_tier + 1))]),
+        ],
+        schema=TIERED_ADJACENCY_SCHEMA,
+    )
 
 
 #: fees the written configuration says were in force (they do not move the history)
