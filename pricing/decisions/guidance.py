@@ -46,9 +46,8 @@ slacks, a fraction 10⁻⁵ of the drawn rate, vanish beside rates 10¹¹ times 
 answer passes the same verification, so the draws, the copies and the bands are those of
 clearing every copy cold, to the solver's tolerance (``tests/test_guidance.py``: band
 ends 6·10⁻¹⁰ apart, the same copies failed), but for the copies that only the warm start
-clears (on the simulated 10,000-segment run they enter 3.6 % of the bands). Cold copies
-that make the interior point's dense solve raise are isolated by halving and counted
-failed (:func:`_cold`).
+clears (on the simulated 10,000-segment run they enter 3.6 % of the bands). A copy the
+engine cannot clear (an extreme drawn curve) comes back failed and is counted.
 
 At level L the band is the (1 − L)/2 and (1 + L)/2 quantiles of
 p*_r over the draws that solved (``listed_rate_low``, ``listed_rate_high``; times 1 − f_f
@@ -546,7 +545,7 @@ def _clear(copies: Market, start: EquilibriumResult, executor: Executor) -> Floa
     """The listed rates of the drawn ``copies`` (NaN where a copy failed), each component
     warm-started from the point solution ``start`` (laid out on the copies) where its
     drawn curves clear alone within a factor :data:`WARM_RATIO` of the point's rates, the
-    others cold (:func:`_cold`)."""
+    others cold."""
     with np.errstate(all="ignore"):
         far = ~(np.abs(np.log(copies.uncoupled_rate() / start.rate)) <= np.log(WARM_RATIO))
     comp = copies.component
@@ -565,29 +564,8 @@ def _clear(copies: Market, start: EquilibriumResult, executor: Executor) -> Floa
         baseline = _laid_out(start, undrawn, rows, edge_ids)
         rate[rows] = _rates(solve(part, baseline=baseline, fallback=False, executor=executor))
     rows = np.flatnonzero(cold)
-    rate[rows] = _cold(copies.stack(rows, np.zeros(rows.size, np.int64))[0], executor)  # noqa: PD013
-    return rate
-
-
-def _cold(copies: Market, executor: Executor) -> FloatArray:
-    """The listed rates of ``copies`` solved from a cold start (NaN where a copy failed).
-
-    The interior point's dense batched solve raises :class:`numpy.linalg.LinAlgError`
-    on some extreme copies (a segment clearing alone at 10⁻⁹ $/h beside one at 10¹²
-    $/h) instead of failing them; the old draws met them only inside sparse classes of
-    many copies, which fail them quietly. So the copies are halved, by components, until
-    the one that raises is alone: it is a failed copy, the others are solved."""
-    try:
-        return _rates(solve(copies, fallback=False, executor=executor))
-    except np.linalg.LinAlgError:
-        comp = copies.component
-        if comp.max(initial=0) == 0:
-            return np.full(len(copies), np.nan)
-    rate = np.empty(len(copies))
-    for half in (comp <= comp.max() // 2, comp > comp.max() // 2):
-        rows = np.flatnonzero(half)
-        part = copies.stack(rows, np.zeros(rows.size, np.int64))[0]  # noqa: PD013
-        rate[rows] = _cold(part, executor)
+    far_copies = copies.stack(rows, np.zeros(rows.size, np.int64))[0]  # noqa: PD013
+    rate[rows] = _rates(solve(far_copies, fallback=False, executor=executor))
     return rate
 
 

@@ -1279,6 +1279,25 @@ class _Unfactored:
         return np.full_like(b, np.nan)
 
 
+def _dense_solve(mats: FloatArray, b: FloatArray) -> FloatArray:
+    """``mats⁻¹ b`` for a batch of dense matrices. A matrix LU cannot factor (singular,
+    or NaN from an iterate that overflowed: a band's extreme drawn copy) gives NaN steps,
+    so its component stops unconverged, as a Schur block qdldl cannot factor does, instead
+    of the exception ending the solve of the whole batch. That path solves the batch's
+    matrices one by one; it is met only on such copies."""
+    try:
+        solved: FloatArray = np.asarray(np.linalg.solve(mats, b), np.float64)
+        return solved
+    except np.linalg.LinAlgError:
+        out: FloatArray = np.full(b.shape, np.nan)
+        for i in range(mats.shape[0]):  # the failure path only
+            try:
+                out[i] = np.linalg.solve(mats[i], b[i])
+            except np.linalg.LinAlgError:
+                continue
+        return out
+
+
 def _solve(
     st: _Structure, factor: _Factor, *rhs: FloatArray, rtol: float = CG_RTOL
 ) -> tuple[FloatArray, ...]:
@@ -1291,7 +1310,7 @@ def _solve(
     padded[st.rhs_index] = b_all[st.small]
     for mats, (size, count, _, start) in zip(matrices, st.buckets, strict=True):
         b = padded[start : start + count * size].reshape(count, size, k)
-        padded[start : start + count * size] = np.linalg.solve(mats, b).reshape(-1, k)
+        padded[start : start + count * size] = _dense_solve(mats, b).reshape(-1, k)
     for values, (pattern, count, _, start) in zip(factors, st.sparse, strict=True):
         # members last, so each operation runs along contiguous memory
         region = padded[start : start + count * pattern.size].reshape(pattern.size, count, k)
