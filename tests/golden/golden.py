@@ -12,8 +12,8 @@ It runs ``pricing run`` on ``data/sample`` and ``pricing whatif`` with
 legitimately differs between two runs of the same code on other machines taken out
 (:func:`normalized`): the figures (PNG bytes depend on the platform's fonts), the header
 rows that describe the machine and the moment (timings, memory, creation time and build,
-library versions, where it ran, the data's and configuration's absolute paths) and a
-clearing residual at rounding level.
+library versions, where it ran, the data's and configuration's absolute paths), the paths
+in the suggested backtest command and a clearing residual at rounding level.
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ def normalized(page: str) -> str:
     page = re.sub(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', 'src="(figure)"', page)
     for row in VOLATILE_ROWS:
         page = re.sub(rf"<tr><td>{row}</td><td>.*?</td></tr>", f"<tr><td>{row}</td></tr>", page)
+    # the trust section's suggested command names where the data and the store are
+    page = re.sub(
+        r"<code>pricing backtest --data \S+ --store \S+</code>",
+        "<code>pricing backtest --data (data) --store (store)</code>",
+        page,
+    )
     # a clearing residual at rounding level depends on the CPU's rounding; above the
     # interior point's own bar (1e-8) it is a number to keep
     return re.sub(
