@@ -15,21 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from pricing.report.browser import FLAGS, chromium
+
 #: the page's width and the height of the picture (the top of the report), in CSS px
 WIDTH, HEIGHT = 960, 1312
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
 OUT = Path(__file__).resolve().parent / "report.png"
 
 
@@ -49,8 +43,8 @@ def screenshot(report: Path, out: Path) -> Path:
     """The top of ``report`` as a PNG at ``out`` (written atomically)."""
     from playwright.sync_api import sync_playwright
 
-    chromium = os.environ.get("PRICING_CHROMIUM") or shutil.which("chromium")
-    if chromium is None:
+    executable = chromium()
+    if executable is None:
         sys.exit("Chromium is not installed: `make browser` installs it, or set PRICING_CHROMIUM")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=".png", dir=out.parent)
@@ -63,7 +57,7 @@ def screenshot(report: Path, out: Path) -> Path:
         ):
             context = p.chromium.launch_persistent_context(
                 profile,
-                executable_path=chromium,
+                executable_path=executable,
                 headless=True,
                 args=FLAGS,
                 viewport={"width": WIDTH, "height": HEIGHT},

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,10 @@ import pytest
 
 from pricing.config import RunConfig, load_config
 from pricing.market import equilibrium
+from pricing.report.browser import FLAGS, chromium
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext
 
 AS_OF = dt.date(2024, 2, 1)
 WEEKS = [dt.date(2024, 1, 1), dt.date(2024, 1, 8), dt.date(2024, 1, 15)]
@@ -227,3 +231,31 @@ def stub_scenario_manifest(name: str, baseline: dt.date) -> Any:
         timings_s={},
         versions={},
     )
+
+
+#: the browser tests' window, CSS px: nothing may overflow it horizontally
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """A headless Chromium with a fresh, empty profile (:mod:`pricing.report.browser`)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium()
+    if executable is None:
+        pytest.fail(
+            "Chromium is not installed: `make test` installs Debian's chromium package "
+            "(apt-get install chromium), or set PRICING_CHROMIUM to a Chromium binary"
+        )
+    profile = tmp_path_factory.mktemp("profile")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=executable,
+            headless=True,
+            args=FLAGS,
+            viewport=VIEWPORT,  # type: ignore[arg-type]
+        )
+        yield context
+        context.close()

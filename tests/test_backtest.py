@@ -84,6 +84,7 @@ def test_the_panel_through_a_week_is_the_panel_built_on_the_data_cut_there() -> 
         keys = [*built.segment_keys, "week"]
         a = cut.frame.sort_values(keys).reset_index(drop=True)
         b = built.frame.sort_values(keys).reset_index(drop=True)
+        # the keys are strings and dates: equal exactly
         assert a[keys].astype(str).equals(b[keys].astype(str))
         numeric = [c for c in b.columns if pd.api.types.is_float_dtype(b[c])]
         assert numeric
@@ -120,7 +121,7 @@ def test_data_after_an_origin_leaves_its_predictions_unchanged(tmp_path: Path) -
     keys = ["category", "tier"]  # the sample's segments
     a = before.segments.sort_values(keys).reset_index(drop=True)
     b = after.segments.sort_values(keys).reset_index(drop=True)
-    assert a[keys].equals(b[keys])
+    assert a[keys].equals(b[keys])  # category and tier: strings, equal exactly
     for column in PREDICTIONS:
         np.testing.assert_allclose(
             b[column], a[column], rtol=UNCHANGED_RTOL, equal_nan=True, err_msg=column

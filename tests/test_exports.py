@@ -68,7 +68,7 @@ def test_sql_out_writes_every_row_in_each_format(
     else:
         got = pd.DataFrame(json.loads(out.read_text()))
     assert list(got.columns) == list(expected.columns)
-    assert got[["category", "tier", "market_state"]].equals(
+    assert got[["category", "tier", "market_state"]].equals(  # strings: equal exactly
         expected[["category", "tier", "market_state"]]
     )
     # CSV and JSON print floats with at least 15 significant digits (--json prints 10)

@@ -18,9 +18,10 @@ from contextlib import AbstractContextManager, contextmanager
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 from scipy.optimize import brentq
+from test_connected import BOUNDED, SEEDS, SETTINGS, SIZES
 
 import pricing.market.interior as interior
 from pricing.market.equilibrium import (
@@ -40,16 +41,6 @@ RATE_TOL = 1e-9
 FLOW_TOL = 1e-8
 # the forest's answer clears to rounding: verification's residuals sit far below its bar
 EXACT = 1e-9
-
-SETTINGS = settings(
-    max_examples=6,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-SIZES = st.integers(200, 2000)
-SEEDS = st.integers(0, 10_000)
-BOUNDED = st.sampled_from([0.0, 0.1])
 
 
 @contextmanager

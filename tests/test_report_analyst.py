@@ -8,16 +8,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE, quick_config
-from playwright.sync_api import BrowserContext, Page, sync_playwright
-from test_report_browser import FLAGS, VIEWPORT, chromium
+from conftest import SAMPLE, VIEWPORT, quick_config
+from playwright.sync_api import BrowserContext, Page
 
 from pricing.decisions.flows import Flows
 from pricing.report.report import REPORT_FILE, run_report
@@ -30,33 +27,14 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    profile = tmp_path_factory.mktemp("profile")
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=chromium(),
-            headless=True,
-            args=FLAGS,
-            viewport=VIEWPORT,  # type: ignore[arg-type]
-        )
-        yield context
-        context.close()
-
-
-@pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The sample run with its plan ($135,000, as the sample's config) and 40 band draws,
-    and the design-boom what-if, with the reports they write. The band draws overflow
-    on main (RuntimeWarnings from pricing/decisions/guidance.py, being fixed
-    elsewhere); no number checked here comes from the bands."""
+    and the design-boom what-if, with the reports they write."""
     config = quick_config()
     config = config.model_copy(
         update={"interventions": config.interventions.model_copy(update={"budget": 135000.0})}
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        run = run_batch(SAMPLE, config, tmp_path_factory.mktemp("analyst") / "store", report=True)
+    run = run_batch(SAMPLE, config, tmp_path_factory.mktemp("analyst") / "store", report=True)
     run_whatifs([SAMPLE.parent / "scenarios" / "design-boom.toml"], run, report=True)
     return run
 

@@ -10,16 +10,13 @@ pipe. Another Chromium can be named with ``PRICING_CHROMIUM=/path/to/chromium``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from conftest import SAMPLE, VIEWPORT
+from playwright.sync_api import BrowserContext, Page
 
 from pricing.config import load_scenario
 from pricing.report.report import REPORT_FILE, RUN_SECTIONS, SCENARIO_SECTIONS
@@ -27,40 +24,6 @@ from pricing.runs.backtest import PREDICTORS
 from pricing.runs.run import Run, load_run
 
 pytestmark = pytest.mark.slow
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1280, "height": 900}
-
-
-def chromium() -> str:
-    path = os.environ.get("PRICING_CHROMIUM") or shutil.which("chromium")
-    if path is None:
-        pytest.fail(
-            "Chromium is not installed: `make test` installs Debian's chromium package "
-            "(apt-get install chromium), or set PRICING_CHROMIUM to a Chromium binary"
-        )
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    profile = tmp_path_factory.mktemp("profile")  # fresh, empty
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=chromium(),
-            headless=True,
-            args=FLAGS,
-            viewport=VIEWPORT,  # type: ignore[arg-type]
-        )
-        yield context
-        context.close()
 
 
 @pytest.fixture(scope="module")

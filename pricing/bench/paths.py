@@ -17,7 +17,6 @@ Nothing here imports more than the standard library: the CLI reads it for ``--he
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from pricing.inputs import SAMPLE_DIR
@@ -26,8 +25,6 @@ from pricing.inputs import SAMPLE_DIR
 ENV = "PRICING_BENCH_DIR"
 #: the benchmarks folder of an installed package, in the working directory
 INSTALLED = "pricing-bench"
-#: names the Chromium the report stage drives (the report tests read it too)
-CHROMIUM_ENV = "PRICING_CHROMIUM"
 
 _ROOT = Path(__file__).resolve().parents[2]
 #: the source checkout this package runs from, or None for an installed package
@@ -72,9 +69,3 @@ def sample_dir() -> Path:
         spec = SimulationSpec(segments=36, weeks=104, seed=20240101, jobs_per_week=12.0)
         simulate_market(spec).write(target)
     return target
-
-
-def chromium() -> str | None:
-    """The Chromium binary for the report stage: ``$PRICING_CHROMIUM``, else ``chromium``
-    on the PATH; None when there is neither."""
-    return os.environ.get(CHROMIUM_ENV) or shutil.which("chromium")

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pricing.bench.harness import Case
-from pricing.bench.paths import cache_dir, chromium, sample_dir
+from pricing.bench.paths import cache_dir, sample_dir
 from pricing.config import load_config
 from pricing.market.simulate import SimulationSpec, simulate_market
+from pricing.report.browser import FLAGS, chromium
 from pricing.report.report import run_report
 from pricing.runs.pipeline import run_batch
 from pricing.runs.run import Run, load_run
@@ -43,13 +44,6 @@ if TYPE_CHECKING:
 
 #: the sample's size: this many segments means the shipped sample, with its plan
 SAMPLE_SEGMENTS = 36
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
 READ = ("curves", "equilibrium", "guidance", "market", "interventions")
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pricing.bench.paths import CHROMIUM_ENV, chromium
+from pricing.report.browser import CHROMIUM_ENV, chromium
 
 if TYPE_CHECKING:
     from pricing.bench.harness import Case
