@@ -8,9 +8,11 @@ them as a data directory the engine reads.
 
 Model
 -----
-Segments s = 0..S-1 are (category, tier) pairs: segment s is category ⌊s/3⌋ and tier
-s mod 3 (entry, intermediate, expert), so there are C = ⌈S/3⌉ categories and the last one
-has fewer tiers when S is not a multiple of 3. Weeks t = 0..T-1 start on Mondays. Rates
+Segments s = 0..S-1 are (category, tier) pairs, or with ``regional`` (category, tier,
+region) triples. With R = len(regions) regions per tier in a regional market and R = 1
+otherwise, segment s is category ⌊s/3R⌋, tier ⌊s/R⌋ mod 3 (entry, intermediate, expert)
+and region s mod R, so there are C = ⌈S/3R⌉ categories and the last one has fewer tiers
+(or regions) when S is not a multiple of 3R. Weeks t = 0..T-1 start on Mondays. Rates
 are in $/h, quantities in hours/week, elasticities are signed (ε_s < 0 < η_s)::
 
     log D_st(p) = a_s + ε_s log p + γd_s zd_t + u_st          hours demanded at rate p
@@ -58,12 +60,16 @@ segment values ε_s = ε̄_c + N(0, 0.15²), η_s = η̄_c + N(0, 0.15²); all c
 [−2.5, −0.3] and [0.2, 2.0]. Levels are set through a reference point (r_s, Q_s) where the
 curves cross when shifters and shocks are zero::
 
-    r_s = tier rate (25, 45, 80 $/h) × category factor e^{N(0, 0.25²)} × e^{N(0, 0.05²)}
+    r_s = tier rate (25, 45, 80 $/h) × category factor e^{N(0, 0.25²)} × region factor g_r
+          × e^{N(0, 0.05²)}
     Q_s = jobs_s × h̄_s,   h̄_s ~ U(10, 40) mean hours per job
     jobs_s = jobs_per_week × e^{N(0, 0.3²) − 0.3²/2}   (thin segments: U(1, 3))
     a_s = log Q_s − ε_s log r_s,   b_s = log Q_s − η_s log r_s
 
-Exactly round(thin_share × S) segments, chosen at random, are thin.
+Exactly round(thin_share × S) segments, chosen at random, are thin. The region factor is
+g_r = 1 unless ``regional``; then g_r = e^{N(0, 0.3²)} per region (from the seventh stream,
+below), so regions' rates differ (typically by 40 % between two regions) and remote work
+from a cheaper region can pay.
 
 Logged data
 -----------
@@ -74,7 +80,7 @@ posts Poisson(QD_st / h̄_s) and job ids increase with posting day. Per job::
     hired       ~ Bernoulli(0.9 × min(1, QS_st / QD_st))      the short side rations hires
     hired_rate  = p_st e^{N(0, 0.1²)}              null when not hired
     budget_rate = p_st e^{N(log 1.05, 0.15²)}
-    region      uniform over spec.regions
+    region      uniform over spec.regions; in a regional market the segment's region
 
 supply: segment s has a persistent pool of K_s = max(1, ⌈Q_s / (0.8 k_s)⌉) freelancers,
 k_s ~ U(10, 30) hours per active freelancer. Freelancer i is listed in a week with
@@ -83,7 +89,7 @@ A listed freelancer offers weight w_it = c_i e^{N(0, 0.3²)}, c_i = e^{N(0, 0.5�
 with probability 0.05 (never the first of the pool), and the weights are scaled so that
 available hours sum to QS_st in every segment-week (up to float rounding). ask_rate =
 p_st e^{m_i + N(0, 0.05²)} with a persistent premium m_i ~ N(0, 0.14²). A freelancer's
-region is uniform over spec.regions.
+region is uniform over spec.regions; in a regional market it is the pool's region.
 
 shifters: ``week``, ``client_marketing_index`` = zd_t, ``fx_index`` = zs_t.
 
@@ -94,21 +100,31 @@ coupled component to at most 12 segments, however large C. Each category c of a 
 F_c ≥ 2 categories has one outgoing edge, or two with probability 1/2 when F_c ≥ 3, to
 distinct other categories of its family; a family of one has no edges. friction =
 U(0.05, 0.20) × the category's intermediate reference rate (45 $/h × category factor),
-rounded to cents.
+rounded to cents. A category edge joins each tier's (and region's) pool to the same tier's
+(and region's) segment of the other category.
 
-Connected markets, on request (both 0 by default, and then nothing below is drawn: the
-stream they use is a sixth child of the seed, so the tables above stay as they were):
+Connected markets, on request (all 0 by default, and then nothing below is drawn: the
+streams they use are a sixth and a seventh child of the seed, so the tables above stay as
+they were):
 
 - ``cross_family_edges`` R: category c gets Poisson(R) more edges, each to a category
   drawn uniformly outside its family (repeats of an edge dropped), friction as a family
   edge's. With R ≈ 1 the families form one giant component, as in a random graph.
-- ``tier_moves`` m: each pool (c, t) below the expert tier also serves (c, t + 1) with
-  probability m, at friction U(0.7, 1.1) × (r_{c,t+1} − r_{c,t}), rounded to cents (some
+- ``tier_moves`` m: each pool (c, t) below the expert tier (in a regional market
+  (c, t, r)) also serves (c, t + 1) (in region r) with probability m, at friction
+  U(0.7, 1.1) × (r_{c,t+1} − r_{c,t}), rounded to cents (some
   moves pay at the reference point, some do not); the adjacency table then names the
   tiers of these rows (``from_tier``/``to_tier``, contract v1.1) and leaves the category
   edges' tiers blank.
+- ``remote_work`` m (regional markets only): each pool (c, t, r) also serves the segment
+  (c, t, r') of every other region r' with probability m, at friction U(0.05, 0.20) × the
+  pool's reference rate r_s, rounded to cents: remote work from a cheaper region pays
+  where the regions' gap exceeds the friction, from a dearer one it does not.
 
-The true clearing rates below are the coupled equilibrium of every edge written.
+In a regional market the rows of tier moves and remote work name their tiers and regions
+(``from_tier``/``to_tier``, ``from_region``/``to_region``; a tier move stays in its
+region) and the category edges leave both blank. The true clearing rates below are the
+coupled equilibrium of every edge written.
 
 The adjacency moves the history through the clearing rates the sticky
 rates chase; the hours logged are each segment's own: demand D_st(p_st) of its clients,
@@ -129,11 +145,13 @@ weekly gross merchandise value)::
 ``to_category`` is null except for reskill. Costs are rounded to whole dollars (≥ 1).
 
 pricing.toml names the instruments (fx_index for demand, client_marketing_index for
-supply), fees of 5 % (clients) and 10 % (freelancers) — the history has no fees, so they
-only set how the fitted curves are read (``pricing.market.market``) and leave fee-discount levers
-room to act — and an intervention budget of a tenth of the catalogue's full cost.
+supply), the segment keys (``region`` among them in a regional market), fees of 5 %
+(clients) and 10 % (freelancers) — the history has no fees, so they only set how the
+fitted curves are read (``pricing.market.market``) and leave fee-discount levers room to
+act — and an intervention budget of a tenth of the catalogue's full cost.
 
-truth (one row per segment, in segment order) holds every parameter above —
+truth (one row per segment, in segment order; the segment keys ``category``, ``tier`` and,
+in a regional market, ``region``) holds every parameter above —
 ``demand_elasticity`` ε_s, ``supply_elasticity`` η_s, ``category_demand_elasticity`` ε̄_c,
 ``category_supply_elasticity`` η̄_c, ``log_demand_level`` a_s, ``log_supply_level`` b_s,
 ``demand_shifter_loading`` γd_s, ``supply_shifter_loading`` γs_s, ``stickiness`` λ_s,
@@ -155,7 +173,8 @@ truth_weekly (one row per segment and week, the T logged weeks and the next one 
 against.
 
 Everything is drawn from ``numpy.random.default_rng(spec.seed)`` (independent child
-streams for parameters, paths, jobs, supply and the catalogue), so a spec always gives
+streams for parameters, paths, jobs, supply, the catalogue, connections and regions), so
+a spec always gives
 identical tables. Generation is vectorized over
 segments, jobs and freelancers; only the AR(1)/sticky recursions loop over weeks.
 """
@@ -175,7 +194,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pricing.config import EstimationConfig, InterventionsConfig, MarketConfig, RunConfig
+from pricing.config import (
+    DataConfig,
+    EstimationConfig,
+    InterventionsConfig,
+    MarketConfig,
+    RunConfig,
+)
 from pricing.display import Display
 from pricing.inputs.contract import INTERVENTION_KINDS, TIERS, arrow_schema
 from pricing.inputs.io import atomic_directory
@@ -214,6 +239,9 @@ SHIFTERS_SCHEMA = (
 )
 ADJACENCY_SCHEMA = arrow_schema("adjacency")
 TIERED_ADJACENCY_SCHEMA = arrow_schema("adjacency", optional=("from_tier", "to_tier"))
+REGIONAL_ADJACENCY_SCHEMA = arrow_schema(
+    "adjacency", optional=("from_tier", "to_tier", "from_region", "to_region")
+)
 INTERVENTIONS_SCHEMA = arrow_schema("interventions", optional=("to_category",))
 TRUTH_SCHEMA = pa.schema(
     [
@@ -278,6 +306,8 @@ _BUDGET_LOG_SD = 0.15
 _MEAN_PARTICIPATION = 0.8
 _ZERO_HOURS_SHARE = 0.05
 _DAYS_PER_WEEK = 7
+_REGION_RATE_LOG_SD = 0.3
+_REMOTE_FRICTION_SHARE = (0.05, 0.20)
 #: Adjacency stays within skill families of this many consecutive categories, so coupled
 #: components stay far below the equilibrium solver's size limit however many categories.
 FAMILY_SIZE = 12
@@ -307,6 +337,8 @@ class SimulationSpec:
     regions: tuple[str, ...] = ("na", "eu", "apac")
     cross_family_edges: float = 0.0
     tier_moves: float = 0.0
+    regional: bool = False
+    remote_work: float = 0.0
 
     def __post_init__(self) -> None:
         if self.segments < 1:
@@ -339,17 +371,38 @@ class SimulationSpec:
             )
         if not 0 <= self.tier_moves <= 1:
             raise ValueError(f"tier_moves must be a share in [0, 1], got {self.tier_moves}")
+        if not isinstance(self.regional, bool):
+            raise ValueError(f"regional must be True or False, got {self.regional!r}")
+        if not 0 <= self.remote_work <= 1:
+            raise ValueError(f"remote_work must be a share in [0, 1], got {self.remote_work}")
+        if self.remote_work and not (self.regional and len(self.regions) >= 2):
+            raise ValueError(
+                f"remote_work needs a regional market of at least two regions (regional=True; "
+                f"got regional={self.regional}, regions={self.regions!r}): without one, "
+                f"regions are labels, not markets to serve"
+            )
 
     @property
     def connected(self) -> bool:
-        """Whether adjacency reaches beyond the skill families (cross-family edges or
-        tier moves), the options that make connected markets."""
-        return self.cross_family_edges > 0 or self.tier_moves > 0
+        """Whether adjacency reaches beyond the skill families (cross-family edges, tier
+        moves or remote work), the options that make connected markets."""
+        return self.cross_family_edges > 0 or self.tier_moves > 0 or self.remote_work > 0
+
+    @property
+    def segment_regions(self) -> int:
+        """Regions each category and tier splits into: R = len(regions) in a regional
+        market, else 1 (regions are then labels, not segments)."""
+        return len(self.regions) if self.regional else 1
+
+    @property
+    def segment_keys(self) -> tuple[str, ...]:
+        """The keys of a segment: category, tier and, in a regional market, region."""
+        return ("category", "tier", "region") if self.regional else ("category", "tier")
 
     @property
     def categories(self) -> int:
-        """Number of categories, ⌈segments / 3⌉."""
-        return -(-self.segments // len(TIERS))
+        """Number of categories, ⌈segments / 3R⌉."""
+        return -(-self.segments // (len(TIERS) * self.segment_regions))
 
 
 @dataclass(frozen=True)
@@ -432,9 +485,10 @@ class SimulatedMarket(Display):
         hired_share = hired / self.jobs.num_rows if self.jobs.num_rows else 0.0
         freelancers = int(pc.sum(self.truth["freelancer_pool_size"]).as_py())
         last = spec.start + datetime.timedelta(weeks=spec.weeks - 1)
+        regions = f" x {len(spec.regions)} regions" if spec.regional else ""
         text = (
             f"Simulated market (seed {spec.seed}): {spec.segments} segments in "
-            f"{spec.categories} categories ({thin} thin), {spec.weeks} weeks "
+            f"{spec.categories} categories{regions} ({thin} thin), {spec.weeks} weeks "
             f"{spec.start} to {last}\n"
             f"  jobs:   {self.jobs.num_rows:,} rows ({hired_share:.1%} hired)\n"
             f"  supply: {self.supply.num_rows:,} rows from pools of {freelancers:,} freelancers"
@@ -450,6 +504,7 @@ class _Segments:
 
     category: IntArray
     tier: IntArray
+    region: IntArray  # position in spec.regions; 0 everywhere unless regional
     thin: BoolArray
     eps: FloatArray
     eta: FloatArray
@@ -491,36 +546,41 @@ class _Paths:
 
 def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
     """Simulate the market described in the module docstring."""
-    # the sixth stream (connections) is drawn from only when asked for: the first five
-    # are the same as ever, so a spec without connections gives the same tables
-    param_rng, path_rng, job_rng, supply_rng, catalogue_rng, connect_rng = np.random.default_rng(
-        spec.seed
-    ).spawn(6)
-    seg = _draw_segments(spec, param_rng)
+    # the sixth (connections) and seventh (regions) streams are drawn from only when asked
+    # for: the first five are the same as ever, so a spec without them gives the same tables
+    streams = np.random.default_rng(spec.seed).spawn(7)
+    param_rng, path_rng, job_rng, supply_rng, catalogue_rng, connect_rng, region_rng = streams
+    region_factor = np.ones(1)
+    if spec.regional:
+        region_factor = np.exp(region_rng.normal(0.0, _REGION_RATE_LOG_SD, len(spec.regions)))
+    seg = _draw_segments(spec, param_rng, region_factor)
     adjacency_from, adjacency_to, friction = _draw_adjacency(seg, catalogue_rng)
-    moves = _Moves.none()
+    named = _Edges.none()
     if spec.connected:
         adjacency_from, adjacency_to, friction = _cross_family(
             spec, seg, adjacency_from, adjacency_to, friction, connect_rng
         )
-        moves = _draw_tier_moves(spec, seg, connect_rng)
-    edges = _segment_edges(spec, adjacency_from, adjacency_to, friction).add(moves)
+        named = _draw_tier_moves(spec, seg, connect_rng).add(
+            _draw_remote_work(spec, seg, region_rng)
+        )
+    edges = _segment_edges(spec, adjacency_from, adjacency_to, friction).add(named)
     every = _simulate_paths(spec, seg, edges, path_rng)
     paths = every.logged(spec.weeks)
     categories = _category_names(spec.categories)
-    segment_category = categories.take(pa.array(seg.category))
-    segment_tier = pa.array(TIERS).take(pa.array(seg.tier))
     regions = pa.array(spec.regions, pa.string())
+    # each segment's keys (spec.segment_keys), the columns that name it in every table
+    keys = {
+        "category": categories.take(pa.array(seg.category)),
+        "tier": pa.array(TIERS).take(pa.array(seg.tier)),
+    }
+    if spec.regional:
+        keys["region"] = regions.take(pa.array(seg.region))
     # The two big tables draw from their own streams and numpy/pyarrow release the GIL
     # in their bulk operations, so building them side by side saves time on a multi-core
     # machine without changing a byte of the result.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = pool.submit(
-            _jobs_table, spec, seg, paths, segment_category, segment_tier, regions, job_rng
-        )
-        supply = pool.submit(
-            _supply_table, spec, seg, paths, segment_category, segment_tier, regions, supply_rng
-        )
+        jobs = pool.submit(_jobs_table, spec, seg, paths, keys, regions, job_rng)
+        supply = pool.submit(_supply_table, spec, seg, paths, keys, regions, supply_rng)
         catalogue = _interventions_table(
             seg, categories, adjacency_from, adjacency_to, friction, catalogue_rng
         )
@@ -533,12 +593,13 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
                 schema=SHIFTERS_SCHEMA,
             ),
             adjacency=_adjacency_table(
-                spec, categories, adjacency_from, adjacency_to, friction, moves
+                spec, categories, keys, adjacency_from, adjacency_to, friction, named
             ),
             interventions=catalogue,
-            truth=_truth_table(spec, seg, every, segment_category, segment_tier),
-            truth_weekly=_weekly_truth(spec, seg, every, segment_category, segment_tier),
+            truth=_truth_table(spec, seg, every, keys),
+            truth_weekly=_weekly_truth(spec, seg, every, keys),
             config=RunConfig(
+                data=DataConfig(segment_keys=spec.segment_keys),
                 estimation=EstimationConfig(
                     demand_instruments=(SUPPLY_SHIFTER,), supply_instruments=(DEMAND_SHIFTER,)
                 ),
@@ -548,10 +609,14 @@ def simulate_market(spec: SimulationSpec) -> SimulatedMarket:
         )
 
 
-def _draw_segments(spec: SimulationSpec, rng: np.random.Generator) -> _Segments:
-    n, n_cat = spec.segments, spec.categories
+def _draw_segments(
+    spec: SimulationSpec, rng: np.random.Generator, region_factor: FloatArray
+) -> _Segments:
+    """The segments' parameters; ``region_factor`` g_r per region (ones unless regional)."""
+    n, n_cat, n_region = spec.segments, spec.categories, spec.segment_regions
     index = np.arange(n, dtype=np.int64)
-    category, tier = index // len(TIERS), index % len(TIERS)
+    category = index // (len(TIERS) * n_region)
+    tier, region = index // n_region % len(TIERS), index % n_region
 
     category_eps = np.clip(rng.normal(-1.2, 0.4, n_cat), *_DEMAND_ELASTICITY_RANGE)
     category_eta = np.clip(rng.normal(0.9, 0.35, n_cat), *_SUPPLY_ELASTICITY_RANGE)
@@ -560,7 +625,10 @@ def _draw_segments(spec: SimulationSpec, rng: np.random.Generator) -> _Segments:
 
     category_rate_factor = np.exp(rng.normal(0.0, 0.25, n_cat))
     reference_rate = (
-        _TIER_RATE_USD[tier] * category_rate_factor[category] * np.exp(rng.normal(0.0, 0.05, n))
+        _TIER_RATE_USD[tier]
+        * category_rate_factor[category]
+        * region_factor[region]
+        * np.exp(rng.normal(0.0, 0.05, n))
     )
     thin = np.zeros(n, dtype=np.bool_)
     thin[rng.permutation(n)[: round(spec.thin_share * n)]] = True
@@ -576,6 +644,7 @@ def _draw_segments(spec: SimulationSpec, rng: np.random.Generator) -> _Segments:
     return _Segments(
         category=category,
         tier=tier,
+        region=region,
         thin=thin,
         eps=eps,
         eta=eta,
@@ -649,39 +718,30 @@ class _Edges:
     segment: IntArray
     friction: FloatArray
 
-    def add(self, moves: _Moves) -> _Edges:
-        """These edges and the tier moves' (pool (c, t) → segment (c, t + 1))."""
-        pool = moves.category * len(TIERS) + moves.from_tier
-        return _Edges(
-            np.concatenate([self.pool, pool]),
-            np.concatenate([self.segment, pool + 1]),
-            np.concatenate([self.friction, moves.friction]),
-        )
-
-
-@dataclass(frozen=True)
-class _Moves:
-    """Tier moves: the pool of (category, from_tier) serves (category, from_tier + 1)."""
-
-    category: IntArray
-    from_tier: IntArray
-    friction: FloatArray
-
     @classmethod
-    def none(cls) -> _Moves:
+    def none(cls) -> _Edges:
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+
+    def add(self, other: _Edges) -> _Edges:
+        """These edges, then ``other``'s."""
+        return _Edges(
+            np.concatenate([self.pool, other.pool]),
+            np.concatenate([self.segment, other.segment]),
+            np.concatenate([self.friction, other.friction]),
+        )
 
 
 def _segment_edges(
     spec: SimulationSpec, edge_from: IntArray, edge_to: IntArray, friction: FloatArray
 ) -> _Edges:
-    """Category edges as segment edges: pool (from, tier) → segment (to, same tier),
-    where both segments exist."""
-    tiers = len(TIERS)
-    tier = np.arange(tiers)
-    pool = (edge_from[:, None] * tiers + tier).ravel()
-    segment = (edge_to[:, None] * tiers + tier).ravel()
-    cost = np.repeat(friction, tiers)
+    """Category edges as segment edges: pool (from, tier, region) → segment (to, same
+    tier, same region), where both segments exist. A category's segments are the 3R
+    consecutive positions from c × 3R, in the same (tier, region) order for every c."""
+    per_category = len(TIERS) * spec.segment_regions
+    slot = np.arange(per_category)
+    pool = (edge_from[:, None] * per_category + slot).ravel()
+    segment = (edge_to[:, None] * per_category + slot).ravel()
+    cost = np.repeat(friction, per_category)
     keep = (pool < spec.segments) & (segment < spec.segments)
     return _Edges(pool[keep], segment[keep], cost[keep])
 
@@ -731,8 +791,7 @@ def _jobs_table(
     spec: SimulationSpec,
     seg: _Segments,
     paths: _Paths,
-    segment_category: pa.Array,
-    segment_tier: pa.Array,
+    keys: dict[str, pa.Array],
     regions: pa.Array,
     rng: np.random.Generator,
 ) -> pa.Table:
@@ -763,15 +822,16 @@ def _jobs_table(
     )
     hired_rate = rate * np.exp(_HIRED_RATE_LOG_SD * rng.standard_normal(n_jobs))
     budget_rate = rate * np.exp(rng.normal(_BUDGET_LOG_MEAN, _BUDGET_LOG_SD, n_jobs))
-    region = rng.integers(0, len(regions), n_jobs)
+    # in a regional market the segment's clients are of its region
+    region = seg.region[job_segment] if spec.regional else rng.integers(0, len(regions), n_jobs)
 
     job_segment_index = pa.array(job_segment)
     return pa.Table.from_arrays(
         [
             _sequential_ids("J", n_jobs, min_width=9),
             _dates(spec, job_day),
-            segment_category.take(job_segment_index),
-            segment_tier.take(job_segment_index),
+            keys["category"].take(job_segment_index),
+            keys["tier"].take(job_segment_index),
             regions.take(pa.array(region)),
             hours,
             budget_rate,
@@ -786,8 +846,7 @@ def _supply_table(
     spec: SimulationSpec,
     seg: _Segments,
     paths: _Paths,
-    segment_category: pa.Array,
-    segment_tier: pa.Array,
+    keys: dict[str, pa.Array],
     regions: pa.Array,
     rng: np.random.Generator,
 ) -> pa.Table:
@@ -799,7 +858,12 @@ def _supply_table(
     participation = np.where(anchor, 1.0, rng.uniform(0.6, 1.0, n_freelancers))
     capacity = np.exp(rng.normal(0.0, 0.5, n_freelancers))
     ask_premium = rng.normal(0.0, 0.14, n_freelancers)
-    freelancer_region = rng.integers(0, len(regions), n_freelancers)
+    # in a regional market the pool's freelancers are of its region
+    freelancer_region = (
+        seg.region[freelancer_segment]
+        if spec.regional
+        else rng.integers(0, len(regions), n_freelancers)
+    )
 
     listed = rng.random((n_weeks, n_freelancers)) < participation
     row_week, row_freelancer = np.nonzero(listed)  # week-major, like a weekly snapshot log
@@ -818,8 +882,8 @@ def _supply_table(
         [
             _sequential_ids("F", n_freelancers, min_width=6).take(pa.array(row_freelancer)),
             _dates(spec, (row_week * _DAYS_PER_WEEK).astype(np.int32)),
-            segment_category.take(row_segment_index),
-            segment_tier.take(row_segment_index),
+            keys["category"].take(row_segment_index),
+            keys["tier"].take(row_segment_index),
             regions.take(pa.array(freelancer_region[row_freelancer])),
             available_hours,
             ask_rate,
@@ -895,46 +959,63 @@ def _cross_family(
     return every_from[order], every_to[order], every_cost[order]
 
 
-def _draw_tier_moves(spec: SimulationSpec, seg: _Segments, rng: np.random.Generator) -> _Moves:
-    """Each pool below the expert tier serves the next tier up of its category with
-    probability ``tier_moves``, at a friction of U(0.7, 1.1) × the gap between the two
-    tiers' reference rates: some moves pay, some do not."""
-    n = spec.segments
+def _draw_tier_moves(spec: SimulationSpec, seg: _Segments, rng: np.random.Generator) -> _Edges:
+    """Each pool below the expert tier serves the next tier up of its category (in its
+    region) with probability ``tier_moves``, at a friction of U(0.7, 1.1) × the gap
+    between the two tiers' reference rates: some moves pay, some do not."""
+    n, up = spec.segments, spec.segment_regions  # the next tier is R positions on
     pool = np.flatnonzero(seg.tier < len(TIERS) - 1)
-    pool = pool[(pool + 1 < n) & (rng.random(pool.size) < spec.tier_moves)]
-    gap = seg.reference_rate[pool + 1] - seg.reference_rate[pool]
+    pool = pool[(pool + up < n) & (rng.random(pool.size) < spec.tier_moves)]
+    gap = seg.reference_rate[pool + up] - seg.reference_rate[pool]
     cost = np.round(rng.uniform(0.7, 1.1, pool.size) * np.maximum(gap, 0.0), 2)
-    return _Moves(seg.category[pool], seg.tier[pool], cost)
+    return _Edges(pool, pool + up, cost)
+
+
+def _draw_remote_work(spec: SimulationSpec, seg: _Segments, rng: np.random.Generator) -> _Edges:
+    """Each pool (c, t, r) serves (c, t, r') of every other region r' with probability
+    ``remote_work``, at a friction of U(0.05, 0.20) × the pool's reference rate; sorted
+    by pool, then region. None outside a regional market (R = 1: no other region)."""
+    n, n_region = spec.segments, spec.segment_regions
+    pool = np.repeat(np.arange(n, dtype=np.int64), n_region)
+    region = np.tile(np.arange(n_region, dtype=np.int64), n)
+    segment = pool - seg.region[pool] + region  # same category and tier, region r'
+    candidate = (region != seg.region[pool]) & (segment < n)
+    pool, segment = pool[candidate], segment[candidate]
+    chosen = rng.random(pool.size) < spec.remote_work
+    pool, segment = pool[chosen], segment[chosen]
+    share = rng.uniform(*_REMOTE_FRICTION_SHARE, pool.size)
+    return _Edges(pool, segment, np.round(share * seg.reference_rate[pool], 2))
 
 
 def _adjacency_table(
     spec: SimulationSpec,
     categories: pa.Array,
+    keys: dict[str, pa.Array],
     edge_from: IntArray,
     edge_to: IntArray,
     friction: FloatArray,
-    moves: _Moves,
+    named: _Edges,
 ) -> pa.Table:
-    """The category edges (every tier), then with ``tier_moves`` the moves as rows that
-    name their tiers (contract v1.1; the category edges' tiers left blank)."""
-    if not spec.tier_moves:
+    """The category edges (each tier and region within its own), then with
+    ``tier_moves`` or ``remote_work`` the segment edges those draw (``named``) as rows
+    that name their tiers and, in a regional market, regions (contract v1.1; the category
+    edges' left blank)."""
+    if not (spec.tier_moves or spec.remote_work):
         return pa.Table.from_arrays(
             [categories.take(edge_from), categories.take(edge_to), friction],
             schema=ADJACENCY_SCHEMA,
         )
-    tiers = pa.array(TIERS)
     blank = pa.nulls(edge_from.size, pa.string())
-    moved = pa.array(moves.category)
-    return pa.Table.from_arrays(
-        [
-            pa.concat_arrays([categories.take(edge_from), categories.take(moved)]),
-            pa.concat_arrays([categories.take(edge_to), categories.take(moved)]),
-            np.concatenate([friction, moves.friction]),
-            pa.concat_arrays([blank, tiers.take(pa.array(moves.from_tier))]),
-            pa.concat_arrays([blank, tiers.take(pa.array(moves.from_tier + 1))]),
-        ],
-        schema=TIERED_ADJACENCY_SCHEMA,
-    )
+    ends = (pa.array(named.pool), pa.array(named.segment))
+    columns = [
+        pa.concat_arrays([categories.take(edge_from), keys["category"].take(ends[0])]),
+        pa.concat_arrays([categories.take(edge_to), keys["category"].take(ends[1])]),
+        np.concatenate([friction, named.friction]),
+    ]
+    for key in spec.segment_keys[1:]:  # from_<key>, to_<key>, as in the schema
+        columns += [pa.concat_arrays([blank, keys[key].take(end)]) for end in ends]
+    schema = REGIONAL_ADJACENCY_SCHEMA if spec.regional else TIERED_ADJACENCY_SCHEMA
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 #: fees the written configuration says were in force (they do not move the history)
@@ -1002,11 +1083,7 @@ def _interventions_table(
 
 
 def _truth_table(
-    spec: SimulationSpec,
-    seg: _Segments,
-    paths: _Paths,
-    segment_category: pa.Array,
-    segment_tier: pa.Array,
+    spec: SimulationSpec, seg: _Segments, paths: _Paths, keys: dict[str, pa.Array]
 ) -> pa.Table:
     last, following = spec.weeks - 1, spec.weeks
     p_star = np.exp(paths.log_p_star[last])
@@ -1016,8 +1093,7 @@ def _truth_table(
     last_week = _dates(spec, np.full(spec.segments, last * _DAYS_PER_WEEK, dtype=np.int32))
     return pa.Table.from_arrays(
         [
-            segment_category,
-            segment_tier,
+            *keys.values(),
             seg.thin,
             seg.eps,
             seg.eta,
@@ -1046,16 +1122,12 @@ def _truth_table(
             _dates(spec, np.full(spec.segments, following * _DAYS_PER_WEEK, dtype=np.int32)),
             np.exp(paths.log_p_star[following]),
         ],
-        schema=TRUTH_SCHEMA,
+        schema=_keyed(TRUTH_SCHEMA, spec),
     )
 
 
 def _weekly_truth(
-    spec: SimulationSpec,
-    seg: _Segments,
-    paths: _Paths,
-    segment_category: pa.Array,
-    segment_tier: pa.Array,
+    spec: SimulationSpec, seg: _Segments, paths: _Paths, keys: dict[str, pa.Array]
 ) -> pa.Table:
     """Per segment and week, the logged weeks and the next one (``logged`` false): whether
     the segment is thin, the latent sticky rate, the clearing rate, the hours the true
@@ -1065,8 +1137,7 @@ def _weekly_truth(
     segment = pa.array(np.tile(np.arange(n), n_weeks))
     return pa.Table.from_arrays(
         [
-            segment_category.take(segment),
-            segment_tier.take(segment),
+            *(key.take(segment) for key in keys.values()),
             _dates(spec, week * _DAYS_PER_WEEK),
             np.tile(seg.thin, n_weeks),
             week < spec.weeks,
@@ -1077,8 +1148,15 @@ def _weekly_truth(
             paths.u.ravel(),
             paths.v.ravel(),
         ],
-        schema=TRUTH_WEEKLY_SCHEMA,
+        schema=_keyed(TRUTH_WEEKLY_SCHEMA, spec),
     )
+
+
+def _keyed(schema: pa.Schema, spec: SimulationSpec) -> pa.Schema:
+    """A truth schema with ``region`` after ``tier`` in a regional market."""
+    if not spec.regional:
+        return schema
+    return schema.insert(schema.get_field_index("tier") + 1, pa.field("region", pa.string()))
 
 
 def _category_names(n_categories: int) -> pa.Array:
