@@ -562,6 +562,13 @@ def test_summary(market: SimulatedMarket) -> None:
         ({"start": datetime.datetime(2024, 1, 1)}, "datetime.date"),
         ({"regions": ()}, "regions"),
         ({"regions": ("na", "na")}, "repeat"),
+        ({"cross_family_edges": -0.5}, "cross_family_edges"),
+        ({"tier_moves": 1.5}, "tier_moves"),
+        ({"regional": "yes"}, "regional must be True or False"),
+        ({"regional": True, "remote_work": -0.1}, "remote_work must be a share"),
+        ({"regional": True, "remote_work": 1.1}, "remote_work must be a share"),
+        ({"remote_work": 0.5}, "remote_work needs a regional market"),
+        ({"regional": True, "regions": ("na",), "remote_work": 0.5}, "at least two regions"),
     ],
 )
 def test_invalid_spec_is_rejected(changes: dict[str, object], message: str) -> None:

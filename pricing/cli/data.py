@@ -153,6 +153,21 @@ def panel(
     help="Share of entry and intermediate pools that also serve the next tier up "
     "(adjacency rows with from_tier/to_tier).",
 )
+@click.option(
+    "--regional",
+    is_flag=True,
+    help="Segments are category x tier x region (na, eu, apac; region a segment key in "
+    "pricing.toml), regions' rates differ; without it regions are labels only.",
+)
+@click.option(
+    "--remote-work",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=0.0,
+    show_default=True,
+    help="With --regional: share of (pool, other region) pairs in which a regional pool also "
+    "serves that region's clients of its category and tier (adjacency rows with "
+    "from_region/to_region).",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @json_option()
 @quiet_option
@@ -166,6 +181,8 @@ def simulate(
     files: int,
     cross_family_edges: float,
     tier_moves: float,
+    regional: bool,
+    remote_work: float,
     force: bool,
     as_json: bool,
     quiet: bool,
@@ -175,8 +192,9 @@ def simulate(
     The directory gets jobs, supply, shifters, adjacency and interventions tables in the
     data contract, truth.parquet (true elasticities, levels and clearing rates) and a
     pricing.toml naming the instruments. Adjacency stays within skill families of 12
-    categories unless --cross-family-edges or --tier-moves connect the market; the true
-    clearing rates are always the coupled equilibrium of the adjacency written.
+    categories unless --cross-family-edges, --tier-moves or (in a --regional market)
+    --remote-work connect the market; the true clearing rates are always the coupled
+    equilibrium of the adjacency written. Exits 2 on invalid options.
     """
     from pricing.market.simulate import SimulationSpec, simulate_market
 
@@ -191,6 +209,8 @@ def simulate(
             jobs_per_week=jobs_per_week,
             cross_family_edges=cross_family_edges,
             tier_moves=tier_moves,
+            regional=regional,
+            remote_work=remote_work,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -206,6 +226,7 @@ def simulate(
             "segments": segments,
             "weeks": weeks,
             "seed": seed,
+            "segment_keys": list(spec.segment_keys),
             "jobs_rows": market.jobs.num_rows,
             "supply_rows": market.supply.num_rows,
             "timings_s": progress.timings,

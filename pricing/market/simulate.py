@@ -377,9 +377,9 @@ class SimulationSpec:
             raise ValueError(f"remote_work must be a share in [0, 1], got {self.remote_work}")
         if self.remote_work and not (self.regional and len(self.regions) >= 2):
             raise ValueError(
-                f"remote_work needs a regional market of at least two regions (regional=True; "
-                f"got regional={self.regional}, regions={self.regions!r}): without one, "
-                f"regions are labels, not markets to serve"
+                f"remote_work needs a regional market of at least two regions to serve "
+                f"(regional=True, --regional on the command line); got "
+                f"regional={self.regional}, regions={self.regions!r}"
             )
 
     @property
