@@ -37,12 +37,31 @@ def market() -> SimulatedMarket:
     return simulate_market(CONNECTED)
 
 
-def _segments(market: SimulatedMarket) -> pd.DataFrame:
-    return market.truth.select(["category", "tier"]).to_pandas().astype(str)
+def segments(market: SimulatedMarket) -> pd.DataFrame:
+    """The segment keys of a simulated market (also of a regional one), as text."""
+    return market.truth.select(list(market.spec.segment_keys)).to_pandas().astype(str)
 
 
-def _edges(market: SimulatedMarket) -> pd.DataFrame:
-    return segment_edges(_segments(market), ["category", "tier"], market.adjacency.to_pandas())
+def edges(market: SimulatedMarket) -> pd.DataFrame:
+    """The segment edges the engine reads from the adjacency written."""
+    keys = list(market.spec.segment_keys)
+    return segment_edges(segments(market), keys, market.adjacency.to_pandas())
+
+
+def last_week_curves(market: SimulatedMarket) -> pd.DataFrame:
+    """The segments with the last week's true curves (shifters and shocks in the levels)."""
+    truth = market.truth.to_pandas()
+    last = market.shifters.to_pandas().iloc[-1]
+    return segments(market).assign(
+        demand_elasticity=truth["demand_elasticity"],
+        log_demand_level=truth["log_demand_level"]
+        + truth["demand_shifter_loading"] * last["client_marketing_index"]
+        + truth["demand_shock_last_week"],
+        supply_elasticity=truth["supply_elasticity"],
+        log_supply_level=truth["log_supply_level"]
+        + truth["supply_shifter_loading"] * last["fx_index"]
+        + truth["supply_shock_last_week"],
+    )
 
 
 def test_the_options_default_to_the_families_alone() -> None:
@@ -64,8 +83,8 @@ def test_cross_family_edges_and_tier_moves_join_one_component(market: SimulatedM
     engine couples segments from the adjacency written; the tier moves go one tier up
     within a category."""
     n = CONNECTED.segments
-    edges = _edges(market)
-    graph = coo_matrix((np.ones(len(edges)), (edges["pool"], edges["segment"])), shape=(n, n))
+    found = edges(market)
+    graph = coo_matrix((np.ones(len(found)), (found["pool"], found["segment"])), shape=(n, n))
     assert connected_components(graph, directed=False)[0] == 1
     adjacency = market.adjacency.to_pandas()
     moves = adjacency[adjacency["from_tier"].notna()]
@@ -86,24 +105,13 @@ def test_truth_is_the_coupled_equilibrium_of_the_adjacency(market: SimulatedMark
     """The last week's true curves (levels with the shifters' and shocks' values) and the
     written adjacency, solved again: the truth's clearing rates to 1e-9, and the segments
     trade across families and tiers (rates are not each segment's own crossing)."""
-    truth = market.truth.to_pandas()
-    last = market.shifters.to_pandas().iloc[-1]
-    segments = _segments(market).assign(
-        demand_elasticity=truth["demand_elasticity"],
-        log_demand_level=truth["log_demand_level"]
-        + truth["demand_shifter_loading"] * last["client_marketing_index"]
-        + truth["demand_shock_last_week"],
-        supply_elasticity=truth["supply_elasticity"],
-        log_supply_level=truth["log_supply_level"]
-        + truth["supply_shifter_loading"] * last["fx_index"]
-        + truth["supply_shock_last_week"],
-    )
-    edges = _edges(market)
-    result = solve(Market(segments, edges[["pool", "segment", "friction"]]))
+    curves = last_week_curves(market)
+    found = edges(market)[["pool", "segment", "friction"]]
+    result = solve(Market(curves, found))
     assert result.ok
-    clearing = truth["clearing_rate_last_week"].to_numpy()
+    clearing = market.truth["clearing_rate_last_week"].to_numpy()
     np.testing.assert_allclose(result.rate, clearing, rtol=RATE_TOL)
-    alone = Market(segments, edges.iloc[:0][["pool", "segment", "friction"]]).uncoupled_rate()
+    alone = Market(curves, found.iloc[:0]).uncoupled_rate()
     assert np.abs(alone / clearing - 1).max() > 0.01
 
 

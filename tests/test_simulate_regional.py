@@ -32,12 +32,13 @@ import pytest
 from click.testing import CliRunner
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from test_simulate_connected import edges, last_week_curves, segments
 
 from pricing.cli import main
 from pricing.config import load_config
 from pricing.inputs.validation import check_inputs
 from pricing.market.equilibrium import VERIFY_TOL, residuals, solve
-from pricing.market.market import Market, segment_edges
+from pricing.market.market import Market
 from pricing.market.simulate import FAMILY_SIZE, SimulatedMarket, SimulationSpec, simulate_market
 
 KEYS = ["category", "tier", "region"]
@@ -64,35 +65,11 @@ def market() -> SimulatedMarket:
     return simulate_market(CONNECTED)
 
 
-def _segments(market: SimulatedMarket) -> pd.DataFrame:
-    return market.truth.select(KEYS).to_pandas().astype(str)
-
-
-def _edges(market: SimulatedMarket) -> pd.DataFrame:
-    return segment_edges(_segments(market), KEYS, market.adjacency.to_pandas())
-
-
 def _components(market: SimulatedMarket) -> np.ndarray:
     n = market.spec.segments
-    edges = _edges(market)
-    graph = coo_matrix((np.ones(len(edges)), (edges["pool"], edges["segment"])), shape=(n, n))
+    found = edges(market)
+    graph = coo_matrix((np.ones(len(found)), (found["pool"], found["segment"])), shape=(n, n))
     return np.asarray(connected_components(graph, directed=False)[1])
-
-
-def _last_week_curves(market: SimulatedMarket) -> pd.DataFrame:
-    """The segments with the last week's true curves (shifters and shocks in the levels)."""
-    truth = market.truth.to_pandas()
-    last = market.shifters.to_pandas().iloc[-1]
-    return _segments(market).assign(
-        demand_elasticity=truth["demand_elasticity"],
-        log_demand_level=truth["log_demand_level"]
-        + truth["demand_shifter_loading"] * last["client_marketing_index"]
-        + truth["demand_shock_last_week"],
-        supply_elasticity=truth["supply_elasticity"],
-        log_supply_level=truth["log_supply_level"]
-        + truth["supply_shifter_loading"] * last["fx_index"]
-        + truth["supply_shock_last_week"],
-    )
 
 
 def test_segments_are_categories_times_tiers_times_regions(tmp_path: Path) -> None:
@@ -109,9 +86,9 @@ def test_segments_are_categories_times_tiers_times_regions(tmp_path: Path) -> No
     ]
     assert truth["region"].tolist()[:9] == ["na", "eu", "apac"] * 3
     assert not truth.duplicated(KEYS).any()
-    segments = set(truth[KEYS].itertuples(index=False, name=None))
+    keyed = set(truth[KEYS].itertuples(index=False, name=None))
     for table in (market.jobs, market.supply):
-        assert set(table.select(KEYS).to_pandas().itertuples(index=False, name=None)) == segments
+        assert set(table.select(KEYS).to_pandas().itertuples(index=False, name=None)) == keyed
     weekly = market.truth_weekly.to_pandas()
     assert weekly.columns[:3].tolist() == KEYS
     assert len(weekly) == (market.spec.weeks + 1) * market.spec.segments
@@ -130,7 +107,7 @@ def test_without_remote_work_each_region_is_its_own_market() -> None:
     contract v1."""
     market = simulate_market(SimulationSpec(segments=270, weeks=8, seed=2, regional=True))
     assert market.adjacency.column_names == ["from_category", "to_category", "friction"]
-    members = _segments(market).assign(component=_components(market))
+    members = segments(market).assign(component=_components(market))
     assert members.groupby("component")["region"].nunique().eq(1).all()
     assert members.groupby("component").size().max() > 2  # families do couple
 
@@ -190,15 +167,15 @@ def test_truth_is_the_coupled_equilibrium_across_regions(market: SimulatedMarket
     clearing rates to 1e-9, verified within VERIFY_TOL; and remote work carries hours in
     that equilibrium (measured: 9 % of the hours demanded, on a quarter of the remote
     edges; held to more than 1 %)."""
-    segments = _last_week_curves(market)
-    coupled = Market(segments, _edges(market)[["pool", "segment", "friction"]], tuple(KEYS))
+    curves = last_week_curves(market)
+    coupled = Market(curves, edges(market)[["pool", "segment", "friction"]], tuple(KEYS))
     result = solve(coupled)
     assert result.ok
     assert residuals(coupled, result).max() <= VERIFY_TOL
     clearing = market.truth["clearing_rate_last_week"].to_numpy()
     np.testing.assert_allclose(result.rate, clearing, rtol=RATE_TOL)
 
-    region = segments["region"].to_numpy()
+    region = curves["region"].to_numpy()
     pool, segment = coupled.edges["pool"].to_numpy(), coupled.edges["segment"].to_numpy()
     remote = region[pool] != region[segment]
     remote_hours = result.flow[remote].sum()
@@ -211,8 +188,8 @@ def test_truth_agrees_with_the_convex_program() -> None:
     small = simulate_market(
         SimulationSpec(segments=90, weeks=8, seed=3, regional=True, remote_work=0.5, tier_moves=0.5)
     )
-    segments = _last_week_curves(small)
-    reference = solve(Market(segments, _edges(small), tuple(KEYS)), method="cvxpy")
+    curves = last_week_curves(small)
+    reference = solve(Market(curves, edges(small), tuple(KEYS)), method="cvxpy")
     assert reference.ok
     clearing = small.truth["clearing_rate_last_week"].to_numpy()
     np.testing.assert_allclose(reference.rate, clearing, rtol=CVXPY_RATE_TOL)
