@@ -68,8 +68,8 @@ curves cross when shifters and shocks are zero::
 
 Exactly round(thin_share × S) segments, chosen at random, are thin. The region factor is
 g_r = 1 unless ``regional``; then g_r = e^{N(0, 0.3²)} per region (from the seventh stream,
-below), so regions' rates differ (typically by 40 % between two regions) and remote work
-from a cheaper region can pay.
+below), so regions' rates differ (two regions' typically by a third: median |log gap|
+0.3 × √2 × 0.674 ≈ 0.29) and remote work from a cheaper region can pay.
 
 Logged data
 -----------
