@@ -75,8 +75,12 @@ def _components(market: SimulatedMarket) -> np.ndarray:
 def test_segments_are_categories_times_tiers_times_regions(tmp_path: Path) -> None:
     """Segment s is category ⌊s/9⌋, tier ⌊s/3⌋ mod 3, region s mod 3 (the last category
     cut short); a segment's clients and its pool's freelancers are of its region; the
-    truth tables and the configuration key segments by region."""
-    market = simulate_market(SimulationSpec(segments=20, weeks=8, seed=1, regional=True))
+    truth tables and the configuration key segments by region; one spec, one market."""
+    spec = SimulationSpec(segments=20, weeks=8, seed=1, regional=True, remote_work=0.5)
+    market = simulate_market(spec)
+    again = simulate_market(spec)
+    for name, table in market.tables.items():
+        assert table.equals(again.tables[name]), name
     truth = market.truth.to_pandas()
     assert market.spec.categories == 3
     assert truth.columns[:3].tolist() == KEYS
