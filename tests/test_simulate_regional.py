@@ -150,7 +150,8 @@ def test_remote_work_joins_the_regions_at_the_rates_asked_for(market: SimulatedM
     index = {name: i for i, name in enumerate(pd.unique(market.truth["category"].to_pandas()))}
     family = {name: i // FAMILY_SIZE for name, i in index.items()}
     across = category["from_category"].map(family) != category["to_category"].map(family)
-    # repeats of an edge are dropped (about 1 draw in 90 here): a hair below Poisson(R)
+    # repeats of an edge are dropped (two of a category's draws hitting one of its ~88
+    # targets: under 1 % of the draws here), a hair below Poisson(R)
     mean = across.sum() / spec.categories
     assert abs(mean - spec.cross_family_edges) < SIGMAS * np.sqrt(
         spec.cross_family_edges / spec.categories
