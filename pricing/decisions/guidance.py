@@ -64,8 +64,8 @@ the engine's warm start has no room for it (its slacks, a fraction 10⁻⁵ of t
 rate, vanish beside rates 10¹¹ times larger). Before, such a draw failed its whole
 component's copy (beyond the floats) or sent it cold: on the connected simulated
 10,000-segment market, one component, 145 of 200 copies failed and 69 % of all
-segment-draws were lost; now 0.02 %. A
-copy the engine cannot clear comes back failed and is counted.
+segment-draws were lost; now 0.02 %. A copy the engine cannot clear comes back failed
+and is counted.
 
 At level L the band is the (1 − L)/2 and (1 + L)/2 quantiles of
 p*_r over the draws that solved (``listed_rate_low``, ``listed_rate_high``; times 1 − f_f
