@@ -180,7 +180,7 @@ class GuidanceConfig(_Section):
     """How rate guidance is derived from the equilibrium (see :mod:`pricing.decisions.guidance`)."""
 
     band_level: float = Field(default=0.90, gt=0, lt=1)  # probability of the rate bands
-    draws: int = Field(default=200, ge=20, le=MAX_DRAWS)  # curve draws behind the bands
+    draws: int = Field(default=128, ge=20, le=MAX_DRAWS)  # curve draws behind the bands
     seed: int = Field(default=0, ge=0)  # of the curve draws: the same inputs give the same bands
     balanced_pct: float = Field(default=5.0, gt=0, allow_inf_nan=False)  # |gap| ≤ this
     thin_data_flags: tuple[str, ...] = ("thin_data",)  # curve flags that mean thin_data

@@ -23,7 +23,7 @@ segment-week, skill families coupled), fitted and solved in setup as a run does,
 guidance with both band sets (the as-of week's and next week's forecast), the run's
 configuration. Its baseline, in the same run, is the same draws with every copy cleared
 from a cold start, as bands were drawn before copies started from the point solution
-(:data:`pricing.decisions.guidance.WARM_RATIO` set to 1: no copy starts warm).
+(guidance's ``solve`` called without the point as its baseline).
 """
 
 from __future__ import annotations
@@ -32,16 +32,18 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 
 import pricing.decisions.guidance as guidance
 from pricing.bench.harness import Case
+from pricing.cluster import LOCAL, Executor
 from pricing.config import GuidanceConfig
 from pricing.decisions.guidance import rate_guidance
 from pricing.estimation.curves import CurveSet
-from pricing.market.equilibrium import solve
+from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import Market
 from pricing.market.synthetic import random_market
 
@@ -104,13 +106,19 @@ def case(kind: str) -> Case:
 
 @contextmanager
 def cold_draws() -> Iterator[None]:
-    """Band draws with every copy cleared from a cold start (the baseline)."""
-    ratio = guidance.WARM_RATIO
-    guidance.WARM_RATIO = 1.0
-    try:
+    """Band draws with every copy cleared from a cold start (the baseline): guidance's
+    ``solve`` without the point solution as its start."""
+
+    def cold(
+        market: Market,
+        baseline: EquilibriumResult | None = None,
+        fallback: bool = True,
+        executor: Executor = LOCAL,
+    ) -> EquilibriumResult:
+        return solve(market, fallback=fallback, executor=executor)
+
+    with mock.patch.object(guidance, "solve", cold):
         yield
-    finally:
-        guidance.WARM_RATIO = ratio
 
 
 def nightly_case() -> Case:
