@@ -412,17 +412,16 @@ def solve_coupled(pb: CoupledProblem, start: Start | None = None) -> CoupledSolu
     so the component ends unconverged and fails verification. numpy's warnings about it
     say nothing more and are silenced.
     """
-    classes = _classify(pb)
     n_comp = int(pb.component.max()) + 1
     everyone = np.ones(n_comp, bool)
     zero = np.zeros(n_comp, np.int64)
     me, mc = pb.segment.size, int(np.isfinite(pb.cap).sum())
-    large = classes.of == _LARGE
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         if start is None:
-            if not large.any() or _COLD_ROUNDS == 0:
+            if _COLD_ROUNDS == 0:
+                classes = _classify(pb)
                 return _polish(pb, _interior_point(pb, classes), classes)
-            settled, p, w, lam = _forest_try(pb, large, pb.p_star, pb.p_star, _COLD_ROUNDS)
+            settled, p, w, lam = _forest_try(pb, everyone, pb.p_star, pb.p_star, _COLD_ROUNDS)
             resume = None
         else:
             p, w, lam, s = start
@@ -432,6 +431,7 @@ def solve_coupled(pb: CoupledProblem, start: Start | None = None) -> CoupledSolu
             resume = warm_start(pb, p, last.flow, last.shortage, last.surplus)
         if settled.all():
             return _iterate_solution(pb, p, w, lam, everyone, zero)
+        classes = _classify(pb)
         if resume is None:
             sub, _, _ = _subproblem(pb, ~settled)
             rest = _interior_point(sub, classes.subset(~settled))
