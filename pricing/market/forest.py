@@ -254,12 +254,20 @@ class Layout:
         parent, parent_row = self.parent[node], self.parent_row[node]
         # groups and trees numbered anew: each round's labels start above the largest
         return Layout(
-            np.unique(self.group[node], return_inverse=True)[1].astype(np.int64),
-            np.unique(self.tree[node], return_inverse=True)[1].astype(np.int64),
+            _renumbered(self.group[node]),
+            _renumbered(self.tree[node]),
             np.where(parent >= 0, node_at[parent], -1),
             np.where(parent_row >= 0, row_at[parent_row], -1),
             self.depth[node],
         )
+
+
+def _renumbered(labels: IntArray) -> IntArray:
+    """``labels`` as 0, 1, … in their order (without a sort: they are small integers)."""
+    present = np.zeros(int(labels.max(initial=-1)) + 1, bool)
+    present[labels] = True
+    out: IntArray = (np.cumsum(present) - 1)[labels]
+    return out
 
 
 def _trees(net: Network, rows: IntArray) -> _Trees:
