@@ -26,7 +26,10 @@ balance is one equation in t_T,
     g_T(t) = Σ_{segments k ∈ T} D_k(t + o_k) − Σ_{pools j ∈ T} S_j(t + o_j) = 0,
 
 decreasing in t, +∞ as the cheapest segment's rate falls to 0 and −∞ as t grows: one root,
-found by a safeguarded Newton iteration on all trees at once. The tree holding the
+found by a safeguarded Newton iteration on all trees at once, on log D_T − log S_T in
+log t (D_T, S_T the tree's demand and supply: power curves make it linear for a segment
+and its own pool, nearly so where the offsets are small against t; 4–6 iterations where
+Newton on g_T took 6–20). The tree holding the
 ground has its prices fixed (π_ground = 0) and the ground takes up its imbalance. The
 flows are then unique: the row joining a node to its parent carries the net demand of
 the node's subtree. Everything is a pass over the nodes or the rows, level by level of
@@ -44,7 +47,13 @@ alone cycles for ever on a few components (a state repeating every few rounds).
 Measured on issue 18's markets, this settles from the uncoupled solution (every segment
 on its home edge) in 30–55 rounds of local work (10^4–10^5 segments, connected or in
 components of 2–50, bounded or not), from the rows the interior point has decided by
-μ ≈ 1e-6 or from a what-if's baseline in 1–3. It is an active-set method without a
+μ ≈ 1e-6 or from a what-if's baseline in 1–3. A round's work is the touched groups'
+solve and the checks of the components still unsettled (:func:`finish`): on 10^5
+segments in components of 2–50 the components settle one after another (half of them
+by round 10, all by round 33), so the 33 rounds cost about ten rounds of the whole
+market. Several changes per tree a round do not converge (measured: 2 a round left 2 %
+of those components unsettled after 125 rounds), nor does a tree changing every row
+that is the worst of either group it joins. It is an active-set method without a
 proof of convergence, so the rounds stop at their limit or when the wrong rows have not
 fallen for :data:`_STALL` rounds, and a component left unsettled goes back to the
 caller (the interior point) unconverged.
