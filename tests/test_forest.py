@@ -71,6 +71,22 @@ def verified(result: EquilibriumResult) -> EquilibriumResult:
     return result
 
 
+def settles_cold_at_the_rates_of(
+    market: Market, path: AbstractContextManager[None]
+) -> EquilibriumResult:
+    """A cold solve settles every component as a forest (no interior-point iteration),
+    exactly (every residual ≤ :data:`EXACT`), at the rates and wages (:data:`RATE_TOL`)
+    of the interior point on ``path``, whose verified answer is returned."""
+    forest = verified(solve(market))
+    with path:
+        interior_point = verified(solve(market))
+    assert forest.iterations.max() == 0 < interior_point.iterations.max()
+    np.testing.assert_allclose(forest.rate, interior_point.rate, rtol=RATE_TOL)
+    np.testing.assert_allclose(forest.wage, interior_point.wage, rtol=RATE_TOL)
+    assert residuals(market, forest).max() <= EXACT
+    return interior_point
+
+
 def shifted(market: Market, category: str = "c0", factor: float = 1.1) -> Market:
     """Demand × ``factor`` in one category: a what-if that moves a few rows."""
     segments = market.segments.copy()
@@ -178,13 +194,7 @@ def test_a_cold_solve_settles_as_a_forest_from_the_uncoupled_rows(
     μ ≤ 1e-4 (its finisher; then exact too)."""
     market = connected_market(n, seed=seed, bounded_share=bounded)
     note(f"connected_market({n}, seed={seed}, bounded_share={bounded})")
-    forest = verified(solve(market))
-    with interior_point_first():
-        interior_point = verified(solve(market))
-    assert forest.iterations.max() == 0 < interior_point.iterations.max()
-    np.testing.assert_allclose(forest.rate, interior_point.rate, rtol=RATE_TOL)
-    np.testing.assert_allclose(forest.wage, interior_point.wage, rtol=RATE_TOL)
-    assert residuals(market, forest).max() <= EXACT
+    interior_point = settles_cold_at_the_rates_of(market, interior_point_first())
     assert residuals(market, interior_point).max() <= EXACT
 
 
@@ -289,13 +299,7 @@ def test_small_components_settle_cold_as_forests_at_the_interior_points_rates(
     point alone from its own cold start (1e-9, a 10× margin on its ~1e-10)."""
     market = random_market(n, sizes, seed=seed, bounded_share=bounded)
     note(f"random_market({n}, {sizes}, seed={seed}, bounded_share={bounded})")
-    forest = verified(solve(market))
-    with interior_point_alone():
-        interior_point = verified(solve(market))
-    assert forest.iterations.max() == 0 < interior_point.iterations.max()
-    np.testing.assert_allclose(forest.rate, interior_point.rate, rtol=RATE_TOL)
-    np.testing.assert_allclose(forest.wage, interior_point.wage, rtol=RATE_TOL)
-    assert residuals(market, forest).max() <= EXACT
+    settles_cold_at_the_rates_of(market, interior_point_alone())
 
 
 @pytest.mark.parametrize("bounded", [0.0, 0.2])
