@@ -20,8 +20,8 @@ and sparse pattern — is built inside that time).
   kernel on the same segments (the floor of any clearing method); target under 3 s.
 - ``connected.small``: ``solve`` of 10^5 segments in components of 2–50
   (bench_equilibrium's coupled market), every component settled by the cold forest in
-  33 rounds; baseline: the closed-form kernel; target ≤ 150× (measured 906× in CPU time
-  at load 11, 0.59 s against 0.65 ms; the interior point alone took 1.95 s).
+  33 rounds; baseline: the closed-form kernel; target ≤ 150× (measured 790× at load
+  ~2.7, 0.55 s against 0.69 ms; the interior point alone took 1.78 s, 2,470×).
 - ``connected.whatif``: ``solve(shifted, baseline=base)`` after demand +10 % in one
   category of the connected 10^5 market, warm-started; baseline: a cold solve of the
   same shifted market; target under 0.5 s.
