@@ -1,7 +1,8 @@
 """The forest finisher (:mod:`pricing.market.forest`): the exact equilibrium on a forest of
-used rows, the active-set rounds, and the two solver paths that use it — the interior
-point's finisher on large components and the warm start of what-ifs — against the
-interior point alone, a hand-solved market and the convex program.
+used rows, the active-set rounds, and the solver paths that use it — the cold solve of
+every coupled component, small or large, the interior point's finisher on large
+components and the warm start of what-ifs — against the interior point alone,
+hand-solved markets and the convex program.
 
 Tolerances (relative): the forest solves each tree's balance to its last digits, so its
 rates sit at rounding (~1e-15); the interior point alone reaches ~1e-10 (its
@@ -33,7 +34,7 @@ from pricing.market.equilibrium import (
 )
 from pricing.market.forest import Network, finish, solve_forest
 from pricing.market.market import Market
-from pricing.market.synthetic import connected_market
+from pricing.market.synthetic import connected_market, random_market
 
 # the forest at rounding against the interior point at ~1e-10: a 10× margin
 RATE_TOL = 1e-9
@@ -68,6 +69,22 @@ def verified(result: EquilibriumResult) -> EquilibriumResult:
     assert (result.status == "solved").all(), result.summary()
     assert residuals(result.market, result).max() <= VERIFY_TOL
     return result
+
+
+def settles_cold_at_the_rates_of(
+    market: Market, path: AbstractContextManager[None]
+) -> EquilibriumResult:
+    """A cold solve settles every component as a forest (no interior-point iteration),
+    exactly (every residual ≤ :data:`EXACT`), at the rates and wages (:data:`RATE_TOL`)
+    of the interior point on ``path``, whose verified answer is returned."""
+    forest = verified(solve(market))
+    with path:
+        interior_point = verified(solve(market))
+    assert forest.iterations.max() == 0 < interior_point.iterations.max()
+    np.testing.assert_allclose(forest.rate, interior_point.rate, rtol=RATE_TOL)
+    np.testing.assert_allclose(forest.wage, interior_point.wage, rtol=RATE_TOL)
+    assert residuals(market, forest).max() <= EXACT
+    return interior_point
 
 
 def shifted(market: Market, category: str = "c0", factor: float = 1.1) -> Market:
@@ -177,13 +194,7 @@ def test_a_cold_solve_settles_as_a_forest_from_the_uncoupled_rows(
     μ ≤ 1e-4 (its finisher; then exact too)."""
     market = connected_market(n, seed=seed, bounded_share=bounded)
     note(f"connected_market({n}, seed={seed}, bounded_share={bounded})")
-    forest = verified(solve(market))
-    with interior_point_first():
-        interior_point = verified(solve(market))
-    assert forest.iterations.max() == 0 < interior_point.iterations.max()
-    np.testing.assert_allclose(forest.rate, interior_point.rate, rtol=RATE_TOL)
-    np.testing.assert_allclose(forest.wage, interior_point.wage, rtol=RATE_TOL)
-    assert residuals(market, forest).max() <= EXACT
+    interior_point = settles_cold_at_the_rates_of(market, interior_point_first())
     assert residuals(market, interior_point).max() <= EXACT
 
 
@@ -269,3 +280,103 @@ def test_a_forest_with_a_long_path_is_solved_level_by_level() -> None:
     need = net.requirement(price[node], node)[0]  # D of a segment, −S of a pool
     inflow = np.bincount(net.head, flow, net.nodes) - np.bincount(net.tail, flow, net.nodes)
     np.testing.assert_allclose(inflow[:-1], need, rtol=1e-9, atol=1e-9 * np.abs(need).max())
+
+
+# --------------------------------------------------------------------------- small components
+@SETTINGS
+@given(
+    n=st.integers(300, 3000),
+    sizes=st.sampled_from([(2, 4), (2, 50), (10, 10)]),
+    seed=SEEDS,
+    bounded=BOUNDED,
+)
+def test_small_components_settle_cold_as_forests_at_the_interior_points_rates(
+    n: int, sizes: tuple[int, int], seed: int, bounded: float
+) -> None:
+    """Components of 2–50 segments (issue 18's small-component market), cold: the forest
+    from the uncoupled rows settles every component without an interior-point iteration,
+    exactly (every verification residual ≤ 1e-9), at the rates and wages of the interior
+    point alone from its own cold start (1e-9, a 10× margin on its ~1e-10)."""
+    market = random_market(n, sizes, seed=seed, bounded_share=bounded)
+    note(f"random_market({n}, {sizes}, seed={seed}, bounded_share={bounded})")
+    settles_cold_at_the_rates_of(market, interior_point_alone())
+
+
+@pytest.mark.parametrize("bounded", [0.0, 0.2])
+def test_small_components_with_fees_agree_with_the_convex_program(bounded: float) -> None:
+    """300 segments with fees in components of 10 (20 % bounded: floors and caps), cold by
+    the forest and by the convex program: where Clarabel solves the rates agree to 1e-8
+    (Clarabel at 1e-12 reaches ~1e-9), where SCS answers to verification's 1e-6."""
+    market = connected_market(300, seed=4, component_size=10, bounded_share=bounded)
+    ours = verified(solve(market))
+    assert ours.iterations.max() == 0
+    if bounded:
+        assert (ours.shortage > 0).any() and (ours.surplus > 0).any()  # bounds bind
+    reference = solve(market, method="cvxpy")
+    assert reference.ok
+    for status, rtol in {"solved": 1e-8, "solved_fallback": 1e-6}.items():
+        chosen = reference.status == status
+        np.testing.assert_allclose(ours.rate[chosen], reference.rate[chosen], rtol=rtol)
+        np.testing.assert_allclose(ours.wage[chosen], reference.wage[chosen], rtol=rtol)
+
+
+def test_an_exactly_indifferent_edge_leaves_the_uncoupled_rates() -> None:
+    """Pool 0 may serve segment 1 at τ = p*_1 − p*_0: at the uncoupled rates the edge is
+    exactly indifferent (reduced cost 0 up to the rounding of τ), so it carries nothing
+    and both segments keep their own clearing rates (1e-12), by the forest from the
+    uncoupled rows and by the interior point alone, whose answer must come out of its
+    polish for this degenerate row (1e-9)."""
+    base = _two_segments(0.0)
+    p_star = base.uncoupled_rate()
+    assert p_star[1] > p_star[0]
+    edges = pd.DataFrame({"pool": [0], "segment": [1], "friction": [p_star[1] - p_star[0]]})
+    market = Market(base.segments, edges)
+    forest = verified(solve(market))
+    assert forest.iterations.max() == 0
+    np.testing.assert_allclose(forest.rate, p_star, rtol=1e-12)
+    np.testing.assert_allclose(forest.wage, p_star, rtol=1e-12)
+    assert abs(forest.flow[0]) <= 1e-12 * market.demand_hours(p_star).max()
+    with interior_point_alone():
+        interior_point = verified(solve(market))
+    np.testing.assert_allclose(interior_point.rate, forest.rate, rtol=RATE_TOL)
+
+
+def _tied_pools(cycle: bool) -> Market:
+    """Segments 0 and 1 identical and cheap, segments 2 (and 3) rich; pools 0 and 1 both
+    serve segment 2 (and, with ``cycle``, segment 3 too) at zero friction: the two pools'
+    wages tie, and with ``cycle`` the used rows close a cycle (pool 0 → 2 ← pool 1 → 3 ←
+    pool 0), so the flows are not unique, the rates are."""
+    segments = pd.DataFrame(
+        {
+            "category": ["c0", "c1", "c2", "c3"],
+            "tier": "t",
+            "demand_elasticity": [-1.0, -1.0, -0.5, -0.8],
+            "log_demand_level": np.log([100.0, 100.0, 900.0, 700.0]) + np.log(20.0),
+            "supply_elasticity": [1.2, 1.2, 0.6, 0.9],
+            "log_supply_level": np.log([400.0, 400.0, 100.0, 80.0]) - np.log(20.0),
+        }
+    )
+    pool, segment = [0, 1], [2, 2]
+    if cycle:
+        pool, segment = [0, 1, 0, 1], [2, 2, 3, 3]
+    return Market(segments, pd.DataFrame({"pool": pool, "segment": segment, "friction": 0.0}))
+
+
+@pytest.mark.parametrize("cycle", [False, True])
+def test_zero_friction_ties_settle_at_the_interior_points_rates(cycle: bool) -> None:
+    """Two identical pools serving the same rich segments at zero friction: their wages
+    tie at the rich segments' rate (zero friction: w = p on every used row), the cheap
+    segments' rates equal (identical curves), and the rates agree with the interior
+    point alone (1e-9). With a cycle of used rows the flows are not unique (the forest
+    leaves one row of the cycle idle): only verification holds them."""
+    market = _tied_pools(cycle)
+    forest = verified(solve(market))
+    assert forest.iterations.max() == 0
+    assert residuals(market, forest).max() <= EXACT
+    rich = [2, 3] if cycle else [2]
+    np.testing.assert_allclose(forest.wage[[0, 1]], forest.rate[rich[0]], rtol=1e-12)
+    np.testing.assert_allclose(forest.rate[0], forest.rate[1], rtol=1e-12)
+    with interior_point_alone():
+        interior_point = verified(solve(market))
+    np.testing.assert_allclose(forest.rate, interior_point.rate, rtol=RATE_TOL)
+    np.testing.assert_allclose(forest.wage, interior_point.wage, rtol=RATE_TOL)

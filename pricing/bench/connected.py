@@ -1,15 +1,17 @@
 r"""Benchmark: connected markets (issue 18), whose one component of 10^4–10^5 segments
-the interior point solves on sparse linear algebra.
+the forest solves from the uncoupled rows (the interior point, on sparse linear algebra,
+takes what it leaves), and small components, which take the same path.
 
 Markets come from :func:`pricing.market.synthetic.connected_market` (seeded setup, not
 timed): one component, a random spanning tree plus about one extra edge per segment,
 fees, frictions up to 15 % of the rate. Each case runs through the suite's harness
 (:func:`pricing.bench.harness.measure`): a warm-up, then the case and its baseline timed
 interleaved, medians and min–max, ``ratio = median / baseline median``. The solve's
-own timings (closed form, interior point) are reported per case, with the largest
-verification residual and the interior point's iterations; there is no compile phase
-(the problem's structure — pairs, classes, the sparse pattern — is built inside the
-interior point's time).
+own timings (closed form; ``interior``: the coupled components, forest and interior
+point) are reported per case, with the largest verification residual and the interior
+point's iterations (0 where the forest settled everything); there is no compile phase
+(the problem's structure — the forest's network, the interior point's pairs, classes
+and sparse pattern — is built inside that time).
 
 - ``connected.cut``: ``solve`` of 10^4 connected segments; baseline: the same segments
   cut into components of 10 (``component_size=10``), what the engine already did well;
@@ -17,7 +19,9 @@ interior point's time).
 - ``connected.large``: ``solve`` of 10^5 connected segments; baseline: the closed-form
   kernel on the same segments (the floor of any clearing method); target under 3 s.
 - ``connected.small``: ``solve`` of 10^5 segments in components of 2–50
-  (bench_equilibrium's coupled market); baseline: the closed-form kernel; target ≤ 150×.
+  (bench_equilibrium's coupled market), every component settled by the cold forest in
+  33 rounds; baseline: the closed-form kernel; target ≤ 150× (measured 790× at load
+  ~2.7, 0.55 s against 0.69 ms; the interior point alone took 1.78 s, 2,470×).
 - ``connected.whatif``: ``solve(shifted, baseline=base)`` after demand +10 % in one
   category of the connected 10^5 market, warm-started; baseline: a cold solve of the
   same shifted market; target under 0.5 s.
