@@ -153,7 +153,7 @@ def sql(
     scenario_flows, scenario_interventions, scenario_plan_categories,
     scenario_plan_constraints (with baseline and scenario), and backtest_scores,
     backtest_segments, backtest_truth (with as_of). Example:
-    pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
+    pricing sql "SELECT as_of, avg(gap_frac) FROM guidance GROUP BY 1".
     The query reads those views only: no other file, no writing, no ATTACH, no settings.
     A damaged run is left out and named on stderr. Exits 2 on a query that is not one
     SELECT or that DuckDB rejects, 3 when the store does not exist.

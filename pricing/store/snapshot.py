@@ -334,7 +334,7 @@ class Snapshot:
         frame = self.query(
             f"""SELECT g.as_of, g.freelancer_rate, g.freelancer_rate_low,
                        g.freelancer_rate_high, g.client_rate, g.client_rate_low,
-                       g.client_rate_high, g.observed_rate, g.gap_pct, g.market_state,
+                       g.client_rate_high, g.observed_rate, g.gap_frac, g.market_state,
                        g.capped, e.rate, e.hours, e.shortage_hours, e.status
                 FROM guidance g JOIN equilibrium e USING (as_of, {", ".join(keys)})
                 WHERE {where} ORDER BY g.as_of""",

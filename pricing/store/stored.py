@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from pricing.cluster import compute_text
 from pricing.config import RunConfig, parse_config
-from pricing.display import Display
+from pricing.display import Display, table
 from pricing.errors import StoreError, suggest
 from pricing.market.market import Market
 from pricing.store.manifest import (
@@ -188,7 +188,7 @@ class StoredRun(Display):
         lines.append(f"  ran on {compute_text(m.compute)}")
         lines.append(f"  stored in {self.path}")
         if max_rows:
-            lines.append(self.guidance.head(max_rows).to_string(index=False))
+            lines.append(table(self.guidance.head(max_rows)))
         return "\n".join(lines)
 
 
