@@ -24,7 +24,7 @@ from pricing.cli.options import (
 )
 from pricing.cli.output import echo, write_table
 from pricing.cli.progress import Progress
-from pricing.display import MISSING
+from pricing.display import signed_share, table
 
 if TYPE_CHECKING:
     from pricing.store.snapshot import Snapshot
@@ -56,7 +56,7 @@ def _table(frame: object) -> str:
 
     assert isinstance(frame, pd.DataFrame)
     shown = frame.map(lambda v: v if not isinstance(v, str) or len(v) <= _CELL else _cut(v))
-    return shown.to_string(index=False, na_rep=MISSING)
+    return table(shown)
 
 
 def _cut(text: str) -> str:
@@ -96,7 +96,7 @@ def history(store_dir: Path, segment: str | None, as_json: bool, quiet: bool) ->
             echo(frame.to_json(orient="records", date_format="iso", indent=2))
         else:
             echo(f"Segment {segment} over {len(frame)} run(s):")
-            echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.2f}", na_rep=MISSING))
+            echo(table(frame, "{:,.2f}", {"gap_frac": signed_share}))
         return
     if as_json:
         payload = {
