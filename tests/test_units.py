@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from test_guidance import curve_set, guide, hand_market
 from pricing.decisions.scenario import TOTAL_LABELS, totals_text
 from pricing.display import MISSING, number, share, signed_share, table
 from pricing.market.equilibrium import solve
+from pricing.store.stored import read_table
 
 
 def test_share_and_number_have_one_format() -> None:
@@ -81,3 +83,34 @@ def test_what_if_totals_print_with_units_and_fill_in_percent() -> None:
     assert text.loc[TOTAL_LABELS["shortage_hours"], "change, %"] == "–"  # 0 / 0, not NaN
     # the JSON form keeps the fraction: what --json prints and exports write
     assert json.loads(totals.to_json(orient="records"))[4]["baseline"] == 1.013
+
+
+def test_a_table_stored_with_percentages_reads_as_fractions(tmp_path: Path) -> None:
+    # runs and scenarios stored before relative changes became fractions hold *_pct
+    pd.DataFrame(
+        {"category": ["a", "b"], "gap_pct": [25.0, np.nan], "rate": [1.0, 2.0]}
+    ).to_parquet(tmp_path / "guidance.parquet")
+    pd.DataFrame({"measure": ["hours"], "change_pct": [-1.5]}).to_parquet(
+        tmp_path / "totals.parquet"
+    )
+    guidance = read_table(tmp_path, "guidance", "run")
+    assert guidance is not None and list(guidance.columns) == ["category", "gap_frac", "rate"]
+    np.testing.assert_array_equal(guidance["gap_frac"], [0.25, np.nan])  # x / 100: exact here
+    totals = read_table(tmp_path, "totals", "scenario")
+    assert totals is not None and totals["change_frac"].tolist() == [-0.015]
+
+
+def test_sql_views_show_old_percentages_as_fractions(tmp_path: Path) -> None:
+    import duckdb
+
+    from pricing.store.snapshot import _view
+
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    pd.DataFrame({"run": ["old"], "gap_pct": [25.0]}).to_parquet(old)
+    pd.DataFrame({"run": ["new"], "gap_frac": [-0.5]}).to_parquet(new)
+    con = duckdb.connect()
+    _view(con, "mixed", [old, new])
+    _view(con, "only_old", [old])
+    mixed = con.execute("SELECT run, gap_frac FROM mixed ORDER BY run").fetchall()
+    assert mixed == [("new", -0.5), ("old", 0.25)]
+    assert con.execute("SELECT * FROM only_old").fetchall() == [("old", 0.25)]

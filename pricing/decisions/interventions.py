@@ -217,7 +217,7 @@ class InterventionPlan(Display):
         bought = bought[bought["units"] > 0]
         if max_rows and len(bought):
             cols = ["intervention_id", "kind", "units", "max_units", "spend"]
-            lines.append(table(bought[cols].head(max_rows)))
+            lines.append(table(bought[cols].head(max_rows), "{:,.0f}"))
         return "\n".join(lines)
 
     def html_frame(self) -> pd.DataFrame:
