@@ -38,22 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pricing.inputs.io import atomic_file
+from pricing.runs.pipeline import STEPS  # the nightly run's steps, timed in its --json
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 #: how the checkout's path shows in the README's output blocks
 SHOWN_ROOT = "/path/to/pricing"
-#: the nightly run's steps, timed in its --json output
-STEPS = (
-    "validate",
-    "aggregate",
-    "estimate",
-    "market",
-    "equilibrium",
-    "guidance",
-    "interventions",
-    "store",
-)
 
 _MARKED = re.compile(r"^<!-- run:(sh|python) -->\n```[a-z]*\n(.*?)^```\n", re.M | re.S)
 _OUT = re.compile(r"^<!-- out:([\w-]+) -->\n(```text\n)(.*?)(^```\n)<!-- /out:\1 -->", re.M | re.S)
