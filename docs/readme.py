@@ -58,6 +58,10 @@ _VOLATILE = [
 ]
 
 
+class CommandFailed(Exception):
+    """A README command that exited non-zero (its stderr in the message)."""
+
+
 @dataclass(frozen=True)
 class Output:
     """An output block: its name and its ``$ command`` → output pairs, as shown."""
@@ -107,14 +111,14 @@ def scratch(parent: Path, name: str) -> Path:
 
 def shell(command: str, cwd: Path) -> str:
     """``command`` run by bash in ``cwd`` with this environment's ``pricing`` first on
-    PATH; its stdout. Exits with the command's stderr when it fails."""
+    PATH; its stdout. :class:`CommandFailed` with its stderr when it fails."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PRICING_BENCH_DIR", None)
     done = subprocess.run(
         ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
     )
     if done.returncode != 0:
-        raise SystemExit(f"`{command}` exited {done.returncode}:\n{done.stderr.strip()}")
+        raise CommandFailed(f"`{command}` exited {done.returncode}:\n{done.stderr.strip()}")
     return done.stdout
 
 
@@ -140,6 +144,19 @@ def run_outputs(readme: str, cwd: Path) -> dict[str, list[tuple[str, str]]]:
         block.name: [(command, shell(command, cwd)) for command, _ in block.steps]
         for block in outputs(readme)
     }
+
+
+def run_all(readme: str, parent: Path) -> dict[str, list[tuple[str, str]]]:
+    """:func:`run_outputs` and :func:`run_marked` side by side (they share nothing: two
+    scratch directories under ``parent``; most of each command is one core's work); the
+    outputs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        outputs = pool.submit(run_outputs, readme, scratch(parent, "outputs"))
+        commands = pool.submit(run_marked, readme, scratch(parent, "commands"))
+        commands.result()
+        return outputs.result()
 
 
 def differences(readme: str, got: dict[str, list[tuple[str, str]]]) -> list[str]:
@@ -173,18 +190,27 @@ def _read(name: str) -> str:
     return (ROOT / name).read_text()
 
 
+def _run(readme: str, parent: Path, write: bool) -> dict[str, list[tuple[str, str]]]:
+    """The output blocks' outputs; every marked command too unless only ``write``-ing."""
+    if write:
+        return run_outputs(readme, scratch(parent, "outputs"))
+    return run_all(readme, parent)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite the output blocks")
     args = parser.parse_args()
     readme = README.read_text()
     with tempfile.TemporaryDirectory(prefix="pricing-readme-") as tmp:
-        got = run_outputs(readme, scratch(Path(tmp), "outputs"))
+        try:
+            got = _run(readme, Path(tmp), args.write)
+        except CommandFailed as exc:
+            sys.exit(str(exc))
         if args.write:
             with atomic_file(README) as tmp_readme:
                 tmp_readme.write_text(rewritten(readme, got))
             return
-        run_marked(readme, scratch(Path(tmp), "commands"))
     diffs = differences(readme, got)
     print("\n\n".join(diffs) if diffs else "the README's commands run and print what it shows")
     sys.exit(1 if diffs else 0)

@@ -78,9 +78,8 @@ def test_normalizing_masks_only_what_varies_between_runs() -> None:
 
 @pytest.mark.slow
 def test_the_readme_commands_run_and_print_what_it_shows(tmp_path: Path) -> None:
-    got = readme.run_outputs(TEXT, readme.scratch(tmp_path, "outputs"))
+    got = readme.run_all(TEXT, tmp_path)
     assert readme.differences(TEXT, got) == [], "python docs/readme.py --write regenerates them"
-    readme.run_marked(TEXT, readme.scratch(tmp_path, "commands"))
     made = tmp_path / "commands"
     assert sorted(p.name for p in (made / "pricing-runs" / "runs").iterdir()) == [
         "as_of=2025-12-28"
