@@ -2,6 +2,7 @@
 #   make run    - create/refresh .venv, then backtest, run the nightly job and the example what-ifs on the sample
 #   make test   - create/refresh .venv, then lint, type-check and run the whole test suite
 #   make docs   - regenerate docs/report.png from a fresh run of the sample (headless Chromium)
+#                 and the README's output blocks from real runs (docs/readme.py)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -42,9 +43,11 @@ test: $(STAMP) browser
 	$(BIN)/pytest
 
 # the README's picture of the report: a fresh run of the sample in a temporary store, its
-# report opened in the Chromium the browser tests use, the top of the page saved
+# report opened in the Chromium the browser tests use, the top of the page saved; then the
+# README's output blocks (<!-- out:NAME -->) rewritten from fresh runs of their commands
 docs: $(STAMP) browser
 	$(BIN)/python docs/screenshot.py
+	$(BIN)/python docs/readme.py --write
 
 # regenerate the committed sample market (documented in data/README.md)
 sample: $(STAMP)

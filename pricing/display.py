@@ -16,6 +16,7 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -50,8 +51,12 @@ class Display(ABC):
 
     def _repr_html_(self) -> str:
         head = html.escape(self.summary(max_rows=0)).replace("\n", "<br>")
-        return f"<p>{head}</p>" + self.html_frame().head(self.html_rows).to_html(index=False)
+        rows = self.html_frame().head(self.html_rows)
+        return f"<p>{head}</p>" + rows.to_html(index=False, na_rep=MISSING)
 
+
+#: formats one cell of a table
+Formatter = Callable[[Any], str]
 
 #: how a missing value shows, in the terminal and on the page alike
 MISSING = "–"
@@ -64,11 +69,37 @@ def number(value: Any, fmt: str = "{:,.2f}") -> str:
     return fmt.format(value)
 
 
-def percent(value: Any, signed: bool = False) -> str:
-    """A value already in percent, the one way percentages print: ``103.2 %``, or with
-    ``signed`` (a change) ``+1.3 %``; fractions (a fill of 1.032) are multiplied by 100
-    first by the caller, and JSON keeps them as fractions."""
-    return number(value, "{:+.1f} %" if signed else "{:.1f} %")
+def table(
+    frame: pd.DataFrame, fmt: str | None = None, columns: dict[str, Formatter] | None = None
+) -> str:
+    """A table as a summary prints it: no index, floats by ``fmt`` (pandas' own format
+    when None), the columns named in ``columns`` by their own formatter (:func:`number`,
+    :func:`share`: they print a missing value as :data:`MISSING` too), and any other
+    missing value (None, NaN, NaT, <NA>, ±inf) as :data:`MISSING`, as the report and
+    notebooks show it."""
+    import numpy as np
+
+    shown = frame.replace([math.inf, -math.inf], math.nan)
+    for c in shown.columns[shown.dtypes.map(lambda d: not isinstance(d, np.dtype))]:
+        shown[c] = shown[c].astype(object).where(shown[c].notna(), math.nan)  # <NA> too
+    return shown.to_string(
+        index=False,
+        float_format=None if fmt is None else fmt.format,
+        formatters=dict(columns) if columns else None,
+        na_rep=MISSING,
+    )
+
+
+def share(value: Any, signed: bool = False) -> str:
+    """A fraction (a fill of 1.032, a gap of 0.05) as a percentage, the one way
+    percentages print on the terminal and on the page: ``103.2 %``, or with ``signed``
+    (a change) ``+5.0 %``. Tables and JSON keep the fraction."""
+    return number(None if value is None else 100 * value, "{:+.1f} %" if signed else "{:.1f} %")
+
+
+def signed_share(value: Any) -> str:
+    """A relative change kept as a fraction, printed as a signed percentage: ``+5.0 %``."""
+    return share(value, signed=True)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

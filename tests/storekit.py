@@ -78,7 +78,13 @@ def stub_tables(value: float) -> dict[str, pd.DataFrame]:
             {**keys, "rate": rates, "hours": [5.0, 6.0], "shortage_hours": 0.0, "status": "solved"}
         ),
         "guidance": pd.DataFrame(
-            {**keys, **guidance, "gap_pct": [1.0, 2.0], "market_state": "balanced", "capped": False}
+            {
+                **keys,
+                **guidance,
+                "gap_frac": [1.0, 2.0],
+                "market_state": "balanced",
+                "capped": False,
+            }
         ),
         "market": pd.DataFrame({**keys, "observed_rate": rates}),
         "edges": pd.DataFrame({"pool": [0], "segment": [1], "friction": [1.0]}),

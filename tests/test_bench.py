@@ -17,6 +17,8 @@ from click.testing import CliRunner
 
 import pricing.bench.harness as bench
 from pricing.bench.harness import (
+    README_BEGIN,
+    README_END,
     RESULTS_BEGIN,
     RESULTS_END,
     Case,
@@ -28,6 +30,8 @@ from pricing.bench.harness import (
     markdown,
     measure,
     read_history,
+    readme_table,
+    update_readme,
     update_results,
 )
 from pricing.bench.paths import ENV, INSTALLED
@@ -159,6 +163,22 @@ def test_history_round_trips_and_results_keep_their_prose(tmp_path: Path) -> Non
     assert text.count(RESULTS_BEGIN) == 1 and text.count(RESULTS_END) == 1
     assert text.endswith("prose above\n")
     assert "| load | segments=1,000 | 1.5 |" in markdown(full)
+
+    # the README's table is made from RESULTS.md's latest block, between its own markers
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Tool\n\n## Performance\n\n{README_BEGIN}\nold\n{README_END}\n\nafter\n")
+    assert update_readme(readme, results)
+    table = readme_table(results.read_text())
+    assert readme.read_text() == (
+        f"# Tool\n\n## Performance\n\n{README_BEGIN}\n{table}\n{README_END}\n\nafter\n"
+    )
+    head, _, columns, _, row = table.splitlines()
+    assert head == "Measured by `pricing bench` on EPYC (2 CPUs), Python 3.11, commit a, today."
+    assert columns.split(" | ")[2:4] == ["median s", "peak MiB"]
+    assert row == "| load | segments=1,000 | 1.5 | 1 | floor (1) | 1.5× |"
+    plain = tmp_path / "OTHER.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, results) and plain.read_text() == "no markers\n"
 
 
 @pytest.mark.slow

@@ -216,7 +216,7 @@ CONTRACT = [
     "client_rate_low",
     "client_rate_high",
     "observed_rate",
-    "gap_pct",
+    "gap_frac",
     "market_state",
 ]
 

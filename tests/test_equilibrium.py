@@ -41,7 +41,7 @@ def test_result_objects(base: equilibrium.EquilibriumResult, market: Market) -> 
     expected = {
         "observed_rate", "rate", "client_rate", "freelancer_rate", "hours", "demand_hours",
         "supply_hours", "demand_hours_at_observed", "supply_hours_at_observed",
-        "shortage_hours", "surplus_hours", "pool_wage", "gap_pct", "bound", "component",
+        "shortage_hours", "surplus_hours", "pool_wage", "gap_frac", "bound", "component",
         "status",
     }  # fmt: skip
     assert expected <= set(frame.columns)

@@ -22,7 +22,7 @@ from pricing.cli.exits import ExitCode
 from pricing.runs import pipeline
 
 QUERY = (
-    "SELECT category, tier, market_state, gap_pct, freelancer_rate_low FROM guidance ORDER BY 1, 2"
+    "SELECT category, tier, market_state, gap_frac, freelancer_rate_low FROM guidance ORDER BY 1, 2"
 )
 SCENARIO = SAMPLE.parent / "scenarios" / "design-boom.toml"
 OTHER = SAMPLE.parent / "scenarios" / "legal-fee-cut.toml"
@@ -72,7 +72,7 @@ def test_sql_out_writes_every_row_in_each_format(
         expected[["category", "tier", "market_state"]]
     )
     # CSV and JSON print floats with at least 15 significant digits (--json prints 10)
-    for column in ("gap_pct", "freelancer_rate_low"):
+    for column in ("gap_frac", "freelancer_rate_low"):
         pd.testing.assert_series_equal(got[column], expected[column], rtol=1e-9, check_dtype=False)
     # nothing else is left in the folder (no temporary file)
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
@@ -92,7 +92,7 @@ def test_sql_out_format_overrides_the_suffix_and_json_says_what_was_written(
         "out": str(out),
         "format": "parquet",
         "rows": 36,
-        "columns": ["category", "tier", "market_state", "gap_pct", "freelancer_rate_low"],
+        "columns": ["category", "tier", "market_state", "gap_frac", "freelancer_rate_low"],
     }
     assert len(pd.read_parquet(out)) == 36
 

@@ -87,7 +87,7 @@ def test_rates_are_the_equilibrium_client_and_freelancer_rates() -> None:
     frame = guide(eq, curve_set(market, 0.1, 0.1)).to_frame()
     expected = eq.to_frame()
     # both computed by the same expression from the same listed rate: equal exactly
-    for name in ("freelancer_rate", "client_rate", "observed_rate", "gap_pct"):
+    for name in ("freelancer_rate", "client_rate", "observed_rate", "gap_frac"):
         np.testing.assert_array_equal(frame[name], expected[name])
     np.testing.assert_array_equal(frame["equilibrium_freelancer_rate"], expected["freelancer_rate"])
     # the fee wedge: 1000 / (1.1 p) = 10 · 0.8 p  ⇒  p = √(1000 / 8.8), W = 0.8 p
@@ -307,21 +307,22 @@ def test_segments_without_std_error_observed_rate_or_curves_have_no_band() -> No
 
 
 def test_market_state_labels_at_the_thresholds() -> None:
-    # D = 1000/P, S = 10 W: p* = 10; observed 8, 16, 10 give gaps of about +25, −37.5, 0 %
+    # D = 1000/P, S = 10 W: p* = 10; observed 8, 16, 10 give gaps of +25, −37.5, 0 %,
+    # stored as fractions
     market = hand_market([-1.0] * 3, [1.0] * 3, [8.0, 16.0, 10.0])
     eq, curves = solve(market), curve_set(market, 0.1, 0.1)
-    gap = guide(eq, curves).to_frame()["gap_pct"].to_numpy()
-    np.testing.assert_allclose(gap, [25.0, -37.5, 0.0], atol=1e-12)
+    gap = guide(eq, curves).to_frame()["gap_frac"].to_numpy()
+    np.testing.assert_allclose(gap, [0.25, -0.375, 0.0], atol=1e-14)
 
     def states(balanced_pct: float) -> list[str]:
         config = GuidanceConfig(balanced_pct=balanced_pct, draws=20)
         return guide(eq, curves, config).to_frame()["market_state"].to_list()
 
     # |gap| equal to the threshold is balanced; one float step below it is not
-    assert states(gap[0]) == ["balanced", "demand_short", "balanced"]
-    assert states(np.nextafter(gap[0], 0)) == ["supply_short", "demand_short", "balanced"]
-    assert states(-gap[1]) == ["balanced", "balanced", "balanced"]
-    assert states(np.nextafter(-gap[1], 0)) == ["balanced", "demand_short", "balanced"]
+    assert states(100 * gap[0]) == ["balanced", "demand_short", "balanced"]
+    assert states(np.nextafter(100 * gap[0], 0)) == ["supply_short", "demand_short", "balanced"]
+    assert states(-100 * gap[1]) == ["balanced", "balanced", "balanced"]
+    assert states(np.nextafter(-100 * gap[1], 0)) == ["balanced", "demand_short", "balanced"]
     frame = guide(eq, curves, GuidanceConfig(balanced_pct=5, draws=20)).to_frame()
     assert frame["state_reason"].to_list() == [
         "equilibrium more than 5 % above the observed rate",
@@ -462,7 +463,7 @@ def test_result_object(uncoupled: Market) -> None:
         "client_rate_low",
         "client_rate_high",
         "observed_rate",
-        "gap_pct",
+        "gap_frac",
         "market_state",
     ]
     assert sum(result.state_counts.values()) == len(uncoupled)

@@ -156,8 +156,8 @@ def test_the_findings_count_the_market_states(stored: Run, page: str) -> None:
         and f"{states['balanced']} are balanced" in text
     )
     g = stored.guidance
-    top = g.loc[g["gap_pct"].abs().idxmax()]
-    assert f"{top['category']} / {top['tier']} {top['gap_pct']:+.0f} %" in text
+    top = g.loc[g["gap_frac"].abs().idxmax()]
+    assert f"{top['category']} / {top['tier']} {100 * top['gap_frac']:+.0f} %" in text
     plan = stored.manifest.plan
     assert plan is not None
     assert f"spends ${plan.spend:,.0f} of ${plan.budget:,.0f}" in text
@@ -174,7 +174,7 @@ def test_the_guidance_table_is_every_segment_sorted_by_gap(stored: Run, page: st
         "band",
         "freelancer receives: today → asks",
     ]
-    g = stored.guidance.assign(abs_gap=stored.guidance["gap_pct"].abs())
+    g = stored.guidance.assign(abs_gap=stored.guidance["gap_frac"].abs())
     g = g.sort_values("abs_gap", ascending=False)
     assert [r[0] for r in rows] == [
         f"{c} / {t}" for c, t in zip(g["category"], g["tier"], strict=True)
@@ -184,7 +184,7 @@ def test_the_guidance_table_is_every_segment_sorted_by_gap(stored: Run, page: st
         f"{o:,.2f} → {p:,.2f}" for o, p in zip(g["observed_rate"], g["listed_rate"], strict=True)
     ]
     assert [r[5].split(" → ")[1] for r in rows] == [f"{v:,.2f}" for v in g["freelancer_rate"]]
-    assert [r[3] for r in rows] == [f"{v:+.1f} %" for v in g["gap_pct"]]
+    assert [r[3] for r in rows] == [f"{100 * v:+.1f} %" for v in g["gap_frac"]]
     low, high = g["freelancer_rate_low"].iloc[0], g["freelancer_rate_high"].iloc[0]
     assert rows[0][6] == f"{low:,.2f} – {high:,.2f}"
 
@@ -301,13 +301,13 @@ def test_regions_are_weighted_by_hours_and_imbalance_sums_hours() -> None:
         {
             "category": ["a", "a", "a", "b"],
             "tier": ["x", "x", "y", "x"],
-            "gap_pct": [10.0, 30.0, np.nan, -5.0],
+            "gap_frac": [10.0, 30.0, np.nan, -5.0],
             "hours": [1.0, 3.0, 2.0, 0.0],
             "short": [10.0, -4.0, 1.0, 2.0],
             "demand": [20.0, 30.0, 4.0, 0.0],
         }
     )
-    gap = _weighted(frame, "gap_pct", "hours")
+    gap = _weighted(frame, "gap_frac", "hours")
     # (10·1 + 30·3) / 4 = 25; a NaN gap has no value; zero weight falls back to the mean
     assert gap[("a", "x")] == 25.0 and np.isnan(gap[("a", "y")]) and gap[("b", "x")] == -5.0
     ratio = _ratio(frame, "short", "demand")
@@ -321,12 +321,14 @@ def test_the_overview_keeps_the_categories_with_most_hours_times_gap() -> None:
             "category": ["a", "b", "c", "a", "b", "c"],
             "tier": ["entry"] * 3 + ["expert"] * 3,
             "observed_rate": [10.0, 11.0, 12.0, 50.0, 51.0, 52.0],
-            "gap_pct": [1.0, -40.0, 20.0, 2.0, 1.0, 5.0],
+            "gap_frac": [1.0, -40.0, 20.0, 2.0, 1.0, 5.0],
             "hours": [100.0, 1.0, 10.0, 100.0, 1.0, 10.0],
         }
     )
-    frame["score"] = frame["gap_pct"].abs() * frame["hours"]
-    overview = _overview(frame, [_weighted(frame, "gap_pct", "hours")], "score", "observed_rate", 2)
+    frame["score"] = frame["gap_frac"].abs() * frame["hours"]
+    overview = _overview(
+        frame, [_weighted(frame, "gap_frac", "hours")], "score", "observed_rate", 2
+    )
     (grid,) = overview.grids
     # scores: a 300, b 41, c 250
     assert list(grid.index) == ["a", "c"] and list(grid.columns) == ["entry", "expert"]

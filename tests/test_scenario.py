@@ -797,11 +797,11 @@ def test_the_frame_the_totals_and_an_identity_scenario() -> None:
     frame = identity.to_frame()
     measured = [f"{m}_{side}" for m in MEASURES for side in ("baseline", "scenario")]
     assert frame.columns.tolist() == [
-        *KEYS, *measured, "rate_change_pct", "hours_change", "gmv_change",
+        *KEYS, *measured, "rate_change_frac", "hours_change", "gmv_change",
         "status_baseline", "status_scenario", "changed",
     ]  # fmt: skip
     assert not frame["changed"].any()
-    assert (frame[["rate_change_pct", "hours_change", "gmv_change"]] == 0).all().all()
+    assert (frame[["rate_change_frac", "hours_change", "gmv_change"]] == 0).all().all()
     for m in MEASURES:
         assert frame[f"{m}_baseline"].equals(frame[f"{m}_scenario"])
     assert (identity.totals["change"] == 0).all()

@@ -23,7 +23,7 @@ def _tables(value: float) -> dict[str, pd.DataFrame]:
             {"category": ["a", "b"], "tier": ["x", "x"], "rate": [value, value + 1]}
         ),
         "guidance": pd.DataFrame(
-            {"category": ["a", "b"], "tier": ["x", "x"], "gap_pct": [1.0, 2.0]}
+            {"category": ["a", "b"], "tier": ["x", "x"], "gap_frac": [1.0, 2.0]}
         ),
     }
 

@@ -47,6 +47,9 @@ from typing import Any
 DEFAULT_MARGIN = 0.25
 RESULTS_BEGIN = "<!-- bench:latest -->"
 RESULTS_END = "<!-- /bench:latest -->"
+#: the README's performance table, made from RESULTS.md's latest block
+README_BEGIN = "<!-- bench:readme -->"
+README_END = "<!-- /bench:readme -->"
 
 
 @dataclass(frozen=True)
@@ -334,15 +337,64 @@ def markdown(entry: Entry) -> str:
 def update_results(path: Path, entry: Entry) -> None:
     """Replace the table between the ``bench:latest`` markers of ``path`` (RESULTS.md)
     with ``entry``'s, atomically; the markers are added at the top when missing."""
+    text = path.read_text() if path.exists() else ""
+    body = markdown(entry)
+    if _between(text, RESULTS_BEGIN, RESULTS_END) is None:
+        text = f"{RESULTS_BEGIN}\n{body}\n{RESULTS_END}\n\n{text}"
+    _write(path, _replaced(text, RESULTS_BEGIN, RESULTS_END, body))
+
+
+def readme_table(results: str) -> str:
+    """The README's table of performance numbers, made from the latest block of
+    RESULTS.md (the text ``results``): the machine line, then one row per benchmark with
+    its median, peak memory, baseline and ratio; the spread, compile/solve split and
+    where the time goes stay in RESULTS.md."""
+    block = _between(results, RESULTS_BEGIN, RESULTS_END)
+    if block is None:
+        raise ValueError(f"RESULTS.md has no {RESULTS_BEGIN} … {RESULTS_END} block")
+    lines = block.strip().splitlines()
+    rows = [line for line in lines if line.startswith("| ")][1:]  # after the header
+    out = [
+        lines[0].replace("Machine:", "Measured by `pricing bench` on", 1) + ".",
+        "",
+        "| benchmark | parameters | median s | peak MiB | baseline (its median s) | ratio |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        name, params, median, _, _, peak, baseline, base_s, ratio = _cells(row)
+        out.append(f"| {name} | {params} | {median} | {peak} | {baseline} ({base_s}) | {ratio} |")
+    return "\n".join(out)
+
+
+def update_readme(readme: Path, results: Path) -> bool:
+    """Replace the table between the ``bench:readme`` markers of ``readme`` with
+    :func:`readme_table` of ``results``, atomically; False (nothing written) when
+    ``readme`` has no such markers."""
+    text = readme.read_text() if readme.exists() else ""
+    if _between(text, README_BEGIN, README_END) is None:
+        return False
+    _write(readme, _replaced(text, README_BEGIN, README_END, readme_table(results.read_text())))
+    return True
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split(" | ")]
+
+
+def _between(text: str, begin: str, end: str) -> str | None:
+    """The text between the markers ``begin`` and ``end``, None without both."""
+    if begin not in text or end not in text:
+        return None
+    return text[text.index(begin) + len(begin) : text.index(end)]
+
+
+def _replaced(text: str, begin: str, end: str, body: str) -> str:
+    start, stop = text.index(begin), text.index(end) + len(end)
+    return f"{text[:start]}{begin}\n{body}\n{end}{text[stop:]}"
+
+
+def _write(path: Path, text: str) -> None:
     from pricing.inputs.io import atomic_file
 
-    block = f"{RESULTS_BEGIN}\n{markdown(entry)}\n{RESULTS_END}"
-    text = path.read_text() if path.exists() else ""
-    if RESULTS_BEGIN in text and RESULTS_END in text:
-        start = text.index(RESULTS_BEGIN)
-        end = text.index(RESULTS_END) + len(RESULTS_END)
-        text = text[:start] + block + text[end:]
-    else:
-        text = block + "\n\n" + text
     with atomic_file(path) as tmp:
         tmp.write_text(text)

@@ -4,7 +4,9 @@ The benchmarks folder holds
 
 - ``.data/``: setups written once and re-used (simulated markets, stored runs);
 - ``results/history.json``: every recorded run of the suite (``--history``);
-- ``RESULTS.md``: the latest full run's table, between markers (``--results``).
+- ``RESULTS.md``: the latest full run's table, between markers (``--results``); in a
+  checkout, README.md's performance table is made from it
+  (:func:`pricing.bench.harness.readme_table`) each time ``pricing bench`` writes it.
 
 It is ``$PRICING_BENCH_DIR`` when that is set; otherwise, in a source checkout, the
 checkout's ``benchmarks/`` (found beside the package, as :data:`pricing.inputs.SAMPLE_DIR`
@@ -52,8 +54,12 @@ def history_path() -> Path:
     return bench_dir() / "results" / "history.json"
 
 
+#: the checkout's RESULTS.md, whose latest block the checkout's README.md shows too
+RESULTS = Path("benchmarks") / "RESULTS.md"
+
+
 def results_path() -> Path:
-    return bench_dir() / "RESULTS.md"
+    return bench_dir() / RESULTS.name
 
 
 def sample_dir() -> Path:

@@ -53,7 +53,8 @@ def _sizes(_: click.Context, __: click.Parameter, values: tuple[float, ...]) -> 
 @click.option(
     "--record/--no-record",
     default=None,
-    help="Append the results to the history and, for the whole suite, to RESULTS.md. "
+    help="Append the results to the history and, for the whole suite, to RESULTS.md "
+    "(and, for a checkout's own RESULTS.md, to its README's performance table). "
     "Default: record unless --quick.",
 )
 @click.option(
@@ -117,6 +118,7 @@ def bench(
         compare,
         machine,
         read_history,
+        update_readme,
         update_results,
     )
 
@@ -128,7 +130,10 @@ def bench(
     if record if record is not None else not quick:
         append_history(history, entry)
         if only is None:
-            update_results(results or paths.results_path(), entry)
+            results = results or paths.results_path()
+            update_results(results, entry)
+            if paths.CHECKOUT is not None and results.resolve() == paths.CHECKOUT / paths.RESULTS:
+                update_readme(paths.CHECKOUT / "README.md", results)
     _print(entry, regressions, as_json)
 
 

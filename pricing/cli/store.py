@@ -24,7 +24,7 @@ from pricing.cli.options import (
 )
 from pricing.cli.output import echo, write_table
 from pricing.cli.progress import Progress
-from pricing.display import MISSING
+from pricing.display import signed_share, table
 
 if TYPE_CHECKING:
     from pricing.store.snapshot import Snapshot
@@ -56,7 +56,7 @@ def _table(frame: object) -> str:
 
     assert isinstance(frame, pd.DataFrame)
     shown = frame.map(lambda v: v if not isinstance(v, str) or len(v) <= _CELL else _cut(v))
-    return shown.to_string(index=False, na_rep=MISSING)
+    return table(shown)
 
 
 def _cut(text: str) -> str:
@@ -96,7 +96,7 @@ def history(store_dir: Path, segment: str | None, as_json: bool, quiet: bool) ->
             echo(frame.to_json(orient="records", date_format="iso", indent=2))
         else:
             echo(f"Segment {segment} over {len(frame)} run(s):")
-            echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.2f}", na_rep=MISSING))
+            echo(table(frame, "{:,.2f}", {"gap_frac": signed_share}))
         return
     if as_json:
         payload = {
@@ -153,7 +153,7 @@ def sql(
     scenario_flows, scenario_interventions, scenario_plan_categories,
     scenario_plan_constraints (with baseline and scenario), and backtest_scores,
     backtest_segments, backtest_truth (with as_of). Example:
-    pricing sql "SELECT as_of, avg(gap_pct) FROM guidance GROUP BY 1".
+    pricing sql "SELECT as_of, avg(gap_frac) FROM guidance GROUP BY 1".
     The query reads those views only: no other file, no writing, no ATTACH, no settings.
     A damaged run is left out and named on stderr. Exits 2 on a query that is not one
     SELECT or that DuckDB rejects, 3 when the store does not exist.

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pricing.display import Display, records
+from pricing.display import Display, records, table
 
 if TYPE_CHECKING:
     from pricing.market.equilibrium import EquilibriumResult
@@ -134,5 +134,5 @@ class Flows(Display):
         ]
         if max_rows and len(moved):
             top = moved.sort_values("hours", ascending=False).head(max_rows)
-            lines.append(top.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+            lines.append(table(top, "{:,.2f}"))
         return "\n".join(lines)

@@ -7,7 +7,7 @@ with hires):
 
     freelancer rate  W* = p* (1 − f_f)      what a freelancer should ask
     client rate      P* = p* (1 + f_c)      what a client should budget
-    gap_pct          = 100 (p* / o − 1)
+    gap_frac         = p* / o − 1          (a fraction: 0.05 is 5 %)
 
 and, when the next week's market is given, its equilibrium ``forecast_rate`` p*_{+1}: the
 levels one week on, their shocks decaying by their persistence, the shifters forecast
@@ -89,9 +89,9 @@ has no band (NaN). Bands are around the equilibrium rates, not the capped ones.
 
     thin_data      a curve carries one of ``thin_data_flags``, the equilibrium is not
                    solved, a standard error is missing, or there is no observed rate
-    supply_short   gap_pct >  balanced_pct     (the market clears above today's rate)
-    demand_short   gap_pct < −balanced_pct     (it clears below)
-    balanced       |gap_pct| ≤ balanced_pct
+    supply_short   100 gap_frac >  balanced_pct   (the market clears above today's rate)
+    demand_short   100 gap_frac < −balanced_pct   (it clears below)
+    balanced       100 |gap_frac| ≤ balanced_pct
 
 **Plausibility.** A rate is published only if it lies within a factor
 K = ``plausible_ratio`` (default 10) of today's observed rate o:
@@ -104,7 +104,7 @@ clearing rates lie within 0.7–2.6 times today's. A clearing rate ten times tod
 tenth of it, comes from nearly flat curves (|η − ε| near 0) extrapolated far beyond any
 rate observed — with no instruments the sample once gave $201,140/h and $6·10⁻¹²/h, each
 "solved". Such a segment is labelled ``thin_data`` (reason "equilibrium implausible";
-``gap_pct`` says how far), and the equilibrium columns keep the number for inspection.
+``gap_frac`` says how far), and the equilibrium columns keep the number for inspection.
 
 **Stability cap.** With the previous run's published rates W₀, P₀ and c =
 ``max_change_pct`` / 100, the published rates are
@@ -130,7 +130,7 @@ from scipy.stats import qmc
 
 from pricing.cluster import LOCAL, Executor, Local, plan_parts
 from pricing.config import MIN_ABS_ELASTICITY, GuidanceConfig
-from pricing.display import Display, records
+from pricing.display import Display, records, signed_share, table
 from pricing.errors import DataError
 from pricing.estimation.curves import CurveSet
 from pricing.market.equilibrium import EquilibriumResult, solve
@@ -162,7 +162,7 @@ COLUMNS = (
     "client_rate_low",
     "client_rate_high",
     "observed_rate",
-    "gap_pct",
+    "gap_frac",
     "market_state",
     "state_reason",
     "capped",
@@ -250,9 +250,7 @@ class Guidance(Display):
             )
         if max_rows:
             cols = [*self.segment_keys, *COLUMNS[:9]]
-            lines.append(
-                f[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.2f}")
-            )
+            lines.append(table(f[cols].head(max_rows), "{:.2f}", {"gap_frac": signed_share}))
         return "\n".join(lines)
 
 
@@ -331,10 +329,10 @@ def _guidance(
             band.low[withheld] = band.high[withheld] = np.nan
     fc, ff = market.array("client_fee"), market.array("freelancer_fee")
     with np.errstate(invalid="ignore"):
-        gap = 100.0 * (p / observed - 1.0)
+        gap = p / observed - 1.0
     se = np.stack([market.array(f"{side}_elasticity_se") for side in SIDES])
     flagged = _flagged(market, config.thin_data_flags)
-    state, reason = _market_state(gap, status, se, flagged, observed, config)
+    state, reason = _market_state(100.0 * gap, status, se, flagged, observed, config)
     columns: dict[str, npt.NDArray[Any] | float] = {}
     capped = np.zeros(len(market), dtype=bool)
     for name, factor in {"freelancer_rate": 1 - ff, "client_rate": 1 + fc}.items():
@@ -351,7 +349,7 @@ def _guidance(
     nan = np.full(len(market), np.nan)
     columns |= {
         "observed_rate": observed,
-        "gap_pct": gap,
+        "gap_frac": gap,
         "market_state": state,
         "state_reason": reason,
         "capped": capped,
@@ -755,7 +753,8 @@ def _market_state(
     observed: FloatArray,
     config: GuidanceConfig,
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_]]:
-    """The market state of every segment and the reason for it (module docstring)."""
+    """The market state of every segment and the reason for it (module docstring); ``gap``
+    in percent, as ``balanced_pct`` is."""
     n = gap.size
     reason = np.full(n, "", dtype=object)
     thin = np.zeros(n, dtype=bool)

@@ -41,7 +41,7 @@ from pricing.config import InterventionsConfig
 from pricing.decisions.levers import Levers, segment_values, solve_variants
 from pricing.decisions.selection import Limits, Selection, UnitProgram
 from pricing.decisions.valuation import NOISE, ValueModel, Valuer
-from pricing.display import Display, percent, records
+from pricing.display import Display, records, share, table
 from pricing.errors import MarketError
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import Market
@@ -200,11 +200,11 @@ class InterventionPlan(Display):
         moved = moved[moved["change"].abs() > 0].sort_values("change", key=np.abs, ascending=False)
         if self.feasible and len(moved):
             top = moved.head(5)
-            fills = 100 * top[["fill_before", "fill_after"]].to_numpy(np.float64)
+            fills = top[["fill_before", "fill_after"]].to_numpy(np.float64)
             lines.append(
                 "  hours/week: "
                 + ", ".join(
-                    f"{name} {change:+,.0f} (fill {percent(before)} → {percent(after)})"
+                    f"{name} {change:+,.0f} (fill {share(before)} → {share(after)})"
                     for name, change, (before, after) in zip(
                         top["category"], top["change"], fills, strict=True
                     )
@@ -217,7 +217,7 @@ class InterventionPlan(Display):
         bought = bought[bought["units"] > 0]
         if max_rows and len(bought):
             cols = ["intervention_id", "kind", "units", "max_units", "spend"]
-            lines.append(bought[cols].head(max_rows).to_string(index=False))
+            lines.append(table(bought[cols].head(max_rows), "{:,.0f}"))
         return "\n".join(lines)
 
     def html_frame(self) -> pd.DataFrame:

@@ -73,7 +73,7 @@ from pricing.config import (
 )
 from pricing.decisions.flows import Flows
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
-from pricing.display import Display, number, percent, records
+from pricing.display import Display, number, records, share, signed_share
 from pricing.errors import ConfigError, MarketError, suggest
 from pricing.market.equilibrium import EquilibriumResult, solve
 from pricing.market.market import PARAMETERS, SIDES, Market, segment_edges
@@ -225,7 +225,7 @@ class WhatIf(Display):
                 out[f"{m}_{side}"] = values[side][m]
         b, s = values["baseline"], values["scenario"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["rate_change_pct"] = 100.0 * (s["rate"] / b["rate"] - 1.0)
+            out["rate_change_frac"] = s["rate"] / b["rate"] - 1.0
         out["hours_change"] = s["hours"] - b["hours"]
         out["gmv_change"] = s["gmv"] - b["gmv"]
         out["status_baseline"] = self.baseline.status
@@ -270,7 +270,7 @@ class WhatIf(Display):
         )
         frame["change"] = frame["scenario"] - frame["baseline"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            frame["change_pct"] = 100.0 * frame["change"] / frame["baseline"].abs()
+            frame["change_frac"] = frame["change"] / frame["baseline"].abs()
         return frame
 
     def to_dict(self) -> dict[str, Any]:
@@ -357,7 +357,7 @@ def _changed_text(moved: pd.DataFrame, market: Market) -> pd.DataFrame:
         for b, s in moved[["hours_baseline", "hours_scenario"]].to_numpy()
     ]
     out["listed rate, USD/h"] = rate
-    out["rate change"] = [percent(v, signed=True) for v in moved["rate_change_pct"].to_numpy()]
+    out["rate change"] = [signed_share(v) for v in moved["rate_change_frac"].to_numpy()]
     out["hours/week"] = hours
     out["hours change"] = [number(v, "{:+,.1f}") for v in moved["hours_change"].to_numpy()]
     out["status"] = moved["status_scenario"].astype(str).to_numpy()
@@ -375,17 +375,17 @@ def totals_text(totals: pd.DataFrame) -> pd.DataFrame:
     tables and JSON) in % with its change in percentage points, changes signed,
     missing values as :data:`~pricing.display.MISSING`."""
     rows = []
-    values = totals[["baseline", "scenario", "change", "change_pct"]].to_numpy(np.float64)
-    for measure, (base, scen, change, change_pct) in zip(totals["measure"], values, strict=True):
+    values = totals[["baseline", "scenario", "change", "change_frac"]].to_numpy(np.float64)
+    for measure, (base, scen, change, change_frac) in zip(totals["measure"], values, strict=True):
         if measure == "fill":  # six measures: a loop over rows, not segments
-            level = [percent(100 * v) for v in (base, scen)]
+            level = [share(v) for v in (base, scen)]
             moved = number(100 * change, "{:+.1f} pp")
         else:
             fmt = _TOTAL_FORMATS.get(str(measure), "{:,.0f}")
             level = [number(v, fmt) for v in (base, scen)]
             moved = number(change, fmt.replace("{:", "{:+"))
         label = TOTAL_LABELS.get(str(measure), str(measure))
-        rows.append((label, *level, moved, percent(change_pct, signed=True)))
+        rows.append((label, *level, moved, signed_share(change_frac)))
     return pd.DataFrame(rows, columns=["measure", "baseline", "scenario", "change", "change, %"])
 
 

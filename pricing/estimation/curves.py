@@ -74,7 +74,7 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import EstimationConfig
-from pricing.display import Display
+from pricing.display import Display, table
 from pricing.estimation.iv import COEF, critical_value, estimate_curve
 from pricing.estimation.levels import anchor_levels
 from pricing.inputs.panel import Panel
@@ -147,7 +147,7 @@ class CurveSet(Display):
                 "flags",
             ]
         ]
-        lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        lines.append(table(shown, "{:.3f}"))
         return "\n".join(lines)
 
 

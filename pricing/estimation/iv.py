@@ -72,7 +72,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pricing.display import Display
+from pricing.display import Display, table
 from pricing.errors import EstimationError
 
 Cov = Literal["HC1", "unadjusted", "cluster", "HAC", "EWC"]
@@ -137,9 +137,7 @@ class CurveFit(Display):
             )
         if not max_rows:
             return head
-        return (
-            head + "\n" + f.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        )
+        return head + "\n" + table(f.head(max_rows), "{:.4g}")
 
 
 def estimate_curve(

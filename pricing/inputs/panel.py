@@ -39,7 +39,8 @@ import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
 from pricing.config import RunConfig
-from pricing.display import Display, records
+from pricing.display import Display, number, records, share
+from pricing.display import table as text_table
 from pricing.inputs.io import TableSource, quote_identifier
 from pricing.inputs.validation import CheckedInputs, typed_views
 
@@ -155,13 +156,8 @@ class Panel(Display):
             "fill_rate",
             "last_rate",
         ]
-        lines.append(
-            shown[cols].to_string(
-                index=False,
-                float_format=lambda v: f"{v:,.2f}",
-                formatters={c: "{:,.0f}".format for c in ("hours_demanded", "hours_supplied")},
-            )
-        )
+        whole = {c: (lambda v: number(v, "{:,.0f}")) for c in ("hours_demanded", "hours_supplied")}
+        lines.append(text_table(shown[cols], "{:,.2f}", {**whole, "fill_rate": share}))
         if len(seg) > max_rows:
             lines.append(f"... {len(seg) - max_rows:,} more segments (see to_frame() / --out)")
         return "\n".join(lines)

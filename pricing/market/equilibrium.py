@@ -45,7 +45,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.cluster import LOCAL, Executor, plan_parts
-from pricing.display import Display, records
+from pricing.display import Display, records, signed_share, table
 from pricing.market.interior import (
     CoupledProblem,
     CoupledSolution,
@@ -172,7 +172,7 @@ class EquilibriumResult(Display):
             out["shortage_hours"] = self.shortage
             out["surplus_hours"] = self.surplus
             out["pool_wage"] = self.wage
-            out["gap_pct"] = 100.0 * (p / observed - 1.0)
+            out["gap_frac"] = p / observed - 1.0  # a fraction; printed as %
         out["bound"] = np.where(self.shortage > 0, "cap", np.where(self.surplus > 0, "floor", ""))
         out["component"] = m.component
         out["status"] = self.status
@@ -226,13 +226,11 @@ class EquilibriumResult(Display):
                 "client_rate",
                 "freelancer_rate",
                 "hours",
-                "gap_pct",
+                "gap_frac",
                 "bound",
                 "status",
             ]
-            lines.append(
-                frame[cols].head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.2f}")
-            )
+            lines.append(table(frame[cols].head(max_rows), "{:.2f}", {"gap_frac": signed_share}))
         return "\n".join(lines)
 
 

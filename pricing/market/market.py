@@ -59,7 +59,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricing.config import MarketConfig
-from pricing.display import Display
+from pricing.display import Display, table
 from pricing.errors import MarketError, suggest
 from pricing.estimation.curves import CurveSet
 from pricing.inputs.adjacency import edges as adjacency_edges
@@ -590,7 +590,7 @@ class Market(Display):
         bounded = self.segments[["rate_floor", "rate_cap"]].notna().sum()
         lines.append(f"  {bounded['rate_floor']} floors, {bounded['rate_cap']} caps")
         if max_rows:
-            lines.append(self.to_frame().head(max_rows).to_string(index=False))
+            lines.append(table(self.to_frame().head(max_rows)))
         return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ and a scenario's (:func:`scenario_report`): ``scenario-header``, ``findings``,
 **What the overview shows**, per category × tier (a weighted mean over regions when
 runs split by region):
 
-    gap_pct    = 100 (p* / o − 1)          weights: equilibrium hours
+    gap, %     = 100 gap_frac = 100 (p* / o − 1)   weights: equilibrium hours
     imbalance  = 100 (D(o) − S(o)) / D(o)  sums of hours over the regions
 
 for the equilibrium listed rate p*, today's rate o, and the hours clients ask for, D(o),
@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.cluster import compute_text
-from pricing.display import MISSING, Display, escape_controls, number, percent
+from pricing.display import MISSING, Display, escape_controls, number, share, signed_share
 from pricing.inputs.io import atomic_file
 from pricing.statuses import PlanStatus, RunStatus
 from pricing.store.stored import latest_backtest, plan_text
@@ -155,7 +155,8 @@ def _num(value: Any, fmt: str = "{:,.2f}") -> str:
 
 
 def _pct(value: Any) -> str:
-    return percent(value, signed=True)
+    """A relative change, stored as a fraction, as a signed percentage."""
+    return signed_share(value)
 
 
 def _usd(value: Any) -> str:
@@ -299,9 +300,9 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
     )
     gd = gd.merge(market[["segment", "client_fee", "freelancer_fee"]], on="segment", how="left")
     gd["flags"] = gd["segment"].map(flags).fillna("")
-    gd["abs_gap"] = gd["gap_pct"].abs()
+    gd["abs_gap"] = gd["gap_frac"].abs()
     by_gap = gd.sort_values(["abs_gap", "segment"], ascending=[False, True], na_position="last")
-    solved = by_gap[by_gap["status"].eq("solved") & by_gap["gap_pct"].notna()]
+    solved = by_gap[by_gap["status"].eq("solved") & by_gap["gap_frac"].notna()]
     flows = run.table("flows")
     balance = None if flows is None else _flow_balance(flows, keys)
     panels = _curve_panels(solved.head(attention), market, balance)
@@ -324,7 +325,7 @@ def run_report(run: StoredRun, rows: int = 200, attention: int = 9, categories: 
         "attention": _attention_table(by_gap),
         "guidance": _guidance_table(by_gap, rows),
         "guidance_query": f'pricing sql "SELECT * FROM guidance {where} '
-        'ORDER BY abs(gap_pct) DESC"',
+        'ORDER BY abs(gap_frac) DESC"',
         "band_level": f"{run.config.guidance.band_level:.0%}",
         "today_week": _today_week(run.guidance, run.as_of),
         "diagnostics_figure": plots.elasticity_histograms(curves),
@@ -447,11 +448,14 @@ def _run_overview(eq: pd.DataFrame, categories: int) -> tuple[Overview, str]:
     their figure."""
     from pricing.report import plots
 
-    eq["attention"] = eq["gap_pct"].abs() * eq["hours"].fillna(0)
+    eq["attention"] = eq["gap_frac"].abs() * eq["hours"].fillna(0)
     short = eq.assign(short=eq["demand_hours_at_observed"] - eq["supply_hours_at_observed"])
     overview = _overview(
         eq,
-        [_weighted(eq, "gap_pct", "hours"), _ratio(short, "short", "demand_hours_at_observed")],
+        [
+            _weighted(eq.assign(gap=100 * eq["gap_frac"]), "gap", "hours"),
+            _ratio(short, "short", "demand_hours_at_observed"),
+        ],
         score="attention",
         rate="observed_rate",
         categories=categories,
@@ -478,7 +482,7 @@ def _attention_table(by_gap: pd.DataFrame) -> Table:
             "market_state": ("state", None),
             "observed_rate": ("today, USD/h", _num),
             "rate": ("equilibrium, USD/h", _num),
-            "gap_pct": ("gap", _pct),
+            "gap_frac": ("gap", _pct),
             "flags": ("flags", None),
         },
         limit=25,
@@ -505,7 +509,7 @@ def _guidance_table(by_gap: pd.DataFrame, rows: int) -> Table:
             "segment": ("segment", None),
             "market_state": ("state", None),
             "listed_move": ("listed rate: today → guidance", str),
-            "gap_pct": ("gap", _pct),
+            "gap_frac": ("gap", _pct),
             "listed_band": ("band", str),
             "freelancer_move": ("freelancer receives: today → asks", str),
             "freelancer_band": ("band", str),
@@ -561,7 +565,7 @@ def _curve_panels(
         panels.append(
             CurvePanel(
                 title=str(g["segment"]),
-                subtitle=f"{state} · gap {g['gap_pct']:+.1f} %{flags}",
+                subtitle=f"{state} · gap {_pct(g['gap_frac'])}{flags}",
                 demand_elasticity=float(s["demand_elasticity"]),
                 log_demand_level=float(s["log_demand_level"]),
                 supply_elasticity=float(s["supply_elasticity"]),
@@ -694,8 +698,8 @@ def _main_partner(away: pd.DataFrame, side: str, other: str, names: pd.Index) ->
 
 def _with_share(part: pd.Series, whole: pd.Series) -> pd.Series:
     """``1,008 (63.6 %)``: hours with their share of ``whole``."""
-    share = 100 * part / whole.where(whole > 0)
-    return part.map(_hours_fmt) + " (" + share.map(_share_fmt) + ")"
+    fraction = part / whole.where(whole > 0)
+    return part.map(_hours_fmt) + " (" + fraction.map(share) + ")"
 
 
 def _hours_fmt(value: Any) -> str:
@@ -703,12 +707,7 @@ def _hours_fmt(value: Any) -> str:
 
 
 def _share(part: float, whole: float) -> str:
-    return _share_fmt(100 * part / whole if whole > 0 else math.nan)
-
-
-def _share_fmt(value: Any) -> str:
-    """A share in % (no sign: it is not a change)."""
-    return percent(value)
+    return share(part / whole if whole > 0 else math.nan)
 
 
 def _attention(by_gap: pd.DataFrame) -> pd.DataFrame:
@@ -817,10 +816,14 @@ def _run_findings(
         f"{balanced_pct:g} % below), {states.get('balanced', 0):,} are balanced and "
         f"{states.get('thin_data', 0):,} have too little data to say."
     ]
-    solved = gd[gd["gap_pct"].notna()].sort_values(["abs_gap", "segment"], ascending=[False, True])
+    solved = gd[gd["gap_frac"].notna()].sort_values(["abs_gap", "segment"], ascending=[False, True])
     if len(solved):
-        top = ", ".join(f"{r.segment} {r.gap_pct:+.0f} %" for r in solved.head(3).itertuples())
-        median = float(np.median(solved["gap_pct"]))
+        head = solved.head(3)
+        top = ", ".join(
+            f"{segment} {gap:+.0f} %"
+            for segment, gap in zip(head["segment"], 100 * head["gap_frac"], strict=True)
+        )
+        median = 100 * float(np.median(solved["gap_frac"]))
         out.append(f"Largest gaps: {top}. The median gap is {median:+.1f} %.")
     ok = eq["status"].eq("solved")
     demand = float(eq.loc[ok, "demand_hours_at_observed"].sum())
@@ -941,7 +944,7 @@ def _plan(
 
 def _plan_kpis(plan: PlanSummary, unit: str, constraints: pd.DataFrame | None) -> Table:
     base = plan.base_value
-    share = f" ({_pct(100 * plan.verified_gain / base)})" if base else ""
+    share = f" ({_pct(plan.verified_gain / base)})" if base else ""
     step = "" if plan.budget_step is None else f" (step {_usd(plan.budget_step)})"
     kpis = [
         ("objective", unit),
@@ -995,7 +998,7 @@ def _plan_categories(categories: pd.DataFrame | None, rows: int) -> Table | None
             "predicted": ("gain predicted, hours/week", lambda v: _num(v, "{:+,.1f}")),
             "verified": ("gain verified, hours/week", lambda v: _num(v, "{:+,.1f}")),
             "fill_move": ("fill before → after", str),
-            "min_fill": ("fill target", _fill_one),
+            "min_fill": ("fill target", share),
             "spend_cap": ("spend cap, USD", _usd),
         },
         limit=rows,
@@ -1052,13 +1055,7 @@ def _plan_levers(levers: pd.DataFrame | None, unit: str, rows: int) -> Table | N
 
 
 def _fill(values: pd.Series) -> pd.Series:
-    return values.map(_fill_one)
-
-
-def _fill_one(value: Any) -> str:
-    """A fill (a ratio) as a percentage, the one way fills show on the page and in the
-    CLI: ``103.2 %``."""
-    return percent(100 * value if isinstance(value, (int, float)) else value)
+    return values.map(share)
 
 
 # ------------------------------------------------------------------ a scenario
@@ -1072,16 +1069,17 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
     segments, totals = stored.required("segments"), stored.required("totals")
     keys = list(run.config.segment_keys)
     segments["segment"] = _label(segments, keys)
-    segments["hours_change_pct"] = (
-        100
-        * segments["hours_change"]
-        / segments["hours_baseline"].where(segments["hours_baseline"] > 0)
+    segments["attention"] = segments["rate_change_frac"].abs() * segments["hours_scenario"].fillna(
+        0
     )
-    segments["attention"] = segments["rate_change_pct"].abs() * segments["hours_scenario"].fillna(0)
     overview = _overview(
         segments,
         [
-            _weighted(segments, "rate_change_pct", "hours_scenario"),
+            _weighted(
+                segments.assign(rate_change=100 * segments["rate_change_frac"]),
+                "rate_change",
+                "hours_scenario",
+            ),
             _ratio(segments, "hours_change", "hours_baseline"),
         ],
         score="attention",
@@ -1095,7 +1093,7 @@ def scenario_report(run: StoredRun, name: str, rows: int = 200, categories: int 
         ]
     )
     changed = segments[segments["changed"].astype(bool)].assign(
-        abs_change=segments["rate_change_pct"].abs()
+        abs_change=segments["rate_change_frac"].abs()
     )
     changed = changed.sort_values(["abs_change", "segment"], ascending=[False, True])
     where = f"WHERE baseline = '{run.run_id}' AND scenario = '{name}'"
@@ -1129,11 +1127,11 @@ _SCENARIO_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[Any], str] | None]] = 
     "segment": ("segment", None),
     "rate_baseline": ("listed rate, baseline, USD/h", _num),
     "rate_scenario": ("listed rate, scenario, USD/h", _num),
-    "rate_change_pct": ("rate change", _pct),
+    "rate_change_frac": ("rate change", _pct),
     "hours_baseline": ("hours/week, baseline", lambda v: _num(v, "{:,.1f}")),
     "hours_scenario": ("hours/week, scenario", lambda v: _num(v, "{:,.1f}")),
     "gmv_change": ("GMV change, USD/week", lambda v: _num(v, "{:+,.0f}")),
-    "fill_scenario": ("fill", _fill_one),
+    "fill_scenario": ("fill", share),
     "status_scenario": ("status", None),
 }
 
@@ -1169,7 +1167,7 @@ def _scenario_header(m: ScenarioManifest, run: StoredRun) -> Table:
 def _scenario_findings(
     m: ScenarioManifest, totals: pd.DataFrame, changed: pd.DataFrame, n: int
 ) -> list[str]:
-    change = totals.set_index("measure")["change_pct"].astype(np.float64)
+    change = 100 * totals.set_index("measure")["change_frac"].astype(np.float64)
     out = [f"{len(changed):,} of {n:,} segments change."]
     parts = []
     for key, text in (("hours", "hours"), ("gmv", "GMV"), ("fee_revenue", "fee revenue")):
@@ -1180,7 +1178,7 @@ def _scenario_findings(
         out.append("In total: " + ", ".join(parts) + ".")
     if len(changed):
         top = ", ".join(
-            f"{r.segment} {r.rate_change_pct:+.1f} %" for r in changed.head(3).itertuples()
+            f"{r.segment} {_pct(r.rate_change_frac)}" for r in changed.head(3).itertuples()
         )
         out.append(f"Largest rate changes: {top}.")
     inverse = m.inverse

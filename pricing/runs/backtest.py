@@ -53,7 +53,7 @@ from pricing.cluster import LOCAL, Executor
 from pricing.config import RunConfig
 from pricing.decisions.evaluation import MOVED, Scores, score
 from pricing.decisions.guidance import rate_guidance
-from pricing.display import Display, records
+from pricing.display import Display, records, table
 from pricing.errors import DataError
 from pricing.inputs import SAMPLE_DIR
 from pricing.inputs.panel import Panel, build_panel
@@ -214,7 +214,7 @@ class BacktestResult(Display):
             )
         if max_rows:
             shown = self.scores[self.scores["scope"] != "pooled"].head(max_rows)
-            lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            lines.append(table(shown, "{:.3f}"))
         return "\n".join(lines)
 
 

@@ -334,7 +334,7 @@ class Snapshot:
         frame = self.query(
             f"""SELECT g.as_of, g.freelancer_rate, g.freelancer_rate_low,
                        g.freelancer_rate_high, g.client_rate, g.client_rate_low,
-                       g.client_rate_high, g.observed_rate, g.gap_pct, g.market_state,
+                       g.client_rate_high, g.observed_rate, g.gap_frac, g.market_state,
                        g.capped, e.rate, e.hours, e.shortage_hours, e.status
                 FROM guidance g JOIN equilibrium e USING (as_of, {", ".join(keys)})
                 WHERE {where} ORDER BY g.as_of""",
@@ -412,15 +412,37 @@ def _one_select(sql: str) -> None:
         )
 
 
+#: relative changes that runs and scenarios stored by earlier versions hold in percent,
+#: and their names now that they are stored as fractions
+PERCENT_COLUMNS = {
+    "gap_pct": "gap_frac",
+    "rate_change_pct": "rate_change_frac",
+    "change_pct": "change_frac",
+}
+
+
 def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[Path]) -> list[str]:
-    """Create view ``name`` over the ``files`` that exist; the files it reads."""
+    """Create view ``name`` over the ``files`` that exist; the files it reads. A column of
+    :data:`PERCENT_COLUMNS` from older files shows as its fraction, so that a query sees
+    one column over old and new runs alike."""
     present = [str(f) for f in files if f.exists()]
     if present:
         listed = "[" + ", ".join(sql_string(f) for f in present) + "]"
-        con.execute(
-            f"CREATE VIEW {name} AS SELECT * FROM read_parquet({listed}, "
-            "hive_partitioning = true, union_by_name = true)"
-        )
+        source = f"read_parquet({listed}, hive_partitioning = true, union_by_name = true)"
+        columns = set(con.execute(f"DESCRIBE SELECT * FROM {source}").df()["column_name"])
+        old = [c for c in PERCENT_COLUMNS if c in columns]
+        select = "*"
+        if old:
+            new = [PERCENT_COLUMNS[c] for c in old]
+            dropped = ", ".join(quote_identifier(c) for c in [*old, *set(new) & columns])
+            fractions = ", ".join(
+                f"coalesce({quote_identifier(n)}, {quote_identifier(o)} / 100.0) AS {n}"
+                if n in columns
+                else f"{quote_identifier(o)} / 100.0 AS {n}"
+                for o, n in zip(old, new, strict=True)
+            )
+            select = f"* EXCLUDE ({dropped}), {fractions}"
+        con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM {source}")
     return present
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from pricing.cluster import compute_text
 from pricing.config import RunConfig, parse_config
-from pricing.display import Display
+from pricing.display import Display, table
 from pricing.errors import StoreError, suggest
 from pricing.market.market import Market
 from pricing.store.manifest import (
@@ -33,7 +33,7 @@ from pricing.store.manifest import (
     read_manifest,
     read_scenario_manifest,
 )
-from pricing.store.snapshot import check_build
+from pricing.store.snapshot import PERCENT_COLUMNS, check_build
 from pricing.store.store import ReaderHold, RunStore
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class StoredRun(Display):
         lines.append(f"  ran on {compute_text(m.compute)}")
         lines.append(f"  stored in {self.path}")
         if max_rows:
-            lines.append(self.guidance.head(max_rows).to_string(index=False))
+            lines.append(table(self.guidance.head(max_rows)))
         return "\n".join(lines)
 
 
@@ -303,7 +303,7 @@ def read_table(path: Path, name: str, what: str) -> pd.DataFrame | None:
     if not file.exists():
         return None
     try:
-        return pd.read_parquet(file)
+        return _fractions(pd.read_parquet(file))
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(
             f"{what} at {path} is damaged: {file.name} cannot be read ({exc}); "
@@ -326,3 +326,16 @@ def _checked(path: Path, kind: str, scenario: str | None) -> Path:
             "`pricing store check` lists all damage"
         )
     return path
+
+
+def _fractions(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as stored now: a column of ``PERCENT_COLUMNS`` written by an earlier version
+    (``gap_pct = 100 (p* / o − 1)``) read as its fraction (``gap_frac = p* / o − 1``), so
+    that the report and the API read old runs and scenarios too."""
+    old = [c for c in PERCENT_COLUMNS if c in frame.columns]
+    if not old:
+        return frame
+    frame = frame.rename(columns=PERCENT_COLUMNS)
+    for c in old:
+        frame[PERCENT_COLUMNS[c]] = frame[PERCENT_COLUMNS[c]] / 100.0
+    return frame
