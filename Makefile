@@ -40,7 +40,7 @@ test: $(STAMP) browser
 	$(BIN)/ruff check pricing tests
 	$(BIN)/ruff format --check pricing tests
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # the README's picture of the report: a fresh run of the sample in a temporary store, its
 # report opened in the Chromium the browser tests use, the top of the page saved; then the
