@@ -150,10 +150,14 @@ def test_the_header_shows_the_manifest(stored: Run, page: str) -> None:
 def test_the_findings_count_the_market_states(stored: Run, page: str) -> None:
     states = stored.manifest.statuses.guidance.market_state
     text = section(page, "findings")
+
+    def are(state: str) -> str:  # one segment "is", several "are"
+        return f"{states[state]} {'is' if states[state] == 1 else 'are'}"
+
     assert (
-        f"Of 36 segments, {states['supply_short']} are short of freelancers" in text
-        and f"{states['demand_short']} are short of clients" in text
-        and f"{states['balanced']} are balanced" in text
+        f"Of 36 segments, {are('supply_short')} short of freelancers" in text
+        and f"{are('demand_short')} short of clients" in text
+        and f"{are('balanced')} balanced" in text
     )
     g = stored.guidance
     top = g.loc[g["gap_frac"].abs().idxmax()]

@@ -809,12 +809,17 @@ def _run_findings(
     balanced_pct = settings.balanced_pct
     states = m.statuses.guidance.market_state
     n = m.counts.segments
+
+    def count(state: str, verb: tuple[str, str] = ("is", "are")) -> str:
+        k = int(states.get(state, 0))
+        return f"{k:,} {verb[0] if k == 1 else verb[1]}"
+
     out = [
-        f"Of {n:,} segments, {states.get('supply_short', 0):,} are short of freelancers "
+        f"Of {n:,} segments, {count('supply_short')} short of freelancers "
         f"(they clear more than {balanced_pct:g} % above today's rate), "
-        f"{states.get('demand_short', 0):,} are short of clients (more than "
-        f"{balanced_pct:g} % below), {states.get('balanced', 0):,} are balanced and "
-        f"{states.get('thin_data', 0):,} have too little data to say."
+        f"{count('demand_short')} short of clients (more than "
+        f"{balanced_pct:g} % below), {count('balanced')} balanced and "
+        f"{count('thin_data', ('has', 'have'))} too little data to say."
     ]
     solved = gd[gd["gap_frac"].notna()].sort_values(["abs_gap", "segment"], ascending=[False, True])
     if len(solved):
