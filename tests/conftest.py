@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,15 @@ from pricing.report.browser import FLAGS, chromium
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests need SIGINT's default handling, here and in the CLI subprocesses
+    they interrupt: a shell's background job starts with SIGINT ignored, and an ignored
+    signal is inherited by every child (``make test &`` failed both tests that way)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 AS_OF = dt.date(2024, 2, 1)
 WEEKS = [dt.date(2024, 1, 1), dt.date(2024, 1, 8), dt.date(2024, 1, 15)]
