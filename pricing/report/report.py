@@ -154,11 +154,6 @@ def _num(value: Any, fmt: str = "{:,.2f}") -> str:
     return number(value, fmt)
 
 
-def _pct(value: Any) -> str:
-    """A relative change, stored as a fraction, as a signed percentage."""
-    return signed_share(value)
-
-
 def _usd(value: Any) -> str:
     return _num(value, "${:,.0f}")
 
@@ -482,7 +477,7 @@ def _attention_table(by_gap: pd.DataFrame) -> Table:
             "market_state": ("state", None),
             "observed_rate": ("today, USD/h", _num),
             "rate": ("equilibrium, USD/h", _num),
-            "gap_frac": ("gap", _pct),
+            "gap_frac": ("gap", signed_share),
             "flags": ("flags", None),
         },
         limit=25,
@@ -509,7 +504,7 @@ def _guidance_table(by_gap: pd.DataFrame, rows: int) -> Table:
             "segment": ("segment", None),
             "market_state": ("state", None),
             "listed_move": ("listed rate: today → guidance", str),
-            "gap_frac": ("gap", _pct),
+            "gap_frac": ("gap", signed_share),
             "listed_band": ("band", str),
             "freelancer_move": ("freelancer receives: today → asks", str),
             "freelancer_band": ("band", str),
@@ -565,7 +560,7 @@ def _curve_panels(
         panels.append(
             CurvePanel(
                 title=str(g["segment"]),
-                subtitle=f"{state} · gap {_pct(g['gap_frac'])}{flags}",
+                subtitle=f"{state} · gap {signed_share(g['gap_frac'])}{flags}",
                 demand_elasticity=float(s["demand_elasticity"]),
                 log_demand_level=float(s["log_demand_level"]),
                 supply_elasticity=float(s["supply_elasticity"]),
@@ -949,7 +944,7 @@ def _plan(
 
 def _plan_kpis(plan: PlanSummary, unit: str, constraints: pd.DataFrame | None) -> Table:
     base = plan.base_value
-    share = f" ({_pct(plan.verified_gain / base)})" if base else ""
+    share = f" ({signed_share(plan.verified_gain / base)})" if base else ""
     step = "" if plan.budget_step is None else f" (step {_usd(plan.budget_step)})"
     kpis = [
         ("objective", unit),
@@ -1132,7 +1127,7 @@ _SCENARIO_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[Any], str] | None]] = 
     "segment": ("segment", None),
     "rate_baseline": ("listed rate, baseline, USD/h", _num),
     "rate_scenario": ("listed rate, scenario, USD/h", _num),
-    "rate_change_frac": ("rate change", _pct),
+    "rate_change_frac": ("rate change", signed_share),
     "hours_baseline": ("hours/week, baseline", lambda v: _num(v, "{:,.1f}")),
     "hours_scenario": ("hours/week, scenario", lambda v: _num(v, "{:,.1f}")),
     "gmv_change": ("GMV change, USD/week", lambda v: _num(v, "{:+,.0f}")),
@@ -1183,7 +1178,7 @@ def _scenario_findings(
         out.append("In total: " + ", ".join(parts) + ".")
     if len(changed):
         top = ", ".join(
-            f"{r.segment} {_pct(r.rate_change_frac)}" for r in changed.head(3).itertuples()
+            f"{r.segment} {signed_share(r.rate_change_frac)}" for r in changed.head(3).itertuples()
         )
         out.append(f"Largest rate changes: {top}.")
     inverse = m.inverse
