@@ -26,9 +26,11 @@ run connects.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +62,11 @@ class Executor(Protocol):
         """True when parts run in other processes (their inputs are sent to them)."""
         ...
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, holds_gil: bool = False) -> list[R]:
+        """``[fn(item) for item in items]``, the parts side by side; ``holds_gil``: ``fn``
+        spends its time in Python and in numpy calls too small to release the GIL, so
+        threads of one process would take turns."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """What ran the parts, for the run's manifest."""
@@ -82,10 +88,13 @@ class Local:
     def remote(self) -> bool:
         return False
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, holds_gil: bool = False) -> list[R]:
         if len(items) <= 1 or self.threads == 1:
             return [fn(item) for item in items]
-        with ThreadPoolExecutor(min(self.threads, len(items))) as pool:
+        workers = min(self.threads, len(items))
+        if holds_gil:
+            return _in_processes(fn, items, workers)
+        with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(fn, items))
 
     def describe(self) -> dict[str, Any]:
@@ -93,6 +102,29 @@ class Local:
 
 
 LOCAL = Local()
+
+
+def _in_processes(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``fn`` over ``items`` in ``workers`` worker processes, forked from multiprocessing's
+    fork server (started once per process, with ``fn``'s module imported there, so a
+    worker starts in milliseconds instead of the ~1 s of importing scipy and pandas).
+    Measured on the band draws of a connected 10^4-segment market (12 parts of 1.5 s, the
+    forest's rounds): 2 threads took 1.04× the time of one, 2 processes 0.55×.
+
+    The workers ignore SIGINT: Ctrl-C interrupts this process, which cancels the parts
+    not yet started and waits for the running ones (a part is seconds) before it raises."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", fn.__module__])  # no effect once the server runs
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    try:
+        return list(pool.map(fn, items))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_interrupts() -> None:
+    """Run in each worker process: Ctrl-C is for the process that started it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass(frozen=True)
@@ -112,7 +144,8 @@ class Dask:
     def remote(self) -> bool:
         return True
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Sequence[T], *, holds_gil: bool = False) -> list[R]:
+        # the workers are processes of their own: the GIL is no concern
         if not items:
             return []
         # inputs go straight to the workers, not through the task graph: a batch of a

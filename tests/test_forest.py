@@ -33,7 +33,7 @@ from pricing.market.equilibrium import (
     residuals,
     solve,
 )
-from pricing.market.forest import Network, finish, solve_forest
+from pricing.market.forest import Network, finish, solve_forest, spanning_forest
 from pricing.market.market import Market
 from pricing.market.synthetic import connected_market, random_market
 
@@ -142,7 +142,9 @@ def test_one_tree_clears_at_its_hand_solved_rate_from_the_uncoupled_rows() -> No
     problem, _, _ = _coupled_problem(market, np.ones(2, bool), p_star, market.demand_hours(p_star))
     net = Network.build(problem)
     home = np.flatnonzero(net.head - net.tail == net.n)  # the home edges' rows
-    answer = finish(net, home, np.r_[p_star, p_star, 0.0], rounds=3)
+    answer = finish(
+        net, spanning_forest(net, home, np.ones(home.size)), np.r_[p_star, p_star, 0.0], rounds=3
+    )
     assert answer.settled.all() and answer.rounds == 1
     np.testing.assert_allclose(answer.price[2:4], [t, t + 3.0], rtol=1e-12)
     np.testing.assert_allclose(answer.price[:2], [t, t + 3.0], rtol=1e-12)
@@ -189,7 +191,7 @@ def test_the_equilibriums_own_rows_solve_to_it(n: int, seed: int, bounded: float
                  reference.surplus[jf]]  # fmt: skip
     used = np.flatnonzero(flow > 1e-9 * net.hours)
     guess = 1.05 * np.r_[reference.wage, reference.rate, 0.0]
-    answer = finish(net, used, guess, rounds=5)
+    answer = finish(net, spanning_forest(net, used, np.ones(used.size)), guess, rounds=5)
     assert answer.settled.all()
     rtol = against_interior_point(market, reference)
     np.testing.assert_allclose(answer.price[n : 2 * n], reference.rate, rtol=rtol)
@@ -290,7 +292,9 @@ def test_a_forest_with_a_long_path_is_solved_level_by_level() -> None:
     problem, _, _ = _coupled_problem(market, np.ones(n, bool), p_star, market.demand_hours(p_star))
     net = Network.build(problem)
     every = np.arange(net.tail.size)  # the chain's rows and the home rows: one tree
-    price, flow, _, cleared = solve_forest(net, every, np.r_[p_star, p_star, 0.0])
+    forest = spanning_forest(net, every, np.ones(every.size))
+    assert forest.rows.size == every.size
+    price, flow, _, cleared = solve_forest(net, forest, np.r_[p_star, p_star, 0.0])
     assert cleared.all()
     reduced = price[net.tail] - price[net.head] + net.const
     assert np.abs(reduced).max() <= 1e-12 * price.max()

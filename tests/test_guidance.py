@@ -16,8 +16,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.stats import norm
 
+import pricing.cluster as cluster
 import pricing.decisions.guidance as guidance
-from pricing.cluster import LOCAL, Executor
+from pricing.cluster import LOCAL, Executor, Local
 from pricing.config import GuidanceConfig
 from pricing.decisions.guidance import COLUMNS, Guidance, rate_guidance
 from pricing.errors import DataError
@@ -27,7 +28,7 @@ from pricing.inputs.validation import check_inputs
 from pricing.market.equilibrium import STATUSES, EquilibriumResult, solve
 from pricing.market.market import Market
 from pricing.market.simulate import SimulationSpec, simulate_market
-from pricing.market.synthetic import random_market
+from pricing.market.synthetic import connected_market, random_market
 
 KEYS = ["category", "tier"]
 
@@ -243,6 +244,42 @@ def test_draws_started_from_the_point_solution_equal_cold_draws(
         "freelancer_rate_high",
     ):
         np.testing.assert_allclose(w[column][same], c[column][same], rtol=2e-6)
+
+
+def test_a_connected_market_s_draws_cut_into_tasks_in_processes_give_the_same_bands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One component of 600 segments, 100 draws. With CHUNK_SEGMENTS at 20,000 its draws
+    # are cut into 3 tasks of 33–34 draws, which the local default runs in 2 worker
+    # processes (the forest's rounds hold the GIL). The same tasks on one thread give the
+    # same numbers (same copies, same batches, same machine). Uncut, the 100 copies are
+    # one solve; a copy then shares its batch with others, so its pivots (and, where the
+    # forest leaves it, the interior point) go another way to the same equilibrium: both
+    # answers pass verification (residuals ≤ VERIFY_TOL = 1e-6 in rate terms), so they
+    # are within 2e-6 of each other.
+    market = connected_market(600, seed=3)
+    eq = dataclasses.replace(
+        solve(market), market=market.with_uncertainty(curve_set(market, 0.1, 0.1))
+    )
+    config = GuidanceConfig(draws=100)
+    uncut = rate_guidance(eq, config)
+    runs: list[int] = []
+    in_processes = cluster._in_processes
+
+    def spied(fn: Any, items: Any, workers: int) -> Any:
+        runs.append(len(items))
+        return in_processes(fn, items, workers)
+
+    monkeypatch.setattr(cluster, "_in_processes", spied)
+    monkeypatch.setattr(guidance, "CHUNK_SEGMENTS", 20_000)
+    processes = rate_guidance(eq, config, executor=Local(2))
+    one = rate_guidance(eq, config, executor=Local(1))
+    assert runs == [3]
+    pd.testing.assert_frame_equal(processes.to_frame(), one.to_frame(), rtol=0, atol=0)
+    a, b = processes.to_frame(), uncut.to_frame()
+    assert (a["band_draws"] == b["band_draws"]).all() and (a["band_draws"] == 100).all()
+    for column in ("listed_rate_low", "listed_rate_high"):
+        np.testing.assert_allclose(a[column], b[column], rtol=2e-6)
 
 
 def test_failed_draws_are_excluded_and_counted(

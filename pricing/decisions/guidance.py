@@ -45,8 +45,12 @@ independent ones, 64 do not (``tests/test_guidance_draws.py``).
 Every drawn market is cleared by :func:`pricing.market.equilibrium.solve` (copies of whole
 components stacked side by side with :meth:`Market.stack`, one call per chunk of about
 :data:`CHUNK_SEGMENTS` segments, without the convex fallback), giving p*_r. Each block
-of components draws from its own random stream, so blocks can run anywhere, in any
-order (:func:`_bands`).
+of components draws from its own random stream, so blocks, and the slices of draws of
+a block too large for one call, can run anywhere, in any order (:func:`_bands`): on a
+Dask cluster, or in worker processes of this machine, since clearing the copies is
+mostly the forest's rounds, many numpy calls too small to release the GIL (measured on
+the connected 10^4-segment nightly market, 12 slices of 21–22 draws: 17.6 s on one
+thread, 10.7 s in 2 processes on 2 cores, where 2 threads took 1.04× one).
 
 **Clearing the copies.** A copy is the point market with other curves, so its
 equilibrium is usually the point's with the same edges in use: each copy starts from the
@@ -116,8 +120,10 @@ a segment without a previous rate is not capped.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
@@ -316,8 +322,9 @@ def _guidance(
     if previous is not None:
         prev_frame = previous.to_frame() if isinstance(previous, Guidance) else previous
         prev = _aligned_previous(check_previous(prev_frame, keys), market)
-    now = _bands(equilibrium, config, executor, stream=0)
-    later = _bands(forecast, config, executor, stream=1) if forecast is not None else None
+    now, *rest = _bands([equilibrium, *([forecast] if forecast is not None else [])], config,
+                        executor)  # fmt: skip
+    later = rest[0] if rest else None
     timings = {"bands": time.perf_counter() - t0}
     p = equilibrium.rate
     observed = market.array("observed_rate")
@@ -389,27 +396,88 @@ _DRAWN = ("elasticity_se", "dof", "level_se", "slope_level_cov", "common_se")
 
 
 def _bands(
-    equilibrium: EquilibriumResult, config: GuidanceConfig, executor: Executor, stream: int
-) -> _Bands:
-    """The bands of ``equilibrium``'s market (module docstring), from random stream
-    ``stream`` of the seed (0: the as-of week, 1: the forecast).
+    equilibria: list[EquilibriumResult], config: GuidanceConfig, executor: Executor
+) -> list[_Bands]:
+    """The bands of each equilibrium's market (module docstring), the i-th from random
+    stream i of the seed (0: the as-of week, 1: the forecast).
 
     Whole components with a bandable segment are solved in blocks of about
-    CHUNK_SEGMENTS / draws segments with all their draws at once (fewer draws per call
-    when one component is larger), so a block's draws fit one stacked market. Blocks
-    are independent tasks for ``executor``: each draws from its own random stream
-    (block b of the stream's :class:`numpy.random.SeedSequence` spawn), so the bands
-    do not depend on where or in which order the blocks run."""
+    CHUNK_SEGMENTS / draws segments with all their draws at once, so a block's draws fit
+    one stacked market; a component larger than that (a connected market) is one block
+    whose draws are cut into equal slices, each fitting one. A block's slice of draws is
+    a task for ``executor``, the tasks of every market together: each block draws from
+    its own random stream (block b of the stream's :class:`numpy.random.SeedSequence`
+    spawn), so the bands do not depend on where or in which order the tasks run."""
+    plans = [_plan(eq, config, stream) for stream, eq in enumerate(equilibria)]
+    count = sum(len(task) for plan in plans for task in plan.slices)
+    # tasks go to a cluster when there are two or more, and here to worker processes
+    # (the forest's rounds hold the GIL); a lone task is solved on every core of this one
+    runner, _ = plan_parts(executor, count, 1)
+    inner: Executor = LOCAL if count == 1 else Local(1)
+    tasks = [
+        _Draws(block, int(lo), int(hi), inner)
+        for plan in plans
+        for block, bounds in zip(plan.blocks, plan.slices, strict=True)
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+    answers = iter(runner.map(_draw_rates, tasks, holds_gil=True))
+    return [plan.combine(answers, config) for plan in plans]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One market's band draws: the segments that get a band, its blocks, each block's
+    segments (rows of the market) and the bounds of its slices of draws."""
+
+    equilibrium: EquilibriumResult
+    bandable: BoolArray
+    rows: list[IntArray]
+    blocks: list[_Block]
+    slices: list[IntArray]  # per block: 0 = b_0 < b_1 < … < b_s = draws
+
+    def combine(self, answers: Iterator[_Rates], config: GuidanceConfig) -> _Bands:
+        """The bands from the tasks' answers, in task order."""
+        n = len(self.equilibrium.market)
+        low, high = np.full(n, np.nan), np.full(n, np.nan)
+        used = np.zeros(n, np.int64)
+        clipped = total = 0
+        q = ((1 - config.band_level) / 2, (1 + config.band_level) / 2)
+        for rows, bounds in zip(self.rows, self.slices, strict=True):
+            parts = [next(answers) for _ in bounds[1:]]
+            rate = np.concatenate([part.rate for part in parts])
+            used[rows] = np.isfinite(rate).sum(axis=0)
+            low[rows], high[rows] = _quantiles(rate, used[rows], q)
+            clipped += sum(part.clipped for part in parts)
+            total += sum(part.drawn for part in parts)
+        p = self.equilibrium.rate
+        return _Bands(
+            np.minimum(low, p),
+            np.maximum(high, p),
+            used,
+            int((config.draws - used[self.bandable]).sum()),
+            clipped / total if total else 0.0,
+        )
+
+
+def _bandable(equilibrium: EquilibriumResult) -> BoolArray:
+    """Segments that get a band: solved, with standard errors of both sides' slopes and
+    levels, an observed rate and an anchor."""
     market = equilibrium.market
-    n = len(market)
-    drawn = {name: np.stack([market.array(f"{s}_{name}") for s in SIDES]) for name in _DRAWN}
-    bandable = (
+    return (
         np.isin(equilibrium.status, _SOLVED)
-        & np.isfinite(drawn["elasticity_se"]).all(axis=0)
-        & np.isfinite(drawn["level_se"]).all(axis=0)
+        & np.isfinite(np.stack([market.array(f"{s}_elasticity_se") for s in SIDES])).all(axis=0)
+        & np.isfinite(np.stack([market.array(f"{s}_level_se") for s in SIDES])).all(axis=0)
         & np.isfinite(market.array("observed_rate"))
         & np.isfinite(market.array("anchor_rate"))
     )
+
+
+def _plan(equilibrium: EquilibriumResult, config: GuidanceConfig, stream: int) -> _Plan:
+    """The blocks and slices of draws of ``equilibrium``'s market (:func:`_bands`)."""
+    market = equilibrium.market
+    n = len(market)
+    drawn = {name: np.stack([market.array(f"{s}_{name}") for s in SIDES]) for name in _DRAWN}
+    bandable = _bandable(equilibrium)
     # the drawn copies need only the curves, fees, bounds, anchors and edges: a
     # placeholder key spares every stacked market the cost of carrying and labelling the
     # segment names
@@ -418,24 +486,18 @@ def _bands(
     comp = market.component
     wanted = np.zeros(int(comp.max()) + 1 if n else 0, dtype=bool)
     wanted[comp[bandable]] = True
-    rows = np.flatnonzero(wanted[comp])
     # a segment without a band keeps its curve: nothing of it is drawn
     spread = {k: np.where(bandable, np.nan_to_num(v), 0.0) for k, v in drawn.items()}
     spread["dof"] = drawn["dof"]
     corr = np.where(bandable, market.array("level_corr"), 0.0)
     common_corr = np.where(bandable, market.array("common_corr"), 0.0)
     group = market.array("common_group")
-    blocks = _blocks(comp, rows, max(1, CHUNK_SEGMENTS // config.draws))
+    rows = _blocks(comp, np.flatnonzero(wanted[comp]), max(1, CHUNK_SEGMENTS // config.draws))
     seed = np.random.SeedSequence(config.seed, spawn_key=(stream,) if stream else ())
-    streams = seed.spawn(len(blocks))
-    # blocks go to a cluster when there are two or more; one block is solved here, on
-    # every core, and a block's solve runs on one thread when blocks run side by side
-    runner, _ = plan_parts(executor, len(blocks), 1)
-    inner: Executor = LOCAL if len(blocks) == 1 else Local(1)
-    tasks = []
-    for block, block_stream in zip(blocks, streams, strict=True):
+    blocks, slices = [], []
+    for block, block_stream in zip(rows, seed.spawn(len(rows)), strict=True):
         block_market, edge_ids = bare.stack(block, np.zeros(block.size, np.int64))  # noqa: PD013
-        tasks.append(
+        blocks.append(
             _Block(
                 block_market,
                 _laid_out(equilibrium, block_market, block, edge_ids),
@@ -445,26 +507,12 @@ def _bands(
                 np.unique(group[block], return_inverse=True)[1].ravel(),
                 block_stream,
                 config.draws,
-                max(1, CHUNK_SEGMENTS // block.size),
-                config.band_level,
-                inner,
             )
         )
-    low, high = np.full(n, np.nan), np.full(n, np.nan)
-    used = np.zeros(n, np.int64)
-    clipped = total = 0
-    for block, answer in zip(blocks, runner.map(_block_bands, tasks), strict=True):
-        low[block], high[block], used[block] = answer.low, answer.high, answer.used
-        clipped += answer.clipped
-        total += answer.drawn
-    p = equilibrium.rate
-    return _Bands(
-        np.minimum(low, p),
-        np.maximum(high, p),
-        used,
-        int((config.draws - used[bandable]).sum()),
-        clipped / total if total else 0.0,
-    )
+        # as many equal slices as it takes to keep each within CHUNK_SEGMENTS
+        parts = -(-config.draws * block.size // CHUNK_SEGMENTS)
+        slices.append(np.linspace(0, config.draws, parts + 1).round().astype(np.int64))
+    return _Plan(equilibrium, bandable, rows, blocks, slices)
 
 
 @dataclass(frozen=True)
@@ -472,8 +520,8 @@ class _Block:
     """The whole components of one block of band draws: the block's own market (rows
     in block order, with the anchors the drawn curves turn around) and its point
     solution (where every copy starts), what is drawn per side (:data:`_DRAWN`, each
-    (2, rows)), the levels' correlation, and the common shocks' correlation and groups
-    (codes 0 … G − 1 within the block)."""
+    (2, rows)), the levels' correlation, the common shocks' correlation and groups
+    (codes 0 … G − 1 within the block), its random stream and its number of draws."""
 
     market: Market
     point: EquilibriumResult
@@ -483,39 +531,42 @@ class _Block:
     group: IntArray
     stream: np.random.SeedSequence
     draws: int
-    per_call: int  # draws stacked into one solve
-    level: float
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """A task: the draws ``start`` … ``stop`` − 1 of a block, cleared in one solve whose
+    parts run through ``executor``."""
+
+    block: _Block
+    start: int
+    stop: int
     executor: Executor
 
 
 @dataclass(frozen=True)
-class _BlockBands:
-    low: FloatArray
-    high: FloatArray
-    used: IntArray
+class _Rates:
+    """A task's answer: the listed rates (draws, block rows; NaN where a draw failed),
+    the elasticities clipped and the elasticities drawn."""
+
+    rate: FloatArray
     clipped: int
     drawn: int
 
 
-def _block_bands(task: _Block) -> _BlockBands:
-    """A task: draw and clear every copy of one block; its band ends and counts."""
-    size = len(task.market)
-    rng = np.random.default_rng(task.stream)
-    # every draw of the block at once (module docstring): per segment its slopes' and
-    # levels' uniforms, per common group its shocks'
-    own = _sobol(rng, task.draws, size, 4)
-    common = _sobol(rng, task.draws, int(task.group.max()) + 1, 2)
-    rate = np.empty((task.draws, size))
-    clipped = drawn = 0
-    for start in range(0, task.draws, task.per_call):
-        k = min(task.per_call, task.draws - start)
-        chosen = slice(start, start + k)
-        rate[chosen], c = _solve_draws(task, own[:, chosen], common[:, chosen])
-        clipped += c
-        drawn += k * int((task.spread["elasticity_se"] > 0).sum())
-    used = np.isfinite(rate).sum(axis=0)
-    low, high = _quantiles(rate, used, ((1 - task.level) / 2, (1 + task.level) / 2))
-    return _BlockBands(low, high, used, clipped, drawn)
+def _draw_rates(task: _Draws) -> _Rates:
+    """Draw and clear the task's copies of its block. Every task of a block draws the
+    block's uniforms for all its draws (module docstring: per segment its slopes' and
+    levels' uniforms, per common group its shocks') and keeps its own, so a block's
+    draws are the same however they are cut into tasks."""
+    block = task.block
+    rng = np.random.default_rng(block.stream)
+    own = _sobol(rng, block.draws, len(block.market), 4)
+    common = _sobol(rng, block.draws, int(block.group.max()) + 1, 2)
+    chosen = slice(task.start, task.stop)
+    rate, clipped = _solve_draws(block, own[:, chosen], common[:, chosen], task.executor)
+    drawn = (task.stop - task.start) * int((block.spread["elasticity_se"] > 0).sum())
+    return _Rates(rate, clipped, drawn)
 
 
 def _sobol(rng: np.random.Generator, draws: int, units: int, dims: int) -> FloatArray:
@@ -533,7 +584,9 @@ def _sobol(rng: np.random.Generator, draws: int, units: int, dims: int) -> Float
     return out
 
 
-def _solve_draws(task: _Block, own: FloatArray, common: FloatArray) -> tuple[FloatArray, int]:
+def _solve_draws(
+    task: _Block, own: FloatArray, common: FloatArray, executor: Executor
+) -> tuple[FloatArray, int]:
     """Clear the k drawn copies of the block whose uniforms are ``own`` (4, k, block) and
     ``common`` (2, k, groups) in one call: the (k, block) listed rates (NaN where a copy
     failed or a segment's drawn curve was too far to draw) and the number of
@@ -591,7 +644,7 @@ def _solve_draws(task: _Block, own: FloatArray, common: FloatArray) -> tuple[Flo
     # A copy the interior point cannot clear is left out of the band rather than handed
     # to the convex program: on the simulated 10,000-segment market that program cost
     # 5/6 of the step and cleared 84 of 2,000,000 segment-draws (RESULTS.md).
-    rate = _rates(solve(copies, baseline=start, fallback=False, executor=task.executor))
+    rate = _rates(solve(copies, baseline=start, fallback=False, executor=executor))
     rate[far] = np.nan
     return rate.reshape(k, size), clipped
 

@@ -208,10 +208,11 @@ class Network:
 
 @dataclass(frozen=True)
 class _Trees:
-    """The trees of a forest of rows, rooted (the ground roots its tree): nodes in
-    breadth-first order from a virtual root above all trees, each node's parent and the
-    row to it, where each level starts in that order, and each node's tree."""
+    """The trees of a forest of rows, rooted (the ground roots its tree): its rows, the
+    nodes in breadth-first order from a virtual root above all trees, each node's parent
+    and the row to it, where each level starts in that order, and each node's tree."""
 
+    rows: IntArray
     order: IntArray  # nodes, level by level (the virtual root left out)
     parent: IntArray  # per node (a root's is −1)
     parent_row: IntArray  # per node (a root's is −1)
@@ -280,7 +281,8 @@ def _renumbered(labels: IntArray) -> IntArray:
 
 
 def _trees(net: Network, rows: IntArray) -> _Trees:
-    """Root every tree of the forest ``rows`` and order its nodes breadth first."""
+    """Root every tree of the forest ``rows`` and order its nodes breadth first (rows
+    with a cycle: a spanning forest of them, ``n_trees`` counting its trees)."""
     nodes = net.nodes
     ground = nodes - 1
     # the forest's adjacency, both directions, each entry with its row: CSR by node
@@ -311,8 +313,8 @@ def _trees(net: Network, rows: IntArray) -> _Trees:
     up = neighbour == parent[node_of]
     parent_row = np.full(nodes, -1, np.int64)
     parent_row[node_of[up]] = entry_row[up]
-    return _Trees(order, parent, parent_row, _levels(order, parent, n_trees), tree, n_trees,
-                  int(tree[ground]))  # fmt: skip
+    return _Trees(rows, order, parent, parent_row, _levels(order, parent, n_trees), tree,
+                  n_trees, int(tree[ground]))  # fmt: skip
 
 
 def _levels(order: IntArray, parent: IntArray, n_trees: int) -> IntArray:
@@ -439,12 +441,11 @@ def _flows(net: Network, tr: _Trees, price: FloatArray) -> FloatArray:
 
 
 def solve_forest(
-    net: Network, rows: IntArray, guess: FloatArray
+    net: Network, tr: _Trees, guess: FloatArray
 ) -> tuple[FloatArray, FloatArray, Layout, BoolArray]:
-    """Prices (per node) and flows (per row) of the forest ``rows`` (module docstring),
+    """Prices (per node) and flows (per row) of the forest ``tr`` (module docstring),
     where every node sits in it, and whether its tree cleared (per node);  ``guess``:
     prices per node to start the trees' Newton iterations from."""
-    tr = _trees(net, rows)
     offset, group = _offsets(net, tr)
     root, cleared = _clear_trees(net, tr, offset, guess)
     price = root[tr.tree] + offset
@@ -466,9 +467,10 @@ class Finish:
     rounds: int
 
 
-def finish(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Finish:
-    """Solve on the forest ``rows`` and change its rows (:func:`_changes`) until every
-    component settles, at most ``rounds`` times; ``guess``: prices per node to start from.
+def finish(net: Network, forest: _Trees, guess: FloatArray, rounds: int) -> Finish:
+    """Solve on the ``forest`` (:func:`spanning_forest`) and change its rows
+    (:func:`_changes`) until every component settles, at most ``rounds`` times;
+    ``guess``: prices per node to start from.
 
     After the first solve a round is local: a change touches one or two groups (trees,
     or branches of the ground's tree), and the rest of the forest, its prices and flows
@@ -479,9 +481,9 @@ def finish(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
     others (:class:`_Live`). A settled component has no wrong row, so no round touches
     it again. (10^5 segments in components of 2–50 settle in about 33 rounds from the
     uncoupled rows, but on average only a third of the components are still unsettled.)"""
-    price, flow, at, cleared = solve_forest(net, rows, guess)
+    price, flow, at, cleared = solve_forest(net, forest, guess)
     active = np.zeros(net.tail.size, bool)
-    active[rows] = True
+    active[forest.rows] = True
     live = _Live.of(net, price, flow, active)
     fewest, since = np.inf, 0  # the fewest wrong rows so far, and rounds since then
     for used in range(rounds + 1):
@@ -537,10 +539,10 @@ def finish(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
         price[node[:-1]] = sub_price[:-1]
         cleared[node[:-1]] = sub_cleared[:-1]
         in_forest = np.zeros(row.size, bool)
-        in_forest[forest] = True
+        in_forest[forest.rows] = True
         flow[row] = np.where(in_forest, sub_flow, 0.0)
         active[row] = False
-        active[row[forest]] = True
+        active[row[forest.rows]] = True
         at.update(node, row, sub_layout)
     return live.answer(price, flow, active, negative, unsettled, used)
 
@@ -693,10 +695,12 @@ def _changes(net: Network, group: IntArray, wrong: IntArray, badness: FloatArray
     return chosen
 
 
-def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) -> IntArray:
+def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) -> _Trees:
     """A maximum spanning forest of the rows ``candidates`` by ``priority`` (ties in
-    order) that leaves no node but the ground without a row (a node no candidate reaches
-    gets all its rows as candidates, last: alone it would have no price)."""
+    order), rooted, that leaves no node but the ground without a row (a node no
+    candidate reaches gets all its rows as candidates, last: alone it would have no
+    price). Candidates without a cycle are the forest itself (the rounds of
+    :func:`finish` make them so: one change per group)."""
     nodes = net.nodes
     reached = np.zeros(nodes, bool)
     reached[net.tail[candidates]] = reached[net.head[candidates]] = True
@@ -706,8 +710,9 @@ def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) ->
         extra = np.setdiff1d(np.flatnonzero(lonely), candidates)
         candidates = np.concatenate([candidates, extra])
         priority = np.concatenate([priority, np.full(extra.size, -1.0)])
-    if _is_forest(net, candidates):
-        return np.sort(candidates)
+    tr = _trees(net, candidates)
+    if candidates.size == nodes - tr.n_trees:  # a forest: as many rows as nodes − trees
+        return tr
     by_priority = np.argsort(-priority, kind="stable")
     candidates = candidates[by_priority]
     # one row per pair of nodes: only a segment's cap and floor join the same two nodes
@@ -724,13 +729,4 @@ def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) ->
         (rank, (net.tail[candidates], net.head[candidates])), (nodes, nodes)
     ).tocsr()
     chosen = np.rint(minimum_spanning_tree(graph).data).astype(np.int64) - 1
-    return np.sort(candidates[chosen])
-
-
-def _is_forest(net: Network, rows: IntArray) -> bool:
-    """Whether ``rows`` hold no cycle: a forest has as many rows as nodes minus trees."""
-    graph = sp.coo_matrix(
-        (np.ones(rows.size), (net.tail[rows], net.head[rows])), (net.nodes, net.nodes)
-    )
-    n_trees = connected_components(graph, directed=False)[0]
-    return bool(rows.size == net.nodes - n_trees)
+    return _trees(net, candidates[chosen])
