@@ -108,8 +108,9 @@ def _in_processes(fn: Callable[[T], R], items: Sequence[T], workers: int) -> lis
     """``fn`` over ``items`` in ``workers`` worker processes, forked from multiprocessing's
     fork server (started once per process, with ``fn``'s module imported there, so a
     worker starts in milliseconds instead of the ~1 s of importing scipy and pandas).
-    Measured on the band draws of a connected 10^4-segment market (12 parts of 1.5 s, the
-    forest's rounds): 2 threads took 1.04× the time of one, 2 processes 0.55×.
+    Measured on the band draws of a connected 10^4-segment market (12 parts of ~1.5 s,
+    mostly the forest's rounds), on 2 cores: 2 threads took 1.04× the time of one thread,
+    2 processes 0.61× (10.7 s against 17.6 s, the fork server's start included).
 
     The workers ignore SIGINT: Ctrl-C interrupts this process, which cancels the parts
     not yet started and waits for the running ones (a part is seconds) before it raises."""
