@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -72,6 +73,11 @@ class Executor(Protocol):
         """What ran the parts, for the run's manifest."""
         ...
 
+    def prepare(self, module: str) -> None:
+        """Get ready to run tasks of ``module`` that hold the GIL, beside the caller's
+        work, and return at once."""
+        ...
+
 
 @dataclass(frozen=True)
 class Local:
@@ -100,6 +106,13 @@ class Local:
     def describe(self) -> dict[str, Any]:
         return {"kind": "local", "workers": 1, "threads": self.threads}
 
+    def prepare(self, module: str) -> None:
+        """Start the fork server of the worker processes (:func:`_in_processes`) now,
+        with ``module`` imported in it (~1 s, in its own process)."""
+        if self.threads > 1:
+            _fork_server(module)
+            multiprocessing.forkserver.ensure_running()
+
 
 LOCAL = Local()
 
@@ -114,13 +127,22 @@ def _in_processes(fn: Callable[[T], R], items: Sequence[T], workers: int) -> lis
 
     The workers ignore SIGINT: Ctrl-C interrupts this process, which cancels the parts
     not yet started and waits for the running ones (a part is seconds) before it raises."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", fn.__module__])  # no effect once the server runs
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=_fork_server(fn.__module__), initializer=_ignore_interrupts
+    )
     try:
         return list(pool.map(fn, items))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fork_server(module: str) -> multiprocessing.context.ForkServerContext:
+    """The fork server's context, with the main module and ``module`` to import when it
+    starts (a server already running keeps what it has: :meth:`Local.prepare` starts it
+    with the same)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", module])
+    return context
 
 
 def _ignore_interrupts() -> None:
@@ -168,6 +190,10 @@ class Dask:
             raise ClusterError(
                 f"the Dask cluster at {self.address} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def prepare(self, module: str) -> None:
+        """Nothing to do: the workers import what their tasks need when they join
+        (:func:`_warm_up`)."""
 
     def describe(self) -> dict[str, Any]:
         info = self.client.scheduler_info()

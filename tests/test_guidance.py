@@ -272,6 +272,8 @@ def test_a_connected_market_s_draws_cut_into_tasks_in_processes_give_the_same_ba
 
     monkeypatch.setattr(cluster, "_in_processes", spied)
     monkeypatch.setattr(guidance, "CHUNK_SEGMENTS", 20_000)
+    assert guidance.band_tasks(len(market), config) == 3
+    Local(2).prepare(guidance.__name__)  # as a run does while it estimates
     processes = rate_guidance(eq, config, executor=Local(2))
     one = rate_guidance(eq, config, executor=Local(1))
     assert runs == [3]

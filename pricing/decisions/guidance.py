@@ -424,6 +424,12 @@ def _bands(
     return [plan.combine(answers, config) for plan in plans]
 
 
+def band_tasks(segments: int, config: GuidanceConfig) -> int:
+    """How many tasks the band draws of a market of ``segments`` segments take at least
+    (:func:`_bands`): one per CHUNK_SEGMENTS segment-draws."""
+    return -(-segments * config.draws // CHUNK_SEGMENTS)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """One market's band draws: the segments that get a band, its blocks, each block's

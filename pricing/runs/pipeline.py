@@ -41,7 +41,7 @@ import pandas as pd
 from pricing.cluster import LOCAL, Executor
 from pricing.config import RunConfig, Scenario, load_scenario, resolve_config
 from pricing.decisions.flows import flows_table
-from pricing.decisions.guidance import Guidance, check_previous, rate_guidance
+from pricing.decisions.guidance import Guidance, band_tasks, check_previous, rate_guidance
 from pricing.decisions.interventions import InterventionPlan, plan_interventions
 from pricing.decisions.scenario import WhatIf, check_scenario
 from pricing.errors import ConfigError, DataError, MarketError, RunError
@@ -257,6 +257,10 @@ def fit_market(
     one ``ahead`` weeks on (``next_market``): the steps every run, analyst's command and
     backtest origin shares."""
     clock = clock or _Clock(_Silent(), {})
+    if band_tasks(panel.n_segments, inputs.config.guidance) > 1:
+        # the band draws will run in parts that hold the GIL: their worker processes'
+        # server starts now, beside the estimation
+        executor.prepare(rate_guidance.__module__)
     with clock("estimate"):
         curves = fit_curves(panel, inputs.config.estimation, executor, ahead)
     with clock("market"):
