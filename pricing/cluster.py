@@ -32,6 +32,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,23 +126,34 @@ def _in_processes(fn: Callable[[T], R], items: Sequence[T], workers: int) -> lis
     mostly the forest's rounds), on 2 cores: 2 threads took 1.04× the time of one thread,
     2 processes 0.61× (10.7 s against 17.6 s, the fork server's start included).
 
-    The workers ignore SIGINT: Ctrl-C interrupts this process, which cancels the parts
-    not yet started and waits for the running ones (a part is seconds) before it raises."""
+    As in every program that starts processes this way (multiprocessing's "spawn" and
+    "forkserver", a Dask LocalCluster), a worker imports the main script, so a script
+    must run its work under ``if __name__ == "__main__":``; the commands and notebooks
+    do. The workers ignore SIGINT: Ctrl-C interrupts this process, which cancels the
+    parts not yet started and waits for the running ones (a part is seconds)."""
     pool = ProcessPoolExecutor(
         workers, mp_context=_fork_server(fn.__module__), initializer=_ignore_interrupts
     )
     try:
         return list(pool.map(fn, items))
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            f"a worker process died while running {fn.__qualname__} ({exc}). If this runs "
+            'from a script, put its work under `if __name__ == "__main__":` (each worker '
+            "imports the main script), or pass executor=Local(1) to stay in one process; "
+            "otherwise the machine may be out of memory"
+        ) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fork_server(module: str) -> multiprocessing.context.ForkServerContext:
-    """The fork server's context, with the main module and ``module`` to import when it
-    starts (a server already running keeps what it has: :meth:`Local.prepare` starts it
-    with the same)."""
+    """The fork server's context, with ``module`` to import when it starts (a server
+    already running keeps what it has: :meth:`Local.prepare` starts it with the same).
+    The main script is not imported there: the server would run an unguarded script's
+    work."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", module])
+    context.set_forkserver_preload([module])
     return context
 
 

@@ -409,11 +409,14 @@ def _bands(
     its own random stream (block b of the stream's :class:`numpy.random.SeedSequence`
     spawn), so the bands do not depend on where or in which order the tasks run."""
     plans = [_plan(eq, config, stream) for stream, eq in enumerate(equilibria)]
-    count = sum(len(task) for plan in plans for task in plan.slices)
-    # tasks go to a cluster when there are two or more, and here to worker processes
-    # (the forest's rounds hold the GIL); a lone task is solved on every core of this one
-    runner, _ = plan_parts(executor, count, 1)
-    inner: Executor = LOCAL if count == 1 else Local(1)
+    tasks_per_market = [sum(len(bounds) - 1 for bounds in plan.slices) for plan in plans]
+    # a market of two or more tasks sends every task to a cluster, or here to worker
+    # processes (the forest's rounds hold the GIL); else each task is solved here, on
+    # every core of this process (starting processes would cost more than it saves)
+    if max(tasks_per_market, default=0) > 1:
+        runner, inner = plan_parts(executor, sum(tasks_per_market), 1)[0], Local(1)
+    else:
+        runner, inner = Local(1), LOCAL
     tasks = [
         _Draws(block, int(lo), int(hi), inner)
         for plan in plans
