@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.forkserver
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -132,7 +134,7 @@ def _in_processes(fn: Callable[[T], R], items: Sequence[T], workers: int) -> lis
     do. The workers ignore SIGINT: Ctrl-C interrupts this process, which cancels the
     parts not yet started and waits for the running ones (a part is seconds)."""
     pool = ProcessPoolExecutor(
-        workers, mp_context=_fork_server(fn.__module__), initializer=_ignore_interrupts
+        workers, mp_context=_fork_server(fn.__module__), initializer=_worker_start
     )
     try:
         return list(pool.map(fn, items))
@@ -157,9 +159,20 @@ def _fork_server(module: str) -> multiprocessing.context.ForkServerContext:
     return context
 
 
-def _ignore_interrupts() -> None:
-    """Run in each worker process: Ctrl-C is for the process that started it."""
+def _worker_start() -> None:
+    """Run in each worker process as it starts: Ctrl-C is for the process that started
+    it, and when that process dies (killed: it cannot shut its workers down) the worker
+    exits too, instead of waiting for work for ever (measured: orphaned workers, the
+    fork server and multiprocessing's resource tracker lived on after a SIGKILL)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+
+        def orphaned() -> None:
+            multiprocessing.connection.wait([parent.sentinel])
+            os._exit(1)
+
+        threading.Thread(target=orphaned, name="orphaned", daemon=True).start()
 
 
 @dataclass(frozen=True)
