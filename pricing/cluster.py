@@ -142,8 +142,8 @@ def _in_processes(fn: Callable[[T], R], items: Sequence[T], workers: int) -> lis
         raise RuntimeError(
             f"a worker process died while running {fn.__qualname__} ({exc}). If this runs "
             'from a script, put its work under `if __name__ == "__main__":` (each worker '
-            "imports the main script), or pass executor=Local(1) to stay in one process; "
-            "otherwise the machine may be out of memory"
+            "imports the main script), or pass executor=pricing.cluster.Local(1) to stay in "
+            "one process; otherwise the machine may be out of memory"
         ) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
