@@ -137,5 +137,5 @@ def test_an_unguarded_script_is_told_to_guard_its_work(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert done.returncode == 1
-    assert 'RuntimeError: a worker process died' in done.stderr
+    assert "RuntimeError: a worker process died" in done.stderr
     assert 'if __name__ == "__main__":' in done.stderr
