@@ -713,6 +713,14 @@ def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) ->
     tr = _trees(net, candidates)
     if candidates.size == nodes - tr.n_trees:  # a forest: as many rows as nodes − trees
         return tr
+    # only the trees holding a cycle (more rows than nodes − 1) choose among their rows
+    of_tree = tr.tree[net.tail[candidates]]
+    cyclic = np.bincount(of_tree, minlength=tr.n_trees) > np.bincount(tr.tree) - 1
+    settled, candidates, priority = (
+        candidates[~cyclic[of_tree]],
+        candidates[cyclic[of_tree]],
+        priority[cyclic[of_tree]],
+    )
     by_priority = np.argsort(-priority, kind="stable")
     candidates = candidates[by_priority]
     # one row per pair of nodes: only a segment's cap and floor join the same two nodes
@@ -729,4 +737,4 @@ def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) ->
         (rank, (net.tail[candidates], net.head[candidates])), (nodes, nodes)
     ).tocsr()
     chosen = np.rint(minimum_spanning_tree(graph).data).astype(np.int64) - 1
-    return _trees(net, candidates[chosen])
+    return _trees(net, np.concatenate([settled, candidates[chosen]]))
