@@ -212,6 +212,24 @@ def test_the_command_line_rejects_remote_work_without_regions(tmp_path: Path) ->
     assert not out.exists()
 
 
+def test_the_command_line_names_the_regions(tmp_path: Path) -> None:
+    """``--regions`` names a regional market's regions; a repeated name is a usage error
+    naming it, and nothing is written."""
+    out = tmp_path / "data"
+    common = ["simulate", "--segments", "8", "--weeks", "8", "--regional", "--out", str(out)]
+    done = CliRunner().invoke(main, [*common, "--regions", "us, emea", "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert "8 segments in 2 categories x 2 regions" in done.output
+    regions = set(pd.read_parquet(out / "truth.parquet")["region"])
+    assert regions == {"us", "emea"}
+    again = tmp_path / "again"
+    common[-1] = str(again)
+    done = CliRunner().invoke(main, [*common, "--regions", "us,us"])
+    assert done.exit_code == 2
+    assert "regions repeat a name: ('us', 'us')" in done.output
+    assert not again.exists()
+
+
 @pytest.mark.slow
 def test_pricing_run_on_a_regional_market_recovers_the_elasticities(tmp_path: Path) -> None:
     """``pricing simulate --regional --remote-work`` then ``pricing run`` (real processes)

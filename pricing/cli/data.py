@@ -156,8 +156,15 @@ def panel(
 @click.option(
     "--regional",
     is_flag=True,
-    help="Segments are category x tier x region (na, eu, apac; region a segment key in "
+    help="Segments are category x tier x region (--regions; region a segment key in "
     "pricing.toml), regions' rates differ; without it regions are labels only.",
+)
+@click.option(
+    "--regions",
+    default="na,eu,apac",
+    show_default=True,
+    help="Region names, comma-separated: the segments' regions with --regional, else the "
+    "labels drawn for jobs and pools.",
 )
 @click.option(
     "--remote-work",
@@ -182,6 +189,7 @@ def simulate(
     cross_family_edges: float,
     tier_moves: float,
     regional: bool,
+    regions: str,
     remote_work: float,
     force: bool,
     as_json: bool,
@@ -210,6 +218,7 @@ def simulate(
             cross_family_edges=cross_family_edges,
             tier_moves=tier_moves,
             regional=regional,
+            regions=tuple(name.strip() for name in regions.split(",")),
             remote_work=remote_work,
         )
     except ValueError as exc:
