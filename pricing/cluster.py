@@ -14,7 +14,9 @@ each block has its own random stream) and to the solver's tolerance where it doe
 (interior-point iterations stop on the worst component of a batch; sums combined in
 another order differ in the last bits).
 
-:data:`LOCAL` runs parts in this process, on a thread pool. :func:`executor` connects to
+:data:`LOCAL` runs parts in this process, on a thread pool, or, for parts that hold the
+GIL (``map(..., holds_gil=True)``: the band draws' forest rounds), in worker processes
+of this machine (:func:`_in_processes`). :func:`executor` connects to
 a scheduler (``tcp://HOST:PORT``) or starts a :class:`distributed.LocalCluster` of worker
 processes; Dask is imported only then (the ``pricing[dask]`` extra).
 
