@@ -284,6 +284,25 @@ def test_a_connected_market_s_draws_cut_into_tasks_in_processes_give_the_same_ba
         np.testing.assert_allclose(a[column], b[column], rtol=2e-6)
 
 
+def test_uncoupled_draws_cut_into_tasks_stay_on_threads(
+    uncoupled: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uncoupled segments clear by the closed form, large numpy operations that threads
+    # share: no worker processes, the same bands as on one thread
+    spied: list[int] = []
+    in_processes = cluster._in_processes
+    monkeypatch.setattr(
+        cluster, "_in_processes", lambda fn, items, w: spied.append(w) or in_processes(fn, items, w)
+    )
+    monkeypatch.setattr(guidance, "CHUNK_SEGMENTS", len(uncoupled) * 20)
+    eq, curves, config = solve(uncoupled), curve_set(uncoupled, 0.1, 0.1), GuidanceConfig(draws=64)
+    assert guidance.band_tasks(len(uncoupled), config) == 4
+    two = guide(eq, curves, config, None, Local(2)).to_frame()
+    one = guide(eq, curves, config, None, Local(1)).to_frame()
+    assert spied == []
+    pd.testing.assert_frame_equal(two, one, rtol=0, atol=0)
+
+
 def test_failed_draws_are_excluded_and_counted(
     coupled: Market, monkeypatch: pytest.MonkeyPatch
 ) -> None:

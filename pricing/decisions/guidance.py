@@ -411,8 +411,10 @@ def _bands(
     plans = [_plan(eq, config, stream) for stream, eq in enumerate(equilibria)]
     tasks_per_market = [sum(len(bounds) - 1 for bounds in plan.slices) for plan in plans]
     # a market of two or more tasks sends every task to a cluster, or here to worker
-    # processes (the forest's rounds hold the GIL); else each task is solved here, on
-    # every core of this process (starting processes would cost more than it saves)
+    # processes when coupled components are drawn (the forest's rounds hold the GIL;
+    # the closed form of uncoupled segments is large numpy operations, which threads
+    # share); else each task is solved here, on every core of this process (starting
+    # processes would cost more than it saves)
     if max(tasks_per_market, default=0) > 1:
         runner, inner = plan_parts(executor, sum(tasks_per_market), 1)[0], Local(1)
     else:
@@ -423,7 +425,8 @@ def _bands(
         for block, bounds in zip(plan.blocks, plan.slices, strict=True)
         for lo, hi in itertools.pairwise(bounds)
     ]
-    answers = iter(runner.map(_draw_rates, tasks, holds_gil=True))
+    coupled = any(plan.coupled for plan in plans)
+    answers = iter(runner.map(_draw_rates, tasks, holds_gil=coupled))
     return [plan.combine(answers, config) for plan in plans]
 
 
@@ -435,11 +438,13 @@ def band_tasks(segments: int, config: GuidanceConfig) -> int:
 
 @dataclass(frozen=True)
 class _Plan:
-    """One market's band draws: the segments that get a band, its blocks, each block's
-    segments (rows of the market) and the bounds of its slices of draws."""
+    """One market's band draws: the segments that get a band, whether a coupled
+    component is drawn, its blocks, each block's segments (rows of the market) and the
+    bounds of its slices of draws."""
 
     equilibrium: EquilibriumResult
     bandable: BoolArray
+    coupled: bool
     rows: list[IntArray]
     blocks: list[_Block]
     slices: list[IntArray]  # per block: 0 = b_0 < b_1 < … < b_s = draws
@@ -521,7 +526,9 @@ def _plan(equilibrium: EquilibriumResult, config: GuidanceConfig, stream: int) -
         # as many equal slices as it takes to keep each within CHUNK_SEGMENTS
         parts = -(-config.draws * block.size // CHUNK_SEGMENTS)
         slices.append(np.linspace(0, config.draws, parts + 1).round().astype(np.int64))
-    return _Plan(equilibrium, bandable, rows, blocks, slices)
+    drawn_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    coupled = bool((np.bincount(comp)[comp[drawn_rows]] > 1).any())
+    return _Plan(equilibrium, bandable, coupled, rows, blocks, slices)
 
 
 @dataclass(frozen=True)

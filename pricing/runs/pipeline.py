@@ -257,14 +257,18 @@ def fit_market(
     one ``ahead`` weeks on (``next_market``): the steps every run, analyst's command and
     backtest origin shares."""
     clock = clock or _Clock(_Silent(), {})
-    if band_tasks(panel.n_segments, inputs.config.guidance) > 1:
-        # the band draws will run in parts that hold the GIL: their worker processes'
-        # server starts now, beside the estimation
+    adjacency, settings = inputs.table("adjacency"), inputs.config.market
+    if (
+        adjacency is not None
+        and len(adjacency)
+        and band_tasks(panel.n_segments, inputs.config.guidance) > 1
+    ):
+        # the band draws of coupled segments will run in parts that hold the GIL: their
+        # worker processes' server starts now, beside the estimation
         executor.prepare(rate_guidance.__module__)
     with clock("estimate"):
         curves = fit_curves(panel, inputs.config.estimation, executor, ahead)
     with clock("market"):
-        adjacency, settings = inputs.table("adjacency"), inputs.config.market
         market = Market.from_curves(curves, adjacency, settings)
         following = Market.from_curves(curves, adjacency, settings, week="next")
     return FittedMarket(inputs, panel, curves, market, following, dict(clock.timings))
