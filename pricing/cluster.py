@@ -103,7 +103,7 @@ class Local:
         if len(items) <= 1 or self.threads == 1:
             return [fn(item) for item in items]
         workers = min(self.threads, len(items))
-        if holds_gil:
+        if holds_gil and _FORK_SERVER:
             return _in_processes(fn, items, workers)
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(fn, items))
@@ -114,12 +114,16 @@ class Local:
     def prepare(self, module: str) -> None:
         """Start the fork server of the worker processes (:func:`_in_processes`) now,
         with ``module`` imported in it (~1 s, in its own process)."""
-        if self.threads > 1:
+        if self.threads > 1 and _FORK_SERVER:
             _fork_server(module)
             multiprocessing.forkserver.ensure_running()
 
 
 LOCAL = Local()
+
+#: whether this platform has multiprocessing's fork server (POSIX; not Windows, where
+#: parts that hold the GIL stay on threads)
+_FORK_SERVER = "forkserver" in multiprocessing.get_all_start_methods()
 
 
 def _in_processes(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pricing import cluster
 from pricing.cluster import Local
 
 #: how long a killed run's workers may take to notice (their watcher thread wakes at
@@ -40,6 +41,13 @@ def test_parts_run_in_other_processes_and_come_back_in_order() -> None:
     assert Local(2).map(_square_and_pid, [3], holds_gil=True) == [(9, os.getpid())]
 
 
+def test_without_a_fork_server_the_parts_stay_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows has no fork server: the parts run on this process's threads
+    monkeypatch.setattr(cluster, "_FORK_SERVER", False)
+    answers = Local(2).map(_square_and_pid, list(range(4)), holds_gil=True)
+    assert answers == [(x * x, os.getpid()) for x in range(4)]
+
+
 def test_an_error_in_a_part_reaches_the_caller_as_it_was_raised() -> None:
     with pytest.raises(ValueError, match="part 1 is bad"):
         Local(2).map(_fails, [1, 2], holds_gil=True)
@@ -55,7 +63,8 @@ def _script(tmp_path: Path, parts: int, seconds: float) -> Path:
             f"""
             import os, sys, time
             from pathlib import Path
-            from pricing.cluster import Local
+            from pricing import cluster
+from pricing.cluster import Local
 
             def part(i):
                 Path(sys.argv[1], f"part-{{i}}").write_text(str(os.getpid()))
