@@ -63,8 +63,7 @@ def _script(tmp_path: Path, parts: int, seconds: float) -> Path:
             f"""
             import os, sys, time
             from pathlib import Path
-            from pricing import cluster
-from pricing.cluster import Local
+            from pricing.cluster import Local
 
             def part(i):
                 Path(sys.argv[1], f"part-{{i}}").write_text(str(os.getpid()))
