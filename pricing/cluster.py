@@ -32,6 +32,7 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
 import os
+import resource
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -251,12 +252,34 @@ def plan_parts(executor: Executor, units: int, per_part: int) -> tuple[Executor,
     return LOCAL, 1
 
 
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux's ``VmHWM`` where there is one: ``ru_maxrss`` also counts the memory of the
+    process this one was forked from, as it stood at the fork (a 3 GB benchmark harness
+    made every `pricing run` it started report 3 GB).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def compute_text(compute: dict[str, Any] | None) -> str:
     """Where a run ran, in words, from its manifest's ``compute`` (None: an older run)."""
     if compute is None:
         return "not recorded"
     if compute["kind"] == "local":
-        return f"this process ({compute['threads']} threads)"
+        text = f"this process ({compute['threads']} threads"
+        if compute.get("band_workers"):
+            text += (
+                f"; band draws in {compute['band_workers']} worker processes, each at most "
+                f"{compute['band_worker_peak_memory_mb']:,.0f} MB"
+            )
+        return text + ")"
     where = (
         "a local Dask cluster"
         if compute["kind"] == "local_cluster"

@@ -276,12 +276,19 @@ def test_a_connected_market_s_draws_cut_into_tasks_in_processes_give_the_same_ba
     Local(2).prepare(guidance.__name__)  # as a run does while it estimates
     processes = rate_guidance(eq, config, executor=Local(2))
     one = rate_guidance(eq, config, executor=Local(1))
-    assert runs == [3]
     pd.testing.assert_frame_equal(processes.to_frame(), one.to_frame(), rtol=0, atol=0)
     a, b = processes.to_frame(), uncut.to_frame()
     assert (a["band_draws"] == b["band_draws"]).all() and (a["band_draws"] == 100).all()
     for column in ("listed_rate_low", "listed_rate_high"):
         np.testing.assert_allclose(a[column], b[column], rtol=2e-6)
+    assert processes.workers["band_workers"] == 2
+    assert processes.workers["band_worker_peak_memory_mb"] > 0 and not one.workers
+    # with a forecast (here the same market, drawn from its own stream) the two markets'
+    # tasks share one map: each market's bands come from its own tasks
+    both = rate_guidance(eq, config, executor=Local(2), forecast=eq).to_frame()
+    pd.testing.assert_frame_equal(both[a.columns[:-4]], a[a.columns[:-4]])
+    assert not np.allclose(both["forecast_rate_low"], both["listed_rate_low"])
+    assert runs == [3, 6]
 
 
 def test_uncoupled_draws_cut_into_tasks_stay_on_threads(

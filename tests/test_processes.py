@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE
 
 from pricing import cluster
-from pricing.cluster import Local
+from pricing.cluster import Local, compute_text
+from pricing.decisions import guidance
+from pricing.runs.pipeline import run_batch
 
 #: how long a killed run's workers may take to notice (their watcher thread wakes at
 #: once; the margin is for a loaded machine)
@@ -147,3 +150,20 @@ def test_an_unguarded_script_is_told_to_guard_its_work(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "RuntimeError: a worker process died" in done.stderr
     assert 'if __name__ == "__main__":' in done.stderr
+
+
+def test_a_run_records_its_band_workers_and_their_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the sample's coupled market with its band draws cut into 3 tasks a market: they run
+    # in 2 worker processes, and the manifest says so beside this process's threads
+    monkeypatch.setattr(guidance, "CHUNK_SEGMENTS", 36 * 128 // 3)
+    run = run_batch(SAMPLE, store=tmp_path / "store", executor=Local(2))
+    compute = run.manifest.compute
+    assert compute is not None and compute["band_workers"] == 2
+    assert 50 < compute["band_worker_peak_memory_mb"] < run.manifest.peak_memory_mb * 4
+    assert compute_text(compute) == (
+        "this process (2 threads; band draws in 2 worker processes, each at most "
+        f"{compute['band_worker_peak_memory_mb']:,.0f} MB)"
+    )
+    assert compute_text({"kind": "local", "workers": 1, "threads": 2}) == "this process (2 threads)"

@@ -121,6 +121,7 @@ a segment without a previous rate is not capped.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -134,7 +135,7 @@ import pandas as pd
 from scipy import special
 from scipy.stats import qmc
 
-from pricing.cluster import LOCAL, Executor, Local, plan_parts
+from pricing.cluster import LOCAL, Executor, Local, peak_memory_mb, plan_parts
 from pricing.config import MIN_ABS_ELASTICITY, GuidanceConfig
 from pricing.display import Display, records, signed_share, table
 from pricing.errors import DataError
@@ -207,6 +208,9 @@ class Guidance(Display):
     failed_draws: int
     clipped_share: float
     timings: dict[str, float] = field(default_factory=dict)
+    #: the band draws' worker processes, when they ran in other processes: how many
+    #: (``band_workers``) and the largest one's peak memory (``band_worker_peak_memory_mb``)
+    workers: dict[str, float] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
@@ -322,8 +326,9 @@ def _guidance(
     if previous is not None:
         prev_frame = previous.to_frame() if isinstance(previous, Guidance) else previous
         prev = _aligned_previous(check_previous(prev_frame, keys), market)
-    now, *rest = _bands([equilibrium, *([forecast] if forecast is not None else [])], config,
-                        executor)  # fmt: skip
+    (now, *rest), workers = _bands(
+        [equilibrium, *([forecast] if forecast is not None else [])], config, executor
+    )
     later = rest[0] if rest else None
     timings = {"bands": time.perf_counter() - t0}
     p = equilibrium.rate
@@ -375,7 +380,7 @@ def _guidance(
     out = market.segments[keys].assign(**{name: columns[name] for name in COLUMNS})
     failed = now.failed + (later.failed if later is not None else 0)
     timings["total"] = time.perf_counter() - t0
-    return Guidance(out, market.segment_keys, config, failed, now.clipped_share, timings)
+    return Guidance(out, market.segment_keys, config, failed, now.clipped_share, timings, workers)
 
 
 # --------------------------------------------------------------------------- bands
@@ -397,9 +402,10 @@ _DRAWN = ("elasticity_se", "dof", "level_se", "slope_level_cov", "common_se")
 
 def _bands(
     equilibria: list[EquilibriumResult], config: GuidanceConfig, executor: Executor
-) -> list[_Bands]:
+) -> tuple[list[_Bands], dict[str, float]]:
     """The bands of each equilibrium's market (module docstring), the i-th from random
-    stream i of the seed (0: the as-of week, 1: the forecast).
+    stream i of the seed (0: the as-of week, 1: the forecast), and the processes other
+    than this one that drew them (:attr:`Guidance.workers`).
 
     Whole components with a bandable segment are solved in blocks of about
     CHUNK_SEGMENTS / draws segments with all their draws at once, so a block's draws fit
@@ -426,8 +432,15 @@ def _bands(
         for lo, hi in itertools.pairwise(bounds)
     ]
     coupled = any(plan.coupled for plan in plans)
-    answers = iter(runner.map(_draw_rates, tasks, holds_gil=coupled))
-    return [plan.combine(answers, config) for plan in plans]
+    answers = runner.map(_draw_rates, tasks, holds_gil=coupled)
+    peaks = {a.process: a.peak_mb for a in answers if a.process != os.getpid()}
+    workers = (
+        {"band_workers": len(peaks), "band_worker_peak_memory_mb": max(peaks.values())}
+        if peaks
+        else {}
+    )
+    in_order = iter(answers)  # each plan takes its own tasks' answers, in task order
+    return [plan.combine(in_order, config) for plan in plans], workers
 
 
 def band_tasks(segments: int, config: GuidanceConfig) -> int:
@@ -563,11 +576,14 @@ class _Draws:
 @dataclass(frozen=True)
 class _Rates:
     """A task's answer: the listed rates (draws, block rows; NaN where a draw failed),
-    the elasticities clipped and the elasticities drawn."""
+    the elasticities clipped and the elasticities drawn, and the process that ran it
+    with its peak memory so far (MiB)."""
 
     rate: FloatArray
     clipped: int
     drawn: int
+    process: int
+    peak_mb: float
 
 
 def _draw_rates(task: _Draws) -> _Rates:
@@ -582,7 +598,7 @@ def _draw_rates(task: _Draws) -> _Rates:
     chosen = slice(task.start, task.stop)
     rate, clipped = _solve_draws(block, own[:, chosen], common[:, chosen], task.executor)
     drawn = (task.stop - task.start) * int((block.spread["elasticity_se"] > 0).sum())
-    return _Rates(rate, clipped, drawn)
+    return _Rates(rate, clipped, drawn, os.getpid(), peak_memory_mb())
 
 
 def _sobol(rng: np.random.Generator, draws: int, units: int, dims: int) -> FloatArray:

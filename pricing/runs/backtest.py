@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pricing.cluster import LOCAL, Executor
+from pricing.cluster import LOCAL, Executor, peak_memory_mb
 from pricing.config import RunConfig
 from pricing.decisions.evaluation import MOVED, Scores, score
 from pricing.decisions.guidance import rate_guidance
@@ -60,7 +60,6 @@ from pricing.inputs.panel import Panel, build_panel
 from pricing.market.equilibrium import solve
 from pricing.market.market import Market, curve_hours
 from pricing.runs.pipeline import Inputs, checked_inputs, fit_market, provenance
-from pricing.runs.provenance import peak_memory_mb
 from pricing.store.manifest import BacktestManifest, Provenance
 
 FloatArray = npt.NDArray[np.float64]

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from pricing.cluster import LOCAL, Executor
+from pricing.cluster import LOCAL, Executor, peak_memory_mb
 from pricing.config import RunConfig, Scenario, load_scenario, resolve_config
 from pricing.decisions.flows import flows_table
 from pricing.decisions.guidance import Guidance, band_tasks, check_previous, rate_guidance
@@ -62,7 +62,7 @@ from pricing.market.market import (
     Market,
 )
 from pricing.report.report import report_path
-from pricing.runs.provenance import fingerprints, peak_memory_mb, versions
+from pricing.runs.provenance import fingerprints, versions
 from pricing.runs.run import Run, save_whatif
 from pricing.statuses import PlanStatus, RunStatus
 from pricing.store.manifest import (
@@ -337,7 +337,7 @@ def run_batch(
         plan=PlanSummary.of(plan),
         previous_run=None if previous is None else previous.run_id,
         tables={name: len(frame) for name, frame in tables.items()},
-        **dict(provenance(inputs, fitted.panel, executor)),
+        **dict(provenance(inputs, fitted.panel, executor, guidance.workers)),
         timings_s=dict(timings),
         peak_memory_mb=peak_memory_mb(),
     )
@@ -355,9 +355,12 @@ def run_batch(
     return Run.open(path, store, hold, executor=executor)
 
 
-def provenance(inputs: Inputs, panel: Panel, executor: Executor) -> Provenance:
+def provenance(
+    inputs: Inputs, panel: Panel, executor: Executor, workers: dict[str, float] | None = None
+) -> Provenance:
     """What a run or a backtest read and with what, for its manifest: the data folder,
-    settings, input fingerprints, rows left out, the panel's weeks, versions, machine."""
+    settings, input fingerprints, rows left out, the panel's weeks, versions, machine,
+    and where the parts ran (with the band draws' ``workers``, :attr:`Guidance.workers`)."""
     return Provenance(
         data_dir=str(inputs.data_dir.resolve()),
         config_source=str(inputs.config_source) if inputs.config_source else None,
@@ -367,7 +370,7 @@ def provenance(inputs: Inputs, panel: Panel, executor: Executor) -> Provenance:
         weeks=Weeks(first=panel.weeks.min().date(), count=len(panel.weeks)),
         versions=versions(),
         machine={"platform": platform.platform(), "cpus": LOCAL.threads},
-        compute=executor.describe(),
+        compute={**executor.describe(), **(workers or {})},
     )
 
 
