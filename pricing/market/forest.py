@@ -207,7 +207,7 @@ class Network:
 
 
 @dataclass(frozen=True)
-class _Trees:
+class Forest:
     """The trees of a forest of rows, rooted (the ground roots its tree): its rows, the
     nodes in breadth-first order from a virtual root above all trees, each node's parent
     and the row to it, where each level starts in that order, and each node's tree."""
@@ -280,7 +280,7 @@ def _renumbered(labels: IntArray) -> IntArray:
     return out
 
 
-def _trees(net: Network, rows: IntArray) -> _Trees:
+def _trees(net: Network, rows: IntArray) -> Forest:
     """Root every tree of the forest ``rows`` and order its nodes breadth first (rows
     with a cycle: a spanning forest of them, ``n_trees`` counting its trees)."""
     nodes = net.nodes
@@ -313,7 +313,7 @@ def _trees(net: Network, rows: IntArray) -> _Trees:
     up = neighbour == parent[node_of]
     parent_row = np.full(nodes, -1, np.int64)
     parent_row[node_of[up]] = entry_row[up]
-    return _Trees(rows, order, parent, parent_row, _levels(order, parent, n_trees), tree,
+    return Forest(rows, order, parent, parent_row, _levels(order, parent, n_trees), tree,
                   n_trees, int(tree[ground]))  # fmt: skip
 
 
@@ -332,7 +332,7 @@ def _levels(order: IntArray, parent: IntArray, n_trees: int) -> IntArray:
     return np.asarray(starts, np.int64)
 
 
-def _offsets(net: Network, tr: _Trees) -> tuple[FloatArray, IntArray]:
+def _offsets(net: Network, tr: Forest) -> tuple[FloatArray, IntArray]:
     """Every node's price relative to its tree's root (π_b = π_a + c along a row), and
     its group: its tree, or in the ground's tree its branch (the ground's child above
     it), since the ground's branches do not interact (their prices are fixed)."""
@@ -348,7 +348,7 @@ def _offsets(net: Network, tr: _Trees) -> tuple[FloatArray, IntArray]:
 
 
 def _clear_trees(
-    net: Network, tr: _Trees, offset: FloatArray, guess: FloatArray
+    net: Network, tr: Forest, offset: FloatArray, guess: FloatArray
 ) -> tuple[FloatArray, BoolArray]:
     """The root price t_T of every tree that clears it (module docstring), by Newton's
     method kept inside a bracket [lo, hi] of the root (bisection when it leaves it), and
@@ -418,7 +418,7 @@ def _clear_trees(
     return t, ~todo
 
 
-def _flows(net: Network, tr: _Trees, price: FloatArray) -> FloatArray:
+def _flows(net: Network, tr: Forest, price: FloatArray) -> FloatArray:
     """Every row's flow: the row from a node to its parent carries the net demand of the
     node's subtree (summed leaves first, level by level)."""
     everyone = np.arange(net.nodes)
@@ -441,7 +441,7 @@ def _flows(net: Network, tr: _Trees, price: FloatArray) -> FloatArray:
 
 
 def solve_forest(
-    net: Network, tr: _Trees, guess: FloatArray
+    net: Network, tr: Forest, guess: FloatArray
 ) -> tuple[FloatArray, FloatArray, Layout, BoolArray]:
     """Prices (per node) and flows (per row) of the forest ``tr`` (module docstring),
     where every node sits in it, and whether its tree cleared (per node);  ``guess``:
@@ -467,7 +467,7 @@ class Finish:
     rounds: int
 
 
-def finish(net: Network, forest: _Trees, guess: FloatArray, rounds: int) -> Finish:
+def finish(net: Network, forest: Forest, guess: FloatArray, rounds: int) -> Finish:
     """Solve on the ``forest`` (:func:`spanning_forest`) and change its rows
     (:func:`_changes`) until every component settles, at most ``rounds`` times;
     ``guess``: prices per node to start from.
@@ -695,7 +695,7 @@ def _changes(net: Network, group: IntArray, wrong: IntArray, badness: FloatArray
     return chosen
 
 
-def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) -> _Trees:
+def spanning_forest(net: Network, candidates: IntArray, priority: FloatArray) -> Forest:
     """A maximum spanning forest of the rows ``candidates`` by ``priority`` (ties in
     order), rooted, that leaves no node but the ground without a row (a node no
     candidate reaches gets all its rows as candidates, last: alone it would have no
