@@ -537,7 +537,7 @@ def _plan(equilibrium: EquilibriumResult, config: GuidanceConfig, stream: int) -
             )
         )
         # as many equal slices as it takes to keep each within CHUNK_SEGMENTS
-        parts = -(-config.draws * block.size // CHUNK_SEGMENTS)
+        parts = band_tasks(block.size, config)
         slices.append(np.linspace(0, config.draws, parts + 1).round().astype(np.int64))
     drawn_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     coupled = bool((np.bincount(comp)[comp[drawn_rows]] > 1).any())
