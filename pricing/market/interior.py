@@ -72,7 +72,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pricing.market.forest import Network, finish, spanning_forest
+from pricing.market.forest import Network, spanning_forest
+from pricing.market.pivots import settle
 from pricing.market.sparse_schur import (
     CG_RTOL,
     DirectSchur,
@@ -462,17 +463,15 @@ def _forest_try(
     where it left them (every component of ``ready``; the others' as given)."""
     sub, keep, keep_row = _subproblem(pb, ready)
     net = Network.build(sub)
-    if iterate is None:
-        home = np.zeros(net.tail.size, bool)
-        home[: sub.pool.size] = sub.pool == sub.segment
-        score = home - 0.5
+    if iterate is None:  # the home edges: a forest on every node
+        rows = np.flatnonzero(sub.pool == sub.segment)
         lam = np.zeros(keep_row.size)
     else:
         lam, s = iterate
         score = lam[keep_row] / net.hours - s[keep_row] / net.rate
-    used = np.flatnonzero(score > 0)
-    forest = spanning_forest(net, used, score[used])
-    answer = finish(net, forest, np.concatenate([wage[keep], rate[keep], [0.0]]), rounds)
+        used = np.flatnonzero(score > 0)
+        rows = spanning_forest(net, used, score[used]).rows
+    answer = settle(net, rows, np.concatenate([wage[keep], rate[keep], [0.0]]), rounds)
     settled = np.zeros(ready.size, bool)
     settled[ready] = answer.settled
     n = net.n

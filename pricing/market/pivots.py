@@ -1,0 +1,579 @@
+r"""The forest's active-set rounds (:mod:`pricing.market.forest`) compiled, one component
+at a time: for markets of small and mid-sized components.
+
+**Why.** The vectorized rounds of :func:`pricing.market.forest.finish` pay a few hundred
+numpy calls a round whatever the size of the work: 10^5 segments in components of 2–50,
+which settle one after another over 33 rounds, took 0.34–0.43 s (500–700× the closed
+form), nearly all of it numpy's per-call cost on small arrays. The same rounds on one
+component at a time, in loops numba compiles, cost what the component's nodes and rows
+cost: the whole cold solve of that market takes 0.20 s of CPU here, in two threads (the
+loops release the GIL) 0.15 s.
+
+**Which components.** A round here roots the whole component again and checks every
+row of it, so its cost is the component's size times its rounds; the vectorized rounds
+re-solve only what a round touched. Measured on :func:`connected_market` (one component;
+compiled against vectorized): 10^4 segments 0.073 s against 0.093 s, 2·10^4 segments
+0.16 s against 0.14 s, 10^5 segments 1.9 s against 0.72 s. So components of at most
+:data:`COMPILED_NODES` nodes (pools and segments, about 16,000 segments) take this path
+and larger ones the vectorized rounds.
+
+**The same method.** Network, rows and rule are the forest module's: a tree's level t_T
+by the safeguarded Newton iteration on log D_T − log S_T in log t; each row's flow the
+net demand of the subtree below it; one change per group (a tree, or a branch of the
+ground's tree) a round, its worst wrong row after a random factor in [0.5, 1.5] (here a
+hash of the round and the row, so an answer does not depend on the order components are
+solved in); the cycle's row that empties first leaving with an entering row that closes
+one; a node stranded by a leaving bound row taking its row of least reduced cost; the
+same rounding (:data:`pricing.market.forest.ROUNDING`) and stall rule. A component left
+unsettled goes back to the caller, as from the vectorized rounds.
+
+Two savings are the compiled loop's own. A tree no row of the last round touched keeps
+its level (same nodes, same rows: same prices), so only changed trees are solved again.
+And every node keeps its hours and their slope at its price: a changed tree's Newton
+iteration starts where its balance, linear in each node's hours about its last price,
+is 0 (the step the last round paid for), and the flows evaluate no curve twice.
+
+**Compiling.** numba compiles the loops at their first call and caches the machine code
+beside this module (``__pycache__``): the first solve of a fresh install takes about 5 s
+more; later processes load the cache in about 0.1 s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from pricing.market.forest import (
+    _NEWTON_ITERATIONS,
+    _STALL,
+    ROUNDING,
+    BoolArray,
+    Finish,
+    FloatArray,
+    IntArray,
+    Network,
+    finish,
+    spanning_forest,
+)
+
+#: components of at most this many nodes (pools and segments) take the compiled rounds
+#: (module docstring: the measured crossover lies between 2·10^4 and 4·10^4 nodes)
+COMPILED_NODES = 2**15
+
+#: one component's scratch arrays (:func:`_work`)
+Work = tuple[npt.NDArray[Any], ...]
+
+
+def settle(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Finish:
+    """:func:`pricing.market.forest.finish` on ``net`` from the forest ``rows`` (every
+    node but the ground on a row) and the prices ``guess`` (per node): the components of
+    at most :data:`COMPILED_NODES` nodes by the compiled rounds, the others by the
+    vectorized ones."""
+    node_comp = np.full(net.nodes, -1, np.int64)
+    node_comp[net.tail], node_comp[net.head] = net.comp, net.comp
+    node_comp[-1] = -1
+    size = np.bincount(node_comp[:-1], minlength=net.n_comp)
+    small = (size > 0) & (size <= COMPILED_NODES)
+    compiled = np.where(small, np.cumsum(small) - 1, -1)  # the small ones numbered 0, 1, …
+    price = guess.astype(np.float64, copy=True)
+    active = np.zeros(net.tail.size, bool)
+    active[rows] = True
+    flow = np.zeros(net.tail.size)
+    settled = np.ones(net.n_comp, bool)
+    used = 0
+    if small.any():
+        ok = np.zeros(int(small.sum()), bool)
+        node_part = np.where(node_comp >= 0, compiled[np.maximum(node_comp, 0)], -1)
+        used = int(_settle_all(
+            net.tail, net.head, net.const, net.hours, net.rate,
+            net.p_star, net.h_star, net.elasticity, net.sign,
+            compiled[net.comp], node_part, active, price, flow, ok, rounds,
+        ))  # fmt: skip
+        settled[small] = ok
+    large = size > COMPILED_NODES
+    if large.any():
+        keep = np.zeros(net.nodes, bool)
+        keep[:-1] = large[np.maximum(node_comp[:-1], 0)] & (node_comp[:-1] >= 0)
+        sub, node, row = net.subnet(keep)
+        at = np.full(net.tail.size, -1, np.int64)
+        at[row] = np.arange(row.size)
+        mine = at[rows[at[rows] >= 0]]
+        part = finish(sub, spanning_forest(sub, mine, np.ones(mine.size)), price[node], rounds)
+        price[node[:-1]] = part.price[:-1]
+        flow[row] = part.flow
+        active[row] = False
+        active[row[part.rows]] = True
+        settled[large] = part.settled[large]
+        used = max(used, part.rounds)
+    return Finish(price, flow, np.flatnonzero(active), settled, used)
+
+
+@numba.njit(cache=True)
+def _by_part(part: IntArray, parts: int) -> tuple[IntArray, IntArray]:
+    """The positions of ``part`` (−1: none) grouped by part, and where each part starts."""
+    ptr = np.zeros(parts + 1, np.int64)
+    for x in part:
+        if x >= 0:
+            ptr[x + 1] += 1
+    for k in range(parts):
+        ptr[k + 1] += ptr[k]
+    at = ptr[:-1].copy()
+    out = np.empty(ptr[-1], np.int64)
+    for i in range(part.size):
+        if part[i] >= 0:
+            out[at[part[i]]] = i
+            at[part[i]] += 1
+    return out, ptr
+
+
+@numba.njit(cache=True)
+def _jitter(round_: int, row: int) -> float:
+    """A factor in [0.5, 1.5) from the round and the row (splitmix64's mix)."""
+    z = np.uint64(round_) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(row)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return 0.5 + float(z >> np.uint64(11)) / 2.0**53
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def _settle_all(
+    tail: IntArray, head: IntArray, const: FloatArray, hours: FloatArray, rate: FloatArray,
+    p_star: FloatArray, h_star: FloatArray, elasticity: FloatArray, sign: FloatArray,
+    row_part: IntArray, node_part: IntArray,
+    active: BoolArray, price: FloatArray, flow: FloatArray, settled: BoolArray, rounds: int,
+) -> int:  # fmt: skip
+    """Every component (``row_part``, ``node_part``: each row's and node's, numbered
+    0, 1, …; −1 elsewhere) in turn, copied into arrays the size of the largest; its
+    rows, prices, flows and whether it settled written back. The most rounds one took."""
+    rows, row_ptr = _by_part(row_part, settled.size)
+    nodes, node_ptr = _by_part(node_part, settled.size)
+    ground = p_star.size - 1
+    local = np.full(p_star.size, -1, np.int64)
+    nn_max = int(np.max(node_ptr[1:] - node_ptr[:-1])) + 1
+    r_max = int(np.max(row_ptr[1:] - row_ptr[:-1]))
+    lt, lh, gid = np.empty(r_max, np.int64), np.empty(r_max, np.int64), np.empty(r_max, np.int64)
+    cst, hrs, rt, fl = np.empty(r_max), np.empty(r_max), np.empty(r_max), np.empty(r_max)
+    act = np.empty(r_max, np.bool_)
+    ps, hs, el = np.empty(nn_max), np.empty(nn_max), np.empty(nn_max)
+    sg, pr = np.empty(nn_max), np.empty(nn_max)
+    work = _work(nn_max, r_max)
+    most = 0
+    for c in range(settled.size):
+        n_lo, m = node_ptr[c], node_ptr[c + 1] - node_ptr[c]
+        r_lo, r = row_ptr[c], row_ptr[c + 1] - row_ptr[c]
+        for i in range(m):
+            v = nodes[n_lo + i]
+            local[v] = i
+            ps[i], hs[i], el[i], sg[i], pr[i] = (
+                p_star[v],
+                h_star[v],
+                elasticity[v],
+                sign[v],
+                price[v],
+            )
+        local[ground] = m  # the ground is the component's last node
+        ps[m], hs[m], el[m], sg[m], pr[m] = 1.0, 0.0, 0.0, 0.0, 0.0
+        for i in range(r):
+            g = rows[r_lo + i]
+            lt[i], lh[i], gid[i] = local[tail[g]], local[head[g]], g
+            cst[i], hrs[i], rt[i], act[i] = const[g], hours[g], rate[g], active[g]
+        ok, used = _settle_one(
+            lt[:r], lh[:r], cst[:r], hrs[:r], rt[:r], gid[:r],
+            ps[: m + 1], hs[: m + 1], el[: m + 1], sg[: m + 1],
+            act[:r], pr[: m + 1], fl[:r], rounds, work,
+        )  # fmt: skip
+        most = max(most, used)
+        settled[c] = ok
+        for i in range(m):
+            price[nodes[n_lo + i]] = pr[i]
+        for i in range(r):
+            active[rows[r_lo + i]] = act[i]
+            flow[rows[r_lo + i]] = fl[i]
+    return most
+
+
+@numba.njit(cache=True)
+def _work(nn: int, r: int) -> Work:
+    """Scratch arrays for a component of up to ``nn`` nodes and ``r`` rows, in the order
+    :func:`_settle_one` unpacks them."""
+    node_i, node_b, node_f = np.empty(nn, np.int64), np.empty(nn, np.bool_), np.empty(nn)
+    return (
+        np.empty(nn + 1, np.int64), np.empty(2 * r, np.int64),  # rows by node (CSR)
+        node_b.copy(), node_i.copy(), node_i.copy(), node_i.copy(), node_i.copy(),
+        node_i.copy(), node_i.copy(), np.empty(nn + 1, np.int64), node_b.copy(),
+        node_f.copy(), node_f.copy(), node_f.copy(), node_f.copy(), node_f.copy(),
+        node_b.copy(), np.empty(r), np.empty(r, np.int64), np.empty(r, np.int64),
+        np.empty(r, np.int64), np.empty(2 * nn), np.empty(2 * nn, np.int64),
+        np.empty(2 * r, np.int64),
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _settle_one(
+    lt: IntArray, lh: IntArray, cst: FloatArray, hrs: FloatArray, rt: FloatArray,
+    gid: IntArray, ps: FloatArray, hs: FloatArray, el: FloatArray, sg: FloatArray,
+    act: BoolArray, pr: FloatArray, fl: FloatArray, rounds: int, work: Work,
+) -> tuple[bool, int]:  # fmt: skip
+    """The rounds on one component: nodes 0..m−1 and the ground m, rows from ``lt`` to
+    ``lh`` (``gid``: their rows in the whole network); the used rows ``act``, prices
+    ``pr`` and flows ``fl`` updated in place. Whether it settled, and its rounds."""
+    (ptr, adj, visited, parent, prow, depth, tree, group, order, start, changed,
+     off, req, hours, slope, hours_at, dirty, bad, wrong, wrong_a, wrong_b, worst, first,
+     toggled) = work  # fmt: skip
+    m = ps.size - 1
+    _rows_by_node(lt, lh, m + 1, ptr, adj)
+    # the nodes of trees the last round changed (all, at first): only their trees are
+    # solved again; a node's hours are evaluated again only where its price moved
+    dirty[: m + 1] = True
+    hours_at[: m + 1] = np.nan
+    ok = False
+    fewest, since, rnd = lt.size + 1, 0, 0
+    for rnd in range(rounds + 1):
+        n_order, n_trees = _root(
+            lt, lh, cst, act, ptr, adj, dirty, m,
+            visited, parent, prow, depth, tree, group, order, start, changed, off,
+        )  # fmt: skip
+        cleared = _solve(
+            lt, lh, ps, hs, el, sg, pr, fl, order, start, changed, off, parent, prow,
+            n_order, n_trees, req, hours, slope, hours_at,
+        )  # fmt: skip
+        n_wrong = _wrong_rows(lt, lh, cst, hrs, rt, act, pr, fl, group, m, bad, wrong,
+                              wrong_a, wrong_b)  # fmt: skip
+        if n_wrong == 0 and cleared:
+            ok = True
+            break
+        fewest, since = (n_wrong, 0) if n_wrong < fewest else (fewest, since + 1)
+        # stalled: a few rows left that keep changing one another, for the caller
+        if n_wrong == 0 or rnd == rounds or since > _STALL:
+            break
+        _change(
+            rnd, n_wrong, lt, lh, cst, rt, gid, act, pr, fl, m, ptr, adj, parent, prow,
+            depth, tree, bad, wrong, wrong_a, wrong_b, worst, first, toggled, dirty,
+        )  # fmt: skip
+    # flows within rounding of 0 are 0
+    for i in range(lt.size):
+        if act[i] and fl[i] < 0 and not fl[i] < -ROUNDING * hrs[i]:
+            fl[i] = 0.0
+    return ok, rnd
+
+
+@numba.njit(cache=True)
+def _rows_by_node(lt: IntArray, lh: IntArray, nn: int, ptr: IntArray, adj: IntArray) -> None:
+    """Every row at both its ends, by node (CSR: ``adj[ptr[v]:ptr[v + 1]]``)."""
+    ptr[: nn + 1] = 0
+    for i in range(lt.size):
+        ptr[lt[i] + 1] += 1
+        ptr[lh[i] + 1] += 1
+    for v in range(nn):
+        ptr[v + 1] += ptr[v]
+    for i in range(lt.size):
+        adj[ptr[lt[i]]] = i
+        ptr[lt[i]] += 1
+        adj[ptr[lh[i]]] = i
+        ptr[lh[i]] += 1
+    for v in range(nn, 0, -1):
+        ptr[v] = ptr[v - 1]
+    ptr[0] = 0
+
+
+@numba.njit(cache=True)
+def _root(
+    lt: IntArray, lh: IntArray, cst: FloatArray, act: BoolArray, ptr: IntArray,
+    adj: IntArray, dirty: BoolArray, m: int, visited: BoolArray, parent: IntArray,
+    prow: IntArray, depth: IntArray, tree: IntArray, group: IntArray, order: IntArray,
+    start: IntArray, changed: BoolArray, off: FloatArray,
+) -> tuple[int, int]:  # fmt: skip
+    """Root the forest ``act``, breadth first: the ground's tree first, then the others
+    from their lowest node. Each node's parent, row to it, depth, tree, group (the tree,
+    or the ground's branch) and price relative to its root (π_b = π_a + c along a row);
+    where each tree starts in ``order`` and whether it holds a ``dirty`` node. The nodes
+    ordered and the trees."""
+    nn = m + 1
+    visited[:nn] = False
+    n_order, n_trees = 0, 0
+    for k in range(nn):
+        root = m if k == 0 else k - 1
+        if visited[root]:
+            continue
+        start[n_trees] = n_order
+        visited[root] = True
+        parent[root], prow[root], depth[root], off[root] = -1, -1, 0, 0.0
+        tree[root] = n_trees
+        group[root] = -1 if root == m else nn + n_trees
+        touched = dirty[root]
+        order[n_order] = root
+        n_order += 1
+        q = n_order - 1
+        while q < n_order:
+            u = order[q]
+            q += 1
+            for e in range(ptr[u], ptr[u + 1]):
+                i = adj[e]
+                if not act[i] or i == prow[u]:
+                    continue
+                w = lh[i] if lt[i] == u else lt[i]
+                if visited[w]:  # a row closing a cycle (a guard: the rounds make none)
+                    act[i] = False
+                    touched = True
+                    continue
+                visited[w] = True
+                parent[w], prow[w], depth[w], tree[w] = u, i, depth[u] + 1, n_trees
+                off[w] = off[u] + cst[i] if lt[i] == u else off[u] - cst[i]
+                group[w] = w if u == m else group[u]
+                touched = touched or dirty[w]
+                order[n_order] = w
+                n_order += 1
+        changed[n_trees] = touched
+        n_trees += 1
+    start[n_trees] = n_order
+    return n_order, n_trees
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _solve(
+    lt: IntArray, lh: IntArray, ps: FloatArray, hs: FloatArray, el: FloatArray,
+    sg: FloatArray, pr: FloatArray, fl: FloatArray, order: IntArray, start: IntArray,
+    changed: BoolArray, off: FloatArray, parent: IntArray, prow: IntArray, n_order: int,
+    n_trees: int, req: FloatArray, hours: FloatArray, slope: FloatArray,
+    hours_at: FloatArray,
+) -> bool:  # fmt: skip
+    """Prices of the changed trees (the ground's at its offsets) and every row's flow:
+    the row to a node's parent carries its subtree's net demand. Whether every tree
+    cleared."""
+    m = ps.size - 1
+    cleared = True
+    for q in range(start[0], start[1]):
+        pr[order[q]] = off[order[q]]
+    for t_i in range(1, n_trees):
+        if not changed[t_i]:  # the same nodes and rows as last round: the same prices
+            continue
+        a, b = start[t_i], start[t_i + 1]
+        t, done = _level(order, a, b, off, pr, ps, hs, el, sg, hours, slope, hours_at)
+        cleared = cleared and done
+        for q in range(a, b):
+            pr[order[q]] = t + off[order[q]]
+    for v in range(m + 1):
+        x = pr[v]
+        if x != hours_at[v]:
+            if x > 0:
+                hours[v] = hs[v] * np.exp(el[v] * np.log(x / ps[v]))
+                slope[v] = el[v] * hours[v] / x
+            else:
+                hours[v], slope[v] = (np.inf if sg[v] > 0 else 0.0), 0.0
+            hours_at[v] = x
+        req[v] = sg[v] * hours[v]
+    req[m] = 0.0
+    fl[:] = 0.0
+    for q in range(n_order - 1, -1, -1):
+        v = order[q]
+        i = prow[v]
+        if i >= 0:
+            fl[i] = req[v] if lh[i] == v else -req[v]
+            req[parent[v]] += req[v]
+    return cleared
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _wrong_rows(
+    lt: IntArray, lh: IntArray, cst: FloatArray, hrs: FloatArray, rt: FloatArray,
+    act: BoolArray, pr: FloatArray, fl: FloatArray, group: IntArray, m: int,
+    bad: FloatArray, wrong: IntArray, wrong_a: IntArray, wrong_b: IntArray,
+) -> int:  # fmt: skip
+    """The wrong rows — a used row with negative flow, an unused row that pays — how far
+    each is from right in the units of its rounding, and the two groups it joins (a
+    bound row's: its segment's, twice). How many."""
+    n_wrong = 0
+    for i in range(lt.size):
+        reduced = pr[lt[i]] - pr[lh[i]] + cst[i]
+        badness = -fl[i] / hrs[i] if act[i] else -reduced / rt[i]
+        if badness > ROUNDING:
+            wrong[n_wrong], bad[n_wrong] = i, badness
+            wrong_a[n_wrong] = group[lh[i]] if lt[i] == m else group[lt[i]]
+            wrong_b[n_wrong] = group[lt[i]] if lh[i] == m else group[lh[i]]
+            n_wrong += 1
+    return n_wrong
+
+
+@numba.njit(cache=True)
+def _change(
+    rnd: int, n_wrong: int, lt: IntArray, lh: IntArray, cst: FloatArray, rt: FloatArray,
+    gid: IntArray, act: BoolArray, pr: FloatArray, fl: FloatArray, m: int, ptr: IntArray,
+    adj: IntArray, parent: IntArray, prow: IntArray, depth: IntArray, tree: IntArray,
+    bad: FloatArray, wrong: IntArray, wrong_a: IntArray, wrong_b: IntArray,
+    worst: FloatArray, first: IntArray, toggled: IntArray, dirty: BoolArray,
+) -> None:  # fmt: skip
+    """One change per group: its worst wrong row after the random factor; a row between
+    two groups changes only if it is the worst of both (ties: the first). An entering
+    row that closes a cycle takes out the row the ratio test picks; a node a leaving
+    bound row strands takes its best row. The nodes at the changed rows' ends become
+    ``dirty``."""
+    for k in range(n_wrong):
+        bad[k] *= _jitter(rnd, gid[wrong[k]])
+        worst[wrong_a[k]] = worst[wrong_b[k]] = -np.inf
+        first[wrong_a[k]] = first[wrong_b[k]] = lt.size
+    for k in range(n_wrong):
+        ga, gb = wrong_a[k], wrong_b[k]
+        worst[ga], worst[gb] = max(worst[ga], bad[k]), max(worst[gb], bad[k])
+    for k in range(n_wrong):
+        ga, gb = wrong_a[k], wrong_b[k]
+        if bad[k] >= worst[ga] and bad[k] >= worst[gb]:
+            first[ga], first[gb] = min(first[ga], wrong[k]), min(first[gb], wrong[k])
+    n_tog = 0
+    strands = False
+    for k in range(n_wrong):
+        i = wrong[k]
+        if first[wrong_a[k]] != i or first[wrong_b[k]] != i:
+            continue
+        toggled[n_tog] = i
+        n_tog += 1
+        strands = strands or (act[i] and (lt[i] == m or lh[i] == m))
+        if not act[i] and tree[lt[i]] == tree[lh[i]]:
+            out = _leaving(i, lt, lh, fl, parent, prow, depth)
+            if out >= 0:
+                toggled[n_tog] = out
+                n_tog += 1
+    dirty[: m + 1] = False
+    for k in range(n_tog):
+        i = toggled[k]
+        act[i] = not act[i]
+        dirty[lt[i]] = dirty[lh[i]] = True
+    if strands:
+        _rejoin(toggled[:n_tog], lt, lh, cst, rt, pr, act, ptr, adj, m, dirty)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _level(
+    order: IntArray, a: int, b: int, off: FloatArray, pr: FloatArray, ps: FloatArray,
+    hs: FloatArray, el: FloatArray, sg: FloatArray, hours: FloatArray, slope: FloatArray,
+    hours_at: FloatArray,
+) -> tuple[float, bool]:  # fmt: skip
+    """The level t of the tree ``order[a:b]`` that balances it (module docstring of
+    :mod:`pricing.market.forest`), and whether it got there. Each node's hours and their
+    slope at its price t + off are left in ``hours``, ``slope`` and ``hours_at``.
+
+    The iteration starts where the tree's balance, linear in each node's hours about
+    its last price (``hours_at``: their last evaluation), is 0 — one Newton step paid
+    for by the last round — or, the first time, at the prices' weighted mean. After the
+    last step, of at most 1e-9 of t, each node's hours move along their slope: the
+    error is of the order of the step squared (1e-18), below rounding."""
+    lo, hi, wsum, tsum = -np.inf, np.inf, 0.0, 0.0
+    known, level, rise = True, 0.0, 0.0
+    for q in range(a, b):
+        v = order[q]
+        if sg[v] > 0:
+            lo = max(lo, -off[v])
+        wsum += hs[v]
+        tsum += hs[v] * (pr[v] - off[v])
+        known = known and hours_at[v] == pr[v]
+        level += sg[v] * (hours[v] + slope[v] * (off[v] - pr[v]))
+        rise += sg[v] * slope[v]
+    if lo == -np.inf:
+        lo = 0.0
+    t = -level / rise if known else tsum / max(wsum, 1e-300)
+    if not (np.isfinite(t) and t > lo):
+        t = tsum / max(wsum, 1e-300)
+    if not (np.isfinite(t) and t > lo):
+        t = lo + max(1e-3 * abs(lo), 1e-9)
+    for _ in range(_NEWTON_ITERATIONS):
+        d, s, ds, ss = 0.0, 0.0, 0.0, 0.0
+        for q in range(a, b):
+            v = order[q]
+            x = t + off[v]
+            if x > 0:
+                h = hs[v] * np.exp(el[v] * np.log(x / ps[v]))
+                dh = el[v] * h / x
+            else:
+                h, dh = (np.inf if sg[v] > 0 else 0.0), 0.0
+            hours[v], slope[v] = h, dh
+            if sg[v] > 0:
+                d += h
+                ds += dh
+            else:
+                s += h
+                ss += dh
+        g = d - s
+        if g > 0:
+            lo = max(lo, t)
+        if g < 0:
+            hi = min(hi, t)
+        newton = t * np.exp(-np.log(d / s) / (t * (ds / d - ss / s)))
+        if not (t > 0 and s > 0 and np.isfinite(newton)):
+            newton = t - g / (ds - ss)
+        wide = 0.5 * (lo + hi) if np.isfinite(hi) else t + 2.0 * (t - lo)
+        step = newton if (newton > lo and newton <= hi) else wide
+        if abs(g) <= 1e-15 * (d + s):
+            for q in range(a, b):
+                v = order[q]
+                hours_at[v] = t + off[v]
+            return t, True
+        if abs(step - t) <= 1e-9 * abs(t):
+            for q in range(a, b):
+                v = order[q]
+                hours[v] += slope[v] * (step - t)
+                hours_at[v] = step + off[v]
+            return step, True
+        t = step
+    for q in range(a, b):
+        v = order[q]
+        hours_at[v] = np.nan
+    return t, False
+
+
+@numba.njit(cache=True)
+def _leaving(
+    i: int, lt: IntArray, lh: IntArray, fl: FloatArray, parent: IntArray, prow: IntArray,
+    depth: IntArray,
+) -> int:  # fmt: skip
+    """The row that leaves when row ``i`` enters and closes a cycle: of the cycle's rows
+    that the flow pushed along i runs against, the one of least flow; if none, the
+    cycle's row of least flow (the ratio test)."""
+    a, b = lt[i], lh[i]
+    against, against_flow, least, least_flow = -1, np.inf, -1, np.inf
+    while a != b and a >= 0 and b >= 0:
+        if depth[b] >= depth[a]:  # the b side: pushed from b up to where the ends meet
+            x = b
+            row = prow[x]
+            down = lh[row] == x
+            b = parent[x]
+        else:  # the a side: pushed down to a
+            x = a
+            row = prow[x]
+            down = lt[row] == x
+            a = parent[x]
+        if row < 0:
+            break
+        if down and fl[row] < against_flow:
+            against, against_flow = row, fl[row]
+        if fl[row] < least_flow:
+            least, least_flow = row, fl[row]
+    return against if against >= 0 else least
+
+
+@numba.njit(cache=True)
+def _rejoin(
+    toggled: IntArray, lt: IntArray, lh: IntArray, cst: FloatArray, rt: FloatArray,
+    pr: FloatArray, act: BoolArray, ptr: IntArray, adj: IntArray, m: int, dirty: BoolArray,
+) -> None:  # fmt: skip
+    """A node the toggled rows left without a row takes its row of least reduced cost
+    (relative to its rate) to another node that is not the ground."""
+    for k in range(toggled.size):
+        for v in (lt[toggled[k]], lh[toggled[k]]):
+            if v == m:
+                continue
+            best, best_cost, alone = -1, np.inf, True
+            for e in range(ptr[v], ptr[v + 1]):
+                i = adj[e]
+                if act[i]:
+                    alone = False
+                    break
+                if lt[i] != m and lh[i] != m:
+                    cost = (pr[lt[i]] - pr[lh[i]] + cst[i]) / rt[i]
+                    if cost < best_cost:
+                        best, best_cost = i, cost
+            if alone and best >= 0:
+                act[best] = True
+                dirty[lt[best]] = dirty[lh[best]] = True
