@@ -17,8 +17,9 @@ and the default store ``./pricing-runs``; the output blocks run in order in anot
 fresh one, so each shows what a first run prints. Outputs are compared after
 :func:`normalized`: what changes from run to run or machine to machine (timestamps,
 build stamps, step timings, peak memory, thread counts, the solver's residuals, the
-checkout's path) is masked; everything else — rates, hours, counts, column layout —
-must match character for character, as printed (rates to the cent).
+checkout's path) is masked, and a float printed whole (``--json``) compares at 10
+significant digits; everything else — rates, hours, counts, column layout — must match
+character for character, as printed (rates to the cent).
 
     python docs/readme.py            # check: run everything, print the differences, exit 1 on any
     python docs/readme.py --write    # make docs: rewrite the output blocks from real runs
@@ -52,9 +53,21 @@ _VOLATILE = [
     (re.compile(r"build=\d{8}T\d+Z"), "build=<build>"),
     (re.compile(r"(?m)^(\s*time: ).*$"), r"\1<timings>"),
     (re.compile(r"\(\d+ threads?\)"), "(<n> threads)"),
-    # --json: step timings, memory, threads, and residuals (solver noise, ~1e-12)
+    # --json: step timings, memory, threads, residuals (solver noise, ~1e-12) and the plan's
+    # value rounding (|integer-scaled − exact| model value, ~1e-7: its digits are the
+    # option values' last digits)
     (re.compile(rf'("(?:{"|".join(STEPS)})": )[-0-9.e]+'), r"\1<s>"),
-    (re.compile(r'("(?:peak_memory_mb|threads|max_residual)": )[-0-9.e]+'), r"\1<n>"),
+    (
+        re.compile(r'("(?:peak_memory_mb|threads|max_residual|value_rounding)": )[-0-9.e]+'),
+        r"\1<n>",
+    ),
+    # --json: any other float printed whole (11 or more decimals) to 10 significant digits:
+    # its last digits are the solvers' rounding (~1e-15), which moves with the path a
+    # component takes, so two runs agree to a tolerance (5e-11), not bit for bit
+    (
+        re.compile(r"(?<![\w.])-?\d+\.\d{11,}(?:e[-+]?\d+)?"),
+        lambda m: f"{float(m.group(0)):.10g}",
+    ),
 ]
 
 

@@ -90,10 +90,18 @@ def table(
     )
 
 
+#: a relative change smaller than this is the solvers' rounding (their answers are exact
+#: to ~1e-15 relative, verified to 1e-6): no change, shown without a sign of its own
+NO_CHANGE = 1e-12
+
+
 def share(value: Any, signed: bool = False) -> str:
     """A fraction (a fill of 1.032, a gap of 0.05) as a percentage, the one way
     percentages print on the terminal and on the page: ``103.2 %``, or with ``signed``
-    (a change) ``+5.0 %``. Tables and JSON keep the fraction."""
+    (a change) ``+5.0 %``, a change within :data:`NO_CHANGE` of 0 as ``+0.0 %``. Tables
+    and JSON keep the fraction."""
+    if signed and isinstance(value, float | int) and abs(value) < NO_CHANGE:
+        value = 0.0
     return number(None if value is None else 100 * value, "{:+.1f} %" if signed else "{:.1f} %")
 
 

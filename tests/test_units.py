@@ -23,6 +23,8 @@ def test_share_and_number_have_one_format() -> None:
     assert share(1.0324) == "103.2 %"
     assert share(0.0126, signed=True) == signed_share(0.0126) == "+1.3 %"
     assert signed_share(-0.0004) == "-0.0 %"
+    # a rate that two exact solves put 1e-15 apart did not change: no sign of its own
+    assert signed_share(-1e-15) == signed_share(1e-15) == "+0.0 %"
     assert share(math.nan) == share(None) == MISSING == "–"
     assert number(None) == number(float("inf")) == "–"
     assert number(np.float64(1234.5)) == "1,234.50"

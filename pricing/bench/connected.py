@@ -9,9 +9,10 @@ fees, frictions up to 15 % of the rate. Each case runs through the suite's harne
 interleaved, medians and min–max, ``ratio = median / baseline median``. The solve's
 own timings (closed form; ``interior``: the coupled components, forest and interior
 point) are reported per case, with the largest verification residual and the interior
-point's iterations (0 where the forest settled everything); there is no compile phase
-(the problem's structure — the forest's network, the interior point's pairs, classes
-and sparse pattern — is built inside that time).
+point's iterations (0 where the forest settled everything). The problem's structure (the
+forest's network, the interior point's pairs, classes and sparse pattern) is built
+inside that time; the one compile, numba's of the compiled rounds at a process's first
+solve, happens in the warm-up and is timed by ``connected.compile``.
 
 - ``connected.cut``: ``solve`` of 10^4 connected segments; baseline: the same segments
   cut into components of 10 (``component_size=10``), what the engine already did well;
@@ -19,9 +20,14 @@ and sparse pattern — is built inside that time).
 - ``connected.large``: ``solve`` of 10^5 connected segments; baseline: the closed-form
   kernel on the same segments (the floor of any clearing method); target under 3 s.
 - ``connected.small``: ``solve`` of 10^5 segments in components of 2–50
-  (bench_equilibrium's coupled market), every component settled by the cold forest in
-  33 rounds; baseline: the closed-form kernel; target ≤ 150× (measured 790× at load
-  ~2.7, 0.55 s against 0.69 ms; the interior point alone took 1.78 s, 2,470×).
+  (bench_equilibrium's coupled market), every component settled by the cold forest's
+  rounds, compiled (:mod:`pricing.market.pivots`); baseline: the closed-form kernel;
+  target ≤ 150× (measured 790× at load ~2.7 with the vectorized rounds, 0.55 s against
+  0.69 ms; the interior point alone took 1.78 s, 2,470×).
+- ``connected.compile``: the compile of those compiled rounds, apart from any solve: a
+  fresh process solves 2,000 segments in components of 2–50 twice with an empty numba
+  cache (its first solve compiles; ``first_solve − second_solve`` is the compile);
+  baseline: the same with the cache beside the module (the first solve loads it).
 - ``connected.whatif``: ``solve(shifted, baseline=base)`` after demand +10 % in one
   category of the connected 10^5 market, warm-started; baseline: a cold solve of the
   same shifted market; target under 0.5 s.
@@ -39,6 +45,11 @@ Every solve is checked (``ok`` and max residual ≤ 1e-6) before it is timed.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -91,6 +102,34 @@ def clean_run(data: Path) -> dict[str, Any]:
     if result["degraded"]:
         raise RuntimeError(f"the nightly run on {data} is degraded: {result['degraded']}")
     return result
+
+
+#: a fresh process: 2,000 segments in components of 2–50 solved twice, each solve timed
+_TWICE = """
+import json, time
+from pricing.market.equilibrium import solve
+from pricing.market.synthetic import random_market
+market = random_market(2000, (2, 50), seed=5)
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    solve(market)
+    times.append(time.perf_counter() - start)
+print(json.dumps({"first_solve": times[0], "second_solve": times[1]}))
+"""
+
+
+def solved_twice(empty_cache: bool) -> dict[str, float]:
+    """:data:`_TWICE` in a fresh process, with an empty numba cache (the first solve
+    compiles) or the one beside the module (the first solve loads it)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache} if empty_cache else None
+        out = subprocess.run(
+            [sys.executable, "-c", _TWICE], env=env, capture_output=True, text=True, check=True
+        )
+    times: dict[str, float] = json.loads(out.stdout)
+    times["compile"] = times["first_solve"] - times["second_solve"]
+    return times
 
 
 def checked(result: EquilibriumResult) -> EquilibriumResult:
@@ -156,6 +195,17 @@ def cases(quick: bool) -> Iterator[Case]:
         "closed form",
         lambda: closed_form_kernel(small_inputs),
         details=details,
+    )
+    yield Case(
+        "connected.compile",
+        {"segments": 2_000, "components": "2-50"},
+        lambda: solved_twice(empty_cache=True),
+        "the same process loading the cache",
+        lambda: solved_twice(empty_cache=False),
+        repeat=1,
+        warmup=False,
+        details=lambda times: times,
+        baseline_details=lambda times: times,
     )
     what_if = shifted(large)
     checked(solve(what_if, baseline=base))
