@@ -145,3 +145,9 @@ def test_the_pivot_factor_is_spread_over_half_to_three_halves() -> None:
     assert values.min() >= 0.5 and values.max() < 1.5
     assert abs(values.mean() - 1.0) < 0.015
     assert np.unique(values).size == values.size
+
+
+def test_warming_settles_one_segment_and_its_pool() -> None:
+    """``make``'s set-up compiles the loops through :func:`pivots.warm`: one segment and
+    its own pool, which settle in the first round (it raises otherwise)."""
+    pivots.warm()

@@ -57,6 +57,12 @@ that is the worst of either group it joins. It is an active-set method without a
 proof of convergence, so the rounds stop at their limit or when the wrong rows have not
 fallen for :data:`_STALL` rounds, and a component left unsettled goes back to the
 caller (the interior point) unconverged.
+
+**Where the rounds run.** :func:`finish` is the rounds vectorized over a whole network,
+re-solving only what a round touched; :mod:`pricing.market.pivots` runs the same rounds
+compiled, one component at a time, and sends here only components above its size limit
+(its docstring has the measured crossover). The tree solves and flows above are the
+ones both follow.
 """
 
 from __future__ import annotations

@@ -391,7 +391,8 @@ def _runs(labels: IntArray, n_comp: int) -> tuple[IntArray, IntArray]:
 
 def solve_coupled(pb: CoupledProblem, start: Start | None = None) -> CoupledSolution:
     """Clear every component of ``pb``. Cold, every component is first solved as a forest
-    (:mod:`pricing.market.forest`) from the uncoupled solution — every segment served by
+    (:mod:`pricing.market.forest`; the rounds compiled per component up to a size,
+    :mod:`pricing.market.pivots`) from the uncoupled solution — every segment served by
     its own pool — and those the forest leaves unsettled by the interior point (finished
     on a forest where its active set is decided), then an active-set polish. From a
     ``start`` (a what-if's baseline, :func:`warm_start`: its active set is mostly the

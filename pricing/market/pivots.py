@@ -111,6 +111,22 @@ def settle(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
     return Finish(price, flow, np.flatnonzero(active), settled, used)
 
 
+def warm() -> None:
+    """Compile the loops now, not at a process's first coupled solve: one segment and its
+    own pool, settled (``make``'s set-up calls it, so a fresh install's first run does not
+    pay numba's compile; the machine code is cached beside this module)."""
+    one, zero = np.ones(1), np.zeros(1)
+    settled = np.zeros(1, bool)
+    _settle_all(
+        np.array([0]), np.array([1]), zero, one, one,
+        np.ones(3), np.array([1.0, 1.0, 0.0]), np.array([0.5, -0.5, 0.0]),
+        np.array([-1.0, 1.0, 0.0]), np.array([0]), np.array([0, 0, -1]),
+        np.ones(1, bool), np.array([1.0, 1.0, 0.0]), zero.copy(), settled, 1,
+    )  # fmt: skip
+    if not settled.all():
+        raise RuntimeError("the compiled rounds did not settle one segment and its pool")
+
+
 @numba.njit(cache=True)
 def _by_part(part: IntArray, parts: int) -> tuple[IntArray, IntArray]:
     """The positions of ``part`` (−1: none) grouped by part, and where each part starts."""
