@@ -151,3 +151,21 @@ def test_warming_settles_one_segment_and_its_pool() -> None:
     """``make``'s set-up compiles the loops through :func:`pivots.warm`: one segment and
     its own pool, which settle in the first round (it raises otherwise)."""
     pivots.warm()
+
+
+@pytest.mark.parametrize("seed", [0, 3, 4, 5])
+def test_denser_components_settle_within_the_round_limit(seed: int) -> None:
+    """10^4 segments in components of 2–50 with four extra edges a segment: every
+    component settles in the compiled rounds within the cold solve's limit (100). A
+    component stops only at the limit (module docstring): stopped after 15 rounds without
+    fewer wrong rows, as the vectorized rounds stop the whole network, 2–6 components of
+    each of these markets went to the interior point."""
+    market = random_market(10_000, (2, 50), seed=seed, extra_edges=4.0)
+    p_star = market.uncoupled_rate()
+    problem, _, _ = _coupled_problem(
+        market, np.ones(len(market), bool), p_star, market.demand_hours(p_star)
+    )
+    net = Network.build(problem)
+    home = np.flatnonzero(net.head - net.tail == net.n)
+    answer = pivots.settle(net, home, np.r_[p_star, p_star, 0.0], rounds=100)
+    assert answer.settled.all()
