@@ -229,7 +229,7 @@ def _work(nn: int, r: int) -> Work:
         node_f.copy(), node_f.copy(), node_f.copy(), node_f.copy(), node_f.copy(),
         node_b.copy(), np.empty(r), np.empty(r, np.int64), np.empty(r, np.int64),
         np.empty(r, np.int64), np.empty(2 * nn), np.empty(2 * nn, np.int64),
-        np.empty(2 * r, np.int64),
+        np.empty(2 * r, np.int64), node_b.copy(),
     )  # fmt: skip
 
 
@@ -244,13 +244,14 @@ def _settle_one(
     ``pr`` and flows ``fl`` updated in place. Whether it settled, and its rounds."""
     (ptr, adj, visited, parent, prow, depth, tree, group, order, start, changed,
      off, req, hours, slope, hours_at, dirty, bad, wrong, wrong_a, wrong_b, worst, first,
-     toggled) = work  # fmt: skip
+     toggled, uncleared) = work  # fmt: skip
     m = ps.size - 1
     _rows_by_node(lt, lh, m + 1, ptr, adj)
     # the nodes of trees the last round changed (all, at first): only their trees are
     # solved again; a node's hours are evaluated again only where its price moved
     dirty[: m + 1] = True
     hours_at[: m + 1] = np.nan
+    uncleared[: m + 1] = False
     ok, rnd = False, 0
     for rnd in range(rounds + 1):
         n_order, n_trees = _root(
@@ -259,7 +260,7 @@ def _settle_one(
         )  # fmt: skip
         cleared = _solve(
             lt, lh, ps, hs, el, sg, pr, fl, order, start, changed, off, parent, prow,
-            n_order, n_trees, req, hours, slope, hours_at,
+            n_order, n_trees, req, hours, slope, hours_at, uncleared,
         )  # fmt: skip
         n_wrong = _wrong_rows(lt, lh, cst, hrs, rt, act, pr, fl, group, m, bad, wrong,
                               wrong_a, wrong_b)  # fmt: skip
@@ -357,13 +358,13 @@ def _solve(
     sg: FloatArray, pr: FloatArray, fl: FloatArray, order: IntArray, start: IntArray,
     changed: BoolArray, off: FloatArray, parent: IntArray, prow: IntArray, n_order: int,
     n_trees: int, req: FloatArray, hours: FloatArray, slope: FloatArray,
-    hours_at: FloatArray,
+    hours_at: FloatArray, uncleared: BoolArray,
 ) -> bool:  # fmt: skip
     """Prices of the changed trees (the ground's at its offsets) and every row's flow:
-    the row to a node's parent carries its subtree's net demand. Whether every tree
-    cleared."""
+    the row to a node's parent carries its subtree's net demand. Whether every tree has
+    cleared (``uncleared``: per node, whether its tree's iteration failed when last
+    solved; a tree no round changes again keeps its failure)."""
     m = ps.size - 1
-    cleared = True
     for q in range(start[0], start[1]):
         pr[order[q]] = off[order[q]]
     for t_i in range(1, n_trees):
@@ -371,9 +372,9 @@ def _solve(
             continue
         a, b = start[t_i], start[t_i + 1]
         t, done = _level(order, a, b, off, pr, ps, hs, el, sg, hours, slope, hours_at)
-        cleared = cleared and done
         for q in range(a, b):
             pr[order[q]] = t + off[order[q]]
+            uncleared[order[q]] = not done
     for v in range(m + 1):
         x = pr[v]
         if x != hours_at[v]:
@@ -392,7 +393,7 @@ def _solve(
         if i >= 0:
             fl[i] = req[v] if lh[i] == v else -req[v]
             req[parent[v]] += req[v]
-    return cleared
+    return not uncleared[: m + 1].any()
 
 
 @numba.njit(cache=True, error_model="numpy")
