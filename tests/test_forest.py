@@ -305,13 +305,17 @@ def test_a_forest_with_a_long_path_is_solved_level_by_level() -> None:
 
 
 # --------------------------------------------------------------------------- small components
-@SETTINGS
-@given(
+#: markets of small components: 300–3,000 segments in components of 2–4, 2–50 or 10
+SMALL_MARKETS = given(
     n=st.integers(300, 3000),
     sizes=st.sampled_from([(2, 4), (2, 50), (10, 10)]),
     seed=SEEDS,
     bounded=BOUNDED,
 )
+
+
+@SETTINGS
+@SMALL_MARKETS
 def test_small_components_settle_cold_as_forests_at_the_interior_points_rates(
     n: int, sizes: tuple[int, int], seed: int, bounded: float
 ) -> None:

@@ -19,13 +19,12 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from hypothesis import given, note
-from hypothesis import strategies as st
 from test_connected import BOUNDED, SEEDS, SETTINGS, SIZES
-from test_forest import EXACT, FLOW_TOL, RATE_TOL, verified
+from test_forest import EXACT, FLOW_TOL, RATE_TOL, SMALL_MARKETS, verified
 
 import pricing.market.pivots as pivots
 from pricing.market.equilibrium import EquilibriumResult, _coupled_problem, residuals, solve
-from pricing.market.forest import Network, finish, spanning_forest
+from pricing.market.forest import FloatArray, IntArray, Network, finish, spanning_forest
 from pricing.market.market import Market
 from pricing.market.synthetic import connected_market, random_market
 
@@ -50,6 +49,26 @@ def cold(market: Market) -> EquilibriumResult:
     return result
 
 
+def both_paths_agree(market: Market) -> None:
+    """Cold, the compiled and the vectorized rounds both settle ``market`` exactly, at
+    the same rates, wages and flows."""
+    compiled = cold(market)
+    with compiled_up_to(0):
+        vectorized = cold(market)
+    same_answer(compiled, vectorized)
+
+
+def home_start(market: Market) -> tuple[Network, IntArray, FloatArray]:
+    """``market``'s network, its home rows (the uncoupled forest) and the uncoupled
+    prices per node."""
+    p_star = market.uncoupled_rate()
+    problem, _, _ = _coupled_problem(
+        market, np.ones(len(market), bool), p_star, market.demand_hours(p_star)
+    )
+    net = Network.build(problem)
+    return net, np.flatnonzero(net.head - net.tail == net.n), np.r_[p_star, p_star, 0.0]
+
+
 def same_answer(a: EquilibriumResult, b: EquilibriumResult) -> None:
     np.testing.assert_allclose(a.rate, b.rate, rtol=RATE_TOL)
     np.testing.assert_allclose(a.wage, b.wage, rtol=RATE_TOL)
@@ -65,19 +84,11 @@ def test_a_connected_market_settles_alike_on_both_paths(n: int, seed: int, bound
     rates, wages and flows."""
     market = connected_market(n, seed=seed, bounded_share=bounded)
     note(f"connected_market({n}, seed={seed}, bounded_share={bounded})")
-    compiled = cold(market)
-    with compiled_up_to(0):
-        vectorized = cold(market)
-    same_answer(compiled, vectorized)
+    both_paths_agree(market)
 
 
 @SETTINGS
-@given(
-    n=st.integers(300, 3000),
-    sizes=st.sampled_from([(2, 4), (2, 50), (10, 10)]),
-    seed=SEEDS,
-    bounded=BOUNDED,
-)
+@SMALL_MARKETS
 def test_small_components_settle_alike_on_both_paths(
     n: int, sizes: tuple[int, int], seed: int, bounded: float
 ) -> None:
@@ -85,10 +96,7 @@ def test_small_components_settle_alike_on_both_paths(
     same answer."""
     market = random_market(n, sizes, seed=seed, bounded_share=bounded)
     note(f"random_market({n}, {sizes}, seed={seed}, bounded_share={bounded})")
-    compiled = cold(market)
-    with compiled_up_to(0):
-        vectorized = cold(market)
-    same_answer(compiled, vectorized)
+    both_paths_agree(market)
 
 
 def test_a_market_of_both_sizes_is_split_between_the_paths() -> None:
@@ -96,16 +104,9 @@ def test_a_market_of_both_sizes_is_split_between_the_paths() -> None:
     compiled, the others vectorized, in one call of :func:`pivots.settle`; every component
     settles, at the answer of either path alone, prices to 1e-9 and flows to 1e-8 of
     their hours."""
-    market = random_market(4000, (2, 400), seed=3, bounded_share=0.1)
-    p_star = market.uncoupled_rate()
-    problem, _, _ = _coupled_problem(
-        market, np.ones(len(market), bool), p_star, market.demand_hours(p_star)
-    )
-    net = Network.build(problem)
-    nodes = 2 * np.bincount(problem.component)
+    net, home, guess = home_start(random_market(4000, (2, 400), seed=3, bounded_share=0.1))
+    nodes = 2 * np.bincount(net.comp[home])
     assert (nodes <= 300).any() and (nodes > 300).any()
-    home = np.flatnonzero(net.head - net.tail == net.n)
-    guess = np.r_[p_star, p_star, 0.0]
     answers = {}
     for limit in (0, 300, 10**9):
         with compiled_up_to(limit):
@@ -125,15 +126,9 @@ def test_rounds_cut_short_leave_the_component_unsettled_for_the_interior_point(
 ) -> None:
     """One round is too few for a connected market of 1,500 segments: either path
     returns it unsettled, where it stopped, with no flow passed off as exact."""
-    market = connected_market(1500, seed=3, bounded_share=0.1)
-    p_star = market.uncoupled_rate()
-    problem, _, _ = _coupled_problem(
-        market, np.ones(len(market), bool), p_star, market.demand_hours(p_star)
-    )
-    net = Network.build(problem)
-    home = np.flatnonzero(net.head - net.tail == net.n)
+    net, home, guess = home_start(connected_market(1500, seed=3, bounded_share=0.1))
     with compiled_up_to(limit):
-        answer = pivots.settle(net, home, np.r_[p_star, p_star, 0.0], rounds=1)
+        answer = pivots.settle(net, home, guess, rounds=1)
     assert not answer.settled.any() and answer.rounds == 1
     assert np.isfinite(answer.price).all()
 
@@ -160,12 +155,6 @@ def test_denser_components_settle_within_the_round_limit(seed: int) -> None:
     component stops only at the limit (module docstring): stopped after 15 rounds without
     fewer wrong rows, as the vectorized rounds stop the whole network, 2–6 components of
     each of these markets went to the interior point."""
-    market = random_market(10_000, (2, 50), seed=seed, extra_edges=4.0)
-    p_star = market.uncoupled_rate()
-    problem, _, _ = _coupled_problem(
-        market, np.ones(len(market), bool), p_star, market.demand_hours(p_star)
-    )
-    net = Network.build(problem)
-    home = np.flatnonzero(net.head - net.tail == net.n)
-    answer = pivots.settle(net, home, np.r_[p_star, p_star, 0.0], rounds=100)
+    net, home, guess = home_start(random_market(10_000, (2, 50), seed=seed, extra_edges=4.0))
+    answer = pivots.settle(net, home, guess, rounds=100)
     assert answer.settled.all()

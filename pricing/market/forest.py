@@ -174,6 +174,13 @@ class Network:
     def nodes(self) -> int:
         return self.p_star.size
 
+    def node_component(self) -> IntArray:
+        """Every node's component, from its rows (the ground, in every component: −1)."""
+        out = np.full(self.nodes, -1, np.int64)
+        out[self.tail], out[self.head] = self.comp, self.comp
+        out[-1] = -1
+        return out
+
     def subnet(self, keep: BoolArray) -> tuple[Network, IntArray, IntArray]:
         """The nodes ``keep`` (the ground always) and the rows between them as a network of
         their own, with where its nodes and rows are in this one."""
@@ -564,14 +571,12 @@ class _Live:
     active: BoolArray
     node: IntArray  # per node of the part: its node in the whole
     row: IntArray  # per row of the part: its row in the whole
-    node_comp: IntArray  # per node of the whole: its component (the ground: 0)
+    node_comp: IntArray  # per node of the whole: its component (the ground: −1)
     components: int
 
     @classmethod
     def of(cls, net: Network, price: FloatArray, flow: FloatArray, active: BoolArray) -> _Live:
-        node_comp = np.zeros(net.nodes, np.int64)
-        node_comp[net.tail], node_comp[net.head] = net.comp, net.comp
-        node_comp[-1] = 0
+        node_comp = net.node_component()
         n_comp = int(np.unique(net.comp).size)
         return cls(price, flow, active, np.arange(net.nodes), np.arange(net.tail.size),
                    node_comp, n_comp)  # fmt: skip

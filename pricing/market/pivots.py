@@ -78,10 +78,8 @@ def settle(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
     node but the ground on a row) and the prices ``guess`` (per node): the components of
     at most :data:`COMPILED_NODES` nodes by the compiled rounds, the others by the
     vectorized ones."""
-    node_comp = np.full(net.nodes, -1, np.int64)
-    node_comp[net.tail], node_comp[net.head] = net.comp, net.comp
-    node_comp[-1] = -1
-    size = np.bincount(node_comp[:-1], minlength=net.n_comp)
+    node_comp = net.node_component()[:-1]  # every node but the ground is on a row
+    size = np.bincount(node_comp, minlength=net.n_comp)
     small = (size > 0) & (size <= COMPILED_NODES)
     compiled = np.where(small, np.cumsum(small) - 1, -1)  # the small ones numbered 0, 1, …
     price = guess.astype(np.float64, copy=True)
@@ -92,7 +90,7 @@ def settle(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
     used = 0
     if small.any():
         ok = np.zeros(int(small.sum()), bool)
-        node_part = np.where(node_comp >= 0, compiled[np.maximum(node_comp, 0)], -1)
+        node_part = np.append(compiled[node_comp], -1)  # the ground: in no part
         used = int(_settle_all(
             net.tail, net.head, net.const, net.hours, net.rate,
             net.p_star, net.h_star, net.elasticity, net.sign,
@@ -102,7 +100,7 @@ def settle(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
     large = size > COMPILED_NODES
     if large.any():
         keep = np.zeros(net.nodes, bool)
-        keep[:-1] = large[np.maximum(node_comp[:-1], 0)] & (node_comp[:-1] >= 0)
+        keep[:-1] = large[node_comp]
         sub, node, row = net.subnet(keep)
         at = np.full(net.tail.size, -1, np.int64)
         at[row] = np.arange(row.size)
