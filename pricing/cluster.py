@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pricing._version import __version__
 from pricing.errors import ClusterError
+from pricing.memory import keep_freed_memory
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -121,6 +122,10 @@ class Local:
 
 
 LOCAL = Local()
+
+# a solve's threads free large arrays many times a second: keep their pages
+# (:mod:`pricing.memory`)
+keep_freed_memory()
 
 #: whether this platform has multiprocessing's fork server (POSIX; not Windows, where
 #: parts that hold the GIL stay on threads)

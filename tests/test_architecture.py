@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pricing"
 
 #: The stages in data-flow order (docs/architecture.md). A module may import its own
 #: stage and earlier ones only. The foundation is what every stage uses: errors, statuses,
-#: settings, how results print, where parts run.
+#: settings, how results print, where parts run (and the allocator's thresholds for them).
 LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "pricing._version",
@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "pricing.display",
         "pricing.config",
         "pricing.cluster",
+        "pricing.memory",
     ),
     ("pricing.inputs",),
     ("pricing.estimation",),

@@ -18,7 +18,8 @@ compiled against vectorized): 10^4 segments 0.073 s against 0.093 s, 2·10^4 seg
 and larger ones the vectorized rounds.
 
 **The same method.** Network, rows and rule are the forest module's: a tree's level t_T
-by the safeguarded Newton iteration on log D_T − log S_T in log t; each row's flow the
+by a safeguarded iteration on log D_T − log S_T in log t (here Halley's step, below);
+each row's flow the
 net demand of the subtree below it; one change per group (a tree, or a branch of the
 ground's tree) a round, its worst wrong row after a random factor in [0.5, 1.5] (here a
 hash of the round and the row, so an answer does not depend on the order components are
@@ -37,9 +38,17 @@ Two savings are the compiled loop's own. A tree no row of the last round touched
 its root, level and flows (same nodes, same rows: same answer), so only changed trees
 are rooted and solved again (on that market 39 % of the nodes a round; re-rooting every
 tree took 10 % more time). And every node keeps its hours and their slope at its price:
-a changed tree's Newton iteration starts where its balance, linear in each node's hours
-about its last price, is 0 (the step the last round paid for), and the flows evaluate
-no curve twice.
+a changed tree's iteration starts where its balance, linear in each node's hours about
+its last price, is 0 (the step the last round paid for), and the flows evaluate no
+curve twice.
+
+The iteration takes Halley's step instead of Newton's: the curves' second derivatives
+come with no further evaluation of a curve, and the error falls with its cube instead
+of its square. On that market the changed trees' solves evaluate 2.19 million node
+curves instead of 2.56 million (tree solves that took three evaluations mostly take
+two), and the rounds take 3–5 % less time. The vectorized rounds keep Newton's step:
+there the extra sums cost more than the saved iterations (10^5 connected segments,
+0.84 s against 0.80 s).
 
 **Compiling.** numba compiles the loops at their first call and caches the machine code
 beside this module (``__pycache__``); ``make``'s set-up calls :func:`warm` so that no run
@@ -510,9 +519,16 @@ def _level(
 
     The iteration starts where the tree's balance, linear in each node's hours about
     its last price (``hours_at``: their last evaluation), is 0 — one Newton step paid
-    for by the last round — or, the first time, at the prices' weighted mean. After the
-    last step, of at most 1e-9 of t, each node's hours move along their slope: the
-    error is of the order of the step squared (1e-18), below rounding."""
+    for by the last round — or, the first time, at the prices' weighted mean. Then
+    Halley's step on f(u) = log D − log S, u = log t,
+
+        Δu = −2 f f′ / (2 f′² − f f″),   f′ = t (D′/D − S′/S),
+        f″ = f′ + t² (D″/D − (D′/D)² − S″/S + (S′/S)²),   h″ = (ε − 1) h′ / x,
+
+    Newton's (−f/f′) where Halley's correction would more than double it; outside the
+    bracket of the root, bisection. After the last step, of at most 1e-9 of t, each
+    node's hours move along their slope: the error is of the order of the step squared
+    (1e-18), below rounding."""
     lo, hi, wsum, tsum = -np.inf, np.inf, 0.0, 0.0
     known, level, rise = True, 0.0, 0.0
     for q in range(a, b):
@@ -532,28 +548,18 @@ def _level(
     if not (np.isfinite(t) and t > lo):
         t = lo + max(1e-3 * abs(lo), 1e-9)
     for _ in range(_NEWTON_ITERATIONS):
-        d, s, ds, ss = 0.0, 0.0, 0.0, 0.0
-        for q in range(a, b):
-            v = order[q]
-            x = t + off[v]
-            if x > 0:
-                h = hs[v] * np.exp(el[v] * np.log(x / ps[v]))
-                dh = el[v] * h / x
-            else:
-                h, dh = (np.inf if sg[v] > 0 else 0.0), 0.0
-            hours[v], slope[v] = h, dh
-            if sg[v] > 0:
-                d += h
-                ds += dh
-            else:
-                s += h
-                ss += dh
+        d, s, ds, ss, dd, sd = _sums(order, a, b, t, off, ps, hs, el, sg, hours, slope)
         g = d - s
         if g > 0:
             lo = max(lo, t)
         if g < 0:
             hi = min(hi, t)
-        newton = t * np.exp(-np.log(d / s) / (t * (ds / d - ss / s)))
+        # Halley's step (docstring), Newton's where its correction would double it
+        f0 = np.log(d / s)
+        f1 = t * (ds / d - ss / s)
+        f2 = f1 + t * t * (dd / d - (ds / d) ** 2 - sd / s + (ss / s) ** 2)
+        den = 2.0 * f1 * f1 - f0 * f2
+        newton = t * np.exp(-2.0 * f0 * f1 / den if den > f1 * f1 else -f0 / f1)
         if not (t > 0 and s > 0 and np.isfinite(newton)):
             newton = t - g / (ds - ss)
         wide = 0.5 * (lo + hi) if np.isfinite(hi) else t + 2.0 * (t - lo)
@@ -574,6 +580,37 @@ def _level(
         v = order[q]
         hours_at[v] = np.nan
     return t, False
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _sums(
+    order: IntArray, a: int, b: int, t: float, off: FloatArray, ps: FloatArray,
+    hs: FloatArray, el: FloatArray, sg: FloatArray, hours: FloatArray, slope: FloatArray,
+) -> tuple[float, float, float, float, float, float]:  # fmt: skip
+    """The tree ``order[a:b]`` at level ``t``: its demand D, supply S and their first
+    and second derivatives in t (D, S, D′, S′, D″, S″); each node's hours and slope left
+    in ``hours`` and ``slope``."""
+    d, s, ds, ss, dd, sd = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    for q in range(a, b):
+        v = order[q]
+        x = t + off[v]
+        if x > 0:
+            inv = 1.0 / x
+            h = hs[v] * np.exp(el[v] * np.log(x / ps[v]))
+            dh = el[v] * h * inv
+            d2h = (el[v] - 1.0) * dh * inv
+        else:
+            h, dh, d2h = (np.inf if sg[v] > 0 else 0.0), 0.0, 0.0
+        hours[v], slope[v] = h, dh
+        if sg[v] > 0:
+            d += h
+            ds += dh
+            dd += d2h
+        else:
+            s += h
+            ss += dh
+            sd += d2h
+    return d, s, ds, ss, dd, sd
 
 
 @numba.njit(cache=True)
