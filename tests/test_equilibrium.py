@@ -303,3 +303,89 @@ def test_cli_equilibrium_on_the_sample(tmp_path) -> None:  # type: ignore[no-unt
     assert len(frame) == payload["segments"] and frame["rate"].gt(0).all()
     text = runner.invoke(main, ["equilibrium", "-q", "--rows", "5"])
     assert text.exit_code == ExitCode.OK and "Equilibrium (auto)" in text.output
+
+
+def _residuals_by_formula(market: Market, st: equilibrium._State) -> np.ndarray:
+    """:func:`residuals` written as numpy passes over whole arrays, formula by formula
+    (its docstring): the oracle for its compiled loops."""
+    p, w = st.rate, st.wage
+    e = market.edges
+    pool, seg, tau = e["pool"].to_numpy(), e["segment"].to_numpy(), e["friction"].to_numpy()
+    flow = np.where(np.isfinite(st.flow), st.flow, 0.0)
+    active = market.active_edges & np.isfinite(st.flow)
+    n = len(market)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d, s = market.demand_hours(p), market.supply_hours(w)
+        d_rate = d * np.abs(market.array("demand_elasticity"))
+        s_rate = s * market.array("supply_elasticity")
+        inflow = st.home_flow + np.bincount(seg[active], flow[active], minlength=n)
+        outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=n)
+        worst = np.abs(d + st.surplus - inflow - st.shortage) / d_rate
+        worst = np.maximum(worst, np.abs(s - outflow) / s_rate)
+        home = np.minimum(
+            np.maximum(w - p, 0.0) / p, np.maximum(st.home_flow, 0.0) / np.minimum(s, d)
+        )
+        worst = np.maximum(np.maximum(worst, home), np.maximum(p - w, 0.0) / p)
+        floor, cap = market.array("rate_floor"), market.array("rate_cap")
+        below = np.where(np.isnan(floor), 0.0, np.maximum((floor - p) / p, 0.0))
+        above = np.where(np.isnan(cap), 0.0, np.maximum((p - cap) / p, 0.0))
+        worst = np.maximum(worst, np.maximum(below, above))
+        at_cap = np.where(np.isnan(cap), np.inf, np.abs(cap - p) / p)
+        at_floor = np.where(np.isnan(floor), np.inf, np.abs(p - floor) / p)
+        worst = np.maximum(worst, np.minimum(np.abs(st.shortage) / d_rate, at_cap))
+        worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d_rate, at_floor))
+        worst = np.maximum(worst, np.maximum(-np.minimum(st.shortage, st.surplus), 0.0) / d)
+        rc = (w[pool] - p[seg] + tau) / p[seg]
+        x_rel = flow / np.minimum(s[pool], d[seg])
+        edge = np.maximum(np.maximum(-rc, 0.0), np.maximum(-x_rel, 0.0))
+        edge = np.maximum(edge, np.minimum(np.maximum(rc, 0.0), np.maximum(x_rel, 0.0)))
+        edge = np.where(active, edge, 0.0)
+        for end in (pool, seg):
+            np.maximum.at(worst, end, edge)
+    return np.where(np.isfinite(worst), worst, np.inf)
+
+
+def test_residuals_match_their_formulas_on_answers_and_on_damaged_states() -> None:
+    """The compiled checks against the same formulas as numpy passes, on a solved market
+    with bounds and on copies of its answer damaged as an unconverged iterate can be:
+    rates off by 0.1 %, NaN flows, zero wages, negative home flows, a cap passed. Where
+    a residual is not finite both say inf. Elsewhere they sum a segment's flows in
+    another order: rounding of ~1e-16 of its hours, over |ε| D, measured ≤ 6e-14 here,
+    so ``atol`` = 1e-12 (and 1e-12 relative for the large residuals of damaged states)."""
+    market = random_market(3_000, (2, 50), seed=3, bounded_share=0.3)
+    result = solve(market)
+    st = equilibrium._State(market)
+    for name in ("rate", "wage", "home_flow", "shortage", "surplus", "flow"):
+        setattr(st, name, getattr(result, name).copy())
+    states = [st]
+    damaged = equilibrium._State(market)
+    for name in ("rate", "wage", "home_flow", "shortage", "surplus", "flow"):
+        setattr(damaged, name, getattr(result, name).copy())
+    damaged.rate[::7] *= 1.001
+    damaged.flow[::11] = np.nan
+    damaged.wage[::13] = 0.0
+    damaged.home_flow[::17] = -1.0
+    capped = np.flatnonzero(np.isfinite(market.array("rate_cap")))[::3]
+    damaged.rate[capped] = market.array("rate_cap")[capped] * 1.01
+    states.append(damaged)
+    for state in states:
+        got, expected = residuals(market, state), _residuals_by_formula(market, state)
+        assert (np.isinf(got) == np.isinf(expected)).all()
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-12)
+    assert np.isinf(residuals(market, damaged)).any() and residuals(market, st).max() <= VERIFY_TOL
+
+
+def test_a_components_residual_is_its_worst_chosen_segments() -> None:
+    """Per component, the largest residual of its chosen segments (0 with none chosen;
+    inf and NaN win): the same numbers as np.maximum.at, exactly (a maximum is one of
+    the numbers)."""
+    rng = np.random.default_rng(0)
+    comp = rng.integers(0, 300, 5_000)
+    chosen = rng.random(5_000) < 0.8
+    worst = rng.random(5_000)
+    worst[::97] = np.inf
+    expected = np.zeros(300)
+    np.maximum.at(expected, comp[chosen], worst[chosen])
+    got = equilibrium._component_worst(comp, chosen, worst, 300)
+    assert np.array_equal(got, expected)

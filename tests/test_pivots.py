@@ -22,6 +22,7 @@ from hypothesis import given, note
 from test_connected import BOUNDED, SEEDS, SETTINGS, SIZES
 from test_forest import EXACT, FLOW_TOL, RATE_TOL, SMALL_MARKETS, verified
 
+import pricing.market.forest as forest
 import pricing.market.pivots as pivots
 from pricing.market.equilibrium import EquilibriumResult, _coupled_problem, residuals, solve
 from pricing.market.forest import FloatArray, IntArray, Network, finish, spanning_forest
@@ -133,12 +134,20 @@ def test_rounds_cut_short_leave_the_component_unsettled_for_the_interior_point(
     assert np.isfinite(answer.price).all()
 
 
-def test_the_pivot_factor_is_spread_over_half_to_three_halves() -> None:
-    """The random factor of the pivot rule: 10,000 (round, row) pairs lie in [0.5, 1.5)
-    with mean 1 within 0.015 (five standard errors of a uniform's mean: 0.289 / 100)."""
-    values = np.array([pivots._jitter(k, row) for k in range(50) for row in range(200)])
-    assert values.min() >= 0.5 and values.max() < 1.5
-    assert abs(values.mean() - 1.0) < 0.015
+@pytest.mark.parametrize(
+    ("rounds", "spread"),
+    [
+        (range(forest.EARLY_ROUNDS), forest.EARLY_SPREAD),
+        (range(forest.EARLY_ROUNDS, forest.EARLY_ROUNDS + 50), forest.SPREAD),
+    ],
+)
+def test_the_pivot_factor_is_spread_around_one(rounds: range, spread: float) -> None:
+    """The random factor of the pivot rule: over (round, row) pairs it lies in
+    [1 − spread, 1 + spread), narrower in the first rounds, with mean 1 within five
+    standard errors of a uniform's mean (2 · spread / √12 / √count)."""
+    values = np.array([pivots._jitter(k, row) for k in rounds for row in range(200)])
+    assert values.min() >= 1 - spread and values.max() < 1 + spread
+    assert abs(values.mean() - 1.0) < 5 * 2 * spread / np.sqrt(12) / np.sqrt(values.size)
     assert np.unique(values).size == values.size
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -314,9 +315,8 @@ def _representable(market: Market, state: _State) -> npt.NDArray[np.bool_]:
     and hours within :data:`_REPRESENTABLE` of 1 either way; the others (a band's drawn
     copy with an extreme drawn slope or level, say) are left failed with a note."""
     usable = market.usable
+    rate, hours = state.uncoupled
     with np.errstate(all="ignore"):
-        rate = market.uncoupled_rate()
-        hours = market.demand_hours(rate)
         inside = (np.abs(np.log(rate)) < _REPRESENTABLE) & (np.abs(np.log(hours)) < _REPRESENTABLE)
     beyond = usable & ~inside
     if not beyond.any():
@@ -377,8 +377,7 @@ def _convex(
     from pricing.market.welfare import solve_welfare
 
     comp = market.component
-    p_star = market.uncoupled_rate()
-    h_star = market.demand_hours(p_star)
+    p_star, h_star = state.uncoupled
     for solver in ("CLARABEL", "SCS"):
         if not todo.any():
             break
@@ -508,6 +507,14 @@ class _State:
         self.iterations = np.zeros(n, np.int64)
         self.reasons: dict[int, list[str]] = {}
 
+    @cached_property
+    def uncoupled(self) -> tuple[FloatArray, FloatArray]:
+        """Every segment's rate and hours cleared alone, bounds aside (the coupled solves'
+        start and scale); beyond the floats where a segment's curves are (not solved)."""
+        with np.errstate(all="ignore"):
+            rate = self.market.uncoupled_rate()
+            return rate, self.market.demand_hours(rate)
+
     def note(self, components: IntArray, text: str) -> None:
         for c in np.unique(components).tolist():
             self.reasons.setdefault(c, []).append(text)
@@ -517,8 +524,7 @@ class _State:
         failing ones a note with their path and residual."""
         comp = self.market.component
         worst = residuals(self.market, self)
-        comp_worst = np.zeros(int(comp.max()) + 1)
-        np.maximum.at(comp_worst, comp[chosen], worst[chosen])
+        comp_worst = _component_worst(comp, chosen, worst, int(comp.max()) + 1)
         self.residual[chosen] = comp_worst[comp[chosen]]
         passed = chosen & (self.residual <= VERIFY_TOL)
         self.status[passed] = label
@@ -627,9 +633,7 @@ def _interior(
     from ``baseline`` when it has the same segments (``match``: each edge's position
     among its edges; an edge it lacks starts empty). Parts of whole components run
     through ``executor``: components are independent."""
-    with np.errstate(all="ignore"):  # segments beyond the floats are not chosen
-        p_star = market.uncoupled_rate()
-        h_star = market.demand_hours(p_star)
+    p_star, h_star = st.uncoupled
     runner, chunks = _chunks(market.component, chosen, executor)
     problems = [_coupled_problem(market, chunk, p_star, h_star) for chunk in chunks]
     earlier = None
@@ -794,46 +798,93 @@ def residuals(market: Market, st: _State | EquilibriumResult) -> FloatArray:
     * bounds: floor ≤ p ≤ cap, shortage only at the cap and surplus only at the floor,
       each gap in rate terms too: min(y_k / (|ε_k| D_k), |p_k − floor_k| / p_k) ≈ 0 (a
       surplus that clears a segment priced above its floor hides a rate error).
+
+    Any NaN on the way (an unconverged iterate can hold zeros and infinities) makes the
+    segment's residual inf. The hours come from the market's curves (vectorized); the
+    checks run in one compiled pass over segments and one over edges (:func:`_worst`:
+    2 ms on 10^5 segments, against 8.6 ms as 40 numpy passes).
     """
-    p, w = st.rate, st.wage
     e = market.edges
-    pool, seg, tau = e["pool"].to_numpy(), e["segment"].to_numpy(), e["friction"].to_numpy()
-    flow = np.where(np.isfinite(st.flow), st.flow, 0.0)
-    active = market.active_edges & np.isfinite(st.flow)
-    n = len(market)
-    # an unconverged iterate can hold zeros and infinities: its residual is then not
-    # finite, and reported as inf below
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        d, s = market.demand_hours(p), market.supply_hours(w)
-        # the hours that move the node's rate by 100 %, to first order
-        d_rate = d * np.abs(market.array("demand_elasticity"))
-        s_rate = s * market.array("supply_elasticity")
-        inflow = st.home_flow + np.bincount(seg[active], flow[active], minlength=n)
-        outflow = st.home_flow + np.bincount(pool[active], flow[active], minlength=n)
-        worst = np.abs(d + st.surplus - inflow - st.shortage) / d_rate
-        worst = np.maximum(worst, np.abs(s - outflow) / s_rate)
-        home = np.minimum(
-            np.maximum(w - p, 0.0) / p, np.maximum(st.home_flow, 0.0) / np.minimum(s, d)
-        )
-        worst = np.maximum(worst, home)  # the home edge's complementarity
-        worst = np.maximum(worst, np.maximum(p - w, 0.0) / p)
-        floor, cap = market.array("rate_floor"), market.array("rate_cap")
-        below = np.where(np.isnan(floor), 0.0, np.maximum((floor - p) / p, 0.0))
-        above = np.where(np.isnan(cap), 0.0, np.maximum((p - cap) / p, 0.0))
-        worst = np.maximum(worst, np.maximum(below, above))
-        at_cap = np.where(np.isnan(cap), np.inf, np.abs(cap - p) / p)
-        at_floor = np.where(np.isnan(floor), np.inf, np.abs(p - floor) / p)
-        worst = np.maximum(worst, np.minimum(np.abs(st.shortage) / d_rate, at_cap))
-        worst = np.maximum(worst, np.minimum(np.abs(st.surplus) / d_rate, at_floor))
-        worst = np.maximum(worst, np.maximum(-np.minimum(st.shortage, st.surplus), 0.0) / d)
-        rc = (w[pool] - p[seg] + tau) / p[seg]
+        d, s = market.demand_hours(st.rate), market.supply_hours(st.wage)
+    out: FloatArray = _worst(
+        st.rate, st.wage, d, s,
+        market.array("demand_elasticity"), market.array("supply_elasticity"),
+        st.home_flow, st.shortage, st.surplus,
+        market.array("rate_floor"), market.array("rate_cap"),
+        e["pool"].to_numpy(), e["segment"].to_numpy(), e["friction"].to_numpy(),
+        st.flow, market.active_edges,
+    )  # fmt: skip
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _component_worst(
+    comp: IntArray, chosen: npt.NDArray[np.bool_], worst: FloatArray, n_comp: int
+) -> FloatArray:
+    """The largest ``worst`` of each component's chosen segments (0 where none; NaN
+    wins, as with np.maximum.at, which took 4.5 ms on 10^5 segments against 0.2 ms)."""
+    out = np.zeros(n_comp)
+    for k in range(comp.size):
+        if chosen[k]:
+            out[comp[k]] = _hi(out[comp[k]], worst[k])
+    return out
+
+
+@numba.njit(inline="always")
+def _hi(a: float, b: float) -> float:
+    """max(a, b), NaN if either is (as np.maximum)."""
+    return a if a >= b or a != a else b
+
+
+@numba.njit(inline="always")
+def _lo(a: float, b: float) -> float:
+    """min(a, b), NaN if either is (as np.minimum)."""
+    return a if a <= b or a != a else b
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def _worst(
+    p: FloatArray, w: FloatArray, d: FloatArray, s: FloatArray, eps: FloatArray,
+    eta: FloatArray, home: FloatArray, shortage: FloatArray, surplus: FloatArray,
+    floor: FloatArray, cap: FloatArray, pool: IntArray, seg: IntArray, tau: FloatArray,
+    flow: FloatArray, active: npt.NDArray[np.bool_],
+) -> FloatArray:  # fmt: skip
+    """:func:`residuals`' checks: each segment's worst, inf where not finite."""
+    n = p.size
+    inflow, outflow = home.copy(), home.copy()
+    for i in range(pool.size):
+        if active[i] and np.isfinite(flow[i]):
+            inflow[seg[i]] += flow[i]
+            outflow[pool[i]] += flow[i]
+    worst = np.empty(n)
+    for k in range(n):
+        d_rate, s_rate = d[k] * abs(eps[k]), s[k] * eta[k]
+        x = abs(d[k] + surplus[k] - inflow[k] - shortage[k]) / d_rate
+        x = _hi(x, abs(s[k] - outflow[k]) / s_rate)
+        # the home edge: complementarity, and its reduced cost w − p ≥ 0
+        x = _hi(x, _lo(_hi(w[k] - p[k], 0.0) / p[k], _hi(home[k], 0.0) / _lo(s[k], d[k])))
+        x = _hi(x, _hi(p[k] - w[k], 0.0) / p[k])
+        below = 0.0 if np.isnan(floor[k]) else _hi((floor[k] - p[k]) / p[k], 0.0)
+        above = 0.0 if np.isnan(cap[k]) else _hi((p[k] - cap[k]) / p[k], 0.0)
+        x = _hi(x, _hi(below, above))
+        at_cap = np.inf if np.isnan(cap[k]) else abs(cap[k] - p[k]) / p[k]
+        at_floor = np.inf if np.isnan(floor[k]) else abs(p[k] - floor[k]) / p[k]
+        x = _hi(x, _lo(abs(shortage[k]) / d_rate, at_cap))
+        x = _hi(x, _lo(abs(surplus[k]) / d_rate, at_floor))
+        worst[k] = _hi(x, _hi(-_lo(shortage[k], surplus[k]), 0.0) / d[k])
+    for i in range(pool.size):
+        if not (active[i] and np.isfinite(flow[i])):
+            continue
+        j, k = pool[i], seg[i]
+        rc = (w[j] - p[k] + tau[i]) / p[k]
         # a flow matters if it is large for either end: a pool's crumbs can be all a
         # small segment buys
-        x_rel = flow / np.minimum(s[pool], d[seg])
-        edge_worst = np.maximum(np.maximum(-rc, 0.0), np.maximum(-x_rel, 0.0))
-        edge_worst = np.maximum(edge_worst, np.minimum(np.maximum(rc, 0.0), np.maximum(x_rel, 0.0)))
-        edge_worst = np.where(active, edge_worst, 0.0)
-        for end in (pool, seg):
-            np.maximum.at(worst, end, edge_worst)
-    out: FloatArray = np.where(np.isfinite(worst), worst, np.inf)
-    return out
+        x_rel = flow[i] / _lo(s[j], d[k])
+        x = _hi(_hi(-rc, 0.0), _hi(-x_rel, 0.0))
+        x = _hi(x, _lo(_hi(rc, 0.0), _hi(x_rel, 0.0)))
+        worst[j], worst[k] = _hi(worst[j], x), _hi(worst[k], x)
+    for k in range(n):
+        if not np.isfinite(worst[k]):
+            worst[k] = np.inf
+    return worst

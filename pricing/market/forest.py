@@ -41,8 +41,10 @@ step), one row per group (a tree, or a branch of the ground's tree) a round, lik
 network simplex pivot per tree: a row with negative flow leaves; a row that pays
 enters, and when it closes a cycle in its tree the cycle's row that empties first
 leaves (the ratio test); a node a leaving bound row strands takes its cheapest row.
-The row a group changes is its worst after a random factor in [0.5, 1.5]: the worst
-alone cycles for ever on a few components (a state repeating every few rounds).
+The row a group changes is its worst after a random factor, 1 ± 1/8 for the first 15
+rounds and 1 ± 1/2 after: the worst alone cycles for ever on a few components (a state
+repeating every few rounds), and the narrow factor first keeps the rule near the worst
+row where that is the right one (fewer rounds).
 
 Measured on issue 18's markets, this settles from the uncoupled solution (every segment
 on its home edge) in 30–55 rounds of local work (10^4–10^5 segments, connected or in
@@ -85,6 +87,10 @@ ROUNDING = 1e-12
 #: rounds without fewer wrong rows than ever before after which the rounds stop: the
 #: wrong rows fall by a quarter or more a round until a few are left (issue 18's markets)
 _STALL = 15
+#: the pivot rule's random factor is 1 ± its spread: narrow for the first rounds, where
+#: the worst row is mostly the one to change, then wide, which breaks the cycles the
+#: worst row alone can fall into (:func:`finish`)
+EARLY_ROUNDS, EARLY_SPREAD, SPREAD = 15, 0.125, 0.5
 #: Newton iterations at most per tree (bisection steps included: 60 halve any bracket
 #: below the rounding of a rate)
 _NEWTON_ITERATIONS = 60
@@ -525,11 +531,15 @@ def finish(net: Network, forest: Forest, guess: FloatArray, rounds: int) -> Fini
             active[wrong], -flow[wrong] / net.hours[wrong], -reduced[wrong] / net.rate[wrong]
         )
         # a random pivot rule: the worst row after each row's badness is scaled by a
-        # factor in [0.5, 1.5], seeded by the round (a solve is reproducible). With the
-        # worst row alone a few components cycle for ever (a state repeating every few
-        # rounds: one component of 3,850 in 10^5 segments in components of 2–50; 10^5
-        # connected segments with 2–7 rows left after 30 rounds); randomness breaks it
-        jitter = np.random.default_rng(used).uniform(0.5, 1.5, wrong.size)
+        # factor in [1 − spread, 1 + spread), seeded by the round (a solve is
+        # reproducible). With the worst row alone a few components cycle for ever (a
+        # state repeating every few rounds: one component of 3,850 in 10^5 segments in
+        # components of 2–50; 10^5 connected segments with 2–7 rows left after 30
+        # rounds); randomness breaks it. A narrow factor in the first rounds keeps the
+        # rule near the worst row where that is right: 10^5 connected segments settle
+        # in 45 rounds instead of 55 (0.69 s against 0.79 s)
+        spread = EARLY_SPREAD if used < EARLY_ROUNDS else SPREAD
+        jitter = np.random.default_rng(used).uniform(1 - spread, 1 + spread, wrong.size)
         chosen = _changes(net, at.group, wrong, badness * jitter)
         closing = chosen[~active[chosen] & (at.tree[net.tail[chosen]] == at.tree[net.head[chosen]])]
         toggled = np.concatenate([chosen, _leaving(net, closing, at, flow)])

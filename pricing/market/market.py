@@ -520,10 +520,20 @@ class Market(Display):
         return bool(self.segments[["rate_floor", "rate_cap"]].notna().to_numpy().any())
 
     def array(self, name: str) -> FloatArray:
-        """A parameter column as a read-only float array."""
-        out = self.segments[name].to_numpy(np.float64)
-        out.flags.writeable = False
+        """A parameter column as a read-only float array (read from the frame once: a
+        market does not change)."""
+        out = self._arrays.get(name)
+        if out is None:
+            out = self.segments[name].to_numpy(np.float64)
+            out.flags.writeable = False
+            self._arrays[name] = out
         return out
+
+    @cached_property
+    def _arrays(self) -> dict[str, FloatArray]:
+        """The columns :meth:`array` has read (a solve reads each several times, and a
+        pandas column access costs ~50 µs)."""
+        return {}
 
     # ----------------------------------------------------------------- curves
     def hours(self, side: Side, rate: FloatArray) -> FloatArray:

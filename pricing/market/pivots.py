@@ -21,9 +21,9 @@ and larger ones the vectorized rounds.
 by a safeguarded iteration on log D_T − log S_T in log t (here Halley's step, below);
 each row's flow the
 net demand of the subtree below it; one change per group (a tree, or a branch of the
-ground's tree) a round, its worst wrong row after a random factor in [0.5, 1.5] (here a
-hash of the round and the row, so an answer does not depend on the order components are
-solved in); the cycle's row that empties first leaving with an entering row that closes
+ground's tree) a round, its worst wrong row after a random factor, narrow in the first
+rounds (here a hash of the round and the row, so an answer does not depend on the order
+components are solved in); the cycle's row that empties first leaving with an entering row that closes
 one; a node stranded by a leaving bound row taking its row of least reduced cost; the
 same rounding (:data:`pricing.market.forest.ROUNDING`). A component left unsettled goes
 back to the caller, as from the vectorized rounds, but only at the round limit: the
@@ -66,7 +66,10 @@ import numpy.typing as npt
 
 from pricing.market.forest import (
     _NEWTON_ITERATIONS,
+    EARLY_ROUNDS,
+    EARLY_SPREAD,
     ROUNDING,
+    SPREAD,
     BoolArray,
     Finish,
     FloatArray,
@@ -162,12 +165,14 @@ def _by_part(part: IntArray, parts: int) -> tuple[IntArray, IntArray]:
 
 @numba.njit(cache=True)
 def _jitter(round_: int, row: int) -> float:
-    """A factor in [0.5, 1.5) from the round and the row (splitmix64's mix)."""
+    """The pivot rule's random factor, 1 ± its spread (:data:`pricing.market.forest.SPREAD`;
+    narrower in the first rounds), from the round and the row (splitmix64's mix)."""
     z = np.uint64(round_) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(row)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
-    return 0.5 + float(z >> np.uint64(11)) / 2.0**53
+    spread = EARLY_SPREAD if round_ < EARLY_ROUNDS else SPREAD
+    return 1.0 + spread * (2.0 * float(z >> np.uint64(11)) / 2.0**53 - 1.0)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
@@ -240,7 +245,7 @@ def _work(nn: int, r: int) -> Work:
         node_b.copy(), np.empty(r), np.empty(r, np.int64), np.empty(r, np.int64),
         np.empty(r, np.int64), np.empty(2 * nn), np.empty(2 * nn, np.int64),
         np.empty(2 * r, np.int64), node_b.copy(), node_i.copy(), np.empty(nn + 1, np.int64),
-        np.empty(nn + 1, np.bool_),
+        np.empty(nn + 1, np.bool_), node_i.copy(), np.empty(r, np.int64), np.empty(r, np.int64),
     )  # fmt: skip
 
 
@@ -255,9 +260,10 @@ def _settle_one(
     ``pr`` and flows ``fl`` updated in place. Whether it settled, and its rounds."""
     (ptr, adj, visited, parent, prow, depth, tree, group, order, start, changed,
      off, req, hours, slope, hours_at, dirty, bad, wrong, wrong_a, wrong_b, worst, first,
-     toggled, uncleared, last_order, last_start, clean) = work  # fmt: skip
+     toggled, uncleared, last_order, last_start, clean, n_act, at_t, at_h) = work  # fmt: skip
     m = ps.size - 1
-    _rows_by_node(lt, lh, m + 1, ptr, adj)
+    nodes = (ptr, adj, n_act, at_t, at_h)
+    _rows_by_node(lt, lh, act, m + 1, nodes)
     # the nodes of trees the last round changed (all, at first): only their trees are
     # rooted and solved again; a node's hours are evaluated again only where its price
     # moved
@@ -272,7 +278,7 @@ def _settle_one(
         order, last_order = last_order, order
         start, last_start = last_start, start
         n_order, n_trees = _root(
-            lt, lh, cst, act, fl, ptr, adj, dirty, m, last_order, last_start, n_trees,
+            lt, lh, cst, act, fl, nodes, dirty, m, last_order, last_start, n_trees,
             clean, visited, parent, prow, depth, tree, group, order, start, changed, off,
         )  # fmt: skip
         cleared = _solve(
@@ -287,7 +293,7 @@ def _settle_one(
         if n_wrong == 0 or rnd == rounds:  # not cleared, or out of rounds: for the caller
             break
         _change(
-            rnd, n_wrong, lt, lh, cst, rt, gid, act, pr, fl, m, ptr, adj, parent, prow,
+            rnd, n_wrong, lt, lh, cst, rt, gid, act, pr, fl, m, nodes, parent, prow,
             depth, tree, bad, wrong, wrong_a, wrong_b, worst, first, toggled, dirty,
         )  # fmt: skip
     # flows within rounding of 0 are 0
@@ -297,29 +303,64 @@ def _settle_one(
     return ok, rnd
 
 
+#: a component's rows by node (:func:`_rows_by_node`)
+Nodes = tuple[IntArray, IntArray, IntArray, IntArray, IntArray]
+
+
 @numba.njit(cache=True)
-def _rows_by_node(lt: IntArray, lh: IntArray, nn: int, ptr: IntArray, adj: IntArray) -> None:
-    """Every row at both its ends, by node (CSR: ``adj[ptr[v]:ptr[v + 1]]``)."""
+def _rows_by_node(lt: IntArray, lh: IntArray, act: BoolArray, nn: int, nodes: Nodes) -> None:
+    """Every row at both its ends, by node: ``adj[ptr[v]:ptr[v + 1]]``, the used rows
+    first (``n_act[v]`` of them), so that rooting the forest reads only those; ``at_t``
+    and ``at_h``: where each row sits among its tail's and its head's (:func:`_flip`
+    keeps the order as rows change)."""
+    ptr, adj, n_act, at_t, at_h = nodes
     ptr[: nn + 1] = 0
     for i in range(lt.size):
         ptr[lt[i] + 1] += 1
         ptr[lh[i] + 1] += 1
     for v in range(nn):
         ptr[v + 1] += ptr[v]
-    for i in range(lt.size):
-        adj[ptr[lt[i]]] = i
-        ptr[lt[i]] += 1
-        adj[ptr[lh[i]]] = i
-        ptr[lh[i]] += 1
-    for v in range(nn, 0, -1):
-        ptr[v] = ptr[v - 1]
-    ptr[0] = 0
+    cursor = ptr[:nn].copy()
+    for used in (True, False):
+        for i in range(lt.size):
+            if act[i] == used:
+                at_t[i], at_h[i] = cursor[lt[i]], cursor[lh[i]]
+                adj[cursor[lt[i]]] = adj[cursor[lh[i]]] = i
+                cursor[lt[i]] += 1
+                cursor[lh[i]] += 1
+        if used:
+            n_act[:nn] = cursor - ptr[:nn]
+
+
+@numba.njit(cache=True)
+def _flip(i: int, act: BoolArray, lt: IntArray, lh: IntArray, nodes: Nodes) -> None:
+    """Row ``i`` used if it was not and not if it was, moved across the boundary of the
+    used rows at both its ends."""
+    ptr, adj, n_act, at_t, at_h = nodes
+    act[i] = not act[i]
+    for v, here in ((lt[i], at_t[i]), (lh[i], at_h[i])):
+        if act[i]:
+            edge = ptr[v] + n_act[v]
+            n_act[v] += 1
+        else:
+            n_act[v] -= 1
+            edge = ptr[v] + n_act[v]
+        other = adj[edge]
+        adj[edge], adj[here] = i, other
+        if lt[other] == v:
+            at_t[other] = here
+        else:
+            at_h[other] = here
+        if lt[i] == v:
+            at_t[i] = edge
+        else:
+            at_h[i] = edge
 
 
 @numba.njit(cache=True)
 def _root(
     lt: IntArray, lh: IntArray, cst: FloatArray, act: BoolArray, fl: FloatArray,
-    ptr: IntArray, adj: IntArray, dirty: BoolArray, m: int, last_order: IntArray,
+    nodes: Nodes, dirty: BoolArray, m: int, last_order: IntArray,
     last_start: IntArray, last_trees: int, clean: BoolArray, visited: BoolArray,
     parent: IntArray, prow: IntArray, depth: IntArray, tree: IntArray, group: IntArray,
     order: IntArray, start: IntArray, changed: BoolArray, off: FloatArray,
@@ -333,6 +374,7 @@ def _root(
     A tree of the last round's layout (``last_order``, ``last_start``, ``tree``) with no
     ``dirty`` node is a tree of this one, with the same root, parents and offsets: its
     nodes are copied in, not visited again."""
+    ptr, adj, n_act = nodes[0], nodes[1], nodes[2]
     nn = m + 1
     clean[:last_trees] = True
     for v in range(nn):
@@ -369,15 +411,18 @@ def _root(
         while q < n_order:
             u = order[q]
             q += 1
-            for e in range(ptr[u], ptr[u + 1]):
+            e = ptr[u]
+            while e < ptr[u] + n_act[u]:  # the node's used rows
                 i = adj[e]
-                if not act[i] or i == prow[u]:
+                e += 1
+                if i == prow[u]:
                     continue
                 w = lh[i] if lt[i] == u else lt[i]
                 if visited[w]:  # a row closing a cycle (a guard: the rounds make none)
-                    act[i] = False
+                    _flip(i, act, lt, lh, nodes)
                     fl[i] = 0.0
                     touched = True
+                    e -= 1  # another used row has taken its place
                     continue
                 visited[w] = True
                 parent[w], prow[w], depth[w], tree[w] = u, i, depth[u] + 1, n_trees
@@ -448,10 +493,12 @@ def _wrong_rows(
     bound row's: its segment's, twice). How many."""
     n_wrong = 0
     for i in range(lt.size):
-        reduced = pr[lt[i]] - pr[lh[i]] + cst[i]
-        badness = -fl[i] / hrs[i] if act[i] else -reduced / rt[i]
-        if badness > ROUNDING:
-            wrong[n_wrong], bad[n_wrong] = i, badness
+        # −flow / hours (used rows) or −reduced cost / rate (unused), only where past
+        # rounding: most rows are right, and a division costs more than the compare
+        gap = -fl[i] if act[i] else -(pr[lt[i]] - pr[lh[i]] + cst[i])
+        scale = hrs[i] if act[i] else rt[i]
+        if gap > ROUNDING * scale:
+            wrong[n_wrong], bad[n_wrong] = i, gap / scale
             wrong_a[n_wrong] = group[lh[i]] if lt[i] == m else group[lt[i]]
             wrong_b[n_wrong] = group[lt[i]] if lh[i] == m else group[lh[i]]
             n_wrong += 1
@@ -461,8 +508,8 @@ def _wrong_rows(
 @numba.njit(cache=True)
 def _change(
     rnd: int, n_wrong: int, lt: IntArray, lh: IntArray, cst: FloatArray, rt: FloatArray,
-    gid: IntArray, act: BoolArray, pr: FloatArray, fl: FloatArray, m: int, ptr: IntArray,
-    adj: IntArray, parent: IntArray, prow: IntArray, depth: IntArray, tree: IntArray,
+    gid: IntArray, act: BoolArray, pr: FloatArray, fl: FloatArray, m: int, nodes: Nodes,
+    parent: IntArray, prow: IntArray, depth: IntArray, tree: IntArray,
     bad: FloatArray, wrong: IntArray, wrong_a: IntArray, wrong_b: IntArray,
     worst: FloatArray, first: IntArray, toggled: IntArray, dirty: BoolArray,
 ) -> None:  # fmt: skip
@@ -499,12 +546,12 @@ def _change(
     dirty[: m + 1] = False
     for k in range(n_tog):
         i = toggled[k]
-        act[i] = not act[i]
+        _flip(i, act, lt, lh, nodes)
         if not act[i]:
             fl[i] = 0.0
         dirty[lt[i]] = dirty[lh[i]] = True
     if strands:
-        _rejoin(toggled[:n_tog], lt, lh, cst, rt, pr, act, ptr, adj, m, dirty)
+        _rejoin(toggled[:n_tog], lt, lh, cst, rt, pr, act, nodes, m, dirty)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -596,7 +643,8 @@ def _sums(
         x = t + off[v]
         if x > 0:
             inv = 1.0 / x
-            h = hs[v] * np.exp(el[v] * np.log(x / ps[v]))
+            # at the uncoupled rate (a segment and its own pool at the start) hours are H*
+            h = hs[v] if x == ps[v] else hs[v] * np.exp(el[v] * np.log(x / ps[v]))
             dh = el[v] * h * inv
             d2h = (el[v] - 1.0) * dh * inv
         else:
@@ -646,24 +694,22 @@ def _leaving(
 @numba.njit(cache=True)
 def _rejoin(
     toggled: IntArray, lt: IntArray, lh: IntArray, cst: FloatArray, rt: FloatArray,
-    pr: FloatArray, act: BoolArray, ptr: IntArray, adj: IntArray, m: int, dirty: BoolArray,
+    pr: FloatArray, act: BoolArray, nodes: Nodes, m: int, dirty: BoolArray,
 ) -> None:  # fmt: skip
     """A node the toggled rows left without a row takes its row of least reduced cost
     (relative to its rate) to another node that is not the ground."""
+    ptr, adj, n_act = nodes[0], nodes[1], nodes[2]
     for k in range(toggled.size):
         for v in (lt[toggled[k]], lh[toggled[k]]):
-            if v == m:
+            if v == m or n_act[v] > 0:
                 continue
-            best, best_cost, alone = -1, np.inf, True
+            best, best_cost = -1, np.inf
             for e in range(ptr[v], ptr[v + 1]):
                 i = adj[e]
-                if act[i]:
-                    alone = False
-                    break
                 if lt[i] != m and lh[i] != m:
                     cost = (pr[lt[i]] - pr[lh[i]] + cst[i]) / rt[i]
                     if cost < best_cost:
                         best, best_cost = i, cost
-            if alone and best >= 0:
-                act[best] = True
+            if best >= 0:
+                _flip(best, act, lt, lh, nodes)
                 dirty[lt[best]] = dirty[lh[best]] = True
