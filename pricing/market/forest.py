@@ -70,6 +70,7 @@ ones both follow.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -148,7 +149,6 @@ class Network:
     n_comp: int
     hours: FloatArray  # per row: the hours its flow is rounded against (larger end)
     rate: FloatArray  # per row: its segment's p*, the scale of its reduced cost
-    key: IntArray  # per row: its two nodes as one number (lower · nodes + higher)
 
     @classmethod
     def build(cls, pb: Coupled) -> Network:
@@ -159,7 +159,6 @@ class Network:
         head = np.concatenate([n + pb.segment, n + ic, np.full(jf.size, ground)]).astype(np.int64)
         row_seg = np.concatenate([pb.segment, ic, jf])
         hs = pb.h_star
-        nodes = 2 * n + 1
         return cls(
             n=n,
             tail=tail,
@@ -173,12 +172,18 @@ class Network:
             n_comp=int(pb.component.max()) + 1 if n else 0,
             hours=np.concatenate([np.maximum(hs[pb.pool], hs[pb.segment]), hs[ic], hs[jf]]),
             rate=pb.p_star[row_seg],
-            key=np.minimum(tail, head) * nodes + np.maximum(tail, head),
         )
 
     @property
     def nodes(self) -> int:
         return self.p_star.size
+
+    @cached_property
+    def key(self) -> IntArray:
+        """Per row: its two nodes as one number (lower · nodes + higher)."""
+        low, high = np.minimum(self.tail, self.head), np.maximum(self.tail, self.head)
+        key: IntArray = low * self.nodes + high
+        return key
 
     def node_component(self) -> IntArray:
         """Every node's component, from its rows (the ground, in every component: −1)."""
@@ -210,7 +215,6 @@ class Network:
             n_comp=self.n_comp,
             hours=self.hours[row],
             rate=self.rate[row],
-            key=np.minimum(tail, head) * node.size + np.maximum(tail, head),
         )
         return sub, node, row
 
