@@ -24,6 +24,8 @@ import sys
 
 import pytest
 
+from pricing.memory import USER_TUNING
+
 pytestmark = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's (mallopt)"
 )
@@ -52,14 +54,21 @@ print(out["faults"])
 """
 
 
-def _faults(how: str, env: dict[str, str] | None = None) -> int:
+def _untuned() -> dict[str, str]:
+    """This environment without malloc's tuning variables (a Dask LocalCluster started
+    by another test sets ``MALLOC_TRIM_THRESHOLD_`` in its process's environment, for
+    its workers)."""
+    return {k: v for k, v in os.environ.items() if k not in USER_TUNING}
+
+
+def _faults(how: str) -> int:
     """Page faults of the last rounds of the script above, in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-c", _FAULTS, how],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, **(env or {})},
+        env=_untuned(),
     )
     return int(done.stdout.strip())
 
@@ -77,13 +86,11 @@ def test_the_environments_own_malloc_tuning_is_left_alone() -> None:
     probe = "from pricing.memory import keep_freed_memory; print(keep_freed_memory())"
     tuned = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"}  # glibc's default value
     for env, expected in (({}, "True"), (tuned, "False")):
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-        clean.pop("GLIBC_TUNABLES", None)
         done = subprocess.run(
             [sys.executable, "-c", probe],
             capture_output=True,
             text=True,
             check=True,
-            env={**clean, **env},
+            env={**_untuned(), **env},
         )
         assert done.stdout.strip() == expected

@@ -534,14 +534,12 @@ def finish(net: Network, forest: Forest, guess: FloatArray, rounds: int) -> Fini
         badness = np.where(
             active[wrong], -flow[wrong] / net.hours[wrong], -reduced[wrong] / net.rate[wrong]
         )
-        # a random pivot rule: the worst row after each row's badness is scaled by a
-        # factor in [1 − spread, 1 + spread), seeded by the round (a solve is
-        # reproducible). With the worst row alone a few components cycle for ever (a
-        # state repeating every few rounds: one component of 3,850 in 10^5 segments in
-        # components of 2–50; 10^5 connected segments with 2–7 rows left after 30
-        # rounds); randomness breaks it. A narrow factor in the first rounds keeps the
-        # rule near the worst row where that is right: 10^5 connected segments settle
-        # in 45 rounds instead of 55 (0.69 s against 0.79 s)
+        # a random pivot rule: each row's badness scaled by a factor in 1 ± spread,
+        # seeded by the round (a solve is reproducible). With the worst row alone a few
+        # components cycle for ever (one of 3,850 in 10^5 segments in components of
+        # 2–50; 10^5 connected segments with 2–7 rows left after 30 rounds); randomness
+        # breaks it. Narrow at first, where the worst row is mostly right: 10^5
+        # connected segments settle in 45 rounds instead of 55 (0.69 s against 0.79 s)
         spread = EARLY_SPREAD if used < EARLY_ROUNDS else SPREAD
         jitter = np.random.default_rng(used).uniform(1 - spread, 1 + spread, wrong.size)
         chosen = _changes(net, at.group, wrong, badness * jitter)
