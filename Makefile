@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	$(BIN)/python -c 'import pricing.market.pivots as p; p.warm()'  # numba's compile, cached
+	$(BIN)/python -c 'import pricing.market.equilibrium as e; e.warm()'  # numba's compile, cached
 	touch $(STAMP)
 
 # a backtest of the engine on the shipped sample, then the nightly run into the same

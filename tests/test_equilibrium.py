@@ -389,3 +389,14 @@ def test_a_components_residual_is_its_worst_chosen_segments() -> None:
     np.maximum.at(expected, comp[chosen], worst[chosen])
     got = equilibrium._component_worst(comp, chosen, worst, 300)
     assert np.array_equal(got, expected)
+
+
+def test_warming_compiles_the_loops_and_solves_two_coupled_segments() -> None:
+    """``make``'s set-up compiles numba's loops through :func:`equilibrium.warm`: two
+    segments joined by an edge, solved through the compiled rounds and verified by the
+    compiled checks (it raises if they do not solve)."""
+    import pricing.market.pivots as pivots
+
+    equilibrium.warm()
+    for loop in (pivots._settle_all, equilibrium._worst, equilibrium._component_worst):
+        assert loop.signatures

@@ -151,12 +151,6 @@ def test_the_pivot_factor_is_spread_around_one(rounds: range, spread: float) -> 
     assert np.unique(values).size == values.size
 
 
-def test_warming_settles_one_segment_and_its_pool() -> None:
-    """``make``'s set-up compiles the loops through :func:`pivots.warm`: one segment and
-    its own pool, which settle in the first round (it raises otherwise)."""
-    pivots.warm()
-
-
 @pytest.mark.parametrize("seed", [0, 3, 4, 5])
 def test_denser_components_settle_within_the_round_limit(seed: int) -> None:
     """10^4 segments in components of 2–50 with four extra edges a segment: every

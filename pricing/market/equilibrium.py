@@ -310,6 +310,18 @@ def solve(
     )
 
 
+def warm() -> None:
+    """Compile numba's loops now, not at a process's first coupled solve: the compiled
+    rounds (:mod:`pricing.market.pivots`) and the verification's checks, on two segments
+    joined by an edge (``make``'s set-up calls it, so a fresh install's first run does
+    not pay the compile; the machine code is cached beside the modules). Raises if they
+    do not solve."""
+    from pricing.market.synthetic import random_market  # it builds markets with this module
+
+    if not solve(random_market(2, (2, 2), seed=0)).ok:
+        raise RuntimeError("two segments joined by an edge did not solve")
+
+
 def _representable(market: Market, state: _State) -> npt.NDArray[np.bool_]:
     """The usable segments of the components whose every segment clears alone at a rate
     and hours within :data:`_REPRESENTABLE` of 1 either way; the others (a band's drawn

@@ -47,7 +47,7 @@ repeating every few rounds), and the narrow factor first keeps the rule near the
 row where that is the right one (fewer rounds).
 
 Measured on issue 18's markets, this settles from the uncoupled solution (every segment
-on its home edge) in 30–55 rounds of local work (10^4–10^5 segments, connected or in
+on its home edge) in 30–45 rounds of local work (10^4–10^5 segments, connected or in
 components of 2–50, bounded or not), from the rows the interior point has decided by
 μ ≈ 1e-6 or from a what-if's baseline in 1–3. A round's work is the touched groups'
 solve and the checks of the components still unsettled (:func:`finish`): on 10^5

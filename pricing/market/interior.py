@@ -114,7 +114,7 @@ _FOREST_MU = 1e-4
 _FOREST_ROUNDS = 40
 _FOREST_AGAIN = 0.01  # tried again once μ has fallen this much since the last try
 # rounds of a cold solve's forest (every component), from the uncoupled solution: issue
-# 18's markets settle in 30–55 (10^4–10^5 segments, connected or in components of 2–50,
+# 18's markets settle in 30–45 (10^4–10^5 segments, connected or in components of 2–50,
 # 10 % bounded or not); 0: no forest first, the interior point from its own cold start
 # (the path the tests hold the forest against)
 _COLD_ROUNDS = 100

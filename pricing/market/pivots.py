@@ -6,8 +6,8 @@ numpy calls a round whatever the size of the work: 10^5 segments in components o
 which settle one after another over 33 rounds, took 0.34–0.43 s (500–700× the closed
 form), nearly all of it numpy's per-call cost on small arrays. The same rounds on one
 component at a time, in loops numba compiles, cost what the component's nodes and rows
-cost: the whole cold solve of that market takes 0.20 s of CPU here, in two threads (the
-loops release the GIL) 0.15 s.
+cost: the rounds of a cold solve of that market take 0.165 s of CPU here, and the whole
+solve in two threads (the loops release the GIL) 0.10 s.
 
 **Which components.** A round here roots the whole component again and checks every
 row of it, so its cost is the component's size times its rounds; the vectorized rounds
@@ -51,9 +51,10 @@ there the extra sums cost more than the saved iterations (10^5 connected segment
 0.84 s against 0.80 s).
 
 **Compiling.** numba compiles the loops at their first call and caches the machine code
-beside this module (``__pycache__``); ``make``'s set-up calls :func:`warm` so that no run
-pays it. Without the cache a process's first coupled solve compiles them (8.2 s in
-``pricing bench``'s ``connected.compile``); with it, a process loads them in about 0.2 s.
+beside this module (``__pycache__``); ``make``'s set-up calls
+:func:`pricing.market.equilibrium.warm` so that no run pays it. Without the cache a
+process's first coupled solve compiles them, with the verification's checks (16.5 s in
+``pricing bench``'s ``connected.compile``); with it, a process loads them in 0.3 s.
 """
 
 from __future__ import annotations
@@ -127,22 +128,6 @@ def settle(net: Network, rows: IntArray, guess: FloatArray, rounds: int) -> Fini
         settled[large] = part.settled[large]
         used = max(used, part.rounds)
     return Finish(price, flow, np.flatnonzero(active), settled, used)
-
-
-def warm() -> None:
-    """Compile the loops now, not at a process's first coupled solve: one segment and its
-    own pool, settled (``make``'s set-up calls it, so a fresh install's first run does not
-    pay numba's compile; the machine code is cached beside this module)."""
-    one, zero = np.ones(1), np.zeros(1)
-    settled = np.zeros(1, bool)
-    _settle_all(
-        np.array([0]), np.array([1]), zero, one, one,
-        np.ones(3), np.array([1.0, 1.0, 0.0]), np.array([0.5, -0.5, 0.0]),
-        np.array([-1.0, 1.0, 0.0]), np.array([0]), np.array([0, 0, -1]),
-        np.ones(1, bool), np.array([1.0, 1.0, 0.0]), zero.copy(), settled, 1,
-    )  # fmt: skip
-    if not settled.all():
-        raise RuntimeError("the compiled rounds did not settle one segment and its pool")
 
 
 @numba.njit(cache=True)
