@@ -9,13 +9,15 @@ component at a time, in loops numba compiles, cost what the component's nodes an
 cost: the rounds of a cold solve of that market take 0.165 s of CPU here, and the whole
 solve in two threads (the loops release the GIL) 0.10 s.
 
-**Which components.** A round here roots the whole component again and checks every
-row of it, so its cost is the component's size times its rounds; the vectorized rounds
-re-solve only what a round touched. Measured on :func:`connected_market` (one component;
-compiled against vectorized): 10^4 segments 0.073 s against 0.093 s, 2·10^4 segments
-0.16 s against 0.14 s, 10^5 segments 1.9 s against 0.72 s. So components of at most
-:data:`COMPILED_NODES` nodes (pools and segments, about 16,000 segments) take this path
-and larger ones the vectorized rounds.
+**Which components.** A round here checks every row of the component and passes over
+all its nodes, so its cost grows with the component's size times its rounds; the
+vectorized rounds re-solve only what a round touched. Measured on
+:func:`connected_market` (one component; compiled against vectorized): 10^4 segments
+0.027 s against 0.077 s, 2·10^4 segments 0.060 s against 0.135 s, 5·10^4 segments
+0.289 s against 0.333 s, 10^5 segments 0.691 s against 0.673 s (before the kept layouts
+and the narrow first rounds, the crossover lay between 10^4 and 2·10^4 segments). So
+components of at most :data:`COMPILED_NODES` nodes (pools and segments, about 65,000
+segments) take this path and larger ones the vectorized rounds.
 
 **The same method.** Network, rows and rule are the forest module's: a tree's level t_T
 by a safeguarded iteration on log D_T − log S_T in log t (here Halley's step, below);
@@ -81,8 +83,8 @@ from pricing.market.forest import (
 )
 
 #: components of at most this many nodes (pools and segments) take the compiled rounds
-#: (module docstring: the measured crossover lies between 2·10^4 and 4·10^4 nodes)
-COMPILED_NODES = 2**15
+#: (module docstring: the measured crossover lies near 2·10^5 nodes)
+COMPILED_NODES = 2**17
 
 #: one component's scratch arrays (:func:`_work`)
 Work = tuple[npt.NDArray[Any], ...]
