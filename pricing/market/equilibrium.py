@@ -835,7 +835,7 @@ def _component_worst(
     comp: IntArray, chosen: npt.NDArray[np.bool_], worst: FloatArray, n_comp: int
 ) -> FloatArray:
     """The largest ``worst`` of each component's chosen segments (0 where none; NaN
-    wins, as with np.maximum.at, which took 4.5 ms on 10^5 segments against 0.2 ms)."""
+    wins, as with np.maximum.at, which took 4.5 ms on 10^5 segments against 0.1 ms)."""
     out = np.zeros(n_comp)
     for k in range(comp.size):
         if chosen[k]:
@@ -871,6 +871,7 @@ def _worst(
             outflow[pool[i]] += flow[i]
     worst = np.empty(n)
     for k in range(n):
+        # the hours that move the node's rate by 100 %, to first order
         d_rate, s_rate = d[k] * abs(eps[k]), s[k] * eta[k]
         x = abs(d[k] + surplus[k] - inflow[k] - shortage[k]) / d_rate
         x = _hi(x, abs(s[k] - outflow[k]) / s_rate)
