@@ -264,13 +264,13 @@ def _settle_one(
         # this round's layout is built from the last one's (the two swap)
         order, last_order = last_order, order
         start, last_start = last_start, start
-        n_order, n_trees = _root(
+        n_trees = _root(
             lt, lh, cst, act, fl, nodes, dirty, m, last_order, last_start, n_trees,
             clean, visited, parent, prow, depth, tree, group, order, start, changed, off,
         )  # fmt: skip
         cleared = _solve(
-            lt, lh, ps, hs, el, sg, pr, fl, order, start, changed, off, parent, prow,
-            n_order, n_trees, req, hours, slope, hours_at, uncleared,
+            lh, ps, hs, el, sg, pr, fl, order, start, changed, off, parent, prow, n_trees,
+            req, hours, slope, hours_at, uncleared,
         )  # fmt: skip
         n_wrong = _wrong_rows(lt, lh, cst, hrs, rt, act, pr, fl, group, m, bad, wrong,
                               wrong_a, wrong_b)  # fmt: skip
@@ -351,12 +351,12 @@ def _root(
     last_start: IntArray, last_trees: int, clean: BoolArray, visited: BoolArray,
     parent: IntArray, prow: IntArray, depth: IntArray, tree: IntArray, group: IntArray,
     order: IntArray, start: IntArray, changed: BoolArray, off: FloatArray,
-) -> tuple[int, int]:  # fmt: skip
+) -> int:  # fmt: skip
     """Root the forest ``act``, breadth first: the ground's tree first, then the others
     from their lowest node. Each node's parent, row to it, depth, tree, group (the tree,
     or the ground's branch) and price relative to its root (π_b = π_a + c along a row);
-    where each tree starts in ``order`` and whether it holds a ``dirty`` node. The nodes
-    ordered and the trees.
+    where each tree starts in ``order`` (``start``, one past the last tree: every node)
+    and whether it holds a ``dirty`` node. How many trees.
 
     A tree of the last round's layout (``last_order``, ``last_start``, ``tree``) with no
     ``dirty`` node is a tree of this one, with the same root, parents and offsets: its
@@ -421,16 +421,15 @@ def _root(
         changed[n_trees] = touched
         n_trees += 1
     start[n_trees] = n_order
-    return n_order, n_trees
+    return n_trees
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _solve(
-    lt: IntArray, lh: IntArray, ps: FloatArray, hs: FloatArray, el: FloatArray,
-    sg: FloatArray, pr: FloatArray, fl: FloatArray, order: IntArray, start: IntArray,
-    changed: BoolArray, off: FloatArray, parent: IntArray, prow: IntArray, n_order: int,
-    n_trees: int, req: FloatArray, hours: FloatArray, slope: FloatArray,
-    hours_at: FloatArray, uncleared: BoolArray,
+    lh: IntArray, ps: FloatArray, hs: FloatArray, el: FloatArray, sg: FloatArray,
+    pr: FloatArray, fl: FloatArray, order: IntArray, start: IntArray, changed: BoolArray,
+    off: FloatArray, parent: IntArray, prow: IntArray, n_trees: int, req: FloatArray,
+    hours: FloatArray, slope: FloatArray, hours_at: FloatArray, uncleared: BoolArray,
 ) -> bool:  # fmt: skip
     """Prices of the changed trees (the ground's at its offsets) and their rows' flows:
     the row to a node's parent carries its subtree's net demand (a tree no row of the
@@ -454,11 +453,7 @@ def _solve(
             v = order[q]
             x = pr[v]
             if x != hours_at[v]:
-                if x > 0:
-                    hours[v] = hs[v] * np.exp(el[v] * np.log(x / ps[v]))
-                    slope[v] = el[v] * hours[v] / x
-                else:
-                    hours[v], slope[v] = (np.inf if sg[v] > 0 else 0.0), 0.0
+                hours[v], slope[v], _ = _curve(x, ps[v], hs[v], el[v], sg[v])
                 hours_at[v] = x
             req[v] = sg[v] * hours[v]
         for q in range(b - 1, a, -1):  # leaves first; the root (at a) has no row up
@@ -617,6 +612,19 @@ def _level(
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def _curve(x: float, ps: float, hs: float, el: float, sg: float) -> tuple[float, float, float]:
+    """A node's hours h = H* (x/p*)^ε at price x, h′ = ε h / x and h″ = (ε − 1) h′ / x (at
+    x ≤ 0: a segment's demand infinite, a pool's supply 0, both flat); at the uncoupled
+    rate, H* itself (a segment and its own pool at the start), with no exp or log."""
+    if not x > 0:
+        return (np.inf if sg > 0 else 0.0), 0.0, 0.0
+    inv = 1.0 / x
+    h = hs if x == ps else hs * np.exp(el * np.log(x / ps))
+    dh = el * h * inv
+    return h, dh, (el - 1.0) * dh * inv
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _sums(
     order: IntArray, a: int, b: int, t: float, off: FloatArray, ps: FloatArray,
     hs: FloatArray, el: FloatArray, sg: FloatArray, hours: FloatArray, slope: FloatArray,
@@ -628,14 +636,7 @@ def _sums(
     for q in range(a, b):
         v = order[q]
         x = t + off[v]
-        if x > 0:
-            inv = 1.0 / x
-            # at the uncoupled rate (a segment and its own pool at the start) hours are H*
-            h = hs[v] if x == ps[v] else hs[v] * np.exp(el[v] * np.log(x / ps[v]))
-            dh = el[v] * h * inv
-            d2h = (el[v] - 1.0) * dh * inv
-        else:
-            h, dh, d2h = (np.inf if sg[v] > 0 else 0.0), 0.0, 0.0
+        h, dh, d2h = _curve(x, ps[v], hs[v], el[v], sg[v])
         hours[v], slope[v] = h, dh
         if sg[v] > 0:
             d += h
